@@ -1,0 +1,356 @@
+//! Configuration: /etc/cert-rotator/config.toml plus config.d/*.toml drop-ins.
+//!
+//! Every key has a default that fits a kubeadm node, so a node without a config file is
+//! fully served. Unknown keys and wrong types are errors that name the file, the key and
+//! the line (toml's own messages carry line, column and the offending key).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::node::NodeRoot;
+
+pub const DEFAULT_CONFIG: &str = "/etc/cert-rotator/config.toml";
+pub const DEFAULT_DROPIN_DIR: &str = "/etc/cert-rotator/config.d";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read configuration: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Write-ahead records, backups, pass history and the lock live here.
+    pub state_dir: PathBuf,
+    /// When a certificate becomes due, for every target without its own window.
+    pub window: WindowSettings,
+    /// Where the kubeadm layout lives on this node.
+    pub kubeadm: KubeadmPaths,
+    /// Per built-in target (by name: "apiserver", "admin.conf", ...): switch off or
+    /// give it its own window.
+    pub targets: BTreeMap<String, TargetOverride>,
+    /// Targets beyond kubeadm's.
+    pub extra: Vec<ExtraTarget>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            state_dir: PathBuf::from("/var/lib/cert-rotator"),
+            window: WindowSettings::default(),
+            kubeadm: KubeadmPaths::default(),
+            targets: BTreeMap::new(),
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// Due when less than `remaining_fraction` of the lifetime or less than
+/// `remaining_days` remain. The defaults give the schedules kubeadm users know: a 91-day
+/// kubelet certificate renews at day 61, a 365-day control-plane certificate at day 292.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowSettings {
+    pub remaining_fraction: f64,
+    pub remaining_days: f64,
+}
+
+impl Default for WindowSettings {
+    fn default() -> Self {
+        WindowSettings {
+            remaining_fraction: 0.2,
+            remaining_days: 30.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubeadmPaths {
+    pub pki_dir: PathBuf,
+    pub kubeconfig_dir: PathBuf,
+    pub kubelet_pki_dir: PathBuf,
+    pub manifests_dir: PathBuf,
+    /// Operator kubeconfigs that are copies of admin.conf.
+    pub user_kubeconfigs: Vec<PathBuf>,
+}
+
+impl Default for KubeadmPaths {
+    fn default() -> Self {
+        KubeadmPaths {
+            pki_dir: "/etc/kubernetes/pki".into(),
+            kubeconfig_dir: "/etc/kubernetes".into(),
+            kubelet_pki_dir: "/var/lib/kubelet/pki".into(),
+            manifests_dir: "/etc/kubernetes/manifests".into(),
+            user_kubeconfigs: vec!["/root/.kube/config".into()],
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TargetOverride {
+    pub enabled: Option<bool>,
+    pub remaining_fraction: Option<f64>,
+    pub remaining_days: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExtraKind {
+    /// A PEM certificate with its key in `key` (default: the path with `.key`).
+    Certificate,
+    /// A kubeconfig whose current user's client certificate is the target.
+    Kubeconfig,
+    /// Every `*.crt` / `*.pem` certificate directly in a directory.
+    Directory,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraTarget {
+    pub name: String,
+    pub kind: ExtraKind,
+    pub path: PathBuf,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// What must reload it: kube-apiserver, etcd, kube-controller-manager,
+    /// kube-scheduler, kubelet, none, a systemd unit (`foo.service`) or a static pod
+    /// (`static-pod:NAME`, the manifest /etc/kubernetes/manifests/NAME.yaml).
+    #[serde(default)]
+    pub component: Option<String>,
+    #[serde(default)]
+    pub remaining_fraction: Option<f64>,
+    #[serde(default)]
+    pub remaining_days: Option<f64>,
+}
+
+/// The configuration and the files it came from.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub settings: Settings,
+    /// Node or host paths of the files read, in order (empty: built-in defaults).
+    pub sources: Vec<PathBuf>,
+}
+
+/// Loads the configuration. `explicit` is a host path given with `--config` (as a
+/// command-line file it is taken as given, not under the root) and must exist; without
+/// it the default file and its drop-ins are read under the root, and a missing default
+/// file means built-in defaults.
+pub fn load(root: &NodeRoot, explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
+    let mut files: Vec<(PathBuf, PathBuf)> = Vec::new(); // (shown path, host path)
+    match explicit {
+        Some(p) => files.push((p.to_path_buf(), p.to_path_buf())),
+        None => {
+            let main = Path::new(DEFAULT_CONFIG);
+            if root.exists(main) {
+                files.push((main.to_path_buf(), root.host(main)));
+            }
+            let dir = root.host(Path::new(DEFAULT_DROPIN_DIR));
+            match std::fs::read_dir(&dir) {
+                Ok(rd) => {
+                    let mut names: Vec<_> = rd
+                        .filter_map(|e| e.ok())
+                        .map(|e| e.file_name())
+                        .filter(|n| {
+                            let n = n.to_string_lossy();
+                            n.ends_with(".toml") && !n.starts_with('.')
+                        })
+                        .collect();
+                    names.sort();
+                    for n in names {
+                        let shown = Path::new(DEFAULT_DROPIN_DIR).join(&n);
+                        files.push((shown, dir.join(&n)));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(ConfigError::Read {
+                        path: DEFAULT_DROPIN_DIR.into(),
+                        source: e,
+                    })
+                }
+            }
+        }
+    }
+    let mut merged = toml::Table::new();
+    for (shown, host) in &files {
+        let text = std::fs::read_to_string(host).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let table = parse_file(shown, &text)?;
+        merge(&mut merged, table);
+    }
+    let settings: Settings =
+        toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                path: files
+                    .last()
+                    .map(|f| f.0.clone())
+                    .unwrap_or_else(|| DEFAULT_CONFIG.into()),
+                message: e.message().to_string(),
+            })?;
+    Ok(Loaded {
+        settings,
+        sources: files.into_iter().map(|f| f.0).collect(),
+    })
+}
+
+/// Parses one file and checks it on its own, so errors carry its line numbers.
+fn parse_file(shown: &Path, text: &str) -> Result<toml::Table, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        path: shown.to_path_buf(),
+        message,
+    };
+    let settings: Settings = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    validate(&settings).map_err(invalid)?;
+    toml::from_str(text).map_err(|e: toml::de::Error| invalid(e.to_string()))
+}
+
+/// Checks the values serde cannot: ranges and component names.
+fn validate(s: &Settings) -> Result<(), String> {
+    let frac = |key: &str, v: f64| {
+        if (0.0..1.0).contains(&v) {
+            Ok(())
+        } else {
+            Err(format!("{key} = {v}: must be at least 0 and below 1"))
+        }
+    };
+    let days = |key: &str, v: f64| {
+        if v >= 0.0 && v.is_finite() {
+            Ok(())
+        } else {
+            Err(format!("{key} = {v}: must be a number of days, 0 or more"))
+        }
+    };
+    frac("window.remaining_fraction", s.window.remaining_fraction)?;
+    days("window.remaining_days", s.window.remaining_days)?;
+    for (name, o) in &s.targets {
+        if let Some(v) = o.remaining_fraction {
+            frac(&format!("targets.{name}.remaining_fraction"), v)?;
+        }
+        if let Some(v) = o.remaining_days {
+            days(&format!("targets.{name}.remaining_days"), v)?;
+        }
+    }
+    for (i, x) in s.extra.iter().enumerate() {
+        if let Some(v) = x.remaining_fraction {
+            frac(&format!("extra[{i}].remaining_fraction"), v)?;
+        }
+        if let Some(v) = x.remaining_days {
+            days(&format!("extra[{i}].remaining_days"), v)?;
+        }
+        if let Some(c) = &x.component {
+            crate::inventory::Component::parse(c)
+                .map_err(|m| format!("extra[{i}].component = {c:?}: {m}"))?;
+        }
+        if !x.path.is_absolute() {
+            return Err(format!(
+                "extra[{i}].path = {:?}: must be an absolute node path",
+                x.path
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Later files win: tables merge key by key, anything else is replaced.
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+impl Settings {
+    /// The effective configuration as TOML, for `config check`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root_with(files: &[(&str, &str)]) -> (tempfile::TempDir, NodeRoot) {
+        let d = tempfile::tempdir().unwrap();
+        for (p, text) in files {
+            let host = d.path().join(p.trim_start_matches('/'));
+            std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+            std::fs::write(host, text).unwrap();
+        }
+        let r = NodeRoot::new(d.path());
+        (d, r)
+    }
+
+    #[test]
+    fn missing_default_file_means_defaults() {
+        let (_d, r) = root_with(&[]);
+        let l = load(&r, None).unwrap();
+        assert_eq!(l.settings, Settings::default());
+        assert!(l.sources.is_empty());
+    }
+
+    #[test]
+    fn dropins_are_sorted_and_later_wins() {
+        let (_d, r) = root_with(&[
+            (DEFAULT_CONFIG, "[window]\nremaining_days = 40\n"),
+            (
+                "/etc/cert-rotator/config.d/20-b.toml",
+                "[window]\nremaining_days = 50\n",
+            ),
+            (
+                "/etc/cert-rotator/config.d/10-a.toml",
+                "[window]\nremaining_days = 45\nremaining_fraction = 0.3\n",
+            ),
+            ("/etc/cert-rotator/config.d/.hidden.toml", "garbage = ["),
+        ]);
+        let l = load(&r, None).unwrap();
+        assert_eq!(l.settings.window.remaining_days, 50.0);
+        assert_eq!(l.settings.window.remaining_fraction, 0.3);
+        assert_eq!(l.sources.len(), 3);
+    }
+
+    #[test]
+    fn unknown_key_names_file_key_and_line() {
+        let (_d, r) = root_with(&[(
+            "/etc/cert-rotator/config.d/10-x.toml",
+            "[window]\nremaining_days = 40\nremaning_fraction = 0.1\n",
+        )]);
+        let e = load(&r, None).unwrap_err().to_string();
+        assert!(e.contains("/etc/cert-rotator/config.d/10-x.toml"), "{e}");
+        assert!(e.contains("remaning_fraction"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_and_range_are_errors() {
+        let (_d, r) = root_with(&[(DEFAULT_CONFIG, "[window]\nremaining_days = \"soon\"\n")]);
+        let e = load(&r, None).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("remaining_days"), "{e}");
+        let (_d, r) = root_with(&[(DEFAULT_CONFIG, "[window]\nremaining_fraction = 1.5\n")]);
+        let e = load(&r, None).unwrap_err().to_string();
+        assert!(e.contains("remaining_fraction = 1.5"), "{e}");
+    }
+
+    #[test]
+    fn explicit_missing_file_is_an_error() {
+        let (_d, r) = root_with(&[]);
+        let e = load(&r, Some(Path::new("/nonexistent/cr.toml"))).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/cr.toml"));
+    }
+}

@@ -1,0 +1,714 @@
+//! Inventory: what certificates this node holds, read from its files alone.
+//!
+//! [`layout`] decides which targets and CAs a node has (control plane or worker, stacked
+//! etcd or not, kubelet.conf embedded or pointing at the kubelet's symlink), from the
+//! configuration and what exists on disk. [`read`] then reads each target into facts or
+//! an error that names the file and the problem. Nothing here writes.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::{ExtraKind, Settings, WindowSettings};
+use crate::kubeconfig::{self, ClientCredential};
+use crate::node::NodeRoot;
+use crate::pki::{self, CertFacts, KeyAlgorithm, KeyEncoding, PrivateKey};
+
+/// What must reload a certificate once it changed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Component {
+    KubeApiserver,
+    Etcd,
+    KubeControllerManager,
+    KubeScheduler,
+    Kubelet,
+    /// Any other systemd unit, restarted like the kubelet.
+    Unit(String),
+    /// Any other static pod, by its manifest name (without `.yaml`).
+    StaticPod(String),
+}
+
+impl Component {
+    /// Parses a configured component; `none` is `Ok(None)`.
+    pub fn parse(s: &str) -> Result<Option<Component>, String> {
+        Ok(Some(match s {
+            "none" | "" => return Ok(None),
+            "kube-apiserver" => Component::KubeApiserver,
+            "etcd" => Component::Etcd,
+            "kube-controller-manager" => Component::KubeControllerManager,
+            "kube-scheduler" => Component::KubeScheduler,
+            "kubelet" => Component::Kubelet,
+            s if s.starts_with("static-pod:") && s.len() > "static-pod:".len() => {
+                let name = &s["static-pod:".len()..];
+                if name.contains('/') || name.starts_with('.') {
+                    return Err("a static pod name is a manifest file name without .yaml".into());
+                }
+                Component::StaticPod(name.to_string())
+            }
+            s if s.contains('.') && !s.contains('/') => Component::Unit(s.to_string()),
+            _ => {
+                return Err(
+                    "expected kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kubelet, none, a systemd unit name (foo.service) or static-pod:NAME"
+                        .into(),
+                )
+            }
+        }))
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Component::KubeApiserver => "kube-apiserver".into(),
+            Component::Etcd => "etcd".into(),
+            Component::KubeControllerManager => "kube-controller-manager".into(),
+            Component::KubeScheduler => "kube-scheduler".into(),
+            Component::Kubelet => "kubelet".into(),
+            Component::Unit(u) => u.clone(),
+            Component::StaticPod(p) => format!("static-pod:{p}"),
+        }
+    }
+}
+
+impl Serialize for Component {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    /// A PEM certificate with a separate key file.
+    Certificate,
+    /// A kubeconfig's client certificate.
+    Kubeconfig,
+    /// The kubelet's client certificate: kubelet-client-current.pem, a symlink to a file
+    /// holding certificate and key.
+    KubeletClient,
+    /// The kubelet's serving certificate kubelet.crt (+ kubelet.key), by default
+    /// self-signed by a throwaway CA that follows the leaf in the same file.
+    KubeletServing,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeRole {
+    ControlPlane,
+    Worker,
+}
+
+/// One certificate the agent looks after.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// kubeadm's name where it has one (apiserver, etcd/server, admin.conf,
+    /// kubelet-client-current.pem, kubelet.crt), else the configured one.
+    pub name: String,
+    pub kind: TargetKind,
+    /// Node path of the certificate file, kubeconfig or kubelet symlink.
+    pub path: PathBuf,
+    /// Node path of the separate key file, for certificates.
+    pub key: Option<PathBuf>,
+    pub component: Option<Component>,
+    /// Absent is normal (super-admin.conf on a secondary control plane).
+    pub optional: bool,
+    pub window: WindowSettings,
+}
+
+/// A certificate authority of the node.
+#[derive(Clone, Debug)]
+pub struct AuthorityDef {
+    pub name: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Which targets and authorities this node has.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub role: NodeRole,
+    pub targets: Vec<Target>,
+    pub authorities: Vec<AuthorityDef>,
+}
+
+/// Decides the node's targets from the settings and what exists under the root.
+pub fn layout(settings: &Settings, root: &NodeRoot) -> Layout {
+    let k = &settings.kubeadm;
+    let pki = &k.pki_dir;
+    let confs = &k.kubeconfig_dir;
+    let kubelet_pki = &k.kubelet_pki_dir;
+    let control_plane = root.exists(&pki.join("apiserver.crt"))
+        || root.exists(&pki.join("ca.key"))
+        || root.exists(&k.manifests_dir.join("kube-apiserver.yaml"));
+    let stacked_etcd = root.exists(&pki.join("etcd/ca.crt"));
+    let mut targets = Vec::new();
+    let mut add = |name: &str,
+                   kind: TargetKind,
+                   path: PathBuf,
+                   key: Option<PathBuf>,
+                   component: Option<Component>,
+                   optional: bool| {
+        targets.push(Target {
+            name: name.to_string(),
+            kind,
+            path,
+            key,
+            component,
+            optional,
+            window: settings.window,
+        })
+    };
+    use Component::*;
+    use TargetKind::*;
+    let pair = |n: &str| {
+        (
+            pki.join(format!("{n}.crt")),
+            Some(pki.join(format!("{n}.key"))),
+        )
+    };
+    let mut authorities = Vec::new();
+    if control_plane {
+        for (name, comp) in [
+            ("apiserver", KubeApiserver),
+            ("apiserver-kubelet-client", KubeApiserver),
+            ("front-proxy-client", KubeApiserver),
+        ] {
+            let (c, key) = pair(name);
+            add(name, Certificate, c, key, Some(comp), false);
+        }
+        // With external etcd the etcd client pair is the operator's, and may be absent.
+        let (c, key) = pair("apiserver-etcd-client");
+        add(
+            "apiserver-etcd-client",
+            Certificate,
+            c,
+            key,
+            Some(KubeApiserver),
+            !stacked_etcd,
+        );
+        if stacked_etcd {
+            for name in ["etcd/server", "etcd/peer", "etcd/healthcheck-client"] {
+                let (c, key) = pair(name);
+                add(name, Certificate, c, key, Some(Etcd), false);
+            }
+        }
+        add(
+            "admin.conf",
+            Kubeconfig,
+            confs.join("admin.conf"),
+            None,
+            None,
+            false,
+        );
+        // Exists only on the node where `kubeadm init` ran.
+        add(
+            "super-admin.conf",
+            Kubeconfig,
+            confs.join("super-admin.conf"),
+            None,
+            None,
+            true,
+        );
+        add(
+            "controller-manager.conf",
+            Kubeconfig,
+            confs.join("controller-manager.conf"),
+            None,
+            Some(KubeControllerManager),
+            false,
+        );
+        add(
+            "scheduler.conf",
+            Kubeconfig,
+            confs.join("scheduler.conf"),
+            None,
+            Some(KubeScheduler),
+            false,
+        );
+        for u in &k.user_kubeconfigs {
+            add(
+                &u.to_string_lossy(),
+                Kubeconfig,
+                u.clone(),
+                None,
+                None,
+                true,
+            );
+        }
+        for name in ["ca", "front-proxy-ca"] {
+            authorities.push(AuthorityDef {
+                name: name.into(),
+                cert: pki.join(format!("{name}.crt")),
+                key: pki.join(format!("{name}.key")),
+            });
+        }
+        if stacked_etcd {
+            authorities.push(AuthorityDef {
+                name: "etcd/ca".into(),
+                cert: pki.join("etcd/ca.crt"),
+                key: pki.join("etcd/ca.key"),
+            });
+        }
+    } else {
+        authorities.push(AuthorityDef {
+            name: "ca".into(),
+            cert: pki.join("ca.crt"),
+            key: pki.join("ca.key"),
+        });
+    }
+    // kubelet.conf usually points at kubelet-client-current.pem: then the client
+    // certificate is reported once, as kubelet-client-current.pem.
+    let kubelet_conf = confs.join("kubelet.conf");
+    let current = kubelet_pki.join("kubelet-client-current.pem");
+    let conf_uses_current = match root.read(&kubelet_conf) {
+        Ok(bytes) => match kubeconfig::parse(&bytes, &kubelet_conf) {
+            Ok(kc) => match kc.credential {
+                ClientCredential::Files { cert, .. } => {
+                    let a = root.resolve(&cert).ok();
+                    let b = root.resolve(&current).ok();
+                    cert == current || (a.is_some() && a == b)
+                }
+                ClientCredential::Embedded { .. } => false,
+            },
+            Err(_) => false,
+        },
+        Err(_) => false,
+    };
+    let conf_present = root.exists(&kubelet_conf);
+    if !conf_uses_current {
+        add(
+            "kubelet.conf",
+            Kubeconfig,
+            kubelet_conf,
+            None,
+            Some(Kubelet),
+            !control_plane && !conf_present,
+        );
+    }
+    // An older node embeds the client certificate in kubelet.conf and has no symlink.
+    add(
+        "kubelet-client-current.pem",
+        KubeletClient,
+        current,
+        None,
+        Some(Kubelet),
+        !conf_uses_current,
+    );
+    // Absent when the kubelet's serving certificate is bootstrapped through the API.
+    add(
+        "kubelet.crt",
+        KubeletServing,
+        kubelet_pki.join("kubelet.crt"),
+        Some(kubelet_pki.join("kubelet.key")),
+        Some(Kubelet),
+        true,
+    );
+
+    for x in &settings.extra {
+        let component = x
+            .component
+            .as_deref()
+            .and_then(|c| Component::parse(c).ok().flatten());
+        let window = WindowSettings {
+            remaining_fraction: x
+                .remaining_fraction
+                .unwrap_or(settings.window.remaining_fraction),
+            remaining_days: x.remaining_days.unwrap_or(settings.window.remaining_days),
+        };
+        let mut push = |name: String, kind, path: PathBuf, key: Option<PathBuf>| {
+            targets.push(Target {
+                name,
+                kind,
+                path,
+                key,
+                component: component.clone(),
+                optional: false,
+                window,
+            })
+        };
+        match x.kind {
+            ExtraKind::Certificate => {
+                let key = x.key.clone().or_else(|| Some(x.path.with_extension("key")));
+                push(x.name.clone(), Certificate, x.path.clone(), key);
+            }
+            ExtraKind::Kubeconfig => push(x.name.clone(), Kubeconfig, x.path.clone(), None),
+            ExtraKind::Directory => {
+                let mut names: Vec<String> = std::fs::read_dir(root.host(&x.path))
+                    .map(|rd| {
+                        rd.filter_map(|e| e.ok())
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .filter(|n| {
+                                !n.starts_with('.') && (n.ends_with(".crt") || n.ends_with(".pem"))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                names.sort();
+                for n in names {
+                    let path = x.path.join(&n);
+                    let key = path.with_extension("key");
+                    let key = root.exists(&key).then_some(key);
+                    push(format!("{}/{n}", x.name), Certificate, path, key);
+                }
+            }
+        }
+    }
+    for t in targets.iter_mut() {
+        if let Some(o) = settings.targets.get(&t.name) {
+            if let Some(f) = o.remaining_fraction {
+                t.window.remaining_fraction = f;
+            }
+            if let Some(d) = o.remaining_days {
+                t.window.remaining_days = d;
+            }
+        }
+    }
+    targets.retain(|t| {
+        settings
+            .targets
+            .get(&t.name)
+            .and_then(|o| o.enabled)
+            .unwrap_or(true)
+    });
+    Layout {
+        role: if control_plane {
+            NodeRole::ControlPlane
+        } else {
+            NodeRole::Worker
+        },
+        targets,
+        authorities,
+    }
+}
+
+/// Who signed a certificate, as far as the node can tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Signer {
+    /// One of the node's authorities, by name.
+    Authority(String),
+    /// The throwaway CA that follows the leaf in the same file (the kubelet's own
+    /// kubelet.crt scheme).
+    Bundled,
+    SelfSigned,
+    /// Signed by no CA known on this node.
+    Unknown,
+}
+
+impl Signer {
+    pub fn label(&self) -> String {
+        match self {
+            Signer::Authority(n) => n.clone(),
+            Signer::Bundled => "self-signed (bundled CA)".into(),
+            Signer::SelfSigned => "self-signed".into(),
+            Signer::Unknown => "unknown".into(),
+        }
+    }
+}
+
+/// What was read of a target.
+#[derive(Clone, Debug)]
+pub struct Reading {
+    pub cert: CertFacts,
+    /// Further certificates in the same file (kubelet.crt's throwaway CA).
+    pub chain: Vec<CertFacts>,
+    /// Node path of the file the certificate was read from (after following links and
+    /// kubeconfig file references).
+    pub cert_file: PathBuf,
+    /// Node path of the key file, when separate from the certificate.
+    pub key_file: Option<PathBuf>,
+    pub key_algorithm: KeyAlgorithm,
+    pub key_encoding: KeyEncoding,
+    pub signer: Signer,
+}
+
+#[derive(Clone, Debug)]
+pub enum TargetState {
+    Missing,
+    Error(String),
+    Read(Box<Reading>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub target: Target,
+    pub state: TargetState,
+}
+
+#[derive(Clone, Debug)]
+pub struct ObservedAuthority {
+    pub def: AuthorityDef,
+    pub cert: Result<CertFacts, String>,
+    pub has_key: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Inventory {
+    pub role: NodeRole,
+    pub certificates: Vec<Observed>,
+    pub authorities: Vec<ObservedAuthority>,
+}
+
+impl Inventory {
+    /// Whether any present target could not be read.
+    pub fn has_errors(&self) -> bool {
+        self.certificates
+            .iter()
+            .any(|o| matches!(o.state, TargetState::Error(_)))
+            || self.authorities.iter().any(|a| a.cert.is_err())
+    }
+
+    pub fn authority(&self, name: &str) -> Option<&ObservedAuthority> {
+        self.authorities.iter().find(|a| a.def.name == name)
+    }
+}
+
+/// Reads every target and authority of the layout.
+pub fn read(layout: &Layout, root: &NodeRoot) -> Inventory {
+    let authorities: Vec<ObservedAuthority> = layout
+        .authorities
+        .iter()
+        .map(|def| read_authority(def, root))
+        .collect();
+    let certificates = layout
+        .targets
+        .iter()
+        .map(|t| Observed {
+            target: t.clone(),
+            state: read_target(t, root, &authorities),
+        })
+        .collect();
+    Inventory {
+        role: layout.role,
+        certificates,
+        authorities,
+    }
+}
+
+fn read_authority(def: &AuthorityDef, root: &NodeRoot) -> ObservedAuthority {
+    let cert = read_file(root, &def.cert).and_then(|(_, bytes)| {
+        let blocks = pki::parse_pem(&bytes).map_err(|e| format!("{}: {e}", def.cert.display()))?;
+        let certs =
+            pki::certificates(&blocks).map_err(|e| format!("{}: {e}", def.cert.display()))?;
+        certs
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{}: no CERTIFICATE block", def.cert.display()))
+    });
+    let cert = cert.and_then(|c| {
+        if c.is_ca {
+            Ok(c)
+        } else {
+            Err(format!("{}: is not a CA certificate", def.cert.display()))
+        }
+    });
+    ObservedAuthority {
+        def: def.clone(),
+        cert,
+        has_key: root.exists(&def.key),
+    }
+}
+
+/// Reads a node file, following symlinks inside the root. Errors name the path and say
+/// what is wrong (dangling link, a directory, unreadable).
+pub fn read_file(root: &NodeRoot, path: &Path) -> Result<(PathBuf, Vec<u8>), String> {
+    let resolved = root
+        .resolve(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let host = root.host(&resolved);
+    let meta = match std::fs::metadata(&host) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && resolved != path => {
+            return Err(format!(
+                "{}: dangling symlink to {}",
+                path.display(),
+                resolved.display()
+            ))
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    if meta.is_dir() {
+        return Err(format!(
+            "{}: is a directory, expected a file",
+            resolved.display()
+        ));
+    }
+    if !meta.is_file() {
+        return Err(format!("{}: is not a regular file", resolved.display()));
+    }
+    let bytes = std::fs::read(&host).map_err(|e| format!("{}: {e}", resolved.display()))?;
+    Ok((resolved, bytes))
+}
+
+fn read_target(t: &Target, root: &NodeRoot, authorities: &[ObservedAuthority]) -> TargetState {
+    if !root.exists(&t.path) {
+        return if t.optional {
+            TargetState::Missing
+        } else {
+            TargetState::Error(format!("{}: file not found", t.path.display()))
+        };
+    }
+    match read_reading(t, root, authorities) {
+        Ok(r) => TargetState::Read(Box::new(r)),
+        Err(e) => TargetState::Error(e),
+    }
+}
+
+fn read_reading(
+    t: &Target,
+    root: &NodeRoot,
+    authorities: &[ObservedAuthority],
+) -> Result<Reading, String> {
+    // (file the certs came from, cert blocks' file bytes, separate key file)
+    let (cert_file, cert_bytes, key_source): (PathBuf, Vec<u8>, KeySource) = match t.kind {
+        TargetKind::Certificate | TargetKind::KubeletServing => {
+            let (f, b) = read_file(root, &t.path)?;
+            let key = match &t.key {
+                Some(k) => KeySource::File(k.clone()),
+                None => KeySource::None,
+            };
+            (f, b, key)
+        }
+        TargetKind::KubeletClient => {
+            let (f, b) = read_file(root, &t.path)?;
+            (f.clone(), b, KeySource::SameFile(f))
+        }
+        TargetKind::Kubeconfig => {
+            let (f, b) = read_file(root, &t.path)?;
+            let kc = kubeconfig::parse(&b, &t.path).map_err(|e| format!("{}: {e}", f.display()))?;
+            match kc.credential {
+                ClientCredential::Embedded {
+                    cert_pem, key_pem, ..
+                } => {
+                    let key = match key_pem {
+                        Some(k) => KeySource::Embedded(k),
+                        None => {
+                            return Err(format!(
+                                "{}: user {:?} has client-certificate-data but no client-key-data",
+                                f.display(),
+                                kc.user
+                            ))
+                        }
+                    };
+                    (f, cert_pem, key)
+                }
+                ClientCredential::Files { cert, key } => {
+                    let (cf, cb) = read_file(root, &cert)?;
+                    let key = match key {
+                        Some(k) => KeySource::File(k),
+                        None => KeySource::SameFile(cf.clone()),
+                    };
+                    (cf, cb, key)
+                }
+            }
+        }
+    };
+    let blocks = pki::parse_pem(&cert_bytes).map_err(at(&cert_file))?;
+    let mut certs = pki::certificates(&blocks).map_err(at(&cert_file))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no CERTIFICATE block", cert_file.display()));
+    }
+    let cert = certs.remove(0);
+    let (key, key_file) = match key_source {
+        KeySource::None => (None, None),
+        KeySource::SameFile(f) => {
+            let k = PrivateKey::from_blocks(&blocks)
+                .map_err(at(&f))?
+                .ok_or_else(|| format!("{}: holds no private key", f.display()))?;
+            (Some(k), None)
+        }
+        KeySource::Embedded(pem) => {
+            let k = PrivateKey::from_pem(&pem)
+                .map_err(|e| format!("{}: client-key-data: {e}", cert_file.display()))?;
+            (Some(k), None)
+        }
+        KeySource::File(kf) => {
+            let (kf, kb) = read_file(root, &kf)?;
+            let k = PrivateKey::from_pem(&kb).map_err(at(&kf))?;
+            (Some(k), Some(kf))
+        }
+    };
+    let Some(key) = key else {
+        // A configured directory certificate without a key: watched, not renewable.
+        return Ok(Reading {
+            signer: identify_signer(&cert, &certs, authorities),
+            key_algorithm: KeyAlgorithm::EcdsaP256,
+            key_encoding: KeyEncoding::Pkcs8,
+            cert,
+            chain: certs,
+            cert_file,
+            key_file: None,
+        });
+    };
+    if !key.matches(&cert) {
+        return Err(format!(
+            "{}: private key does not match the certificate in {}",
+            key_file.as_ref().unwrap_or(&cert_file).display(),
+            cert_file.display()
+        ));
+    }
+    if cert.is_ca && t.kind != TargetKind::KubeletServing {
+        return Err(format!(
+            "{}: is a CA certificate, not a leaf to renew",
+            cert_file.display()
+        ));
+    }
+    Ok(Reading {
+        signer: identify_signer(&cert, &certs, authorities),
+        key_algorithm: key.algorithm,
+        key_encoding: key.encoding,
+        cert,
+        chain: certs,
+        cert_file,
+        key_file,
+    })
+}
+
+/// Prefixes a content error with the file it concerns.
+fn at(p: &Path) -> impl Fn(pki::PkiError) -> String + '_ {
+    move |e| format!("{}: {e}", p.display())
+}
+
+enum KeySource {
+    None,
+    SameFile(PathBuf),
+    Embedded(Vec<u8>),
+    File(PathBuf),
+}
+
+fn identify_signer(cert: &CertFacts, chain: &[CertFacts], cas: &[ObservedAuthority]) -> Signer {
+    for a in cas {
+        if let Ok(ca) = &a.cert {
+            if cert.is_signed_by(ca) {
+                return Signer::Authority(a.def.name.clone());
+            }
+        }
+    }
+    if chain.iter().any(|c| cert.is_signed_by(c)) {
+        return Signer::Bundled;
+    }
+    if cert.self_issued && cert.is_signed_by(cert) {
+        return Signer::SelfSigned;
+    }
+    Signer::Unknown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_parse_and_print_their_kubernetes_names() {
+        for n in [
+            "kube-apiserver",
+            "etcd",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kubelet",
+            "containerd.service",
+            "static-pod:kube-vip",
+        ] {
+            assert_eq!(Component::parse(n).unwrap().unwrap().name(), n);
+        }
+        assert_eq!(Component::parse("none").unwrap(), None);
+        assert!(Component::parse("apiserver").is_err());
+        assert!(Component::parse("static-pod:../x").is_err());
+    }
+}

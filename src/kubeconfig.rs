@@ -1,0 +1,245 @@
+//! Kubeconfigs: which client certificate the current context uses, and where its bytes
+//! sit in the file so a renewal can replace exactly those bytes and nothing else.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+#[derive(Deserialize)]
+struct RawKubeconfig {
+    #[serde(rename = "current-context", default)]
+    current_context: Option<String>,
+    #[serde(default)]
+    contexts: Option<Vec<NamedContext>>,
+    #[serde(default)]
+    users: Option<Vec<NamedUser>>,
+}
+
+#[derive(Deserialize)]
+struct NamedContext {
+    name: String,
+    context: Context,
+}
+
+#[derive(Deserialize)]
+struct Context {
+    #[serde(default)]
+    user: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NamedUser {
+    name: String,
+    #[serde(default)]
+    user: Option<AuthInfo>,
+}
+
+#[derive(Deserialize, Default)]
+struct AuthInfo {
+    #[serde(rename = "client-certificate-data", default)]
+    client_certificate_data: Option<Spanned<String>>,
+    #[serde(rename = "client-key-data", default)]
+    client_key_data: Option<Spanned<String>>,
+    #[serde(rename = "client-certificate", default)]
+    client_certificate: Option<String>,
+    #[serde(rename = "client-key", default)]
+    client_key: Option<String>,
+}
+
+/// Where a base64 value sits in the kubeconfig file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSpan {
+    pub start: usize,
+    pub len: usize,
+}
+
+/// The client credential of the current context's user.
+#[derive(Clone)]
+pub enum ClientCredential {
+    /// client-certificate-data / client-key-data in the file itself.
+    Embedded {
+        cert_pem: Vec<u8>,
+        key_pem: Option<Vec<u8>>,
+        cert_span: Option<ByteSpan>,
+        key_span: Option<ByteSpan>,
+    },
+    /// client-certificate / client-key naming files (node paths; relative ones are
+    /// taken from the kubeconfig's directory, as kubectl does).
+    Files { cert: PathBuf, key: Option<PathBuf> },
+}
+
+impl std::fmt::Debug for ClientCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientCredential::Embedded { .. } => write!(f, "Embedded(<redacted>)"),
+            ClientCredential::Files { cert, key } => write!(f, "Files({cert:?}, {key:?})"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Kubeconfig {
+    pub context: String,
+    pub user: String,
+    pub credential: ClientCredential,
+}
+
+/// Reads a kubeconfig; `node_path` is where it lives, for relative file references.
+pub fn parse(bytes: &[u8], node_path: &Path) -> Result<Kubeconfig, String> {
+    let raw: RawKubeconfig = serde_saphyr::from_slice(bytes)
+        .map_err(|e| format!("not a valid kubeconfig (YAML): {e}"))?;
+    let Some(context) = raw.current_context.filter(|c| !c.is_empty()) else {
+        return Err("kubeconfig has no current-context".into());
+    };
+    let ctx = raw
+        .contexts
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.name == context)
+        .ok_or_else(|| format!("current-context {context:?} names no context in the file"))?;
+    let Some(user) = ctx.context.user.filter(|u| !u.is_empty()) else {
+        return Err(format!("context {context:?} names no user"));
+    };
+    let auth = raw
+        .users
+        .unwrap_or_default()
+        .into_iter()
+        .find(|u| u.name == user)
+        .ok_or_else(|| format!("context {context:?} uses user {user:?}, which is not in the file"))?
+        .user
+        .unwrap_or_default();
+    let credential = if let Some(cert) = auth.client_certificate_data {
+        let cert_span = span_of(&cert);
+        let cert_pem = decode_b64(&cert.value)
+            .map_err(|e| format!("user {user:?}: client-certificate-data is not base64: {e}"))?;
+        let (key_pem, key_span) = match auth.client_key_data {
+            Some(k) => {
+                let span = span_of(&k);
+                let pem = decode_b64(&k.value)
+                    .map_err(|e| format!("user {user:?}: client-key-data is not base64: {e}"))?;
+                (Some(pem), span)
+            }
+            None => (None, None),
+        };
+        ClientCredential::Embedded {
+            cert_pem,
+            key_pem,
+            cert_span,
+            key_span,
+        }
+    } else if let Some(cert) = auth.client_certificate {
+        let base = node_path.parent().unwrap_or(Path::new("/"));
+        ClientCredential::Files {
+            cert: base.join(cert),
+            key: auth.client_key.map(|k| base.join(k)),
+        }
+    } else {
+        return Err(format!(
+            "user {user:?} has no client certificate (neither client-certificate-data nor client-certificate); token or exec credentials are not certificates to renew"
+        ));
+    };
+    Ok(Kubeconfig {
+        context,
+        user,
+        credential,
+    })
+}
+
+fn span_of<T>(s: &Spanned<T>) -> Option<ByteSpan> {
+    let sp = s.defined.span();
+    Some(ByteSpan {
+        start: usize::try_from(sp.byte_offset()?).ok()?,
+        len: usize::try_from(sp.byte_len()?).ok()?,
+    })
+}
+
+fn decode_b64(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(compact)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KC: &str = "apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: Q0E=
+    server: https://10.0.0.10:6443
+  name: kubernetes
+contexts:
+- context:
+    cluster: kubernetes
+    user: kubernetes-admin
+  name: kubernetes-admin@kubernetes
+- context:
+    cluster: kubernetes
+    user: other
+  name: other@kubernetes
+current-context: kubernetes-admin@kubernetes
+kind: Config
+preferences: {}
+users:
+- name: other
+  user:
+    client-certificate: other.crt
+- name: kubernetes-admin
+  user:
+    client-certificate-data: Q0VSVA==
+    client-key-data: S0VZ
+";
+
+    #[test]
+    fn finds_the_current_users_embedded_data_and_its_bytes() {
+        let k = parse(KC.as_bytes(), Path::new("/etc/kubernetes/admin.conf")).unwrap();
+        assert_eq!(k.user, "kubernetes-admin");
+        let ClientCredential::Embedded {
+            cert_pem,
+            key_pem,
+            cert_span,
+            key_span,
+        } = k.credential
+        else {
+            panic!("not embedded")
+        };
+        assert_eq!(cert_pem, b"CERT");
+        assert_eq!(key_pem.unwrap(), b"KEY");
+        let c = cert_span.unwrap();
+        assert_eq!(&KC[c.start..c.start + c.len], "Q0VSVA==");
+        let k = key_span.unwrap();
+        assert_eq!(&KC[k.start..k.start + k.len], "S0VZ");
+    }
+
+    #[test]
+    fn file_references_resolve_from_the_kubeconfig_dir() {
+        let kc = KC.replace(
+            "current-context: kubernetes-admin@kubernetes",
+            "current-context: other@kubernetes",
+        );
+        let k = parse(kc.as_bytes(), Path::new("/etc/kubernetes/x.conf")).unwrap();
+        match k.credential {
+            ClientCredential::Files { cert, key } => {
+                assert_eq!(cert, Path::new("/etc/kubernetes/other.crt"));
+                assert_eq!(key, None);
+            }
+            _ => panic!("not files"),
+        }
+    }
+
+    #[test]
+    fn broken_kubeconfigs_say_what_is_wrong() {
+        let nowhere = KC.replace(
+            "current-context: kubernetes-admin@kubernetes",
+            "current-context: gone",
+        );
+        let e = parse(nowhere.as_bytes(), Path::new("/a")).unwrap_err();
+        assert!(e.contains("\"gone\" names no context"), "{e}");
+        let e = parse(b"{{{ not: yaml", Path::new("/a")).unwrap_err();
+        assert!(e.contains("YAML"), "{e}");
+        let e = parse(b"kind: Config\n", Path::new("/a")).unwrap_err();
+        assert!(e.contains("no current-context"), "{e}");
+    }
+}

@@ -1,0 +1,18 @@
+//! cert-rotator: keeps a Kubernetes node's certificates valid from the node alone.
+//!
+//! The flow, one module each: [`config`] -> [`inventory`] -> [`plan`] -> [`issue`] ->
+//! write -> restart -> verify -> [`report`]. [`node`] resolves every path under `--root`,
+//! [`pki`] and [`kubeconfig`] read the files, [`fixture`] builds kubeadm-faithful nodes
+//! for the demo and the tests.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod fixture;
+pub mod inventory;
+pub mod issue;
+pub mod kubeconfig;
+pub mod node;
+pub mod pki;
+pub mod plan;
+pub mod report;
