@@ -8,10 +8,10 @@ test: lint unit
 
 lint:
 	cargo fmt --check
-	cargo clippy --release --all-targets -- -D warnings
+	cargo clippy --release --all-targets --features failpoints -- -D warnings
 
 unit:
-	cargo test --release
+	cargo test --release --features failpoints
 
 demo:
 	cargo run --release -- demo

@@ -9,8 +9,11 @@ use time::OffsetDateTime;
 
 use crate::config;
 use crate::inventory;
+use crate::issue::RenewOptions;
 use crate::node::NodeRoot;
+use crate::renew::{GivenCa, Outcome, Renewer, Selection};
 use crate::report::Status;
+use crate::write::StateDir;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -46,11 +49,58 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
     },
+    /// Renew the given certificates now, whatever their window: certificate files,
+    /// kubeconfigs or the kubelet's files, as node paths
+    Renew {
+        /// CA certificate to sign with (node path) [default: the CA that signed each target]
+        #[arg(long, value_name = "FILE", requires = "ca_key")]
+        ca_cert: Option<PathBuf>,
+        /// CA private key (node path)
+        #[arg(long, value_name = "FILE", requires = "ca_cert")]
+        ca_key: Option<PathBuf>,
+        #[command(flatten)]
+        issue: IssueArgs,
+        /// Node paths of the certificates or kubeconfigs to renew
+        #[arg(required = true, value_name = "TARGET")]
+        targets: Vec<PathBuf>,
+    },
+    /// Renew every certificate of the node with its own CA, whatever its window
+    /// (targets whose CA key is absent are skipped)
+    RenewAll {
+        #[command(flatten)]
+        issue: IssueArgs,
+    },
+    /// Finish or undo a renewal that was interrupted (crash, power loss)
+    Recover,
     /// Configuration commands
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct IssueArgs {
+    /// Lifetime of the new certificates in days [default: the old certificate's lifetime]
+    #[arg(long, value_name = "N")]
+    pub days: Option<i64>,
+    /// Keep the current private key
+    #[arg(long, conflicts_with = "new_key")]
+    pub reuse_key: bool,
+    /// Make a new private key of the same algorithm and size (the default)
+    #[arg(long)]
+    pub new_key: bool,
+}
+
+impl IssueArgs {
+    fn options(&self) -> RenewOptions {
+        RenewOptions {
+            days: self.days,
+            reuse_key: self.reuse_key,
+            now: OffsetDateTime::now_utc(),
+            switch_issuer: false,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -66,6 +116,57 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Status { json } => status(&root, cli.config.as_deref(), json),
         Command::Demo { keep } => demo(keep),
+        Command::Renew {
+            ca_cert,
+            ca_key,
+            issue,
+            targets,
+        } => {
+            let ca = ca_cert.zip(ca_key).map(|(cert, key)| GivenCa { cert, key });
+            renew(
+                &root,
+                cli.config.as_deref(),
+                None,
+                ca,
+                issue.options(),
+                Selection::Paths(targets),
+            )
+        }
+        Command::RenewAll { issue } => renew(
+            &root,
+            cli.config.as_deref(),
+            None,
+            None,
+            issue.options(),
+            Selection::All,
+        ),
+        Command::Recover => {
+            let loaded = match config::load(&root, cli.config.as_deref()) {
+                Ok(l) => l,
+                Err(e) => return config_error(e),
+            };
+            let state = state_dir(&root, &loaded.settings);
+            let Some(_lock) = lock_or_report(&state) else {
+                return ExitCode::from(1);
+            };
+            match state.recover() {
+                Ok(Some(j)) => {
+                    println!(
+                        "recovered an interrupted write ({}, phase {:?})",
+                        j.label, j.phase
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(None) => {
+                    println!("nothing to recover");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("cert-rotator: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Config {
             command: ConfigCommand::Check,
         } => match config::load(&root, cli.config.as_deref()) {
@@ -89,6 +190,86 @@ fn config_error(e: config::ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
+pub fn state_dir(root: &NodeRoot, settings: &config::Settings) -> StateDir {
+    let mut s = StateDir::new(root, &settings.state_dir);
+    s.keep_backups = settings.keep_backups;
+    s
+}
+
+fn lock_or_report(state: &StateDir) -> Option<crate::write::PassLock> {
+    match state.try_lock() {
+        Ok(Some(l)) => Some(l),
+        Ok(None) => {
+            eprintln!("cert-rotator: another cert-rotator is writing (lock {} held); try again when it has finished", state.dir.join("lock").display());
+            None
+        }
+        Err(e) => {
+            eprintln!("cert-rotator: {e}");
+            None
+        }
+    }
+}
+
+/// Shared by `renew`, `renew-all` and `cert-renew`: lock, recover, renew, one line each.
+fn renew(
+    root: &NodeRoot,
+    config_file: Option<&std::path::Path>,
+    state_override: Option<PathBuf>,
+    ca: Option<GivenCa>,
+    opts: RenewOptions,
+    selection: Selection,
+) -> ExitCode {
+    let mut settings = match config::load(root, config_file) {
+        Ok(l) => l.settings,
+        Err(e) => return config_error(e),
+    };
+    if let Some(s) = state_override {
+        settings.state_dir = s;
+    }
+    let state = state_dir(root, &settings);
+    let Some(_lock) = lock_or_report(&state) else {
+        return ExitCode::from(1);
+    };
+    match state.recover() {
+        Ok(Some(j)) => eprintln!(
+            "cert-rotator: recovered an interrupted write first ({}, phase {:?})",
+            j.label, j.phase
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("cert-rotator: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let explicit = matches!(selection, Selection::Paths(_));
+    let renewer = Renewer {
+        root,
+        settings: &settings,
+        state: &state,
+        ca,
+        opts,
+    };
+    let outcomes = renewer.run(selection);
+    let mut failed = false;
+    for o in &outcomes {
+        println!("{}", o.line());
+        if let Outcome::Renewed { warnings, .. } = &o.outcome {
+            for w in warnings {
+                eprintln!("WARNING: {w}");
+            }
+        }
+        // A target named on the command line that could not be renewed is a failure;
+        // renew-all skips what it cannot renew (absent, external CA) by design.
+        failed |= matches!(o.outcome, Outcome::Failed(_))
+            || (explicit && matches!(o.outcome, Outcome::Skipped(_)));
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn status(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) -> ExitCode {
     let loaded = match config::load(root, config_file) {
         Ok(l) => l,
@@ -96,7 +277,19 @@ fn status(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) ->
     };
     let layout = inventory::layout(&loaded.settings, root);
     let inv = inventory::read(&layout, root);
-    let status = Status::new(&inv, OffsetDateTime::now_utc());
+    let mut status = Status::new(&inv, OffsetDateTime::now_utc());
+    match state_dir(root, &loaded.settings).pending() {
+        Ok(Some(j)) => {
+            status.unfinished_write = Some(format!(
+                "{} (phase {:?}, started {}): the next run, renew or recover finishes or undoes it",
+                j.label,
+                j.phase,
+                crate::report::rfc3339(j.started)
+            ))
+        }
+        Ok(None) => {}
+        Err(e) => status.unfinished_write = Some(e.to_string()),
+    }
     if json {
         println!("{}", status.to_json());
     } else {
@@ -164,11 +357,53 @@ fn demo(keep: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// `cert-renew`: the manual tool. Its renewal behaviour lands with the local-CA renewal
-/// work; until then it refuses to do anything rather than pretend.
+#[derive(Parser, Debug)]
+#[command(
+    name = "cert-renew",
+    version,
+    about = "Renew Kubernetes certificates and kubeconfigs from a CA, now",
+    long_about = "Renews each TARGET (a certificate file with its .key beside it, a file holding certificate and key, \
+                  or a kubeconfig's client certificate) from the given CA, unconditionally: identity kept, new key \
+                  by default, written atomically with backups under the state directory. One line per target; \
+                  exit 1 if any failed (a failed target is left untouched)."
+)]
+pub struct CertRenewCli {
+    /// CA certificate that signed the targets
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: PathBuf,
+    /// CA private key
+    #[arg(long, value_name = "FILE")]
+    pub ca_key: PathBuf,
+    #[command(flatten)]
+    pub issue: IssueArgs,
+    /// Where write-ahead records and backups go
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/cert-rotator")]
+    pub state_dir: PathBuf,
+    /// Certificate files or kubeconfigs
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<PathBuf>,
+}
+
+/// `cert-renew`: the manual tool operators know, on the live file system.
 pub fn cert_renew_main() -> ExitCode {
-    eprintln!("cert-renew: not available in this build yet");
-    ExitCode::from(2)
+    let cli = CertRenewCli::parse();
+    init_logging();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let abs = |p: &PathBuf| crate::node::normalize(&cwd.join(p));
+    let root = NodeRoot::new("/");
+    let ca = GivenCa {
+        cert: abs(&cli.ca_cert),
+        key: abs(&cli.ca_key),
+    };
+    let targets = cli.targets.iter().map(abs).collect();
+    renew(
+        &root,
+        None,
+        Some(abs(&cli.state_dir)),
+        Some(ca),
+        cli.issue.options(),
+        Selection::Paths(targets),
+    )
 }
 
 fn init_logging() {

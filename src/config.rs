@@ -29,6 +29,8 @@ pub enum ConfigError {
 pub struct Settings {
     /// Write-ahead records, backups, pass history and the lock live here.
     pub state_dir: PathBuf,
+    /// How many backup generations (one per renewal) to keep under state_dir/backup.
+    pub keep_backups: usize,
     /// When a certificate becomes due, for every target without its own window.
     pub window: WindowSettings,
     /// Where the kubeadm layout lives on this node.
@@ -44,6 +46,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             state_dir: PathBuf::from("/var/lib/cert-rotator"),
+            keep_backups: 100,
             window: WindowSettings::default(),
             kubeadm: KubeadmPaths::default(),
             targets: BTreeMap::new(),

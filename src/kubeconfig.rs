@@ -147,6 +147,60 @@ pub fn parse(bytes: &[u8], node_path: &Path) -> Result<Kubeconfig, String> {
     })
 }
 
+/// Replaces the current user's client-certificate-data and client-key-data with new
+/// PEM bytes, leaving every other byte of the file as it was.
+pub fn replace_embedded(
+    bytes: &[u8],
+    node_path: &Path,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Vec<u8>, String> {
+    let kc = parse(bytes, node_path)?;
+    let ClientCredential::Embedded {
+        cert_span,
+        key_span,
+        ..
+    } = kc.credential
+    else {
+        return Err(
+            "the current user references certificate files; renew those files instead".into(),
+        );
+    };
+    let (Some(cs), Some(ks)) = (cert_span, key_span) else {
+        return Err("cannot locate client-certificate-data / client-key-data in the file to edit them in place".into());
+    };
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let mut edits = [(cs, b64(cert_pem)), (ks, b64(key_pem))];
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0.start));
+    let mut out = bytes.to_vec();
+    for (span, new) in edits {
+        let end = span.start + span.len;
+        let Some(text) = bytes.get(span.start..end) else {
+            return Err("client data span lies outside the file".into());
+        };
+        // A plain scalar spans exactly the value; a quoted one keeps its quotes.
+        let (a, b) = match (text.first(), text.last()) {
+            (Some(q @ (b'"' | b'\'')), Some(l)) if l == q && text.len() >= 2 => {
+                (span.start + 1, end - 1)
+            }
+            _ => (span.start, end),
+        };
+        let inner = &bytes[a..b];
+        if inner.iter().any(|c| c.is_ascii_whitespace())
+            || base64::engine::general_purpose::STANDARD
+                .decode(inner)
+                .is_err()
+        {
+            return Err(
+                "client data is not a single-line base64 value; refusing to rewrite its layout"
+                    .into(),
+            );
+        }
+        out.splice(a..b, new.into_bytes());
+    }
+    Ok(out)
+}
+
 fn span_of<T>(s: &Spanned<T>) -> Option<ByteSpan> {
     let sp = s.defined.span();
     Some(ByteSpan {
@@ -211,6 +265,22 @@ users:
         assert_eq!(&KC[c.start..c.start + c.len], "Q0VSVA==");
         let k = key_span.unwrap();
         assert_eq!(&KC[k.start..k.start + k.len], "S0VZ");
+    }
+
+    #[test]
+    fn replacing_embedded_data_changes_only_those_bytes() {
+        let out = replace_embedded(KC.as_bytes(), Path::new("/a"), b"NEWCERT", b"NEWKEY").unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(
+            out,
+            KC.replace("Q0VSVA==", "TkVXQ0VSVA==")
+                .replace("S0VZ", "TkVXS0VZ")
+        );
+        let quoted = KC.replace("client-key-data: S0VZ", "client-key-data: \"S0VZ\"");
+        let out = replace_embedded(quoted.as_bytes(), Path::new("/a"), b"C", b"NEWKEY").unwrap();
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("client-key-data: \"TkVXS0VZ\"\n"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! [`pki`] and [`kubeconfig`] read the files, [`fixture`] builds kubeadm-faithful nodes
 //! for the demo and the tests.
 
+pub mod ca;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -15,4 +16,6 @@ pub mod kubeconfig;
 pub mod node;
 pub mod pki;
 pub mod plan;
+pub mod renew;
 pub mod report;
+pub mod write;

@@ -592,7 +592,8 @@ enum Signer {
     Ec(EcdsaKeyPair),
 }
 
-fn uint_bits(bytes: &[u8]) -> usize {
+/// Bit length of a big-endian unsigned integer.
+pub fn uint_bits(bytes: &[u8]) -> usize {
     let bytes = match bytes.iter().position(|b| *b != 0) {
         Some(i) => &bytes[i..],
         None => return 0,

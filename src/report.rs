@@ -57,6 +57,8 @@ pub struct Status {
     pub generated_at: OffsetDateTime,
     pub certificates: Vec<CertificateStatus>,
     pub authorities: Vec<AuthorityStatus>,
+    /// A renewal interrupted by a crash, not yet finished or undone.
+    pub unfinished_write: Option<String>,
 }
 
 impl Status {
@@ -136,6 +138,7 @@ impl Status {
             generated_at: now,
             certificates,
             authorities,
+            unfinished_write: None,
         }
     }
 
@@ -210,6 +213,9 @@ impl Status {
             ]);
         }
         out.push_str(&render(&ca_rows));
+        if let Some(w) = &self.unfinished_write {
+            out.push_str(&format!("\nUnfinished write: {w}\n"));
+        }
         if !errors.is_empty() {
             out.push_str("\nErrors:\n");
             for e in errors {

@@ -1,5 +1,5 @@
 //! Shared test helpers: build fixture nodes, run the real binaries, snapshot trees.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;

@@ -12,6 +12,9 @@
 #   e2e_check "agent runs" e2e_exec systemctl start cert-rotator.service
 #   e2e_summary                     # prints "N passed, N failed"
 #
+# e2e_boot sets global variables: call it from the test script's own shell,
+# not in $(...), a pipeline or a ( ) subshell.
+#
 # Host requirements (Debian 12, root): debootstrap, systemd-container
 # (systemd-nspawn), util-linux (nsenter, flock), tar, coreutils.
 #
@@ -24,6 +27,8 @@
 #   e2e_copy_in SRC DST         copy a host file/dir to DST in the container
 #   e2e_wait_for SECS CMD...    poll CMD (on the host) until it succeeds
 #   e2e_teardown                power off, kill if needed, delete; idempotent
+#   e2e_trap_exit               trap EXIT/INT/TERM: dump journal on failure,
+#                               then e2e_teardown
 #   e2e_dump_journal [N]        journal (last N lines, default 300) to stderr
 #   e2e_check DESC CMD...       "ok - DESC" / "not ok - DESC", counts results
 #   e2e_summary                 "N passed, N failed"; non-zero if any failed
@@ -41,6 +46,8 @@
 #   E2E_STOP_TIMEOUT   seconds to wait for poweroff (default 30)
 #   E2E_KEEP           1 = keep the machine dir after teardown (debugging)
 #   E2E_NSPAWN_ARGS    extra systemd-nspawn arguments (word-split)
+#   E2E_KEEP_UNIT      1/0: pass --keep-unit (default: 1 unless the host runs
+#                      systemd, see e2e_boot)
 
 E2E_SUITE=${E2E_SUITE:-bookworm}
 E2E_CACHE=${E2E_CACHE:-/var/cache/cert-rotator-e2e}
@@ -127,6 +134,13 @@ _e2e_customize_rootfs() {
 	# log free of agetty noise and avoids a getty fighting over the pty.
 	ln -sf /dev/null "$r/etc/systemd/system/console-getty.service"
 	ln -sf /dev/null "$r/etc/systemd/system/getty@.service"
+	# No periodic jobs firing in the middle of a test (apt-daily would fail
+	# without a mirror and leave the system "degraded").
+	local t
+	for t in apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer; do
+		rm -f "$r/etc/systemd/system/timers.target.wants/$t"
+		ln -sf /dev/null "$r/etc/systemd/system/$t"
+	done
 	# Keep the journal in memory only, a fresh container per test run anyway.
 	mkdir -p "$r/etc/systemd/journald.conf.d"
 	printf '[Journal]\nStorage=volatile\nRateLimitBurst=0\n' \
@@ -137,8 +151,10 @@ _e2e_customize_rootfs() {
 }
 
 _e2e_packages() {
-	local extra=${E2E_EXTRA_PACKAGES:-}
-	printf '%s\n' "${E2E_PACKAGES[@]}" ${extra//,/ } | sort -u | paste -sd, -
+	local extra=()
+	local pk=${E2E_EXTRA_PACKAGES:-}
+	read -ra extra <<<"${pk//,/ }"
+	printf '%s\n' "${E2E_PACKAGES[@]}" "${extra[@]}" | sort -u | paste -sd, -
 }
 
 # Cache key: suite + variant + package list + customization code.
@@ -262,7 +278,7 @@ e2e_boot() {
 		dir=$(cd "$dir" && pwd -P)
 	fi
 	# Set before anything can fail so that e2e_teardown cleans up.
-	export E2E_DIR=$dir E2E_ROOT=$dir/rootfs E2E_PID= E2E_NSPAWN_PID=
+	export E2E_DIR=$dir E2E_ROOT=$dir/rootfs E2E_PID='' E2E_NSPAWN_PID=''
 	mkdir "$E2E_ROOT" || return 1
 	tar --numeric-owner --xattrs --xattrs-include='*' -C "$E2E_ROOT" -xpf "$tar" ||
 		{ _e2e_die "unpacking $tar failed"; return 1; }
@@ -276,10 +292,19 @@ e2e_boot() {
 	esac
 	# shellcheck disable=SC2206
 	extra=(${E2E_NSPAWN_ARGS:-})
+	# --keep-unit: run in the caller's cgroup instead of asking the host's
+	# systemd for a scope. Needed where the host has no systemd as PID 1 (CI
+	# containers/VMs like this one); on a systemd host let nspawn allocate its
+	# own scope (override with E2E_KEEP_UNIT=1/0).
+	local keep_unit=${E2E_KEEP_UNIT:-}
+	if [[ -z $keep_unit ]]; then
+		if [[ -d /run/systemd/system ]]; then keep_unit=0; else keep_unit=1; fi
+	fi
+	[[ $keep_unit == 1 ]] && extra=(--keep-unit "${extra[@]}")
 
 	# --console=read-only: nspawn allocates the pty itself and copies the
 	#   container console to our stdout (a file), so no tty/stdin is needed.
-	# --register=no/--keep-unit: no machined/systemd on the host needed.
+	# --register=no: no systemd-machined on the host needed.
 	# --link-journal=no: never touch the host's /var/log/journal.
 	# --resolv-conf/--timezone=off: do not bind host files into the rootfs.
 	systemd-nspawn \
@@ -288,7 +313,6 @@ e2e_boot() {
 		--machine="$name" \
 		--boot \
 		--register=no \
-		--keep-unit \
 		--console=read-only \
 		--link-journal=no \
 		--resolv-conf=off \
@@ -428,7 +452,7 @@ e2e_teardown() {
 				e2e_log "could not remove $E2E_DIR"
 		fi
 	fi
-	E2E_DIR= E2E_ROOT= E2E_PID= E2E_NSPAWN_PID=
+	E2E_DIR='' E2E_ROOT='' E2E_PID='' E2E_NSPAWN_PID=''
 	return "$rc"
 }
 
@@ -436,11 +460,13 @@ e2e_teardown() {
 # plus its failed units, on stderr, for failure diagnostics.
 e2e_dump_journal() {
 	local n=${1:-300}
-	[[ -n ${E2E_PID:-} ]] && _e2e_alive "$E2E_PID" || {
+	if [[ -z ${E2E_PID:-} ]] || ! _e2e_alive "$E2E_PID"; then
 		e2e_log "no running container; console log follows"
-		[[ -n ${E2E_DIR:-} && -f $E2E_DIR/console.log ]] && tail -n "$n" "$E2E_DIR/console.log" >&2
+		if [[ -n ${E2E_DIR:-} && -f $E2E_DIR/console.log ]]; then
+			tail -n "$n" "$E2E_DIR/console.log" >&2
+		fi
 		return 0
-	}
+	fi
 	{
 		echo "----- container journal (last $n lines) -----"
 		e2e_exec journalctl --no-pager -o short-precise -n "$n"
@@ -448,6 +474,22 @@ e2e_dump_journal() {
 		e2e_exec systemctl --no-pager --failed
 		echo "----- end of container journal -----"
 	} >&2 2>&1 || :
+}
+
+# e2e_trap_exit: install traps so that the container is always torn down:
+# on EXIT (dumping the journal first if the script fails or a check failed),
+# and on INT/TERM (which then exit 130/143 through the EXIT trap).
+e2e_trap_exit() {
+	trap _e2e_on_exit EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+
+_e2e_on_exit() {
+	local rc=$?
+	if ((rc != 0 || E2E_FAILED > 0)); then e2e_dump_journal 300; fi
+	e2e_teardown
+	exit "$rc"
 }
 
 # ---------------------------------------------------------------- asserts ---

@@ -205,19 +205,19 @@ YAML
 	mv -f "$f.tmp" "$f"
 }
 if [[ $leaves_only == 0 ]]; then
-	manifest etcd --cert-file=$PKI/etcd/server.crt --key-file=$PKI/etcd/server.key \
-		--peer-cert-file=$PKI/etcd/peer.crt --peer-key-file=$PKI/etcd/peer.key \
-		--trusted-ca-file=$PKI/etcd/ca.crt --listen-client-urls=https://127.0.0.1:2379
-	manifest kube-apiserver --advertise-address=$NODE_IP --secure-port=6443 \
-		--client-ca-file=$PKI/ca.crt \
-		--tls-cert-file=$PKI/apiserver.crt --tls-private-key-file=$PKI/apiserver.key \
-		--kubelet-client-certificate=$PKI/apiserver-kubelet-client.crt \
-		--kubelet-client-key=$PKI/apiserver-kubelet-client.key \
-		--etcd-certfile=$PKI/apiserver-etcd-client.crt --etcd-keyfile=$PKI/apiserver-etcd-client.key \
-		--proxy-client-cert-file=$PKI/front-proxy-client.crt \
-		--proxy-client-key-file=$PKI/front-proxy-client.key
-	manifest kube-controller-manager --kubeconfig=$K8S/controller-manager.conf \
-		--cluster-signing-cert-file=$PKI/ca.crt --cluster-signing-key-file=$PKI/ca.key
-	manifest kube-scheduler --kubeconfig=$K8S/scheduler.conf
+	manifest etcd --cert-file="$PKI/etcd/server.crt" --key-file="$PKI/etcd/server.key" \
+		--peer-cert-file="$PKI/etcd/peer.crt" --peer-key-file="$PKI/etcd/peer.key" \
+		--trusted-ca-file="$PKI/etcd/ca.crt" --listen-client-urls=https://127.0.0.1:2379
+	manifest kube-apiserver --advertise-address="$NODE_IP" --secure-port=6443 \
+		--client-ca-file="$PKI/ca.crt" \
+		--tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+		--kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
+		--kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+		--etcd-certfile="$PKI/apiserver-etcd-client.crt" --etcd-keyfile="$PKI/apiserver-etcd-client.key" \
+		--proxy-client-cert-file="$PKI/front-proxy-client.crt" \
+		--proxy-client-key-file="$PKI/front-proxy-client.key"
+	manifest kube-controller-manager --kubeconfig="$K8S/controller-manager.conf" \
+		--cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key"
+	manifest kube-scheduler --kubeconfig="$K8S/scheduler.conf"
 fi
 echo "fake kubeadm node '$NODE_NAME' ($NODE_IP): leaves valid $DAYS days"

@@ -1,4 +1,4 @@
-//! Issuing certificates: building a TBSCertificate and signing it with a CA key.
+//! X.509 building: a TBSCertificate from parts or from an old certificate, signed.
 //!
 //! Two ways in: [`CertTemplate`] builds a certificate from parts the way Go's crypto/x509
 //! lays them out (kubeadm and the kubelet are Go programs, so fixtures and throwaway CAs

@@ -1,0 +1,354 @@
+//! Issuing: from a target as the inventory read it to the exact set of file changes
+//! that renew it. Pure apart from reading the target's current key; the CA is a trait
+//! object, the writing is the `write` module's job.
+
+pub mod x509;
+
+use std::path::{Path, PathBuf};
+
+use time::{Duration, OffsetDateTime};
+
+use crate::ca::{CaError, CertificateAuthority, SigningRequest};
+use crate::inventory::{self, Reading, Signer, Target, TargetKind};
+use crate::kubeconfig::{self, ClientCredential};
+use crate::node::NodeRoot;
+use crate::pki::{self, encode_pem, CertFacts, PrivateKey};
+use crate::write::{FileChange, NewContent};
+
+/// How far not_before is set back, for nodes whose clocks run a little behind.
+pub const BACKDATE: Duration = Duration::minutes(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("{0}")]
+    Ca(#[from] CaError),
+    #[error("{target}: {message}")]
+    Refused { target: String, message: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct RenewOptions {
+    /// Lifetime of the new certificate in days; default: the old certificate's lifetime.
+    pub days: Option<i64>,
+    /// Keep the current key (certmonger and k3s do); default: a new key of the same
+    /// algorithm and size, as kubeadm and the kubelet do.
+    pub reuse_key: bool,
+    pub now: OffsetDateTime,
+    /// Sign a kubelet.crt that its own throwaway CA signed with the given CA instead.
+    pub switch_issuer: bool,
+}
+
+/// A renewal ready to be written.
+#[derive(Debug)]
+pub struct Prepared {
+    pub target: String,
+    pub changes: Vec<FileChange>,
+    pub new_cert: CertFacts,
+    /// Loud conditions the operator must hear of (a validity capped by its CA).
+    pub warnings: Vec<String>,
+}
+
+/// Prepares the renewal of one target. `ca` signs it; `None` is for a kubelet.crt that
+/// is self-signed by its own throwaway CA, which is renewed the same way.
+pub fn prepare(
+    root: &NodeRoot,
+    target: &Target,
+    reading: &Reading,
+    ca: Option<&dyn CertificateAuthority>,
+    opts: &RenewOptions,
+) -> Result<Prepared, IssueError> {
+    let refuse = |message: String| IssueError::Refused {
+        target: target.name.clone(),
+        message,
+    };
+    if reading.cert.is_ca {
+        return Err(refuse(format!(
+            "{} is a CA certificate; cert-rotator renews leaves, not CAs",
+            reading.cert_file.display()
+        )));
+    }
+    let old_key = current_key(root, target, reading).map_err(refuse)?;
+    let key = if opts.reuse_key {
+        old_key
+    } else {
+        PrivateKey::generate(reading.key_algorithm, reading.key_encoding)
+            .map_err(|e| refuse(e.to_string()))?
+    };
+    let lifetime = match opts.days {
+        Some(d) if d > 0 => Duration::days(d),
+        Some(d) => return Err(refuse(format!("--days {d}: must be at least 1"))),
+        None => reading.cert.lifetime(),
+    };
+    let not_before = opts.now - BACKDATE;
+    let mut not_after = not_before + lifetime;
+    let mut warnings = Vec::new();
+    let ca_cert = ca.and_then(|c| c.certificate());
+    if let Some(cac) = ca_cert {
+        if cac.not_after < not_after {
+            warnings.push(format!(
+                "{}: validity capped at its CA's end {} (CA {}): renew the CA soon, every leaf it signs ends then",
+                target.name,
+                crate::report::rfc3339(cac.not_after),
+                cac.subject
+            ));
+            not_after = cac.not_after;
+        }
+    }
+    let (leaf_der, extra_certs) = match ca {
+        Some(ca) => {
+            let der = ca.sign(&SigningRequest {
+                target: &target.name,
+                old: &reading.cert,
+                key: &key,
+                not_before,
+                not_after,
+                switch_issuer: opts.switch_issuer,
+            })?;
+            // Intermediates that followed the leaf stay; a throwaway CA left behind does not.
+            let chain = if opts.switch_issuer {
+                Vec::new()
+            } else {
+                reading.chain.iter().map(|c| c.der.clone()).collect()
+            };
+            (der, chain)
+        }
+        None => {
+            if reading.signer != Signer::Bundled {
+                return Err(refuse(format!(
+                    "signed by {} and no CA to renew it with",
+                    reading.signer.label()
+                )));
+            }
+            renew_self_signed_bundle(reading, &key, not_before, not_after).map_err(refuse)?
+        }
+    };
+    let new_cert =
+        CertFacts::from_der(&leaf_der).map_err(|e| refuse(format!("new certificate: {e}")))?;
+    if !key.matches(&new_cert) {
+        return Err(refuse(
+            "the CA returned a certificate for another key".into(),
+        ));
+    }
+    if let Some(cac) = ca_cert {
+        if !new_cert.is_signed_by(cac) {
+            return Err(refuse(
+                "the new certificate does not verify against its CA".into(),
+            ));
+        }
+    }
+    let mut leaf_pem = encode_pem("CERTIFICATE", &leaf_der);
+    for c in &extra_certs {
+        leaf_pem.push_str(&encode_pem("CERTIFICATE", c));
+    }
+    let key_pem = key.to_pem().map_err(|e| refuse(e.to_string()))?;
+    let changes = file_changes(root, target, reading, leaf_pem, &key_pem, opts).map_err(refuse)?;
+    Ok(Prepared {
+        target: target.name.clone(),
+        changes,
+        new_cert,
+        warnings,
+    })
+}
+
+/// The files a renewal writes, by kind of target.
+fn file_changes(
+    root: &NodeRoot,
+    target: &Target,
+    reading: &Reading,
+    cert_pem: String,
+    key_pem: &str,
+    opts: &RenewOptions,
+) -> Result<Vec<FileChange>, String> {
+    let pair = |cert_file: &Path, key_file: Option<&Path>| {
+        let mut v = Vec::new();
+        match key_file {
+            Some(k) if k != cert_file => {
+                v.push(FileChange::file(
+                    cert_file,
+                    cert_pem.clone().into_bytes(),
+                    0o644,
+                    false,
+                ));
+                if !opts.reuse_key {
+                    v.push(FileChange::file(
+                        k,
+                        key_pem.as_bytes().to_vec(),
+                        0o600,
+                        true,
+                    ));
+                }
+            }
+            // Certificate and key in one file (kubelet client style).
+            _ => {
+                let both = format!("{cert_pem}{key_pem}");
+                v.push(FileChange::file(cert_file, both.into_bytes(), 0o600, true));
+            }
+        }
+        v
+    };
+    Ok(match target.kind {
+        TargetKind::Certificate | TargetKind::KubeletServing => {
+            if reading.key_file.is_none() {
+                return Err(format!(
+                    "{}: no key file to renew with",
+                    reading.cert_file.display()
+                ));
+            }
+            pair(&reading.cert_file, reading.key_file.as_deref())
+        }
+        TargetKind::KubeletClient => kubelet_client_changes(target, &cert_pem, key_pem, opts.now),
+        TargetKind::Kubeconfig => {
+            let (file, bytes) = inventory::read_file(root, &target.path)?;
+            let kc = kubeconfig::parse(&bytes, &target.path)?;
+            match kc.credential {
+                ClientCredential::Embedded { .. } => {
+                    let new = kubeconfig::replace_embedded(
+                        &bytes,
+                        &target.path,
+                        cert_pem.as_bytes(),
+                        key_pem.as_bytes(),
+                    )
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                    vec![FileChange::file(file, new, 0o600, true)]
+                }
+                ClientCredential::Files { .. } => {
+                    // A kubeconfig that references files is renewed through those files;
+                    // the kubelet's symlinked client file keeps its symlink scheme.
+                    if is_kubelet_client_link(root, &target.path, &bytes) {
+                        let link = kubelet_current_link(&target.path, &bytes).unwrap_or_default();
+                        let t = Target {
+                            path: link,
+                            ..target.clone()
+                        };
+                        kubelet_client_changes(&t, &cert_pem, key_pem, opts.now)
+                    } else {
+                        pair(&reading.cert_file, reading.key_file.as_deref())
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// client-go's certificate store scheme: a new kubelet-client-<timestamp>.pem (leaf,
+/// then key, 0600) and the symlink kubelet-client-current.pem swapped to it through
+/// kubelet-client-updated.pem. The old file stays, as the kubelet leaves it.
+fn kubelet_client_changes(
+    target: &Target,
+    cert_pem: &str,
+    key_pem: &str,
+    now: OffsetDateTime,
+) -> Vec<FileChange> {
+    let dir = target.path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let stamp = now
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]-[hour]-[minute]-[second]"
+        ))
+        .unwrap_or_default();
+    let file = dir.join(format!("kubelet-client-{stamp}.pem"));
+    vec![
+        FileChange::file(
+            &file,
+            format!("{cert_pem}{key_pem}").into_bytes(),
+            0o600,
+            true,
+        ),
+        FileChange {
+            content: NewContent::Symlink(file.clone()),
+            staged_name: Some("kubelet-client-updated.pem".into()),
+            ..FileChange::file(&target.path, Vec::new(), 0o777, false)
+        },
+    ]
+}
+
+fn is_kubelet_client_link(root: &NodeRoot, kubeconfig_path: &Path, bytes: &[u8]) -> bool {
+    kubelet_current_link(kubeconfig_path, bytes).is_some_and(|l| {
+        std::fs::symlink_metadata(root.host(&l)).is_ok_and(|m| m.file_type().is_symlink())
+    })
+}
+
+fn kubelet_current_link(kubeconfig_path: &Path, bytes: &[u8]) -> Option<PathBuf> {
+    match kubeconfig::parse(bytes, kubeconfig_path).ok()?.credential {
+        ClientCredential::Files { cert, .. }
+            if cert.file_name()? == "kubelet-client-current.pem" =>
+        {
+            Some(cert)
+        }
+        _ => None,
+    }
+}
+
+/// The key the target uses now.
+fn current_key(root: &NodeRoot, target: &Target, reading: &Reading) -> Result<PrivateKey, String> {
+    let from_file = |p: &Path| -> Result<PrivateKey, String> {
+        let (f, b) = inventory::read_file(root, p)?;
+        PrivateKey::from_pem(&b).map_err(|e| format!("{}: {e}", f.display()))
+    };
+    match (&reading.key_file, target.kind) {
+        (Some(k), _) => from_file(k),
+        (None, TargetKind::Kubeconfig) => {
+            let (f, b) = inventory::read_file(root, &target.path)?;
+            match kubeconfig::parse(&b, &target.path)?.credential {
+                ClientCredential::Embedded {
+                    key_pem: Some(k), ..
+                } => PrivateKey::from_pem(&k)
+                    .map_err(|e| format!("{}: client-key-data: {e}", f.display())),
+                _ => from_file(&reading.cert_file),
+            }
+        }
+        (None, _) => from_file(&reading.cert_file),
+    }
+}
+
+/// kubelet.crt self-signed by its throwaway CA: a new throwaway CA key and certificate
+/// (same subject, new validity) and the leaf signed by it. Returns (leaf, [CA]).
+fn renew_self_signed_bundle(
+    reading: &Reading,
+    leaf_key: &PrivateKey,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<(Vec<u8>, Vec<Vec<u8>>), String> {
+    let old_ca = reading
+        .chain
+        .iter()
+        .find(|c| reading.cert.is_signed_by(c))
+        .ok_or("the bundled CA that signed kubelet.crt is not in the file")?;
+    let ca_key = PrivateKey::generate(old_ca_algorithm(old_ca), pki::KeyEncoding::Pkcs1)
+        .map_err(|e| e.to_string())?;
+    let ca_der = x509::resign(
+        &x509::Reissue {
+            old_der: &old_ca.der,
+            new_key: &ca_key,
+            not_before,
+            not_after,
+        },
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    let ca_facts = CertFacts::from_der(&ca_der).map_err(|e| e.to_string())?;
+    let leaf = x509::resign(
+        &x509::Reissue {
+            old_der: &reading.cert.der,
+            new_key: leaf_key,
+            not_before,
+            not_after,
+        },
+        Some(&x509::Issuer {
+            cert: &ca_facts,
+            key: &ca_key,
+        }),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((leaf, vec![ca_der]))
+}
+
+fn old_ca_algorithm(ca: &CertFacts) -> pki::KeyAlgorithm {
+    // The kubelet makes RSA-2048 throwaway CAs; keep the size when it is another RSA size.
+    let bits = pkcs1::RsaPublicKey::try_from(ca.public_key.as_slice())
+        .map(|k| pki::uint_bits(k.modulus.as_bytes()))
+        .unwrap_or(2048);
+    match bits {
+        2048 | 3072 | 4096 => pki::KeyAlgorithm::Rsa { bits },
+        _ => pki::KeyAlgorithm::Rsa { bits: 2048 },
+    }
+}

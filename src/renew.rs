@@ -1,0 +1,279 @@
+//! Renewals on request: `renew`, `renew-all` and `cert-renew`. Each target is renewed
+//! unconditionally (no window), written crash-safely, and reported on one line; a target
+//! that fails is left untouched and the others go on.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use time::OffsetDateTime;
+
+use crate::ca::{CertificateAuthority, LocalCa};
+use crate::config::Settings;
+use crate::inventory::{self, Layout, Observed, Signer, Target, TargetKind, TargetState};
+use crate::issue::{self, RenewOptions};
+use crate::node::NodeRoot;
+use crate::write::StateDir;
+
+/// The CA an operator named on the command line (node paths).
+#[derive(Clone, Debug)]
+pub struct GivenCa {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Renewed {
+        serial: String,
+        not_after: OffsetDateTime,
+        warnings: Vec<String>,
+        backup_dir: PathBuf,
+    },
+    Skipped(String),
+    Failed(String),
+}
+
+#[derive(Debug)]
+pub struct TargetOutcome {
+    pub name: String,
+    pub path: PathBuf,
+    pub outcome: Outcome,
+}
+
+impl TargetOutcome {
+    pub fn line(&self) -> String {
+        match &self.outcome {
+            Outcome::Renewed {
+                serial, not_after, ..
+            } => format!(
+                "{}\trenewed\tnot_after={}\tserial={serial}",
+                self.path.display(),
+                crate::report::rfc3339(*not_after)
+            ),
+            Outcome::Skipped(why) => format!("{}\tskipped\t{why}", self.path.display()),
+            Outcome::Failed(why) => format!("{}\tFAILED\t{why}", self.path.display()),
+        }
+    }
+}
+
+/// What to renew.
+pub enum Selection {
+    /// Every target of the node (renew-all).
+    All,
+    /// These node paths (certificate files, kubeconfigs, the kubelet's files).
+    Paths(Vec<PathBuf>),
+}
+
+pub struct Renewer<'a> {
+    pub root: &'a NodeRoot,
+    pub settings: &'a Settings,
+    pub state: &'a StateDir,
+    pub ca: Option<GivenCa>,
+    pub opts: RenewOptions,
+}
+
+impl Renewer<'_> {
+    pub fn run(&self, selection: Selection) -> Vec<TargetOutcome> {
+        let layout = inventory::layout(self.settings, self.root);
+        let targets: Vec<Result<Target, (PathBuf, String)>> = match selection {
+            Selection::All => layout.targets.iter().cloned().map(Ok).collect(),
+            Selection::Paths(paths) => paths
+                .iter()
+                .map(|p| find_or_detect(self.root, &layout, p))
+                .collect(),
+        };
+        let mut cas: BTreeMap<String, Result<LocalCa, String>> = BTreeMap::new();
+        let mut out = Vec::new();
+        for t in targets {
+            let t = match t {
+                Ok(t) => t,
+                Err((path, why)) => {
+                    out.push(TargetOutcome {
+                        name: path.display().to_string(),
+                        path,
+                        outcome: Outcome::Failed(why),
+                    });
+                    continue;
+                }
+            };
+            let outcome = self.renew_one(&layout, &t, &mut cas);
+            match &outcome {
+                Outcome::Renewed {
+                    serial,
+                    not_after,
+                    warnings,
+                    ..
+                } => {
+                    for w in warnings {
+                        tracing::warn!(target_name = %t.name, "{w}");
+                    }
+                    tracing::info!(cert_name = %t.name, cert_path = %t.path.display(), serial = %serial, not_after = %crate::report::rfc3339(*not_after), "renewed");
+                }
+                Outcome::Failed(e) => {
+                    tracing::error!(cert_name = %t.name, cert_path = %t.path.display(), "renewal failed: {e}")
+                }
+                Outcome::Skipped(_) => {}
+            }
+            out.push(TargetOutcome {
+                name: t.name.clone(),
+                path: t.path.clone(),
+                outcome,
+            });
+        }
+        out
+    }
+
+    fn renew_one(
+        &self,
+        layout: &Layout,
+        t: &Target,
+        cas: &mut BTreeMap<String, Result<LocalCa, String>>,
+    ) -> Outcome {
+        let observed = inventory::read(
+            &Layout {
+                targets: vec![t.clone()],
+                ..layout.clone()
+            },
+            self.root,
+        );
+        let Some(Observed { state, .. }) = observed.certificates.into_iter().next() else {
+            return Outcome::Failed("not read".into());
+        };
+        let reading = match state {
+            TargetState::Read(r) => r,
+            TargetState::Missing => return Outcome::Skipped("absent (optional)".into()),
+            TargetState::Error(e) => return Outcome::Failed(e),
+        };
+        let mut opts = self.opts.clone();
+        // Which CA: the one given, else the one that signed the target on this node.
+        let key = match (&self.ca, &reading.signer) {
+            (Some(g), signer) => {
+                if *signer == Signer::Bundled {
+                    // The operator asked for this CA: kubelet.crt leaves its throwaway CA.
+                    opts.switch_issuer = true;
+                }
+                format!("given:{}:{}", g.cert.display(), g.key.display())
+            }
+            (None, Signer::Authority(name)) => name.clone(),
+            (None, Signer::Bundled) => String::new(),
+            (None, s) => {
+                return Outcome::Skipped(format!(
+                    "signed by {} : no CA on this node to renew it with",
+                    s.label()
+                ))
+            }
+        };
+        let ca: Option<&dyn CertificateAuthority> = if key.is_empty() {
+            None
+        } else {
+            let entry = cas
+                .entry(key.clone())
+                .or_insert_with(|| self.load_ca(layout, &key));
+            match entry {
+                Ok(ca) => Some(ca),
+                Err(e) if e.starts_with("external:") => {
+                    return Outcome::Skipped(e["external:".len()..].to_string())
+                }
+                Err(e) => return Outcome::Failed(e.clone()),
+            }
+        };
+        let prepared = match issue::prepare(self.root, t, &reading, ca, &opts) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        };
+        match self
+            .state
+            .apply(&format!("renew {}", t.name), &prepared.changes)
+        {
+            Ok(applied) => Outcome::Renewed {
+                serial: prepared.new_cert.serial.clone(),
+                not_after: prepared.new_cert.not_after,
+                warnings: prepared.warnings,
+                backup_dir: applied.backup_dir,
+            },
+            Err(e) => Outcome::Failed(e.to_string()),
+        }
+    }
+
+    fn load_ca(&self, layout: &Layout, key: &str) -> Result<LocalCa, String> {
+        if let Some(given) = &self.ca {
+            return LocalCa::load(
+                self.root,
+                "given CA",
+                &given.cert,
+                &given.key,
+                self.opts.now,
+            )
+            .map_err(|e| e.to_string());
+        }
+        let def = layout
+            .authorities
+            .iter()
+            .find(|a| a.name == key)
+            .ok_or_else(|| format!("CA {key} is not part of this node's layout"))?;
+        if !self.root.exists(&def.key) {
+            return Err(format!(
+                "external:CA key {} absent (external CA): not renewable locally",
+                def.key.display()
+            ));
+        }
+        LocalCa::load(self.root, &def.name, &def.cert, &def.key, self.opts.now)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The node's target at `path` (its certificate, kubeconfig, key or the file behind the
+/// kubelet's symlink), or a target detected from the file's content.
+fn find_or_detect(
+    root: &NodeRoot,
+    layout: &Layout,
+    path: &Path,
+) -> Result<Target, (PathBuf, String)> {
+    let resolved = root.resolve(path).unwrap_or_else(|_| path.to_path_buf());
+    for t in &layout.targets {
+        let t_resolved = root.resolve(&t.path).ok();
+        if t.path == path
+            || t.key.as_deref() == Some(path)
+            || t_resolved.as_deref() == Some(resolved.as_path())
+        {
+            return Ok(t.clone());
+        }
+    }
+    let fail = |m: String| (path.to_path_buf(), format!("{}: {m}", path.display()));
+    let (_, bytes) = inventory::read_file(root, path).map_err(|e| (path.to_path_buf(), e))?;
+    let base = |kind, key| Target {
+        name: path.display().to_string(),
+        kind,
+        path: path.to_path_buf(),
+        key,
+        component: None,
+        optional: false,
+        window: Default::default(),
+    };
+    if bytes.starts_with(b"-----BEGIN")
+        || bytes
+            .windows(27)
+            .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        let text = String::from_utf8_lossy(&bytes);
+        if text.contains("PRIVATE KEY-----") {
+            // Certificate and key in one file.
+            let is_link = std::fs::symlink_metadata(root.host(path))
+                .is_ok_and(|m| m.file_type().is_symlink());
+            return Ok(if is_link {
+                base(TargetKind::KubeletClient, None)
+            } else {
+                base(TargetKind::Certificate, Some(path.to_path_buf()))
+            });
+        }
+        let key = path.with_extension("key");
+        if !root.exists(&key) {
+            return Err(fail(format!(
+                "no private key in the file and no {} beside it",
+                key.display()
+            )));
+        }
+        return Ok(base(TargetKind::Certificate, Some(key)));
+    }
+    Ok(base(TargetKind::Kubeconfig, None))
+}
