@@ -40,6 +40,39 @@ pub struct Settings {
     pub targets: BTreeMap<String, TargetOverride>,
     /// Targets beyond kubeadm's.
     pub extra: Vec<ExtraTarget>,
+    /// How a pass paces its restarts.
+    pub run: RunSettings,
+}
+
+/// The rotation queue's pacing. A control plane restarts one component at a time; a
+/// pass restarts at most `max_restarts_per_pass` components (the rest wait for the next
+/// daily pass) unless a certificate is within `urgent_days` of expiry or expired.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSettings {
+    pub max_restarts_per_pass: usize,
+    /// Seconds between two control-plane restarts, within a pass and across passes.
+    pub min_restart_gap_seconds: u64,
+    pub urgent_days: f64,
+    /// How long a restart may take before it counts as failed.
+    pub restart_timeout_seconds: u64,
+    /// How long a component may take to serve its new certificate before rollback.
+    pub verify_timeout_seconds: u64,
+    /// Verify what components serve after a restart (per component: `[components.NAME]`).
+    pub verify: bool,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        RunSettings {
+            max_restarts_per_pass: 2,
+            min_restart_gap_seconds: 30,
+            urgent_days: 14.0,
+            restart_timeout_seconds: 120,
+            verify_timeout_seconds: 180,
+            verify: true,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -51,6 +84,7 @@ impl Default for Settings {
             kubeadm: KubeadmPaths::default(),
             targets: BTreeMap::new(),
             extra: Vec::new(),
+            run: RunSettings::default(),
         }
     }
 }

@@ -79,6 +79,9 @@ pub fn assess(
 }
 
 #[cfg(test)]
+mod queue_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use time::macros::datetime;
@@ -143,5 +146,250 @@ mod tests {
         let a = assess(&w(), nb, nb + Duration::days(7), nb);
         assert!(a.due);
         assert_eq!(a.renew_at, nb);
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The rotation queue.
+
+use serde::Deserialize;
+
+use crate::config::Settings;
+use crate::inventory::{Component, Inventory, Signer, TargetState};
+
+/// How a component picks up new certificates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "kebab-case")]
+pub enum Reload {
+    /// Nothing reads it continuously (admin.conf): no restart.
+    None,
+    /// A systemd unit, restarted through D-Bus.
+    Unit(String),
+    /// A static pod, recreated by the kubelet when its manifest's content changes.
+    StaticPod(String),
+    /// etcd reloads its certificates on new connections: verified, not restarted.
+    Itself,
+}
+
+impl Reload {
+    pub fn of(component: Option<&Component>) -> Reload {
+        match component {
+            None => Reload::None,
+            Some(Component::KubeApiserver) => Reload::StaticPod("kube-apiserver".into()),
+            Some(Component::KubeControllerManager) => {
+                Reload::StaticPod("kube-controller-manager".into())
+            }
+            Some(Component::KubeScheduler) => Reload::StaticPod("kube-scheduler".into()),
+            Some(Component::StaticPod(p)) => Reload::StaticPod(p.clone()),
+            Some(Component::Kubelet) => Reload::Unit("kubelet.service".into()),
+            Some(Component::Unit(u)) => Reload::Unit(u.clone()),
+            Some(Component::Etcd) => Reload::Itself,
+        }
+    }
+
+    /// Counts against the per-pass restart cap.
+    pub fn is_restart(&self) -> bool {
+        matches!(self, Reload::Unit(_) | Reload::StaticPod(_))
+    }
+
+    /// A control-plane restart: one at a time, with a gap between them.
+    pub fn is_control_plane(&self) -> bool {
+        matches!(self, Reload::StaticPod(_))
+    }
+}
+
+/// One due certificate in the queue.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlannedTarget {
+    pub name: String,
+    pub path: String,
+    pub reason: DueReason,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub renew_at: OffsetDateTime,
+    /// Expired or within `urgent_days`: never deferred.
+    pub urgent: bool,
+}
+
+/// The certificates one component reloads, renewed together so it restarts once.
+#[derive(Clone, Debug, Serialize)]
+pub struct Group {
+    pub component: Option<Component>,
+    pub reload: Reload,
+    pub targets: Vec<PlannedTarget>,
+    pub urgent: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Deferral {
+    pub group: Group,
+    pub why: String,
+}
+
+/// A due or unreadable target the pass cannot act on.
+#[derive(Clone, Debug, Serialize)]
+pub struct Blocked {
+    pub name: String,
+    pub path: String,
+    pub why: String,
+}
+
+/// Restarts done by earlier passes (state directory), so the limits hold across passes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct History {
+    pub restarts: Vec<RestartRecord>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RestartRecord {
+    pub component: String,
+    pub control_plane: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+impl History {
+    pub fn last_control_plane_restart(&self) -> Option<OffsetDateTime> {
+        self.restarts
+            .iter()
+            .filter(|r| r.control_plane)
+            .map(|r| r.at)
+            .max()
+    }
+}
+
+/// What a pass will do, in order, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    #[serde(with = "time::serde::rfc3339")]
+    pub now: OffsetDateTime,
+    pub groups: Vec<Group>,
+    pub deferred: Vec<Deferral>,
+    /// Due, but no CA on this node can renew them.
+    pub not_renewable: Vec<Blocked>,
+    /// Could not be read: reported, never touched.
+    pub unreadable: Vec<Blocked>,
+    /// The first control-plane restart waits until then (gap after an earlier pass).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub control_plane_not_before: Option<OffsetDateTime>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+}
+
+/// Builds the queue: due targets by urgency (expired first, then by renew_at), grouped
+/// by the component that reloads them so each restarts at most once, at most
+/// `max_restarts_per_pass` restarts unless urgent. Pure.
+pub fn make_plan(
+    settings: &Settings,
+    inv: &Inventory,
+    history: &History,
+    now: OffsetDateTime,
+) -> Plan {
+    let urgent_within = Duration::seconds_f64(settings.run.urgent_days * 86_400.0);
+    let mut due: Vec<(Option<Component>, PlannedTarget)> = Vec::new();
+    let mut not_renewable = Vec::new();
+    let mut unreadable = Vec::new();
+    for o in &inv.certificates {
+        let t = &o.target;
+        let r = match &o.state {
+            TargetState::Read(r) => r,
+            TargetState::Missing => continue,
+            TargetState::Error(e) => {
+                unreadable.push(Blocked {
+                    name: t.name.clone(),
+                    path: t.path.display().to_string(),
+                    why: e.clone(),
+                });
+                continue;
+            }
+        };
+        let a = assess(&t.window, r.cert.not_before, r.cert.not_after, now);
+        let Some(reason) = a.reason else { continue };
+        let renewable = match &r.signer {
+            Signer::Authority(name) => match inv.authority(name) {
+                Some(ca) if ca.has_key => Ok(()),
+                _ => Err(format!(
+                    "signed by {name}, whose key is not on this node (external CA)"
+                )),
+            },
+            Signer::Bundled => Ok(()),
+            Signer::SelfSigned => Err("self-signed: no CA to renew it with".to_string()),
+            Signer::Unknown => Err(format!(
+                "signed by a CA unknown to this node ({})",
+                r.cert.issuer
+            )),
+        };
+        if let Err(why) = renewable {
+            not_renewable.push(Blocked {
+                name: t.name.clone(),
+                path: t.path.display().to_string(),
+                why,
+            });
+            continue;
+        }
+        due.push((
+            t.component.clone(),
+            PlannedTarget {
+                name: t.name.clone(),
+                path: t.path.display().to_string(),
+                reason,
+                not_after: r.cert.not_after,
+                renew_at: a.renew_at,
+                urgent: a.residual < urgent_within,
+            },
+        ));
+    }
+    // Expired first, then the earliest renew_at.
+    let key = |t: &PlannedTarget| (t.reason != DueReason::Expired, t.renew_at, t.name.clone());
+    due.sort_by_key(|(_, t)| key(t));
+    let mut groups: Vec<Group> = Vec::new();
+    for (component, t) in due {
+        match groups.iter_mut().find(|g| g.component == component) {
+            Some(g) => {
+                g.urgent |= t.urgent;
+                g.targets.push(t);
+            }
+            None => groups.push(Group {
+                reload: Reload::of(component.as_ref()),
+                component,
+                urgent: t.urgent,
+                targets: vec![t],
+            }),
+        }
+    }
+    let cap = settings.run.max_restarts_per_pass;
+    let mut restarts = 0;
+    let mut planned = Vec::new();
+    let mut deferred = Vec::new();
+    for g in groups {
+        if g.reload.is_restart() {
+            if restarts >= cap && !g.urgent {
+                deferred.push(Deferral {
+                    why: format!("at most {cap} restarts per pass; it waits for the next pass (not urgent: more than {} days left)", settings.run.urgent_days),
+                    group: g,
+                });
+                continue;
+            }
+            restarts += 1;
+        }
+        planned.push(g);
+    }
+    let gap = Duration::seconds(settings.run.min_restart_gap_seconds as i64);
+    let control_plane_not_before = history
+        .last_control_plane_restart()
+        .map(|t| t + gap)
+        .filter(|t| *t > now && planned.iter().any(|g| g.reload.is_control_plane()));
+    Plan {
+        now,
+        groups: planned,
+        deferred,
+        not_renewable,
+        unreadable,
+        control_plane_not_before,
     }
 }

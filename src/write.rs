@@ -426,7 +426,11 @@ fn sweep_temp_files(dir: &Path) {
         let p = e.path();
         match e.file_type() {
             Ok(t) if t.is_dir() => sweep_temp_files(&p),
-            Ok(_) if e.file_name().to_string_lossy().ends_with(".cert-rotator.tmp") => {
+            Ok(_)
+                if e.file_name()
+                    .to_string_lossy()
+                    .ends_with(".cert-rotator.tmp") =>
+            {
                 let _ = fs::remove_file(&p);
             }
             _ => {}
