@@ -28,6 +28,8 @@ pub enum Outcome {
         not_after: OffsetDateTime,
         warnings: Vec<String>,
         backup_dir: PathBuf,
+        /// Node paths written, for a rollback from `backup_dir`.
+        files: Vec<PathBuf>,
     },
     Skipped(String),
     Failed(String),
@@ -189,6 +191,7 @@ impl Renewer<'_> {
                 serial: prepared.new_cert.serial.clone(),
                 not_after: prepared.new_cert.not_after,
                 warnings: prepared.warnings,
+                files: applied.entries.iter().map(|e| e.path.clone()).collect(),
                 backup_dir: applied.backup_dir,
             },
             Err(e) => Outcome::Failed(e.to_string()),
