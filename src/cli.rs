@@ -49,6 +49,18 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
     },
+    /// The rotation pass (what the timer runs): renew what is due, restart what must
+    /// reload, one component at a time, verify what it serves, roll back on failure
+    Run {
+        /// Show what would be done, change nothing (same as `plan`)
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// What a pass would renew and restart, in which order, and why
+    Plan {
+        #[arg(long)]
+        json: bool,
+    },
     /// Renew the given certificates now, whatever their window: certificate files,
     /// kubeconfigs or the kubelet's files, as node paths
     Renew {
@@ -116,6 +128,11 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Status { json } => status(&root, cli.config.as_deref(), json),
         Command::Demo { keep } => demo(keep),
+        Command::Run { dry_run: true } | Command::Plan { json: false } => {
+            plan_cmd(&root, cli.config.as_deref(), false)
+        }
+        Command::Plan { json: true } => plan_cmd(&root, cli.config.as_deref(), true),
+        Command::Run { dry_run: false } => run_cmd(&root, cli.config.as_deref()),
         Command::Renew {
             ca_cert,
             ca_key,
@@ -188,6 +205,195 @@ pub fn main() -> ExitCode {
 fn config_error(e: config::ConfigError) -> ExitCode {
     eprintln!("cert-rotator: {e}");
     ExitCode::from(2)
+}
+
+fn plan_cmd(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) -> ExitCode {
+    let loaded = match config::load(root, config_file) {
+        Ok(l) => l,
+        Err(e) => return config_error(e),
+    };
+    let state = state_dir(root, &loaded.settings);
+    let plan = crate::pass::plan_pass(root, &loaded.settings, &state, OffsetDateTime::now_utc());
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan).unwrap_or_default()
+        );
+    } else {
+        print!("{}", plan_text(&plan, root.is_live()));
+    }
+    if plan.unreadable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// The plan for people: groups in order, with the restart each causes.
+pub fn plan_text(plan: &crate::plan::Plan, live: bool) -> String {
+    use crate::plan::Reload;
+    let mut out = String::new();
+    if plan.groups.is_empty() {
+        out.push_str("Nothing is due.\n");
+    }
+    for (i, g) in plan.groups.iter().enumerate() {
+        let comp = g
+            .component
+            .as_ref()
+            .map(|c| c.name())
+            .unwrap_or_else(|| "-".into());
+        let reload = match &g.reload {
+            Reload::None => "no restart (nothing reloads it)".to_string(),
+            Reload::Unit(u) => format!("restart {u} through systemd"),
+            Reload::StaticPod(p) => format!("restart static pod {p} (manifest annotation)"),
+            Reload::Itself => "no restart (reloads by itself), verify".to_string(),
+        };
+        let reload = if live || matches!(g.reload, Reload::None) {
+            reload
+        } else {
+            format!("{reload} [not performed under --root]")
+        };
+        out.push_str(&format!("{}. {comp}: {reload}\n", i + 1));
+        for t in &g.targets {
+            out.push_str(&format!(
+                "     renew {:<28} {:<16} expires {}{}\n",
+                t.name,
+                t.reason.as_str(),
+                crate::report::rfc3339(t.not_after),
+                if t.urgent { " (urgent)" } else { "" }
+            ));
+        }
+    }
+    if let Some(t) = plan.control_plane_not_before {
+        out.push_str(&format!(
+            "Control-plane restarts wait until {} (gap after the last one).\n",
+            crate::report::rfc3339(t)
+        ));
+    }
+    for d in &plan.deferred {
+        for t in &d.group.targets {
+            out.push_str(&format!("Deferred: {} ({})\n", t.name, d.why));
+        }
+    }
+    for b in &plan.not_renewable {
+        out.push_str(&format!("Not renewable here: {} ({})\n", b.name, b.why));
+    }
+    for b in &plan.unreadable {
+        out.push_str(&format!("Unreadable: {}\n", b.why));
+    }
+    out
+}
+
+fn run_cmd(root: &NodeRoot, config_file: Option<&std::path::Path>) -> ExitCode {
+    let loaded = match config::load(root, config_file) {
+        Ok(l) => l,
+        Err(e) => return config_error(e),
+    };
+    let settings = &loaded.settings;
+    let state = state_dir(root, settings);
+    let _lock = match state.try_lock() {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            println!(
+                "a pass is already active (lock {} held); nothing to do",
+                state.dir.join("lock").display()
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("cert-rotator: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match state.recover() {
+        Ok(Some(j)) => tracing::warn!(
+            "recovered an interrupted write first ({}, phase {:?})",
+            j.label,
+            j.phase
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("cert-rotator: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let now = OffsetDateTime::now_utc();
+    let plan = crate::pass::plan_pass(root, settings, &state, now);
+    print!("{}", plan_text(&plan, root.is_live()));
+    let needs_restart = plan.groups.iter().any(|g| g.reload.is_restart());
+    let services;
+    let prober = crate::verify::TlsProber::default();
+    let live = if root.is_live() {
+        if needs_restart {
+            services = match crate::restart::SystemdManager::connect() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cert-rotator: {e}: nothing renewed, a restart would be needed");
+                    return ExitCode::from(1);
+                }
+            };
+            Some(crate::pass::Live {
+                services: &services,
+                prober: &prober,
+            })
+        } else {
+            Some(crate::pass::Live {
+                services: &crate::pass::NoUnitRestarts,
+                prober: &prober,
+            })
+        }
+    } else {
+        None
+    };
+    let report = crate::pass::execute(root, settings, &state, &plan, live.as_ref());
+    println!();
+    print!("{}", report.summary());
+    let result = crate::report::PassResult {
+        at: OffsetDateTime::now_utc(),
+        success: report.ok(),
+        renewed: report.renewed.len(),
+        failed: report.failed.len(),
+    };
+    let p = state.dir.join("last-pass.json");
+    if let Err(e) = crate::write::write_atomic_host(
+        &root.host(&p),
+        &serde_json::to_vec_pretty(&result).unwrap_or_default(),
+        0o600,
+        None,
+    ) {
+        tracing::warn!("{}: {e}", p.display());
+    }
+    write_metrics(root, settings, &state);
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Writes the Prometheus textfile from a fresh inventory and the last pass.
+fn write_metrics(root: &NodeRoot, settings: &config::Settings, state: &StateDir) {
+    if settings.metrics_file.as_os_str().is_empty() {
+        return;
+    }
+    let inv = inventory::read(&inventory::layout(settings, root), root);
+    let status = Status::new(&inv, OffsetDateTime::now_utc());
+    let last: Option<crate::report::PassResult> = root
+        .read(&state.dir.join("last-pass.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let text = crate::report::metrics_text(&status, last.as_ref());
+    let host = root.host(&settings.metrics_file);
+    if let Some(parent) = host.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    // node_exporter must read it: 0644.
+    if let Err(e) = crate::write::write_atomic_host(&host, text.as_bytes(), 0o644, None) {
+        tracing::warn!(
+            "{}: cannot write metrics: {e}",
+            settings.metrics_file.display()
+        );
+    }
 }
 
 pub fn state_dir(root: &NodeRoot, settings: &config::Settings) -> StateDir {
@@ -290,6 +496,7 @@ fn status(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) ->
         Ok(None) => {}
         Err(e) => status.unfinished_write = Some(e.to_string()),
     }
+    write_metrics(root, &loaded.settings, &state_dir(root, &loaded.settings));
     if json {
         println!("{}", status.to_json());
     } else {
@@ -334,14 +541,14 @@ fn demo(keep: Option<PathBuf>) -> ExitCode {
     let settings = config::Settings::default();
     let layout = inventory::layout(&settings, &root);
     let inv = inventory::read(&layout, &root);
-    let status = Status::new(&inv, now);
+    let before = Status::new(&inv, now);
     println!("\n$ cert-rotator --root {} status\n", dir.display());
-    print!("{}", status.to_table());
-    let due: Vec<_> = status.certificates.iter().filter(|c| c.due).collect();
+    print!("{}", before.to_table());
+    let due: Vec<_> = before.certificates.iter().filter(|c| c.due).collect();
     println!(
         "\n{} of {} certificates are due:",
         due.len(),
-        status.certificates.len()
+        before.certificates.len()
     );
     for c in &due {
         println!(
@@ -350,10 +557,29 @@ fn demo(keep: Option<PathBuf>) -> ExitCode {
             c.due_reason.map(|r| r.as_str()).unwrap_or_default()
         );
     }
-    if status.has_errors() {
-        ExitCode::from(1)
-    } else {
+    println!("\n$ cert-rotator --root {} run\n", dir.display());
+    let state = state_dir(&root, &settings);
+    let plan = crate::pass::plan_pass(&root, &settings, &state, OffsetDateTime::now_utc());
+    print!("{}", plan_text(&plan, false));
+    let report = crate::pass::execute(&root, &settings, &state, &plan, None);
+    println!();
+    print!("{}", report.summary());
+    let inv = inventory::read(&inventory::layout(&settings, &root), &root);
+    let after = Status::new(&inv, OffsetDateTime::now_utc());
+    println!(
+        "\n$ cert-rotator --root {} status   # afterwards\n",
+        dir.display()
+    );
+    print!("{}", after.to_table());
+    let still_due = after.certificates.iter().filter(|c| c.due).count();
+    println!(
+        "\n{} certificates renewed, {still_due} still due.",
+        report.renewed.len()
+    );
+    if report.ok() && !after.has_errors() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -406,12 +632,34 @@ pub fn cert_renew_main() -> ExitCode {
     )
 }
 
+/// The journal when systemd runs us (structured fields: CERT_NAME, CERT_PATH, SERIAL,
+/// NOT_AFTER, COMPONENT, ACTION, MESSAGE_ID), stderr otherwise.
 fn init_logging() {
+    use tracing_subscriber::prelude::*;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("CERT_ROTATOR_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("warn,zbus=off"));
+    let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some()
+        && std::path::Path::new("/run/systemd/journal/socket").exists();
+    let default = if under_systemd {
+        "info,zbus=off"
+    } else {
+        "warn,zbus=off"
+    };
+    let filter =
+        || EnvFilter::try_from_env("CERT_ROTATOR_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    if under_systemd {
+        if let Ok(layer) = tracing_journald::layer() {
+            let layer = layer
+                .with_field_prefix(None)
+                .with_syslog_identifier("cert-rotator".into());
+            let _ = tracing_subscriber::registry()
+                .with(filter())
+                .with(layer)
+                .try_init();
+            return;
+        }
+    }
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter())
         .with_writer(std::io::stderr)
         .try_init();
 }

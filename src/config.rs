@@ -42,6 +42,9 @@ pub struct Settings {
     pub extra: Vec<ExtraTarget>,
     /// How a pass paces its restarts.
     pub run: RunSettings,
+    /// Prometheus textfile (node path) written by every run and status; empty: none.
+    /// Point node_exporter's --collector.textfile.directory at its directory.
+    pub metrics_file: PathBuf,
 }
 
 /// The rotation queue's pacing. A control plane restarts one component at a time; a
@@ -85,6 +88,7 @@ impl Default for Settings {
             targets: BTreeMap::new(),
             extra: Vec::new(),
             run: RunSettings::default(),
+            metrics_file: PathBuf::from("/var/lib/cert-rotator/metrics/cert-rotator.prom"),
         }
     }
 }

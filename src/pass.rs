@@ -79,7 +79,15 @@ impl PassReport {
         let renewed: Vec<String> = self
             .renewed
             .iter()
-            .map(|r| format!("{} {} serial={} not_after={}", r.name, r.path, r.serial, crate::report::rfc3339(r.not_after)))
+            .map(|r| {
+                format!(
+                    "{} {} serial={} not_after={}",
+                    r.name,
+                    r.path,
+                    r.serial,
+                    crate::report::rfc3339(r.not_after)
+                )
+            })
             .collect();
         section("renewed", &renewed);
         section("restarted", &self.restarted);
@@ -120,7 +128,7 @@ fn save_history(state: &StateDir, history: &mut History, now: OffsetDateTime) {
 
 fn status(msg: &str) {
     // systemctl status cert-rotator shows where the pass is; a no-op outside systemd.
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(msg)]);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(msg)]);
 }
 
 /// Runs a pass of `plan`. The caller holds the state lock and has recovered any
@@ -135,10 +143,14 @@ pub fn execute(
     let mut report = PassReport::default();
     let mut history = load_history(state);
     for b in &plan.not_renewable {
-        report.not_renewable.push(format!("{} {}: {}", b.name, b.path, b.why));
+        report
+            .not_renewable
+            .push(format!("{} {}: {}", b.name, b.path, b.why));
     }
     for b in &plan.unreadable {
-        report.failed.push(format!("{} {}: {}", b.name, b.path, b.why));
+        report
+            .failed
+            .push(format!("{} {}: {}", b.name, b.path, b.why));
         tracing::error!(cert_name = %b.name, cert_path = %b.path, action = "read", message_id = message_id::FAILED, "unreadable: {}", b.why);
     }
     for d in &plan.deferred {
@@ -150,33 +162,65 @@ pub fn execute(
     let total = plan.groups.len();
     let mut stop: Option<String> = None;
     for (i, group) in plan.groups.iter().enumerate() {
-        let comp = group.component.as_ref().map(|c| c.name()).unwrap_or_else(|| "no component".into());
+        let comp = group
+            .component
+            .as_ref()
+            .map(|c| c.name())
+            .unwrap_or_else(|| "no component".into());
         if let Some(why) = &stop {
             for t in &group.targets {
-                report.deferred.push(format!("{} (pass stopped: {why})", t.name));
+                report
+                    .deferred
+                    .push(format!("{} (pass stopped: {why})", t.name));
             }
             continue;
         }
         let names: Vec<&str> = group.targets.iter().map(|t| t.name.as_str()).collect();
-        status(&format!("renewing {} ({}/{total})", names.join(", "), i + 1));
+        status(&format!(
+            "renewing {} ({}/{total})",
+            names.join(", "),
+            i + 1
+        ));
         let renewer = Renewer {
             root,
             settings,
             state,
             ca: None,
-            opts: RenewOptions { days: None, reuse_key: false, now: OffsetDateTime::now_utc(), switch_issuer: false },
+            opts: RenewOptions {
+                days: None,
+                reuse_key: false,
+                now: OffsetDateTime::now_utc(),
+                switch_issuer: false,
+            },
         };
-        let outcomes = renewer.run(Selection::Paths(group.targets.iter().map(|t| PathBuf::from(&t.path)).collect()));
+        let outcomes = renewer.run(Selection::Paths(
+            group
+                .targets
+                .iter()
+                .map(|t| PathBuf::from(&t.path))
+                .collect(),
+        ));
         let mut written: Vec<(PathBuf, PathBuf)> = Vec::new(); // (file, backup dir)
         let mut new_serials = Vec::new();
         let mut any_failed = false;
         for o in outcomes {
             match o.outcome {
-                Outcome::Renewed { serial, not_after, files, backup_dir, .. } => {
+                Outcome::Renewed {
+                    serial,
+                    not_after,
+                    files,
+                    backup_dir,
+                    ..
+                } => {
                     tracing::info!(cert_name = %o.name, cert_path = %o.path.display(), serial = %serial, not_after = %crate::report::rfc3339(not_after), component = %comp, action = "renew", message_id = message_id::RENEWED, "renewed {}", o.name);
                     written.extend(files.into_iter().map(|f| (f, backup_dir.clone())));
                     new_serials.push(serial.clone());
-                    report.renewed.push(RenewedCert { name: o.name, path: o.path.display().to_string(), serial, not_after });
+                    report.renewed.push(RenewedCert {
+                        name: o.name,
+                        path: o.path.display().to_string(),
+                        serial,
+                        not_after,
+                    });
                 }
                 Outcome::Skipped(why) | Outcome::Failed(why) => {
                     any_failed = true;
@@ -195,11 +239,22 @@ pub fn execute(
         }
         let Some(live) = live else {
             if group.reload != Reload::None {
-                report.not_performed.push(format!("{comp}: {} and verification (--root is not the live node)", reload_word(&group.reload)));
+                report.not_performed.push(format!(
+                    "{comp}: {} and verification (--root is not the live node)",
+                    reload_word(&group.reload)
+                ));
             }
             continue;
         };
-        match reload_and_verify(root, settings, state, live, group, &new_serials, &mut history) {
+        match reload_and_verify(
+            root,
+            settings,
+            state,
+            live,
+            group,
+            &new_serials,
+            &mut history,
+        ) {
             Ok(done) => {
                 report.restarted.extend(done.restarted);
                 report.verified.extend(done.verified);
@@ -210,7 +265,9 @@ pub fn execute(
                 match rollback(root, settings, state, live, group, &written, &mut history) {
                     Ok(()) => {
                         tracing::error!(component = %comp, action = "rollback", message_id = message_id::ROLLED_BACK, "{comp}: restored the previous certificates, which it serves again");
-                        report.rolled_back.push(format!("{comp}: previous certificates restored and served"));
+                        report
+                            .rolled_back
+                            .push(format!("{comp}: previous certificates restored and served"));
                     }
                     Err(e2) => {
                         tracing::error!(component = %comp, action = "rollback", message_id = message_id::FAILED, "{comp}: ROLLBACK FAILED: {e2}");
@@ -221,7 +278,11 @@ pub fn execute(
             }
         }
     }
-    status(if report.ok() { "pass finished" } else { "pass finished with failures" });
+    status(if report.ok() {
+        "pass finished"
+    } else {
+        "pass finished with failures"
+    });
     report
 }
 
@@ -248,9 +309,25 @@ fn reload_and_verify(
     serials: &[String],
     history: &mut History,
 ) -> Result<Done, String> {
-    let mut done = Done { restarted: Vec::new(), verified: Vec::new() };
-    let comp = group.component.as_ref().map(|c| c.name()).unwrap_or_default();
-    if let Some(line) = restart(root, settings, state, live, &group.reload, &comp, serials, history)? {
+    let mut done = Done {
+        restarted: Vec::new(),
+        verified: Vec::new(),
+    };
+    let comp = group
+        .component
+        .as_ref()
+        .map(|c| c.name())
+        .unwrap_or_default();
+    if let Some(line) = restart(
+        root,
+        settings,
+        state,
+        live,
+        &group.reload,
+        &comp,
+        serials,
+        history,
+    )? {
         done.restarted.push(line);
     }
     if let Some(c) = &group.component {
@@ -275,7 +352,10 @@ fn restart(
         Reload::None | Reload::Itself => return Ok(None),
         Reload::Unit(unit) => {
             status(&format!("restarting {unit}"));
-            let r = live.services.restart_unit(unit, timeout).map_err(|e| e.to_string())?;
+            let r = live
+                .services
+                .restart_unit(unit, timeout)
+                .map_err(|e| e.to_string())?;
             format!("{unit}: new run {}", r.invocation_id)
         }
         Reload::StaticPod(pod) => {
@@ -284,20 +364,36 @@ fn restart(
             if let Some(last) = history.last_control_plane_restart() {
                 let wait = last + gap - OffsetDateTime::now_utc();
                 if wait.is_positive() {
-                    status(&format!("waiting {}s before restarting {pod}", wait.whole_seconds()));
+                    status(&format!(
+                        "waiting {}s before restarting {pod}",
+                        wait.whole_seconds()
+                    ));
                     std::thread::sleep(StdDuration::from_secs_f64(wait.as_seconds_f64()));
                 }
             }
             status(&format!("restarting static pod {pod}"));
             let manifest = settings.kubeadm.manifests_dir.join(format!("{pod}.yaml"));
-            let value = format!("{}-{}", certs_hash(serials), OffsetDateTime::now_utc().unix_timestamp());
+            let value = format!(
+                "{}-{}",
+                certs_hash(serials),
+                OffsetDateTime::now_utc().unix_timestamp()
+            );
             let change = static_pod_change(root, &manifest, &value).map_err(|e| e.to_string())?;
-            state.apply(&format!("restart {pod}"), &[change]).map_err(|e| e.to_string())?;
-            format!("{pod}: manifest {} annotated cert-rotator.k8s.io/certs-hash={value}", manifest.display())
+            state
+                .apply(&format!("restart {pod}"), &[change])
+                .map_err(|e| e.to_string())?;
+            format!(
+                "{pod}: manifest {} annotated cert-rotator.k8s.io/certs-hash={value}",
+                manifest.display()
+            )
         }
     };
     let now = OffsetDateTime::now_utc();
-    history.restarts.push(RestartRecord { component: comp.to_string(), control_plane: reload.is_control_plane(), at: now });
+    history.restarts.push(RestartRecord {
+        component: comp.to_string(),
+        control_plane: reload.is_control_plane(),
+        at: now,
+    });
     save_history(state, history, now);
     tracing::info!(component = %comp, action = "restart", message_id = message_id::RESTARTED, "restarted {comp}: {line}");
     Ok(Some(line))
@@ -305,25 +401,44 @@ fn restart(
 
 /// Waits until every endpoint of the component serves the certificate now on disk (or
 /// answers healthy), within the verification timeout.
-fn verify(root: &NodeRoot, settings: &Settings, live: &Live<'_>, component: &Component) -> Result<Vec<String>, String> {
+fn verify(
+    root: &NodeRoot,
+    settings: &Settings,
+    live: &Live<'_>,
+    component: &Component,
+) -> Result<Vec<String>, String> {
     if !settings.run.verify {
-        return Ok(vec![format!("{}: verification switched off", component.name())]);
+        return Ok(vec![format!(
+            "{}: verification switched off",
+            component.name()
+        )]);
     }
     let eps = endpoints(root, &settings.kubeadm.manifests_dir, component);
-    let deadline = std::time::Instant::now() + StdDuration::from_secs(settings.run.verify_timeout_seconds);
+    let deadline =
+        std::time::Instant::now() + StdDuration::from_secs(settings.run.verify_timeout_seconds);
     let mut out = Vec::new();
     for ep in eps {
-        status(&format!("waiting for {} to serve the new certificate on {ep}", component.name()));
+        status(&format!(
+            "waiting for {} to serve the new certificate on {ep}",
+            component.name()
+        ));
         let mut last_err;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let probe_timeout = left.min(StdDuration::from_secs(5)).max(StdDuration::from_millis(200));
+            let probe_timeout = left
+                .min(StdDuration::from_secs(5))
+                .max(StdDuration::from_millis(200));
             let result = match &ep.check {
                 Check::ServedCert { cert } => {
                     let want = serial_on_disk(root, cert)?;
                     match live.prober.served_leaf(&ep, probe_timeout) {
-                        Ok(s) if s.serial == want => Ok(format!("{} serves serial {want} on {ep}", component.name())),
-                        Ok(s) => Err(format!("{ep} still serves serial {} (want {want})", s.serial)),
+                        Ok(s) if s.serial == want => {
+                            Ok(format!("{} serves serial {want} on {ep}", component.name()))
+                        }
+                        Ok(s) => Err(format!(
+                            "{ep} still serves serial {} (want {want})",
+                            s.serial
+                        )),
                         Err(e) => Err(e.to_string()),
                     }
                 }
@@ -342,7 +457,10 @@ fn verify(root: &NodeRoot, settings: &Settings, live: &Live<'_>, component: &Com
                 Err(e) => last_err = e,
             }
             if std::time::Instant::now() >= deadline {
-                return Err(format!("not verified within {}s: {last_err}", settings.run.verify_timeout_seconds));
+                return Err(format!(
+                    "not verified within {}s: {last_err}",
+                    settings.run.verify_timeout_seconds
+                ));
             }
             std::thread::sleep(StdDuration::from_millis(500));
         }
@@ -354,7 +472,10 @@ fn serial_on_disk(root: &NodeRoot, cert: &Path) -> Result<String, String> {
     let (_, bytes) = inventory::read_file(root, cert)?;
     let blocks = pki::parse_pem(&bytes).map_err(|e| format!("{}: {e}", cert.display()))?;
     let certs = pki::certificates(&blocks).map_err(|e| format!("{}: {e}", cert.display()))?;
-    certs.first().map(|c| c.serial.clone()).ok_or_else(|| format!("{}: no certificate", cert.display()))
+    certs
+        .first()
+        .map(|c| c.serial.clone())
+        .ok_or_else(|| format!("{}: no certificate", cert.display()))
 }
 
 /// Puts the group's files back from this pass's backup, restarts the component again
@@ -378,16 +499,38 @@ fn rollback(
             Err(_) => continue,
         };
         let content = if meta.file_type().is_symlink() {
-            NewContent::Symlink(std::fs::read_link(&backup).map_err(|e| format!("{}: {e}", backup.display()))?)
+            NewContent::Symlink(
+                std::fs::read_link(&backup).map_err(|e| format!("{}: {e}", backup.display()))?,
+            )
         } else {
-            NewContent::File(std::fs::read(&backup).map_err(|e| format!("{}: {e}", backup.display()))?)
+            NewContent::File(
+                std::fs::read(&backup).map_err(|e| format!("{}: {e}", backup.display()))?,
+            )
         };
-        changes.push(FileChange { content, ..FileChange::file(file, Vec::new(), 0o600, false) });
+        changes.push(FileChange {
+            content,
+            ..FileChange::file(file, Vec::new(), 0o600, false)
+        });
     }
-    let comp = group.component.as_ref().map(|c| c.name()).unwrap_or_default();
-    state.apply(&format!("roll back {comp}"), &changes).map_err(|e| e.to_string())?;
+    let comp = group
+        .component
+        .as_ref()
+        .map(|c| c.name())
+        .unwrap_or_default();
+    state
+        .apply(&format!("roll back {comp}"), &changes)
+        .map_err(|e| e.to_string())?;
     let serials: Vec<String> = Vec::new();
-    restart(root, settings, state, live, &group.reload, &comp, &serials, history)?;
+    restart(
+        root,
+        settings,
+        state,
+        live,
+        &group.reload,
+        &comp,
+        &serials,
+        history,
+    )?;
     if let Some(c) = &group.component {
         verify(root, settings, live, c)?;
     }
@@ -395,8 +538,36 @@ fn rollback(
 }
 
 /// The whole `run` command below the CLI: plan from a fresh inventory, then execute.
-pub fn plan_pass(root: &NodeRoot, settings: &Settings, state: &StateDir, now: OffsetDateTime) -> Plan {
+pub fn plan_pass(
+    root: &NodeRoot,
+    settings: &Settings,
+    state: &StateDir,
+    now: OffsetDateTime,
+) -> Plan {
     let layout = inventory::layout(settings, root);
     let inv = inventory::read(&layout, root);
     plan::make_plan(settings, &inv, &load_history(state), now)
+}
+
+/// For a live pass that restarts no unit (nothing due needs one): any call is a bug.
+pub struct NoUnitRestarts;
+
+impl ServiceManager for NoUnitRestarts {
+    fn restart_unit(
+        &self,
+        unit: &str,
+        _timeout: StdDuration,
+    ) -> Result<crate::restart::UnitRestart, crate::restart::RestartError> {
+        Err(crate::restart::RestartError::NoSuchUnit {
+            unit: unit.to_string(),
+        })
+    }
+    fn unit_state(
+        &self,
+        unit: &str,
+    ) -> Result<crate::restart::UnitState, crate::restart::RestartError> {
+        Err(crate::restart::RestartError::NoSuchUnit {
+            unit: unit.to_string(),
+        })
+    }
 }

@@ -320,3 +320,138 @@ mod tests {
         assert_eq!(human_date(t), "Nov 23, 2027 09:00 UTC");
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Prometheus textfile for node_exporter's textfile collector.
+
+/// The last pass, as the metrics file shows it.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct PassResult {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub success: bool,
+    pub renewed: usize,
+    pub failed: usize,
+}
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Metrics in the Prometheus text format: per certificate its expiry, seconds left and
+/// whether it is due; per pass its result and time.
+pub fn metrics_text(status: &Status, last_pass: Option<&PassResult>) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, help: &str, rows: Vec<(String, f64)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for (labels, v) in rows {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    let certs: Vec<_> = status
+        .certificates
+        .iter()
+        .filter(|c| c.not_after.is_some())
+        .collect();
+    let l = |c: &CertificateStatus| {
+        format!(
+            "{{name=\"{}\",path=\"{}\",component=\"{}\"}}",
+            label(&c.name),
+            label(&c.path),
+            label(&c.component.as_ref().map(|x| x.name()).unwrap_or_default())
+        )
+    };
+    family(
+        "cert_rotator_certificate_not_after_seconds",
+        "Unix time at which the certificate expires.",
+        certs
+            .iter()
+            .map(|c| {
+                (
+                    l(c),
+                    c.not_after.map(|t| t.unix_timestamp()).unwrap_or(0) as f64,
+                )
+            })
+            .collect(),
+    );
+    family(
+        "cert_rotator_certificate_residual_seconds",
+        "Seconds until the certificate expires (negative when expired).",
+        certs
+            .iter()
+            .map(|c| (l(c), c.residual_seconds.unwrap_or(0) as f64))
+            .collect(),
+    );
+    family(
+        "cert_rotator_certificate_due",
+        "1 when the certificate is in its renewal window or expired.",
+        certs
+            .iter()
+            .map(|c| (l(c), if c.due { 1.0 } else { 0.0 }))
+            .collect(),
+    );
+    family(
+        "cert_rotator_certificate_error",
+        "1 when the target could not be read.",
+        status
+            .certificates
+            .iter()
+            .filter(|c| !c.missing)
+            .map(|c| {
+                (
+                    format!(
+                        "{{name=\"{}\",path=\"{}\"}}",
+                        label(&c.name),
+                        label(&c.path)
+                    ),
+                    if c.error.is_some() { 1.0 } else { 0.0 },
+                )
+            })
+            .collect(),
+    );
+    family(
+        "cert_rotator_authority_not_after_seconds",
+        "Unix time at which the CA certificate expires.",
+        status
+            .authorities
+            .iter()
+            .filter_map(|a| {
+                a.not_after.map(|t| {
+                    (
+                        format!(
+                            "{{name=\"{}\",path=\"{}\"}}",
+                            label(&a.name),
+                            label(&a.path)
+                        ),
+                        t.unix_timestamp() as f64,
+                    )
+                })
+            })
+            .collect(),
+    );
+    if let Some(p) = last_pass {
+        family(
+            "cert_rotator_pass_timestamp_seconds",
+            "Unix time the last rotation pass ended.",
+            vec![(String::new(), p.at.unix_timestamp() as f64)],
+        );
+        family(
+            "cert_rotator_pass_success",
+            "1 when the last rotation pass succeeded.",
+            vec![(String::new(), if p.success { 1.0 } else { 0.0 })],
+        );
+        family(
+            "cert_rotator_pass_renewed",
+            "Certificates renewed by the last pass.",
+            vec![(String::new(), p.renewed as f64)],
+        );
+        family(
+            "cert_rotator_pass_failed",
+            "Failures in the last pass.",
+            vec![(String::new(), p.failed as f64)],
+        );
+    }
+    out
+}
