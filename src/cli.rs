@@ -496,7 +496,11 @@ fn status(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) ->
         Ok(None) => {}
         Err(e) => status.unfinished_write = Some(e.to_string()),
     }
-    write_metrics(root, &loaded.settings, &state_dir(root, &loaded.settings));
+    // status only refreshes a metrics file a pass already made: on a node without the
+    // agent's state, reading must write nothing.
+    if !loaded.settings.metrics_file.as_os_str().is_empty() && root.exists(&loaded.settings.metrics_file) {
+        write_metrics(root, &loaded.settings, &state_dir(root, &loaded.settings));
+    }
     if json {
         println!("{}", status.to_json());
     } else {
