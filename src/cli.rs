@@ -48,6 +48,10 @@ pub enum Command {
         /// Build the sandbox here and keep it, instead of a temp dir removed afterwards
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
+        /// Only build the sandbox node under --keep DIR (a test harness lays a node down
+        /// with it, e.g. `--keep /` inside a throwaway container)
+        #[arg(long, requires = "keep")]
+        build_only: bool,
     },
     /// The rotation pass (what the timer runs): renew what is due, restart what must
     /// reload, one component at a time, verify what it serves, roll back on failure
@@ -127,7 +131,7 @@ pub fn main() -> ExitCode {
     let root = NodeRoot::new(&cli.root);
     match cli.command {
         Command::Status { json } => status(&root, cli.config.as_deref(), json),
-        Command::Demo { keep } => demo(keep),
+        Command::Demo { keep, build_only } => demo(keep, build_only),
         Command::Run { dry_run: true } | Command::Plan { json: false } => {
             plan_cmd(&root, cli.config.as_deref(), false)
         }
@@ -513,7 +517,7 @@ fn status(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) ->
     }
 }
 
-fn demo(keep: Option<PathBuf>) -> ExitCode {
+fn demo(keep: Option<PathBuf>, build_only: bool) -> ExitCode {
     let tmp;
     let dir = match keep {
         Some(d) => d,
@@ -540,6 +544,9 @@ fn demo(keep: Option<PathBuf>) -> ExitCode {
     if let Err(e) = crate::demo::build_sandbox(&dir, now) {
         eprintln!("cert-rotator demo: building the sandbox failed: {e}");
         return ExitCode::from(1);
+    }
+    if build_only {
+        return ExitCode::SUCCESS;
     }
     let root = NodeRoot::new(&dir);
     let settings = config::Settings::default();

@@ -1,0 +1,148 @@
+#!/bin/bash
+# tests/e2e/run.sh - cert-rotator end to end on a real booted systemd.
+#
+# Boots a debootstrapped Debian with systemd-nspawn, installs the .deb built by
+# packaging/build.sh with dpkg, lays down a kubeadm node with the fixture builder
+# (`cert-rotator demo --build-only --keep /`: apiserver in its last 20%, a 91-day
+# kubelet client certificate with 25 days left, scheduler.conf expired), starts the
+# stand-ins (kubelet.service serving kubelet.crt on :10250; a static-pod stand-in
+# that restarts an `openssl s_server` for apiserver.crt on :6443 when
+# kube-apiserver.yaml's content changes, and /healthz servers for the controller
+# manager and scheduler), then drives the real units and checks the outcome.
+# Prints "N passed, N failed"; tears the container down even on failure and prints
+# its journal then. Needs root, debootstrap, systemd-container, and promtool
+# (Debian package prometheus) on the host.
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/lib.sh"
+e2e_trap_exit
+
+deb=$(ls -t "$repo"/target/packages/cert-rotator_*_amd64.deb 2>/dev/null | head -n1)
+if [[ -z $deb ]]; then
+	e2e_check "a .deb from packaging/build.sh exists" false
+	e2e_summary
+	exit 1
+fi
+if ! e2e_rootfs >/dev/null || ! e2e_boot; then
+	e2e_check "container boots to running/degraded" false
+	e2e_summary
+	exit 1
+fi
+e2e_check "container boots to running/degraded" true
+
+serial_served() {
+	e2e_exec sh -c "openssl s_client -connect 127.0.0.1:$1 </dev/null 2>/dev/null | openssl x509 -noout -serial" | cut -d= -f2
+}
+serial_file() { e2e_exec openssl x509 -in "$1" -noout -serial | cut -d= -f2; }
+invocation() { e2e_exec systemctl show -P InvocationID "$1"; }
+restarts() { e2e_exec cat "/run/static-pods/$1.starts" 2>/dev/null || echo 0; }
+eq() { [[ -n $1 && $1 == "$2" ]]; }
+served_is() { eq "$(serial_served "$1")" "$2"; }
+due_count() { e2e_exec cert-rotator status --json | grep -c '"due": true'; }
+ne() { [[ -n $1 && -n $2 && $1 != "$2" ]]; }
+gt() { [[ $1 =~ ^[0-9]+$ && $2 =~ ^[0-9]+$ ]] && (($1 > $2)); }
+fails() { ! "$@"; }
+timer_listed() { e2e_exec systemctl list-timers --all --no-pager | grep -q cert-rotator.timer; }
+manifests_clean() {
+	[[ $(e2e_exec ls -A /etc/kubernetes/manifests | tr '\n' ' ') == 'etcd.yaml kube-apiserver.yaml kube-controller-manager.yaml kube-scheduler.yaml ' ]]
+}
+journal_fields() {
+	e2e_exec journalctl -u cert-rotator -o json --no-pager | grep '"CERT_NAME":"apiserver"' |
+		grep '"SERIAL"' | grep '"NOT_AFTER"' | grep '"ACTION":"renew"' | grep -q '"MESSAGE_ID":"6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a01"'
+}
+msg_has() { e2e_exec journalctl --no-pager -o cat "MESSAGE_ID=$1" | grep -q "$2"; }
+promtool_ok() { promtool check metrics <"$1"; }
+key_matches() {
+	[[ $(e2e_exec openssl x509 -in /etc/kubernetes/pki/apiserver.crt -noout -pubkey) == "$(e2e_exec openssl pkey -in /etc/kubernetes/pki/apiserver.key -pubout)" ]]
+}
+
+# --- install and node --------------------------------------------------------
+e2e_copy_in "$deb" /tmp/cert-rotator.deb
+e2e_copy_in "$here/standins" /opt/standins
+e2e_check "dpkg -i installs the package" e2e_exec dpkg -i /tmp/cert-rotator.deb
+e2e_check "installing starts no pass" \
+	fails e2e_exec test -e /var/lib/cert-rotator/last-pass.json
+e2e_check "fixture builder lays down a kubeadm node" \
+	e2e_exec cert-rotator demo --build-only --keep /
+# One pass may restart everything in this test; a short gap keeps it quick.
+e2e_exec sh -c 'printf "[run]\nmax_restarts_per_pass = 5\nmin_restart_gap_seconds = 2\nverify_timeout_seconds = 60\n" >/etc/cert-rotator/config.d/50-e2e.toml'
+e2e_check "stand-ins installed and started" e2e_exec /opt/standins/install.sh --now
+e2e_check "apiserver stand-in serves apiserver.crt" \
+	e2e_wait_for 20 served_is 6443 "$(serial_file /etc/kubernetes/pki/apiserver.crt)"
+e2e_check "kubelet stand-in serves kubelet.crt" \
+	e2e_wait_for 20 served_is 10250 "$(serial_file /var/lib/kubelet/pki/kubelet.crt)"
+e2e_check "three certificates are due before the pass" eq "$(due_count)" 3
+
+kubelet_before=$(invocation kubelet.service)
+api_serial_before=$(serial_file /etc/kubernetes/pki/apiserver.crt)
+api_starts_before=$(restarts kube-apiserver)
+
+# --- the timer and the service ---------------------------------------------------
+e2e_check "systemctl enable --now cert-rotator.timer" e2e_exec systemctl enable --now cert-rotator.timer
+e2e_check "systemctl list-timers lists it" \
+	timer_listed
+e2e_check "systemctl start cert-rotator.service succeeds" e2e_exec systemctl start cert-rotator.service
+e2e_check "nothing is due afterwards" eq "$(due_count)" 0
+for f in /etc/kubernetes/pki/apiserver.crt; do
+	e2e_check "renewed $f verifies with openssl" e2e_exec openssl verify -CAfile /etc/kubernetes/pki/ca.crt "$f"
+done
+e2e_check "renewed scheduler.conf client certificate verifies with openssl" \
+	e2e_exec sh -c 'grep client-certificate-data /etc/kubernetes/scheduler.conf | awk "{print \$2}" | base64 -d >/tmp/s.pem && openssl verify -CAfile /etc/kubernetes/pki/ca.crt /tmp/s.pem'
+e2e_check "renewed kubelet client certificate verifies, behind its symlink" \
+	e2e_exec sh -c 'test -L /var/lib/kubelet/pki/kubelet-client-current.pem && openssl verify -CAfile /etc/kubernetes/pki/ca.crt /var/lib/kubelet/pki/kubelet-client-current.pem'
+kubelet_after=$(invocation kubelet.service)
+e2e_check "kubelet.service has a new InvocationID" ne "$kubelet_after" "$kubelet_before"
+api_serial_after=$(serial_file /etc/kubernetes/pki/apiserver.crt)
+e2e_check "apiserver.crt has a new serial" ne "$api_serial_after" "$api_serial_before"
+e2e_check "the apiserver stand-in serves the new serial" served_is 6443 "$api_serial_after"
+e2e_check "kube-apiserver.yaml carries the certs-hash annotation" \
+	e2e_exec grep -q 'cert-rotator.k8s.io/certs-hash:' /etc/kubernetes/manifests/kube-apiserver.yaml
+e2e_check "no stray file in the manifests directory" \
+	manifests_clean
+e2e_check "journal has structured fields (CERT_NAME, SERIAL, COMPONENT, ACTION, MESSAGE_ID)" \
+	journal_fields
+e2e_check "journalctl MESSAGE_ID= finds the restarts" \
+	msg_has 6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a02 'restarted kube-apiserver'
+e2e_check "journalctl MESSAGE_ID= finds the verifications" \
+	msg_has 6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a03 'kube-apiserver serves serial'
+metrics=$E2E_ROOT/var/lib/cert-rotator/metrics/cert-rotator.prom
+e2e_check "the metrics file exists" test -s "$metrics"
+e2e_check "promtool check metrics accepts it" promtool_ok "$metrics"
+e2e_check "metrics say the pass succeeded" grep -q '^cert_rotator_pass_success 1' "$metrics"
+
+# --- a second pass does nothing ---------------------------------------------------
+api_starts_mid=$(restarts kube-apiserver)
+e2e_check "a second start succeeds" e2e_exec systemctl start cert-rotator.service
+e2e_check "... and restarts no kubelet" eq "$(invocation kubelet.service)" "$kubelet_after"
+e2e_check "... and no static pod" eq "$(restarts kube-apiserver)" "$api_starts_mid"
+e2e_check "... and renews nothing" eq "$(serial_file /etc/kubernetes/pki/apiserver.crt)" "$api_serial_after"
+e2e_check "the first pass restarted the apiserver stand-in" gt "$api_starts_mid" "$api_starts_before"
+
+# --- rollback against a real process that does not reload ------------------------
+# The static-pod stand-in stops; a plain s_server keeps serving the current
+# apiserver.crt and never reloads. The apiserver becomes due through config.
+e2e_exec systemctl stop static-pods.service
+e2e_exec systemd-run --unit=stale-apiserver openssl s_server -quiet -www -accept 127.0.0.1:6443 \
+	-cert /etc/kubernetes/pki/apiserver.crt -key /etc/kubernetes/pki/apiserver.key >/dev/null
+e2e_wait_for 10 served_is 6443 "$api_serial_after" >/dev/null
+e2e_exec sh -c 'printf "[targets.apiserver]\nremaining_days = 400\n[run]\nverify_timeout_seconds = 8\n" >/etc/cert-rotator/config.d/60-e2e-rollback.toml'
+e2e_check "a pass whose apiserver keeps the old certificate fails" \
+	fails e2e_exec systemctl start cert-rotator.service
+e2e_check "... and restores the previous apiserver.crt" eq "$(serial_file /etc/kubernetes/pki/apiserver.crt)" "$api_serial_after"
+e2e_check "... which is what is served" served_is 6443 "$api_serial_after"
+e2e_check "... saying so in the journal (rolled back)" \
+	msg_has 6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a04 'restored the previous certificates'
+e2e_check "... with the key matching its certificate" \
+	key_matches
+e2e_exec rm -f /etc/cert-rotator/config.d/60-e2e-rollback.toml
+
+# --- removal ----------------------------------------------------------------------
+e2e_check "dpkg -r removes the package" e2e_exec dpkg -r cert-rotator
+e2e_check "... leaving the node's certificates in place" \
+	e2e_exec openssl verify -CAfile /etc/kubernetes/pki/ca.crt /etc/kubernetes/pki/apiserver.crt
+e2e_check "... and the state directory" e2e_exec test -d /var/lib/cert-rotator/backup
+
+e2e_summary
