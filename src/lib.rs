@@ -16,6 +16,7 @@ pub mod kubeconfig;
 pub mod node;
 pub mod pki;
 pub mod plan;
+pub mod remote_ca;
 pub mod renew;
 pub mod report;
 pub mod write;
