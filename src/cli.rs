@@ -11,6 +11,7 @@ use crate::config;
 use crate::inventory;
 use crate::issue::RenewOptions;
 use crate::node::NodeRoot;
+use crate::remote_ca::RemoteSettings;
 use crate::renew::{GivenCa, Outcome, Renewer, Selection};
 use crate::report::Status;
 use crate::write::StateDir;
@@ -429,12 +430,33 @@ fn renew(
     opts: RenewOptions,
     selection: Selection,
 ) -> ExitCode {
+    renew_with(root, config_file, state_override, ca, None, opts, selection)
+}
+
+/// [`renew`], optionally with every target signed by the given remote CA (cert-renew
+/// --remote), whatever the configuration says.
+fn renew_with(
+    root: &NodeRoot,
+    config_file: Option<&std::path::Path>,
+    state_override: Option<PathBuf>,
+    ca: Option<GivenCa>,
+    remote: Option<RemoteSettings>,
+    opts: RenewOptions,
+    selection: Selection,
+) -> ExitCode {
     let mut settings = match config::load(root, config_file) {
         Ok(l) => l.settings,
         Err(e) => return config_error(e),
     };
     if let Some(s) = state_override {
         settings.state_dir = s;
+    }
+    if let Some(r) = remote {
+        settings.ca.remote = Some(r);
+        settings.ca.default = config::CaChoice::Remote;
+        for o in settings.targets.values_mut() {
+            o.ca = None;
+        }
     }
     let state = state_dir(root, &settings);
     let Some(_lock) = lock_or_report(&state) else {
@@ -600,17 +622,50 @@ fn demo(keep: Option<PathBuf>, build_only: bool) -> ExitCode {
     version,
     about = "Renew Kubernetes certificates and kubeconfigs from a CA, now",
     long_about = "Renews each TARGET (a certificate file with its .key beside it, a file holding certificate and key, \
-                  or a kubeconfig's client certificate) from the given CA, unconditionally: identity kept, new key \
-                  by default, written atomically with backups under the state directory. One line per target; \
-                  exit 1 if any failed (a failed target is left untouched)."
+                  or a kubeconfig's client certificate) from the given CA, or through a cfssl server with --remote, \
+                  unconditionally: identity kept, new key by default, written atomically with backups under the \
+                  state directory. One line per target; exit 1 if any failed (a failed target is left untouched)."
 )]
 pub struct CertRenewCli {
-    /// CA certificate that signed the targets
-    #[arg(long, value_name = "FILE")]
-    pub ca_cert: PathBuf,
-    /// CA private key
-    #[arg(long, value_name = "FILE")]
-    pub ca_key: PathBuf,
+    /// CA certificate that signed the targets; with --remote, the CA the returned
+    /// certificates must verify against [default with --remote: the node's CA that signed
+    /// each target, else the old issuer and authority key id must be kept]
+    #[arg(long, value_name = "FILE", required_unless_present = "remote")]
+    pub ca_cert: Option<PathBuf>,
+    /// CA private key (not with --remote)
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "remote",
+        conflicts_with = "remote"
+    )]
+    pub ca_key: Option<PathBuf>,
+    /// Sign through this cfssl server (https://HOST:PORT) instead of a local CA key;
+    /// the new key stays on this host, only a CSR is sent
+    #[arg(long, value_name = "URL")]
+    pub remote: Option<String>,
+    /// File holding the cfssl auth key in hex (mode 0600 or stricter): requests go to
+    /// authsign with an HMAC token [default: sign, unauthenticated]
+    #[arg(long, value_name = "FILE", requires = "remote")]
+    pub auth_key_file: Option<PathBuf>,
+    /// CA bundle the server's https certificate must chain to [default: system roots]
+    #[arg(long, value_name = "BUNDLE", requires = "remote")]
+    pub remote_ca: Option<PathBuf>,
+    /// cfssl signing profile [default: the server's default profile]
+    #[arg(long, value_name = "NAME", requires = "remote")]
+    pub profile: Option<String>,
+    /// cfssl label (multiroot signer)
+    #[arg(long, value_name = "NAME", requires = "remote")]
+    pub label: Option<String>,
+    /// Client certificate for mutual TLS with the server
+    #[arg(long, value_name = "FILE", requires_all = ["remote", "client_key"])]
+    pub client_cert: Option<PathBuf>,
+    /// Client key for mutual TLS with the server
+    #[arg(long, value_name = "FILE", requires_all = ["remote", "client_cert"])]
+    pub client_key: Option<PathBuf>,
+    /// Allow a plain http:// --remote URL (CSR and token travel in clear)
+    #[arg(long, requires = "remote")]
+    pub insecure_http: bool,
     #[command(flatten)]
     pub issue: IssueArgs,
     /// Where write-ahead records and backups go
@@ -628,16 +683,45 @@ pub fn cert_renew_main() -> ExitCode {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let abs = |p: &PathBuf| crate::node::normalize(&cwd.join(p));
     let root = NodeRoot::new("/");
-    let ca = GivenCa {
-        cert: abs(&cli.ca_cert),
-        key: abs(&cli.ca_key),
-    };
     let targets = cli.targets.iter().map(abs).collect();
-    renew(
+    let (ca, remote) = match (&cli.remote, &cli.ca_cert, &cli.ca_key) {
+        (Some(url), ca_cert, _) => {
+            let r = RemoteSettings {
+                url: url.clone(),
+                auth_key_file: cli.auth_key_file.as_ref().map(abs),
+                profile: cli.profile.clone().unwrap_or_default(),
+                label: cli.label.clone().unwrap_or_default(),
+                ca_cert: ca_cert.as_ref().map(abs),
+                tls_ca_bundle: cli.remote_ca.as_ref().map(abs),
+                client_cert: cli.client_cert.as_ref().map(abs),
+                client_key: cli.client_key.as_ref().map(abs),
+                allow_http: cli.insecure_http,
+                ..RemoteSettings::default()
+            };
+            if let Err(e) = r.validate() {
+                eprintln!("cert-renew: --remote: {e}");
+                return ExitCode::from(2);
+            }
+            (None, Some(r))
+        }
+        (None, Some(cert), Some(key)) => (
+            Some(GivenCa {
+                cert: abs(cert),
+                key: abs(key),
+            }),
+            None,
+        ),
+        _ => {
+            eprintln!("cert-renew: give --ca-cert and --ca-key, or --remote URL");
+            return ExitCode::from(2);
+        }
+    };
+    renew_with(
         &root,
         None,
         Some(abs(&cli.state_dir)),
-        Some(ca),
+        ca,
+        remote,
         cli.issue.options(),
         Selection::Paths(targets),
     )

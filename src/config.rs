@@ -35,6 +35,8 @@ pub struct Settings {
     pub window: WindowSettings,
     /// Where the kubeadm layout lives on this node.
     pub kubeadm: KubeadmPaths,
+    /// Who signs: the local CA key or a remote cfssl server (`[ca.remote]`).
+    pub ca: CaSettings,
     /// Per built-in target (by name: "apiserver", "admin.conf", ...): switch off or
     /// give it its own window.
     pub targets: BTreeMap<String, TargetOverride>,
@@ -85,6 +87,7 @@ impl Default for Settings {
             keep_backups: 100,
             window: WindowSettings::default(),
             kubeadm: KubeadmPaths::default(),
+            ca: CaSettings::default(),
             targets: BTreeMap::new(),
             extra: Vec::new(),
             run: RunSettings::default(),
@@ -141,6 +144,28 @@ pub struct TargetOverride {
     pub enabled: Option<bool>,
     pub remaining_fraction: Option<f64>,
     pub remaining_days: Option<f64>,
+    /// Who signs this target: "local" or "remote" (default: `[ca] default`).
+    pub ca: Option<CaChoice>,
+}
+
+/// Which CA signs a target.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CaChoice {
+    /// The local CA where its key is on the node, else `[ca.remote]` when configured,
+    /// else the target is not renewable (external CA).
+    #[default]
+    Auto,
+    Local,
+    Remote,
+}
+
+/// `[ca]`: the default choice and the remote signer (see docs/remote-ca.md).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaSettings {
+    pub default: CaChoice,
+    pub remote: Option<crate::remote_ca::RemoteSettings>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -240,6 +265,16 @@ pub fn load(root: &NodeRoot, explicit: Option<&Path>) -> Result<Loaded, ConfigEr
                     .unwrap_or_else(|| DEFAULT_CONFIG.into()),
                 message: e.message().to_string(),
             })?;
+    // [ca.remote] may be spread over drop-ins: it is checked once merged.
+    if let Some(r) = &settings.ca.remote {
+        r.validate().map_err(|m| ConfigError::Invalid {
+            path: files
+                .last()
+                .map(|f| f.0.clone())
+                .unwrap_or_else(|| DEFAULT_CONFIG.into()),
+            message: format!("[ca.remote] {m}"),
+        })?;
+    }
     Ok(Loaded {
         settings,
         sources: files.into_iter().map(|f| f.0).collect(),

@@ -17,6 +17,7 @@ pub mod node;
 pub mod pass;
 pub mod pki;
 pub mod plan;
+pub mod remote_ca;
 pub mod renew;
 pub mod report;
 pub mod restart;

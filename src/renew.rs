@@ -4,14 +4,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
 use crate::ca::{CertificateAuthority, LocalCa};
-use crate::config::Settings;
+use crate::config::{CaChoice, Settings};
 use crate::inventory::{self, Layout, Observed, Signer, Target, TargetKind, TargetState};
 use crate::issue::{self, RenewOptions};
 use crate::node::NodeRoot;
+use crate::remote_ca::{RemoteCa, RemoteClient};
 use crate::write::StateDir;
 
 /// The CA an operator named on the command line (node paths).
@@ -84,7 +86,7 @@ impl Renewer<'_> {
                 .map(|p| find_or_detect(self.root, &layout, p))
                 .collect(),
         };
-        let mut cas: BTreeMap<String, Result<LocalCa, String>> = BTreeMap::new();
+        let mut cas = CaCache::default();
         let mut out = Vec::new();
         for t in targets {
             let t = match t {
@@ -125,12 +127,7 @@ impl Renewer<'_> {
         out
     }
 
-    fn renew_one(
-        &self,
-        layout: &Layout,
-        t: &Target,
-        cas: &mut BTreeMap<String, Result<LocalCa, String>>,
-    ) -> Outcome {
+    fn renew_one(&self, layout: &Layout, t: &Target, cas: &mut CaCache) -> Outcome {
         let observed = inventory::read(
             &Layout {
                 targets: vec![t.clone()],
@@ -147,34 +144,67 @@ impl Renewer<'_> {
             TargetState::Error(e) => return Outcome::Failed(e),
         };
         let mut opts = self.opts.clone();
-        // Which CA: the one given, else the one that signed the target on this node.
-        let key = match (&self.ca, &reading.signer) {
-            (Some(g), signer) => {
-                if *signer == Signer::Bundled {
+        // Which CA: the one given, else as the configuration routes the target.
+        let key = match &self.ca {
+            Some(g) => {
+                if reading.signer == Signer::Bundled {
                     // The operator asked for this CA: kubelet.crt leaves its throwaway CA.
                     opts.switch_issuer = true;
                 }
                 format!("given:{}:{}", g.cert.display(), g.key.display())
             }
-            (None, Signer::Authority(name)) => name.clone(),
-            (None, Signer::Bundled) => String::new(),
-            (None, s) => {
-                return Outcome::Skipped(format!(
-                    "signed by {} : no CA on this node to renew it with",
-                    s.label()
-                ))
+            None => {
+                let key_of = |name: &str| {
+                    layout
+                        .authorities
+                        .iter()
+                        .find(|a| a.name == name)
+                        .map(|a| (a.key.clone(), self.root.exists(&a.key)))
+                };
+                match ca_route(self.settings, &t.name, &reading.signer, &key_of) {
+                    CaRoute::Local(name) => name,
+                    CaRoute::SelfBundled => String::new(),
+                    CaRoute::Remote {
+                        authority,
+                        switch_issuer,
+                    } => {
+                        opts.switch_issuer |= switch_issuer;
+                        format!("{REMOTE}{}", authority.unwrap_or_default())
+                    }
+                    CaRoute::NotRenewable(why) => return Outcome::Skipped(why),
+                }
             }
         };
+        if let Some(authority) = key.strip_prefix(REMOTE) {
+            let Some(remote) = &self.settings.ca.remote else {
+                return Outcome::Failed(format!(
+                    "{}: ca = \"remote\" but no [ca.remote] is configured",
+                    t.name
+                ));
+            };
+            // cfssl's profile sets the lifetime: expect what the target's profile gives.
+            if opts.days.is_none() {
+                opts.days = remote.days_for(&t.name);
+            }
+            if !cas.cas.contains_key(&key) {
+                let loaded = self.load_remote(layout, authority, &mut cas.remote);
+                cas.cas.insert(key.clone(), loaded);
+            }
+        }
         let ca: Option<&dyn CertificateAuthority> = if key.is_empty() {
             None
         } else {
-            let entry = cas
-                .entry(key.clone())
-                .or_insert_with(|| self.load_ca(layout, &key));
+            let entry = cas.cas.entry(key.clone()).or_insert_with(|| {
+                self.load_ca(layout, &key)
+                    .map(|c| Box::new(c) as Box<dyn CertificateAuthority>)
+            });
             match entry {
-                Ok(ca) => Some(ca),
+                Ok(ca) => Some(&**ca),
                 Err(e) if e.starts_with("external:") => {
                     return Outcome::Skipped(e["external:".len()..].to_string())
+                }
+                Err(e) if key.starts_with(REMOTE) => {
+                    return Outcome::Failed(format!("{}: remote CA: {e}", t.name))
                 }
                 Err(e) => return Outcome::Failed(e.clone()),
             }
@@ -216,12 +246,144 @@ impl Renewer<'_> {
             .ok_or_else(|| format!("CA {key} is not part of this node's layout"))?;
         if !self.root.exists(&def.key) {
             return Err(format!(
-                "external:CA key {} absent (external CA): not renewable locally",
-                def.key.display()
+                "external:CA key {} absent (external CA): not renewable locally{}",
+                def.key.display(),
+                if self.settings.ca.remote.is_some() {
+                    ""
+                } else {
+                    " (configure [ca.remote] to renew through a cfssl server)"
+                }
             ));
         }
         LocalCa::load(self.root, &def.name, &def.cert, &def.key, self.opts.now)
             .map_err(|e| e.to_string())
+    }
+}
+
+/// Who signs a target when no CA was named on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CaRoute {
+    /// The node's CA of that name, whose key is on the node.
+    Local(String),
+    /// kubelet.crt with its throwaway CA: renewed the same way, no CA needed.
+    SelfBundled,
+    /// `[ca.remote]`. Results verify against its `ca_cert`, else the certificate of the
+    /// node authority named here, else they must keep the old issuer and key id.
+    Remote {
+        authority: Option<String>,
+        /// kubelet.crt leaves its throwaway CA for the cluster CA.
+        switch_issuer: bool,
+    },
+    /// Why nothing on or for this node can renew it.
+    NotRenewable(String),
+}
+
+/// Routes a target by its `[targets."NAME"] ca` (else `[ca] default`) and its signer:
+/// `auto` is the local CA when its key is on the node, `[ca.remote]` when it is absent
+/// and a remote is configured, else not renewable (external CA). "remote" sends every
+/// kind of target to the remote CA (a self-signed kubelet.crt then becomes CA-signed);
+/// "local" never does. `key_of(name)` gives a node authority's key path and whether it
+/// exists. Pure: `plan` can route with it too.
+pub fn ca_route(
+    settings: &Settings,
+    target: &str,
+    signer: &Signer,
+    key_of: &dyn Fn(&str) -> Option<(PathBuf, bool)>,
+) -> CaRoute {
+    let choice = settings
+        .targets
+        .get(target)
+        .and_then(|o| o.ca)
+        .unwrap_or(settings.ca.default);
+    let remote_configured = settings.ca.remote.is_some();
+    match (signer, choice) {
+        (Signer::Authority(name), CaChoice::Remote) => CaRoute::Remote {
+            authority: Some(name.clone()),
+            switch_issuer: false,
+        },
+        (Signer::Authority(name), choice) => match key_of(name) {
+            Some((key, false)) => {
+                if choice == CaChoice::Auto && remote_configured {
+                    CaRoute::Remote {
+                        authority: Some(name.clone()),
+                        switch_issuer: false,
+                    }
+                } else {
+                    CaRoute::NotRenewable(format!(
+                        "CA key {} absent (external CA): not renewable locally{}",
+                        key.display(),
+                        if remote_configured {
+                            " (ca = \"local\" for this target)"
+                        } else {
+                            " (configure [ca.remote] to renew through a cfssl server)"
+                        }
+                    ))
+                }
+            }
+            // Present, or not an authority of the layout (loading the CA says so).
+            _ => CaRoute::Local(name.clone()),
+        },
+        (Signer::Bundled, CaChoice::Remote) => CaRoute::Remote {
+            authority: Some("ca".into()),
+            switch_issuer: true,
+        },
+        (Signer::Bundled, _) => CaRoute::SelfBundled,
+        (_, CaChoice::Remote) => CaRoute::Remote {
+            authority: None,
+            switch_issuer: false,
+        },
+        (s, _) => CaRoute::NotRenewable(format!(
+            "signed by {} : no CA on this node to renew it with",
+            s.label()
+        )),
+    }
+}
+
+/// Cache key prefix of a remote CA: `remote:` + the node authority whose certificate
+/// the results must verify against (empty: none known).
+const REMOTE: &str = "remote:";
+
+/// The CAs a run has loaded, by key, and the remote client, made once.
+#[derive(Default)]
+struct CaCache {
+    cas: BTreeMap<String, Result<Box<dyn CertificateAuthority>, String>>,
+    remote: Option<Result<Arc<RemoteClient>, String>>,
+}
+
+impl Renewer<'_> {
+    /// A remote CA whose results must verify against `[ca.remote] ca_cert`, else the
+    /// certificate of the node authority `authority`, else nothing known.
+    fn load_remote(
+        &self,
+        layout: &Layout,
+        authority: &str,
+        client: &mut Option<Result<Arc<RemoteClient>, String>>,
+    ) -> Result<Box<dyn CertificateAuthority>, String> {
+        let settings = self
+            .settings
+            .ca
+            .remote
+            .as_ref()
+            .ok_or("no [ca.remote] is configured")?;
+        let client = client
+            .get_or_insert_with(|| RemoteClient::new(self.root, settings).map(Arc::new))
+            .clone()?;
+        let ca_path = match &settings.ca_cert {
+            Some(p) => Some(p.clone()),
+            None => layout
+                .authorities
+                .iter()
+                .find(|a| a.name == authority)
+                .map(|a| a.cert.clone()),
+        };
+        let ca = match ca_path {
+            Some(p) => {
+                let c = crate::remote_ca::load_ca_certificate(self.root, &p, self.opts.now)?;
+                Some((p, c))
+            }
+            None => None,
+        };
+        Ok(Box::new(RemoteCa::new(client, ca)))
     }
 }
 
