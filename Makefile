@@ -2,9 +2,9 @@
 # Everything runs in the release profile so the tests, the packages and the
 # booted-systemd test share one build of the dependencies.
 
-.PHONY: test lint unit demo
+.PHONY: test lint unit e2e demo
 
-test: lint unit
+test: lint unit e2e
 
 lint:
 	cargo fmt --check
@@ -12,6 +12,12 @@ lint:
 
 unit:
 	cargo test --release --features failpoints
+
+# The packaged agent on a real booted systemd (systemd-nspawn): needs root,
+# debootstrap, systemd-container and promtool (see .ci/run).
+e2e:
+	packaging/build.sh --check
+	tests/e2e/run.sh
 
 demo:
 	cargo run --release -- demo

@@ -10,6 +10,7 @@
 #
 #   packaging/build.sh            build both packages
 #   packaging/build.sh --check    build, then lintian the deb and list both
+#   packaging/build.sh --tools    only install the tools (CI does it before the tests)
 #
 # Layout, conffiles, scriptlets and the not-enabled timer: docs/packaging.md.
 set -euo pipefail
@@ -20,11 +21,13 @@ CARGO_GENERATE_RPM_VERSION=0.21.1
 APT_PACKAGES=(dpkg-dev rpm lintian)
 
 check=0
+tools_only=0
 case "${1:-}" in
 "") ;;
 --check) check=1 ;;
+--tools) tools_only=1 ;;
 *)
-	echo "usage: $0 [--check]" >&2
+	echo "usage: $0 [--check|--tools]" >&2
 	exit 2
 	;;
 esac
@@ -59,6 +62,10 @@ fi
 if [ "$(tool_version generate-rpm)" != "$CARGO_GENERATE_RPM_VERSION" ]; then
 	say "cargo install --locked cargo-generate-rpm@$CARGO_GENERATE_RPM_VERSION"
 	cargo install --locked --quiet "cargo-generate-rpm@$CARGO_GENERATE_RPM_VERSION"
+fi
+
+if ((tools_only)); then
+	exit 0
 fi
 
 version=$(cargo metadata --no-deps --format-version 1 --locked |

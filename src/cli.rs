@@ -524,7 +524,9 @@ fn status(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) ->
     }
     // status only refreshes a metrics file a pass already made: on a node without the
     // agent's state, reading must write nothing.
-    if !loaded.settings.metrics_file.as_os_str().is_empty() && root.exists(&loaded.settings.metrics_file) {
+    if !loaded.settings.metrics_file.as_os_str().is_empty()
+        && root.exists(&loaded.settings.metrics_file)
+    {
         write_metrics(root, &loaded.settings, &state_dir(root, &loaded.settings));
     }
     if json {

@@ -155,7 +155,7 @@ mod tests {
 use serde::Deserialize;
 
 use crate::config::Settings;
-use crate::inventory::{Component, Inventory, Signer, TargetState};
+use crate::inventory::{Component, Inventory, TargetState};
 
 /// How a component picks up new certificates.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -310,19 +310,11 @@ pub fn make_plan(
         };
         let a = assess(&t.window, r.cert.not_before, r.cert.not_after, now);
         let Some(reason) = a.reason else { continue };
-        let renewable = match &r.signer {
-            Signer::Authority(name) => match inv.authority(name) {
-                Some(ca) if ca.has_key => Ok(()),
-                _ => Err(format!(
-                    "signed by {name}, whose key is not on this node (external CA)"
-                )),
-            },
-            Signer::Bundled => Ok(()),
-            Signer::SelfSigned => Err("self-signed: no CA to renew it with".to_string()),
-            Signer::Unknown => Err(format!(
-                "signed by a CA unknown to this node ({})",
-                r.cert.issuer
-            )),
+        // The same routing renewals use: local CA key, remote CA, or not renewable.
+        let key_of = |name: &str| inv.authority(name).map(|a| (a.def.key.clone(), a.has_key));
+        let renewable = match crate::renew::ca_route(settings, &t.name, &r.signer, &key_of) {
+            crate::renew::CaRoute::NotRenewable(why) => Err(why),
+            _ => Ok(()),
         };
         if let Err(why) = renewable {
             not_renewable.push(Blocked {

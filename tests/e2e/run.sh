@@ -60,15 +60,17 @@ key_matches() {
 }
 
 # --- install and node --------------------------------------------------------
-e2e_copy_in "$deb" /tmp/cert-rotator.deb
+e2e_copy_in "$deb" /opt/cert-rotator.deb
 e2e_copy_in "$here/standins" /opt/standins
-e2e_check "dpkg -i installs the package" e2e_exec dpkg -i /tmp/cert-rotator.deb
+e2e_check "dpkg -i installs the package" e2e_exec dpkg -i /opt/cert-rotator.deb
 e2e_check "installing starts no pass" \
 	fails e2e_exec test -e /var/lib/cert-rotator/last-pass.json
 e2e_check "fixture builder lays down a kubeadm node" \
 	e2e_exec cert-rotator demo --build-only --keep /
 # One pass may restart everything in this test; a short gap keeps it quick.
 e2e_exec sh -c 'printf "[run]\nmax_restarts_per_pass = 5\nmin_restart_gap_seconds = 2\nverify_timeout_seconds = 60\n" >/etc/cert-rotator/config.d/50-e2e.toml'
+# The fixture's advertise address, as a real node has it on an interface.
+e2e_check "the node's advertise address 10.0.0.10 is up" e2e_exec ip addr add 10.0.0.10/32 dev lo
 e2e_check "stand-ins installed and started" e2e_exec /opt/standins/install.sh --now
 e2e_check "apiserver stand-in serves apiserver.crt" \
 	e2e_wait_for 20 served_is 6443 "$(serial_file /etc/kubernetes/pki/apiserver.crt)"
@@ -125,7 +127,7 @@ e2e_check "the first pass restarted the apiserver stand-in" gt "$api_starts_mid"
 # The static-pod stand-in stops; a plain s_server keeps serving the current
 # apiserver.crt and never reloads. The apiserver becomes due through config.
 e2e_exec systemctl stop static-pods.service
-e2e_exec systemd-run --unit=stale-apiserver openssl s_server -quiet -www -accept 127.0.0.1:6443 \
+e2e_exec systemd-run --unit=stale-apiserver openssl s_server -quiet -www -accept 6443 \
 	-cert /etc/kubernetes/pki/apiserver.crt -key /etc/kubernetes/pki/apiserver.key >/dev/null
 e2e_wait_for 10 served_is 6443 "$api_serial_after" >/dev/null
 e2e_exec sh -c 'printf "[targets.apiserver]\nremaining_days = 400\n[run]\nverify_timeout_seconds = 8\n" >/etc/cert-rotator/config.d/60-e2e-rollback.toml'
