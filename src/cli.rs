@@ -53,6 +53,9 @@ pub enum Command {
         /// with it, e.g. `--keep /` inside a throwaway container)
         #[arg(long, requires = "keep")]
         build_only: bool,
+        /// kubeadm's encryptionAlgorithm for the sandbox's CAs and leaves
+        #[arg(long, value_enum, default_value = "rsa-2048")]
+        key_algorithm: DemoKeys,
     },
     /// The rotation pass (what the timer runs): renew what is due, restart what must
     /// reload, one component at a time, verify what it serves, roll back on failure
@@ -120,6 +123,14 @@ impl IssueArgs {
     }
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum DemoKeys {
+    #[value(name = "rsa-2048")]
+    Rsa2048,
+    #[value(name = "ecdsa-p256")]
+    EcdsaP256,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
     /// Validate the configuration and print the effective one
@@ -132,7 +143,7 @@ pub fn main() -> ExitCode {
     let root = NodeRoot::new(&cli.root);
     match cli.command {
         Command::Status { json } => status(&root, cli.config.as_deref(), json),
-        Command::Demo { keep, build_only } => demo(keep, build_only),
+        Command::Demo { keep, build_only, key_algorithm } => demo(keep, build_only, key_algorithm),
         Command::Run { dry_run: true } | Command::Plan { json: false } => {
             plan_cmd(&root, cli.config.as_deref(), false)
         }
@@ -541,7 +552,7 @@ fn status(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) ->
     }
 }
 
-fn demo(keep: Option<PathBuf>, build_only: bool) -> ExitCode {
+fn demo(keep: Option<PathBuf>, build_only: bool, keys: DemoKeys) -> ExitCode {
     let tmp;
     let dir = match keep {
         Some(d) => d,
@@ -565,7 +576,11 @@ fn demo(keep: Option<PathBuf>, build_only: bool) -> ExitCode {
         dir.display()
     );
     println!("  (apiserver in its last 20%, kubelet client 91 days with 25 left, scheduler.conf expired, no super-admin.conf)");
-    if let Err(e) = crate::demo::build_sandbox(&dir, now) {
+    let alg = match keys {
+        DemoKeys::Rsa2048 => crate::pki::KeyAlgorithm::Rsa { bits: 2048 },
+        DemoKeys::EcdsaP256 => crate::pki::KeyAlgorithm::EcdsaP256,
+    };
+    if let Err(e) = crate::demo::build_sandbox(&dir, now, alg) {
         eprintln!("cert-rotator demo: building the sandbox failed: {e}");
         return ExitCode::from(1);
     }

@@ -104,6 +104,7 @@ pub struct StateDir {
     /// This process's backup generation, made on the first write: one directory per
     /// pass or command, so a component's files can be restored together.
     generation: std::sync::Arc<std::sync::Mutex<Option<PathBuf>>>,
+    swept: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +150,7 @@ impl StateDir {
             dir: dir.to_path_buf(),
             keep_backups: 30,
             generation: Default::default(),
+            swept: Default::default(),
         }
     }
 
@@ -204,7 +206,10 @@ impl StateDir {
     pub fn recover(&self) -> Result<Option<Journal>, WriteError> {
         // A crash while writing a backup or the record itself leaves a temp file in the
         // state directory (never on the node: node files change only under a record).
-        sweep_temp_files(&self.root.host(&self.dir));
+        // Once per process: the backup tree grows with every generation.
+        if !self.swept.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            sweep_temp_files(&self.root.host(&self.dir));
+        }
         let Some(j) = self.pending()? else {
             return Ok(None);
         };
