@@ -143,7 +143,11 @@ pub fn main() -> ExitCode {
     let root = NodeRoot::new(&cli.root);
     match cli.command {
         Command::Status { json } => status(&root, cli.config.as_deref(), json),
-        Command::Demo { keep, build_only, key_algorithm } => demo(keep, build_only, key_algorithm),
+        Command::Demo {
+            keep,
+            build_only,
+            key_algorithm,
+        } => demo(keep, build_only, key_algorithm),
         Command::Run { dry_run: true } | Command::Plan { json: false } => {
             plan_cmd(&root, cli.config.as_deref(), false)
         }

@@ -21,7 +21,11 @@ pub fn sandbox_spec(now: OffsetDateTime) -> NodeSpec {
     spec
 }
 
-pub fn build_sandbox(dir: &Path, now: OffsetDateTime, keys: crate::pki::KeyAlgorithm) -> Result<(), String> {
+pub fn build_sandbox(
+    dir: &Path,
+    now: OffsetDateTime,
+    keys: crate::pki::KeyAlgorithm,
+) -> Result<(), String> {
     let mut spec = sandbox_spec(now);
     spec.key_algorithm = keys;
     fixture::build(dir, &spec).map(|_| ())
