@@ -691,6 +691,30 @@ impl Mount {
             .success());
     }
 }
+impl Mount {
+    /// Moves the node's /etc/kubernetes/pki onto a tmpfs of `size`, contents kept.
+    fn pki_on_tmpfs(r: &Path, size: &str) -> Mount {
+        let pki = host(r, "/etc/kubernetes/pki");
+        let saved = r.join("saved-pki");
+        assert!(Command::new("cp")
+            .arg("-a")
+            .arg(&pki)
+            .arg(&saved)
+            .status()
+            .unwrap()
+            .success());
+        let m = Mount::tmpfs(&pki, size);
+        let all = format!("{}/.", saved.display());
+        assert!(Command::new("cp")
+            .arg("-a")
+            .arg(all)
+            .arg(&pki)
+            .status()
+            .unwrap()
+            .success());
+        m
+    }
+}
 impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
@@ -702,20 +726,7 @@ fn read_only_directory_fails_cleanly() {
     let d = node(&NodeSpec::control_plane(now()));
     let r = d.path();
     let pki = host(r, "/etc/kubernetes/pki");
-    let saved = r.join("saved-pki");
-    Command::new("cp")
-        .arg("-a")
-        .arg(&pki)
-        .arg(&saved)
-        .status()
-        .unwrap();
-    let m = Mount::tmpfs(&pki, "4m");
-    Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", saved.display()))
-        .arg(&pki)
-        .status()
-        .unwrap();
+    let m = Mount::pki_on_tmpfs(r, "4m");
     m.read_only();
     renew_fails_and_changes_nothing(
         r,
@@ -731,20 +742,7 @@ fn a_disk_that_fills_during_the_write_leaves_the_original() {
     let d = node(&NodeSpec::control_plane(now()));
     let r = d.path();
     let pki = host(r, "/etc/kubernetes/pki");
-    let saved = r.join("saved-pki");
-    Command::new("cp")
-        .arg("-a")
-        .arg(&pki)
-        .arg(&saved)
-        .status()
-        .unwrap();
-    let _m = Mount::tmpfs(&pki, "256k");
-    Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", saved.display()))
-        .arg(&pki)
-        .status()
-        .unwrap();
+    let _m = Mount::pki_on_tmpfs(r, "256k");
     // Leave exactly one free page: the staged certificate fits, its key does not.
     let st = nix::sys::statvfs::statvfs(&pki).unwrap();
     let free = st.blocks_available() * st.fragment_size();
