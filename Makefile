@@ -17,6 +17,7 @@ unit:
 # debootstrap, systemd-container and promtool (see .ci/run).
 e2e:
 	packaging/build.sh --check
+	tests/e2e/restart_selftest.sh
 	tests/e2e/run.sh
 
 demo:

@@ -725,7 +725,6 @@ impl Drop for Mount {
 fn read_only_directory_fails_cleanly() {
     let d = node(&NodeSpec::control_plane(now()));
     let r = d.path();
-    let pki = host(r, "/etc/kubernetes/pki");
     let m = Mount::pki_on_tmpfs(r, "4m");
     m.read_only();
     renew_fails_and_changes_nothing(
