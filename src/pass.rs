@@ -50,6 +50,8 @@ pub struct PassReport {
     pub failed: Vec<String>,
     pub deferred: Vec<String>,
     pub not_renewable: Vec<String>,
+    /// Loud conditions, such as a validity capped by a CA near its end.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -97,6 +99,7 @@ impl PassReport {
         section("FAILED", &self.failed);
         section("deferred to the next pass", &self.deferred);
         section("not renewable here", &self.not_renewable);
+        section("WARNINGS", &self.warnings);
         if out.is_empty() {
             out.push_str("nothing due: no certificate renewed, no component restarted\n");
         }
@@ -210,8 +213,13 @@ pub fn execute(
                     not_after,
                     files,
                     backup_dir,
-                    ..
+                    warnings,
                 } => {
+                    for w in warnings {
+                        // A CA near its end caps every leaf it signs: the operator must hear it.
+                        tracing::warn!(cert_name = %o.name, component = %comp, action = "renew", "{w}");
+                        report.warnings.push(w);
+                    }
                     tracing::info!(cert_name = %o.name, cert_path = %o.path.display(), serial = %serial, not_after = %crate::report::rfc3339(not_after), component = %comp, action = "renew", message_id = message_id::RENEWED, "renewed {}", o.name);
                     written.extend(files.into_iter().map(|f| (f, backup_dir.clone())));
                     new_serials.push(serial.clone());

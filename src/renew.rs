@@ -100,24 +100,9 @@ impl Renewer<'_> {
                     continue;
                 }
             };
+            // Logging is the caller's: the pass logs with MESSAGE_IDs, manual commands
+            // print a line per target.
             let outcome = self.renew_one(&layout, &t, &mut cas);
-            match &outcome {
-                Outcome::Renewed {
-                    serial,
-                    not_after,
-                    warnings,
-                    ..
-                } => {
-                    for w in warnings {
-                        tracing::warn!(target_name = %t.name, "{w}");
-                    }
-                    tracing::info!(cert_name = %t.name, cert_path = %t.path.display(), serial = %serial, not_after = %crate::report::rfc3339(*not_after), "renewed");
-                }
-                Outcome::Failed(e) => {
-                    tracing::error!(cert_name = %t.name, cert_path = %t.path.display(), "renewal failed: {e}")
-                }
-                Outcome::Skipped(_) => {}
-            }
             out.push(TargetOutcome {
                 name: t.name.clone(),
                 path: t.path.clone(),

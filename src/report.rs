@@ -48,6 +48,8 @@ pub struct AuthorityStatus {
     pub residual_seconds: Option<i64>,
     pub has_key: bool,
     pub error: Option<String>,
+    /// Set when the CA ends within a year: every leaf it signs ends by then.
+    pub warning: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -131,6 +133,11 @@ impl Status {
                     .map(|c| (c.not_after - now).whole_seconds()),
                 has_key: a.has_key,
                 error: a.cert.as_ref().err().cloned(),
+                warning: a
+                    .cert
+                    .as_ref()
+                    .ok()
+                    .and_then(|c| ca_warning(&a.def.name, c.not_after, now)),
             })
             .collect();
         Status {
@@ -213,6 +220,11 @@ impl Status {
             ]);
         }
         out.push_str(&render(&ca_rows));
+        for a in &self.authorities {
+            if let Some(w) = &a.warning {
+                out.push_str(&format!("\nWARNING: {w}\n"));
+            }
+        }
         if let Some(w) = &self.unfinished_write {
             out.push_str(&format!("\nUnfinished write: {w}\n"));
         }
@@ -247,6 +259,27 @@ fn render<const N: usize>(rows: &[[String; N]]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A CA within a year of its end is an operator's emergency: renewals get capped at
+/// its end, and kubeadm cannot renew CAs (`kubeadm certs renew` skips them).
+fn ca_warning(name: &str, not_after: OffsetDateTime, now: OffsetDateTime) -> Option<String> {
+    let left = not_after - now;
+    if left > time::Duration::days(365) {
+        return None;
+    }
+    Some(if left.is_negative() {
+        format!(
+            "CA {name} EXPIRED on {}: nothing it signed can be trusted; replace the CA",
+            rfc3339(not_after)
+        )
+    } else {
+        format!(
+            "CA {name} ends on {} ({} left): certificates renewed now end then too; plan the CA's rotation",
+            rfc3339(not_after),
+            human_residual(left.whole_seconds())
+        )
+    })
 }
 
 /// `Nov 23, 2027 09:00 UTC`, kubeadm's format.

@@ -80,6 +80,18 @@ fn a_crash_at_every_step_leaves_old_or_new_pairs_after_recovery() {
             break;
         }
         points += 1;
+        // Before recovery, status tells of an unfinished write when one was recorded.
+        if host(r, "/var/lib/cert-rotator/journal.json").exists() {
+            let (v, _) = status_json(r);
+            let w = v["unfinished_write"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert!(
+                w.contains("phase"),
+                "failpoint {n}: status hides the unfinished write: {v:#}"
+            );
+        }
         let rec = run(r, &["recover"]);
         assert!(
             rec.status.success(),

@@ -471,6 +471,16 @@ fn validity_is_capped_at_the_cas_end_with_a_warning() {
         cert(&v, "apiserver")["not_after"],
         v["authorities"][0]["not_after"]
     );
+    let w = v["authorities"][0]["warning"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        w.contains("CA ca ends on") && w.contains("plan the CA's rotation"),
+        "{v:#}"
+    );
+    let out = run(d.path(), &["status"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("WARNING: CA ca ends on"));
 }
 
 /// The seed's manual tool: `cert-renew --ca-cert C --ca-key K --days N FILE...`.
