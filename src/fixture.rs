@@ -17,7 +17,7 @@ use base64::Engine;
 use time::{Duration, OffsetDateTime};
 use x509_cert::ext::pkix::KeyUsages;
 
-use crate::issue::x509::{CertTemplate, Issuer, EKU_CLIENT, EKU_SERVER, OID_CN, OID_O};
+use crate::pki::x509::{CertTemplate, Issuer, EKU_CLIENT, EKU_SERVER, OID_CN, OID_O};
 use crate::pki::{encode_pem, CertFacts, KeyAlgorithm, KeyEncoding, PrivateKey};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

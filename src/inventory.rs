@@ -10,84 +10,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::{ExtraKind, Settings, WindowSettings};
-use crate::kubeconfig::{self, ClientCredential};
+use crate::model::{Component, TargetKind};
+use crate::node::kubeconfig::{self, ClientCredential};
 use crate::node::NodeRoot;
 use crate::pki::{self, CertFacts, KeyAlgorithm, KeyEncoding, PrivateKey};
-
-/// What must reload a certificate once it changed.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Component {
-    KubeApiserver,
-    Etcd,
-    KubeControllerManager,
-    KubeScheduler,
-    Kubelet,
-    /// Any other systemd unit, restarted like the kubelet.
-    Unit(String),
-    /// Any other static pod, by its manifest name (without `.yaml`).
-    StaticPod(String),
-}
-
-impl Component {
-    /// Parses a configured component; `none` is `Ok(None)`.
-    pub fn parse(s: &str) -> Result<Option<Component>, String> {
-        Ok(Some(match s {
-            "none" | "" => return Ok(None),
-            "kube-apiserver" => Component::KubeApiserver,
-            "etcd" => Component::Etcd,
-            "kube-controller-manager" => Component::KubeControllerManager,
-            "kube-scheduler" => Component::KubeScheduler,
-            "kubelet" => Component::Kubelet,
-            s if s.starts_with("static-pod:") && s.len() > "static-pod:".len() => {
-                let name = &s["static-pod:".len()..];
-                if name.contains('/') || name.starts_with('.') {
-                    return Err("a static pod name is a manifest file name without .yaml".into());
-                }
-                Component::StaticPod(name.to_string())
-            }
-            s if s.contains('.') && !s.contains('/') => Component::Unit(s.to_string()),
-            _ => {
-                return Err(
-                    "expected kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kubelet, none, a systemd unit name (foo.service) or static-pod:NAME"
-                        .into(),
-                )
-            }
-        }))
-    }
-
-    pub fn name(&self) -> String {
-        match self {
-            Component::KubeApiserver => "kube-apiserver".into(),
-            Component::Etcd => "etcd".into(),
-            Component::KubeControllerManager => "kube-controller-manager".into(),
-            Component::KubeScheduler => "kube-scheduler".into(),
-            Component::Kubelet => "kubelet".into(),
-            Component::Unit(u) => u.clone(),
-            Component::StaticPod(p) => format!("static-pod:{p}"),
-        }
-    }
-}
-
-impl Serialize for Component {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.name())
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TargetKind {
-    /// A PEM certificate with a separate key file.
-    Certificate,
-    /// A kubeconfig's client certificate.
-    Kubeconfig,
-    /// The kubelet's client certificate: kubelet-client-current.pem, a symlink to a file
-    /// holding certificate and key.
-    KubeletClient,
-    /// The kubelet's serving certificate kubelet.crt (+ kubelet.key), by default
-    /// self-signed by a throwaway CA that follows the leaf in the same file.
-    KubeletServing,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -506,35 +432,9 @@ fn read_authority(def: &AuthorityDef, root: &NodeRoot) -> ObservedAuthority {
     }
 }
 
-/// Reads a node file, following symlinks inside the root. Errors name the path and say
-/// what is wrong (dangling link, a directory, unreadable).
-pub fn read_file(root: &NodeRoot, path: &Path) -> Result<(PathBuf, Vec<u8>), String> {
-    let resolved = root
-        .resolve(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let host = root.host(&resolved);
-    let meta = match std::fs::metadata(&host) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && resolved != path => {
-            return Err(format!(
-                "{}: dangling symlink to {}",
-                path.display(),
-                resolved.display()
-            ))
-        }
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    if meta.is_dir() {
-        return Err(format!(
-            "{}: is a directory, expected a file",
-            resolved.display()
-        ));
-    }
-    if !meta.is_file() {
-        return Err(format!("{}: is not a regular file", resolved.display()));
-    }
-    let bytes = std::fs::read(&host).map_err(|e| format!("{}: {e}", resolved.display()))?;
-    Ok((resolved, bytes))
+/// The node gate's read, with its error as this module's message.
+fn read_file(root: &NodeRoot, path: &Path) -> Result<(PathBuf, Vec<u8>), String> {
+    root.read_file(path).map_err(|e| e.to_string())
 }
 
 fn read_target(t: &Target, root: &NodeRoot, authorities: &[ObservedAuthority]) -> TargetState {

@@ -13,8 +13,9 @@ use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use crate::config::Settings;
-use crate::inventory::{self, Component};
+use crate::inventory;
 use crate::issue::RenewOptions;
+use crate::model::Component;
 use crate::node::NodeRoot;
 use crate::pki;
 use crate::plan::{self, Group, History, Plan, Reload, RestartRecord};
@@ -87,7 +88,7 @@ impl PassReport {
                     r.name,
                     r.path,
                     r.serial,
-                    crate::report::rfc3339(r.not_after)
+                    crate::timefmt::rfc3339(r.not_after)
                 )
             })
             .collect();
@@ -220,7 +221,7 @@ pub fn execute(
                         tracing::warn!(cert_name = %o.name, component = %comp, action = "renew", "{w}");
                         report.warnings.push(w);
                     }
-                    tracing::info!(cert_name = %o.name, cert_path = %o.path.display(), serial = %serial, not_after = %crate::report::rfc3339(not_after), component = %comp, action = "renew", message_id = message_id::RENEWED, "renewed {}", o.name);
+                    tracing::info!(cert_name = %o.name, cert_path = %o.path.display(), serial = %serial, not_after = %crate::timefmt::rfc3339(not_after), component = %comp, action = "renew", message_id = message_id::RENEWED, "renewed {}", o.name);
                     written.extend(files.into_iter().map(|f| (f, backup_dir.clone())));
                     new_serials.push(serial.clone());
                     report.renewed.push(RenewedCert {
@@ -477,7 +478,7 @@ fn verify(
 }
 
 fn serial_on_disk(root: &NodeRoot, cert: &Path) -> Result<String, String> {
-    let (_, bytes) = inventory::read_file(root, cert)?;
+    let (_, bytes) = root.read_file(cert).map_err(|e| e.to_string())?;
     let blocks = pki::parse_pem(&bytes).map_err(|e| format!("{}: {e}", cert.display()))?;
     let certs = pki::certificates(&blocks).map_err(|e| format!("{}: {e}", cert.display()))?;
     certs

@@ -8,12 +8,14 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use crate::ca::remote::{RemoteCa, RemoteClient};
 use crate::ca::{CertificateAuthority, LocalCa};
-use crate::config::{CaChoice, Settings};
-use crate::inventory::{self, Layout, Observed, Signer, Target, TargetKind, TargetState};
+use crate::config::Settings;
+use crate::inventory::{self, Layout, Observed, Signer, Target, TargetState};
 use crate::issue::{self, RenewOptions};
+use crate::model::TargetKind;
 use crate::node::NodeRoot;
-use crate::remote_ca::{RemoteCa, RemoteClient};
+use crate::plan::route::{ca_route, CaRoute};
 use crate::write::StateDir;
 
 /// The CA an operator named on the command line (node paths).
@@ -52,7 +54,7 @@ impl TargetOutcome {
             } => format!(
                 "{}\trenewed\tnot_after={}\tserial={serial}",
                 self.path.display(),
-                crate::report::rfc3339(*not_after)
+                crate::timefmt::rfc3339(*not_after)
             ),
             Outcome::Skipped(why) => format!("{}\tskipped\t{why}", self.path.display()),
             Outcome::Failed(why) => format!("{}\tFAILED\t{why}", self.path.display()),
@@ -245,85 +247,6 @@ impl Renewer<'_> {
     }
 }
 
-/// Who signs a target when no CA was named on the command line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CaRoute {
-    /// The node's CA of that name, whose key is on the node.
-    Local(String),
-    /// kubelet.crt with its throwaway CA: renewed the same way, no CA needed.
-    SelfBundled,
-    /// `[ca.remote]`. Results verify against its `ca_cert`, else the certificate of the
-    /// node authority named here, else they must keep the old issuer and key id.
-    Remote {
-        authority: Option<String>,
-        /// kubelet.crt leaves its throwaway CA for the cluster CA.
-        switch_issuer: bool,
-    },
-    /// Why nothing on or for this node can renew it.
-    NotRenewable(String),
-}
-
-/// Routes a target by its `[targets."NAME"] ca` (else `[ca] default`) and its signer:
-/// `auto` is the local CA when its key is on the node, `[ca.remote]` when it is absent
-/// and a remote is configured, else not renewable (external CA). "remote" sends every
-/// kind of target to the remote CA (a self-signed kubelet.crt then becomes CA-signed);
-/// "local" never does. `key_of(name)` gives a node authority's key path and whether it
-/// exists. Pure: `plan` can route with it too.
-pub fn ca_route(
-    settings: &Settings,
-    target: &str,
-    signer: &Signer,
-    key_of: &dyn Fn(&str) -> Option<(PathBuf, bool)>,
-) -> CaRoute {
-    let choice = settings
-        .targets
-        .get(target)
-        .and_then(|o| o.ca)
-        .unwrap_or(settings.ca.default);
-    let remote_configured = settings.ca.remote.is_some();
-    match (signer, choice) {
-        (Signer::Authority(name), CaChoice::Remote) => CaRoute::Remote {
-            authority: Some(name.clone()),
-            switch_issuer: false,
-        },
-        (Signer::Authority(name), choice) => match key_of(name) {
-            Some((key, false)) => {
-                if choice == CaChoice::Auto && remote_configured {
-                    CaRoute::Remote {
-                        authority: Some(name.clone()),
-                        switch_issuer: false,
-                    }
-                } else {
-                    CaRoute::NotRenewable(format!(
-                        "CA key {} absent (external CA): not renewable locally{}",
-                        key.display(),
-                        if remote_configured {
-                            " (ca = \"local\" for this target)"
-                        } else {
-                            " (configure [ca.remote] to renew through a cfssl server)"
-                        }
-                    ))
-                }
-            }
-            // Present, or not an authority of the layout (loading the CA says so).
-            _ => CaRoute::Local(name.clone()),
-        },
-        (Signer::Bundled, CaChoice::Remote) => CaRoute::Remote {
-            authority: Some("ca".into()),
-            switch_issuer: true,
-        },
-        (Signer::Bundled, _) => CaRoute::SelfBundled,
-        (_, CaChoice::Remote) => CaRoute::Remote {
-            authority: None,
-            switch_issuer: false,
-        },
-        (s, _) => CaRoute::NotRenewable(format!(
-            "signed by {} : no CA on this node to renew it with",
-            s.label()
-        )),
-    }
-}
-
 /// Cache key prefix of a remote CA: `remote:` + the node authority whose certificate
 /// the results must verify against (empty: none known).
 const REMOTE: &str = "remote:";
@@ -363,7 +286,7 @@ impl Renewer<'_> {
         };
         let ca = match ca_path {
             Some(p) => {
-                let c = crate::remote_ca::load_ca_certificate(self.root, &p, self.opts.now)?;
+                let c = crate::ca::remote::load_ca_certificate(self.root, &p, self.opts.now)?;
                 Some((p, c))
             }
             None => None,
@@ -390,7 +313,9 @@ fn find_or_detect(
         }
     }
     let fail = |m: String| (path.to_path_buf(), format!("{}: {m}", path.display()));
-    let (_, bytes) = inventory::read_file(root, path).map_err(|e| (path.to_path_buf(), e))?;
+    let (_, bytes) = root
+        .read_file(path)
+        .map_err(|e| (path.to_path_buf(), e.to_string()))?;
     let base = |kind, key| Target {
         name: path.display().to_string(),
         kind,

@@ -50,48 +50,7 @@ fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) ->
     }
 }
 
-/// The new content of one node path.
-#[derive(Clone)]
-pub enum NewContent {
-    File(Vec<u8>),
-    Symlink(PathBuf),
-}
-
-/// One file to replace (or create).
-#[derive(Clone)]
-pub struct FileChange {
-    /// Node path.
-    pub path: PathBuf,
-    pub content: NewContent,
-    /// Mode when the file is new; an existing file's mode and owner are kept.
-    pub mode: u32,
-    /// Private keys: never more open than 0600, whatever the old file had.
-    pub secret: bool,
-    /// Stage in the parent directory (for /etc/kubernetes/manifests).
-    pub stage_outside: bool,
-    /// The staged name, when a convention asks for one (client-go's
-    /// `kubelet-client-updated.pem`); otherwise a dot-prefixed temp name.
-    pub staged_name: Option<String>,
-}
-
-impl std::fmt::Debug for FileChange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "FileChange({})", self.path.display())
-    }
-}
-
-impl FileChange {
-    pub fn file(path: impl Into<PathBuf>, bytes: Vec<u8>, mode: u32, secret: bool) -> Self {
-        FileChange {
-            path: path.into(),
-            content: NewContent::File(bytes),
-            mode,
-            secret,
-            stage_outside: false,
-            staged_name: None,
-        }
-    }
-}
+pub use crate::model::{FileChange, NewContent};
 
 /// The state directory (/var/lib/cert-rotator) under the root.
 #[derive(Clone, Debug)]
@@ -366,7 +325,7 @@ impl StateDir {
         let base = self.dir.join("backup");
         create_private_dir(&self.root.host(&base))
             .map_err(io_err(&base, "creating backup directory"))?;
-        let stamp = crate::report::rfc3339(now.replace_nanosecond(0).unwrap_or(now));
+        let stamp = crate::timefmt::rfc3339(now.replace_nanosecond(0).unwrap_or(now));
         let mut dir = base.join(&stamp);
         let mut n = 1;
         while self.root.exists(&dir) {

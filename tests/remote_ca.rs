@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration as StdDuration, Instant};
 
 use cert_rotator::fixture::BuiltNode;
-use cert_rotator::issue::x509::{CertTemplate, Issuer, EKU_CLIENT, EKU_SERVER, OID_CN, OID_O};
+use cert_rotator::pki::x509::{CertTemplate, Issuer, EKU_CLIENT, EKU_SERVER, OID_CN, OID_O};
 use cert_rotator::pki::{encode_pem, CertFacts, KeyAlgorithm, KeyEncoding, PrivateKey};
 use common::*;
 use x509_cert::ext::pkix::KeyUsages;
@@ -582,10 +582,10 @@ fn a_control_plane_leaf_whose_ca_key_is_gone_renews_through_cfssl() {
 
 #[test]
 fn targets_are_routed_by_their_choice_and_the_ca_key() {
+    use cert_rotator::ca::remote::RemoteSettings;
     use cert_rotator::config::{CaChoice, Settings, TargetOverride};
     use cert_rotator::inventory::Signer;
-    use cert_rotator::remote_ca::RemoteSettings;
-    use cert_rotator::renew::{ca_route, CaRoute};
+    use cert_rotator::plan::{ca_route, CaRoute};
     let present = |_: &str| Some((PathBuf::from("/etc/kubernetes/pki/ca.key"), true));
     let absent = |_: &str| Some((PathBuf::from("/etc/kubernetes/pki/ca.key"), false));
     let ca = Signer::Authority("ca".into());

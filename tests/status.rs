@@ -255,7 +255,7 @@ fn control_plane_status_json_follows_the_contract() {
     )
     .unwrap()
     .assume_utc();
-    assert_eq!(a["not_after"], cert_rotator::report::rfc3339(na));
+    assert_eq!(a["not_after"], cert_rotator::timefmt::rfc3339(na));
 
     let k = cert(&v, "kubelet-client-current.pem");
     assert_eq!(k["kind"], "kubelet-client");

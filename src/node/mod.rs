@@ -5,8 +5,28 @@
 //! under the root, so tests on a temp dir, a rescue of a mounted disk and the live node
 //! run the same code.
 
+pub mod kubeconfig;
+
 use std::io;
 use std::path::{Component, Path, PathBuf};
+
+/// A node file that could not be read, with the node path it concerns.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct NodeError {
+    /// Node path.
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl NodeError {
+    pub fn new(path: &Path, reason: impl std::fmt::Display) -> Self {
+        NodeError {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        }
+    }
+}
 
 /// The root the node's paths live under: `/` on a live node.
 #[derive(Clone, Debug)]
@@ -73,6 +93,31 @@ impl NodeRoot {
 
     pub fn read(&self, node_path: &Path) -> io::Result<Vec<u8>> {
         std::fs::read(self.host(node_path))
+    }
+
+    /// Reads a node file, following symlinks inside the root: the resolved node path and
+    /// the bytes. Only a regular file is read.
+    pub fn read_file(&self, path: &Path) -> Result<(PathBuf, Vec<u8>), NodeError> {
+        let resolved = self.resolve(path).map_err(|e| NodeError::new(path, e))?;
+        let host = self.host(&resolved);
+        let meta = match std::fs::metadata(&host) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && resolved != path => {
+                return Err(NodeError::new(
+                    path,
+                    format!("dangling symlink to {}", resolved.display()),
+                ))
+            }
+            Err(e) => return Err(NodeError::new(path, e)),
+        };
+        if meta.is_dir() {
+            return Err(NodeError::new(&resolved, "is a directory, expected a file"));
+        }
+        if !meta.is_file() {
+            return Err(NodeError::new(&resolved, "is not a regular file"));
+        }
+        let bytes = std::fs::read(&host).map_err(|e| NodeError::new(&resolved, e))?;
+        Ok((resolved, bytes))
     }
 
     pub fn exists(&self, node_path: &Path) -> bool {

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::node::NodeRoot;
 
+pub mod remote;
+
 pub const DEFAULT_CONFIG: &str = "/etc/cert-rotator/config.toml";
 pub const DEFAULT_DROPIN_DIR: &str = "/etc/cert-rotator/config.d";
 
@@ -165,7 +167,7 @@ pub enum CaChoice {
 #[serde(deny_unknown_fields, default)]
 pub struct CaSettings {
     pub default: CaChoice,
-    pub remote: Option<crate::remote_ca::RemoteSettings>,
+    pub remote: Option<remote::RemoteSettings>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -326,7 +328,7 @@ fn validate(s: &Settings) -> Result<(), String> {
             days(&format!("extra[{i}].remaining_days"), v)?;
         }
         if let Some(c) = &x.component {
-            crate::inventory::Component::parse(c)
+            crate::model::Component::parse(c)
                 .map_err(|m| format!("extra[{i}].component = {c:?}: {m}"))?;
         }
         if !x.path.is_absolute() {

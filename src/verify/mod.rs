@@ -21,7 +21,7 @@ use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureSch
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::inventory::Component;
+use crate::model::Component;
 use crate::node::NodeRoot;
 use crate::pki::CertFacts;
 

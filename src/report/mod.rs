@@ -1,11 +1,12 @@
 //! Reporting: what `status` prints, as a table for people and JSON for programs.
 
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::inventory::{Component, Inventory, NodeRole, TargetKind, TargetState};
+use crate::inventory::{Inventory, NodeRole, TargetState};
+use crate::model::{Component, TargetKind};
 use crate::plan::{assess, DueReason};
+use crate::timefmt::{human_date, human_residual, rfc3339};
 
 /// One certificate as `status --json` shows it. The field set is a contract.
 #[derive(Clone, Debug, Serialize)]
@@ -282,38 +283,6 @@ fn ca_warning(name: &str, not_after: OffsetDateTime, now: OffsetDateTime) -> Opt
     })
 }
 
-/// `Nov 23, 2027 09:00 UTC`, kubeadm's format.
-pub fn human_date(t: OffsetDateTime) -> String {
-    let f =
-        time::macros::format_description!("[month repr:short] [day], [year] [hour]:[minute] UTC");
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&f)
-        .unwrap_or_else(|_| t.to_string())
-}
-
-/// kubeadm's short residual time (`364d`, `23h`, `9y`), or `expired`.
-pub fn human_residual(secs: i64) -> String {
-    if secs <= 0 {
-        return "expired".into();
-    }
-    let (m, h, d) = (secs / 60, secs / 3600, secs / 86_400);
-    if secs < 60 {
-        format!("{secs}s")
-    } else if m < 60 {
-        format!("{m}m")
-    } else if h < 48 {
-        format!("{h}h")
-    } else if d < 365 * 2 {
-        format!("{d}d")
-    } else {
-        format!("{}y", d / 365)
-    }
-}
-
-pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
-}
-
 mod rfc3339_opt {
     use serde::Serializer;
     use time::OffsetDateTime;
@@ -323,7 +292,7 @@ mod rfc3339_opt {
             Some(t) => {
                 let t = t.to_offset(time::UtcOffset::UTC);
                 let t = t.replace_nanosecond(0).unwrap_or(t);
-                s.serialize_str(&super::rfc3339(t))
+                s.serialize_str(&crate::timefmt::rfc3339(t))
             }
             None => s.serialize_none(),
         }

@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
 
+use crate::ca::remote::RemoteSettings;
 use crate::config;
 use crate::inventory;
 use crate::issue::RenewOptions;
 use crate::node::NodeRoot;
-use crate::remote_ca::RemoteSettings;
 use crate::renew::{GivenCa, Outcome, Renewer, Selection};
 use crate::report::Status;
 use crate::write::StateDir;
@@ -279,7 +279,7 @@ pub fn plan_text(plan: &crate::plan::Plan, live: bool) -> String {
                 "     renew {:<28} {:<16} expires {}{}\n",
                 t.name,
                 t.reason.as_str(),
-                crate::report::rfc3339(t.not_after),
+                crate::timefmt::rfc3339(t.not_after),
                 if t.urgent { " (urgent)" } else { "" }
             ));
         }
@@ -287,7 +287,7 @@ pub fn plan_text(plan: &crate::plan::Plan, live: bool) -> String {
     if let Some(t) = plan.control_plane_not_before {
         out.push_str(&format!(
             "Control-plane restarts wait until {} (gap after the last one).\n",
-            crate::report::rfc3339(t)
+            crate::timefmt::rfc3339(t)
         ));
     }
     for d in &plan.deferred {
@@ -531,7 +531,7 @@ fn status(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) ->
                 "{} (phase {:?}, started {}): the next run, renew or recover finishes or undoes it",
                 j.label,
                 j.phase,
-                crate::report::rfc3339(j.started)
+                crate::timefmt::rfc3339(j.started)
             ))
         }
         Ok(None) => {}

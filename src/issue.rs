@@ -2,18 +2,17 @@
 //! that renew it. Pure apart from reading the target's current key; the CA is a trait
 //! object, the writing is the `write` module's job.
 
-pub mod x509;
-
 use std::path::{Path, PathBuf};
 
 use time::{Duration, OffsetDateTime};
 
 use crate::ca::{CaError, CertificateAuthority, SigningRequest};
-use crate::inventory::{self, Reading, Signer, Target, TargetKind};
-use crate::kubeconfig::{self, ClientCredential};
+use crate::inventory::{Reading, Signer, Target};
+use crate::model::TargetKind;
+use crate::model::{FileChange, NewContent};
+use crate::node::kubeconfig::{self, ClientCredential};
 use crate::node::NodeRoot;
-use crate::pki::{self, encode_pem, CertFacts, PrivateKey};
-use crate::write::{FileChange, NewContent};
+use crate::pki::{self, encode_pem, x509, CertFacts, PrivateKey};
 
 /// How far not_before is set back, for nodes whose clocks run a little behind.
 pub const BACKDATE: Duration = Duration::minutes(5);
@@ -88,7 +87,7 @@ pub fn prepare(
             warnings.push(format!(
                 "{}: validity capped at its CA's end {} (CA {}): renew the CA soon, every leaf it signs ends then",
                 target.name,
-                crate::report::rfc3339(cac.not_after),
+                crate::timefmt::rfc3339(cac.not_after),
                 cac.subject
             ));
             not_after = cac.not_after;
@@ -198,7 +197,7 @@ fn file_changes(
         }
         TargetKind::KubeletClient => kubelet_client_changes(target, &cert_pem, key_pem, opts.now),
         TargetKind::Kubeconfig => {
-            let (file, bytes) = inventory::read_file(root, &target.path)?;
+            let (file, bytes) = root.read_file(&target.path).map_err(|e| e.to_string())?;
             let kc = kubeconfig::parse(&bytes, &target.path)?;
             match kc.credential {
                 ClientCredential::Embedded { .. } => {
@@ -281,13 +280,13 @@ fn kubelet_current_link(kubeconfig_path: &Path, bytes: &[u8]) -> Option<PathBuf>
 /// The key the target uses now.
 fn current_key(root: &NodeRoot, target: &Target, reading: &Reading) -> Result<PrivateKey, String> {
     let from_file = |p: &Path| -> Result<PrivateKey, String> {
-        let (f, b) = inventory::read_file(root, p)?;
+        let (f, b) = root.read_file(p).map_err(|e| e.to_string())?;
         PrivateKey::from_pem(&b).map_err(|e| format!("{}: {e}", f.display()))
     };
     match (&reading.key_file, target.kind) {
         (Some(k), _) => from_file(k),
         (None, TargetKind::Kubeconfig) => {
-            let (f, b) = inventory::read_file(root, &target.path)?;
+            let (f, b) = root.read_file(&target.path).map_err(|e| e.to_string())?;
             match kubeconfig::parse(&b, &target.path)?.credential {
                 ClientCredential::Embedded {
                     key_pem: Some(k), ..

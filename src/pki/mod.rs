@@ -3,6 +3,8 @@
 //! Everything here is pure (bytes in, values out); the callers attach the file path to
 //! errors. Private key bytes never appear in `Debug` output or error messages.
 
+pub mod x509;
+
 use std::fmt;
 
 use der::asn1::ObjectIdentifier;

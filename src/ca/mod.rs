@@ -5,12 +5,14 @@
 //! nodes without CA keys implements the same trait. The private key of the target never
 //! crosses this seam except as a public key (local) or a CSR (remote).
 
+pub mod remote;
+
 use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
-use crate::issue::x509::{resign, Issuer, Reissue};
 use crate::node::NodeRoot;
+use crate::pki::x509::{resign, Issuer, Reissue};
 use crate::pki::{self, CertFacts, PrivateKey};
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +88,7 @@ impl LocalCa {
                 cert_path,
                 format!(
                     "CA certificate expired on {}: renew the CA first (kubeadm certs renew cannot do it either); leaves signed now would be invalid",
-                    crate::report::rfc3339(cert.not_after)
+                    crate::timefmt::rfc3339(cert.not_after)
                 ),
             ));
         }

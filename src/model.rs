@@ -1,0 +1,124 @@
+//! The vocabulary every step shares, with no I/O: what reloads a certificate and what
+//! kind of file holds it.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// What must reload a certificate once it changed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Component {
+    KubeApiserver,
+    Etcd,
+    KubeControllerManager,
+    KubeScheduler,
+    Kubelet,
+    /// Any other systemd unit, restarted like the kubelet.
+    Unit(String),
+    /// Any other static pod, by its manifest name (without `.yaml`).
+    StaticPod(String),
+}
+
+impl Component {
+    /// Parses a configured component; `none` is `Ok(None)`.
+    pub fn parse(s: &str) -> Result<Option<Component>, String> {
+        Ok(Some(match s {
+            "none" | "" => return Ok(None),
+            "kube-apiserver" => Component::KubeApiserver,
+            "etcd" => Component::Etcd,
+            "kube-controller-manager" => Component::KubeControllerManager,
+            "kube-scheduler" => Component::KubeScheduler,
+            "kubelet" => Component::Kubelet,
+            s if s.starts_with("static-pod:") && s.len() > "static-pod:".len() => {
+                let name = &s["static-pod:".len()..];
+                if name.contains('/') || name.starts_with('.') {
+                    return Err("a static pod name is a manifest file name without .yaml".into());
+                }
+                Component::StaticPod(name.to_string())
+            }
+            s if s.contains('.') && !s.contains('/') => Component::Unit(s.to_string()),
+            _ => {
+                return Err(
+                    "expected kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kubelet, none, a systemd unit name (foo.service) or static-pod:NAME"
+                        .into(),
+                )
+            }
+        }))
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Component::KubeApiserver => "kube-apiserver".into(),
+            Component::Etcd => "etcd".into(),
+            Component::KubeControllerManager => "kube-controller-manager".into(),
+            Component::KubeScheduler => "kube-scheduler".into(),
+            Component::Kubelet => "kubelet".into(),
+            Component::Unit(u) => u.clone(),
+            Component::StaticPod(p) => format!("static-pod:{p}"),
+        }
+    }
+}
+
+impl Serialize for Component {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    /// A PEM certificate with a separate key file.
+    Certificate,
+    /// A kubeconfig's client certificate.
+    Kubeconfig,
+    /// The kubelet's client certificate: kubelet-client-current.pem, a symlink to a file
+    /// holding certificate and key.
+    KubeletClient,
+    /// The kubelet's serving certificate kubelet.crt (+ kubelet.key), by default
+    /// self-signed by a throwaway CA that follows the leaf in the same file.
+    KubeletServing,
+}
+
+/// The new content of one node path.
+#[derive(Clone)]
+pub enum NewContent {
+    File(Vec<u8>),
+    Symlink(PathBuf),
+}
+
+/// One file to replace (or create).
+#[derive(Clone)]
+pub struct FileChange {
+    /// Node path.
+    pub path: PathBuf,
+    pub content: NewContent,
+    /// Mode when the file is new; an existing file's mode and owner are kept.
+    pub mode: u32,
+    /// Private keys: never more open than 0600, whatever the old file had.
+    pub secret: bool,
+    /// Stage in the parent directory (for /etc/kubernetes/manifests).
+    pub stage_outside: bool,
+    /// The staged name, when a convention asks for one (client-go's
+    /// `kubelet-client-updated.pem`); otherwise a dot-prefixed temp name.
+    pub staged_name: Option<String>,
+}
+
+impl std::fmt::Debug for FileChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileChange({})", self.path.display())
+    }
+}
+
+impl FileChange {
+    pub fn file(path: impl Into<PathBuf>, bytes: Vec<u8>, mode: u32, secret: bool) -> Self {
+        FileChange {
+            path: path.into(),
+            content: NewContent::File(bytes),
+            mode,
+            secret,
+            stage_outside: false,
+            staged_name: None,
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Who signs each target: the local CA, the remote CA, kubelet.crt's own throwaway CA,
+//! or nobody on this node. Decided once, in the plan.
+
+use std::path::PathBuf;
+
+use crate::config::{CaChoice, Settings};
+use crate::inventory::Signer;
+
+/// Who signs a target when no CA was named on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CaRoute {
+    /// The node's CA of that name, whose key is on the node.
+    Local(String),
+    /// kubelet.crt with its throwaway CA: renewed the same way, no CA needed.
+    SelfBundled,
+    /// `[ca.remote]`. Results verify against its `ca_cert`, else the certificate of the
+    /// node authority named here, else they must keep the old issuer and key id.
+    Remote {
+        authority: Option<String>,
+        /// kubelet.crt leaves its throwaway CA for the cluster CA.
+        switch_issuer: bool,
+    },
+    /// Why nothing on or for this node can renew it.
+    NotRenewable(String),
+}
+
+/// Routes a target by its `[targets."NAME"] ca` (else `[ca] default`) and its signer:
+/// `auto` is the local CA when its key is on the node, `[ca.remote]` when it is absent
+/// and a remote is configured, else not renewable (external CA). "remote" sends every
+/// kind of target to the remote CA (a self-signed kubelet.crt then becomes CA-signed);
+/// "local" never does. `key_of(name)` gives a node authority's key path and whether it
+/// exists. Pure: `plan` can route with it too.
+pub fn ca_route(
+    settings: &Settings,
+    target: &str,
+    signer: &Signer,
+    key_of: &dyn Fn(&str) -> Option<(PathBuf, bool)>,
+) -> CaRoute {
+    let choice = settings
+        .targets
+        .get(target)
+        .and_then(|o| o.ca)
+        .unwrap_or(settings.ca.default);
+    let remote_configured = settings.ca.remote.is_some();
+    match (signer, choice) {
+        (Signer::Authority(name), CaChoice::Remote) => CaRoute::Remote {
+            authority: Some(name.clone()),
+            switch_issuer: false,
+        },
+        (Signer::Authority(name), choice) => match key_of(name) {
+            Some((key, false)) => {
+                if choice == CaChoice::Auto && remote_configured {
+                    CaRoute::Remote {
+                        authority: Some(name.clone()),
+                        switch_issuer: false,
+                    }
+                } else {
+                    CaRoute::NotRenewable(format!(
+                        "CA key {} absent (external CA): not renewable locally{}",
+                        key.display(),
+                        if remote_configured {
+                            " (ca = \"local\" for this target)"
+                        } else {
+                            " (configure [ca.remote] to renew through a cfssl server)"
+                        }
+                    ))
+                }
+            }
+            // Present, or not an authority of the layout (loading the CA says so).
+            _ => CaRoute::Local(name.clone()),
+        },
+        (Signer::Bundled, CaChoice::Remote) => CaRoute::Remote {
+            authority: Some("ca".into()),
+            switch_issuer: true,
+        },
+        (Signer::Bundled, _) => CaRoute::SelfBundled,
+        (_, CaChoice::Remote) => CaRoute::Remote {
+            authority: None,
+            switch_issuer: false,
+        },
+        (s, _) => CaRoute::NotRenewable(format!(
+            "signed by {} : no CA on this node to renew it with",
+            s.label()
+        )),
+    }
+}
