@@ -6,6 +6,7 @@
 //! an error that names the file and the problem. Nothing here writes.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -305,6 +306,106 @@ pub fn layout(settings: &Settings, root: &NodeRoot) -> Layout {
     }
 }
 
+/// kubeadm's names for targets whose node name differs (`kubeadm certs renew etcd-server`).
+const KUBEADM_ALIASES: &[(&str, &str)] = &[
+    ("etcd-server", "etcd/server"),
+    ("etcd-peer", "etcd/peer"),
+    ("etcd-healthcheck-client", "etcd/healthcheck-client"),
+];
+
+/// A target argument of `renew` or `cert-renew` that names nothing on this node.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error("{arg}: not a target of this node; valid names: {valid} (or a node path of a certificate or kubeconfig)")]
+    UnknownName { arg: String, valid: String },
+    #[error("{}: {reason}", path.display())]
+    Unusable { path: PathBuf, reason: String },
+}
+
+/// The targets `args` name, in order: the names `status` prints, kubeadm's names
+/// (`etcd-server`, ...), or node paths (a certificate, its key, a kubeconfig, the file
+/// behind the kubelet's symlink). A path that is no target of the layout is taken by
+/// its content: a certificate with its key inside or `.key` beside it, else a
+/// kubeconfig.
+pub fn select(
+    layout: &Layout,
+    root: &NodeRoot,
+    args: &[PathBuf],
+) -> Result<Vec<Target>, SelectError> {
+    args.iter().map(|a| select_one(layout, root, a)).collect()
+}
+
+fn select_one(layout: &Layout, root: &NodeRoot, arg: &Path) -> Result<Target, SelectError> {
+    let text = arg.to_string_lossy();
+    let name = KUBEADM_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == text)
+        .map_or(text.as_ref(), |(_, name)| name);
+    if let Some(t) = layout.targets.iter().find(|t| t.name == name) {
+        return Ok(t.clone());
+    }
+    let path = crate::node::normalize(arg);
+    let resolved = root.resolve(&path).unwrap_or_else(|_| path.clone());
+    for t in &layout.targets {
+        if t.path == path
+            || t.key.as_deref() == Some(path.as_path())
+            || root.resolve(&t.path).ok().as_deref() == Some(resolved.as_path())
+        {
+            return Ok(t.clone());
+        }
+    }
+    if !arg.is_absolute() && !root.exists(&path) {
+        let mut valid: Vec<&str> = layout.targets.iter().map(|t| t.name.as_str()).collect();
+        valid.extend(KUBEADM_ALIASES.iter().map(|(a, _)| *a));
+        return Err(SelectError::UnknownName {
+            arg: text.into_owned(),
+            valid: valid.join(", "),
+        });
+    }
+    detect(root, &path)
+}
+
+/// A target for a file the layout does not know, from what the file holds.
+fn detect(root: &NodeRoot, path: &Path) -> Result<Target, SelectError> {
+    let unusable = |reason: String| SelectError::Unusable {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (_, bytes) = root.read_file(path).map_err(|e| SelectError::Unusable {
+        path: e.path.clone(),
+        reason: e.reason,
+    })?;
+    let base = |kind, key| Target {
+        name: path.display().to_string(),
+        kind,
+        path: path.to_path_buf(),
+        key,
+        component: None,
+        optional: false,
+        window: Default::default(),
+    };
+    let has = |marker: &[u8]| bytes.windows(marker.len()).any(|w| w == marker);
+    if !has(b"-----BEGIN CERTIFICATE-----") {
+        return Ok(base(TargetKind::Kubeconfig, None));
+    }
+    if has(b"PRIVATE KEY-----") {
+        // Certificate and key in one file; behind a symlink, the kubelet's scheme.
+        return Ok(if root.is_symlink(path) {
+            base(TargetKind::KubeletClient, None)
+        } else {
+            base(TargetKind::Certificate, Some(path.to_path_buf()))
+        });
+    }
+    let key = path.with_extension("key");
+    if !root.exists(&key) {
+        return Err(unusable(format!(
+            "no private key in the file and no {} beside it",
+            key.display()
+        )));
+    }
+    Ok(base(TargetKind::Certificate, Some(key)))
+}
+
 /// Who signed a certificate, as far as the node can tell.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Signer {
@@ -343,6 +444,15 @@ pub struct Reading {
     pub key_algorithm: KeyAlgorithm,
     pub key_encoding: KeyEncoding,
     pub signer: Signer,
+    /// The key in use now, as read (renewals with `--reuse-key` keep it); `None` for a
+    /// watched certificate without a key.
+    pub key: Option<Arc<PrivateKey>>,
+    /// The bytes of the target's own file (a kubeconfig is rewritten from them, so the
+    /// renewal changes nothing but the certificate fields).
+    pub source: Arc<Vec<u8>>,
+    /// A kubeconfig whose client certificate is the kubelet's
+    /// kubelet-client-current.pem symlink: renewed by client-go's symlink scheme.
+    pub kubelet_link: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -457,6 +567,8 @@ fn read_reading(
     authorities: &[ObservedAuthority],
 ) -> Result<Reading, String> {
     // (file the certs came from, cert blocks' file bytes, separate key file)
+    let mut source: Option<Vec<u8>> = None;
+    let mut kubelet_link = None;
     let (cert_file, cert_bytes, key_source): (PathBuf, Vec<u8>, KeySource) = match t.kind {
         TargetKind::Certificate | TargetKind::KubeletServing => {
             let (f, b) = read_file(root, &t.path)?;
@@ -473,6 +585,7 @@ fn read_reading(
         TargetKind::Kubeconfig => {
             let (f, b) = read_file(root, &t.path)?;
             let kc = kubeconfig::parse(&b, &t.path).map_err(|e| format!("{}: {e}", f.display()))?;
+            source = Some(b);
             match kc.credential {
                 ClientCredential::Embedded {
                     cert_pem, key_pem, ..
@@ -490,6 +603,13 @@ fn read_reading(
                     (f, cert_pem, key)
                 }
                 ClientCredential::Files { cert, key } => {
+                    if cert
+                        .file_name()
+                        .is_some_and(|n| n == "kubelet-client-current.pem")
+                        && root.is_symlink(&cert)
+                    {
+                        kubelet_link = Some(cert.clone());
+                    }
                     let (cf, cb) = read_file(root, &cert)?;
                     let key = match key {
                         Some(k) => KeySource::File(k),
@@ -501,6 +621,7 @@ fn read_reading(
         }
     };
     let blocks = pki::parse_pem(&cert_bytes).map_err(at(&cert_file))?;
+    let source = Arc::new(source.unwrap_or_else(|| cert_bytes.clone()));
     let mut certs = pki::certificates(&blocks).map_err(at(&cert_file))?;
     if certs.is_empty() {
         return Err(format!("{}: no CERTIFICATE block", cert_file.display()));
@@ -535,6 +656,9 @@ fn read_reading(
             chain: certs,
             cert_file,
             key_file: None,
+            key: None,
+            source,
+            kubelet_link,
         });
     };
     if !key.matches(&cert) {
@@ -558,6 +682,9 @@ fn read_reading(
         chain: certs,
         cert_file,
         key_file,
+        key: Some(Arc::new(key)),
+        source,
+        kubelet_link,
     })
 }
 

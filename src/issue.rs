@@ -1,8 +1,9 @@
-//! Issuing: from a target as the inventory read it to the exact set of file changes
-//! that renew it. Pure apart from reading the target's current key; the CA is a trait
-//! object, the writing is the `write` module's job.
+//! Issuing: from a planned target (as the inventory read it) to the exact set of file
+//! changes that renew it. Reads nothing: the key, the kubeconfig's bytes and the
+//! kubelet's symlink come with the plan. The CA is a trait object; writing is the
+//! `write` module's job.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use time::{Duration, OffsetDateTime};
 
@@ -11,7 +12,6 @@ use crate::inventory::{Reading, Signer, Target};
 use crate::model::TargetKind;
 use crate::model::{FileChange, NewContent};
 use crate::node::kubeconfig::{self, ClientCredential};
-use crate::node::NodeRoot;
 use crate::pki::{self, encode_pem, x509, CertFacts, PrivateKey};
 
 /// How far not_before is set back, for nodes whose clocks run a little behind.
@@ -50,7 +50,6 @@ pub struct Prepared {
 /// Prepares the renewal of one target. `ca` signs it; `None` is for a kubelet.crt that
 /// is self-signed by its own throwaway CA, which is renewed the same way.
 pub fn prepare(
-    root: &NodeRoot,
     target: &Target,
     reading: &Reading,
     ca: Option<&dyn CertificateAuthority>,
@@ -66,12 +65,19 @@ pub fn prepare(
             reading.cert_file.display()
         )));
     }
-    let old_key = current_key(root, target, reading).map_err(refuse)?;
-    let key = if opts.reuse_key {
+    let Some(old_key) = reading.key.as_deref() else {
+        return Err(refuse(format!(
+            "{}: no private key to renew with",
+            reading.cert_file.display()
+        )));
+    };
+    let new_key;
+    let key: &PrivateKey = if opts.reuse_key {
         old_key
     } else {
-        PrivateKey::generate(reading.key_algorithm, reading.key_encoding)
-            .map_err(|e| refuse(e.to_string()))?
+        new_key = PrivateKey::generate(reading.key_algorithm, reading.key_encoding)
+            .map_err(|e| refuse(e.to_string()))?;
+        &new_key
     };
     let lifetime = match opts.days {
         Some(d) if d > 0 => Duration::days(d),
@@ -98,7 +104,7 @@ pub fn prepare(
             let der = ca.sign(&SigningRequest {
                 target: &target.name,
                 old: &reading.cert,
-                key: &key,
+                key,
                 not_before,
                 not_after,
                 switch_issuer: opts.switch_issuer,
@@ -118,7 +124,7 @@ pub fn prepare(
                     reading.signer.label()
                 )));
             }
-            renew_self_signed_bundle(reading, &key, not_before, not_after).map_err(refuse)?
+            renew_self_signed_bundle(reading, key, not_before, not_after).map_err(refuse)?
         }
     };
     let new_cert =
@@ -140,7 +146,7 @@ pub fn prepare(
         leaf_pem.push_str(&encode_pem("CERTIFICATE", c));
     }
     let key_pem = key.to_pem().map_err(|e| refuse(e.to_string()))?;
-    let changes = file_changes(root, target, reading, leaf_pem, &key_pem, opts).map_err(refuse)?;
+    let changes = file_changes(target, reading, leaf_pem, &key_pem, opts).map_err(refuse)?;
     Ok(Prepared {
         target: target.name.clone(),
         changes,
@@ -151,7 +157,6 @@ pub fn prepare(
 
 /// The files a renewal writes, by kind of target.
 fn file_changes(
-    root: &NodeRoot,
     target: &Target,
     reading: &Reading,
     cert_pem: String,
@@ -197,12 +202,15 @@ fn file_changes(
         }
         TargetKind::KubeletClient => kubelet_client_changes(target, &cert_pem, key_pem, opts.now),
         TargetKind::Kubeconfig => {
-            let (file, bytes) = root.read_file(&target.path).map_err(|e| e.to_string())?;
-            let kc = kubeconfig::parse(&bytes, &target.path)?;
+            let bytes = reading.source.as_slice();
+            // Embedded: the inventory read the certificate from the kubeconfig itself, at
+            // the end of its symlinks (/root/.kube/config -> admin.conf stays a link).
+            let file = &reading.cert_file;
+            let kc = kubeconfig::parse(bytes, &target.path)?;
             match kc.credential {
                 ClientCredential::Embedded { .. } => {
                     let new = kubeconfig::replace_embedded(
-                        &bytes,
+                        bytes,
                         &target.path,
                         cert_pem.as_bytes(),
                         key_pem.as_bytes(),
@@ -213,10 +221,9 @@ fn file_changes(
                 ClientCredential::Files { .. } => {
                     // A kubeconfig that references files is renewed through those files;
                     // the kubelet's symlinked client file keeps its symlink scheme.
-                    if is_kubelet_client_link(root, &target.path, &bytes) {
-                        let link = kubelet_current_link(&target.path, &bytes).unwrap_or_default();
+                    if let Some(link) = &reading.kubelet_link {
                         let t = Target {
-                            path: link,
+                            path: link.clone(),
                             ..target.clone()
                         };
                         kubelet_client_changes(&t, &cert_pem, key_pem, opts.now)
@@ -258,45 +265,6 @@ fn kubelet_client_changes(
             ..FileChange::file(&target.path, Vec::new(), 0o777, false)
         },
     ]
-}
-
-fn is_kubelet_client_link(root: &NodeRoot, kubeconfig_path: &Path, bytes: &[u8]) -> bool {
-    kubelet_current_link(kubeconfig_path, bytes).is_some_and(|l| {
-        std::fs::symlink_metadata(root.host(&l)).is_ok_and(|m| m.file_type().is_symlink())
-    })
-}
-
-fn kubelet_current_link(kubeconfig_path: &Path, bytes: &[u8]) -> Option<PathBuf> {
-    match kubeconfig::parse(bytes, kubeconfig_path).ok()?.credential {
-        ClientCredential::Files { cert, .. }
-            if cert.file_name()? == "kubelet-client-current.pem" =>
-        {
-            Some(cert)
-        }
-        _ => None,
-    }
-}
-
-/// The key the target uses now.
-fn current_key(root: &NodeRoot, target: &Target, reading: &Reading) -> Result<PrivateKey, String> {
-    let from_file = |p: &Path| -> Result<PrivateKey, String> {
-        let (f, b) = root.read_file(p).map_err(|e| e.to_string())?;
-        PrivateKey::from_pem(&b).map_err(|e| format!("{}: {e}", f.display()))
-    };
-    match (&reading.key_file, target.kind) {
-        (Some(k), _) => from_file(k),
-        (None, TargetKind::Kubeconfig) => {
-            let (f, b) = root.read_file(&target.path).map_err(|e| e.to_string())?;
-            match kubeconfig::parse(&b, &target.path)?.credential {
-                ClientCredential::Embedded {
-                    key_pem: Some(k), ..
-                } => PrivateKey::from_pem(&k)
-                    .map_err(|e| format!("{}: client-key-data: {e}", f.display())),
-                _ => from_file(&reading.cert_file),
-            }
-        }
-        (None, _) => from_file(&reading.cert_file),
-    }
 }
 
 /// kubelet.crt self-signed by its throwaway CA: a new throwaway CA key and certificate

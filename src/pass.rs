@@ -1,111 +1,98 @@
-//! The rotation pass (`cert-rotator run`): plan -> issue -> write -> restart -> verify,
-//! one component group at a time, rolling a component back when it does not serve
-//! its new certificate.
+//! The sequencer: one pass over a [`Plan`], for the timer's `run` and for the renewals
+//! on request alike. Per component group: issue -> write -> restart -> verify, or roll
+//! the component back. The plan says what to do; nothing here looks a target up again.
 //!
-//! Restarts and probes go through the [`ServiceManager`] and [`Prober`] seams. With
-//! `--root` (a sandbox or a mounted disk) there is no running node to act on: the pass
-//! renews and writes, and reports restarts and verifications as not performed.
+//! Restarts, probes and the clock go through the [`Edges`]. Without them (`--root`, a
+//! sandbox or a mounted disk; or `renew` without `--restart`) the pass renews and writes
+//! and says which components must restart.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration as StdDuration;
 
-use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
+use crate::ca::authorities::Authorities;
+use crate::clock::Clock;
 use crate::config::Settings;
-use crate::inventory;
-use crate::issue::RenewOptions;
-use crate::model::Component;
+use crate::inventory::{self, SelectError};
+use crate::issue::{self, RenewOptions};
+use crate::model::{Component, FileChange, NewContent};
 use crate::node::NodeRoot;
-use crate::pki;
-use crate::plan::{self, Group, History, Plan, Reload, RestartRecord};
-use crate::renew::{Outcome, Renewer, Selection};
+use crate::plan::{CaRoute, Group, History, Plan, PlannedTarget, Reload, RestartRecord};
+use crate::report::pass::{
+    message_id, reload_words, Outcome, PassReport, RenewedCert, TargetResult,
+};
 use crate::restart::{certs_hash, static_pod_change, ServiceManager};
 use crate::verify::{endpoints, Check, Prober};
-use crate::write::{write_atomic_host, FileChange, NewContent, StateDir};
+use crate::write::{write_atomic_host, StateDir};
 
-/// Stable journal MESSAGE_IDs, one per kind of event (docs/logging.md).
-pub mod message_id {
-    pub const RENEWED: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a01";
-    pub const RESTARTED: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a02";
-    pub const VERIFIED: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a03";
-    pub const ROLLED_BACK: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a04";
-    pub const FAILED: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a05";
-    pub const DEFERRED: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a06";
-}
-
-/// The running node: present only on the live root.
-pub struct Live<'a> {
+/// The running node: what restarts components, what probes them, and the clock.
+pub struct Edges<'a> {
     pub services: &'a dyn ServiceManager,
     pub prober: &'a dyn Prober,
+    pub clock: &'a dyn Clock,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct PassReport {
-    pub renewed: Vec<RenewedCert>,
-    pub restarted: Vec<String>,
-    pub verified: Vec<String>,
-    /// Restarts and verifications skipped because the root is not the live node.
-    pub not_performed: Vec<String>,
-    pub rolled_back: Vec<String>,
-    pub failed: Vec<String>,
-    pub deferred: Vec<String>,
-    pub not_renewable: Vec<String>,
-    /// Loud conditions, such as a validity capped by a CA near its end.
-    pub warnings: Vec<String>,
+/// Whether the pass may restart what it renewed.
+pub enum Restarts<'a> {
+    /// The live node: restart and verify through these edges.
+    Live(Edges<'a>),
+    /// `--root` is a sandbox or a mounted disk: there is nothing running to restart.
+    NotLive,
+    /// A renewal on request: the operator restarts (or asks for `--restart`).
+    Operator,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct RenewedCert {
-    pub name: String,
-    pub path: String,
-    pub serial: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub not_after: OffsetDateTime,
+/// How a renewal on request differs from the defaults (`--days`, `--reuse-key`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Overrides {
+    pub days: Option<i64>,
+    pub reuse_key: bool,
 }
 
-impl PassReport {
-    pub fn ok(&self) -> bool {
-        self.failed.is_empty()
+/// Everything a pass works with besides the plan.
+pub struct Pass<'a> {
+    pub root: &'a NodeRoot,
+    pub settings: &'a Settings,
+    pub state: &'a StateDir,
+    pub overrides: Overrides,
+    pub restarts: Restarts<'a>,
+}
+
+/// The timer's plan: a fresh inventory of the node, the window rule, the history.
+pub fn plan_run(
+    root: &NodeRoot,
+    settings: &Settings,
+    state: &StateDir,
+    now: OffsetDateTime,
+) -> Plan {
+    let layout = inventory::layout(settings, root);
+    let inv = inventory::read(&layout, root);
+    crate::plan::make_plan(settings, &inv, &load_history(state), now)
+}
+
+/// What to renew on request.
+pub enum Selection {
+    /// Every target of the node (renew-all).
+    All,
+    /// Names (`status`'s or kubeadm's) or node paths (renew, cert-renew).
+    Named(Vec<PathBuf>),
+}
+
+/// The plan of a renewal on request: the selected targets, read once, due or not.
+pub fn plan_request(
+    root: &NodeRoot,
+    settings: &Settings,
+    selection: &Selection,
+    ca: Option<&crate::plan::route::CaOverride>,
+    now: OffsetDateTime,
+) -> Result<Plan, SelectError> {
+    let mut layout = inventory::layout(settings, root);
+    if let Selection::Named(args) = selection {
+        layout.targets = inventory::select(&layout, root, args)?;
     }
-
-    pub fn summary(&self) -> String {
-        let mut out = String::new();
-        let mut section = |title: &str, items: &[String]| {
-            if !items.is_empty() {
-                out.push_str(&format!("{title} ({}):\n", items.len()));
-                for i in items {
-                    out.push_str(&format!("  {i}\n"));
-                }
-            }
-        };
-        let renewed: Vec<String> = self
-            .renewed
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {} serial={} not_after={}",
-                    r.name,
-                    r.path,
-                    r.serial,
-                    crate::timefmt::rfc3339(r.not_after)
-                )
-            })
-            .collect();
-        section("renewed", &renewed);
-        section("restarted", &self.restarted);
-        section("verified", &self.verified);
-        section("not performed (not the live node)", &self.not_performed);
-        section("rolled back", &self.rolled_back);
-        section("FAILED", &self.failed);
-        section("deferred to the next pass", &self.deferred);
-        section("not renewable here", &self.not_renewable);
-        section("WARNINGS", &self.warnings);
-        if out.is_empty() {
-            out.push_str("nothing due: no certificate renewed, no component restarted\n");
-        }
-        out
-    }
+    let inv = inventory::read(&layout, root);
+    Ok(crate::plan::forced(settings, &inv, ca, now))
 }
 
 /// Reads the history of earlier passes (missing or unreadable: empty, and said).
@@ -135,27 +122,51 @@ fn status(msg: &str) {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(msg)]);
 }
 
-/// Runs a pass of `plan`. The caller holds the state lock and has recovered any
-/// unfinished write.
+/// What a group's renewals wrote, for the restart and a rollback.
+struct Written {
+    /// (node path, backup dir of its change set)
+    files: Vec<(PathBuf, PathBuf)>,
+    serials: Vec<String>,
+}
+
+/// Runs `plan`. The caller holds the state lock and has recovered any unfinished
+/// write. `on_result` hears of each target as it completes (the manual commands print
+/// a line each, so an interrupted run shows what was done).
 pub fn execute(
-    root: &NodeRoot,
-    settings: &Settings,
-    state: &StateDir,
+    pass: &Pass<'_>,
     plan: &Plan,
-    live: Option<&Live<'_>>,
+    on_result: &mut dyn FnMut(&TargetResult),
 ) -> PassReport {
     let mut report = PassReport::default();
-    let mut history = load_history(state);
+    let mut history = load_history(pass.state);
+    let mut record = |report: &mut PassReport, r: TargetResult| {
+        on_result(&r);
+        report.results.push(r);
+    };
+    for b in &plan.absent {
+        record(
+            &mut report,
+            blocked_result(&b.name, &b.path, Outcome::Skipped(b.why.clone())),
+        );
+    }
     for b in &plan.not_renewable {
         report
             .not_renewable
             .push(format!("{} {}: {}", b.name, b.path, b.why));
+        record(
+            &mut report,
+            blocked_result(&b.name, &b.path, Outcome::Skipped(b.why.clone())),
+        );
     }
     for b in &plan.unreadable {
         report
             .failed
             .push(format!("{} {}: {}", b.name, b.path, b.why));
         tracing::error!(cert_name = %b.name, cert_path = %b.path, action = "read", message_id = message_id::FAILED, "unreadable: {}", b.why);
+        record(
+            &mut report,
+            blocked_result(&b.name, &b.path, Outcome::Failed(b.why.clone())),
+        );
     }
     for d in &plan.deferred {
         for t in &d.group.targets {
@@ -163,14 +174,11 @@ pub fn execute(
             tracing::info!(cert_name = %t.name, cert_path = %t.path, action = "defer", message_id = message_id::DEFERRED, "deferred: {}", d.why);
         }
     }
+    let mut cas = Authorities::new(pass.root, pass.settings, &plan.authorities, plan.now);
     let total = plan.groups.len();
     let mut stop: Option<String> = None;
     for (i, group) in plan.groups.iter().enumerate() {
-        let comp = group
-            .component
-            .as_ref()
-            .map(|c| c.name())
-            .unwrap_or_else(|| "no component".into());
+        let comp = group.component_name();
         if let Some(why) = &stop {
             for t in &group.targets {
                 report
@@ -185,60 +193,37 @@ pub fn execute(
             names.join(", "),
             i + 1
         ));
-        let renewer = Renewer {
-            root,
-            settings,
-            state,
-            ca: None,
-            opts: RenewOptions {
-                days: None,
-                reuse_key: false,
-                now: OffsetDateTime::now_utc(),
-                switch_issuer: false,
-            },
+        let mut written = Written {
+            files: Vec::new(),
+            serials: Vec::new(),
         };
-        let outcomes = renewer.run(Selection::Paths(
-            group
-                .targets
-                .iter()
-                .map(|t| PathBuf::from(&t.path))
-                .collect(),
-        ));
-        let mut written: Vec<(PathBuf, PathBuf)> = Vec::new(); // (file, backup dir)
-        let mut new_serials = Vec::new();
         let mut any_failed = false;
-        for o in outcomes {
-            match o.outcome {
-                Outcome::Renewed {
-                    serial,
-                    not_after,
-                    files,
-                    backup_dir,
-                    warnings,
-                } => {
-                    for w in warnings {
-                        // A CA near its end caps every leaf it signs: the operator must hear it.
-                        tracing::warn!(cert_name = %o.name, component = %comp, action = "renew", "{w}");
-                        report.warnings.push(w);
-                    }
-                    tracing::info!(cert_name = %o.name, cert_path = %o.path.display(), serial = %serial, not_after = %crate::timefmt::rfc3339(not_after), component = %comp, action = "renew", message_id = message_id::RENEWED, "renewed {}", o.name);
-                    written.extend(files.into_iter().map(|f| (f, backup_dir.clone())));
-                    new_serials.push(serial.clone());
-                    report.renewed.push(RenewedCert {
-                        name: o.name,
-                        path: o.path.display().to_string(),
-                        serial,
-                        not_after,
-                    });
+        for t in &group.targets {
+            let outcome = match renew(pass, plan.now, &mut cas, t, &comp, &mut report) {
+                Ok((applied_files, backup_dir, serial, not_after)) => {
+                    written
+                        .files
+                        .extend(applied_files.into_iter().map(|f| (f, backup_dir.clone())));
+                    written.serials.push(serial.clone());
+                    Outcome::Renewed { serial, not_after }
                 }
-                Outcome::Skipped(why) | Outcome::Failed(why) => {
+                Err(why) => {
                     any_failed = true;
-                    tracing::error!(cert_name = %o.name, cert_path = %o.path.display(), component = %comp, action = "renew", message_id = message_id::FAILED, "renewal failed: {why}");
-                    report.failed.push(format!("{}: {why}", o.name));
+                    tracing::error!(cert_name = %t.name, cert_path = %t.path, component = %comp, action = "renew", message_id = message_id::FAILED, "renewal failed: {why}");
+                    report.failed.push(format!("{}: {why}", t.name));
+                    Outcome::Failed(why)
                 }
-            }
+            };
+            record(
+                &mut report,
+                TargetResult {
+                    name: t.name.clone(),
+                    path: t.target.path.clone(),
+                    outcome,
+                },
+            );
         }
-        if written.is_empty() {
+        if written.files.is_empty() {
             continue;
         }
         if any_failed {
@@ -246,32 +231,41 @@ pub fn execute(
             // is no worse than before, and the next pass retries the rest.
             tracing::warn!(component = %comp, "some renewals of this component failed; restarting for the others");
         }
-        let Some(live) = live else {
-            if group.reload != Reload::None {
-                report.not_performed.push(format!(
-                    "{comp}: {} and verification (--root is not the live node)",
-                    reload_word(&group.reload)
-                ));
+        let edges = match &pass.restarts {
+            Restarts::Live(edges) => edges,
+            Restarts::NotLive => {
+                if group.reload != Reload::None {
+                    report.not_performed.push(format!(
+                        "{comp}: {} and verification (--root is not the live node)",
+                        reload_words(&group.reload)
+                    ));
+                }
+                continue;
             }
-            continue;
+            Restarts::Operator => {
+                if group.reload.is_restart() {
+                    report
+                        .must_restart
+                        .push(format!("{comp} ({})", reload_words(&group.reload)));
+                }
+                continue;
+            }
         };
-        match reload_and_verify(
-            root,
-            settings,
-            state,
-            live,
+        let live = Live {
+            pass,
+            edges,
             group,
-            &new_serials,
-            &mut history,
-        ) {
-            Ok(done) => {
-                report.restarted.extend(done.restarted);
-                report.verified.extend(done.verified);
+            comp: &comp,
+        };
+        match live.reload_and_verify(&written.serials, &mut history) {
+            Ok((restarted, verified)) => {
+                report.restarted.extend(restarted);
+                report.verified.extend(verified);
             }
             Err(e) => {
                 tracing::error!(component = %comp, action = "verify", message_id = message_id::FAILED, "{comp} does not serve its new certificates: {e}; rolling back");
                 report.failed.push(format!("{comp}: {e}"));
-                match rollback(root, settings, state, live, group, &written, &mut history) {
+                match live.rollback(&written, &mut history) {
                     Ok(()) => {
                         tracing::error!(component = %comp, action = "rollback", message_id = message_id::ROLLED_BACK, "{comp}: restored the previous certificates, which it serves again");
                         report
@@ -295,288 +289,257 @@ pub fn execute(
     report
 }
 
-fn reload_word(r: &Reload) -> &'static str {
-    match r {
-        Reload::Unit(_) => "unit restart",
-        Reload::StaticPod(_) => "static pod restart",
-        Reload::Itself | Reload::None => "no restart",
+fn blocked_result(name: &str, path: &str, outcome: Outcome) -> TargetResult {
+    TargetResult {
+        name: name.to_string(),
+        path: PathBuf::from(path),
+        outcome,
     }
 }
 
-struct Done {
-    restarted: Vec<String>,
-    verified: Vec<String>,
-}
-
-/// Restarts what must reload and waits until it serves what is on disk.
-fn reload_and_verify(
-    root: &NodeRoot,
-    settings: &Settings,
-    state: &StateDir,
-    live: &Live<'_>,
-    group: &Group,
-    serials: &[String],
-    history: &mut History,
-) -> Result<Done, String> {
-    let mut done = Done {
-        restarted: Vec::new(),
-        verified: Vec::new(),
-    };
-    let comp = group
-        .component
-        .as_ref()
-        .map(|c| c.name())
-        .unwrap_or_default();
-    if let Some(line) = restart(
-        root,
-        settings,
-        state,
-        live,
-        &group.reload,
-        &comp,
-        serials,
-        history,
-    )? {
-        done.restarted.push(line);
-    }
-    if let Some(c) = &group.component {
-        done.verified.extend(verify(root, settings, live, c)?);
-    }
-    Ok(done)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn restart(
-    root: &NodeRoot,
-    settings: &Settings,
-    state: &StateDir,
-    live: &Live<'_>,
-    reload: &Reload,
+/// Issues and writes one planned target: (files written, their backup dir, serial,
+/// not_after).
+fn renew(
+    pass: &Pass<'_>,
+    now: OffsetDateTime,
+    cas: &mut Authorities<'_>,
+    t: &PlannedTarget,
     comp: &str,
-    serials: &[String],
-    history: &mut History,
-) -> Result<Option<String>, String> {
-    let timeout = StdDuration::from_secs(settings.run.restart_timeout_seconds);
-    let line = match reload {
-        Reload::None | Reload::Itself => return Ok(None),
-        Reload::Unit(unit) => {
-            status(&format!("restarting {unit}"));
-            let r = live
-                .services
-                .restart_unit(unit, timeout)
-                .map_err(|e| e.to_string())?;
-            format!("{unit}: new run {}", r.invocation_id)
-        }
-        Reload::StaticPod(pod) => {
-            // One control-plane component at a time, a gap between them.
-            let gap = Duration::seconds(settings.run.min_restart_gap_seconds as i64);
-            if let Some(last) = history.last_control_plane_restart() {
-                let wait = last + gap - OffsetDateTime::now_utc();
-                if wait.is_positive() {
-                    status(&format!(
-                        "waiting {}s before restarting {pod}",
-                        wait.whole_seconds()
-                    ));
-                    std::thread::sleep(StdDuration::from_secs_f64(wait.as_seconds_f64()));
-                }
-            }
-            status(&format!("restarting static pod {pod}"));
-            let manifest = settings.kubeadm.manifests_dir.join(format!("{pod}.yaml"));
-            let value = format!(
-                "{}-{}",
-                certs_hash(serials),
-                OffsetDateTime::now_utc().unix_timestamp()
-            );
-            let change = static_pod_change(root, &manifest, &value).map_err(|e| e.to_string())?;
-            state
-                .apply(&format!("restart {pod}"), &[change])
-                .map_err(|e| e.to_string())?;
-            format!(
-                "{pod}: manifest {} annotated cert-rotator.k8s.io/certs-hash={value}",
-                manifest.display()
-            )
-        }
+    report: &mut PassReport,
+) -> Result<(Vec<PathBuf>, PathBuf, String, OffsetDateTime), String> {
+    let mut opts = RenewOptions {
+        days: pass.overrides.days,
+        reuse_key: pass.overrides.reuse_key,
+        now,
+        switch_issuer: t.route.switches_issuer(&t.reading.signer),
     };
-    let now = OffsetDateTime::now_utc();
-    history.restarts.push(RestartRecord {
-        component: comp.to_string(),
-        control_plane: reload.is_control_plane(),
-        at: now,
+    if let (CaRoute::Remote { .. }, Some(remote), None) =
+        (&t.route, &pass.settings.ca.remote, opts.days)
+    {
+        // cfssl's profile sets the lifetime: expect what the target's profile gives.
+        opts.days = remote.days_for(&t.name);
+    }
+    let ca = cas.signer(&t.route).map_err(|e| e.to_string())?;
+    let prepared = issue::prepare(&t.target, &t.reading, ca, &opts).map_err(|e| e.to_string())?;
+    let applied = pass
+        .state
+        .apply(&format!("renew {}", t.name), &prepared.changes)
+        .map_err(|e| e.to_string())?;
+    for w in prepared.warnings {
+        // A CA near its end caps every leaf it signs: the operator must hear it.
+        tracing::warn!(cert_name = %t.name, component = %comp, action = "renew", "{w}");
+        report.warnings.push(w);
+    }
+    let serial = prepared.new_cert.serial.clone();
+    let not_after = prepared.new_cert.not_after;
+    tracing::info!(cert_name = %t.name, cert_path = %t.path, serial = %serial, not_after = %crate::timefmt::rfc3339(not_after), component = %comp, action = "renew", message_id = message_id::RENEWED, "renewed {}", t.name);
+    report.renewed.push(RenewedCert {
+        name: t.name.clone(),
+        path: t.path.clone(),
+        serial: serial.clone(),
+        not_after,
     });
-    save_history(state, history, now);
-    tracing::info!(component = %comp, action = "restart", message_id = message_id::RESTARTED, "restarted {comp}: {line}");
-    Ok(Some(line))
+    Ok((
+        applied.entries.iter().map(|e| e.path.clone()).collect(),
+        applied.backup_dir,
+        serial,
+        not_after,
+    ))
 }
 
-/// Waits until every endpoint of the component serves the certificate now on disk (or
-/// answers healthy), within the verification timeout.
-fn verify(
-    root: &NodeRoot,
-    settings: &Settings,
-    live: &Live<'_>,
-    component: &Component,
-) -> Result<Vec<String>, String> {
-    if !settings.run.verify {
-        return Ok(vec![format!(
-            "{}: verification switched off",
-            component.name()
-        )]);
+/// One group on the live node.
+struct Live<'p, 'a> {
+    pass: &'p Pass<'a>,
+    edges: &'p Edges<'a>,
+    group: &'p Group,
+    comp: &'p str,
+}
+
+impl Live<'_, '_> {
+    /// Restarts what must reload and waits until it serves what is on disk.
+    fn reload_and_verify(
+        &self,
+        serials: &[String],
+        history: &mut History,
+    ) -> Result<(Vec<String>, Vec<String>), String> {
+        let restarted = self.restart(serials, history)?.into_iter().collect();
+        let verified = match &self.group.component {
+            Some(c) => self.verify(c)?,
+            None => Vec::new(),
+        };
+        Ok((restarted, verified))
     }
-    let eps = endpoints(root, &settings.kubeadm.manifests_dir, component);
-    let deadline =
-        std::time::Instant::now() + StdDuration::from_secs(settings.run.verify_timeout_seconds);
-    let mut out = Vec::new();
-    for ep in eps {
-        status(&format!(
-            "waiting for {} to serve the new certificate on {ep}",
-            component.name()
-        ));
-        let mut last_err;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let probe_timeout = left
-                .min(StdDuration::from_secs(5))
-                .max(StdDuration::from_millis(200));
-            let result = match &ep.check {
-                Check::ServedCert { cert } => {
-                    let want = serial_on_disk(root, cert)?;
-                    match live.prober.served_leaf(&ep, probe_timeout) {
-                        Ok(s) if s.serial == want => {
-                            Ok(format!("{} serves serial {want} on {ep}", component.name()))
-                        }
-                        Ok(s) => Err(format!(
-                            "{ep} still serves serial {} (want {want})",
-                            s.serial
-                        )),
-                        Err(e) => Err(e.to_string()),
+
+    fn restart(&self, serials: &[String], history: &mut History) -> Result<Option<String>, String> {
+        let settings = self.pass.settings;
+        let clock = self.edges.clock;
+        let comp = self.comp;
+        let timeout = StdDuration::from_secs(settings.run.restart_timeout_seconds);
+        let line = match &self.group.reload {
+            Reload::None | Reload::Itself => return Ok(None),
+            Reload::Unit(unit) => {
+                status(&format!("restarting {unit}"));
+                let r = self
+                    .edges
+                    .services
+                    .restart_unit(unit, timeout)
+                    .map_err(|e| e.to_string())?;
+                format!("{unit}: new run {}", r.invocation_id)
+            }
+            Reload::StaticPod(pod) => {
+                // One control-plane component at a time, a gap between them.
+                let gap = Duration::seconds(settings.run.min_restart_gap_seconds as i64);
+                if let Some(last) = history.last_control_plane_restart() {
+                    let wait = last + gap - clock.now();
+                    if wait.is_positive() {
+                        status(&format!(
+                            "waiting {}s before restarting {pod}",
+                            wait.whole_seconds()
+                        ));
+                        clock.sleep(StdDuration::from_secs_f64(wait.as_seconds_f64()));
                     }
                 }
-                Check::Healthz => live
-                    .prober
-                    .healthy(&ep, probe_timeout)
-                    .map(|()| format!("{} healthy on {ep}", component.name()))
-                    .map_err(|e| e.to_string()),
-            };
-            match result {
-                Ok(line) => {
-                    tracing::info!(component = %component.name(), action = "verify", message_id = message_id::VERIFIED, "{line}");
-                    out.push(line);
-                    break;
-                }
-                Err(e) => last_err = e,
+                status(&format!("restarting static pod {pod}"));
+                let manifest = settings.kubeadm.manifests_dir.join(format!("{pod}.yaml"));
+                let value = format!("{}-{}", certs_hash(serials), clock.now().unix_timestamp());
+                let change = static_pod_change(self.pass.root, &manifest, &value)
+                    .map_err(|e| e.to_string())?;
+                self.pass
+                    .state
+                    .apply(&format!("restart {pod}"), &[change])
+                    .map_err(|e| e.to_string())?;
+                format!(
+                    "{pod}: manifest {} annotated cert-rotator.k8s.io/certs-hash={value}",
+                    manifest.display()
+                )
             }
-            if std::time::Instant::now() >= deadline {
-                return Err(format!(
-                    "not verified within {}s: {last_err}",
-                    settings.run.verify_timeout_seconds
-                ));
-            }
-            std::thread::sleep(StdDuration::from_millis(500));
-        }
+        };
+        let now = clock.now();
+        history.restarts.push(RestartRecord {
+            component: comp.to_string(),
+            control_plane: self.group.reload.is_control_plane(),
+            at: now,
+        });
+        save_history(self.pass.state, history, now);
+        tracing::info!(component = %comp, action = "restart", message_id = message_id::RESTARTED, "restarted {comp}: {line}");
+        Ok(Some(line))
     }
-    Ok(out)
+
+    /// Waits until every endpoint of the component serves the certificate now on disk
+    /// (or answers healthy), within the verification timeout.
+    fn verify(&self, component: &Component) -> Result<Vec<String>, String> {
+        let settings = self.pass.settings;
+        let root = self.pass.root;
+        let clock = self.edges.clock;
+        if !settings.run.verify {
+            return Ok(vec![format!(
+                "{}: verification switched off",
+                component.name()
+            )]);
+        }
+        let eps = endpoints(root, &settings.kubeadm.manifests_dir, component);
+        let deadline = clock.now() + Duration::seconds(settings.run.verify_timeout_seconds as i64);
+        let mut out = Vec::new();
+        for ep in eps {
+            status(&format!(
+                "waiting for {} to serve the new certificate on {ep}",
+                component.name()
+            ));
+            let mut last_err;
+            loop {
+                let left = (deadline - clock.now()).max(Duration::ZERO);
+                let left = StdDuration::from_secs_f64(left.as_seconds_f64());
+                let probe_timeout = left
+                    .min(StdDuration::from_secs(5))
+                    .max(StdDuration::from_millis(200));
+                let result = match &ep.check {
+                    Check::ServedCert { cert } => {
+                        let want = serial_on_disk(root, cert)?;
+                        match self.edges.prober.served_leaf(&ep, probe_timeout) {
+                            Ok(s) if s.serial == want => {
+                                Ok(format!("{} serves serial {want} on {ep}", component.name()))
+                            }
+                            Ok(s) => Err(format!(
+                                "{ep} still serves serial {} (want {want})",
+                                s.serial
+                            )),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                    Check::Healthz => self
+                        .edges
+                        .prober
+                        .healthy(&ep, probe_timeout)
+                        .map(|()| format!("{} healthy on {ep}", component.name()))
+                        .map_err(|e| e.to_string()),
+                };
+                match result {
+                    Ok(line) => {
+                        tracing::info!(component = %component.name(), action = "verify", message_id = message_id::VERIFIED, "{line}");
+                        out.push(line);
+                        break;
+                    }
+                    Err(e) => last_err = e,
+                }
+                if clock.now() >= deadline {
+                    return Err(format!(
+                        "not verified within {}s: {last_err}",
+                        settings.run.verify_timeout_seconds
+                    ));
+                }
+                clock.sleep(StdDuration::from_millis(500));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Puts the group's files back from this pass's backup, restarts the component
+    /// again and checks it serves the old certificates.
+    fn rollback(&self, written: &Written, history: &mut History) -> Result<(), String> {
+        let root = self.pass.root;
+        let mut changes = Vec::new();
+        for (file, backup_dir) in &written.files {
+            let backup = root.host(&backup_dir.join(file.strip_prefix("/").unwrap_or(file)));
+            let meta = match std::fs::symlink_metadata(&backup) {
+                Ok(m) => m,
+                // A file the renewal created (the kubelet's new client file): it stays,
+                // the restored symlink no longer points at it.
+                Err(_) => continue,
+            };
+            let content = if meta.file_type().is_symlink() {
+                NewContent::Symlink(
+                    std::fs::read_link(&backup)
+                        .map_err(|e| format!("{}: {e}", backup.display()))?,
+                )
+            } else {
+                NewContent::File(
+                    std::fs::read(&backup).map_err(|e| format!("{}: {e}", backup.display()))?,
+                )
+            };
+            changes.push(FileChange {
+                content,
+                ..FileChange::file(file, Vec::new(), 0o600, false)
+            });
+        }
+        self.pass
+            .state
+            .apply(&format!("roll back {}", self.comp), &changes)
+            .map_err(|e| e.to_string())?;
+        self.restart(&[], history)?;
+        if let Some(c) = &self.group.component {
+            self.verify(c)?;
+        }
+        Ok(())
+    }
 }
 
-fn serial_on_disk(root: &NodeRoot, cert: &Path) -> Result<String, String> {
+fn serial_on_disk(root: &NodeRoot, cert: &std::path::Path) -> Result<String, String> {
     let (_, bytes) = root.read_file(cert).map_err(|e| e.to_string())?;
-    let blocks = pki::parse_pem(&bytes).map_err(|e| format!("{}: {e}", cert.display()))?;
-    let certs = pki::certificates(&blocks).map_err(|e| format!("{}: {e}", cert.display()))?;
+    let blocks = crate::pki::parse_pem(&bytes).map_err(|e| format!("{}: {e}", cert.display()))?;
+    let certs =
+        crate::pki::certificates(&blocks).map_err(|e| format!("{}: {e}", cert.display()))?;
     certs
         .first()
         .map(|c| c.serial.clone())
         .ok_or_else(|| format!("{}: no certificate", cert.display()))
-}
-
-/// Puts the group's files back from this pass's backup, restarts the component again
-/// and checks it serves the old certificates.
-fn rollback(
-    root: &NodeRoot,
-    settings: &Settings,
-    state: &StateDir,
-    live: &Live<'_>,
-    group: &Group,
-    written: &[(PathBuf, PathBuf)],
-    history: &mut History,
-) -> Result<(), String> {
-    let mut changes = Vec::new();
-    for (file, backup_dir) in written {
-        let backup = root.host(&backup_dir.join(file.strip_prefix("/").unwrap_or(file)));
-        let meta = match std::fs::symlink_metadata(&backup) {
-            Ok(m) => m,
-            // A file the renewal created (the kubelet's new client file): it stays, the
-            // restored symlink no longer points at it.
-            Err(_) => continue,
-        };
-        let content = if meta.file_type().is_symlink() {
-            NewContent::Symlink(
-                std::fs::read_link(&backup).map_err(|e| format!("{}: {e}", backup.display()))?,
-            )
-        } else {
-            NewContent::File(
-                std::fs::read(&backup).map_err(|e| format!("{}: {e}", backup.display()))?,
-            )
-        };
-        changes.push(FileChange {
-            content,
-            ..FileChange::file(file, Vec::new(), 0o600, false)
-        });
-    }
-    let comp = group
-        .component
-        .as_ref()
-        .map(|c| c.name())
-        .unwrap_or_default();
-    state
-        .apply(&format!("roll back {comp}"), &changes)
-        .map_err(|e| e.to_string())?;
-    let serials: Vec<String> = Vec::new();
-    restart(
-        root,
-        settings,
-        state,
-        live,
-        &group.reload,
-        &comp,
-        &serials,
-        history,
-    )?;
-    if let Some(c) = &group.component {
-        verify(root, settings, live, c)?;
-    }
-    Ok(())
-}
-
-/// The whole `run` command below the CLI: plan from a fresh inventory, then execute.
-pub fn plan_pass(
-    root: &NodeRoot,
-    settings: &Settings,
-    state: &StateDir,
-    now: OffsetDateTime,
-) -> Plan {
-    let layout = inventory::layout(settings, root);
-    let inv = inventory::read(&layout, root);
-    plan::make_plan(settings, &inv, &load_history(state), now)
-}
-
-/// For a live pass that restarts no unit (nothing due needs one): any call is a bug.
-pub struct NoUnitRestarts;
-
-impl ServiceManager for NoUnitRestarts {
-    fn restart_unit(
-        &self,
-        unit: &str,
-        _timeout: StdDuration,
-    ) -> Result<crate::restart::UnitRestart, crate::restart::RestartError> {
-        Err(crate::restart::RestartError::NoSuchUnit {
-            unit: unit.to_string(),
-        })
-    }
-    fn unit_state(
-        &self,
-        unit: &str,
-    ) -> Result<crate::restart::UnitState, crate::restart::RestartError> {
-        Err(crate::restart::RestartError::NoSuchUnit {
-            unit: unit.to_string(),
-        })
-    }
 }

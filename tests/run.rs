@@ -11,9 +11,12 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration as StdDuration;
 
+use cert_rotator::clock::SystemClock;
 use cert_rotator::config::Settings;
 use cert_rotator::node::NodeRoot;
-use cert_rotator::pass::{self, Live};
+use cert_rotator::pass::{self, Edges, Overrides, Pass, Restarts};
+use cert_rotator::plan::Plan;
+use cert_rotator::report::pass::PassReport;
 use cert_rotator::restart::RecordingServiceManager;
 use cert_rotator::verify::{Check, Endpoint, Prober, ServedCert, VerifyError};
 use cert_rotator::write::StateDir;
@@ -81,6 +84,29 @@ impl Prober for FakeProber {
     }
 }
 
+/// A pass on the live edges of the tests: the recording service manager and a prober.
+fn live_pass(
+    root: &NodeRoot,
+    s: &Settings,
+    state: &StateDir,
+    plan: &Plan,
+    services: &RecordingServiceManager,
+    prober: &dyn Prober,
+) -> PassReport {
+    let p = Pass {
+        root,
+        settings: s,
+        state,
+        overrides: Overrides::default(),
+        restarts: Restarts::Live(Edges {
+            services,
+            prober,
+            clock: &SystemClock,
+        }),
+    };
+    pass::execute(&p, plan, &mut |_| {})
+}
+
 fn settings() -> Settings {
     let mut s = Settings::default();
     s.run.min_restart_gap_seconds = 0;
@@ -121,19 +147,10 @@ fn a_pass_renews_groups_restarts_each_component_once_and_verifies() {
     let sched_before =
         std::fs::read_to_string(host(r, "/etc/kubernetes/manifests/kube-scheduler.yaml")).unwrap();
     let etcd_before = std::fs::read(host(r, "/etc/kubernetes/manifests/etcd.yaml")).unwrap();
-    let plan = pass::plan_pass(&root, &s, &state, now());
+    let plan = pass::plan_run(&root, &s, &state, now());
     let services = RecordingServiceManager::new();
     let prober = FakeProber::new(r, &[]);
-    let report = pass::execute(
-        &root,
-        &s,
-        &state,
-        &plan,
-        Some(&Live {
-            services: &services,
-            prober: &prober,
-        }),
-    );
+    let report = live_pass(&root, &s, &state, &plan, &services, &prober);
     assert!(report.ok(), "{}", report.summary());
     let renewed: Vec<&str> = report.renewed.iter().map(|c| c.name.as_str()).collect();
     // Expired first, then by renew_at; apiserver and front-proxy-client in one group.
@@ -205,7 +222,7 @@ fn a_pass_renews_groups_restarts_each_component_once_and_verifies() {
     assert!(served.contains("etcd serves serial"), "{served}");
     assert!(served.contains("kube-scheduler healthy"), "{served}");
     // Backups never land in the manifests directory, and a second pass has nothing to do.
-    let plan = pass::plan_pass(&root, &s, &state, now());
+    let plan = pass::plan_run(&root, &s, &state, now());
     assert!(plan.is_empty(), "{plan:?}");
 }
 
@@ -225,20 +242,11 @@ fn a_component_that_does_not_serve_its_new_certificate_is_rolled_back() {
     let crt = host(r, "/etc/kubernetes/pki/apiserver.crt");
     let key = host(r, "/etc/kubernetes/pki/apiserver.key");
     let (old_crt, old_key) = (std::fs::read(&crt).unwrap(), std::fs::read(&key).unwrap());
-    let plan = pass::plan_pass(&root, &s, &state, now());
+    let plan = pass::plan_run(&root, &s, &state, now());
     // Order: controller-manager.conf (10 days) before apiserver (20 days)? renew_at decides.
     let services = RecordingServiceManager::new();
     let prober = FakeProber::new(r, &[(6443, "/etc/kubernetes/pki/apiserver.crt")]);
-    let report = pass::execute(
-        &root,
-        &s,
-        &state,
-        &plan,
-        Some(&Live {
-            services: &services,
-            prober: &prober,
-        }),
-    );
+    let report = live_pass(&root, &s, &state, &plan, &services, &prober);
     assert!(!report.ok());
     assert!(
         report
@@ -282,16 +290,12 @@ fn the_restart_cap_defers_to_the_next_pass_and_history_keeps_the_gap() {
     let state = StateDir::new(&root, &s.state_dir);
     let services = RecordingServiceManager::new();
     let prober = FakeProber::new(r, &[]);
-    let live = Live {
-        services: &services,
-        prober: &prober,
-    };
     let mut order = Vec::new();
     for pass_no in 1..=3 {
-        let plan = pass::plan_pass(&root, &s, &state, now());
+        let plan = pass::plan_run(&root, &s, &state, now());
         assert_eq!(plan.groups.len(), 1, "pass {pass_no}: one restart per pass");
         assert_eq!(plan.deferred.len(), 3 - pass_no);
-        let report = pass::execute(&root, &s, &state, &plan, Some(&live));
+        let report = live_pass(&root, &s, &state, &plan, &services, &prober);
         assert!(report.ok(), "{}", report.summary());
         order.extend(
             report
@@ -314,7 +318,7 @@ fn the_restart_cap_defers_to_the_next_pass_and_history_keeps_the_gap() {
     s.run.min_restart_gap_seconds = 600;
     let spec2 = spec.with("apiserver", Validity::days(365, Duration::days(1)));
     let _ = spec2;
-    let plan = pass::plan_pass(&root, &s, &state, now());
+    let plan = pass::plan_run(&root, &s, &state, now());
     assert!(plan.is_empty());
 }
 

@@ -10,9 +10,10 @@ use time::OffsetDateTime;
 use crate::ca::remote::RemoteSettings;
 use crate::config;
 use crate::inventory;
-use crate::issue::RenewOptions;
 use crate::node::NodeRoot;
-use crate::renew::{GivenCa, Outcome, Renewer, Selection};
+use crate::pass::{Edges, Overrides, Pass, Restarts, Selection};
+use crate::plan::route::CaOverride;
+use crate::report::pass::{Outcome, PassReport};
 use crate::report::Status;
 use crate::write::StateDir;
 
@@ -80,7 +81,12 @@ pub enum Command {
         ca_key: Option<PathBuf>,
         #[command(flatten)]
         issue: IssueArgs,
-        /// Node paths of the certificates or kubeconfigs to renew
+        /// Then restart what must reload, one component at a time, and verify it, as
+        /// `run` does (on the live node only)
+        #[arg(long)]
+        restart: bool,
+        /// Names as `status` prints them or kubeadm's (apiserver, etcd-server,
+        /// admin.conf, ...), or node paths of certificates or kubeconfigs
         #[arg(required = true, value_name = "TARGET")]
         targets: Vec<PathBuf>,
     },
@@ -89,6 +95,10 @@ pub enum Command {
     RenewAll {
         #[command(flatten)]
         issue: IssueArgs,
+        /// Then restart what must reload, one component at a time, and verify it, as
+        /// `run` does (on the live node only)
+        #[arg(long)]
+        restart: bool,
     },
     /// Finish or undo a renewal that was interrupted (crash, power loss)
     Recover,
@@ -113,12 +123,10 @@ pub struct IssueArgs {
 }
 
 impl IssueArgs {
-    fn options(&self) -> RenewOptions {
-        RenewOptions {
+    fn overrides(&self) -> Overrides {
+        Overrides {
             days: self.days,
             reuse_key: self.reuse_key,
-            now: OffsetDateTime::now_utc(),
-            switch_issuer: false,
         }
     }
 }
@@ -157,25 +165,36 @@ pub fn main() -> ExitCode {
             ca_cert,
             ca_key,
             issue,
+            restart,
             targets,
         } => {
-            let ca = ca_cert.zip(ca_key).map(|(cert, key)| GivenCa { cert, key });
+            let ca = ca_cert
+                .zip(ca_key)
+                .map(|(cert, key)| CaOverride { cert, key });
             renew(
                 &root,
-                cli.config.as_deref(),
-                None,
-                ca,
-                issue.options(),
-                Selection::Paths(targets),
+                RenewRequest {
+                    config_file: cli.config.as_deref(),
+                    state_override: None,
+                    ca,
+                    remote: None,
+                    overrides: issue.overrides(),
+                    restart,
+                    selection: Selection::Named(targets),
+                },
             )
         }
-        Command::RenewAll { issue } => renew(
+        Command::RenewAll { issue, restart } => renew(
             &root,
-            cli.config.as_deref(),
-            None,
-            None,
-            issue.options(),
-            Selection::All,
+            RenewRequest {
+                config_file: cli.config.as_deref(),
+                state_override: None,
+                ca: None,
+                remote: None,
+                overrides: issue.overrides(),
+                restart,
+                selection: Selection::All,
+            },
         ),
         Command::Recover => {
             let loaded = match config::load(&root, cli.config.as_deref()) {
@@ -233,7 +252,7 @@ fn plan_cmd(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) 
         Err(e) => return config_error(e),
     };
     let state = state_dir(root, &loaded.settings);
-    let plan = crate::pass::plan_pass(root, &loaded.settings, &state, OffsetDateTime::now_utc());
+    let plan = crate::pass::plan_run(root, &loaded.settings, &state, OffsetDateTime::now_utc());
     if json {
         println!(
             "{}",
@@ -278,7 +297,7 @@ pub fn plan_text(plan: &crate::plan::Plan, live: bool) -> String {
             out.push_str(&format!(
                 "     renew {:<28} {:<16} expires {}{}\n",
                 t.name,
-                t.reason.as_str(),
+                t.reason.map_or("requested", |r| r.as_str()),
                 crate::timefmt::rfc3339(t.not_after),
                 if t.urgent { " (urgent)" } else { "" }
             ));
@@ -338,34 +357,21 @@ fn run_cmd(root: &NodeRoot, config_file: Option<&std::path::Path>) -> ExitCode {
         }
     }
     let now = OffsetDateTime::now_utc();
-    let plan = crate::pass::plan_pass(root, settings, &state, now);
+    let plan = crate::pass::plan_run(root, settings, &state, now);
     print!("{}", plan_text(&plan, root.is_live()));
-    let needs_restart = plan.groups.iter().any(|g| g.reload.is_restart());
-    let services;
-    let prober = crate::verify::TlsProber::default();
-    let live = if root.is_live() {
-        if needs_restart {
-            services = match crate::restart::SystemdManager::connect() {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("cert-rotator: {e}: nothing renewed, a restart would be needed");
-                    return ExitCode::from(1);
-                }
-            };
-            Some(crate::pass::Live {
-                services: &services,
-                prober: &prober,
-            })
-        } else {
-            Some(crate::pass::Live {
-                services: &crate::pass::NoUnitRestarts,
-                prober: &prober,
-            })
-        }
-    } else {
-        None
+    let report = match live_edges(root, |edges| {
+        let pass = Pass {
+            root,
+            settings,
+            state: &state,
+            overrides: Overrides::default(),
+            restarts: edges,
+        };
+        crate::pass::execute(&pass, &plan, &mut |_| {})
+    }) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
-    let report = crate::pass::execute(root, settings, &state, &plan, live.as_ref());
     println!();
     print!("{}", report.summary());
     let result = crate::report::PassResult {
@@ -436,37 +442,82 @@ fn lock_or_report(state: &StateDir) -> Option<crate::write::PassLock> {
     }
 }
 
-/// Shared by `renew`, `renew-all` and `cert-renew`: lock, recover, renew, one line each.
-fn renew(
+/// The edges of the live node (or none under `--root`), handed to `f`.
+fn live_edges(
     root: &NodeRoot,
-    config_file: Option<&std::path::Path>,
-    state_override: Option<PathBuf>,
-    ca: Option<GivenCa>,
-    opts: RenewOptions,
-    selection: Selection,
-) -> ExitCode {
-    renew_with(root, config_file, state_override, ca, None, opts, selection)
+    f: impl FnOnce(Restarts<'_>) -> PassReport,
+) -> Result<PassReport, ExitCode> {
+    if !root.is_live() {
+        return Ok(f(Restarts::NotLive));
+    }
+    let prober = crate::verify::TlsProber::default();
+    let clock = crate::clock::SystemClock;
+    let services = LazySystemd(std::sync::Mutex::new(None));
+    Ok(f(Restarts::Live(Edges {
+        services: &services,
+        prober: &prober,
+        clock: &clock,
+    })))
 }
 
-/// [`renew`], optionally with every target signed by the given remote CA (cert-renew
-/// --remote), whatever the configuration says.
-fn renew_with(
-    root: &NodeRoot,
-    config_file: Option<&std::path::Path>,
+/// Connects to systemd on the first restart (a pass that restarts nothing needs no bus).
+struct LazySystemd(std::sync::Mutex<Option<crate::restart::SystemdManager>>);
+
+impl crate::restart::ServiceManager for LazySystemd {
+    fn restart_unit(
+        &self,
+        unit: &str,
+        timeout: std::time::Duration,
+    ) -> Result<crate::restart::UnitRestart, crate::restart::RestartError> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if m.is_none() {
+            *m = Some(crate::restart::SystemdManager::connect()?);
+        }
+        match m.as_ref() {
+            Some(s) => s.restart_unit(unit, timeout),
+            None => unreachable!("connected above"),
+        }
+    }
+    fn unit_state(
+        &self,
+        unit: &str,
+    ) -> Result<crate::restart::UnitState, crate::restart::RestartError> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if m.is_none() {
+            *m = Some(crate::restart::SystemdManager::connect()?);
+        }
+        match m.as_ref() {
+            Some(s) => s.unit_state(unit),
+            None => unreachable!("connected above"),
+        }
+    }
+}
+
+/// A renewal on request: `renew`, `renew-all` or `cert-renew`.
+struct RenewRequest<'a> {
+    config_file: Option<&'a std::path::Path>,
+    /// cert-renew's `--state-dir`.
     state_override: Option<PathBuf>,
-    ca: Option<GivenCa>,
+    ca: Option<CaOverride>,
+    /// cert-renew --remote: every target signed by this cfssl server, whatever the
+    /// configuration says.
     remote: Option<RemoteSettings>,
-    opts: RenewOptions,
+    overrides: Overrides,
+    restart: bool,
     selection: Selection,
-) -> ExitCode {
-    let mut settings = match config::load(root, config_file) {
+}
+
+/// Lock, recover, plan the selected targets, run them through the same sequencer as
+/// `run` (restarting only with `--restart`), one line per target as it completes.
+fn renew(root: &NodeRoot, req: RenewRequest<'_>) -> ExitCode {
+    let mut settings = match config::load(root, req.config_file) {
         Ok(l) => l.settings,
         Err(e) => return config_error(e),
     };
-    if let Some(s) = state_override {
+    if let Some(s) = req.state_override {
         settings.state_dir = s;
     }
-    if let Some(r) = remote {
+    if let Some(r) = req.remote {
         settings.ca.remote = Some(r);
         settings.ca.default = config::CaChoice::Remote;
         for o in settings.targets.values_mut() {
@@ -488,28 +539,60 @@ fn renew_with(
             return ExitCode::from(1);
         }
     }
-    let explicit = matches!(selection, Selection::Paths(_));
-    let renewer = Renewer {
+    let plan = match crate::pass::plan_request(
         root,
-        settings: &settings,
-        state: &state,
-        ca,
-        opts,
-    };
-    let outcomes = renewer.run(selection);
-    let mut failed = false;
-    for o in &outcomes {
-        println!("{}", o.line());
-        if let Outcome::Renewed { warnings, .. } = &o.outcome {
-            for w in warnings {
-                eprintln!("WARNING: {w}");
-            }
+        &settings,
+        &req.selection,
+        req.ca.as_ref(),
+        OffsetDateTime::now_utc(),
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cert-rotator: {e}");
+            return ExitCode::from(2);
         }
-        // A target named on the command line that could not be renewed is a failure;
-        // renew-all skips what it cannot renew (absent, external CA) by design.
-        failed |= matches!(o.outcome, Outcome::Failed(_))
-            || (explicit && matches!(o.outcome, Outcome::Skipped(_)));
+    };
+    let explicit = matches!(req.selection, Selection::Named(_));
+    let run = |restarts: Restarts<'_>| {
+        let pass = Pass {
+            root,
+            settings: &settings,
+            state: &state,
+            overrides: req.overrides,
+            restarts,
+        };
+        // Each result as it completes: an interrupted run shows what was done.
+        crate::pass::execute(&pass, &plan, &mut |r| println!("{}", r.line()))
+    };
+    let report = if req.restart {
+        match live_edges(root, run) {
+            Ok(r) => r,
+            Err(code) => return code,
+        }
+    } else {
+        run(Restarts::Operator)
+    };
+    for w in &report.warnings {
+        eprintln!("WARNING: {w}");
     }
+    if req.restart {
+        if !report.restarted.is_empty()
+            || !report.verified.is_empty()
+            || !report.rolled_back.is_empty()
+        {
+            println!();
+            print!("{}", report.summary());
+        }
+    } else {
+        print!("{}", report.restart_advice());
+    }
+    // A target named on the command line that could not be renewed is a failure;
+    // renew-all skips what it cannot renew (absent, external CA) by design.
+    let failed = !report.ok()
+        || report.results.iter().any(|r| {
+            matches!(r.outcome, Outcome::Failed(_))
+                || (explicit && matches!(r.outcome, Outcome::Skipped(_)))
+        });
     if failed {
         ExitCode::from(1)
     } else {
@@ -613,9 +696,16 @@ fn demo(keep: Option<PathBuf>, build_only: bool, keys: DemoKeys) -> ExitCode {
     }
     println!("\n$ cert-rotator --root {} run\n", dir.display());
     let state = state_dir(&root, &settings);
-    let plan = crate::pass::plan_pass(&root, &settings, &state, OffsetDateTime::now_utc());
+    let plan = crate::pass::plan_run(&root, &settings, &state, OffsetDateTime::now_utc());
     print!("{}", plan_text(&plan, false));
-    let report = crate::pass::execute(&root, &settings, &state, &plan, None);
+    let pass = Pass {
+        root: &root,
+        settings: &settings,
+        state: &state,
+        overrides: Overrides::default(),
+        restarts: Restarts::NotLive,
+    };
+    let report = crate::pass::execute(&pass, &plan, &mut |_| {});
     println!();
     print!("{}", report.summary());
     let inv = inventory::read(&inventory::layout(&settings, &root), &root);
@@ -726,7 +816,7 @@ pub fn cert_renew_main() -> ExitCode {
             (None, Some(r))
         }
         (None, Some(cert), Some(key)) => (
-            Some(GivenCa {
+            Some(CaOverride {
                 cert: abs(cert),
                 key: abs(key),
             }),
@@ -737,14 +827,17 @@ pub fn cert_renew_main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    renew_with(
+    renew(
         &root,
-        None,
-        Some(abs(&cli.state_dir)),
-        ca,
-        remote,
-        cli.issue.options(),
-        Selection::Paths(targets),
+        RenewRequest {
+            config_file: None,
+            state_override: Some(abs(&cli.state_dir)),
+            ca,
+            remote,
+            overrides: cli.issue.overrides(),
+            restart: false,
+            selection: Selection::Named(targets),
+        },
     )
 }
 

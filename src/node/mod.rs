@@ -120,6 +120,11 @@ impl NodeRoot {
         Ok((resolved, bytes))
     }
 
+    /// Whether the node path itself (not what it points to) is a symlink.
+    pub fn is_symlink(&self, node_path: &Path) -> bool {
+        std::fs::symlink_metadata(self.host(node_path)).is_ok_and(|m| m.file_type().is_symlink())
+    }
+
     pub fn exists(&self, node_path: &Path) -> bool {
         std::fs::symlink_metadata(self.host(node_path)).is_ok()
     }

@@ -1,4 +1,8 @@
-//! The plan: a pure function of (settings, inventory, now).
+//! The plan: a pure function of (settings, inventory, history, now), and the hand-off
+//! to execution. A planned target carries everything the sequencer needs: the
+//! [`Target`], what the inventory read of it, who signs it ([`CaRoute`]) and what
+//! reloads it ([`Reload`]). `run` plans by the window ([`make_plan`]); `renew`,
+//! `renew-all` and `cert-renew` plan every selected target ([`forced`]).
 //!
 //! The rule: a certificate is due when less than `remaining_fraction` (20%) of its
 //! lifetime or less than `remaining_days` (30) remain, and when it expired. The instant
@@ -19,8 +23,10 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::config::Settings;
-use crate::inventory::{Inventory, TargetState};
+use crate::inventory::{AuthorityDef, Inventory, Reading, Target, TargetState};
 use crate::model::Component;
+
+use route::CaOverride;
 
 /// How a component picks up new certificates.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -63,18 +69,26 @@ impl Reload {
     }
 }
 
-/// One due certificate in the queue.
+/// One certificate to renew, with what execution needs: nothing is looked up again.
 #[derive(Clone, Debug, Serialize)]
 pub struct PlannedTarget {
     pub name: String,
     pub path: String,
-    pub reason: DueReason,
+    /// Why it is due; `None` for a renewal on request of a certificate that is not.
+    pub reason: Option<DueReason>,
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub renew_at: OffsetDateTime,
     /// Expired or within `urgent_days`: never deferred.
     pub urgent: bool,
+    #[serde(skip)]
+    pub target: Target,
+    /// What the inventory read: the certificate, its key, the file's bytes.
+    #[serde(skip)]
+    pub reading: Box<Reading>,
+    #[serde(skip)]
+    pub route: CaRoute,
 }
 
 /// The certificates one component reloads, renewed together so it restarts once.
@@ -135,6 +149,12 @@ pub struct Plan {
     pub not_renewable: Vec<Blocked>,
     /// Could not be read: reported, never touched.
     pub unreadable: Vec<Blocked>,
+    /// Selected for a renewal on request but absent, and optional: skipped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<Blocked>,
+    /// The node's CAs, for the routes to a local CA.
+    #[serde(skip)]
+    pub authorities: Vec<AuthorityDef>,
     /// The first control-plane restart waits until then (gap after an earlier pass).
     #[serde(with = "time::serde::rfc3339::option")]
     pub control_plane_not_before: Option<OffsetDateTime>,
@@ -146,66 +166,35 @@ impl Plan {
     }
 }
 
-/// Builds the queue: due targets by urgency (expired first, then by renew_at), grouped
-/// by the component that reloads them so each restarts at most once, at most
-/// `max_restarts_per_pass` restarts unless urgent. Pure.
-pub fn make_plan(
-    settings: &Settings,
-    inv: &Inventory,
-    history: &History,
-    now: OffsetDateTime,
-) -> Plan {
-    let urgent_within = Duration::seconds_f64(settings.run.urgent_days * 86_400.0);
-    let mut due: Vec<(Option<Component>, PlannedTarget)> = Vec::new();
-    let mut not_renewable = Vec::new();
-    let mut unreadable = Vec::new();
-    for o in &inv.certificates {
-        let t = &o.target;
-        let r = match &o.state {
-            TargetState::Read(r) => r,
-            TargetState::Missing => continue,
-            TargetState::Error(e) => {
-                unreadable.push(Blocked {
-                    name: t.name.clone(),
-                    path: t.path.display().to_string(),
-                    why: e.clone(),
-                });
-                continue;
-            }
-        };
-        let a = assess(&t.window, r.cert.not_before, r.cert.not_after, now);
-        let Some(reason) = a.reason else { continue };
-        // The same routing renewals use: local CA key, remote CA, or not renewable.
-        let key_of = |name: &str| inv.authority(name).map(|a| (a.def.key.clone(), a.has_key));
-        let renewable = match ca_route(settings, &t.name, &r.signer, &key_of) {
-            CaRoute::NotRenewable(why) => Err(why),
-            _ => Ok(()),
-        };
-        if let Err(why) = renewable {
-            not_renewable.push(Blocked {
-                name: t.name.clone(),
-                path: t.path.display().to_string(),
-                why,
-            });
-            continue;
-        }
-        due.push((
-            t.component.clone(),
-            PlannedTarget {
-                name: t.name.clone(),
-                path: t.path.display().to_string(),
-                reason,
-                not_after: r.cert.not_after,
-                renew_at: a.renew_at,
-                urgent: a.residual < urgent_within,
-            },
-        ));
+impl Group {
+    /// The component's Kubernetes name, or `no component` (admin.conf).
+    pub fn component_name(&self) -> String {
+        self.component
+            .as_ref()
+            .map(|c| c.name())
+            .unwrap_or_else(|| "no component".into())
     }
-    // Expired first, then the earliest renew_at.
-    let key = |t: &PlannedTarget| (t.reason != DueReason::Expired, t.renew_at, t.name.clone());
-    due.sort_by_key(|(_, t)| key(t));
+}
+
+/// Routes a target read by the inventory: the local CA when its key is on the node,
+/// else as the configuration says (see [`ca_route`]).
+fn route_of(settings: &Settings, inv: &Inventory, target: &Target, reading: &Reading) -> CaRoute {
+    let key_of = |name: &str| inv.authority(name).map(|a| (a.def.key.clone(), a.has_key));
+    ca_route(settings, &target.name, &reading.signer, &key_of)
+}
+
+fn blocked(t: &Target, why: String) -> Blocked {
+    Blocked {
+        name: t.name.clone(),
+        path: t.path.display().to_string(),
+        why,
+    }
+}
+
+fn group_by_component(targets: Vec<PlannedTarget>) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
-    for (component, t) in due {
+    for t in targets {
+        let component = t.target.component.clone();
         match groups.iter_mut().find(|g| g.component == component) {
             Some(g) => {
                 g.urgent |= t.urgent;
@@ -219,6 +208,121 @@ pub fn make_plan(
             }),
         }
     }
+    groups
+}
+
+/// A renewal on request (`renew`, `renew-all`, `cert-renew`): every target of `inv`,
+/// due or not, grouped by component in the order given, no restart cap. Absent optional
+/// targets are listed in `absent`; `ca` (the command line's CA) signs every target.
+/// Pure.
+pub fn forced(
+    settings: &Settings,
+    inv: &Inventory,
+    ca: Option<&CaOverride>,
+    now: OffsetDateTime,
+) -> Plan {
+    let urgent_within = Duration::seconds_f64(settings.run.urgent_days * 86_400.0);
+    let mut planned = Vec::new();
+    let mut plan = Plan {
+        now,
+        groups: Vec::new(),
+        deferred: Vec::new(),
+        not_renewable: Vec::new(),
+        unreadable: Vec::new(),
+        absent: Vec::new(),
+        authorities: authority_defs(inv),
+        control_plane_not_before: None,
+    };
+    for o in &inv.certificates {
+        let t = &o.target;
+        let r = match &o.state {
+            TargetState::Read(r) => r,
+            TargetState::Missing => {
+                plan.absent.push(blocked(t, "absent (optional)".into()));
+                continue;
+            }
+            TargetState::Error(e) => {
+                plan.unreadable.push(blocked(t, e.clone()));
+                continue;
+            }
+        };
+        let route = match ca {
+            Some(given) => CaRoute::Given(given.clone()),
+            None => route_of(settings, inv, t, r),
+        };
+        if let CaRoute::NotRenewable(why) = route {
+            plan.not_renewable.push(blocked(t, why));
+            continue;
+        }
+        let a = assess(&t.window, r.cert.not_before, r.cert.not_after, now);
+        planned.push(PlannedTarget {
+            name: t.name.clone(),
+            path: t.path.display().to_string(),
+            reason: a.reason,
+            not_after: r.cert.not_after,
+            renew_at: a.renew_at,
+            urgent: a.residual < urgent_within,
+            target: t.clone(),
+            reading: r.clone(),
+            route,
+        });
+    }
+    plan.groups = group_by_component(planned);
+    plan
+}
+
+/// Builds the queue: due targets by urgency (expired first, then by renew_at), grouped
+/// by the component that reloads them so each restarts at most once, at most
+/// `max_restarts_per_pass` restarts unless urgent. Pure.
+pub fn make_plan(
+    settings: &Settings,
+    inv: &Inventory,
+    history: &History,
+    now: OffsetDateTime,
+) -> Plan {
+    let urgent_within = Duration::seconds_f64(settings.run.urgent_days * 86_400.0);
+    let mut due: Vec<PlannedTarget> = Vec::new();
+    let mut not_renewable = Vec::new();
+    let mut unreadable = Vec::new();
+    for o in &inv.certificates {
+        let t = &o.target;
+        let r = match &o.state {
+            TargetState::Read(r) => r,
+            TargetState::Missing => continue,
+            TargetState::Error(e) => {
+                unreadable.push(blocked(t, e.clone()));
+                continue;
+            }
+        };
+        let a = assess(&t.window, r.cert.not_before, r.cert.not_after, now);
+        let Some(reason) = a.reason else { continue };
+        let route = route_of(settings, inv, t, r);
+        if let CaRoute::NotRenewable(why) = route {
+            not_renewable.push(blocked(t, why));
+            continue;
+        }
+        due.push(PlannedTarget {
+            name: t.name.clone(),
+            path: t.path.display().to_string(),
+            reason: Some(reason),
+            not_after: r.cert.not_after,
+            renew_at: a.renew_at,
+            urgent: a.residual < urgent_within,
+            target: t.clone(),
+            reading: r.clone(),
+            route,
+        });
+    }
+    // Expired first, then the earliest renew_at.
+    let key = |t: &PlannedTarget| {
+        (
+            t.reason != Some(DueReason::Expired),
+            t.renew_at,
+            t.name.clone(),
+        )
+    };
+    due.sort_by_key(key);
+    let groups = group_by_component(due);
     let cap = settings.run.max_restarts_per_pass;
     let mut restarts = 0;
     let mut planned = Vec::new();
@@ -247,6 +351,12 @@ pub fn make_plan(
         deferred,
         not_renewable,
         unreadable,
+        absent: Vec::new(),
+        authorities: authority_defs(inv),
         control_plane_not_before,
     }
+}
+
+fn authority_defs(inv: &Inventory) -> Vec<AuthorityDef> {
+    inv.authorities.iter().map(|a| a.def.clone()).collect()
 }

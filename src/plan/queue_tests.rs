@@ -65,7 +65,7 @@ fn expired_first_then_by_renew_at_grouped_by_component() {
         ["apiserver", "front-proxy-client"],
         "one restart for both"
     );
-    assert_eq!(plan.groups[0].targets[0].reason, DueReason::Expired);
+    assert_eq!(plan.groups[0].targets[0].reason, Some(DueReason::Expired));
     assert_eq!(
         plan.groups[0].reload,
         Reload::StaticPod("kube-scheduler".into())

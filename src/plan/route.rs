@@ -6,9 +6,19 @@ use std::path::PathBuf;
 use crate::config::{CaChoice, Settings};
 use crate::inventory::Signer;
 
-/// Who signs a target when no CA was named on the command line.
+/// The CA an operator named on the command line (`--ca-cert`/`--ca-key`, node paths).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaOverride {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Who signs a target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CaRoute {
+    /// The CA named on the command line signs every selected target; a kubelet.crt
+    /// signed by its own throwaway CA moves to it (the operator's explicit choice).
+    Given(CaOverride),
     /// The node's CA of that name, whose key is on the node.
     Local(String),
     /// kubelet.crt with its throwaway CA: renewed the same way, no CA needed.
@@ -22,6 +32,17 @@ pub enum CaRoute {
     },
     /// Why nothing on or for this node can renew it.
     NotRenewable(String),
+}
+
+impl CaRoute {
+    /// A kubelet.crt leaves its throwaway CA for the CA that signs it now.
+    pub fn switches_issuer(&self, signer: &Signer) -> bool {
+        match self {
+            CaRoute::Given(_) => *signer == Signer::Bundled,
+            CaRoute::Remote { switch_issuer, .. } => *switch_issuer,
+            _ => false,
+        }
+    }
 }
 
 /// Routes a target by its `[targets."NAME"] ca` (else `[ca] default`) and its signer:

@@ -1,5 +1,7 @@
 //! Reporting: what `status` prints, as a table for people and JSON for programs.
 
+pub mod pass;
+
 use serde::Serialize;
 use time::OffsetDateTime;
 
