@@ -2,43 +2,43 @@
 //!
 //! The flow, one module each, every module importing only the ones above it in this
 //! list: config -> inventory -> plan -> issue -> write -> restart -> verify -> report,
-//! sequenced by [`pass`] and driven by [`cli`]. Beneath the flow sit the vocabulary
-//! ([`model`]), the one gate to the node's files ([`node`]), certificates and keys
-//! ([`pki`]) and time formats ([`timefmt`]).
+//! sequenced by [`pass`] and driven by [`cli`]. Beneath the flow sit the clock, time
+//! formats, certificates and keys ([`pki`]), the one gate to the node's files
+//! ([`node`]) and the shared vocabulary ([`model`]).
 
-/// The CA seam: the local CA key or a remote cfssl server signs.
-pub mod ca;
-/// The command line of both programs.
-pub mod cli;
 /// Wall-clock time and sleeping behind a seam, so a pass can be replayed.
 pub mod clock;
-/// config.toml and config.d merged into validated settings.
-pub mod config;
-/// The sandbox node of `cert-rotator demo`.
-pub mod demo;
-/// A kubeadm-faithful node for the demo and the tests.
-pub mod fixture;
-/// Which certificates and CAs this node holds, read from its files.
-pub mod inventory;
-/// A planned target and its CA to the exact file changes that renew it.
-pub mod issue;
-/// Shared vocabulary with no I/O: components, target kinds, file changes.
-pub mod model;
-/// The node's files under `--root`: the only reader and writer, and kubeconfig parsing.
-pub mod node;
-/// The sequencer: per group issue -> write -> restart -> verify, or roll back.
-pub mod pass;
-/// PEM, certificates, keys and X.509 building: the one crypto and ASN.1 stack.
-pub mod pki;
-/// The pure plan: what is due, who signs it, in which order, what restarts.
-pub mod plan;
-/// The only renderer: status, plan, pass summary, metrics.
-pub mod report;
-/// What must reload: systemd units over D-Bus, static pods by manifest annotation.
-pub mod restart;
 /// Time as operators read it: RFC 3339 and kubeadm's short forms.
 pub mod timefmt;
-/// Does the component serve what is on disk: endpoints, TLS probe, wait loop.
-pub mod verify;
+/// PEM, certificates, keys and X.509 building: the one crypto and ASN.1 stack.
+pub mod pki;
+/// The node's files under `--root`: the only reader and writer, and kubeconfig parsing.
+pub mod node;
+/// Shared vocabulary with no I/O: components, target kinds, file changes.
+pub mod model;
+/// config.toml and config.d merged into validated settings.
+pub mod config;
+/// Which certificates and CAs this node holds, read from its files.
+pub mod inventory;
+/// The pure plan: what is due, who signs it, in which order, what restarts.
+pub mod plan;
+/// The CA seam: the local CA key or a remote cfssl server signs.
+pub mod ca;
+/// A planned target and its CA to the exact file changes that renew it.
+pub mod issue;
 /// Crash-safe change sets with backups, the state directory and its lock.
 pub mod write;
+/// What must reload: systemd units over D-Bus, static pods by manifest annotation.
+pub mod restart;
+/// Does the component serve what is on disk: endpoints, TLS probe, wait loop.
+pub mod verify;
+/// The only renderer: status, plan, pass summary, metrics.
+pub mod report;
+/// The sequencer: per group issue -> write -> restart -> verify, or roll back.
+pub mod pass;
+/// A kubeadm-faithful node for the demo and the tests.
+pub mod fixture;
+/// The sandbox node of `cert-rotator demo`.
+pub mod demo;
+/// The command line of both programs.
+pub mod cli;
