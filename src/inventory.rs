@@ -412,8 +412,11 @@ pub enum Signer {
     /// One of the node's authorities, by name.
     Authority(String),
     /// The throwaway CA that follows the leaf in the same file (the kubelet's own
-    /// kubelet.crt scheme).
+    /// kubelet.crt scheme, and only kubelet.crt's).
     Bundled,
+    /// An intermediate CA that follows the leaf in its file (an external intermediate
+    /// CA), by subject: its key is not on the node.
+    Intermediate(String),
     SelfSigned,
     /// Signed by no CA known on this node.
     Unknown,
@@ -424,6 +427,7 @@ impl Signer {
         match self {
             Signer::Authority(n) => n.clone(),
             Signer::Bundled => "self-signed (bundled CA)".into(),
+            Signer::Intermediate(subject) => format!("intermediate CA {subject} (in the file)"),
             Signer::SelfSigned => "self-signed".into(),
             Signer::Unknown => "unknown".into(),
         }
@@ -649,7 +653,7 @@ fn read_reading(
     let Some(key) = key else {
         // A configured directory certificate without a key: watched, not renewable.
         return Ok(Reading {
-            signer: identify_signer(&cert, &certs, authorities),
+            signer: identify_signer(t.kind, &cert, &certs, authorities),
             key_algorithm: KeyAlgorithm::EcdsaP256,
             key_encoding: KeyEncoding::Pkcs8,
             cert,
@@ -675,7 +679,7 @@ fn read_reading(
         ));
     }
     Ok(Reading {
-        signer: identify_signer(&cert, &certs, authorities),
+        signer: identify_signer(t.kind, &cert, &certs, authorities),
         key_algorithm: key.algorithm,
         key_encoding: key.encoding,
         cert,
@@ -700,7 +704,15 @@ enum KeySource {
     File(PathBuf),
 }
 
-fn identify_signer(cert: &CertFacts, chain: &[CertFacts], cas: &[ObservedAuthority]) -> Signer {
+/// The node's CA that signed `cert`, else a certificate of its own file. The signature
+/// decides, not the names. A chain after the leaf is kubelet.crt's throwaway CA only
+/// for kubelet.crt; elsewhere it is an intermediate CA, which is kept when renewing.
+fn identify_signer(
+    kind: TargetKind,
+    cert: &CertFacts,
+    chain: &[CertFacts],
+    cas: &[ObservedAuthority],
+) -> Signer {
     for a in cas {
         if let Ok(ca) = &a.cert {
             if cert.is_signed_by(ca) {
@@ -708,8 +720,12 @@ fn identify_signer(cert: &CertFacts, chain: &[CertFacts], cas: &[ObservedAuthori
             }
         }
     }
-    if chain.iter().any(|c| cert.is_signed_by(c)) {
-        return Signer::Bundled;
+    if let Some(c) = chain.iter().find(|c| cert.is_signed_by(c)) {
+        return if kind == TargetKind::KubeletServing {
+            Signer::Bundled
+        } else {
+            Signer::Intermediate(c.subject.clone())
+        };
     }
     if cert.self_issued && cert.is_signed_by(cert) {
         return Signer::SelfSigned;

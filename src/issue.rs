@@ -84,6 +84,16 @@ pub fn prepare(
         Some(d) => return Err(refuse(format!("--days {d}: must be at least 1"))),
         None => reading.cert.lifetime(),
     };
+    // A certificate whose notAfter is not after its notBefore has no lifetime to copy:
+    // renewing it would write a certificate born expired.
+    if lifetime <= Duration::ZERO {
+        return Err(refuse(format!(
+            "{}: notAfter {} is not after notBefore {}: no lifetime to renew with (give --days)",
+            reading.cert_file.display(),
+            crate::timefmt::rfc3339(reading.cert.not_after),
+            crate::timefmt::rfc3339(reading.cert.not_before)
+        )));
+    }
     let not_before = opts.now - BACKDATE;
     let mut not_after = not_before + lifetime;
     let mut warnings = Vec::new();
@@ -129,6 +139,14 @@ pub fn prepare(
     };
     let new_cert =
         CertFacts::from_der(&leaf_der).map_err(|e| refuse(format!("new certificate: {e}")))?;
+    if !(new_cert.not_before <= opts.now && opts.now < new_cert.not_after) {
+        return Err(refuse(format!(
+            "{}: the new certificate would not be valid now (valid {} to {}); nothing written",
+            reading.cert_file.display(),
+            crate::timefmt::rfc3339(new_cert.not_before),
+            crate::timefmt::rfc3339(new_cert.not_after)
+        )));
+    }
     if !key.matches(&new_cert) {
         return Err(refuse(
             "the CA returned a certificate for another key".into(),

@@ -284,6 +284,17 @@ pub fn make_plan(
     let mut due: Vec<PlannedTarget> = Vec::new();
     let mut not_renewable = Vec::new();
     let mut unreadable = Vec::new();
+    // A CA that cannot be read hides which of its leaves are due: the pass must fail
+    // naming it, not report its leaves as signed by nobody.
+    for a in &inv.authorities {
+        if let Err(e) = &a.cert {
+            unreadable.push(Blocked {
+                name: a.def.name.clone(),
+                path: a.def.cert.display().to_string(),
+                why: e.clone(),
+            });
+        }
+    }
     for o in &inv.certificates {
         let t = &o.target;
         let r = match &o.state {

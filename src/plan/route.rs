@@ -105,3 +105,124 @@ pub fn ca_route(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CaSettings, TargetOverride};
+
+    fn with(default: CaChoice, remote: bool) -> Settings {
+        Settings {
+            ca: CaSettings {
+                default,
+                remote: remote.then(crate::config::remote::RemoteSettings::default),
+            },
+            ..Default::default()
+        }
+    }
+
+    fn key(present: bool) -> impl Fn(&str) -> Option<(PathBuf, bool)> {
+        move |name: &str| Some((PathBuf::from(format!("/pki/{name}.key")), present))
+    }
+
+    fn route(s: &Settings, signer: Signer, key_present: bool) -> CaRoute {
+        ca_route(s, "apiserver", &signer, &key(key_present))
+    }
+
+    #[test]
+    fn a_local_key_signs_unless_the_target_says_remote() {
+        let ca = || Signer::Authority("ca".into());
+        assert_eq!(
+            route(&with(CaChoice::Auto, false), ca(), true),
+            CaRoute::Local("ca".into())
+        );
+        assert_eq!(
+            route(&with(CaChoice::Auto, true), ca(), true),
+            CaRoute::Local("ca".into())
+        );
+        let remote = CaRoute::Remote {
+            authority: Some("ca".into()),
+            switch_issuer: false,
+        };
+        assert_eq!(route(&with(CaChoice::Remote, true), ca(), true), remote);
+        let mut s = with(CaChoice::Auto, true);
+        s.targets.insert(
+            "apiserver".into(),
+            TargetOverride {
+                ca: Some(CaChoice::Remote),
+                ..Default::default()
+            },
+        );
+        assert_eq!(route(&s, ca(), true), remote);
+    }
+
+    #[test]
+    fn an_absent_key_goes_remote_only_when_allowed() {
+        let ca = || Signer::Authority("ca".into());
+        assert_eq!(
+            route(&with(CaChoice::Auto, true), ca(), false),
+            CaRoute::Remote {
+                authority: Some("ca".into()),
+                switch_issuer: false
+            }
+        );
+        let CaRoute::NotRenewable(why) = route(&with(CaChoice::Auto, false), ca(), false) else {
+            panic!("an external CA without a remote is not renewable");
+        };
+        assert!(
+            why.contains("/pki/ca.key") && why.contains("[ca.remote]"),
+            "{why}"
+        );
+        let CaRoute::NotRenewable(why) = route(&with(CaChoice::Local, true), ca(), false) else {
+            panic!("ca = local never goes remote");
+        };
+        assert!(why.contains("ca = \"local\""), "{why}");
+    }
+
+    #[test]
+    fn kubelet_crt_keeps_its_throwaway_ca_unless_sent_remote() {
+        assert_eq!(
+            route(&with(CaChoice::Auto, true), Signer::Bundled, false),
+            CaRoute::SelfBundled
+        );
+        let r = route(&with(CaChoice::Remote, true), Signer::Bundled, false);
+        assert_eq!(
+            r,
+            CaRoute::Remote {
+                authority: Some("ca".into()),
+                switch_issuer: true
+            }
+        );
+        assert!(r.switches_issuer(&Signer::Bundled));
+        let given = CaRoute::Given(CaOverride {
+            cert: "/c".into(),
+            key: "/k".into(),
+        });
+        assert!(given.switches_issuer(&Signer::Bundled));
+        assert!(!given.switches_issuer(&Signer::Authority("ca".into())));
+    }
+
+    #[test]
+    fn unknown_and_intermediate_signers_are_not_renewable_locally() {
+        for signer in [
+            Signer::Unknown,
+            Signer::SelfSigned,
+            Signer::Intermediate("CN=intermediate".into()),
+        ] {
+            assert!(
+                matches!(
+                    route(&with(CaChoice::Auto, true), signer.clone(), true),
+                    CaRoute::NotRenewable(_)
+                ),
+                "{signer:?}"
+            );
+            assert_eq!(
+                route(&with(CaChoice::Remote, true), signer, true),
+                CaRoute::Remote {
+                    authority: None,
+                    switch_issuer: false
+                }
+            );
+        }
+    }
+}
