@@ -403,7 +403,14 @@ fn detect(root: &NodeRoot, path: &Path) -> Result<Target, SelectError> {
             key.display()
         )));
     }
-    Ok(base(TargetKind::Certificate, Some(key)))
+    // The kubelet's serving certificate by its name: its bundled throwaway CA is renewed
+    // with it (a chain in any other file is an intermediate CA, kept as it is).
+    let kind = if path.file_name().is_some_and(|n| n == "kubelet.crt") {
+        TargetKind::KubeletServing
+    } else {
+        TargetKind::Certificate
+    };
+    Ok(base(kind, Some(key)))
 }
 
 /// Who signed a certificate, as far as the node can tell.
