@@ -19,9 +19,8 @@ use crate::issue::{self, RenewOptions};
 use crate::model::{Component, FileChange, NewContent};
 use crate::node::NodeRoot;
 use crate::plan::{CaRoute, Group, History, Plan, PlannedTarget, Reload, RestartRecord};
-use crate::report::pass::{
-    message_id, reload_words, Outcome, PassReport, RenewedCert, TargetResult,
-};
+use crate::report::pass::{message_id, Outcome, PassReport, RenewedCert, TargetResult};
+use crate::report::reload_words;
 use crate::restart::{certs_hash, static_pod_change, ServiceManager};
 use crate::verify::{endpoints, Check, Prober};
 use crate::write::{write_atomic_host, StateDir};
@@ -236,7 +235,7 @@ pub fn execute(
             Restarts::NotLive => {
                 if group.reload != Reload::None {
                     report.not_performed.push(format!(
-                        "{comp}: {} and verification (--root is not the live node)",
+                        "{comp}: {}, then verify (--root is not the live node)",
                         reload_words(&group.reload)
                     ));
                 }

@@ -1,6 +1,7 @@
 //! Command line: parses arguments, wires the flow together, maps outcomes to exit codes
 //! (0 all well, 1 a target or step failed, 2 usage or configuration error).
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -14,8 +15,14 @@ use crate::node::NodeRoot;
 use crate::pass::{Edges, Overrides, Pass, Restarts, Selection};
 use crate::plan::route::CaOverride;
 use crate::report::pass::{Outcome, PassReport};
-use crate::report::Status;
+use crate::report::{plan_text, NotANode, PassResult, Status};
 use crate::write::StateDir;
+
+/// Shown under both programs' --help: what `init_logging` reads.
+const LOG_HELP: &str = "Logging: to the journal under systemd (info and above), else to stderr \
+                        (warnings and above, no colour unless stderr is a terminal). \
+                        CERT_ROTATOR_LOG sets the level with tracing's filter syntax, \
+                        e.g. CERT_ROTATOR_LOG=debug or CERT_ROTATOR_LOG=info,cert_rotator::verify=debug.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,7 +31,8 @@ use crate::write::StateDir;
     about = "Keeps a Kubernetes node's certificates valid from the node alone",
     long_about = "Keeps a kubeadm node's certificates valid without the cluster: reads the local PKI, \
                   kubeconfigs and kubelet certificates, renews what is due from the local CA and \
-                  restarts what must reload."
+                  restarts what must reload.",
+    after_help = LOG_HELP
 )]
 pub struct Cli {
     /// Configuration file [default: /etc/cert-rotator/config.toml plus config.d/*.toml under --root]
@@ -253,74 +261,41 @@ fn plan_cmd(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) 
     };
     let state = state_dir(root, &loaded.settings);
     let plan = crate::pass::plan_run(root, &loaded.settings, &state, OffsetDateTime::now_utc());
-    if json {
-        println!(
-            "{}",
+    let text = if json {
+        // The plan holds strings, numbers and times only: serializing it cannot fail.
+        format!(
+            "{}\n",
             serde_json::to_string_pretty(&plan).unwrap_or_default()
-        );
+        )
     } else {
-        print!("{}", plan_text(&plan, root.is_live()));
-    }
-    if plan.unreadable.is_empty() {
+        plan_text(&plan, root.is_live())
+    };
+    let code = if plan.unreadable.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    };
+    emit(&text, code)
+}
+
+/// Writes a read-only command's output to stdout. A reader that went away
+/// (`status | head -1`) ends the command quietly with its usual exit code; any other
+/// failure (a full disk) is said on stderr, exit 1. Never the panic of `print!`.
+fn emit(text: &str, code: ExitCode) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => code,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
+        Err(e) => {
+            say(&format!("cannot write to standard output: {e}"));
+            ExitCode::from(1)
+        }
     }
 }
 
-/// The plan for people: groups in order, with the restart each causes.
-pub fn plan_text(plan: &crate::plan::Plan, live: bool) -> String {
-    use crate::plan::Reload;
-    let mut out = String::new();
-    if plan.groups.is_empty() {
-        out.push_str("Nothing is due.\n");
-    }
-    for (i, g) in plan.groups.iter().enumerate() {
-        let comp = g
-            .component
-            .as_ref()
-            .map(|c| c.name())
-            .unwrap_or_else(|| "-".into());
-        let reload = match &g.reload {
-            Reload::None => "no restart (nothing reloads it)".to_string(),
-            Reload::Unit(u) => format!("restart {u} through systemd"),
-            Reload::StaticPod(p) => format!("restart static pod {p} (manifest annotation)"),
-            Reload::Itself => "no restart (reloads by itself), verify".to_string(),
-        };
-        let reload = if live || matches!(g.reload, Reload::None) {
-            reload
-        } else {
-            format!("{reload} [not performed under --root]")
-        };
-        out.push_str(&format!("{}. {comp}: {reload}\n", i + 1));
-        for t in &g.targets {
-            out.push_str(&format!(
-                "     renew {:<28} {:<16} expires {}{}\n",
-                t.name,
-                t.reason.map_or("requested", |r| r.as_str()),
-                crate::timefmt::rfc3339(t.not_after),
-                if t.urgent { " (urgent)" } else { "" }
-            ));
-        }
-    }
-    if let Some(t) = plan.control_plane_not_before {
-        out.push_str(&format!(
-            "Control-plane restarts wait until {} (gap after the last one).\n",
-            crate::timefmt::rfc3339(t)
-        ));
-    }
-    for d in &plan.deferred {
-        for t in &d.group.targets {
-            out.push_str(&format!("Deferred: {} ({})\n", t.name, d.why));
-        }
-    }
-    for b in &plan.not_renewable {
-        out.push_str(&format!("Not renewable here: {} ({})\n", b.name, b.why));
-    }
-    for b in &plan.unreadable {
-        out.push_str(&format!("Unreadable: {}\n", b.why));
-    }
-    out
+/// One line on stderr; a stderr that cannot be written to is ignored rather than a panic.
+fn say(message: &str) {
+    let _ = writeln!(std::io::stderr(), "cert-rotator: {message}");
 }
 
 fn run_cmd(root: &NodeRoot, config_file: Option<&std::path::Path>) -> ExitCode {
@@ -374,21 +349,13 @@ fn run_cmd(root: &NodeRoot, config_file: Option<&std::path::Path>) -> ExitCode {
     };
     println!();
     print!("{}", report.summary());
-    let result = crate::report::PassResult {
+    let result = PassResult {
         at: OffsetDateTime::now_utc(),
         success: report.ok(),
         renewed: report.renewed.len(),
         failed: report.failed.len(),
     };
-    let p = state.dir.join("last-pass.json");
-    if let Err(e) = crate::write::write_atomic_host(
-        &root.host(&p),
-        &serde_json::to_vec_pretty(&result).unwrap_or_default(),
-        0o600,
-        None,
-    ) {
-        tracing::warn!("{}: {e}", p.display());
-    }
+    write_last_pass(root, &state, &result);
     write_metrics(root, settings, &state);
     if report.ok() {
         ExitCode::SUCCESS
@@ -397,21 +364,46 @@ fn run_cmd(root: &NodeRoot, config_file: Option<&std::path::Path>) -> ExitCode {
     }
 }
 
-/// Writes the Prometheus textfile from a fresh inventory and the last pass.
+/// The last pass's record in the state directory, which the metrics file reports.
+const LAST_PASS: &str = "last-pass.json";
+
+/// Records the pass that just ended; a failure is logged, the pass's outcome stands.
+fn write_last_pass(root: &NodeRoot, state: &StateDir, result: &PassResult) {
+    let p = state.dir.join(LAST_PASS);
+    if let Err(e) = crate::write::write_atomic_host(&root.host(&p), &result.to_json(), 0o600, None)
+    {
+        tracing::warn!("{}: cannot record the last pass: {e}", p.display());
+    }
+}
+
+/// Writes the Prometheus textfile from a fresh inventory and the last pass. Only `run`
+/// calls it: `status` and `plan` write nothing.
 fn write_metrics(root: &NodeRoot, settings: &config::Settings, state: &StateDir) {
     if settings.metrics_file.as_os_str().is_empty() {
         return;
     }
     let inv = inventory::read(&inventory::layout(settings, root), root);
     let status = Status::new(&inv, OffsetDateTime::now_utc());
-    let last: Option<crate::report::PassResult> = root
-        .read(&state.dir.join("last-pass.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let p = state.dir.join(LAST_PASS);
+    // No record yet (or an unreadable one): the pass families are left out, not invented.
+    let last = match root.read(&p) {
+        Ok(b) => PassResult::from_json(&b)
+            .map_err(|e| {
+                tracing::warn!("{}: unreadable, left out of the metrics: {e}", p.display())
+            })
+            .ok(),
+        Err(_) => None,
+    };
     let text = crate::report::metrics_text(&status, last.as_ref());
     let host = root.host(&settings.metrics_file);
     if let Some(parent) = host.parent() {
-        let _ = std::fs::create_dir_all(parent);
+        if let Err(e) = std::fs::create_dir_all(parent) {
+            tracing::warn!(
+                "{}: cannot create the metrics directory: {e}",
+                settings.metrics_file.display()
+            );
+            return;
+        }
     }
     // node_exporter must read it: 0644.
     if let Err(e) = crate::write::write_atomic_host(&host, text.as_bytes(), 0o644, None) {
@@ -607,6 +599,7 @@ fn status(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) ->
     };
     let layout = inventory::layout(&loaded.settings, root);
     let inv = inventory::read(&layout, root);
+    let not_a_node = NotANode::detect(&inv, root);
     let mut status = Status::new(&inv, OffsetDateTime::now_utc());
     match state_dir(root, &loaded.settings).pending() {
         Ok(Some(j)) => {
@@ -620,23 +613,27 @@ fn status(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) ->
         Ok(None) => {}
         Err(e) => status.unfinished_write = Some(e.to_string()),
     }
-    // status only refreshes a metrics file a pass already made: on a node without the
-    // agent's state, reading must write nothing.
-    if !loaded.settings.metrics_file.as_os_str().is_empty()
-        && root.exists(&loaded.settings.metrics_file)
-    {
-        write_metrics(root, &loaded.settings, &state_dir(root, &loaded.settings));
+    // Reading writes nothing, not even the metrics file: only `run` writes it.
+    if let Some(n) = not_a_node {
+        // Programs still get the document (every target missing); people get the
+        // sentence instead of a table of absent rows.
+        if json {
+            emit(&format!("{}\n", status.to_json()), ExitCode::from(1));
+        }
+        say(&n.to_string());
+        return ExitCode::from(1);
     }
-    if json {
-        println!("{}", status.to_json());
+    let text = if json {
+        format!("{}\n", status.to_json())
     } else {
-        print!("{}", status.to_table());
-    }
-    if status.has_errors() {
+        status.to_table()
+    };
+    let code = if status.has_errors() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    }
+    };
+    emit(&text, code)
 }
 
 fn demo(keep: Option<PathBuf>, build_only: bool, keys: DemoKeys) -> ExitCode {
@@ -735,7 +732,8 @@ fn demo(keep: Option<PathBuf>, build_only: bool, keys: DemoKeys) -> ExitCode {
     long_about = "Renews each TARGET (a certificate file with its .key beside it, a file holding certificate and key, \
                   or a kubeconfig's client certificate) from the given CA, or through a cfssl server with --remote, \
                   unconditionally: identity kept, new key by default, written atomically with backups under the \
-                  state directory. One line per target; exit 1 if any failed (a failed target is left untouched)."
+                  state directory. One line per target; exit 1 if any failed (a failed target is left untouched).",
+    after_help = LOG_HELP
 )]
 pub struct CertRenewCli {
     /// CA certificate that signed the targets; with --remote, the CA the returned
@@ -842,7 +840,8 @@ pub fn cert_renew_main() -> ExitCode {
 }
 
 /// The journal when systemd runs us (structured fields: CERT_NAME, CERT_PATH, SERIAL,
-/// NOT_AFTER, COMPONENT, ACTION, MESSAGE_ID), stderr otherwise.
+/// NOT_AFTER, COMPONENT, ACTION, MESSAGE_ID), stderr otherwise; CERT_ROTATOR_LOG sets the
+/// filter (documented in `--help`, [`LOG_HELP`]).
 fn init_logging() {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::EnvFilter;
@@ -867,8 +866,10 @@ fn init_logging() {
             return;
         }
     }
+    // Colour codes only for a person at a terminal, never into files or pipes.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter())
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

@@ -1,30 +1,89 @@
 //! The rotation window: a certificate is due when less than `remaining_fraction` (20%) of
 //! its lifetime or less than `remaining_days` (30) remain, and when it expired.
 
-use serde::Serialize;
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Serialize, Serializer};
 use time::{Duration, OffsetDateTime};
 
 use crate::config::WindowSettings;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// Why a certificate is due. The threshold that fired travels with the reason, so the
+/// words shown (`status`, `plan`, their JSON) name the configured value, never a default
+/// the node does not use.
+#[derive(Clone, Copy, Debug)]
 pub enum DueReason {
-    #[serde(rename = "expired")]
     Expired,
-    /// Less than `remaining_fraction` of the lifetime remains (20% by default).
-    #[serde(rename = "under-20-percent")]
-    UnderFraction,
-    /// Less than `remaining_days` remain (30 by default).
-    #[serde(rename = "under-30-days")]
-    UnderDays,
+    /// Less than `fraction` of the lifetime remains (`remaining_fraction`, 0.2 by default).
+    UnderFraction {
+        fraction: f64,
+    },
+    /// Less than `days` remain (`remaining_days`, 30 by default).
+    UnderDays {
+        days: f64,
+    },
 }
 
 impl DueReason {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            DueReason::Expired => "expired",
-            DueReason::UnderFraction => "under-20-percent",
-            DueReason::UnderDays => "under-30-days",
+    /// The reason as `status`, `plan` and their JSON show it: `expired`,
+    /// `under-<P>-percent`, `under-<D>-days`. With the default window these are exactly
+    /// `under-20-percent` and `under-30-days` (the JSON contract); other values are
+    /// written with up to two decimals, trailing zeros dropped (`under-12.5-percent`,
+    /// `under-0.5-days`).
+    pub fn as_str(&self) -> Cow<'static, str> {
+        match *self {
+            DueReason::Expired => Cow::Borrowed("expired"),
+            DueReason::UnderFraction { fraction } => {
+                Cow::Owned(format!("under-{}-percent", decimal(fraction * 100.0)))
+            }
+            DueReason::UnderDays { days } => Cow::Owned(format!("under-{}-days", decimal(days))),
         }
+    }
+}
+
+/// Up to two decimals, no trailing zeros: 20, 12.5, 0.33. Rounding also hides binary
+/// noise such as 0.07 * 100 = 7.000000000000001.
+fn decimal(v: f64) -> String {
+    let s = format!("{v:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.into()
+    }
+}
+
+/// Equal when the same threshold fired with the same value: bitwise on the value, so
+/// the relation is total (settings are validated finite).
+impl PartialEq for DueReason {
+    fn eq(&self, other: &Self) -> bool {
+        match (*self, *other) {
+            (DueReason::Expired, DueReason::Expired) => true,
+            (
+                DueReason::UnderFraction { fraction: a },
+                DueReason::UnderFraction { fraction: b },
+            ) => a.to_bits() == b.to_bits(),
+            (DueReason::UnderDays { days: a }, DueReason::UnderDays { days: b }) => {
+                a.to_bits() == b.to_bits()
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for DueReason {}
+
+impl fmt::Display for DueReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.as_str())
+    }
+}
+
+/// Serialized as its words, in `status --json` and `plan --json` alike.
+impl Serialize for DueReason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_str())
     }
 }
 
@@ -57,9 +116,13 @@ pub fn assess(
         Some(DueReason::Expired)
     } else if now >= renew_at {
         Some(if by_fraction <= by_days {
-            DueReason::UnderFraction
+            DueReason::UnderFraction {
+                fraction: window.remaining_fraction,
+            }
         } else {
-            DueReason::UnderDays
+            DueReason::UnderDays {
+                days: window.remaining_days,
+            }
         })
     } else {
         None
@@ -93,7 +156,7 @@ mod tests {
         assert!(!assess(&w(), nb, na, nb + Duration::days(61) - Duration::seconds(1)).due);
         let at = assess(&w(), nb, na, nb + Duration::days(61));
         assert!(at.due);
-        assert_eq!(at.reason, Some(DueReason::UnderDays));
+        assert_eq!(at.reason, Some(DueReason::UnderDays { days: 30.0 }));
     }
 
     #[test]
@@ -104,7 +167,7 @@ mod tests {
         assert_eq!(a.renew_at, nb + Duration::days(292));
         assert!(!assess(&w(), nb, na, nb + Duration::days(291)).due);
         let at = assess(&w(), nb, na, nb + Duration::days(292));
-        assert_eq!(at.reason, Some(DueReason::UnderFraction));
+        assert_eq!(at.reason, Some(DueReason::UnderFraction { fraction: 0.2 }));
     }
 
     #[test]
@@ -138,5 +201,50 @@ mod tests {
         let a = assess(&w(), nb, nb + Duration::days(7), nb);
         assert!(a.due);
         assert_eq!(a.renew_at, nb);
+    }
+
+    /// The default window keeps the contract's exact words; any other names its value.
+    #[test]
+    fn reasons_name_the_configured_threshold() {
+        let nb = datetime!(2026-01-01 0:00 UTC);
+        let na = nb + Duration::days(91);
+        let at = |win: &WindowSettings| assess(win, nb, na, na - Duration::days(1)).reason;
+        assert_eq!(at(&w()).unwrap().as_str(), "under-30-days");
+        let na365 = nb + Duration::days(365);
+        let r = assess(&w(), nb, na365, na365 - Duration::days(40)).reason;
+        assert_eq!(r.unwrap().as_str(), "under-20-percent");
+        let days400 = WindowSettings {
+            remaining_days: 400.0,
+            ..w()
+        };
+        assert_eq!(at(&days400).unwrap().as_str(), "under-400-days");
+        let half = WindowSettings {
+            remaining_fraction: 0.5,
+            remaining_days: 0.0,
+        };
+        assert_eq!(at(&half).unwrap().as_str(), "under-50-percent");
+        let odd = WindowSettings {
+            remaining_fraction: 0.125,
+            remaining_days: 0.5,
+        };
+        assert_eq!(at(&odd).unwrap().as_str(), "under-12.5-percent");
+        let odd = WindowSettings {
+            remaining_fraction: 0.0,
+            remaining_days: 0.5,
+        };
+        assert_eq!(
+            assess(&odd, nb, na, na - Duration::hours(1))
+                .reason
+                .unwrap()
+                .as_str(),
+            "under-0.5-days"
+        );
+        assert_eq!(decimal(0.07 * 100.0), "7");
+        assert_eq!(decimal(1.0 / 3.0), "0.33");
+        assert_eq!(
+            serde_json::to_value(DueReason::UnderDays { days: 400.0 }).unwrap(),
+            "under-400-days"
+        );
+        assert_eq!(format!("{:<16}|", DueReason::Expired), "expired         |");
     }
 }

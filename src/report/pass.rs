@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::plan::Reload;
 use crate::timefmt::rfc3339;
 
 /// Stable journal MESSAGE_IDs, one per kind of event (docs/logging.md).
@@ -140,14 +139,5 @@ impl PassReport {
             out.push_str(&format!("  {m}\n"));
         }
         out
-    }
-}
-
-/// How a component is made to reload, in words.
-pub fn reload_words(r: &Reload) -> &'static str {
-    match r {
-        Reload::Unit(_) => "unit restart",
-        Reload::StaticPod(_) => "static pod restart",
-        Reload::Itself | Reload::None => "no restart",
     }
 }

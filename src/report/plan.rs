@@ -1,0 +1,90 @@
+//! The plan for people (`plan`, `run --dry-run`, the head of `run`): groups in order,
+//! the restart each causes, and what waits or cannot be done.
+
+use crate::plan::{Plan, Reload};
+use crate::timefmt::rfc3339;
+
+/// How a component picks up its new certificates, in the words of the plan and the pass
+/// summary: one rendering of [`Reload`] for every output.
+pub fn reload_words(reload: &Reload) -> String {
+    match reload {
+        Reload::None => "no restart (nothing reloads it)".to_string(),
+        Reload::Unit(u) => format!("restart {u} through systemd"),
+        Reload::StaticPod(p) => format!("restart static pod {p} (manifest annotation)"),
+        Reload::Itself => "no restart (reloads by itself), verify".to_string(),
+    }
+}
+
+/// The plan for people. `live` is false under `--root`, where restarts and verification
+/// are not performed, and each group says so.
+pub fn plan_text(plan: &Plan, live: bool) -> String {
+    let mut out = String::new();
+    if plan.groups.is_empty() {
+        out.push_str("Nothing is due.\n");
+    }
+    for (i, g) in plan.groups.iter().enumerate() {
+        let comp = match &g.component {
+            Some(c) => c.name(),
+            None => "-".into(),
+        };
+        let reload = reload_words(&g.reload);
+        let reload = if live || matches!(g.reload, Reload::None) {
+            reload
+        } else {
+            format!("{reload} [not performed under --root]")
+        };
+        out.push_str(&format!("{}. {comp}: {reload}\n", i + 1));
+        for t in &g.targets {
+            out.push_str(&format!(
+                "     renew {:<28} {:<16} expires {}{}\n",
+                t.name,
+                t.reason.as_ref().map_or("requested".into(), |r| r.as_str()),
+                rfc3339(t.not_after),
+                if t.urgent { " (urgent)" } else { "" }
+            ));
+        }
+    }
+    if let Some(t) = plan.control_plane_not_before {
+        out.push_str(&format!(
+            "Control-plane restarts wait until {} (gap after the last one).\n",
+            rfc3339(t)
+        ));
+    }
+    for d in &plan.deferred {
+        for t in &d.group.targets {
+            out.push_str(&format!("Deferred: {} ({})\n", t.name, d.why));
+        }
+    }
+    for b in &plan.not_renewable {
+        out.push_str(&format!("Not renewable here: {} ({})\n", b.name, b.why));
+    }
+    for b in &plan.unreadable {
+        out.push_str(&format!("Unreadable: {}\n", b.why));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reload_has_its_words() {
+        assert_eq!(
+            reload_words(&Reload::Unit("kubelet.service".into())),
+            "restart kubelet.service through systemd"
+        );
+        assert_eq!(
+            reload_words(&Reload::StaticPod("kube-apiserver".into())),
+            "restart static pod kube-apiserver (manifest annotation)"
+        );
+        assert_eq!(
+            reload_words(&Reload::Itself),
+            "no restart (reloads by itself), verify"
+        );
+        assert_eq!(
+            reload_words(&Reload::None),
+            "no restart (nothing reloads it)"
+        );
+    }
+}

@@ -1,0 +1,383 @@
+//! What `status` prints: a table for people and JSON for programs (the contract), and
+//! the plain statement that a host is no Kubernetes node at all.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::inventory::{Inventory, NodeRole, TargetState};
+use crate::model::{Component, TargetKind};
+use crate::node::NodeRoot;
+use crate::plan::{assess, DueReason};
+use crate::timefmt::{human_date, human_residual, rfc3339};
+
+/// One certificate as `status --json` shows it. The field set is a contract.
+#[derive(Clone, Debug, Serialize)]
+pub struct CertificateStatus {
+    pub name: String,
+    pub path: String,
+    pub kind: TargetKind,
+    pub subject: Option<String>,
+    pub issuer: Option<String>,
+    pub serial: Option<String>,
+    #[serde(with = "rfc3339_opt")]
+    pub not_before: Option<OffsetDateTime>,
+    #[serde(with = "rfc3339_opt")]
+    pub not_after: Option<OffsetDateTime>,
+    pub residual_seconds: Option<i64>,
+    pub lifetime_seconds: Option<i64>,
+    pub due: bool,
+    pub due_reason: Option<DueReason>,
+    #[serde(with = "rfc3339_opt")]
+    pub renew_at: Option<OffsetDateTime>,
+    pub component: Option<Component>,
+    pub missing: bool,
+    pub error: Option<String>,
+    /// The CA that signed it: `ca`, `front-proxy-ca`, `etcd/ca`, a self-signed form, or
+    /// `unknown`.
+    pub signer: Option<String>,
+    /// The file the certificate was read from, when not `path` itself (the target of
+    /// kubelet-client-current.pem, a kubeconfig's referenced file).
+    pub cert_file: Option<String>,
+    pub key_algorithm: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AuthorityStatus {
+    pub name: String,
+    pub path: String,
+    pub subject: Option<String>,
+    #[serde(with = "rfc3339_opt")]
+    pub not_after: Option<OffsetDateTime>,
+    pub residual_seconds: Option<i64>,
+    pub has_key: bool,
+    pub error: Option<String>,
+    /// Set when the CA ends within a year: every leaf it signs ends by then.
+    pub warning: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    pub role: NodeRole,
+    #[serde(with = "time::serde::rfc3339")]
+    pub generated_at: OffsetDateTime,
+    pub certificates: Vec<CertificateStatus>,
+    pub authorities: Vec<AuthorityStatus>,
+    /// A renewal interrupted by a crash, not yet finished or undone.
+    pub unfinished_write: Option<String>,
+}
+
+impl Status {
+    /// Builds the status of an inventory at `now`; pure.
+    pub fn new(inv: &Inventory, now: OffsetDateTime) -> Status {
+        let now = now.replace_nanosecond(0).unwrap_or(now);
+        let certificates = inv
+            .certificates
+            .iter()
+            .map(|o| {
+                let t = &o.target;
+                let mut s = CertificateStatus {
+                    name: t.name.clone(),
+                    path: t.path.display().to_string(),
+                    kind: t.kind,
+                    subject: None,
+                    issuer: None,
+                    serial: None,
+                    not_before: None,
+                    not_after: None,
+                    residual_seconds: None,
+                    lifetime_seconds: None,
+                    due: false,
+                    due_reason: None,
+                    renew_at: None,
+                    component: t.component.clone(),
+                    missing: false,
+                    error: None,
+                    signer: None,
+                    cert_file: None,
+                    key_algorithm: None,
+                };
+                match &o.state {
+                    TargetState::Missing => s.missing = true,
+                    TargetState::Error(e) => s.error = Some(e.clone()),
+                    TargetState::Read(r) => {
+                        let a = assess(&t.window, r.cert.not_before, r.cert.not_after, now);
+                        s.subject = Some(r.cert.subject.clone());
+                        s.issuer = Some(r.cert.issuer.clone());
+                        s.serial = Some(r.cert.serial.clone());
+                        s.not_before = Some(r.cert.not_before);
+                        s.not_after = Some(r.cert.not_after);
+                        s.residual_seconds = Some(a.residual.whole_seconds());
+                        s.lifetime_seconds = Some(a.lifetime.whole_seconds());
+                        s.due = a.due;
+                        s.due_reason = a.reason;
+                        s.renew_at = Some(a.renew_at);
+                        s.signer = Some(r.signer.label());
+                        if r.cert_file != t.path {
+                            s.cert_file = Some(r.cert_file.display().to_string());
+                        }
+                        s.key_algorithm = Some(r.key_algorithm.to_string());
+                    }
+                }
+                s
+            })
+            .collect();
+        let authorities = inv
+            .authorities
+            .iter()
+            .map(|a| AuthorityStatus {
+                name: a.def.name.clone(),
+                path: a.def.cert.display().to_string(),
+                subject: a.cert.as_ref().ok().map(|c| c.subject.clone()),
+                not_after: a.cert.as_ref().ok().map(|c| c.not_after),
+                residual_seconds: a
+                    .cert
+                    .as_ref()
+                    .ok()
+                    .map(|c| (c.not_after - now).whole_seconds()),
+                has_key: a.has_key,
+                error: a.cert.as_ref().err().cloned(),
+                warning: a
+                    .cert
+                    .as_ref()
+                    .ok()
+                    .and_then(|c| ca_warning(&a.def.name, c.not_after, now)),
+            })
+            .collect();
+        Status {
+            role: inv.role,
+            generated_at: now,
+            certificates,
+            authorities,
+            unfinished_write: None,
+        }
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.certificates.iter().any(|c| c.error.is_some())
+            || self.authorities.iter().any(|a| a.error.is_some())
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    /// A table in the manner of `kubeadm certs check-expiration`.
+    pub fn to_table(&self) -> String {
+        let mut rows = vec![[
+            "CERTIFICATE".to_string(),
+            "PATH".into(),
+            "EXPIRES".into(),
+            "RESIDUAL TIME".into(),
+            "CERTIFICATE AUTHORITY".into(),
+            "DUE".into(),
+        ]];
+        let mut errors = Vec::new();
+        for c in &self.certificates {
+            let (expires, residual, ca, due) = if c.missing {
+                (
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "missing (optional)".into(),
+                )
+            } else if let Some(e) = &c.error {
+                errors.push(format!("{}: {e}", c.name));
+                ("-".into(), "-".into(), "-".into(), "ERROR".into())
+            } else {
+                (
+                    c.not_after.map(human_date).unwrap_or_default(),
+                    c.residual_seconds.map(human_residual).unwrap_or_default(),
+                    c.signer.clone().unwrap_or_default(),
+                    match (c.due, c.due_reason) {
+                        (true, Some(r)) => format!("yes ({})", r.as_str()),
+                        _ => format!(
+                            "no (renew {})",
+                            c.renew_at.map(human_date).unwrap_or_default()
+                        ),
+                    },
+                )
+            };
+            rows.push([c.name.clone(), c.path.clone(), expires, residual, ca, due]);
+        }
+        let mut out = render(&rows);
+        out.push('\n');
+        let mut ca_rows = vec![[
+            "CERTIFICATE AUTHORITY".to_string(),
+            "PATH".into(),
+            "EXPIRES".into(),
+            "RESIDUAL TIME".into(),
+            "KEY".into(),
+        ]];
+        for a in &self.authorities {
+            if let Some(e) = &a.error {
+                errors.push(format!("{}: {e}", a.name));
+            }
+            ca_rows.push([
+                a.name.clone(),
+                a.path.clone(),
+                a.not_after
+                    .map(human_date)
+                    .unwrap_or_else(|| "ERROR".into()),
+                a.residual_seconds.map(human_residual).unwrap_or_default(),
+                if a.has_key { "present" } else { "external" }.into(),
+            ]);
+        }
+        out.push_str(&render(&ca_rows));
+        for a in &self.authorities {
+            if let Some(w) = &a.warning {
+                out.push_str(&format!("\nWARNING: {w}\n"));
+            }
+        }
+        if let Some(w) = &self.unfinished_write {
+            out.push_str(&format!("\nUnfinished write: {w}\n"));
+        }
+        if !errors.is_empty() {
+            out.push_str("\nErrors:\n");
+            for e in errors {
+                out.push_str(&format!("  {e}\n"));
+            }
+        }
+        out
+    }
+}
+
+/// A host where `status` found nothing of a Kubernetes node: every file it looked for is
+/// absent. Said plainly rather than as a table of missing rows and one unreadable CA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotANode {
+    /// Node paths looked for: the CA certificates and every target of the layout.
+    pub looked_for: Vec<PathBuf>,
+    /// The `--root` they were looked for under (`/` on the live host).
+    pub root: PathBuf,
+}
+
+impl NotANode {
+    /// Some when nothing of a node exists: every target is absent (none unreadable, which
+    /// is damage, not absence) and no CA certificate file exists. The role was decided by
+    /// the layout from the same files, so a node with any of them is reported as usual.
+    pub fn detect(inv: &Inventory, root: &NodeRoot) -> Option<NotANode> {
+        let targets_absent = inv
+            .certificates
+            .iter()
+            .all(|o| matches!(o.state, TargetState::Missing));
+        let cas_absent = inv.authorities.iter().all(|a| !root.exists(&a.def.cert));
+        if !(targets_absent && cas_absent) {
+            return None;
+        }
+        let mut looked_for: Vec<PathBuf> = inv
+            .authorities
+            .iter()
+            .map(|a| a.def.cert.clone())
+            .chain(inv.certificates.iter().map(|o| o.target.path.clone()))
+            .collect();
+        looked_for.dedup();
+        Some(NotANode {
+            looked_for,
+            root: root.dir().to_path_buf(),
+        })
+    }
+}
+
+impl fmt::Display for NotANode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list: Vec<String> = self
+            .looked_for
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        write!(
+            f,
+            "not a Kubernetes node: none of {} exists under {} \
+             (set the [kubeadm] paths in the configuration if this node keeps them elsewhere)",
+            list.join(", "),
+            self.root.display()
+        )
+    }
+}
+
+fn render<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == N {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}   ", w = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A CA within a year of its end is an operator's emergency: renewals get capped at
+/// its end, and kubeadm cannot renew CAs (`kubeadm certs renew` skips them).
+fn ca_warning(name: &str, not_after: OffsetDateTime, now: OffsetDateTime) -> Option<String> {
+    let left = not_after - now;
+    if left > time::Duration::days(365) {
+        return None;
+    }
+    Some(if left.is_negative() {
+        format!(
+            "CA {name} EXPIRED on {}: nothing it signed can be trusted; replace the CA",
+            rfc3339(not_after)
+        )
+    } else {
+        format!(
+            "CA {name} ends on {} ({} left): certificates renewed now end then too; plan the CA's rotation",
+            rfc3339(not_after),
+            human_residual(left.whole_seconds())
+        )
+    })
+}
+
+mod rfc3339_opt {
+    use serde::Serializer;
+    use time::OffsetDateTime;
+
+    pub fn serialize<S: Serializer>(t: &Option<OffsetDateTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => {
+                let t = t.to_offset(time::UtcOffset::UTC);
+                let t = t.replace_nanosecond(0).unwrap_or(t);
+                s.serialize_str(&crate::timefmt::rfc3339(t))
+            }
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn residual_reads_like_kubeadm() {
+        assert_eq!(human_residual(-5), "expired");
+        assert_eq!(human_residual(59), "59s");
+        assert_eq!(human_residual(3600 * 47), "47h");
+        assert_eq!(human_residual(86_400 * 364), "364d");
+        assert_eq!(human_residual(86_400 * 3650), "10y");
+    }
+
+    #[test]
+    fn dates_are_rfc3339_utc_with_z() {
+        let t = time::macros::datetime!(2027-11-23 09:00:01.5 UTC);
+        assert_eq!(
+            rfc3339(t.replace_nanosecond(0).unwrap()),
+            "2027-11-23T09:00:01Z"
+        );
+        assert_eq!(human_date(t), "Nov 23, 2027 09:00 UTC");
+    }
+}
