@@ -422,7 +422,7 @@ fn verify(
             component.name()
         )]);
     }
-    let eps = endpoints(root, &settings.kubeadm.manifests_dir, component);
+    let eps = endpoints(root, &settings.kubeadm, component);
     let deadline =
         std::time::Instant::now() + StdDuration::from_secs(settings.run.verify_timeout_seconds);
     let mut out = Vec::new();
@@ -567,14 +567,6 @@ impl ServiceManager for NoUnitRestarts {
         unit: &str,
         _timeout: StdDuration,
     ) -> Result<crate::restart::UnitRestart, crate::restart::RestartError> {
-        Err(crate::restart::RestartError::NoSuchUnit {
-            unit: unit.to_string(),
-        })
-    }
-    fn unit_state(
-        &self,
-        unit: &str,
-    ) -> Result<crate::restart::UnitState, crate::restart::RestartError> {
         Err(crate::restart::RestartError::NoSuchUnit {
             unit: unit.to_string(),
         })
