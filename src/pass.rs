@@ -21,8 +21,8 @@ use crate::node::NodeRoot;
 use crate::plan::{CaRoute, Group, History, Plan, PlannedTarget, Reload, RestartRecord};
 use crate::report::pass::{message_id, Outcome, PassReport, RenewedCert, TargetResult};
 use crate::report::reload_words;
-use crate::restart::{certs_hash, static_pod_change, ServiceManager};
-use crate::verify::{endpoints, Check, Prober};
+use crate::restart::{certs_hash, control_plane_wait, static_pod_change, ServiceManager};
+use crate::verify::{endpoints, wait_until_served, Prober};
 use crate::write::{write_atomic_host, StateDir};
 
 /// The running node: what restarts components, what probes them, and the clock.
@@ -388,15 +388,14 @@ impl Live<'_, '_> {
             Reload::StaticPod(pod) => {
                 // One control-plane component at a time, a gap between them.
                 let gap = Duration::seconds(settings.run.min_restart_gap_seconds as i64);
-                if let Some(last) = history.last_control_plane_restart() {
-                    let wait = last + gap - clock.now();
-                    if wait.is_positive() {
-                        status(&format!(
-                            "waiting {}s before restarting {pod}",
-                            wait.whole_seconds()
-                        ));
-                        clock.sleep(StdDuration::from_secs_f64(wait.as_seconds_f64()));
-                    }
+                if let Some(wait) =
+                    control_plane_wait(history.last_control_plane_restart(), gap, clock.now())
+                {
+                    status(&format!(
+                        "waiting {}s before restarting {pod}",
+                        wait.as_secs()
+                    ));
+                    clock.sleep(wait);
                 }
                 status(&format!("restarting static pod {pod}"));
                 let manifest = settings.kubeadm.manifests_dir.join(format!("{pod}.yaml"));
@@ -428,68 +427,31 @@ impl Live<'_, '_> {
     /// (or answers healthy), within the verification timeout.
     fn verify(&self, component: &Component) -> Result<Vec<String>, String> {
         let settings = self.pass.settings;
-        let root = self.pass.root;
-        let clock = self.edges.clock;
         if !settings.run.verify {
             return Ok(vec![format!(
                 "{}: verification switched off",
                 component.name()
             )]);
         }
-        let eps = endpoints(root, &settings.kubeadm.manifests_dir, component);
-        let deadline = clock.now() + Duration::seconds(settings.run.verify_timeout_seconds as i64);
-        let mut out = Vec::new();
-        for ep in eps {
-            status(&format!(
-                "waiting for {} to serve the new certificate on {ep}",
-                component.name()
-            ));
-            let mut last_err;
-            loop {
-                let left = (deadline - clock.now()).max(Duration::ZERO);
-                let left = StdDuration::from_secs_f64(left.as_seconds_f64());
-                let probe_timeout = left
-                    .min(StdDuration::from_secs(5))
-                    .max(StdDuration::from_millis(200));
-                let result = match &ep.check {
-                    Check::ServedCert { cert } => {
-                        let want = serial_on_disk(root, cert)?;
-                        match self.edges.prober.served_leaf(&ep, probe_timeout) {
-                            Ok(s) if s.serial == want => {
-                                Ok(format!("{} serves serial {want} on {ep}", component.name()))
-                            }
-                            Ok(s) => Err(format!(
-                                "{ep} still serves serial {} (want {want})",
-                                s.serial
-                            )),
-                            Err(e) => Err(e.to_string()),
-                        }
-                    }
-                    Check::Healthz => self
-                        .edges
-                        .prober
-                        .healthy(&ep, probe_timeout)
-                        .map(|()| format!("{} healthy on {ep}", component.name()))
-                        .map_err(|e| e.to_string()),
-                };
-                match result {
-                    Ok(line) => {
-                        tracing::info!(component = %component.name(), action = "verify", message_id = message_id::VERIFIED, "{line}");
-                        out.push(line);
-                        break;
-                    }
-                    Err(e) => last_err = e,
-                }
-                if clock.now() >= deadline {
-                    return Err(format!(
-                        "not verified within {}s: {last_err}",
-                        settings.run.verify_timeout_seconds
-                    ));
-                }
-                clock.sleep(StdDuration::from_millis(500));
-            }
+        let root = self.pass.root;
+        let eps = endpoints(root, &settings.kubeadm, component);
+        status(&format!(
+            "waiting for {} to serve its new certificates",
+            component.name()
+        ));
+        let lines = wait_until_served(
+            self.edges.prober,
+            self.edges.clock,
+            root,
+            component,
+            &eps,
+            StdDuration::from_secs(settings.run.verify_timeout_seconds),
+        )
+        .map_err(|e| e.to_string())?;
+        for line in &lines {
+            tracing::info!(component = %component.name(), action = "verify", message_id = message_id::VERIFIED, "{line}");
         }
-        Ok(out)
+        Ok(lines)
     }
 
     /// Puts the group's files back from this pass's backup, restarts the component
@@ -530,15 +492,4 @@ impl Live<'_, '_> {
         }
         Ok(())
     }
-}
-
-fn serial_on_disk(root: &NodeRoot, cert: &std::path::Path) -> Result<String, String> {
-    let (_, bytes) = root.read_file(cert).map_err(|e| e.to_string())?;
-    let blocks = crate::pki::parse_pem(&bytes).map_err(|e| format!("{}: {e}", cert.display()))?;
-    let certs =
-        crate::pki::certificates(&blocks).map_err(|e| format!("{}: {e}", cert.display()))?;
-    certs
-        .first()
-        .map(|c| c.serial.clone())
-        .ok_or_else(|| format!("{}: no certificate", cert.display()))
 }

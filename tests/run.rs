@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration as StdDuration;
 
 use cert_rotator::clock::SystemClock;
@@ -17,72 +15,11 @@ use cert_rotator::node::NodeRoot;
 use cert_rotator::pass::{self, Edges, Overrides, Pass, Restarts};
 use cert_rotator::plan::Plan;
 use cert_rotator::report::pass::PassReport;
-use cert_rotator::restart::RecordingServiceManager;
-use cert_rotator::verify::{Check, Endpoint, Prober, ServedCert, VerifyError};
+use cert_rotator::restart::ServiceManager;
+use cert_rotator::verify::Prober;
 use cert_rotator::write::StateDir;
+use common::fakes::{FakeProber, RecordedRestart, RecordingServiceManager};
 use common::*;
-
-/// Serves the certificate on disk, except on `stale_ports`, which keep serving the
-/// serial they served first (a component that did not reload).
-struct FakeProber {
-    root: std::path::PathBuf,
-    stale_ports: BTreeSet<u16>,
-    first: Mutex<std::collections::BTreeMap<u16, String>>,
-    probes: Mutex<Vec<String>>,
-}
-
-impl FakeProber {
-    /// `stale`: ports that keep serving the certificate of a file as it is now.
-    fn new(root: &Path, stale: &[(u16, &str)]) -> Self {
-        let first = stale
-            .iter()
-            .map(|(port, file)| (*port, serial_of(&host(root, file))))
-            .collect();
-        FakeProber {
-            root: root.to_path_buf(),
-            stale_ports: stale.iter().map(|s| s.0).collect(),
-            first: Mutex::new(first),
-            probes: Default::default(),
-        }
-    }
-}
-
-fn serial_of(f: &Path) -> String {
-    let text = std::fs::read(f).unwrap();
-    let blocks = cert_rotator::pki::parse_pem(&text).unwrap();
-    cert_rotator::pki::certificates(&blocks)
-        .unwrap()
-        .remove(0)
-        .serial
-}
-
-impl Prober for FakeProber {
-    fn served_leaf(&self, ep: &Endpoint, _t: StdDuration) -> Result<ServedCert, VerifyError> {
-        self.probes.lock().unwrap().push(ep.to_string());
-        let Check::ServedCert { cert } = &ep.check else {
-            unreachable!()
-        };
-        let text = std::fs::read(host(&self.root, cert.to_str().unwrap())).unwrap();
-        let blocks = cert_rotator::pki::parse_pem(&text).unwrap();
-        let c = cert_rotator::pki::certificates(&blocks).unwrap().remove(0);
-        let mut first = self.first.lock().unwrap();
-        let served = if self.stale_ports.contains(&ep.port) {
-            first.entry(ep.port).or_insert(c.serial.clone()).clone()
-        } else {
-            c.serial.clone()
-        };
-        Ok(ServedCert {
-            serial: served,
-            not_after: c.not_after,
-            subject: c.subject,
-            chain: vec![],
-        })
-    }
-    fn healthy(&self, ep: &Endpoint, _t: StdDuration) -> Result<(), VerifyError> {
-        self.probes.lock().unwrap().push(format!("healthz {ep}"));
-        Ok(())
-    }
-}
 
 /// A pass on the live edges of the tests: the recording service manager and a prober.
 fn live_pass(
@@ -409,4 +346,35 @@ fn plan_and_dry_run_change_nothing() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["groups"][0]["reload"]["kind"], "static-pod");
     assert_eq!(before, snapshot(d.path()));
+}
+
+#[test]
+fn the_recording_fake_records_and_fails_on_demand() {
+    let m = RecordingServiceManager::new();
+    m.fail_unit("bad.service", "failed");
+    let t = StdDuration::from_secs(5);
+    let r = m.restart_unit("kubelet.service", t).unwrap();
+    assert!(r.previous_invocation_id.is_some());
+    assert_ne!(Some(&r.invocation_id), r.previous_invocation_id.as_ref());
+    let again = m.restart_unit("kubelet.service", t).unwrap();
+    assert_eq!(
+        again.previous_invocation_id.as_ref(),
+        Some(&r.invocation_id)
+    );
+    let e = m.restart_unit("bad.service", t).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "bad.service: restart job ended with result \"failed\" (unit is now failed/failed)"
+    );
+    assert_eq!(
+        m.restarted(),
+        ["kubelet.service", "kubelet.service", "bad.service"]
+    );
+    assert_eq!(
+        m.calls()[0],
+        RecordedRestart {
+            unit: "kubelet.service".into(),
+            timeout: t
+        }
+    );
 }

@@ -187,3 +187,50 @@ fn no_renewal_writes_a_certificate_born_expired() {
         "{e}"
     );
 }
+
+/// One clock per pass: replayed at a chosen instant on a fake clock, the pass paces its
+/// control-plane restarts on that clock (no real wait) and stamps the history with it.
+#[test]
+fn a_pass_replayed_on_a_fake_clock_paces_control_plane_restarts_on_it() {
+    use cert_rotator::pass::Edges;
+    use common::fakes::{FakeClock, FakeProber, RecordingServiceManager};
+    let at = now();
+    let spec = NodeSpec::control_plane(at)
+        .with("apiserver", Validity::days(365, Duration::days(10)))
+        .with("scheduler.conf", Validity::days(365, Duration::days(12)));
+    let d = node(&spec);
+    let r = d.path();
+    let root = NodeRoot::new(r);
+    let mut s = Settings::default();
+    s.run.min_restart_gap_seconds = 30;
+    s.run.verify_timeout_seconds = 2;
+    let state = StateDir::new(&root, &s.state_dir);
+    let plan = pass::plan_run(&root, &s, &state, at);
+    assert_eq!(plan.groups.len(), 2, "{plan:?}");
+    let clock = FakeClock::at(at);
+    let services = RecordingServiceManager::new();
+    let prober = FakeProber::new(r, &[]);
+    let p = Pass {
+        root: &root,
+        settings: &s,
+        state: &state,
+        overrides: Overrides::default(),
+        restarts: Restarts::Live(Edges {
+            services: &services,
+            prober: &prober,
+            clock: &clock,
+        }),
+    };
+    let started = std::time::Instant::now();
+    let report = pass::execute(&p, &plan, &mut |_| {});
+    assert!(report.ok(), "{}", report.summary());
+    assert_eq!(report.restarted.len(), 2, "{}", report.summary());
+    assert_eq!(
+        clock.slept(),
+        [std::time::Duration::from_secs(30)],
+        "the second control-plane restart waits the gap, on the pass's clock"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(25));
+    let history = pass::load_history(&state);
+    assert_eq!(history.restarts[0].at, at, "stamped with the fake clock");
+}

@@ -444,45 +444,13 @@ fn live_edges(
     }
     let prober = crate::verify::TlsProber::default();
     let clock = crate::clock::SystemClock;
-    let services = LazySystemd(std::sync::Mutex::new(None));
+    // Connects on the first restart: a pass that restarts nothing needs no bus.
+    let services = crate::restart::SystemdManager::new();
     Ok(f(Restarts::Live(Edges {
         services: &services,
         prober: &prober,
         clock: &clock,
     })))
-}
-
-/// Connects to systemd on the first restart (a pass that restarts nothing needs no bus).
-struct LazySystemd(std::sync::Mutex<Option<crate::restart::SystemdManager>>);
-
-impl crate::restart::ServiceManager for LazySystemd {
-    fn restart_unit(
-        &self,
-        unit: &str,
-        timeout: std::time::Duration,
-    ) -> Result<crate::restart::UnitRestart, crate::restart::RestartError> {
-        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if m.is_none() {
-            *m = Some(crate::restart::SystemdManager::connect()?);
-        }
-        match m.as_ref() {
-            Some(s) => s.restart_unit(unit, timeout),
-            None => unreachable!("connected above"),
-        }
-    }
-    fn unit_state(
-        &self,
-        unit: &str,
-    ) -> Result<crate::restart::UnitState, crate::restart::RestartError> {
-        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if m.is_none() {
-            *m = Some(crate::restart::SystemdManager::connect()?);
-        }
-        match m.as_ref() {
-            Some(s) => s.unit_state(unit),
-            None => unreachable!("connected above"),
-        }
-    }
 }
 
 /// A renewal on request: `renew`, `renew-all` or `cert-renew`.

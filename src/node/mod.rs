@@ -6,6 +6,7 @@
 //! run the same code.
 
 pub mod kubeconfig;
+pub mod manifest;
 
 use std::io;
 use std::path::{Component, Path, PathBuf};

@@ -1,6 +1,8 @@
 //! Shared test helpers: build fixture nodes, run the real binaries, snapshot trees.
 #![allow(dead_code, unused_imports)]
 
+pub mod fakes;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,207 @@
+//! Test doubles of the pass's seams: a service manager that records and restarts
+//! nothing, a prober that serves what is on disk (or a stale certificate), a clock that
+//! moves only when slept on. The real edges are proven against systemd and openssl.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration as StdDuration;
+
+use cert_rotator::clock::Clock;
+use cert_rotator::restart::{RestartError, ServiceManager, UnitRestart};
+use cert_rotator::verify::{Check, Endpoint, Prober, ServedCert, VerifyError};
+use time::OffsetDateTime;
+
+use super::host;
+
+// ------------------------------------------------------------ service manager ---
+
+/// One restart a [`RecordingServiceManager`] was asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedRestart {
+    pub unit: String,
+    pub timeout: StdDuration,
+}
+
+/// Records every restart and restarts nothing. Each successful restart hands out a new
+/// fake InvocationID; [`fail_unit`](Self::fail_unit) makes a unit's restart job fail.
+#[derive(Default)]
+pub struct RecordingServiceManager {
+    calls: Mutex<Vec<RecordedRestart>>,
+    failing: Mutex<HashMap<String, String>>,
+    runs: Mutex<HashMap<String, u64>>,
+}
+
+impl RecordingServiceManager {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes every restart of `unit` end with the job result `result` (`failed`,
+    /// `timeout`, ...).
+    pub fn fail_unit(&self, unit: &str, result: &str) {
+        self.failing
+            .lock()
+            .unwrap()
+            .insert(unit.to_string(), result.to_string());
+    }
+
+    pub fn calls(&self) -> Vec<RecordedRestart> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// The units restarted (successfully or not), in call order.
+    pub fn restarted(&self) -> Vec<String> {
+        self.calls().into_iter().map(|c| c.unit).collect()
+    }
+
+    fn fake_id(unit: &str, run: u64) -> Option<String> {
+        (run > 0).then(|| format!("{:016x}{run:016x}", fnv(unit)))
+    }
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+impl ServiceManager for RecordingServiceManager {
+    fn restart_unit(&self, unit: &str, timeout: StdDuration) -> Result<UnitRestart, RestartError> {
+        self.calls.lock().unwrap().push(RecordedRestart {
+            unit: unit.to_string(),
+            timeout,
+        });
+        if let Some(result) = self.failing.lock().unwrap().get(unit) {
+            return Err(RestartError::JobFailed {
+                unit: unit.to_string(),
+                result: result.clone(),
+                state: "failed/failed".into(),
+            });
+        }
+        let mut runs = self.runs.lock().unwrap();
+        let run = runs.entry(unit.to_string()).or_insert(1);
+        let previous = Self::fake_id(unit, *run);
+        *run += 1;
+        Ok(UnitRestart {
+            unit: unit.to_string(),
+            job: format!("/org/freedesktop/systemd1/job/{run}"),
+            result: "done".into(),
+            previous_invocation_id: previous,
+            invocation_id: Self::fake_id(unit, *run).unwrap_or_default(),
+        })
+    }
+}
+
+// --------------------------------------------------------------------- prober ---
+
+/// Serves the certificate on disk, except on `stale_ports`, which keep serving the
+/// serial they served first (a component that did not reload). Health checks pass.
+pub struct FakeProber {
+    root: PathBuf,
+    stale_ports: BTreeSet<u16>,
+    first: Mutex<BTreeMap<u16, String>>,
+    probes: Mutex<Vec<String>>,
+}
+
+impl FakeProber {
+    /// `stale`: ports that keep serving the certificate of a file as it is now.
+    pub fn new(root: &Path, stale: &[(u16, &str)]) -> Self {
+        let first = stale
+            .iter()
+            .map(|(port, file)| (*port, serial_of(&host(root, file))))
+            .collect();
+        FakeProber {
+            root: root.to_path_buf(),
+            stale_ports: stale.iter().map(|s| s.0).collect(),
+            first: Mutex::new(first),
+            probes: Default::default(),
+        }
+    }
+
+    /// Every probe, in order: `HOST:PORT`, or `healthz HOST:PORT`.
+    pub fn probes(&self) -> Vec<String> {
+        self.probes.lock().unwrap().clone()
+    }
+}
+
+/// The serial of the first certificate of a host file.
+pub fn serial_of(f: &Path) -> String {
+    let text = std::fs::read(f).unwrap();
+    let blocks = cert_rotator::pki::parse_pem(&text).unwrap();
+    cert_rotator::pki::certificates(&blocks)
+        .unwrap()
+        .remove(0)
+        .serial
+}
+
+impl Prober for FakeProber {
+    fn served_leaf(&self, ep: &Endpoint, _t: StdDuration) -> Result<ServedCert, VerifyError> {
+        self.probes.lock().unwrap().push(ep.to_string());
+        let Check::ServedCert { cert } = &ep.check else {
+            unreachable!()
+        };
+        let text = std::fs::read(host(&self.root, cert.to_str().unwrap())).unwrap();
+        let blocks = cert_rotator::pki::parse_pem(&text).unwrap();
+        let c = cert_rotator::pki::certificates(&blocks).unwrap().remove(0);
+        let mut first = self.first.lock().unwrap();
+        let served = if self.stale_ports.contains(&ep.port) {
+            first.entry(ep.port).or_insert(c.serial.clone()).clone()
+        } else {
+            c.serial.clone()
+        };
+        Ok(ServedCert {
+            serial: served,
+            not_after: c.not_after,
+            subject: c.subject,
+            chain: vec![],
+        })
+    }
+    fn healthy(&self, ep: &Endpoint, _t: StdDuration) -> Result<(), VerifyError> {
+        self.probes.lock().unwrap().push(format!("healthz {ep}"));
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------- clock ---
+
+/// A clock that stands still until told: [`now`](Clock::now) is the instant set,
+/// [`sleep`](Clock::sleep) advances it at once (and records how long), so a pass that
+/// waits minutes runs in no time.
+pub struct FakeClock {
+    now: Mutex<OffsetDateTime>,
+    slept: Mutex<Vec<StdDuration>>,
+}
+
+impl FakeClock {
+    pub fn at(now: OffsetDateTime) -> Self {
+        FakeClock {
+            now: Mutex::new(now),
+            slept: Mutex::default(),
+        }
+    }
+
+    pub fn set(&self, now: OffsetDateTime) {
+        *self.now.lock().unwrap() = now;
+    }
+
+    pub fn advance(&self, d: time::Duration) {
+        *self.now.lock().unwrap() += d;
+    }
+
+    /// Every sleep, in order.
+    pub fn slept(&self) -> Vec<StdDuration> {
+        self.slept.lock().unwrap().clone()
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.now.lock().unwrap()
+    }
+
+    fn sleep(&self, d: StdDuration) {
+        *self.now.lock().unwrap() += d;
+        self.slept.lock().unwrap().push(d);
+    }
+}
