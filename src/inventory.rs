@@ -193,7 +193,9 @@ pub fn layout(settings: &Settings, root: &NodeRoot) -> Layout {
                     let b = root.resolve(&current).ok();
                     cert == current || (a.is_some() && a == b)
                 }
-                ClientCredential::Embedded { .. } => false,
+                ClientCredential::Embedded { .. } | ClientCredential::NotACertificate { .. } => {
+                    false
+                }
             },
             Err(_) => false,
         },
@@ -469,6 +471,9 @@ pub struct Reading {
 #[derive(Clone, Debug)]
 pub enum TargetState {
     Missing,
+    /// Present, but nothing the agent renews: a kubeconfig whose user authenticates
+    /// with a token, an exec plugin or OIDC. Listed, never an error.
+    NotManaged(String),
     Error(String),
     Read(Box<Reading>),
 }
@@ -567,16 +572,23 @@ fn read_target(t: &Target, root: &NodeRoot, authorities: &[ObservedAuthority]) -
         };
     }
     match read_reading(t, root, authorities) {
-        Ok(r) => TargetState::Read(Box::new(r)),
+        Ok(Found::Cert(r)) => TargetState::Read(Box::new(r)),
+        Ok(Found::NotManaged(why)) => TargetState::NotManaged(why),
         Err(e) => TargetState::Error(e),
     }
+}
+
+/// What a present target holds.
+enum Found {
+    Cert(Reading),
+    NotManaged(String),
 }
 
 fn read_reading(
     t: &Target,
     root: &NodeRoot,
     authorities: &[ObservedAuthority],
-) -> Result<Reading, String> {
+) -> Result<Found, String> {
     // (file the certs came from, cert blocks' file bytes, separate key file)
     let mut source: Option<Vec<u8>> = None;
     let mut kubelet_link = None;
@@ -612,6 +624,12 @@ fn read_reading(
                         }
                     };
                     (f, cert_pem, key)
+                }
+                ClientCredential::NotACertificate { method } => {
+                    return Ok(Found::NotManaged(format!(
+                        "user {:?} authenticates with {method}, not a client certificate: not managed",
+                        kc.user
+                    )))
                 }
                 ClientCredential::Files { cert, key } => {
                     if cert
@@ -659,7 +677,7 @@ fn read_reading(
     };
     let Some(key) = key else {
         // A configured directory certificate without a key: watched, not renewable.
-        return Ok(Reading {
+        return Ok(Found::Cert(Reading {
             signer: identify_signer(t.kind, &cert, &certs, authorities),
             key_algorithm: KeyAlgorithm::EcdsaP256,
             key_encoding: KeyEncoding::Pkcs8,
@@ -670,7 +688,7 @@ fn read_reading(
             key: None,
             source,
             kubelet_link,
-        });
+        }));
     };
     if !key.matches(&cert) {
         return Err(format!(
@@ -685,7 +703,7 @@ fn read_reading(
             cert_file.display()
         ));
     }
-    Ok(Reading {
+    Ok(Found::Cert(Reading {
         signer: identify_signer(t.kind, &cert, &certs, authorities),
         key_algorithm: key.algorithm,
         key_encoding: key.encoding,
@@ -696,7 +714,7 @@ fn read_reading(
         key: Some(Arc::new(key)),
         source,
         kubelet_link,
-    })
+    }))
 }
 
 /// Prefixes a content error with the file it concerns.

@@ -249,6 +249,13 @@ fn file_changes(
                         pair(&reading.cert_file, reading.key_file.as_deref())
                     }
                 }
+                ClientCredential::NotACertificate { method } => {
+                    return Err(format!(
+                        "{}: user {:?} authenticates with {method}: no client certificate to renew",
+                        file.display(),
+                        kc.user
+                    ))
+                }
             }
         }
     })

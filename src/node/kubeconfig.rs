@@ -46,6 +46,17 @@ struct AuthInfo {
     client_certificate: Option<String>,
     #[serde(rename = "client-key", default)]
     client_key: Option<String>,
+    // Credentials that are not a client certificate: only their presence matters.
+    #[serde(default)]
+    token: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "tokenFile", default)]
+    token_file: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    exec: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "auth-provider", default)]
+    auth_provider: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    username: Option<serde::de::IgnoredAny>,
 }
 
 /// Where a base64 value sits in the kubeconfig file.
@@ -68,6 +79,9 @@ pub enum ClientCredential {
     /// client-certificate / client-key naming files (node paths; relative ones are
     /// taken from the kubeconfig's directory, as kubectl does).
     Files { cert: PathBuf, key: Option<PathBuf> },
+    /// The user authenticates otherwise (a bearer token, an exec plugin such as a cloud
+    /// login or OIDC, an auth provider, basic auth): nothing here to renew.
+    NotACertificate { method: &'static str },
 }
 
 impl std::fmt::Debug for ClientCredential {
@@ -75,6 +89,7 @@ impl std::fmt::Debug for ClientCredential {
         match self {
             ClientCredential::Embedded { .. } => write!(f, "Embedded(<redacted>)"),
             ClientCredential::Files { cert, key } => write!(f, "Files({cert:?}, {key:?})"),
+            ClientCredential::NotACertificate { method } => write!(f, "NotACertificate({method})"),
         }
     }
 }
@@ -136,9 +151,18 @@ pub fn parse(bytes: &[u8], node_path: &Path) -> Result<Kubeconfig, String> {
             key: auth.client_key.map(|k| base.join(k)),
         }
     } else {
-        return Err(format!(
-            "user {user:?} has no client certificate (neither client-certificate-data nor client-certificate); token or exec credentials are not certificates to renew"
-        ));
+        let method = if auth.exec.is_some() {
+            "an exec credential plugin"
+        } else if auth.auth_provider.is_some() {
+            "an auth provider (OIDC)"
+        } else if auth.token.is_some() || auth.token_file.is_some() {
+            "a bearer token"
+        } else if auth.username.is_some() {
+            "basic auth"
+        } else {
+            "no client certificate"
+        };
+        ClientCredential::NotACertificate { method }
     };
     Ok(Kubeconfig {
         context,

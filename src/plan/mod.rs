@@ -241,6 +241,10 @@ pub fn forced(
                 plan.absent.push(blocked(t, "absent (optional)".into()));
                 continue;
             }
+            TargetState::NotManaged(why) => {
+                plan.absent.push(blocked(t, why.clone()));
+                continue;
+            }
             TargetState::Error(e) => {
                 plan.unreadable.push(blocked(t, e.clone()));
                 continue;
@@ -299,7 +303,7 @@ pub fn make_plan(
         let t = &o.target;
         let r = match &o.state {
             TargetState::Read(r) => r,
-            TargetState::Missing => continue,
+            TargetState::Missing | TargetState::NotManaged(_) => continue,
             TargetState::Error(e) => {
                 unreadable.push(blocked(t, e.clone()));
                 continue;

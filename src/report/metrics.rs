@@ -95,7 +95,7 @@ pub fn metrics_text(status: &Status, last_pass: Option<&PassResult>) -> String {
         status
             .certificates
             .iter()
-            .filter(|c| !c.missing)
+            .filter(|c| !c.missing && c.not_managed.is_none())
             .map(|c| {
                 (
                     format!(

@@ -34,6 +34,9 @@ pub struct CertificateStatus {
     pub renew_at: Option<OffsetDateTime>,
     pub component: Option<Component>,
     pub missing: bool,
+    /// Present but not a client certificate (a token, exec or OIDC kubeconfig): why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_managed: Option<String>,
     pub error: Option<String>,
     /// The CA that signed it: `ca`, `front-proxy-ca`, `etcd/ca`, a self-signed form, or
     /// `unknown`.
@@ -94,6 +97,7 @@ impl Status {
                     renew_at: None,
                     component: t.component.clone(),
                     missing: false,
+                    not_managed: None,
                     error: None,
                     signer: None,
                     cert_file: None,
@@ -101,6 +105,7 @@ impl Status {
                 };
                 match &o.state {
                     TargetState::Missing => s.missing = true,
+                    TargetState::NotManaged(why) => s.not_managed = Some(why.clone()),
                     TargetState::Error(e) => s.error = Some(e.clone()),
                     TargetState::Read(r) => {
                         let a = assess(&t.window, r.cert.not_before, r.cert.not_after, now);
@@ -182,6 +187,13 @@ impl Status {
                     "-".into(),
                     "-".into(),
                     "missing (optional)".into(),
+                )
+            } else if c.not_managed.is_some() {
+                (
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "not managed (no client certificate)".into(),
                 )
             } else if let Some(e) = &c.error {
                 errors.push(format!("{}: {e}", c.name));
