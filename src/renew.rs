@@ -274,7 +274,11 @@ impl Renewer<'_> {
             .as_ref()
             .ok_or("no [ca.remote] is configured")?;
         let client = client
-            .get_or_insert_with(|| RemoteClient::new(self.root, settings).map(Arc::new))
+            .get_or_insert_with(|| {
+                RemoteClient::new(self.root, settings)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
             .clone()?;
         let ca_path = match &settings.ca_cert {
             Some(p) => Some(p.clone()),
@@ -286,7 +290,8 @@ impl Renewer<'_> {
         };
         let ca = match ca_path {
             Some(p) => {
-                let c = crate::ca::remote::load_ca_certificate(self.root, &p, self.opts.now)?;
+                let c = crate::ca::load_ca_certificate(self.root, &p, self.opts.now)
+                    .map_err(|e| e.to_string())?;
                 Some((p, c))
             }
             None => None,
