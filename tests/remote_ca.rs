@@ -983,7 +983,11 @@ fn a_certificate_openssl_made_renews_through_cfssl() {
         &s(&crt),
     ]);
     let before = identity(&crt);
-    assert!(subject_types(&crt).contains("UTF8STRING"), "{}", subject_types(&crt));
+    assert!(
+        subject_types(&crt).contains("UTF8STRING"),
+        "{}",
+        subject_types(&crt)
+    );
     let out = agent(r, &["renew", "/etc/webhook/openssl.crt"])
         .output()
         .unwrap();

@@ -115,7 +115,11 @@ mod tests {
         .unwrap();
         std::fs::write(d.path().join("ca.crt"), encode_pem("CERTIFICATE", &ca)).unwrap();
         std::fs::write(d.path().join("ca.key"), ca_key.to_pem().unwrap().as_bytes()).unwrap();
-        std::fs::write(d.path().join("other.key"), other.to_pem().unwrap().as_bytes()).unwrap();
+        std::fs::write(
+            d.path().join("other.key"),
+            other.to_pem().unwrap().as_bytes(),
+        )
+        .unwrap();
         let load = |k: &str| LocalCa::load(&root, "ca", Path::new("/ca.crt"), Path::new(k), now);
         let e = load("/other.key").err().unwrap();
         assert_eq!(

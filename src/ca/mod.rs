@@ -47,7 +47,9 @@ pub enum CaError {
     #[error("{}: CA key does not match CA certificate {}", key.display(), cert.display())]
     KeyMismatch { key: PathBuf, cert: PathBuf },
     /// The old certificate was signed by another CA and no switch was asked for.
-    #[error("{target}: not signed by {ca} (issuer {issuer}); renewing with this CA would break trust")]
+    #[error(
+        "{target}: not signed by {ca} (issuer {issuer}); renewing with this CA would break trust"
+    )]
     NotSignedBy {
         target: String,
         /// The CA as [`CertificateAuthority::describe`] gives it (name and path).
@@ -116,12 +118,10 @@ pub fn load_ca_certificate(
     path: &Path,
     now: OffsetDateTime,
 ) -> Result<CertFacts, CaError> {
-    let (_, bytes) = root
-        .read_file(path)
-        .map_err(|e| CaError::ReadCertificate {
-            path: path.to_path_buf(),
-            reason: e.reason,
-        })?;
+    let (_, bytes) = root.read_file(path).map_err(|e| CaError::ReadCertificate {
+        path: path.to_path_buf(),
+        reason: e.reason,
+    })?;
     let parse = |source| CaError::Parse {
         path: path.to_path_buf(),
         source,
@@ -185,14 +185,24 @@ mod tests {
         assert!(load("/ca.crt").unwrap().is_ca);
         let e = load("/leaf.crt").unwrap_err();
         assert!(matches!(&e, CaError::NotCa { path } if path == Path::new("/leaf.crt")));
-        assert_eq!(e.to_string(), "/leaf.crt: is not a CA certificate (CA:FALSE)");
+        assert_eq!(
+            e.to_string(),
+            "/leaf.crt: is not a CA certificate (CA:FALSE)"
+        );
         let e = load("/old.crt").unwrap_err();
         assert!(matches!(e, CaError::Expired { .. }));
-        assert!(e.to_string().starts_with("/old.crt: CA certificate expired on "));
+        assert!(e
+            .to_string()
+            .starts_with("/old.crt: CA certificate expired on "));
         assert!(e.to_string().contains("renew the CA first"));
         let e = load("/missing.crt").unwrap_err();
-        assert!(e.to_string().starts_with("/missing.crt: cannot read CA certificate: "));
-        assert!(matches!(load("/empty.crt").unwrap_err(), CaError::NoCertificate { .. }));
+        assert!(e
+            .to_string()
+            .starts_with("/missing.crt: cannot read CA certificate: "));
+        assert!(matches!(
+            load("/empty.crt").unwrap_err(),
+            CaError::NoCertificate { .. }
+        ));
         // The same check a day later: now is the caller's, not the system clock.
         let later = load_ca_certificate(&root, Path::new("/ca.crt"), now + Duration::days(2));
         assert!(matches!(later.unwrap_err(), CaError::Expired { .. }));

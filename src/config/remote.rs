@@ -209,7 +209,9 @@ mod tests {
             ..Default::default()
         };
         let e = s.validate().unwrap_err();
-        assert!(matches!(&e, RemoteSettingsError::PlainHttp { url } if url == "http://127.0.0.1:8888"));
+        assert!(
+            matches!(&e, RemoteSettingsError::PlainHttp { url } if url == "http://127.0.0.1:8888")
+        );
         assert!(e.to_string().contains("plain http"));
         s.allow_http = true;
         s.validate().unwrap();

@@ -70,7 +70,9 @@ pub enum Refusal {
     Identity(CsrError),
     #[error("the server's answer holds no certificate")]
     Empty,
-    #[error("the server returned a certificate for another public key, not the key this node made")]
+    #[error(
+        "the server returned a certificate for another public key, not the key this node made"
+    )]
     OtherKey,
     #[error("the server returned a CA certificate (CA:TRUE) for a leaf")]
     Ca,
@@ -238,7 +240,11 @@ pub fn check_returned(pem: &str, e: &Expectation<'_>) -> Result<Accepted, Refusa
 /// cfssl rebuilds subjects the way Go does, PrintableString where it fits, so a subject
 /// OpenSSL wrote as UTF8String comes back with other bytes but the same name.
 pub fn same_name(a: &Name, b: &Name) -> bool {
-    a.0.len() == b.0.len() && a.0.iter().zip(&b.0).all(|(x, y)| rdn_values(x) == rdn_values(y))
+    a.0.len() == b.0.len()
+        && a.0
+            .iter()
+            .zip(&b.0)
+            .all(|(x, y)| rdn_values(x) == rdn_values(y))
 }
 
 /// An attribute value as it is compared.
@@ -444,7 +450,8 @@ mod tests {
         ));
         let n = ok.notices[0].to_string();
         assert!(
-            n.contains("lives 30 days but 365 days was asked for") && n.contains("later than the old certificate"),
+            n.contains("lives 30 days but 365 days was asked for")
+                && n.contains("later than the old certificate"),
             "{n}"
         );
         // Ending no later than the old one: renewing would not help, refused.

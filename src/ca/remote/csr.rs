@@ -319,8 +319,8 @@ pub(crate) mod tests {
         assert_eq!(req.info.attributes.len(), 1);
         let attr = req.info.attributes.iter().next().unwrap();
         assert_eq!(attr.oid, ExtensionReq::OID);
-        let exts = ExtensionReq::from_der(&attr.values.iter().next().unwrap().to_der().unwrap())
-            .unwrap();
+        let exts =
+            ExtensionReq::from_der(&attr.values.iter().next().unwrap().to_der().unwrap()).unwrap();
         let ids: Vec<_> = exts.0.iter().map(|x| x.extn_id).collect();
         assert_eq!(ids.len(), 3, "SAN, KeyUsage, ExtKeyUsage");
         for id in [OID_SAN, OID_KU, OID_EKU] {
@@ -340,6 +340,9 @@ pub(crate) mod tests {
             ..Identity::of(&leaf(&new_ca(), template(), &new_ca().1).der).unwrap()
         };
         let e = id.hosts().unwrap_err();
-        assert!(e.to_string().starts_with("SAN RID:1.2.3 cannot be carried"), "{e}");
+        assert!(
+            e.to_string().starts_with("SAN RID:1.2.3 cannot be carried"),
+            "{e}"
+        );
     }
 }

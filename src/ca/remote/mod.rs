@@ -85,8 +85,8 @@ impl CertificateAuthority for RemoteCa {
                 });
             }
         }
-        let identity = Identity::of(&req.old.der)
-            .map_err(|e| failed(RemoteSignError::OldCertificate(e)))?;
+        let identity =
+            Identity::of(&req.old.der).map_err(|e| failed(RemoteSignError::OldCertificate(e)))?;
         let hosts = identity
             .hosts()
             .map_err(|e| failed(RemoteSignError::Hosts(e)))?;

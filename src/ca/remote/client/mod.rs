@@ -1,6 +1,7 @@
-//! The HTTP side of the remote CA: the cfssl endpoint, the auth key, TLS roots and client
-//! certificate, retries with backoff, how a transport failure is classified, and cfssl's
-//! wire types.
+//! The HTTP side of the remote CA: the cfssl endpoint, TLS roots and client
+//! certificate, retries with backoff, and how a transport failure is classified. The
+//! auth key is auth_key.rs, cfssl's wire types wire.rs, the TLS handshake stage
+//! handshake.rs.
 //!
 //! Transport: ureq 3 with rustls and the aws-lc-rs provider, given explicitly (ureq is
 //! built without a provider of its own, so nothing falls back to ring). It is blocking
@@ -9,25 +10,29 @@
 //! actively maintained, and it supports what this needs: a custom root store, client
 //! certificates, per-phase timeouts, no proxy, no redirects.
 
+mod auth_key;
+mod handshake;
+mod wire;
+
 use std::fmt;
-use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use aws_lc_rs::hmac;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use ureq::unversioned::resolver::DefaultResolver;
-use ureq::unversioned::transport::{
-    ConnectionDetails, Connector, RustlsConnector, TcpConnector, Transport,
-};
+use ureq::unversioned::transport::{Connector, RustlsConnector, TcpConnector};
 use zeroize::Zeroizing;
 
 use crate::config::remote::{RemoteSettings, RemoteSettingsError};
 use crate::node::NodeRoot;
 use crate::pki::{self, CertFacts, PkiError};
+use auth_key::read_auth_key;
+pub use auth_key::AuthKeyProblem;
+use handshake::{HandshakeTimedOut, TlsStage};
+use wire::CfsslResponse;
+pub use wire::CfsslSignRequest;
 
 /// Why the client could not be made or a sign request failed. Setup errors name the
 /// file or the `[ca.remote]` key; exchange errors name the cfssl URL. Never a key's
@@ -70,21 +75,6 @@ impl RemoteError {
             reason: e.reason,
         }
     }
-}
-
-/// What is wrong with the auth key file.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthKeyProblem {
-    #[error("cannot read the cfssl auth key: {0}")]
-    Unreadable(String),
-    #[error("mode {mode:04o}: the cfssl auth key file must be mode 0600 or stricter (chmod 600)")]
-    Mode { mode: u32 },
-    #[error(
-        "the cfssl auth key must be hex digits (as in cfssl's auth_keys), an even number of them"
-    )]
-    NotHex,
-    #[error("the cfssl auth key is empty")]
-    Empty,
 }
 
 /// How one exchange with cfssl failed.
@@ -131,9 +121,9 @@ impl fmt::Display for HttpDetail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HttpDetail::Cfssl(e) => write!(f, ": {e}"),
-            HttpDetail::Redirect => f.write_str(
-                " (a redirect: redirects are not followed, configure the final URL)",
-            ),
+            HttpDetail::Redirect => {
+                f.write_str(" (a redirect: redirects are not followed, configure the final URL)")
+            }
             HttpDetail::None => Ok(()),
         }
     }
@@ -342,7 +332,9 @@ impl RemoteClient {
             .read_to_string()
         {
             Ok(t) => t,
-            Err(e) if status < 300 => return Attempt::Transient(Failure::ReadAnswer(e.to_string())),
+            Err(e) if status < 300 => {
+                return Attempt::Transient(Failure::ReadAnswer(e.to_string()))
+            }
             Err(_) => String::new(),
         };
         let parsed: Option<CfsslResponse> = serde_json::from_str(&text).ok();
@@ -376,66 +368,6 @@ enum Attempt {
     Done(String),
     Transient(Failure),
     Fatal(Failure),
-}
-
-/// ureq's TLS stage, wrapped: ureq counts the handshake into its connect timeout and
-/// reports both the same way, but "the server accepts and never speaks TLS" needs
-/// another fix than "nothing answers at that address".
-#[derive(Debug)]
-struct TlsStage {
-    inner: RustlsConnector,
-    connect_timeout_seconds: u64,
-    timeout_seconds: u64,
-}
-
-/// The marker a [`TlsStage`] puts in the `io::Error` it returns (ureq's error type has
-/// no variant of its own for it), found again by [`classify_transport`].
-#[derive(Debug, thiserror::Error)]
-#[error("TLS handshake with {authority} timed out after {seconds}s")]
-struct HandshakeTimedOut {
-    authority: String,
-    seconds: u64,
-}
-
-impl<In: Transport> Connector<In> for TlsStage {
-    type Out = <RustlsConnector as Connector<In>>::Out;
-
-    fn connect(
-        &self,
-        details: &ConnectionDetails,
-        chained: Option<In>,
-    ) -> Result<Option<Self::Out>, ureq::Error> {
-        // Only a transport the TCP stage produced gets here with TLS still to do.
-        let handshaking = details.needs_tls() && chained.as_ref().is_some_and(|t| !t.is_tls());
-        match self.inner.connect(details, chained) {
-            Err(e) if handshaking => {
-                let seconds = match &e {
-                    ureq::Error::Timeout(ureq::Timeout::Global) => self.timeout_seconds,
-                    ureq::Error::Timeout(_) => self.connect_timeout_seconds,
-                    ureq::Error::Io(io)
-                        if matches!(
-                            io.kind(),
-                            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-                        ) =>
-                    {
-                        self.connect_timeout_seconds
-                    }
-                    _ => return Err(e),
-                };
-                let uri = details.uri;
-                let authority = format!(
-                    "{}:{}",
-                    uri.host().unwrap_or_default(),
-                    uri.port_u16().unwrap_or(443)
-                );
-                Err(ureq::Error::Io(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    HandshakeTimedOut { authority, seconds },
-                )))
-            }
-            other => other,
-        }
-    }
 }
 
 fn classify_transport(e: ureq::Error) -> Attempt {
@@ -489,102 +421,6 @@ fn backoff(base_ms: u64, attempt: u32) -> StdDuration {
     StdDuration::from_millis(((exp as f64 * factor) as u64).min(30_000))
 }
 
-/// cfssl's answer: `{"success", "result": {"certificate"}, "errors": [{"code",
-/// "message"}], "messages"}`.
-#[derive(Debug, Deserialize)]
-struct CfsslResponse {
-    success: bool,
-    #[serde(default)]
-    result: Option<CfsslResult>,
-    #[serde(default)]
-    errors: Vec<CfsslMessage>,
-}
-
-#[derive(Debug, Deserialize)]
-struct CfsslResult {
-    #[serde(default)]
-    certificate: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct CfsslMessage {
-    #[serde(default)]
-    code: i64,
-    #[serde(default)]
-    message: String,
-}
-
-impl CfsslResponse {
-    fn errors_text(&self) -> String {
-        if self.errors.is_empty() {
-            return "no error message".into();
-        }
-        self.errors
-            .iter()
-            .map(|e| {
-                let hint = match e.message.as_str() {
-                    "invalid token" => " (wrong auth key?)",
-                    "authentication required" => {
-                        " (the profile needs an auth key: set auth_key_file)"
-                    }
-                    "no authentication provider" => {
-                        " (the profile has no auth key: unset auth_key_file)"
-                    }
-                    _ => "",
-                };
-                format!("{} (code {}){hint}", e.message, e.code)
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
-/// cfssl's sign request.
-#[derive(Debug, Serialize)]
-pub struct CfsslSignRequest<'a> {
-    pub certificate_request: &'a str,
-    pub profile: &'a str,
-    pub label: &'a str,
-    pub hosts: &'a [String],
-}
-
-/// Reads a hex auth key from a file that only its owner may read.
-fn read_auth_key(root: &NodeRoot, path: &Path) -> Result<hmac::Key, RemoteError> {
-    let fail = |path: &Path, problem| RemoteError::AuthKey {
-        path: path.to_path_buf(),
-        problem,
-    };
-    // read_file refuses what is not a regular file; its reason says which.
-    let (resolved, bytes) = root
-        .read_file(path)
-        .map_err(|e| fail(&e.path, AuthKeyProblem::Unreadable(e.reason)))?;
-    let text = Zeroizing::new(bytes);
-    // The mode of the file just read (read_file resolved the symlinks inside the root).
-    let meta = std::fs::metadata(root.host(&resolved))
-        .map_err(|e| fail(&resolved, AuthKeyProblem::Unreadable(e.to_string())))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(fail(&resolved, AuthKeyProblem::Mode { mode }));
-    }
-    let key = hex_decode(text.trim_ascii()).ok_or_else(|| fail(&resolved, AuthKeyProblem::NotHex))?;
-    if key.is_empty() {
-        return Err(fail(&resolved, AuthKeyProblem::Empty));
-    }
-    Ok(hmac::Key::new(hmac::HMAC_SHA256, &key))
-}
-
-fn hex_decode(hex: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    if hex.len() % 2 != 0 {
-        return None;
-    }
-    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = Zeroizing::new(Vec::with_capacity(hex.len() / 2));
-    for pair in hex.chunks(2) {
-        out.push((digit(pair[0])? << 4) | digit(pair[1])?);
-    }
-    Some(out)
-}
-
 /// The certificates of a node PEM file (TLS roots, client chain); at least one.
 fn read_certificates(root: &NodeRoot, path: &Path) -> Result<Vec<CertFacts>, RemoteError> {
     let (shown, bytes) = root.read_file(path).map_err(RemoteError::read)?;
@@ -602,10 +438,12 @@ fn read_certificates(root: &NodeRoot, path: &Path) -> Result<Vec<CertFacts>, Rem
 
 #[cfg(test)]
 mod tests {
+    use super::auth_key::hex_decode;
     use super::*;
     use crate::pki::encode_pem;
     use crate::pki::x509::{CertTemplate, OID_CN};
     use crate::pki::{KeyAlgorithm, KeyEncoding, PrivateKey};
+    use std::os::unix::fs::PermissionsExt;
 
     fn any_certificate() -> Vec<u8> {
         let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256, KeyEncoding::Sec1).unwrap();
@@ -659,41 +497,6 @@ mod tests {
         let plain = RemoteClient::new(&root, &s).unwrap();
         assert!(plain.endpoint().ends_with("/api/v1/cfssl/sign"));
         assert_eq!(plain.body(b"abc"), b"abc");
-    }
-
-    #[test]
-    fn auth_key_files_that_are_not_keys_are_refused_naming_the_file() {
-        let d = tempfile::tempdir().unwrap();
-        let root = NodeRoot::new(d.path());
-        let key = |text: &str| {
-            let f = d.path().join("key");
-            std::fs::write(&f, text).unwrap();
-            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
-            read_auth_key(&root, Path::new("/key")).err()
-        };
-        assert!(matches!(
-            key("xyz0"),
-            Some(RemoteError::AuthKey {
-                problem: AuthKeyProblem::NotHex,
-                ..
-            })
-        ));
-        assert!(matches!(
-            key("\n"),
-            Some(RemoteError::AuthKey {
-                problem: AuthKeyProblem::Empty,
-                ..
-            })
-        ));
-        assert!(key("00ff\n").is_none());
-        let e = read_auth_key(&root, Path::new("/missing")).err().unwrap();
-        assert!(
-            e.to_string()
-                .starts_with("/missing: cannot read the cfssl auth key: "),
-            "{e}"
-        );
-        let e = read_auth_key(&root, Path::new("/")).err().unwrap();
-        assert!(e.to_string().contains("expected a file"), "{e}");
     }
 
     #[test]
