@@ -111,14 +111,17 @@ pub fn prepare(
     }
     let (leaf_der, extra_certs) = match ca {
         Some(ca) => {
-            let der = ca.sign(&SigningRequest {
+            let signed = ca.sign(&SigningRequest {
                 target: &target.name,
                 old: &reading.cert,
                 key,
                 not_before,
                 not_after,
                 switch_issuer: opts.switch_issuer,
+                now: opts.now,
             })?;
+            warnings.extend(signed.warnings);
+            let der = signed.der;
             // Intermediates that followed the leaf stay; a throwaway CA left behind does not.
             let chain = if opts.switch_issuer {
                 Vec::new()

@@ -914,3 +914,177 @@ fn ca_remote_may_be_spread_over_dropins_and_is_checked_merged() {
     let e = load(&root, None).unwrap_err().to_string();
     assert!(e.contains("unknown field `auth_key`"), "{e}");
 }
+
+/// `openssl x509 -subject` with the ASN.1 string type of every value.
+fn subject_types(pem_file: &Path) -> String {
+    openssl(&[
+        "x509",
+        "-noout",
+        "-subject",
+        "-nameopt",
+        "show_type",
+        "-in",
+        pem_file.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn a_certificate_openssl_made_renews_through_cfssl() {
+    // OpenSSL writes subjects as UTF8String; cfssl (Go) answers with PrintableString.
+    // The same name in another string type is no change of identity.
+    let (d, built) = build(&worker_spec());
+    let r = d.path();
+    let tls = Tls::new();
+    let server = Cfssl::start(&built.ca, &tls, Mode::Https);
+    configure(r, &server.url(), &tls, AUTH_KEY, "");
+    let work = tempfile::tempdir().unwrap();
+    let w = |n: &str| work.path().join(n);
+    std::fs::write(w("ca.pem"), encode_pem("CERTIFICATE", &built.ca.0.der)).unwrap();
+    std::fs::write(w("ca-key.pem"), built.ca.1.to_pem().unwrap().as_bytes()).unwrap();
+    std::fs::write(
+        w("ext.cnf"),
+        "basicConstraints = critical, CA:FALSE\n\
+         keyUsage = critical, digitalSignature, keyEncipherment\n\
+         extendedKeyUsage = clientAuth\n\
+         subjectAltName = DNS:worker-1, IP:10.0.0.21\n",
+    )
+    .unwrap();
+    let dir = host(r, "/etc/webhook");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (crt, key) = (dir.join("openssl.crt"), dir.join("openssl.key"));
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/O=system:nodes/CN=system:node:worker-1",
+        "-keyout",
+        &s(&key),
+        "-out",
+        &s(&w("req.csr")),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &s(&w("req.csr")),
+        "-CA",
+        &s(&w("ca.pem")),
+        "-CAkey",
+        &s(&w("ca-key.pem")),
+        "-days",
+        "365",
+        "-extfile",
+        &s(&w("ext.cnf")),
+        "-out",
+        &s(&crt),
+    ]);
+    let before = identity(&crt);
+    assert!(
+        subject_types(&crt).contains("UTF8STRING"),
+        "{}",
+        subject_types(&crt)
+    );
+    let out = agent(r, &["renew", "/etc/webhook/openssl.crt"])
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("openssl.crt\trenewed\t"), "{all}");
+    // The same name, now in Go's encoding, signed by the cluster CA for the new key.
+    assert_eq!(identity(&crt), before);
+    let types = subject_types(&crt);
+    assert!(
+        types.contains("PRINTABLESTRING") && !types.contains("UTF8STRING"),
+        "{types}"
+    );
+    verify(&host(r, "/etc/kubernetes/pki/ca.crt"), &crt);
+    same_key(&crt, &key);
+}
+
+#[test]
+fn a_profile_shorter_than_asked_is_accepted_loudly_only_when_it_ends_later() {
+    // The kubelet client is a 365-day certificate; the server's kubelet profile gives 91
+    // days and no `days` says so.
+    let spec = |left| {
+        NodeSpec::worker(now()).with("kubelet-client-current.pem", Validity::days(365, left))
+    };
+    let tls = Tls::new();
+
+    // 10 days left: 91 days from now end later, so it is renewed, with a warning.
+    let (d, built) = build(&spec(Duration::days(10)));
+    let r = d.path();
+    let server = Cfssl::start(&built.ca, &tls, Mode::Https);
+    configure(r, &server.url(), &tls, AUTH_KEY, "");
+    let out = agent(r, &["renew", KUBELET_CLIENT]).output().unwrap();
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("\trenewed\t"), "{all}");
+    assert!(
+        all.contains("WARNING: kubelet-client-current.pem: the certificate lives 91 days but 365 days was asked for"),
+        "{all}"
+    );
+    assert!(all.contains("later than the old certificate"), "{all}");
+    assert_eq!(
+        lifetime_seconds(r, "kubelet-client-current.pem"),
+        91 * 86_400
+    );
+    verify(
+        &host(r, "/etc/kubernetes/pki/ca.crt"),
+        &kubelet_client_file(r),
+    );
+
+    // 100 days left: 91 days from now end sooner than the old certificate: refused.
+    let (d, built) = build(&spec(Duration::days(100)));
+    let r = d.path();
+    let server = Cfssl::start(&built.ca, &tls, Mode::Https);
+    configure(r, &server.url(), &tls, AUTH_KEY, "");
+    fails_and_changes_nothing(
+        r,
+        &mut agent(r, &["renew", KUBELET_CLIENT]),
+        &[
+            "FAILED",
+            "lives 91 days but 365 days was asked for",
+            "no later than the old certificate",
+        ],
+    );
+}
+
+#[test]
+fn a_tls_handshake_that_hangs_is_reported_as_such() {
+    // A server that accepts the connection and never speaks.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let (d, _) = build(&worker_spec());
+    let r = d.path();
+    let tls = Tls::new();
+    configure(r, &format!("https://127.0.0.1:{port}"), &tls, AUTH_KEY, "");
+    let toml = host(r, "/etc/cert-rotator/config.toml");
+    let conf = std::fs::read_to_string(&toml).unwrap().replacen(
+        "retry_delay_ms = 100\n",
+        "retry_delay_ms = 100\nconnect_timeout_seconds = 1\nattempts = 2\n",
+        1,
+    );
+    std::fs::write(&toml, conf).unwrap();
+    let started = Instant::now();
+    let all = fails_and_changes_nothing(
+        r,
+        &mut agent(r, &["renew", KUBELET_CLIENT]),
+        &[
+            "FAILED",
+            &format!("TLS handshake with 127.0.0.1:{port} timed out after 1s"),
+            "gave up after 2 attempts",
+        ],
+    );
+    assert!(!all.contains("timed out (connect)"), "{all}");
+    assert!(started.elapsed() < StdDuration::from_secs(15), "{all}");
+}

@@ -657,7 +657,7 @@ fn bad_cas_and_targets_are_refused_with_nothing_changed() {
     renew_fails_and_changes_nothing(
         r,
         &["renew", "/etc/kubernetes/token.conf"],
-        &["/etc/kubernetes/token.conf", "no client certificate"],
+        &["/etc/kubernetes/token.conf", "not a client certificate"],
     );
 }
 

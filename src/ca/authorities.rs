@@ -8,8 +8,8 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::local::LocalCa;
-use super::remote::{load_ca_certificate, RemoteCa, RemoteClient};
-use super::{CaError, CertificateAuthority};
+use super::remote::{RemoteCa, RemoteClient, RemoteError};
+use super::{load_ca_certificate, CaError, CertificateAuthority};
 use crate::config::Settings;
 use crate::inventory::AuthorityDef;
 use crate::node::NodeRoot;
@@ -24,14 +24,32 @@ enum CaKey {
     Remote(Option<String>),
 }
 
+/// Why no CA signs along a route. Cloneable: a CA that failed to load fails every
+/// target that needs it with the same error, and is loaded once.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    NotRenewable(String),
+    #[error("CA {name} is not part of this node's layout")]
+    NotInLayout { name: String },
+    #[error("ca = \"remote\" but no [ca.remote] is configured")]
+    NoRemote,
+    #[error("{0}")]
+    Ca(Arc<CaError>),
+    #[error("remote CA: {0}")]
+    Remote(Arc<RemoteError>),
+}
+
+type Loaded = Result<Box<dyn CertificateAuthority>, LoadError>;
+
 /// The signers of one command, loaded on first use and kept for its other targets.
 pub struct Authorities<'a> {
     root: &'a NodeRoot,
     settings: &'a Settings,
     defs: &'a [AuthorityDef],
     now: OffsetDateTime,
-    loaded: BTreeMap<CaKey, Result<Box<dyn CertificateAuthority>, String>>,
-    client: Option<Result<Arc<RemoteClient>, String>>,
+    loaded: BTreeMap<CaKey, Loaded>,
+    client: Option<Result<Arc<RemoteClient>, Arc<RemoteError>>>,
 }
 
 impl<'a> Authorities<'a> {
@@ -52,14 +70,13 @@ impl<'a> Authorities<'a> {
     }
 
     /// The CA that signs along `route`; `Ok(None)` for kubelet.crt's own throwaway CA.
-    /// A CA that cannot be loaded fails every target that needs it, with the same error.
     pub fn signer(
         &mut self,
         route: &CaRoute,
-    ) -> Result<Option<&dyn CertificateAuthority>, CaError> {
+    ) -> Result<Option<&dyn CertificateAuthority>, LoadError> {
         let key = match route {
             CaRoute::SelfBundled => return Ok(None),
-            CaRoute::NotRenewable(why) => return Err(CaError::Refused(why.clone())),
+            CaRoute::NotRenewable(why) => return Err(LoadError::NotRenewable(why.clone())),
             CaRoute::Given(_) => CaKey::Given,
             CaRoute::Local(name) => CaKey::Local(name.clone()),
             CaRoute::Remote { authority, .. } => CaKey::Remote(authority.clone()),
@@ -70,53 +87,59 @@ impl<'a> Authorities<'a> {
         }
         match &self.loaded[&key] {
             Ok(ca) => Ok(Some(&**ca)),
-            Err(e) => Err(CaError::Refused(e.clone())),
+            Err(e) => Err(e.clone()),
         }
     }
 
-    fn load(&mut self, route: &CaRoute) -> Result<Box<dyn CertificateAuthority>, String> {
+    fn load(&mut self, route: &CaRoute) -> Loaded {
+        let local = |ca: Result<LocalCa, CaError>| -> Loaded {
+            ca.map(|c| Box::new(c) as Box<dyn CertificateAuthority>)
+                .map_err(|e| LoadError::Ca(Arc::new(e)))
+        };
         match route {
-            CaRoute::Given(given) => {
-                LocalCa::load(self.root, "given CA", &given.cert, &given.key, self.now)
-                    .map(|c| Box::new(c) as Box<dyn CertificateAuthority>)
-                    .map_err(|e| e.to_string())
-            }
+            CaRoute::Given(given) => local(LocalCa::load(
+                self.root,
+                "given CA",
+                &given.cert,
+                &given.key,
+                self.now,
+            )),
             CaRoute::Local(name) => {
                 let def = self
                     .defs
                     .iter()
                     .find(|a| &a.name == name)
-                    .ok_or_else(|| format!("CA {name} is not part of this node's layout"))?;
-                LocalCa::load(self.root, &def.name, &def.cert, &def.key, self.now)
-                    .map(|c| Box::new(c) as Box<dyn CertificateAuthority>)
-                    .map_err(|e| e.to_string())
+                    .ok_or_else(|| LoadError::NotInLayout { name: name.clone() })?;
+                local(LocalCa::load(
+                    self.root, &def.name, &def.cert, &def.key, self.now,
+                ))
             }
-            CaRoute::Remote { authority, .. } => self
-                .load_remote(authority.as_deref())
-                .map_err(|e| format!("remote CA: {e}")),
-            CaRoute::SelfBundled | CaRoute::NotRenewable(_) => {
-                Err("no CA signs along this route".into())
-            }
+            CaRoute::Remote { authority, .. } => self.load_remote(authority.as_deref()),
+            CaRoute::SelfBundled | CaRoute::NotRenewable(_) => Err(LoadError::NotRenewable(
+                "no CA signs along this route".into(),
+            )),
         }
     }
 
     /// A remote CA whose results must verify against `[ca.remote] ca_cert`, else the
     /// certificate of the node authority `authority`, else nothing known.
-    fn load_remote(
-        &mut self,
-        authority: Option<&str>,
-    ) -> Result<Box<dyn CertificateAuthority>, String> {
+    fn load_remote(&mut self, authority: Option<&str>) -> Loaded {
         let settings = self
             .settings
             .ca
             .remote
             .as_ref()
-            .ok_or("ca = \"remote\" but no [ca.remote] is configured")?;
+            .ok_or(LoadError::NoRemote)?;
         let root = self.root;
         let client = self
             .client
-            .get_or_insert_with(|| RemoteClient::new(root, settings).map(Arc::new))
-            .clone()?;
+            .get_or_insert_with(|| {
+                RemoteClient::new(root, settings)
+                    .map(Arc::new)
+                    .map_err(Arc::new)
+            })
+            .clone()
+            .map_err(LoadError::Remote)?;
         let ca_path = match &settings.ca_cert {
             Some(p) => Some(p.clone()),
             None => authority.and_then(|name| {
@@ -128,7 +151,8 @@ impl<'a> Authorities<'a> {
         };
         let ca = match ca_path {
             Some(p) => {
-                let c = load_ca_certificate(self.root, &p, self.now)?;
+                let c = load_ca_certificate(self.root, &p, self.now)
+                    .map_err(|e| LoadError::Ca(Arc::new(e)))?;
                 Some((p, c))
             }
             None => None,

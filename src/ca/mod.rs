@@ -1,15 +1,15 @@
 //! The CA edge: who signs a renewed certificate.
 //!
-//! [`CertificateAuthority`] is the seam; [`LocalCa`] signs with a CA key on this node (a
-//! control plane holds ca.key, front-proxy-ca.key, etcd/ca.key). A remote signer for
-//! nodes without CA keys implements the same trait. The private key of the target never
-//! crosses this seam except as a public key (local) or a CSR (remote).
+//! [`CertificateAuthority`] is the seam; [`LocalCa`] (local.rs) signs with a CA key on
+//! this node (a control plane holds ca.key, front-proxy-ca.key, etcd/ca.key), and
+//! [`remote::RemoteCa`] asks a cfssl server for nodes without CA keys. The private key of
+//! the target never crosses this seam except as a public key (local) or a CSR (remote).
+//!
+//! Both kinds read the CA certificate they sign with, or verify against, through
+//! [`load_ca_certificate`]: one rule for "a CA certificate must be a CA and valid now".
 
 pub mod authorities;
-pub mod local {
-    //! Placeholder path until the CA edge is split: LocalCa lives in ca/mod.rs.
-    pub use super::LocalCa;
-}
+pub mod local;
 pub mod remote;
 
 use std::path::{Path, PathBuf};
@@ -17,15 +17,54 @@ use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
 use crate::node::NodeRoot;
-use crate::pki::x509::{resign, Issuer, Reissue};
-use crate::pki::{self, CertFacts, PrivateKey};
+use crate::pki::{self, CertFacts, PkiError, PrivateKey};
 
+pub use local::LocalCa;
+
+/// Why a CA could not be loaded or would not sign. Loading errors name the file; signing
+/// errors name the target (the old certificate has no path of its own at this seam).
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-    #[error("{0}")]
-    Refused(String),
+    #[error("{}: cannot read CA certificate: {reason}", path.display())]
+    ReadCertificate { path: PathBuf, reason: String },
+    #[error("{}: cannot read CA key: {reason}", path.display())]
+    ReadKey { path: PathBuf, reason: String },
+    /// Not PEM, not a certificate or not a key.
+    #[error("{}: {source}", path.display())]
+    Parse { path: PathBuf, source: PkiError },
+    #[error("{}: no CERTIFICATE block", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("{}: is not a CA certificate (CA:FALSE)", path.display())]
+    NotCa { path: PathBuf },
+    #[error(
+        "{}: CA certificate expired on {}: renew the CA first (kubeadm certs renew cannot do it either); leaves signed now would be invalid",
+        path.display(),
+        crate::timefmt::rfc3339(*not_after)
+    )]
+    Expired {
+        path: PathBuf,
+        not_after: OffsetDateTime,
+    },
+    #[error("{}: CA key does not match CA certificate {}", key.display(), cert.display())]
+    KeyMismatch { key: PathBuf, cert: PathBuf },
+    /// The old certificate was signed by another CA and no switch was asked for.
+    #[error(
+        "{target}: not signed by {ca} (issuer {issuer}); renewing with this CA would break trust"
+    )]
+    NotSignedBy {
+        target: String,
+        /// The CA as [`CertificateAuthority::describe`] gives it (name and path).
+        ca: String,
+        issuer: String,
+    },
+    #[error("{target}: signing failed: {source}")]
+    Signing { target: String, source: PkiError },
+    /// The remote CA: the request, the exchange with cfssl, or a refused answer.
+    #[error("{target}: {source}")]
+    Remote {
+        target: String,
+        source: remote::RemoteSignError,
+    },
 }
 
 /// What to sign: the old certificate's identity for a (new or reused) key.
@@ -40,6 +79,27 @@ pub struct SigningRequest<'a> {
     /// Sign even though another CA signed the old certificate: an operator's explicit
     /// choice (kubelet.crt moved from its throwaway CA to the cluster CA).
     pub switch_issuer: bool,
+    /// The pass's clock: what "valid now" means for a returned certificate. A CA never
+    /// reads the system clock itself, so a pass is judged at one instant.
+    pub now: OffsetDateTime,
+}
+
+/// A signed certificate and what the operator must hear about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signed {
+    pub der: Vec<u8>,
+    /// Loud conditions the pass puts in its journal, summary and metrics, each prefixed
+    /// with the target name (a remote profile that gave a shorter lifetime than asked).
+    pub warnings: Vec<String>,
+}
+
+impl Signed {
+    pub fn quiet(der: Vec<u8>) -> Self {
+        Signed {
+            der,
+            warnings: Vec::new(),
+        }
+    }
 }
 
 pub trait CertificateAuthority {
@@ -47,108 +107,105 @@ pub trait CertificateAuthority {
     fn describe(&self) -> String;
     /// The CA's certificate, when known: for capping validity and verifying results.
     fn certificate(&self) -> Option<&CertFacts>;
-    /// Signs and returns the new certificate's DER.
-    fn sign(&self, req: &SigningRequest<'_>) -> Result<Vec<u8>, CaError>;
+    /// Signs and returns the new certificate's DER with its warnings.
+    fn sign(&self, req: &SigningRequest<'_>) -> Result<Signed, CaError>;
 }
 
-/// A CA whose key is on this node.
-pub struct LocalCa {
-    name: String,
-    cert_path: PathBuf,
-    cert: CertFacts,
-    key: PrivateKey,
-}
-
-impl LocalCa {
-    /// Loads and checks a CA: its certificate must be a CA, currently valid, and the key
-    /// must belong to it. Paths are node paths under `root`.
-    pub fn load(
-        root: &NodeRoot,
-        name: &str,
-        cert_path: &Path,
-        key_path: &Path,
-        now: OffsetDateTime,
-    ) -> Result<Self, CaError> {
-        let invalid = |path: &Path, message: String| CaError::Invalid {
+/// Loads a CA certificate (the first certificate of a node file) and checks that it is a
+/// CA and valid at `now`: the certificate a local CA signs with, and the one a remote
+/// CA's answers must verify against.
+pub fn load_ca_certificate(
+    root: &NodeRoot,
+    path: &Path,
+    now: OffsetDateTime,
+) -> Result<CertFacts, CaError> {
+    let (_, bytes) = root.read_file(path).map_err(|e| CaError::ReadCertificate {
+        path: path.to_path_buf(),
+        reason: e.reason,
+    })?;
+    let parse = |source| CaError::Parse {
+        path: path.to_path_buf(),
+        source,
+    };
+    let blocks = pki::parse_pem(&bytes).map_err(parse)?;
+    let cert = pki::certificates(&blocks)
+        .map_err(parse)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| CaError::NoCertificate {
             path: path.to_path_buf(),
-            message,
-        };
-        let bytes = root
-            .read(cert_path)
-            .map_err(|e| invalid(cert_path, format!("cannot read CA certificate: {e}")))?;
-        let blocks = pki::parse_pem(&bytes).map_err(|e| invalid(cert_path, e.0))?;
-        let cert = pki::certificates(&blocks)
-            .map_err(|e| invalid(cert_path, e.0))?
-            .into_iter()
-            .next()
-            .ok_or_else(|| invalid(cert_path, "no CERTIFICATE block".into()))?;
-        if !cert.is_ca {
-            return Err(invalid(
-                cert_path,
-                "is not a CA certificate (CA:FALSE)".into(),
-            ));
-        }
-        if cert.not_after <= now {
-            return Err(invalid(
-                cert_path,
-                format!(
-                    "CA certificate expired on {}: renew the CA first (kubeadm certs renew cannot do it either); leaves signed now would be invalid",
-                    crate::timefmt::rfc3339(cert.not_after)
-                ),
-            ));
-        }
-        let key_bytes = root
-            .read(key_path)
-            .map_err(|e| invalid(key_path, format!("cannot read CA key: {e}")))?;
-        let key = PrivateKey::from_pem(&key_bytes).map_err(|e| invalid(key_path, e.0))?;
-        if !key.matches(&cert) {
-            return Err(invalid(
-                key_path,
-                format!(
-                    "CA key does not match CA certificate {}",
-                    cert_path.display()
-                ),
-            ));
-        }
-        Ok(LocalCa {
-            name: name.to_string(),
-            cert_path: cert_path.to_path_buf(),
-            cert,
-            key,
-        })
+        })?;
+    if !cert.is_ca {
+        return Err(CaError::NotCa {
+            path: path.to_path_buf(),
+        });
     }
+    if cert.not_after <= now {
+        return Err(CaError::Expired {
+            path: path.to_path_buf(),
+            not_after: cert.not_after,
+        });
+    }
+    Ok(cert)
 }
 
-impl CertificateAuthority for LocalCa {
-    fn describe(&self) -> String {
-        format!("{} ({})", self.name, self.cert_path.display())
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::encode_pem;
+    use crate::pki::x509::{CertTemplate, OID_CN};
+    use crate::pki::{KeyAlgorithm, KeyEncoding};
+    use time::Duration;
 
-    fn certificate(&self) -> Option<&CertFacts> {
-        Some(&self.cert)
-    }
-
-    fn sign(&self, req: &SigningRequest<'_>) -> Result<Vec<u8>, CaError> {
-        if !req.switch_issuer && !req.old.is_signed_by(&self.cert) {
-            return Err(CaError::Refused(format!(
-                "{}: not signed by {} (issuer {}); renewing with this CA would break trust",
-                req.target,
-                self.describe(),
-                req.old.issuer
-            )));
+    fn write_cert(dir: &Path, name: &str, is_ca: bool, not_after: OffsetDateTime) {
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256, KeyEncoding::Sec1).unwrap();
+        let der = CertTemplate {
+            subject: vec![vec![(OID_CN, "kubernetes".into())]],
+            not_before: Some(not_after - Duration::days(3650)),
+            not_after: Some(not_after),
+            is_ca,
+            ..Default::default()
         }
-        resign(
-            &Reissue {
-                old_der: &req.old.der,
-                new_key: req.key,
-                not_before: req.not_before,
-                not_after: req.not_after,
-            },
-            Some(&Issuer {
-                cert: &self.cert,
-                key: &self.key,
-            }),
-        )
-        .map_err(|e| CaError::Refused(format!("{}: signing failed: {e}", req.target)))
+        .issue(&key, None)
+        .unwrap();
+        std::fs::write(dir.join(name), encode_pem("CERTIFICATE", &der)).unwrap();
+    }
+
+    #[test]
+    fn a_ca_certificate_must_be_a_ca_and_valid_now() {
+        let d = tempfile::tempdir().unwrap();
+        let root = NodeRoot::new(d.path());
+        let now = OffsetDateTime::now_utc();
+        write_cert(d.path(), "ca.crt", true, now + Duration::days(1));
+        write_cert(d.path(), "leaf.crt", false, now + Duration::days(1));
+        write_cert(d.path(), "old.crt", true, now - Duration::days(1));
+        // A PEM file without a certificate (a key where the CA certificate should be).
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256, KeyEncoding::Sec1).unwrap();
+        std::fs::write(d.path().join("empty.crt"), key.to_pem().unwrap().as_bytes()).unwrap();
+        let load = |p: &str| load_ca_certificate(&root, Path::new(p), now);
+        assert!(load("/ca.crt").unwrap().is_ca);
+        let e = load("/leaf.crt").unwrap_err();
+        assert!(matches!(&e, CaError::NotCa { path } if path == Path::new("/leaf.crt")));
+        assert_eq!(
+            e.to_string(),
+            "/leaf.crt: is not a CA certificate (CA:FALSE)"
+        );
+        let e = load("/old.crt").unwrap_err();
+        assert!(matches!(e, CaError::Expired { .. }));
+        assert!(e
+            .to_string()
+            .starts_with("/old.crt: CA certificate expired on "));
+        assert!(e.to_string().contains("renew the CA first"));
+        let e = load("/missing.crt").unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("/missing.crt: cannot read CA certificate: "));
+        assert!(matches!(
+            load("/empty.crt").unwrap_err(),
+            CaError::NoCertificate { .. }
+        ));
+        // The same check a day later: now is the caller's, not the system clock.
+        let later = load_ca_certificate(&root, Path::new("/ca.crt"), now + Duration::days(2));
+        assert!(matches!(later.unwrap_err(), CaError::Expired { .. }));
     }
 }

@@ -80,66 +80,103 @@ pub struct RemoteTarget {
     pub days: Option<i64>,
 }
 
+/// Why a `[ca.remote]` section is refused: each variant names the key it concerns, so
+/// that `config check` and `cert-renew --remote` can say what to fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RemoteSettingsError {
+    #[error("url: missing (the cfssl server, https://HOST:PORT)")]
+    MissingUrl,
+    #[error(
+        "url = {url:?}: plain http is refused (the CSR and the auth token would travel in clear); \
+         use https, or set allow_http = true (cert-renew: --insecure-http)"
+    )]
+    PlainHttp { url: String },
+    #[error("url = {url:?}: must start with https://")]
+    NotHttps { url: String },
+    #[error("url = {url:?}: expected https://HOST[:PORT][/PATH] without query or fragment")]
+    UrlShape { url: String },
+    #[error("url = {url:?}: not a valid URL")]
+    InvalidUrl { url: String },
+    /// A number outside its range: `key = value: must be ...`.
+    #[error("{key} = {value}: {expected}")]
+    OutOfRange {
+        key: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("client_cert and client_key go together")]
+    ClientCertWithoutKey,
+    #[error("targets.{target:?}.days = {days}: must be at least 1")]
+    TargetDays { target: String, days: i64 },
+}
+
 impl RemoteSettings {
-    /// Checks the values serde cannot. Messages name the key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the values serde cannot. Errors name the key.
+    pub fn validate(&self) -> Result<(), RemoteSettingsError> {
+        use RemoteSettingsError as E;
         let url = self.url.trim();
         if url.is_empty() {
-            return Err("url: missing (the cfssl server, https://HOST:PORT)".into());
+            return Err(E::MissingUrl);
         }
+        let owned = || url.to_string();
         let lower = url.to_ascii_lowercase();
         let rest = if let Some(r) = lower.strip_prefix("https://") {
             r
         } else if let Some(r) = lower.strip_prefix("http://") {
             if !self.allow_http {
-                return Err(format!(
-                    "url = {url:?}: plain http is refused (the CSR and the auth token would travel in clear); \
-                     use https, or set allow_http = true (cert-renew: --insecure-http)"
-                ));
+                return Err(E::PlainHttp { url: owned() });
             }
             r
         } else {
-            return Err(format!("url = {url:?}: must start with https://"));
+            return Err(E::NotHttps { url: owned() });
         };
         let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
         if host.is_empty() || rest.contains(['?', '#']) || url.contains(char::is_whitespace) {
-            return Err(format!(
-                "url = {url:?}: expected https://HOST[:PORT][/PATH] without query or fragment"
-            ));
+            return Err(E::UrlShape { url: owned() });
         }
         if ureq::http::Uri::try_from(url).is_err() {
-            return Err(format!("url = {url:?}: not a valid URL"));
+            return Err(E::InvalidUrl { url: owned() });
         }
+        let out_of_range = |key, value: &dyn std::fmt::Display, expected| E::OutOfRange {
+            key,
+            value: value.to_string(),
+            expected,
+        };
         if !(1..=10).contains(&self.attempts) {
-            return Err(format!("attempts = {}: must be 1 to 10", self.attempts));
+            return Err(out_of_range("attempts", &self.attempts, "must be 1 to 10"));
         }
         for (key, v) in [
             ("connect_timeout_seconds", self.connect_timeout_seconds),
             ("timeout_seconds", self.timeout_seconds),
         ] {
             if !(1..=600).contains(&v) {
-                return Err(format!("{key} = {v}: must be 1 to 600 seconds"));
+                return Err(out_of_range(key, &v, "must be 1 to 600 seconds"));
             }
         }
         if self.retry_delay_ms > 60_000 {
-            return Err(format!(
-                "retry_delay_ms = {}: at most 60000",
-                self.retry_delay_ms
+            return Err(out_of_range(
+                "retry_delay_ms",
+                &self.retry_delay_ms,
+                "at most 60000",
             ));
         }
         if !(self.lifetime_margin_days >= 0.0 && self.lifetime_margin_days.is_finite()) {
-            return Err(format!(
-                "lifetime_margin_days = {}: must be a number of days, 0 or more",
-                self.lifetime_margin_days
+            return Err(out_of_range(
+                "lifetime_margin_days",
+                &self.lifetime_margin_days,
+                "must be a number of days, 0 or more",
             ));
         }
         if self.client_cert.is_some() != self.client_key.is_some() {
-            return Err("client_cert and client_key go together".into());
+            return Err(E::ClientCertWithoutKey);
         }
         for (name, t) in &self.targets {
             if let Some(d) = t.days {
                 if d < 1 {
-                    return Err(format!("targets.{name:?}.days = {d}: must be at least 1"));
+                    return Err(E::TargetDays {
+                        target: name.clone(),
+                        days: d,
+                    });
                 }
             }
         }
@@ -158,5 +195,58 @@ impl RemoteSettings {
     /// The lifetime configured for a target's profile, if any.
     pub fn days_for(&self, target: &str) -> Option<i64> {
         self.targets.get(target).and_then(|t| t.days)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_refuse_http_unless_allowed_and_check_ranges() {
+        let mut s = RemoteSettings {
+            url: "http://127.0.0.1:8888".into(),
+            ..Default::default()
+        };
+        let e = s.validate().unwrap_err();
+        assert!(
+            matches!(&e, RemoteSettingsError::PlainHttp { url } if url == "http://127.0.0.1:8888")
+        );
+        assert!(e.to_string().contains("plain http"));
+        s.allow_http = true;
+        s.validate().unwrap();
+        s.url = "ftp://x".into();
+        assert!(s.validate().unwrap_err().to_string().contains("https://"));
+        s.url = "https://ca.example:8888/".into();
+        s.attempts = 0;
+        assert_eq!(
+            s.validate().unwrap_err().to_string(),
+            "attempts = 0: must be 1 to 10"
+        );
+        s.attempts = 3;
+        s.connect_timeout_seconds = 0;
+        assert_eq!(
+            s.validate().unwrap_err().to_string(),
+            "connect_timeout_seconds = 0: must be 1 to 600 seconds"
+        );
+        s.connect_timeout_seconds = 10;
+        s.client_cert = Some("/x".into());
+        assert!(s.validate().unwrap_err().to_string().contains("client_key"));
+        s.client_cert = None;
+        s.targets.insert(
+            "kubelet.crt".into(),
+            RemoteTarget {
+                days: Some(0),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            s.validate().unwrap_err().to_string(),
+            "targets.\"kubelet.crt\".days = 0: must be at least 1"
+        );
+        assert_eq!(
+            RemoteSettings::default().validate().unwrap_err(),
+            RemoteSettingsError::MissingUrl
+        );
     }
 }

@@ -1,0 +1,581 @@
+//! The HTTP side of the remote CA: the cfssl endpoint, TLS roots and client
+//! certificate, retries with backoff, and how a transport failure is classified. The
+//! auth key is auth_key.rs, cfssl's wire types wire.rs, the TLS handshake stage
+//! handshake.rs.
+//!
+//! Transport: ureq 3 with rustls and the aws-lc-rs provider, given explicitly (ureq is
+//! built without a provider of its own, so nothing falls back to ring). It is blocking
+//! (the agent is a oneshot that makes a handful of POSTs: an async runtime plus reqwest
+//! would triple the dependency tree for that), pure Rust TLS (no OpenSSL linkage),
+//! actively maintained, and it supports what this needs: a custom root store, client
+//! certificates, per-phase timeouts, no proxy, no redirects.
+
+mod auth_key;
+mod handshake;
+mod wire;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use aws_lc_rs::hmac;
+use base64::Engine;
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{Connector, RustlsConnector, TcpConnector};
+use zeroize::Zeroizing;
+
+use crate::config::remote::{RemoteSettings, RemoteSettingsError};
+use crate::node::NodeRoot;
+use crate::pki::{self, CertFacts, PkiError};
+use auth_key::read_auth_key;
+pub use auth_key::AuthKeyProblem;
+use handshake::{HandshakeTimedOut, TlsStage};
+use wire::CfsslResponse;
+pub use wire::CfsslSignRequest;
+
+/// Why the client could not be made or a sign request failed. Setup errors name the
+/// file or the `[ca.remote]` key; exchange errors name the cfssl URL. Never a key's
+/// content.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("[ca.remote] {0}")]
+    Settings(#[from] RemoteSettingsError),
+    #[error("{}: {problem}", path.display())]
+    AuthKey {
+        path: PathBuf,
+        problem: AuthKeyProblem,
+    },
+    #[error("{}: {reason}", path.display())]
+    Read { path: PathBuf, reason: String },
+    #[error("{}: {source}", path.display())]
+    Pem { path: PathBuf, source: PkiError },
+    #[error("{}: no CERTIFICATE block", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("{}: not a PEM private key (client_key of [ca.remote])", path.display())]
+    ClientKey { path: PathBuf },
+    #[error("[ca.remote] no system root certificates found ({errors} errors); set tls_ca_bundle")]
+    NoSystemRoots { errors: usize },
+    /// One exchange failed in a way retrying cannot help.
+    #[error("cfssl {url}: {failure}")]
+    Exchange { url: String, failure: Failure },
+    /// Every try failed transiently; `last` is the last try's failure.
+    #[error("cfssl {url}: {last} (gave up after {attempts} attempts)")]
+    GaveUp {
+        url: String,
+        last: Failure,
+        attempts: u32,
+    },
+}
+
+impl RemoteError {
+    fn read(e: crate::node::NodeError) -> Self {
+        RemoteError::Read {
+            path: e.path,
+            reason: e.reason,
+        }
+    }
+}
+
+/// How one exchange with cfssl failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Failure {
+    #[error("server unreachable: {0}")]
+    Unreachable(String),
+    #[error("connection failed: {0}")]
+    Connection(String),
+    #[error("timed out ({0})")]
+    Timeout(String),
+    /// TCP connected but the server never finished the TLS handshake (an overloaded
+    /// server, a port that is not TLS, a middlebox): not a connect timeout.
+    #[error("TLS handshake with {authority} timed out after {seconds}s")]
+    TlsHandshakeTimeout { authority: String, seconds: u64 },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    Protocol(String),
+    #[error("reading the answer: {0}")]
+    ReadAnswer(String),
+    #[error("HTTP {status}{detail}")]
+    Http { status: u16, detail: HttpDetail },
+    #[error("HTTP {status} but the answer is not cfssl's JSON")]
+    NotCfssl { status: u16 },
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("success but no result.certificate in the answer")]
+    NoCertificate,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What follows `HTTP {status}` in a failure.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HttpDetail {
+    /// cfssl's own errors, with hints.
+    Cfssl(String),
+    Redirect,
+    None,
+}
+
+impl fmt::Display for HttpDetail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpDetail::Cfssl(e) => write!(f, ": {e}"),
+            HttpDetail::Redirect => {
+                f.write_str(" (a redirect: redirects are not followed, configure the final URL)")
+            }
+            HttpDetail::None => Ok(()),
+        }
+    }
+}
+
+/// The HTTP side: one agent, the endpoint and the auth key, shared by every target of a
+/// pass. The auth key is held only as an HMAC key and never printed.
+pub struct RemoteClient {
+    settings: RemoteSettings,
+    agent: ureq::Agent,
+    endpoint: String,
+    auth_key: Option<hmac::Key>,
+}
+
+impl fmt::Debug for RemoteClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "RemoteClient({}, auth key {})",
+            self.endpoint,
+            if self.auth_key.is_some() {
+                "<redacted>"
+            } else {
+                "none"
+            }
+        )
+    }
+}
+
+impl RemoteClient {
+    /// Reads the auth key, TLS roots and client certificate and makes the agent. Errors
+    /// name the file and the problem, never a key's content.
+    pub fn new(root: &NodeRoot, settings: &RemoteSettings) -> Result<Self, RemoteError> {
+        settings.validate()?;
+        let base = settings.url.trim().trim_end_matches('/');
+        let http = base.to_ascii_lowercase().starts_with("http://");
+        if http {
+            tracing::warn!(
+                "[ca.remote] url {base} is plain http (allowed by configuration): the CSR and the auth token travel in clear"
+            );
+        }
+        let auth_key = match &settings.auth_key_file {
+            Some(p) => Some(read_auth_key(root, p)?),
+            None => None,
+        };
+        let endpoint = format!(
+            "{base}/api/v1/cfssl/{}",
+            if auth_key.is_some() {
+                "authsign"
+            } else {
+                "sign"
+            }
+        );
+        let roots: Vec<ureq::tls::Certificate<'static>> = match &settings.tls_ca_bundle {
+            Some(p) => read_certificates(root, p)?
+                .iter()
+                .map(|c| ureq::tls::Certificate::from_der(&c.der).to_owned())
+                .collect(),
+            None if http => Vec::new(),
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                if found.certs.is_empty() {
+                    return Err(RemoteError::NoSystemRoots {
+                        errors: found.errors.len(),
+                    });
+                }
+                found
+                    .certs
+                    .iter()
+                    .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+                    .collect()
+            }
+        };
+        let client_cert = match (&settings.client_cert, &settings.client_key) {
+            (Some(c), Some(k)) => {
+                let chain: Vec<ureq::tls::Certificate<'static>> = read_certificates(root, c)?
+                    .iter()
+                    .map(|x| ureq::tls::Certificate::from_der(&x.der).to_owned())
+                    .collect();
+                let (shown, bytes) = root.read_file(k).map_err(RemoteError::read)?;
+                let bytes = Zeroizing::new(bytes);
+                let key = ureq::tls::PrivateKey::from_pem(&bytes)
+                    .map_err(|_| RemoteError::ClientKey { path: shown })?;
+                Some(ureq::tls::ClientCert::new_with_certs(&chain, key))
+            }
+            _ => None,
+        };
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .unversioned_rustls_crypto_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+            .client_cert(client_cert)
+            .build();
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .https_only(!http)
+            // A CA request goes where it is configured: no proxy from the environment,
+            // no redirects (which could downgrade to http or leave the trusted host).
+            .proxy(None)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .timeout_connect(Some(StdDuration::from_secs(
+                settings.connect_timeout_seconds,
+            )))
+            .timeout_global(Some(StdDuration::from_secs(settings.timeout_seconds)))
+            .user_agent(format!("cert-rotator/{}", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls)
+            .build();
+        // ureq's own chain, minus the proxy stages (no proxy is used), with the TLS stage
+        // wrapped so that a hanging handshake is reported as one.
+        let connector = ().chain(TcpConnector::default()).chain(TlsStage {
+            inner: RustlsConnector::default(),
+            connect_timeout_seconds: settings.connect_timeout_seconds,
+            timeout_seconds: settings.timeout_seconds,
+        });
+        let agent = ureq::Agent::with_parts(config, connector, DefaultResolver::default());
+        Ok(RemoteClient {
+            settings: settings.clone(),
+            agent,
+            endpoint,
+            auth_key,
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub fn settings(&self) -> &RemoteSettings {
+        &self.settings
+    }
+
+    /// The body posted for a sign request: the request itself, or wrapped with its
+    /// HMAC-SHA256 token for authsign.
+    pub fn body(&self, request: &[u8]) -> Vec<u8> {
+        match &self.auth_key {
+            None => request.to_vec(),
+            Some(key) => {
+                let b64 = base64::engine::general_purpose::STANDARD;
+                let token = hmac::sign(key, request);
+                serde_json::json!({
+                    "token": b64.encode(token.as_ref()),
+                    "request": b64.encode(request),
+                })
+                .to_string()
+                .into_bytes()
+            }
+        }
+    }
+
+    /// Posts a sign request with retries; returns the certificate PEM cfssl answered.
+    pub fn sign(&self, target: &str, request: &[u8]) -> Result<String, RemoteError> {
+        let body = self.body(request);
+        let attempts = self.settings.attempts.max(1);
+        let url = || self.endpoint.clone();
+        let mut last = None;
+        for attempt in 1..=attempts {
+            match self.post_once(&body) {
+                Attempt::Done(pem) => return Ok(pem),
+                Attempt::Fatal(failure) => {
+                    return Err(RemoteError::Exchange {
+                        url: url(),
+                        failure,
+                    })
+                }
+                Attempt::Transient(failure) => {
+                    if attempt < attempts {
+                        let wait = backoff(self.settings.retry_delay_ms, attempt);
+                        tracing::warn!(
+                            target_name = %target,
+                            "cfssl {}: {failure}; attempt {attempt} of {attempts}, retrying in {} ms",
+                            self.endpoint,
+                            wait.as_millis()
+                        );
+                        std::thread::sleep(wait);
+                    }
+                    last = Some(failure);
+                }
+            }
+        }
+        Err(RemoteError::GaveUp {
+            url: url(),
+            // attempts >= 1 and every try that did not return was transient.
+            last: last.unwrap_or(Failure::Other("no attempt made".into())),
+            attempts,
+        })
+    }
+
+    fn post_once(&self, body: &[u8]) -> Attempt {
+        let resp = self
+            .agent
+            .post(&self.endpoint)
+            .header("Content-Type", "application/json")
+            .send(body);
+        let mut resp = match resp {
+            Ok(r) => r,
+            Err(e) => return classify_transport(e),
+        };
+        let status = resp.status().as_u16();
+        let text = match resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_string()
+        {
+            Ok(t) => t,
+            Err(e) if status < 300 => {
+                return Attempt::Transient(Failure::ReadAnswer(e.to_string()))
+            }
+            Err(_) => String::new(),
+        };
+        let parsed: Option<CfsslResponse> = serde_json::from_str(&text).ok();
+        if !(200..300).contains(&status) {
+            let detail = match &parsed {
+                Some(p) => HttpDetail::Cfssl(p.errors_text()),
+                None if (300..400).contains(&status) => HttpDetail::Redirect,
+                None => HttpDetail::None,
+            };
+            let failure = Failure::Http { status, detail };
+            return if status >= 500 || status == 429 || status == 408 {
+                Attempt::Transient(failure)
+            } else {
+                Attempt::Fatal(failure)
+            };
+        }
+        let Some(parsed) = parsed else {
+            return Attempt::Fatal(Failure::NotCfssl { status });
+        };
+        if !parsed.success {
+            return Attempt::Fatal(Failure::Refused(parsed.errors_text()));
+        }
+        match parsed.result.and_then(|r| r.certificate) {
+            Some(c) if !c.trim().is_empty() => Attempt::Done(c),
+            _ => Attempt::Fatal(Failure::NoCertificate),
+        }
+    }
+}
+
+enum Attempt {
+    Done(String),
+    Transient(Failure),
+    Fatal(Failure),
+}
+
+fn classify_transport(e: ureq::Error) -> Attempt {
+    use ureq::Error as E;
+    match e {
+        E::Io(io) => {
+            if let Some(h) = io
+                .get_ref()
+                .and_then(|x| x.downcast_ref::<HandshakeTimedOut>())
+            {
+                return Attempt::Transient(Failure::TlsHandshakeTimeout {
+                    authority: h.authority.clone(),
+                    seconds: h.seconds,
+                });
+            }
+            // rustls reports certificate and handshake problems as InvalidData: retrying
+            // cannot help, and the message says what the server presented.
+            use std::io::ErrorKind as K;
+            match io.kind() {
+                K::InvalidData => Attempt::Fatal(Failure::Tls(io.to_string())),
+                K::ConnectionRefused | K::NotFound | K::AddrNotAvailable => {
+                    Attempt::Transient(Failure::Unreachable(io.to_string()))
+                }
+                _ => Attempt::Transient(Failure::Connection(io.to_string())),
+            }
+        }
+        E::Timeout(t) => Attempt::Transient(Failure::Timeout(t.to_string())),
+        E::ConnectionFailed | E::HostNotFound | E::BodyStalled => {
+            Attempt::Transient(Failure::Unreachable(e.to_string()))
+        }
+        E::Protocol(_) => Attempt::Transient(Failure::Protocol(e.to_string())),
+        E::Tls(_) | E::Rustls(_) | E::Pem(_) | E::TlsRequired => {
+            Attempt::Fatal(Failure::Tls(e.to_string()))
+        }
+        other => Attempt::Fatal(Failure::Other(other.to_string())),
+    }
+}
+
+/// Exponential backoff with jitter: `base * 2^(attempt-1)`, times a random factor in
+/// [0.5, 1.5), at most 30 s.
+fn backoff(base_ms: u64, attempt: u32) -> StdDuration {
+    use aws_lc_rs::rand::SecureRandom;
+    let exp = base_ms.saturating_mul(1u64 << (attempt.saturating_sub(1)).min(16));
+    let mut b = [0u8; 2];
+    // Without randomness the factor is 1: the backoff still grows, only in step.
+    let r = aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map(|_| u16::from_be_bytes(b))
+        .unwrap_or(u16::MAX / 2);
+    let factor = 0.5 + f64::from(r) / f64::from(u16::MAX);
+    StdDuration::from_millis(((exp as f64 * factor) as u64).min(30_000))
+}
+
+/// The certificates of a node PEM file (TLS roots, client chain); at least one.
+fn read_certificates(root: &NodeRoot, path: &Path) -> Result<Vec<CertFacts>, RemoteError> {
+    let (shown, bytes) = root.read_file(path).map_err(RemoteError::read)?;
+    let pem = |source| RemoteError::Pem {
+        path: shown.clone(),
+        source,
+    };
+    let blocks = pki::parse_pem(&bytes).map_err(pem)?;
+    let certs = pki::certificates(&blocks).map_err(pem)?;
+    if certs.is_empty() {
+        return Err(RemoteError::NoCertificate { path: shown });
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::auth_key::hex_decode;
+    use super::*;
+    use crate::pki::encode_pem;
+    use crate::pki::x509::{CertTemplate, OID_CN};
+    use crate::pki::{KeyAlgorithm, KeyEncoding, PrivateKey};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn any_certificate() -> Vec<u8> {
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256, KeyEncoding::Sec1).unwrap();
+        CertTemplate {
+            subject: vec![vec![(OID_CN, "cfssl-tls-ca".into())]],
+            is_ca: true,
+            ..Default::default()
+        }
+        .issue(&key, None)
+        .unwrap()
+    }
+
+    #[test]
+    fn authsign_body_is_the_hmac_of_the_request_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let root = NodeRoot::new(d.path());
+        let f = d.path().join("key");
+        std::fs::write(&f, "0123456789abcdef0123456789ABCDEF\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut s = RemoteSettings {
+            url: "https://127.0.0.1:1".into(),
+            auth_key_file: Some("/key".into()),
+            tls_ca_bundle: None,
+            ..Default::default()
+        };
+        let e = RemoteClient::new(&root, &s).unwrap_err();
+        assert!(
+            matches!(&e, RemoteError::AuthKey { path, problem: AuthKeyProblem::Mode { mode: 0o644 } } if path == Path::new("/key")),
+            "{e}"
+        );
+        let e = e.to_string();
+        assert!(e.contains("0644") && e.contains("0600"), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // The bundle: any certificate will do for building the client.
+        std::fs::write(
+            d.path().join("b.pem"),
+            encode_pem("CERTIFICATE", &any_certificate()),
+        )
+        .unwrap();
+        s.tls_ca_bundle = Some("/b.pem".into());
+        let client = RemoteClient::new(&root, &s).unwrap();
+        assert!(client.endpoint().ends_with("/api/v1/cfssl/authsign"));
+        assert!(!format!("{client:?}").contains("0123"));
+        let body: serde_json::Value = serde_json::from_slice(&client.body(b"{\"x\":1}")).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        assert_eq!(body["request"], b64.encode(b"{\"x\":1}"));
+        let key = hex_decode(b"0123456789abcdef0123456789abcdef").unwrap();
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &key), b"{\"x\":1}");
+        assert_eq!(body["token"], b64.encode(tag.as_ref()));
+        s.auth_key_file = None;
+        let plain = RemoteClient::new(&root, &s).unwrap();
+        assert!(plain.endpoint().ends_with("/api/v1/cfssl/sign"));
+        assert_eq!(plain.body(b"abc"), b"abc");
+    }
+
+    #[test]
+    fn a_handshake_that_hangs_is_not_a_connect_timeout() {
+        // A TCP listener that accepts and never speaks.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in listener.incoming().flatten() {
+                held.push(s);
+            }
+        });
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("b.pem"),
+            encode_pem("CERTIFICATE", &any_certificate()),
+        )
+        .unwrap();
+        let s = RemoteSettings {
+            url: format!("https://127.0.0.1:{port}"),
+            tls_ca_bundle: Some("/b.pem".into()),
+            connect_timeout_seconds: 1,
+            attempts: 1,
+            ..Default::default()
+        };
+        let client = RemoteClient::new(&NodeRoot::new(d.path()), &s).unwrap();
+        let started = std::time::Instant::now();
+        let e = client.sign("kubelet.crt", b"{}").unwrap_err();
+        assert!(started.elapsed() < StdDuration::from_secs(10), "{e}");
+        assert!(
+            matches!(
+                &e,
+                RemoteError::GaveUp {
+                    last: Failure::TlsHandshakeTimeout { seconds: 1, .. },
+                    attempts: 1,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().contains(&format!(
+                "TLS handshake with 127.0.0.1:{port} timed out after 1s"
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn nothing_listening_is_unreachable_and_retried() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let s = RemoteSettings {
+            url: format!("http://127.0.0.1:{port}"),
+            allow_http: true,
+            attempts: 2,
+            retry_delay_ms: 1,
+            ..Default::default()
+        };
+        let client = RemoteClient::new(&NodeRoot::new("/nonexistent"), &s).unwrap();
+        let e = client.sign("kubelet.crt", b"{}").unwrap_err();
+        assert!(
+            matches!(&e, RemoteError::GaveUp { last: Failure::Unreachable(_) | Failure::Connection(_), attempts: 2, url } if url.ends_with("/api/v1/cfssl/sign")),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("gave up after 2 attempts"), "{e}");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        for attempt in 1..=3 {
+            let d = backoff(100, attempt).as_millis() as u64;
+            let base = 100 << (attempt - 1);
+            assert!(d >= base / 2 && d <= base * 3 / 2, "{attempt}: {d}");
+        }
+        assert!(backoff(60_000, 10) <= StdDuration::from_secs(30));
+    }
+}
