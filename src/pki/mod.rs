@@ -5,6 +5,9 @@
 
 pub mod x509;
 
+#[cfg(test)]
+mod facts_tests;
+
 use std::fmt;
 
 use der::asn1::ObjectIdentifier;
