@@ -71,9 +71,9 @@ impl LocalCa {
         let bytes = root
             .read(cert_path)
             .map_err(|e| invalid(cert_path, format!("cannot read CA certificate: {e}")))?;
-        let blocks = pki::parse_pem(&bytes).map_err(|e| invalid(cert_path, e.0))?;
+        let blocks = pki::parse_pem(&bytes).map_err(|e| invalid(cert_path, e.to_string()))?;
         let cert = pki::certificates(&blocks)
-            .map_err(|e| invalid(cert_path, e.0))?
+            .map_err(|e| invalid(cert_path, e.to_string()))?
             .into_iter()
             .next()
             .ok_or_else(|| invalid(cert_path, "no CERTIFICATE block".into()))?;
@@ -95,7 +95,7 @@ impl LocalCa {
         let key_bytes = root
             .read(key_path)
             .map_err(|e| invalid(key_path, format!("cannot read CA key: {e}")))?;
-        let key = PrivateKey::from_pem(&key_bytes).map_err(|e| invalid(key_path, e.0))?;
+        let key = PrivateKey::from_pem(&key_bytes).map_err(|e| invalid(key_path, e.to_string()))?;
         if !key.matches(&cert) {
             return Err(invalid(
                 key_path,

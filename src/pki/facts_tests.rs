@@ -3,151 +3,15 @@
 //! `subject`, `issuer` and `serial` are printed by `status --json` and compared by scripts
 //! that watch a node, so their exact text is a contract. The expected strings below are
 //! what the x509-parser based reader printed; any reader must keep printing them.
-//!
-//! Certificates are assembled here from raw DER so that the names are encoded exactly as
-//! a test says (string type, RDN grouping, even SET order a DER encoder would not emit).
 
 use der::asn1::{ObjectIdentifier, OctetString};
-use der::Encode;
 use time::macros::datetime;
-use time::OffsetDateTime;
 use x509_cert::ext::pkix::{AuthorityKeyIdentifier, BasicConstraints, SubjectKeyIdentifier};
 use x509_cert::ext::Extension;
 
-use super::x509::{validity, CertTemplate, Issuer};
+use super::testcerts::*;
+use super::x509::CertTemplate;
 use super::{certificates, parse_pem, CertFacts, KeyAlgorithm, KeyEncoding, PrivateKey};
-
-const PRINTABLE: u8 = 0x13;
-const UTF8: u8 = 0x0c;
-const IA5: u8 = 0x16;
-const T61: u8 = 0x14;
-const BMP: u8 = 0x1e;
-const UNIVERSAL: u8 = 0x1c;
-const INTEGER: u8 = 0x02;
-
-const CN: &str = "2.5.4.3";
-const O: &str = "2.5.4.10";
-
-/// A DER TLV with a definite length.
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
-/// A Name from RDNs of (attribute type, string tag, value bytes), in exactly the given
-/// order: no DER sorting of multi-valued RDNs.
-fn raw_name(rdns: &[&[(&str, u8, &[u8])]]) -> Vec<u8> {
-    let mut seq = Vec::new();
-    for rdn in rdns {
-        let mut set = Vec::new();
-        for (oid, tag, value) in rdn.iter() {
-            let mut atv = ObjectIdentifier::new_unwrap(oid).to_der().unwrap();
-            atv.extend(tlv(*tag, value));
-            set.extend(tlv(0x30, &atv));
-        }
-        seq.extend(tlv(0x31, &set));
-    }
-    tlv(0x30, &seq)
-}
-
-/// One printable-string RDN per (type, value).
-fn simple_name(rdns: &[(&str, &str)]) -> Vec<u8> {
-    let owned: Vec<[(&str, u8, &[u8]); 1]> = rdns
-        .iter()
-        .map(|(oid, v)| [(*oid, PRINTABLE, v.as_bytes())])
-        .collect();
-    let refs: Vec<&[(&str, u8, &[u8])]> = owned.iter().map(|r| &r[..]).collect();
-    raw_name(&refs)
-}
-
-struct Raw<'a> {
-    subject: Vec<u8>,
-    issuer: Vec<u8>,
-    serial: &'a [u8],
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
-    extensions: Vec<Extension>,
-    subject_key: &'a PrivateKey,
-    signer: &'a PrivateKey,
-}
-
-/// A v3 certificate assembled from the parts in `r`, signed by `r.signer`.
-fn build(r: &Raw<'_>) -> Vec<u8> {
-    let alg = r.signer.signature_algorithm().to_der().unwrap();
-    let mut tbs = tlv(0xa0, &tlv(INTEGER, &[2]));
-    tbs.extend(tlv(INTEGER, r.serial));
-    tbs.extend(&alg);
-    tbs.extend(&r.issuer);
-    tbs.extend(
-        validity(r.not_before, r.not_after)
-            .unwrap()
-            .to_der()
-            .unwrap(),
-    );
-    tbs.extend(&r.subject);
-    tbs.extend(r.subject_key.spki().unwrap().to_der().unwrap());
-    if !r.extensions.is_empty() {
-        let exts: Vec<u8> = r
-            .extensions
-            .iter()
-            .flat_map(|x| x.to_der().unwrap())
-            .collect();
-        tbs.extend(tlv(0xa3, &tlv(0x30, &exts)));
-    }
-    let tbs = tlv(0x30, &tbs);
-    let sig = r.signer.sign(&tbs).unwrap();
-    let mut bits = vec![0u8];
-    bits.extend(sig);
-    let mut cert = tbs;
-    cert.extend(alg);
-    cert.extend(tlv(0x03, &bits));
-    tlv(0x30, &cert)
-}
-
-fn key() -> PrivateKey {
-    PrivateKey::generate(KeyAlgorithm::EcdsaP256, KeyEncoding::Sec1).unwrap()
-}
-
-/// A self-signed certificate with `subject` as both names and a fixed serial and validity.
-fn self_signed(subject: Vec<u8>) -> CertFacts {
-    let k = key();
-    let der = build(&Raw {
-        issuer: subject.clone(),
-        subject,
-        serial: &[0x01],
-        not_before: datetime!(2024-01-02 03:04:05 UTC),
-        not_after: datetime!(2034-01-02 03:04:05 UTC),
-        extensions: vec![],
-        subject_key: &k,
-        signer: &k,
-    });
-    CertFacts::from_der(&der).unwrap()
-}
-
-fn subject_of(rdns: &[&[(&str, u8, &[u8])]]) -> String {
-    self_signed(raw_name(rdns)).subject
-}
-
-fn ext<T: der::oid::AssociatedOid + Encode>(value: &T, critical: bool) -> Extension {
-    Extension {
-        extn_id: T::OID,
-        critical,
-        extn_value: OctetString::new(value.to_der().unwrap()).unwrap(),
-    }
-}
 
 #[test]
 fn kubeadm_multi_valued_o_rdn_prints_in_der_set_order() {
@@ -403,38 +267,38 @@ fn malformed_der_is_refused() {
 }
 
 #[test]
-fn signed_by_checks_the_signature() {
-    for alg in [
-        KeyAlgorithm::EcdsaP256,
-        KeyAlgorithm::EcdsaP384,
-        KeyAlgorithm::Rsa { bits: 2048 },
+fn damaged_and_duplicate_extensions_are_refused() {
+    let k = key();
+    let garbage = Extension {
+        extn_id: ObjectIdentifier::new_unwrap("2.5.29.19"),
+        critical: true,
+        extn_value: OctetString::new(vec![0x04, 0x00]).unwrap(),
+    };
+    let bc = ext(
+        &BasicConstraints {
+            ca: false,
+            path_len_constraint: None,
+        },
+        true,
+    );
+    for (exts, want) in [
+        (vec![garbage], "extension 2.5.29.19 cannot be parsed"),
+        (
+            vec![bc.clone(), bc],
+            "extension 2.5.29.19 appears more than once",
+        ),
     ] {
-        let ca_key = PrivateKey::generate(alg, KeyEncoding::Pkcs8).unwrap();
-        let ca_t = CertTemplate {
-            subject: vec![vec![(super::x509::OID_CN, "kubernetes".into())]],
-            is_ca: true,
-            ..Default::default()
-        };
-        let ca = CertFacts::from_der(&ca_t.issue(&ca_key, None).unwrap()).unwrap();
-        assert!(ca.is_signed_by(&ca), "{alg}");
-        let leaf_key = key();
-        let leaf_t = CertTemplate {
-            subject: vec![vec![(super::x509::OID_CN, "leaf".into())]],
-            ..Default::default()
-        };
-        let issuer = Issuer {
-            cert: &ca,
-            key: &ca_key,
-        };
-        let leaf = CertFacts::from_der(&leaf_t.issue(&leaf_key, Some(&issuer)).unwrap()).unwrap();
-        assert!(leaf.is_signed_by(&ca), "{alg}");
-        assert!(!ca.is_signed_by(&leaf), "{alg}");
-        assert!(!leaf.is_signed_by(&leaf), "{alg}");
-
-        // Same name, another key: the signature does not verify.
-        let other_key = PrivateKey::generate(alg, KeyEncoding::Pkcs8).unwrap();
-        let other = CertFacts::from_der(&ca_t.issue(&other_key, None).unwrap()).unwrap();
-        assert_eq!(other.raw_subject, ca.raw_subject);
-        assert!(!leaf.is_signed_by(&other), "{alg}");
+        let der = build(&Raw {
+            subject: simple_name(&[(CN, "x")]),
+            issuer: simple_name(&[(CN, "x")]),
+            serial: &[0x01],
+            not_before: datetime!(2024-01-02 03:04:05 UTC),
+            not_after: datetime!(2025-01-02 03:04:05 UTC),
+            extensions: exts,
+            subject_key: &k,
+            signer: &k,
+        });
+        let e = CertFacts::from_der(&der).unwrap_err().to_string();
+        assert!(e.starts_with(want), "{e}");
     }
 }

@@ -554,7 +554,7 @@ impl Prober for TlsProber {
         })?;
         let facts = CertFacts::from_der(leaf).map_err(|e| VerifyError::BadCertificate {
             endpoint: endpoint.to_string(),
-            message: e.0,
+            message: e.to_string(),
         })?;
         Ok(ServedCert {
             serial: facts.serial,

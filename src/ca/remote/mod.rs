@@ -30,8 +30,8 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use base64::Engine;
-use const_oid::AssociatedOid;
 use der::asn1::{BitString, ObjectIdentifier, SetOfVec};
+use der::oid::AssociatedOid;
 use der::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
