@@ -572,7 +572,7 @@ fn read_target(t: &Target, root: &NodeRoot, authorities: &[ObservedAuthority]) -
         };
     }
     match read_reading(t, root, authorities) {
-        Ok(Found::Cert(r)) => TargetState::Read(Box::new(r)),
+        Ok(Found::Cert(r)) => TargetState::Read(r),
         Ok(Found::NotManaged(why)) => TargetState::NotManaged(why),
         Err(e) => TargetState::Error(e),
     }
@@ -580,7 +580,7 @@ fn read_target(t: &Target, root: &NodeRoot, authorities: &[ObservedAuthority]) -
 
 /// What a present target holds.
 enum Found {
-    Cert(Reading),
+    Cert(Box<Reading>),
     NotManaged(String),
 }
 
@@ -677,7 +677,7 @@ fn read_reading(
     };
     let Some(key) = key else {
         // A configured directory certificate without a key: watched, not renewable.
-        return Ok(Found::Cert(Reading {
+        return Ok(Found::Cert(Box::new(Reading {
             signer: identify_signer(t.kind, &cert, &certs, authorities),
             key_algorithm: KeyAlgorithm::EcdsaP256,
             key_encoding: KeyEncoding::Pkcs8,
@@ -688,7 +688,7 @@ fn read_reading(
             key: None,
             source,
             kubelet_link,
-        }));
+        })));
     };
     if !key.matches(&cert) {
         return Err(format!(
@@ -703,7 +703,7 @@ fn read_reading(
             cert_file.display()
         ));
     }
-    Ok(Found::Cert(Reading {
+    Ok(Found::Cert(Box::new(Reading {
         signer: identify_signer(t.kind, &cert, &certs, authorities),
         key_algorithm: key.algorithm,
         key_encoding: key.encoding,
@@ -714,7 +714,7 @@ fn read_reading(
         key: Some(Arc::new(key)),
         source,
         kubelet_link,
-    }))
+    })))
 }
 
 /// Prefixes a content error with the file it concerns.

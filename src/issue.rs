@@ -20,9 +20,15 @@ pub const BACKDATE: Duration = Duration::minutes(5);
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
     #[error("{0}")]
-    Ca(#[from] CaError),
+    Ca(Box<CaError>),
     #[error("{target}: {message}")]
     Refused { target: String, message: String },
+}
+
+impl From<CaError> for IssueError {
+    fn from(e: CaError) -> Self {
+        IssueError::Ca(Box::new(e))
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -63,7 +63,7 @@ pub enum CaError {
     #[error("{target}: {source}")]
     Remote {
         target: String,
-        source: remote::RemoteSignError,
+        source: Box<remote::RemoteSignError>,
     },
 }
 

@@ -8,8 +8,8 @@
 
 use std::net::IpAddr;
 
-use const_oid::AssociatedOid;
 use der::asn1::{Ia5String, ObjectIdentifier, OctetString};
+use der::oid::AssociatedOid;
 use der::{Decode, Encode};
 use time::OffsetDateTime;
 use x509_cert::attr::AttributeTypeAndValue;
@@ -34,8 +34,9 @@ pub const EKU_CLIENT: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5
 const OID_SKID: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
 const OID_AKID: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.35");
 
-fn e<T>(what: &str, x: impl std::fmt::Display) -> Result<T, PkiError> {
-    Err(PkiError(format!("{what}: {x}")))
+/// Maps a der encoding failure to a [`PkiError`] naming the part being built.
+fn e<T>(what: &'static str, source: der::Error) -> Result<T, PkiError> {
+    Err(PkiError::Encoding { what, source })
 }
 
 /// The issuer side of a signature: the CA's certificate and key.
@@ -83,7 +84,7 @@ impl CertTemplate {
         let ku = self
             .key_usage
             .iter()
-            .fold(flagset::FlagSet::<KeyUsages>::default(), |a, k| a | *k);
+            .fold(der::flagset::FlagSet::<KeyUsages>::default(), |a, k| a | *k);
         // Go's order: KeyUsage, ExtKeyUsage, BasicConstraints, SKID, AKID, SAN.
         if !self.key_usage.is_empty() {
             exts.push(ext(&KeyUsage(ku), true)?);
@@ -242,7 +243,7 @@ fn ext<T: AssociatedOid + Encode>(value: &T, critical: bool) -> Result<Extension
 
 /// SHA-1 of the subjectPublicKey bits, as Go and OpenSSL compute key identifiers.
 fn key_id(public_key: &[u8]) -> Result<SubjectKeyIdentifier, PkiError> {
-    let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, public_key);
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, public_key);
     Ok(SubjectKeyIdentifier(
         OctetString::new(d.as_ref()).or_else(|x| e("key id", x))?,
     ))
@@ -251,11 +252,8 @@ fn key_id(public_key: &[u8]) -> Result<SubjectKeyIdentifier, PkiError> {
 /// A fresh, random, positive 128-bit serial (RFC 5280 allows up to 20 octets). Never
 /// derived from the key: a renewal that reuses its key must still get a new serial.
 pub fn random_serial() -> Result<SerialNumber, PkiError> {
-    use ring::rand::SecureRandom;
     let mut b = [0u8; 16];
-    ring::rand::SystemRandom::new()
-        .fill(&mut b)
-        .or_else(|_| e("random serial", "no randomness"))?;
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| PkiError::NoRandomness("a serial number"))?;
     b[0] = (b[0] & 0x7f) | 0x01; // positive, and no leading zero octet to strip
     SerialNumber::new(&b).or_else(|x| e("serial", x))
 }
@@ -273,10 +271,10 @@ pub fn validity(
 
 pub fn x509_time(t: OffsetDateTime) -> Result<Time, PkiError> {
     let secs = t.unix_timestamp();
-    if secs < 0 {
-        return e("time", "before 1970");
-    }
-    let d = std::time::Duration::from_secs(secs as u64);
+    let Ok(secs) = u64::try_from(secs) else {
+        return Err(PkiError::TimeBefore1970(t));
+    };
+    let d = std::time::Duration::from_secs(secs);
     if t.year() < 2050 {
         Ok(Time::UtcTime(
             der::asn1::UtcTime::from_unix_duration(d).or_else(|x| e("time", x))?,
@@ -289,7 +287,8 @@ pub fn x509_time(t: OffsetDateTime) -> Result<Time, PkiError> {
 }
 
 /// Builds a Name; strings are PrintableString when they fit it and UTF8String otherwise,
-/// which is what Go's asn1 marshalling picks (so "kubeadm:cluster-admins" is UTF8).
+/// which is what Go's asn1 marshalling picks (so "system:masters" is a PrintableString
+/// and "grüße" a UTF8String).
 pub fn build_name(rdns: &[Vec<(ObjectIdentifier, String)>]) -> Result<Name, PkiError> {
     let mut seq = Vec::new();
     for rdn in rdns {

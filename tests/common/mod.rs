@@ -82,7 +82,7 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
             walk(root, &p, out);
         } else {
             let content = std::fs::read(&p).unwrap_or_default();
-            let digest = ring::digest::digest(&ring::digest::SHA256, &content);
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &content);
             out.insert(
                 rel,
                 format!(

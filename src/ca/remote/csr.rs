@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 
-use const_oid::AssociatedOid;
 use der::asn1::{AnyRef, BitString, ObjectIdentifier, SetOfVec};
+use der::oid::AssociatedOid;
 use der::{Decode, Encode, Reader, SliceReader, Tag, TagNumber, Tagged};
 use x509_cert::attr::Attribute;
 use x509_cert::ext::pkix::name::GeneralName;
@@ -313,7 +313,7 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(
             req.algorithm.oid,
-            const_oid::db::rfc5912::SHA_256_WITH_RSA_ENCRYPTION
+            der::oid::db::rfc5912::SHA_256_WITH_RSA_ENCRYPTION
         );
         // One extensionRequest attribute with SAN, KeyUsage and ExtKeyUsage.
         assert_eq!(req.info.attributes.len(), 1);

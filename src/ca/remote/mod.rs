@@ -74,7 +74,7 @@ impl CertificateAuthority for RemoteCa {
         let target = req.target;
         let failed = |source: RemoteSignError| CaError::Remote {
             target: target.to_string(),
-            source,
+            source: Box::new(source),
         };
         if let Some((_, ca)) = &self.ca {
             if !req.switch_issuer && !req.old.is_signed_by(ca) {
