@@ -110,8 +110,8 @@ impl PassReport {
 
 /// Reads the history of earlier passes (missing or unreadable: empty, and said).
 pub fn load_history(state: &StateDir) -> History {
-    let p = state.dir.join("history.json");
-    match state.root.read(&p) {
+    let p = state.path("history.json");
+    match state.root().read(&p) {
         Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
             tracing::warn!(path = %p.display(), "history unreadable, starting afresh: {e}");
             History::default()
@@ -123,9 +123,9 @@ pub fn load_history(state: &StateDir) -> History {
 fn save_history(state: &StateDir, history: &mut History, now: OffsetDateTime) {
     // A month of restarts is plenty to pace passes.
     history.restarts.retain(|r| now - r.at < Duration::days(31));
-    let p = state.dir.join("history.json");
+    let p = state.path("history.json");
     let bytes = serde_json::to_vec_pretty(history).unwrap_or_default();
-    if let Err(e) = write_atomic_host(&state.root.host(&p), &bytes, 0o600, None) {
+    if let Err(e) = write_atomic_host(&state.root().host(&p), &bytes, 0o600, None) {
         tracing::warn!(path = %p.display(), "cannot record the restart history: {e}");
     }
 }

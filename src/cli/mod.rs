@@ -140,7 +140,14 @@ pub enum ConfigCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let root = NodeRoot::new(&cli.root);
+    // --root must name an existing directory: a typo must not become a new tree.
+    let root = match NodeRoot::open(&cli.root) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cert-rotator: --root {e}");
+            return ExitCode::from(2);
+        }
+    };
     match cli.command {
         Command::Status { json } => status(&root, cli.config.as_deref(), json),
         Command::Demo {
@@ -316,7 +323,7 @@ fn run_cmd(root: &NodeRoot, config_file: Option<&std::path::Path>) -> ExitCode {
         Ok(None) => {
             println!(
                 "a pass is already active (lock {} held); nothing to do",
-                state.dir.join("lock").display()
+                state.lock_path().display()
             );
             return ExitCode::SUCCESS;
         }
@@ -374,7 +381,7 @@ fn run_cmd(root: &NodeRoot, config_file: Option<&std::path::Path>) -> ExitCode {
         renewed: report.renewed.len(),
         failed: report.failed.len(),
     };
-    let p = state.dir.join("last-pass.json");
+    let p = state.path("last-pass.json");
     if let Err(e) = crate::write::write_atomic_host(
         &root.host(&p),
         &serde_json::to_vec_pretty(&result).unwrap_or_default(),
@@ -399,7 +406,7 @@ fn write_metrics(root: &NodeRoot, settings: &config::Settings, state: &StateDir)
     let inv = inventory::read(&inventory::layout(settings, root), root);
     let status = Status::new(&inv, OffsetDateTime::now_utc());
     let last: Option<crate::report::PassResult> = root
-        .read(&state.dir.join("last-pass.json"))
+        .read(&state.path("last-pass.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
     let text = crate::report::metrics_text(&status, last.as_ref());
@@ -417,16 +424,14 @@ fn write_metrics(root: &NodeRoot, settings: &config::Settings, state: &StateDir)
 }
 
 pub fn state_dir(root: &NodeRoot, settings: &config::Settings) -> StateDir {
-    let mut s = StateDir::new(root, &settings.state_dir);
-    s.keep_backups = settings.keep_backups;
-    s
+    StateDir::new(root, &settings.state_dir, settings.keep_backups)
 }
 
 fn lock_or_report(state: &StateDir) -> Option<crate::write::PassLock> {
     match state.try_lock() {
         Ok(Some(l)) => Some(l),
         Ok(None) => {
-            eprintln!("cert-rotator: another cert-rotator is writing (lock {} held); try again when it has finished", state.dir.join("lock").display());
+            eprintln!("cert-rotator: another cert-rotator is writing (lock {} held); try again when it has finished", state.lock_path().display());
             None
         }
         Err(e) => {
