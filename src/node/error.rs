@@ -43,6 +43,23 @@ pub enum Problem {
     TooLarge { limit: u64 },
     #[error("{0}")]
     Io(#[source] io::Error),
+    /// What is wrong is at the end of the path's symlinks, not at the path itself.
+    #[error("{problem} (at {}, where its symlinks lead)", target.display())]
+    Via {
+        /// Node path the symlinks lead to.
+        target: PathBuf,
+        problem: Box<Problem>,
+    },
+}
+
+impl Problem {
+    /// The problem itself, past any [`Problem::Via`].
+    pub fn innermost(&self) -> &Problem {
+        match self {
+            Problem::Via { problem, .. } => problem.innermost(),
+            p => p,
+        }
+    }
 }
 
 impl NodeError {
@@ -59,19 +76,21 @@ impl NodeError {
 
     /// Nothing at the path (not even a dangling symlink).
     pub fn is_not_found(&self) -> bool {
-        matches!(&self.problem, Problem::Io(e) if e.kind() == io::ErrorKind::NotFound)
+        matches!(self.problem.innermost(), Problem::Io(e) if e.kind() == io::ErrorKind::NotFound)
     }
 
     /// The closest `io::ErrorKind`, for callers that still speak `io::Error`.
     pub fn kind(&self) -> io::ErrorKind {
-        match &self.problem {
+        match self.problem.innermost() {
             Problem::Io(e) => e.kind(),
             Problem::Dangling { .. } => io::ErrorKind::NotFound,
             Problem::IsDirectory => io::ErrorKind::IsADirectory,
             Problem::NotADirectory => io::ErrorKind::NotADirectory,
             Problem::TooLarge { .. } => io::ErrorKind::FileTooLarge,
             Problem::OutsideRoot { .. } => io::ErrorKind::PermissionDenied,
-            Problem::Loop | Problem::NotRegular { .. } => io::ErrorKind::InvalidInput,
+            Problem::Loop | Problem::NotRegular { .. } | Problem::Via { .. } => {
+                io::ErrorKind::InvalidInput
+            }
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct NodeRoot {
 pub struct NodeFile {
     /// Node path of the file itself, every symlink resolved.
     pub path: PathBuf,
+    /// The node path that was asked for, named in errors.
+    asked: PathBuf,
     file: File,
     meta: Metadata,
 }
@@ -54,9 +56,10 @@ impl NodeFile {
         (&mut self.file)
             .take(MAX_FILE_SIZE + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| NodeError::io(&self.path, e))?;
+            .map_err(|e| failure(&self.asked, &self.path, Problem::Io(e)))?;
         if bytes.len() as u64 > MAX_FILE_SIZE {
-            return Err(NodeError::new(
+            return Err(failure(
+                &self.asked,
                 &self.path,
                 Problem::TooLarge {
                     limit: MAX_FILE_SIZE,
@@ -126,67 +129,65 @@ impl NodeRoot {
     pub fn open_file(&self, path: &Path) -> Result<NodeFile, NodeError> {
         let resolved = self.resolve(path)?;
         let host = self.host(&resolved);
+        let fail = |problem| failure(path, &resolved, problem);
         let file = OpenOptions::new()
             .read(true)
             .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY | nix::libc::O_NOFOLLOW)
             .open(&host);
         let file = match file {
             Ok(f) => f,
-            Err(e) => return Err(self.open_error(path, &resolved, &host, e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(self.not_found(path, &resolved, e))
+            }
+            // A socket cannot be opened (ENXIO): say what it is.
+            Err(e) => {
+                return Err(fail(match std::fs::symlink_metadata(&host) {
+                    Ok(m) if !m.is_file() && !m.is_dir() && !m.file_type().is_symlink() => {
+                        Problem::NotRegular { kind: kind_of(&m) }
+                    }
+                    _ => Problem::Io(e),
+                }))
+            }
         };
-        let meta = file.metadata().map_err(|e| NodeError::io(&resolved, e))?;
+        let meta = file.metadata().map_err(|e| fail(Problem::Io(e)))?;
         let ft = meta.file_type();
         if ft.is_dir() {
-            return Err(NodeError::new(&resolved, Problem::IsDirectory));
+            return Err(fail(Problem::IsDirectory));
         }
         if !ft.is_file() {
-            return Err(NodeError::new(
-                &resolved,
-                Problem::NotRegular {
-                    kind: kind_of(&meta),
-                },
-            ));
+            return Err(fail(Problem::NotRegular {
+                kind: kind_of(&meta),
+            }));
         }
         if meta.len() > MAX_FILE_SIZE {
-            return Err(NodeError::new(
-                &resolved,
-                Problem::TooLarge {
-                    limit: MAX_FILE_SIZE,
-                },
-            ));
+            return Err(fail(Problem::TooLarge {
+                limit: MAX_FILE_SIZE,
+            }));
         }
         Ok(NodeFile {
             path: resolved,
+            asked: path.to_path_buf(),
             file,
             meta,
         })
     }
 
-    fn open_error(&self, path: &Path, resolved: &Path, host: &Path, e: io::Error) -> NodeError {
-        if e.kind() == io::ErrorKind::NotFound {
-            // A symlink at the path itself that leads nowhere is named as such.
-            let leaf_is_link = self
-                .entry(path)
-                .ok()
-                .and_then(|(_, h)| std::fs::symlink_metadata(h).ok())
-                .is_some_and(|m| m.file_type().is_symlink());
-            if leaf_is_link {
-                return NodeError::new(
-                    path,
-                    Problem::Dangling {
-                        target: resolved.to_path_buf(),
-                    },
-                );
-            }
-            return NodeError::io(path, e);
+    fn not_found(&self, path: &Path, resolved: &Path, e: io::Error) -> NodeError {
+        // A symlink at the path itself that leads nowhere is named as such.
+        let leaf_is_link = self
+            .entry(path)
+            .ok()
+            .and_then(|(_, h)| std::fs::symlink_metadata(h).ok())
+            .is_some_and(|m| m.file_type().is_symlink());
+        if leaf_is_link {
+            return NodeError::new(
+                path,
+                Problem::Dangling {
+                    target: resolved.to_path_buf(),
+                },
+            );
         }
-        // A socket cannot be opened (ENXIO): say what it is.
-        match std::fs::symlink_metadata(host) {
-            Ok(m) if !m.is_file() && !m.is_dir() && !m.file_type().is_symlink() => {
-                NodeError::new(resolved, Problem::NotRegular { kind: kind_of(&m) })
-            }
-            _ => NodeError::io(resolved, e),
-        }
+        failure(path, resolved, Problem::Io(e))
     }
 
     /// Reads a node file, following symlinks inside the root: the resolved node path and
@@ -213,6 +214,22 @@ impl NodeRoot {
             Ok(m) => m.is_some(),
             Err(e) => !e.is_not_found(),
         }
+    }
+}
+
+/// An error about the file a path leads to, named by the path asked for and, when
+/// symlinks led elsewhere, by where they lead.
+fn failure(asked: &Path, resolved: &Path, problem: Problem) -> NodeError {
+    if normalize(asked) == resolved {
+        NodeError::new(asked, problem)
+    } else {
+        NodeError::new(
+            asked,
+            Problem::Via {
+                target: resolved.to_path_buf(),
+                problem: Box::new(problem),
+            },
+        )
     }
 }
 
@@ -294,6 +311,15 @@ mod tests {
         big.set_len(MAX_FILE_SIZE + 1).unwrap();
         let e = r.read_file(Path::new("/etc/big")).unwrap_err();
         assert!(matches!(e.problem, Problem::TooLarge { .. }), "{e}");
+        symlink("big", etc.join("to-big")).unwrap();
+        let e = r
+            .read_file(Path::new("/etc/to-big"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/etc/to-big: is larger than") && e.contains("(at /etc/big,"),
+            "{e}"
+        );
         std::fs::write(etc.join("ok"), b"x").unwrap();
         symlink("/etc/ok", etc.join("abs")).unwrap();
         symlink("gone", etc.join("dangling")).unwrap();
