@@ -27,6 +27,8 @@ struct Bounded {
 /// Runs cert-rotator with `args`, at most 20 s (then it is killed and the test fails)
 /// and with a 2 GiB address space, so that code reading a device or a huge file fails
 /// fast instead of taking the machine's memory. Returns its exit, output and peak RSS.
+// The child is reaped with wait4, which also gives its rusage; Child::wait would not.
+#[allow(clippy::zombie_processes)]
 fn run_bounded(cwd: Option<&Path>, args: &[&OsStr]) -> Bounded {
     let mut cmd = Command::new(bin());
     cmd.args(args)

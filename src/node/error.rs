@@ -13,17 +13,24 @@ pub struct NodeError {
     pub problem: Problem,
 }
 
+/// A symlink `link -> target` that leads out of the root.
+#[derive(Debug, thiserror::Error)]
+#[error("the symlink {} -> {} leads outside the root {}", link.display(), target.display(), root.display())]
+pub struct Escape {
+    /// Node path of the link.
+    pub link: PathBuf,
+    /// The link's text.
+    pub target: PathBuf,
+    /// Host path of the root.
+    pub root: PathBuf,
+}
+
 /// The kinds of [`NodeError`].
 #[derive(Debug, thiserror::Error)]
 pub enum Problem {
-    /// A symlink (`link -> target`) would lead out of `--root`: refused, never followed.
-    #[error("the symlink {} -> {} leads outside the root {}", link.display(), target.display(), root.display())]
-    OutsideRoot {
-        link: PathBuf,
-        target: PathBuf,
-        /// Host path of the root.
-        root: PathBuf,
-    },
+    /// A symlink would lead out of `--root`: refused, never followed.
+    #[error("{0}")]
+    OutsideRoot(Box<Escape>),
     #[error("too many levels of symbolic links")]
     Loop,
     #[error("dangling symlink to {}", target.display())]
@@ -87,7 +94,7 @@ impl NodeError {
             Problem::IsDirectory => io::ErrorKind::IsADirectory,
             Problem::NotADirectory => io::ErrorKind::NotADirectory,
             Problem::TooLarge { .. } => io::ErrorKind::FileTooLarge,
-            Problem::OutsideRoot { .. } => io::ErrorKind::PermissionDenied,
+            Problem::OutsideRoot(_) => io::ErrorKind::PermissionDenied,
             Problem::Loop | Problem::NotRegular { .. } | Problem::Via { .. } => {
                 io::ErrorKind::InvalidInput
             }

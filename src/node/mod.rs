@@ -12,7 +12,7 @@ pub mod kubeconfig;
 mod resolve;
 mod store;
 
-pub use error::{NodeError, Problem};
+pub use error::{Escape, NodeError, Problem};
 pub use store::failpoint;
 
 use std::fs::{File, Metadata, OpenOptions};

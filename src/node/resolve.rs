@@ -12,7 +12,7 @@
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
-use super::{normalize, NodeError, NodeRoot, Problem};
+use super::{normalize, Escape, NodeError, NodeRoot, Problem};
 
 /// Symlinks followed in one resolution before it counts as a loop (Linux's MAXSYMLINKS).
 const MAX_HOPS: usize = 40;
@@ -54,11 +54,11 @@ impl NodeRoot {
                         let (link, target) = via.clone().unwrap_or_default();
                         return Err(NodeError::new(
                             node_path,
-                            Problem::OutsideRoot {
+                            Problem::OutsideRoot(Box::new(Escape {
                                 link,
                                 target,
                                 root: self.dir().to_path_buf(),
-                            },
+                            })),
                         ));
                     }
                     continue;
@@ -132,11 +132,11 @@ impl NodeRoot {
                 Component::ParentDir if depth == 0 => {
                     return Err(NodeError::new(
                         link,
-                        Problem::OutsideRoot {
+                        Problem::OutsideRoot(Box::new(Escape {
                             link: link.to_path_buf(),
                             target: target.to_path_buf(),
                             root: self.dir().to_path_buf(),
-                        },
+                        })),
                     ))
                 }
                 Component::ParentDir => depth -= 1,
@@ -247,7 +247,7 @@ mod tests {
             "/etc/kubernetes/pki/abs-up",
         ] {
             let e = r.resolve(Path::new(p)).unwrap_err();
-            assert!(matches!(e.problem, Problem::OutsideRoot { .. }), "{p}: {e}");
+            assert!(matches!(e.problem, Problem::OutsideRoot(_)), "{p}: {e}");
             let msg = e.to_string();
             assert!(
                 msg.starts_with(p) && msg.contains("outside the root"),

@@ -18,6 +18,12 @@
 //! Recovery (at the start of every command that writes): a journal in `staging` means no
 //! final file was touched, so staged files are removed (roll back); `committing` means
 //! every staged file is durable, so the remaining renames are done (roll forward).
+//! [`StateDir::restore`] puts an earlier change set's files back from its backup, as a
+//! new change set under the same protocol.
+//!
+//! Every file operation is a [`NodeRoot`] primitive on node paths, so no step can be led
+//! out of `--root` by a symlink. The state directory itself (lock, backups, records) is
+//! in [`state`].
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -27,7 +33,7 @@ use time::OffsetDateTime;
 
 use crate::node::{NodeError, NodeRoot};
 
-mod state;
+pub mod state;
 
 pub use crate::model::{FileChange, NewContent};
 pub use crate::node::failpoint;

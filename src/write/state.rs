@@ -146,7 +146,13 @@ impl StateDir {
         let stamp = crate::timefmt::rfc3339(now.replace_nanosecond(0).unwrap_or(now));
         let mut dir = base.join(&stamp);
         let mut n = 1;
-        while self.root.exists(&dir) {
+        // A path the gate refuses is an error here, not "taken": the loop must end.
+        while self
+            .root
+            .symlink_metadata(&dir)
+            .map_err(WriteError::node(&dir, "creating backup directory"))?
+            .is_some()
+        {
             n += 1;
             dir = base.join(format!("{stamp}.{n}"));
         }
@@ -173,7 +179,11 @@ impl StateDir {
         };
         let rel = path.strip_prefix("/").unwrap_or(path);
         let dst = backup_dir.join(rel);
-        if self.root.exists(&dst) {
+        let backed_up = self
+            .root
+            .symlink_metadata(&dst)
+            .map_err(WriteError::node(&dst, "backing up"))?;
+        if backed_up.is_some() {
             // Written twice in one pass: the backup keeps the state before the pass.
             return Ok(Some(dst));
         }
