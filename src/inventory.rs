@@ -260,16 +260,17 @@ pub fn layout(settings: &Settings, root: &NodeRoot) -> Layout {
             }
             ExtraKind::Kubeconfig => push(x.name.clone(), Kubeconfig, x.path.clone(), None),
             ExtraKind::Directory => {
-                let mut names: Vec<String> = std::fs::read_dir(root.host(&x.path))
-                    .map(|rd| {
-                        rd.filter_map(|e| e.ok())
-                            .map(|e| e.file_name().to_string_lossy().into_owned())
-                            .filter(|n| {
-                                !n.starts_with('.') && (n.ends_with(".crt") || n.ends_with(".pem"))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let Ok(entries) = root.read_dir(&x.path) else {
+                    // A configured directory that is not there is an error, not an empty
+                    // result: listed as its own target, whose read names the problem.
+                    push(x.name.clone(), Certificate, x.path.clone(), None);
+                    continue;
+                };
+                let mut names: Vec<String> = entries
+                    .into_iter()
+                    .map(|(n, _)| n.to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.') && (n.ends_with(".crt") || n.ends_with(".pem")))
+                    .collect();
                 names.sort();
                 for n in names {
                     let path = x.path.join(&n);
@@ -375,7 +376,7 @@ fn detect(root: &NodeRoot, path: &Path) -> Result<Target, SelectError> {
     };
     let (_, bytes) = root.read_file(path).map_err(|e| SelectError::Unusable {
         path: e.path.clone(),
-        reason: e.reason,
+        reason: e.problem.to_string(),
     })?;
     let base = |kind, key| Target {
         name: path.display().to_string(),

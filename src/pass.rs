@@ -16,14 +16,14 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::inventory::{self, SelectError};
 use crate::issue::{self, RenewOptions};
-use crate::model::{Component, FileChange, NewContent};
+use crate::model::Component;
 use crate::node::NodeRoot;
 use crate::plan::{CaRoute, Group, History, Plan, PlannedTarget, Reload, RestartRecord};
 use crate::report::pass::{message_id, Outcome, PassReport, RenewedCert, TargetResult};
 use crate::report::reload_words;
 use crate::restart::{certs_hash, control_plane_wait, static_pod_change, ServiceManager};
 use crate::verify::{endpoints, wait_until_served, Prober};
-use crate::write::{write_atomic_host, StateDir};
+use crate::write::{Applied, StateDir};
 
 /// The running node: what restarts components, what probes them, and the clock.
 pub struct Edges<'a> {
@@ -96,23 +96,23 @@ pub fn plan_request(
 
 /// Reads the history of earlier passes (missing or unreadable: empty, and said).
 pub fn load_history(state: &StateDir) -> History {
-    let p = state.dir.join("history.json");
-    match state.root.read(&p) {
-        Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
-            tracing::warn!(path = %p.display(), "history unreadable, starting afresh: {e}");
+    match state.read_json::<History>(HISTORY) {
+        Ok(h) => h.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!("restart history unreadable, starting afresh: {e}");
             History::default()
-        }),
-        Err(_) => History::default(),
+        }
     }
 }
+
+/// The restarts of earlier passes, in the state directory.
+const HISTORY: &str = "history.json";
 
 fn save_history(state: &StateDir, history: &mut History, now: OffsetDateTime) {
     // A month of restarts is plenty to pace passes.
     history.restarts.retain(|r| now - r.at < Duration::days(31));
-    let p = state.dir.join("history.json");
-    let bytes = serde_json::to_vec_pretty(history).unwrap_or_default();
-    if let Err(e) = write_atomic_host(&state.root.host(&p), &bytes, 0o600, None) {
-        tracing::warn!(path = %p.display(), "cannot record the restart history: {e}");
+    if let Err(e) = state.write_json(HISTORY, history) {
+        tracing::warn!("cannot record the restart history: {e}");
     }
 }
 
@@ -457,34 +457,17 @@ impl Live<'_, '_> {
     /// Puts the group's files back from this pass's backup, restarts the component
     /// again and checks it serves the old certificates.
     fn rollback(&self, written: &Written, history: &mut History) -> Result<(), String> {
-        let root = self.pass.root;
-        let mut changes = Vec::new();
-        for (file, backup_dir) in &written.files {
-            let backup = root.host(&backup_dir.join(file.strip_prefix("/").unwrap_or(file)));
-            let meta = match std::fs::symlink_metadata(&backup) {
-                Ok(m) => m,
-                // A file the renewal created (the kubelet's new client file): it stays,
-                // the restored symlink no longer points at it.
-                Err(_) => continue,
-            };
-            let content = if meta.file_type().is_symlink() {
-                NewContent::Symlink(
-                    std::fs::read_link(&backup)
-                        .map_err(|e| format!("{}: {e}", backup.display()))?,
-                )
-            } else {
-                NewContent::File(
-                    std::fs::read(&backup).map_err(|e| format!("{}: {e}", backup.display()))?,
-                )
-            };
-            changes.push(FileChange {
-                content,
-                ..FileChange::file(file, Vec::new(), 0o600, false)
-            });
-        }
+        // Each file from the backup of the change set that wrote it; a file the renewal
+        // created (the kubelet's new client file) has none and stays, the restored
+        // symlink no longer points at it.
+        let applied: Vec<Applied> = written
+            .files
+            .iter()
+            .map(|(file, backup)| Applied::recorded(backup, std::slice::from_ref(file)))
+            .collect();
         self.pass
             .state
-            .apply(&format!("roll back {}", self.comp), &changes)
+            .restore(&format!("roll back {}", self.comp), &applied)
             .map_err(|e| e.to_string())?;
         self.restart(&[], history)?;
         if let Some(c) = &self.group.component {

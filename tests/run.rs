@@ -80,7 +80,7 @@ fn a_pass_renews_groups_restarts_each_component_once_and_verifies() {
     let r = d.path();
     let root = NodeRoot::new(r);
     let s = settings();
-    let state = StateDir::new(&root, &s.state_dir);
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
     let sched_before =
         std::fs::read_to_string(host(r, "/etc/kubernetes/manifests/kube-scheduler.yaml")).unwrap();
     let etcd_before = std::fs::read(host(r, "/etc/kubernetes/manifests/etcd.yaml")).unwrap();
@@ -175,7 +175,7 @@ fn a_component_that_does_not_serve_its_new_certificate_is_rolled_back() {
     let r = d.path();
     let root = NodeRoot::new(r);
     let s = settings();
-    let state = StateDir::new(&root, &s.state_dir);
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
     let crt = host(r, "/etc/kubernetes/pki/apiserver.crt");
     let key = host(r, "/etc/kubernetes/pki/apiserver.key");
     let (old_crt, old_key) = (std::fs::read(&crt).unwrap(), std::fs::read(&key).unwrap());
@@ -224,7 +224,7 @@ fn the_restart_cap_defers_to_the_next_pass_and_history_keeps_the_gap() {
     let root = NodeRoot::new(r);
     let mut s = settings();
     s.run.max_restarts_per_pass = 1;
-    let state = StateDir::new(&root, &s.state_dir);
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
     let services = RecordingServiceManager::new();
     let prober = FakeProber::new(r, &[]);
     let mut order = Vec::new();
@@ -319,7 +319,7 @@ fn an_all_expired_node_comes_back_with_one_run() {
 fn a_second_concurrent_run_exits_0_saying_a_pass_is_active() {
     let d = node(&NodeSpec::worker(now()));
     let root = NodeRoot::new(d.path());
-    let state = StateDir::new(&root, Path::new("/var/lib/cert-rotator"));
+    let state = StateDir::new(&root, Path::new("/var/lib/cert-rotator"), 100);
     let _held = state.try_lock().unwrap().unwrap();
     let out = run(d.path(), &["run"]);
     assert_eq!(out.status.code(), Some(0));

@@ -35,7 +35,7 @@ fn a_forced_plan_renews_exactly_the_selection_and_reports_each_as_it_completes()
     let r = d.path();
     let root = NodeRoot::new(r);
     let s = Settings::default();
-    let state = StateDir::new(&root, &s.state_dir);
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
     let selection = Selection::Named(vec![
         PathBuf::from("etcd-server"),
         PathBuf::from("admin.conf"),
@@ -104,7 +104,7 @@ fn a_ca_key_that_does_not_load_fails_its_leaves_and_the_others_go_on() {
     std::fs::write(host(r, "/etc/kubernetes/pki/ca.key"), b"not a key\n").unwrap();
     let root = NodeRoot::new(r);
     let s = Settings::default();
-    let state = StateDir::new(&root, &s.state_dir);
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
     let plan = pass::plan_run(&root, &s, &state, now());
     let before = std::fs::read(host(r, "/etc/kubernetes/pki/apiserver.crt")).unwrap();
     let report = pass::execute(&offline_pass(&root, &s, &state), &plan, &mut |_| {});
@@ -142,7 +142,7 @@ fn an_unreadable_ca_certificate_fails_the_pass_naming_it() {
     std::fs::write(host(r, "/etc/kubernetes/pki/ca.crt"), b"garbage\n").unwrap();
     let root = NodeRoot::new(r);
     let s = Settings::default();
-    let state = StateDir::new(&root, &s.state_dir);
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
     let plan = pass::plan_run(&root, &s, &state, now());
     let report = pass::execute(&offline_pass(&root, &s, &state), &plan, &mut |_| {});
     assert!(!report.ok());
@@ -204,7 +204,7 @@ fn a_pass_replayed_on_a_fake_clock_paces_control_plane_restarts_on_it() {
     let mut s = Settings::default();
     s.run.min_restart_gap_seconds = 30;
     s.run.verify_timeout_seconds = 2;
-    let state = StateDir::new(&root, &s.state_dir);
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
     let plan = pass::plan_run(&root, &s, &state, at);
     assert_eq!(plan.groups.len(), 2, "{plan:?}");
     let clock = FakeClock::at(at);

@@ -32,7 +32,7 @@ impl LocalCa {
         let cert = load_ca_certificate(root, cert_path, now)?;
         let (_, key_bytes) = root.read_file(key_path).map_err(|e| CaError::ReadKey {
             path: key_path.to_path_buf(),
-            reason: e.reason,
+            reason: e.problem.to_string(),
         })?;
         let key_bytes = Zeroizing::new(key_bytes);
         let key = PrivateKey::from_pem(&key_bytes).map_err(|source| CaError::Parse {

@@ -121,7 +121,7 @@ pub fn load_ca_certificate(
 ) -> Result<CertFacts, CaError> {
     let (_, bytes) = root.read_file(path).map_err(|e| CaError::ReadCertificate {
         path: path.to_path_buf(),
-        reason: e.reason,
+        reason: e.problem.to_string(),
     })?;
     let parse = |source| CaError::Parse {
         path: path.to_path_buf(),

@@ -156,7 +156,14 @@ pub enum ConfigCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let root = NodeRoot::new(&cli.root);
+    // --root must name an existing directory: a typo must not become a new tree.
+    let root = match NodeRoot::open(&cli.root) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cert-rotator: --root {e}");
+            return ExitCode::from(2);
+        }
+    };
     match cli.command {
         Command::Status { json } => status(&root, cli.config.as_deref(), json),
         Command::Demo {
@@ -310,7 +317,7 @@ fn run_cmd(root: &NodeRoot, config_file: Option<&std::path::Path>) -> ExitCode {
         Ok(None) => {
             println!(
                 "a pass is already active (lock {} held); nothing to do",
-                state.dir.join("lock").display()
+                state.lock_path().display()
             );
             return ExitCode::SUCCESS;
         }
@@ -355,7 +362,7 @@ fn run_cmd(root: &NodeRoot, config_file: Option<&std::path::Path>) -> ExitCode {
         renewed: report.renewed.len(),
         failed: report.failed.len(),
     };
-    write_last_pass(root, &state, &result);
+    write_last_pass(&state, &result);
     write_metrics(root, settings, &state);
     if report.ok() {
         ExitCode::SUCCESS
@@ -368,11 +375,9 @@ fn run_cmd(root: &NodeRoot, config_file: Option<&std::path::Path>) -> ExitCode {
 const LAST_PASS: &str = "last-pass.json";
 
 /// Records the pass that just ended; a failure is logged, the pass's outcome stands.
-fn write_last_pass(root: &NodeRoot, state: &StateDir, result: &PassResult) {
-    let p = state.dir.join(LAST_PASS);
-    if let Err(e) = crate::write::write_atomic_host(&root.host(&p), &result.to_json(), 0o600, None)
-    {
-        tracing::warn!("{}: cannot record the last pass: {e}", p.display());
+fn write_last_pass(state: &StateDir, result: &PassResult) {
+    if let Err(e) = state.write_json(LAST_PASS, result) {
+        tracing::warn!("cannot record the last pass: {e}");
     }
 }
 
@@ -384,7 +389,7 @@ fn write_metrics(root: &NodeRoot, settings: &config::Settings, state: &StateDir)
     }
     let inv = inventory::read(&inventory::layout(settings, root), root);
     let status = Status::new(&inv, OffsetDateTime::now_utc());
-    let p = state.dir.join(LAST_PASS);
+    let p = state.path(LAST_PASS);
     // No record yet (or an unreadable one): the pass families are left out, not invented.
     let last = match root.read(&p) {
         Ok(b) => PassResult::from_json(&b)
@@ -395,36 +400,31 @@ fn write_metrics(root: &NodeRoot, settings: &config::Settings, state: &StateDir)
         Err(_) => None,
     };
     let text = crate::report::metrics_text(&status, last.as_ref());
-    let host = root.host(&settings.metrics_file);
-    if let Some(parent) = host.parent() {
-        if let Err(e) = std::fs::create_dir_all(parent) {
+    let file = &settings.metrics_file;
+    if let Some(parent) = file.parent() {
+        if let Err(e) = root.create_dir_all(parent, 0o755) {
             tracing::warn!(
                 "{}: cannot create the metrics directory: {e}",
-                settings.metrics_file.display()
+                file.display()
             );
             return;
         }
     }
     // node_exporter must read it: 0644.
-    if let Err(e) = crate::write::write_atomic_host(&host, text.as_bytes(), 0o644, None) {
-        tracing::warn!(
-            "{}: cannot write metrics: {e}",
-            settings.metrics_file.display()
-        );
+    if let Err(e) = root.write_atomic(file, text.as_bytes(), 0o644, None) {
+        tracing::warn!("{}: cannot write metrics: {e}", file.display());
     }
 }
 
 pub fn state_dir(root: &NodeRoot, settings: &config::Settings) -> StateDir {
-    let mut s = StateDir::new(root, &settings.state_dir);
-    s.keep_backups = settings.keep_backups;
-    s
+    StateDir::new(root, &settings.state_dir, settings.keep_backups)
 }
 
 fn lock_or_report(state: &StateDir) -> Option<crate::write::PassLock> {
     match state.try_lock() {
         Ok(Some(l)) => Some(l),
         Ok(None) => {
-            eprintln!("cert-rotator: another cert-rotator is writing (lock {} held); try again when it has finished", state.dir.join("lock").display());
+            eprintln!("cert-rotator: another cert-rotator is writing (lock {} held); try again when it has finished", state.lock_path().display());
             None
         }
         Err(e) => {

@@ -5,13 +5,13 @@
 //! the line (toml's own messages carry line, column and the offending key).
 
 use std::collections::BTreeMap;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::node::NodeRoot;
+use crate::node::{normalize, NodeError, NodeRoot};
 
+mod paths;
 pub mod remote;
 
 pub const DEFAULT_CONFIG: &str = "/etc/cert-rotator/config.toml";
@@ -19,10 +19,47 @@ pub const DEFAULT_DROPIN_DIR: &str = "/etc/cert-rotator/config.d";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read configuration: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    #[error("{path}: cannot read configuration: {}", read_detail(path, source))]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: NodeError,
+    },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+}
+
+/// The gate's message without its path when it is the file already named.
+fn read_detail(path: &Path, e: &NodeError) -> String {
+    if e.path == path {
+        e.problem.to_string()
+    } else {
+        e.to_string()
+    }
+}
+
+/// A value serde accepts but the agent cannot use: `<key> = <value>: <problem>`.
+#[derive(Debug, thiserror::Error)]
+#[error("{key} = {value}: {problem}")]
+pub struct InvalidValue {
+    pub key: String,
+    /// The value as written in TOML.
+    pub value: String,
+    pub problem: String,
+}
+
+impl InvalidValue {
+    fn new(
+        key: impl Into<String>,
+        value: impl std::fmt::Debug,
+        problem: impl Into<String>,
+    ) -> Self {
+        InvalidValue {
+            key: key.into(),
+            value: format!("{value:?}"),
+            problem: problem.into(),
+        }
+    }
 }
 
 /// The whole configuration.
@@ -211,76 +248,103 @@ pub struct Loaded {
 /// Loads the configuration. `explicit` is a host path given with `--config` (as a
 /// command-line file it is taken as given, not under the root) and must exist; without
 /// it the default file and its drop-ins are read under the root, and a missing default
-/// file means built-in defaults.
+/// file means built-in defaults. Every file is read through the node gate: a regular
+/// file of bounded size, never a FIFO or device.
 pub fn load(root: &NodeRoot, explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
-    let mut files: Vec<(PathBuf, PathBuf)> = Vec::new(); // (shown path, host path)
-    match explicit {
-        Some(p) => files.push((p.to_path_buf(), p.to_path_buf())),
-        None => {
-            let main = Path::new(DEFAULT_CONFIG);
-            if root.exists(main) {
-                files.push((main.to_path_buf(), root.host(main)));
-            }
-            let dir = root.host(Path::new(DEFAULT_DROPIN_DIR));
-            match std::fs::read_dir(&dir) {
-                Ok(rd) => {
-                    let mut names: Vec<_> = rd
-                        .filter_map(|e| e.ok())
-                        .map(|e| e.file_name())
-                        .filter(|n| {
-                            let n = n.to_string_lossy();
-                            n.ends_with(".toml") && !n.starts_with('.')
-                        })
-                        .collect();
-                    names.sort();
-                    for n in names {
-                        let shown = Path::new(DEFAULT_DROPIN_DIR).join(&n);
-                        files.push((shown, dir.join(&n)));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(ConfigError::Read {
-                        path: DEFAULT_DROPIN_DIR.into(),
-                        source: e,
-                    })
-                }
-            }
-        }
-    }
+    let files = read_files(root, explicit)?;
     let mut merged = toml::Table::new();
-    for (shown, host) in &files {
-        let text = std::fs::read_to_string(host).map_err(|source| ConfigError::Read {
+    let mut tables = Vec::new();
+    for (shown, bytes) in &files {
+        let text = std::str::from_utf8(bytes).map_err(|e| ConfigError::Invalid {
             path: shown.clone(),
-            source,
+            message: format!("not UTF-8 text: {e}"),
         })?;
-        let table = parse_file(shown, &text)?;
+        let table = parse_file(shown, text)?;
+        tables.push((shown.clone(), table.clone()));
         merge(&mut merged, table);
     }
+    let last_file = || {
+        files
+            .last()
+            .map(|f| f.0.clone())
+            .unwrap_or_else(|| DEFAULT_CONFIG.into())
+    };
     let settings: Settings =
         toml::Value::Table(merged)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid {
-                path: files
-                    .last()
-                    .map(|f| f.0.clone())
-                    .unwrap_or_else(|| DEFAULT_CONFIG.into()),
+                path: last_file(),
                 message: e.message().to_string(),
             })?;
     // [ca.remote] may be spread over drop-ins: it is checked once merged.
     if let Some(r) = &settings.ca.remote {
         r.validate().map_err(|m| ConfigError::Invalid {
-            path: files
-                .last()
-                .map(|f| f.0.clone())
-                .unwrap_or_else(|| DEFAULT_CONFIG.into()),
+            path: last_file(),
             message: format!("[ca.remote] {m}"),
         })?;
     }
+    // Paths may be spread over drop-ins too, and links on the node may join them: the
+    // state and metrics paths are checked once merged, as written and as resolved.
+    let resolved = |p: &Path| root.resolve(p).unwrap_or_else(|_| normalize(p));
+    validate(&settings)
+        .and_then(|()| paths::check(&settings, &resolved))
+        .map_err(|e| ConfigError::Invalid {
+            // The file that set the key, when one did.
+            path: tables
+                .iter()
+                .rev()
+                .find(|(_, t)| t.contains_key(&e.key))
+                .map(|(f, _)| f.clone())
+                .unwrap_or_else(last_file),
+            message: e.to_string(),
+        })?;
     Ok(Loaded {
         settings,
         sources: files.into_iter().map(|f| f.0).collect(),
     })
+}
+
+/// The configuration files' shown paths and bytes, in the order they apply.
+fn read_files(
+    root: &NodeRoot,
+    explicit: Option<&Path>,
+) -> Result<Vec<(PathBuf, Vec<u8>)>, ConfigError> {
+    let read_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ConfigError::Read { path, source }
+    };
+    if let Some(p) = explicit {
+        // A host path, relative to the working directory: read with the live root's
+        // checks.
+        let abs = std::env::current_dir()
+            .map(|cwd| cwd.join(p))
+            .unwrap_or_else(|_| p.to_path_buf());
+        let (_, bytes) = NodeRoot::new("/").read_file(&abs).map_err(read_err(p))?;
+        return Ok(vec![(p.to_path_buf(), bytes)]);
+    }
+    let mut files = Vec::new();
+    let main = Path::new(DEFAULT_CONFIG);
+    match root.read_file(main) {
+        Ok((_, bytes)) => files.push((main.to_path_buf(), bytes)),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(read_err(main)(e)),
+    }
+    let dir = Path::new(DEFAULT_DROPIN_DIR);
+    let entries = match root.read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => return Err(read_err(dir)(e)),
+    };
+    for (name, _) in entries {
+        let n = name.to_string_lossy();
+        if !n.ends_with(".toml") || n.starts_with('.') {
+            continue;
+        }
+        let shown = dir.join(&name);
+        let (_, bytes) = root.read_file(&shown).map_err(read_err(&shown))?;
+        files.push((shown, bytes));
+    }
+    Ok(files)
 }
 
 /// Parses one file and checks it on its own, so errors carry its line numbers.
@@ -290,24 +354,33 @@ fn parse_file(shown: &Path, text: &str) -> Result<toml::Table, ConfigError> {
         message,
     };
     let settings: Settings = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
-    validate(&settings).map_err(invalid)?;
+    validate(&settings).map_err(|e| invalid(e.to_string()))?;
     toml::from_str(text).map_err(|e: toml::de::Error| invalid(e.to_string()))
 }
 
-/// Checks the values serde cannot: ranges and component names.
-fn validate(s: &Settings) -> Result<(), String> {
+/// Checks the values serde cannot: ranges, component names, and that the state
+/// directory and the metrics file stay clear of what the agent and the kubelet manage.
+fn validate(s: &Settings) -> Result<(), InvalidValue> {
     let frac = |key: &str, v: f64| {
         if (0.0..1.0).contains(&v) {
             Ok(())
         } else {
-            Err(format!("{key} = {v}: must be at least 0 and below 1"))
+            Err(InvalidValue {
+                key: key.to_string(),
+                value: v.to_string(),
+                problem: "must be at least 0 and below 1".into(),
+            })
         }
     };
     let days = |key: &str, v: f64| {
         if v >= 0.0 && v.is_finite() {
             Ok(())
         } else {
-            Err(format!("{key} = {v}: must be a number of days, 0 or more"))
+            Err(InvalidValue {
+                key: key.to_string(),
+                value: v.to_string(),
+                problem: "must be a number of days, 0 or more".into(),
+            })
         }
     };
     frac("window.remaining_fraction", s.window.remaining_fraction)?;
@@ -329,16 +402,17 @@ fn validate(s: &Settings) -> Result<(), String> {
         }
         if let Some(c) = &x.component {
             crate::model::Component::parse(c)
-                .map_err(|m| format!("extra[{i}].component = {c:?}: {m}"))?;
+                .map_err(|m| InvalidValue::new(format!("extra[{i}].component"), c, m))?;
         }
         if !x.path.is_absolute() {
-            return Err(format!(
-                "extra[{i}].path = {:?}: must be an absolute node path",
-                x.path
+            return Err(InvalidValue::new(
+                format!("extra[{i}].path"),
+                &x.path,
+                "must be an absolute node path",
             ));
         }
     }
-    Ok(())
+    paths::check(s, &|p: &Path| normalize(p))
 }
 
 /// Later files win: tables merge key by key, anything else is replaced.
@@ -430,5 +504,52 @@ mod tests {
         let (_d, r) = root_with(&[]);
         let e = load(&r, Some(Path::new("/nonexistent/cr.toml"))).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/cr.toml"));
+    }
+
+    #[test]
+    fn state_and_metrics_paths_clear_of_managed_ones_name_key_and_file() {
+        // Each file alone is fine; merged, the metrics file lands in the PKI.
+        let (_d, r) = root_with(&[
+            (DEFAULT_CONFIG, "[kubeadm]\npki_dir = \"/srv/pki\"\n"),
+            (
+                "/etc/cert-rotator/config.d/10-m.toml",
+                "metrics_file = \"/srv/pki/ca.crt\"\n",
+            ),
+            ("/etc/cert-rotator/config.d/20-w.toml", "[window]\n"),
+        ]);
+        let e = load(&r, None).unwrap_err().to_string();
+        assert!(
+            e.starts_with("/etc/cert-rotator/config.d/10-m.toml: metrics_file = \"/srv/pki/ca.crt\": inside kubeadm.pki_dir"),
+            "{e}"
+        );
+        // Through a link on the node.
+        let (d, r) = root_with(&[(DEFAULT_CONFIG, "state_dir = \"/var/lib/agent\"\n")]);
+        std::fs::create_dir_all(d.path().join("etc/kubernetes/manifests")).unwrap();
+        std::fs::create_dir_all(d.path().join("var/lib")).unwrap();
+        std::os::unix::fs::symlink("/etc/kubernetes/manifests", d.path().join("var/lib/agent"))
+            .unwrap();
+        let e = load(&r, None).unwrap_err().to_string();
+        assert!(
+            e.contains("state_dir = \"/var/lib/agent\": inside kubeadm.manifests_dir"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_fifo_or_huge_file_is_an_error_not_a_hang() {
+        let (d, r) = root_with(&[]);
+        let dropins = d.path().join("etc/cert-rotator/config.d");
+        std::fs::create_dir_all(&dropins).unwrap();
+        nix::unistd::mkfifo(&dropins.join("10-x.toml"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let e = load(&r, None).unwrap_err().to_string();
+        assert!(
+            e.contains("/etc/cert-rotator/config.d/10-x.toml") && e.contains("FIFO"),
+            "{e}"
+        );
+        std::fs::remove_file(dropins.join("10-x.toml")).unwrap();
+        let f = std::fs::File::create(dropins.join("10-x.toml")).unwrap();
+        f.set_len(crate::node::MAX_FILE_SIZE + 1).unwrap();
+        let e = load(&r, None).unwrap_err().to_string();
+        assert!(e.contains("larger than"), "{e}");
     }
 }

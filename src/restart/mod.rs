@@ -80,7 +80,7 @@ pub enum RestartError {
     },
     #[error("{unit}: restart job done but the InvocationID is still {invocation_id}: no new run")]
     SameInvocation { unit: String, invocation_id: String },
-    #[error("{}: cannot read the static pod manifest: {}", source.path.display(), source.reason)]
+    #[error("{}: cannot read the static pod manifest: {}", source.path.display(), source.problem.to_string())]
     ReadManifest {
         #[source]
         source: crate::node::NodeError,

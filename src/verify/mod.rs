@@ -64,7 +64,7 @@ pub enum VerifyError {
         want: String,
     },
     /// The certificate file to compare with cannot be read: no use waiting.
-    #[error("{}: cannot read the certificate the component must serve: {}", source.path.display(), source.reason)]
+    #[error("{}: cannot read the certificate the component must serve: {}", source.path.display(), source.problem.to_string())]
     ReadCert {
         #[source]
         source: NodeError,

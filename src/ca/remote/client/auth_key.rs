@@ -32,14 +32,14 @@ pub(super) fn read_auth_key(root: &NodeRoot, path: &Path) -> Result<hmac::Key, R
         problem,
     };
     // read_file refuses what is not a regular file; its reason says which.
-    let (resolved, bytes) = root
-        .read_file(path)
-        .map_err(|e| fail(&e.path, AuthKeyProblem::Unreadable(e.reason)))?;
-    let text = Zeroizing::new(bytes);
-    // The mode of the file just read (read_file resolved the symlinks inside the root).
-    let meta = std::fs::metadata(root.host(&resolved))
-        .map_err(|e| fail(&resolved, AuthKeyProblem::Unreadable(e.to_string())))?;
-    let mode = meta.permissions().mode() & 0o777;
+    let unreadable = |e: crate::node::NodeError| {
+        fail(&e.path, AuthKeyProblem::Unreadable(e.problem.to_string()))
+    };
+    let file = root.open_file(path).map_err(unreadable)?;
+    let resolved = file.path.clone();
+    // The mode of the very file being read, from its open descriptor.
+    let mode = file.metadata().permissions().mode() & 0o777;
+    let text = Zeroizing::new(file.read_all().map_err(unreadable)?);
     if mode & 0o077 != 0 {
         return Err(fail(&resolved, AuthKeyProblem::Mode { mode }));
     }

@@ -72,7 +72,7 @@ impl RemoteError {
     fn read(e: crate::node::NodeError) -> Self {
         RemoteError::Read {
             path: e.path,
-            reason: e.reason,
+            reason: e.problem.to_string(),
         }
     }
 }

@@ -1,0 +1,329 @@
+//! The only writer of node files. Every primitive takes node paths, resolves their
+//! directories inside the root (see `resolve`) and acts on the entry itself: a rename
+//! replaces a symlink, it does not write through it.
+
+use std::ffi::OsString;
+use std::fs::{self, File, FileType, Metadata, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{normalize, NodeError, NodeRoot, Problem};
+
+impl NodeRoot {
+    /// The entry's metadata without following it; `None` when nothing is there.
+    pub fn symlink_metadata(&self, path: &Path) -> Result<Option<Metadata>, NodeError> {
+        let (node, host) = self.entry(path)?;
+        match fs::symlink_metadata(&host) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(NodeError::io(&node, e)),
+        }
+    }
+
+    /// The metadata of what the path leads to (symlinks followed inside the root);
+    /// `None` when nothing is there.
+    pub fn metadata(&self, path: &Path) -> Result<Option<Metadata>, NodeError> {
+        let node = self.resolve(path)?;
+        match fs::symlink_metadata(self.host(&node)) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(NodeError::io(&node, e)),
+        }
+    }
+
+    /// Whether the entry itself is a symlink.
+    pub fn is_symlink(&self, path: &Path) -> bool {
+        matches!(self.symlink_metadata(path), Ok(Some(m)) if m.file_type().is_symlink())
+    }
+
+    /// The target of the symlink at the path, as written in the link.
+    pub fn read_link(&self, path: &Path) -> Result<PathBuf, NodeError> {
+        let (node, host) = self.entry(path)?;
+        fs::read_link(&host).map_err(|e| NodeError::io(&node, e))
+    }
+
+    /// The entries of a directory, sorted by name.
+    pub fn read_dir(&self, dir: &Path) -> Result<Vec<(OsString, FileType)>, NodeError> {
+        let node = self.resolve(dir)?;
+        let rd = fs::read_dir(self.host(&node)).map_err(|e| NodeError::io(dir, e))?;
+        let mut out = Vec::new();
+        for e in rd {
+            let e = e.map_err(|e| NodeError::io(&node, e))?;
+            let t = e.file_type().map_err(|err| NodeError::io(&node, err))?;
+            out.push((e.file_name(), t));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Writes a new file at `path` (a temp name: whatever was there is replaced): write,
+    /// owner, mode, fsync. Nothing is left behind when it fails (a full disk).
+    pub fn stage_file(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<(), NodeError> {
+        let (node, host) = self.entry(path)?;
+        stage_host(&host, bytes, mode, owner).map_err(|e| NodeError::io(&node, e))
+    }
+
+    /// Writes one file atomically: dot temp in the same directory, fsync, rename, fsync
+    /// the directory. For files with no partner (records, backups, metrics).
+    pub fn write_atomic(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<(), NodeError> {
+        let (node, host) = self.entry(path)?;
+        let name = node
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| NodeError::new(&node, Problem::IsDirectory))?;
+        let dir = host.parent().unwrap_or(Path::new("/"));
+        let tmp = dir.join(format!(".{name}.cert-rotator.tmp"));
+        let io = |e| NodeError::io(&node, e);
+        stage_host(&tmp, bytes, mode, owner).map_err(io)?;
+        if let Err(e) = fs::rename(&tmp, &host) {
+            let _ = fs::remove_file(&tmp);
+            return Err(io(e));
+        }
+        fsync_host_dir(dir).map_err(io)
+    }
+
+    /// Makes `link` a symlink to `target` (the text of the link), replacing what was
+    /// there. A relative target that would lead out of the root is refused.
+    pub fn symlink(&self, target: &Path, link: &Path) -> Result<(), NodeError> {
+        let (node, host) = self.entry(link)?;
+        self.check_link_target(&node, target)?;
+        let _ = fs::remove_file(&host);
+        std::os::unix::fs::symlink(target, &host).map_err(|e| NodeError::io(&node, e))
+    }
+
+    /// Renames the entry `from` over `to` (both node paths; `to` is replaced, not followed).
+    pub fn rename(&self, from: &Path, to: &Path) -> Result<(), NodeError> {
+        let (_, host_from) = self.entry(from)?;
+        let (node_to, host_to) = self.entry(to)?;
+        fs::rename(&host_from, &host_to).map_err(|e| NodeError::io(&node_to, e))
+    }
+
+    /// Removes the entry (a symlink, not its target). `false` when nothing was there.
+    pub fn remove_file(&self, path: &Path) -> Result<bool, NodeError> {
+        let (node, host) = self.entry(path)?;
+        match fs::remove_file(&host) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(NodeError::io(&node, e)),
+        }
+    }
+
+    /// Removes a directory and everything in it (symlinks inside are removed, not followed).
+    pub fn remove_dir_all(&self, dir: &Path) -> Result<(), NodeError> {
+        let (node, host) = self.entry(dir)?;
+        fs::remove_dir_all(&host).map_err(|e| NodeError::io(&node, e))
+    }
+
+    /// fsyncs a directory, so the renames and removals in it are durable.
+    pub fn sync_dir(&self, dir: &Path) -> Result<(), NodeError> {
+        let node = self.resolve(dir)?;
+        fsync_host_dir(&self.host(&node)).map_err(|e| NodeError::io(&node, e))
+    }
+
+    /// Creates a directory and its missing ancestors with `mode` (umask aside). A
+    /// symlink on the way is followed inside the root; one that dangles, or a file where
+    /// a directory should be, is an error naming it.
+    pub fn create_dir_all(&self, dir: &Path, mode: u32) -> Result<(), NodeError> {
+        let mut done = PathBuf::from("/");
+        for name in normalize(dir).iter().skip(1) {
+            let candidate = done.join(name);
+            let resolved = self.resolve(&candidate)?;
+            let host = self.host(&resolved);
+            match fs::symlink_metadata(&host) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(NodeError::new(&candidate, Problem::NotADirectory)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // `done` is resolved, so only `candidate` itself can be the link.
+                    if resolved != candidate {
+                        return Err(NodeError::new(
+                            &candidate,
+                            Problem::Dangling { target: resolved },
+                        ));
+                    }
+                    match fs::DirBuilder::new().mode(mode).create(&host) {
+                        Ok(()) => fs::set_permissions(&host, fs::Permissions::from_mode(mode))
+                            .map_err(|e| NodeError::io(&candidate, e))?,
+                        // Made meanwhile by another process: fine if it is a directory.
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && host.is_dir() => {}
+                        Err(e) => return Err(NodeError::io(&candidate, e)),
+                    }
+                }
+                Err(e) => return Err(NodeError::io(&candidate, e)),
+            }
+            done = resolved;
+        }
+        Ok(())
+    }
+
+    /// Opens (creating, 0600) a file to hold a lock on; never follows a symlink there.
+    pub fn open_lock_file(&self, path: &Path) -> Result<File, NodeError> {
+        let (node, host) = self.entry(path)?;
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&host)
+            .map_err(|e| NodeError::io(&node, e))
+    }
+}
+
+fn stage_host(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
+    // Only a stale temp of an earlier crash can be here; on a read-only file system
+    // even removing nothing fails (EROFS), and the create below says so.
+    let _ = fs::remove_file(path);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    let result = (|| {
+        f.write_all(bytes)?;
+        failpoint("write");
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+        }
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.sync_all()?;
+        failpoint("fsync");
+        Ok(())
+    })();
+    if result.is_err() {
+        // A full disk: leave nothing behind but the original.
+        let _ = fs::remove_file(path);
+    }
+    result
+}
+
+fn fsync_host_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Crash injection for the crash-safety test: with the `failpoints` feature and
+/// CERT_ROTATOR_FAILPOINT=N, the process aborts (as kill -9 would stop it: no
+/// destructors, no cleanup) at the Nth failpoint it passes.
+#[cfg(feature = "failpoints")]
+pub fn failpoint(name: &str) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
+    if std::env::var("CERT_ROTATOR_FAILPOINT")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        == Some(n)
+    {
+        eprintln!("failpoint {n} ({name}): aborting");
+        std::process::abort();
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn failpoint(_name: &str) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, MetadataExt};
+
+    #[test]
+    fn writes_stay_inside_and_replace_entries() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let r = NodeRoot::new(d.path());
+        r.create_dir_all(Path::new("/etc/kubernetes/pki"), 0o755)
+            .unwrap();
+        // A directory link that leaves the root: no write goes through it.
+        let up = "../".repeat(d.path().components().count() + 2);
+        symlink(
+            format!("{up}{}", outside.path().display()),
+            d.path().join("etc/kubernetes/escape"),
+        )
+        .unwrap();
+        let p = Path::new("/etc/kubernetes/escape/ca.crt");
+        assert!(r.write_atomic(p, b"x", 0o644, None).is_err());
+        assert!(r.stage_file(p, b"x", 0o644, None).is_err());
+        assert!(r
+            .create_dir_all(Path::new("/etc/kubernetes/escape/d"), 0o700)
+            .is_err());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        // A leaf symlink is replaced by the rename, its target untouched.
+        r.write_atomic(Path::new("/etc/kubernetes/pki/t"), b"old", 0o600, None)
+            .unwrap();
+        symlink("t", d.path().join("etc/kubernetes/pki/l")).unwrap();
+        r.write_atomic(Path::new("/etc/kubernetes/pki/l"), b"new", 0o644, None)
+            .unwrap();
+        let pki = d.path().join("etc/kubernetes/pki");
+        assert_eq!(std::fs::read(pki.join("t")).unwrap(), b"old");
+        assert_eq!(std::fs::read(pki.join("l")).unwrap(), b"new");
+        assert_eq!(
+            std::fs::metadata(pki.join("l")).unwrap().mode() & 0o777,
+            0o644
+        );
+        assert_eq!(std::fs::read_dir(&pki).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_dangling_ancestor_is_an_error_naming_it() {
+        let d = tempfile::tempdir().unwrap();
+        let r = NodeRoot::new(d.path());
+        std::fs::create_dir_all(d.path().join("var")).unwrap();
+        symlink("/nowhere", d.path().join("var/lib")).unwrap();
+        let e = r
+            .create_dir_all(Path::new("/var/lib/cert-rotator/backup"), 0o700)
+            .unwrap_err();
+        assert_eq!(e.to_string(), "/var/lib: dangling symlink to /nowhere");
+        assert!(!d.path().join("nowhere").exists());
+        std::fs::write(d.path().join("var/file"), b"").unwrap();
+        let e = r
+            .create_dir_all(Path::new("/var/file/x"), 0o700)
+            .unwrap_err();
+        assert_eq!(e.to_string(), "/var/file: is not a directory");
+        // Through a link that resolves, directories are made where it points, 0700.
+        std::fs::remove_file(d.path().join("var/lib")).unwrap();
+        symlink("../srv", d.path().join("var/lib")).unwrap();
+        std::fs::create_dir(d.path().join("srv")).unwrap();
+        r.create_dir_all(Path::new("/var/lib/cert-rotator"), 0o700)
+            .unwrap();
+        let m = std::fs::metadata(d.path().join("srv/cert-rotator")).unwrap();
+        assert!(m.is_dir() && m.mode() & 0o777 == 0o700);
+    }
+
+    #[test]
+    fn symlinks_renames_and_removals_act_on_entries() {
+        let d = tempfile::tempdir().unwrap();
+        let r = NodeRoot::new(d.path());
+        r.create_dir_all(Path::new("/a"), 0o755).unwrap();
+        r.symlink(Path::new("t1"), Path::new("/a/.l.tmp")).unwrap();
+        r.rename(Path::new("/a/.l.tmp"), Path::new("/a/l")).unwrap();
+        assert_eq!(r.read_link(Path::new("/a/l")).unwrap(), Path::new("t1"));
+        assert!(r.is_symlink(Path::new("/a/l")));
+        assert!(r
+            .symlink(Path::new("../../x"), Path::new("/a/bad"))
+            .is_err());
+        assert!(r.remove_file(Path::new("/a/l")).unwrap());
+        assert!(!r.remove_file(Path::new("/a/l")).unwrap());
+        r.sync_dir(Path::new("/a")).unwrap();
+        let names: Vec<_> = r
+            .read_dir(Path::new("/"))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(names, vec![OsString::from("a")]);
+    }
+}
