@@ -350,6 +350,7 @@ fn staged_path(c: &FileChange) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::NodeRoot;
     use std::fs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
