@@ -2,8 +2,10 @@
 # Builds the Debian and RPM packages of cert-rotator:
 #   target/packages/cert-rotator_<version>-1_amd64.deb     (cargo-deb)
 #   target/packages/cert-rotator-<version>-1.x86_64.rpm    (cargo-generate-rpm)
-# from the release build that `make test` also uses (no second build of the
-# dependencies). Installs what it needs when missing: the two cargo
+# from a build in the `dist` profile (Cargo.toml: the release profile tuned
+# for size, fat LTO; one binary, /usr/bin/cert-renew a symlink to it). The man
+# pages come from the release build that `make test` also uses. Installs what
+# it needs when missing: the two cargo
 # subcommands (pinned versions, `cargo install --locked`) and, as root, the
 # Debian packages dpkg-dev (dpkg-shlibdeps for the deb's Depends), rpm and
 # lintian (for --check).
@@ -78,15 +80,18 @@ version=$(cargo metadata --no-deps --format-version 1 --locked |
 # build time in the packages): SOURCE_DATE_EPOCH if set, else the last
 # commit's, so that rebuilding a commit gives the same packages. It is given
 # only to the packaging tools, never to `cargo build`/`cargo run`: the cc build
-# scripts of ring and aws-lc-sys rerun when SOURCE_DATE_EPOCH changes, and the
-# release build must stay the one `make test` made.
+# scripts of ring and aws-lc-sys rerun when SOURCE_DATE_EPOCH changes, which
+# would rebuild the crypto in both profiles.
 sde=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 day=$(date -u -d "@$sde" +%F)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 # --- build -----------------------------------------------------------------------
-say "cargo build --release (cert-rotator $version, $commit)"
-cargo build --release --locked --bins
+# The packaged executable: profile dist (docs/performance.md, "Binary and
+# package size"). cert-renew is this binary run under that name (src/main.rs).
+profile=dist
+say "cargo build --profile $profile (cert-rotator $version, $commit)"
+cargo build --profile "$profile" --locked --bins
 rm -rf "$stage"
 mkdir -p "$stage/man"
 say "man pages"
@@ -113,9 +118,10 @@ EOF
 # --- package ---------------------------------------------------------------------
 rm -f "$out"/cert-rotator_*.deb "$out"/cert-rotator-*.rpm
 say "cargo deb"
-SOURCE_DATE_EPOCH=$sde cargo deb --no-build --no-strip --locked --output "$out/" >/dev/null
+# Both tools read the assets' "target/release/" as the given profile's directory.
+SOURCE_DATE_EPOCH=$sde cargo deb --no-build --no-strip --locked --profile "$profile" --output "$out/" >/dev/null
 say "cargo generate-rpm"
-cargo generate-rpm --source-date "$sde" --output "$out/" >/dev/null
+cargo generate-rpm --profile "$profile" --source-date "$sde" --output "$out/" >/dev/null
 
 deb=$out/cert-rotator_${version}-1_amd64.deb
 rpm=$out/cert-rotator-${version}-1.x86_64.rpm
@@ -127,6 +133,14 @@ for f in "$deb" "$rpm"; do
 	}
 done
 ls -l "$deb" "$rpm"
+# Size budget (docs/performance.md): the stripped binary at most 8 MiB, the
+# deb at most 4 MiB. Printed always; a miss fails --check.
+bin_size=$(stat -c %s "target/$profile/cert-rotator")
+deb_size=$(stat -c %s "$deb")
+say "sizes: cert-rotator $bin_size bytes (budget 8388608), deb $deb_size bytes (budget 4194304)"
+size_ok=1
+((bin_size <= 8 * 1024 * 1024)) || size_ok=0
+((deb_size <= 4 * 1024 * 1024)) || size_ok=0
 
 if ((check)); then
 	say "lintian $deb"
@@ -140,4 +154,8 @@ if ((check)); then
 	say "rpm -qp --scripts --configfiles $rpm"
 	rpm -qp --scripts "$rpm"
 	rpm -qp --configfiles "$rpm"
+	if ((!size_ok)); then
+		echo "$0: over the size budget (8 MiB binary, 4 MiB deb): docs/performance.md" >&2
+		exit 1
+	fi
 fi

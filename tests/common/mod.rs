@@ -15,8 +15,25 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cert-rotator"))
 }
 
+/// `cert-renew` is the cert-rotator executable run under that name (src/main.rs dispatches
+/// on argv[0]; the packages install it as a symlink). This returns such a symlink,
+/// `target/tmp/as-cert-renew/cert-renew` -> the built cert-rotator, made once per test
+/// process. Made under a temporary name and renamed into place, so test binaries running
+/// at the same time never see a half-made link, and a stale link to an older target
+/// directory is replaced.
 pub fn renew_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cert-renew"))
+    static LINK: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    LINK.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("as-cert-renew");
+        std::fs::create_dir_all(&dir).expect("create target/tmp/as-cert-renew");
+        let link = dir.join("cert-renew");
+        let tmp = dir.join(format!(".cert-renew.{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(bin(), &tmp).expect("symlink cert-renew -> cert-rotator");
+        std::fs::rename(&tmp, &link).expect("rename the cert-renew symlink into place");
+        link
+    })
+    .clone()
 }
 
 pub fn node(spec: &NodeSpec) -> tempfile::TempDir {

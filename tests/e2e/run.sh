@@ -63,6 +63,11 @@ key_matches() {
 e2e_copy_in "$deb" /opt/cert-rotator.deb
 e2e_copy_in "$here/standins" /opt/standins
 e2e_check "dpkg -i installs the package" e2e_exec dpkg -i /opt/cert-rotator.deb
+# cert-renew is the cert-rotator executable under another name (src/main.rs).
+e2e_check "/usr/bin/cert-renew is a symlink to cert-rotator" \
+	eq "$(e2e_exec readlink /usr/bin/cert-renew)" cert-rotator
+e2e_check "cert-renew run through it is cert-renew" \
+	e2e_exec sh -c 'cert-renew --help | grep -q "^Usage: cert-renew "'
 e2e_check "installing starts no pass" \
 	fails e2e_exec test -e /var/lib/cert-rotator/last-pass.json
 e2e_check "fixture builder lays down a kubeadm node" \
@@ -141,8 +146,20 @@ e2e_check "... with the key matching its certificate" \
 	key_matches
 e2e_exec rm -f /etc/cert-rotator/config.d/60-e2e-rollback.toml
 
+# --- cert-renew, the manual tool, through the packaged symlink -------------------
+proxy_serial_before=$(serial_file /etc/kubernetes/pki/front-proxy-client.crt)
+e2e_check "cert-renew renews front-proxy-client.crt from its CA" \
+	e2e_exec cert-renew --ca-cert /etc/kubernetes/pki/front-proxy-ca.crt \
+	--ca-key /etc/kubernetes/pki/front-proxy-ca.key /etc/kubernetes/pki/front-proxy-client.crt
+e2e_check "... which has a new serial" \
+	ne "$(serial_file /etc/kubernetes/pki/front-proxy-client.crt)" "$proxy_serial_before"
+e2e_check "... and verifies with openssl" \
+	e2e_exec openssl verify -CAfile /etc/kubernetes/pki/front-proxy-ca.crt /etc/kubernetes/pki/front-proxy-client.crt
+
 # --- removal ----------------------------------------------------------------------
 e2e_check "dpkg -r removes the package" e2e_exec dpkg -r cert-rotator
+e2e_check "... and the cert-renew symlink" \
+	fails e2e_exec test -L /usr/bin/cert-renew
 e2e_check "... leaving the node's certificates in place" \
 	e2e_exec openssl verify -CAfile /etc/kubernetes/pki/ca.crt /etc/kubernetes/pki/apiserver.crt
 e2e_check "... and the state directory" e2e_exec test -d /var/lib/cert-rotator/backup
