@@ -1,0 +1,134 @@
+//! `demo`: a sandbox kubeadm control-plane node in a temp directory, and the agent's
+//! main job on it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use time::OffsetDateTime;
+
+use super::DemoKeys;
+use crate::config;
+use crate::inventory;
+use crate::node::NodeRoot;
+use crate::pass::{Overrides, Pass, Restarts};
+use crate::report::{plan_text, Status};
+
+pub fn demo(keep: Option<PathBuf>, build_only: bool, keys: DemoKeys) -> ExitCode {
+    let tmp;
+    let dir = match keep {
+        Some(d) => {
+            if let Err(why) = refuse_to_overwrite(&d, build_only) {
+                eprintln!("cert-rotator demo: --keep {}: {why}", d.display());
+                return ExitCode::from(2);
+            }
+            d
+        }
+        None => match tempfile::Builder::new()
+            .prefix("cert-rotator-demo.")
+            .tempdir()
+        {
+            Ok(t) => {
+                tmp = t;
+                tmp.path().to_path_buf()
+            }
+            Err(e) => {
+                eprintln!("cert-rotator demo: cannot create a temp dir: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let now = OffsetDateTime::now_utc();
+    println!(
+        "Building a sandbox kubeadm control-plane node under {}",
+        dir.display()
+    );
+    println!("  (apiserver in its last 20%, kubelet client 91 days with 25 left, scheduler.conf expired, no super-admin.conf)");
+    let alg = match keys {
+        DemoKeys::Rsa2048 => crate::pki::KeyAlgorithm::Rsa { bits: 2048 },
+        DemoKeys::EcdsaP256 => crate::pki::KeyAlgorithm::EcdsaP256,
+    };
+    if let Err(e) = crate::demo::build_sandbox(&dir, now, alg) {
+        eprintln!("cert-rotator demo: building the sandbox failed: {e}");
+        return ExitCode::from(1);
+    }
+    if build_only {
+        return ExitCode::SUCCESS;
+    }
+    let root = NodeRoot::new(&dir);
+    let settings = config::Settings::default();
+    let layout = inventory::layout(&settings, &root);
+    let inv = inventory::read(&layout, &root);
+    let before = Status::new(&inv, now);
+    println!("\n$ cert-rotator --root {} status\n", dir.display());
+    print!("{}", before.to_table());
+    let due: Vec<_> = before.certificates.iter().filter(|c| c.due).collect();
+    println!(
+        "\n{} of {} certificates are due:",
+        due.len(),
+        before.certificates.len()
+    );
+    for c in &due {
+        println!(
+            "  {:<28} {}",
+            c.name,
+            c.due_reason.map(|r| r.as_str()).unwrap_or_default()
+        );
+    }
+    println!("\n$ cert-rotator --root {} run\n", dir.display());
+    let state = crate::write::StateDir::new(&root, &settings.state_dir, settings.keep_backups);
+    let plan = crate::pass::plan_run(&root, &settings, &state, OffsetDateTime::now_utc());
+    print!("{}", plan_text(&plan, false));
+    let pass = Pass {
+        root: &root,
+        settings: &settings,
+        state: &state,
+        overrides: Overrides::default(),
+        restarts: Restarts::NotLive,
+    };
+    let report = crate::pass::execute(&pass, &plan, &mut |_| {});
+    println!();
+    print!("{}", report.summary());
+    let inv = inventory::read(&inventory::layout(&settings, &root), &root);
+    let after = Status::new(&inv, OffsetDateTime::now_utc());
+    println!(
+        "\n$ cert-rotator --root {} status   # afterwards\n",
+        dir.display()
+    );
+    print!("{}", after.to_table());
+    let still_due = after.certificates.iter().filter(|c| c.due).count();
+    println!(
+        "\n{} certificates renewed, {still_due} still due.",
+        report.renewed.len()
+    );
+    if report.ok() && !after.has_errors() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// The sandbox writes a whole node (CA keys included): never over one that exists. A
+/// directory for `--keep` must be empty; `--build-only` may lay the node into a
+/// non-empty tree (a fresh container's `/`) as long as no node files are there yet.
+fn refuse_to_overwrite(dir: &std::path::Path, build_only: bool) -> Result<(), String> {
+    let mut entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.to_string()),
+    };
+    if entries.next().is_none() {
+        return Ok(());
+    }
+    for node_dir in ["etc/kubernetes", "var/lib/kubelet", "var/lib/cert-rotator"] {
+        if std::fs::symlink_metadata(dir.join(node_dir)).is_ok() {
+            return Err(format!(
+                "holds {node_dir} already: the sandbox would overwrite a node's files (give an empty or new directory)"
+            ));
+        }
+    }
+    if build_only {
+        Ok(())
+    } else {
+        Err("is not empty (give an empty or new directory)".into())
+    }
+}

@@ -1,0 +1,146 @@
+//! `run` (what the timer runs) and `plan` / `run --dry-run`: the node's plan by the
+//! window rule, executed by the sequencer with the live node's edges.
+
+use std::process::ExitCode;
+
+use time::OffsetDateTime;
+
+use super::context::{CliError, Context, WhenBusy};
+use super::emit;
+use crate::config;
+use crate::inventory;
+use crate::node::NodeRoot;
+use crate::pass::{Edges, Overrides, Pass, Restarts};
+use crate::report::{plan_text, PassResult, Status};
+use crate::write::StateDir;
+
+/// `plan`, `run --dry-run`: what a pass would do; writes nothing.
+pub fn plan(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) -> ExitCode {
+    let ctx = match Context::load(root, config_file) {
+        Ok(c) => c,
+        Err(e) => return e.exit(),
+    };
+    let plan = crate::pass::plan_run(root, &ctx.settings, &ctx.state(), OffsetDateTime::now_utc());
+    let text = if json {
+        // The plan holds strings, numbers and times only: serializing it cannot fail.
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&plan).unwrap_or_default()
+        )
+    } else {
+        plan_text(&plan, root.is_live())
+    };
+    let code = if plan.unreadable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
+    emit(&text, code)
+}
+
+/// `run`: the rotation pass.
+pub fn run(root: &NodeRoot, config_file: Option<&std::path::Path>) -> ExitCode {
+    match run_pass(root, config_file) {
+        Ok(code) => code,
+        Err(e) => e.exit(),
+    }
+}
+
+fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<ExitCode, CliError> {
+    let ctx = Context::load(root, config_file)?;
+    let settings = &ctx.settings;
+    let state = ctx.state();
+    let Some(_lock) = ctx.lock_and_recover(&state, WhenBusy::Succeed)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let now = OffsetDateTime::now_utc();
+    let plan = crate::pass::plan_run(root, settings, &state, now);
+    print!("{}", plan_text(&plan, root.is_live()));
+    let report = with_edges(root, |edges| {
+        let pass = Pass {
+            root,
+            settings,
+            state: &state,
+            overrides: Overrides::default(),
+            restarts: edges,
+        };
+        crate::pass::execute(&pass, &plan, &mut |_| {})
+    });
+    println!();
+    print!("{}", report.summary());
+    let result = PassResult {
+        at: OffsetDateTime::now_utc(),
+        success: report.ok(),
+        renewed: report.renewed.len(),
+        failed: report.failed.len(),
+    };
+    write_last_pass(&state, &result);
+    write_metrics(root, settings, &state);
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The last pass's record in the state directory, which the metrics file reports.
+const LAST_PASS: &str = "last-pass.json";
+
+/// Records the pass that just ended; a failure is logged, the pass's outcome stands.
+fn write_last_pass(state: &StateDir, result: &PassResult) {
+    if let Err(e) = state.write_json(LAST_PASS, result) {
+        tracing::warn!("cannot record the last pass: {e}");
+    }
+}
+
+/// Writes the Prometheus textfile from a fresh inventory and the last pass. Only `run`
+/// calls it: `status` and `plan` write nothing.
+fn write_metrics(root: &NodeRoot, settings: &config::Settings, state: &StateDir) {
+    if settings.metrics_file.as_os_str().is_empty() {
+        return;
+    }
+    let inv = inventory::read(&inventory::layout(settings, root), root);
+    let status = Status::new(&inv, OffsetDateTime::now_utc());
+    let p = state.path(LAST_PASS);
+    // No record yet (or an unreadable one): the pass families are left out, not invented.
+    let last = match root.read(&p) {
+        Ok(b) => PassResult::from_json(&b)
+            .map_err(|e| {
+                tracing::warn!("{}: unreadable, left out of the metrics: {e}", p.display())
+            })
+            .ok(),
+        Err(_) => None,
+    };
+    let text = crate::report::metrics_text(&status, last.as_ref());
+    let file = &settings.metrics_file;
+    if let Some(parent) = file.parent() {
+        if let Err(e) = root.create_dir_all(parent, 0o755) {
+            tracing::warn!(
+                "{}: cannot create the metrics directory: {e}",
+                file.display()
+            );
+            return;
+        }
+    }
+    // node_exporter must read it: 0644.
+    if let Err(e) = root.write_atomic(file, text.as_bytes(), 0o644, None) {
+        tracing::warn!("{}: cannot write metrics: {e}", file.display());
+    }
+}
+
+/// Runs `f` with the live node's edges (restarts over systemd's D-Bus API, TLS probes,
+/// the system clock), or none under `--root`.
+pub fn with_edges<R>(root: &NodeRoot, f: impl FnOnce(Restarts<'_>) -> R) -> R {
+    if !root.is_live() {
+        return f(Restarts::NotLive);
+    }
+    let prober = crate::verify::TlsProber::default();
+    let clock = crate::clock::SystemClock;
+    // Connects on the first restart: a pass that restarts nothing needs no bus.
+    let services = crate::restart::SystemdManager::new();
+    f(Restarts::Live(Edges {
+        services: &services,
+        prober: &prober,
+        clock: &clock,
+    }))
+}
