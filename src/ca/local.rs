@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use crate::ca::{load_ca_certificate, CaError, CertificateAuthority, Signed, SigningRequest};
+use crate::ca::{load_ca_bundle, CaError, CertificateAuthority, Signed, SigningRequest};
 use crate::node::NodeRoot;
 use crate::pki::x509::{resign, Issuer, Reissue};
 use crate::pki::{CertFacts, PrivateKey};
@@ -16,6 +16,8 @@ pub struct LocalCa {
     name: String,
     cert_path: PathBuf,
     cert: CertFacts,
+    /// Every certificate of the CA file, the issuing one first.
+    bundle: Vec<CertFacts>,
     key: PrivateKey,
 }
 
@@ -29,7 +31,8 @@ impl LocalCa {
         key_path: &Path,
         now: OffsetDateTime,
     ) -> Result<Self, CaError> {
-        let cert = load_ca_certificate(root, cert_path, now)?;
+        let bundle = load_ca_bundle(root, cert_path, now)?;
+        let cert = bundle[0].clone();
         let (_, key_bytes) = root.read_file(key_path).map_err(|e| CaError::ReadKey {
             path: key_path.to_path_buf(),
             reason: e.problem.to_string(),
@@ -49,6 +52,7 @@ impl LocalCa {
             name: name.to_string(),
             cert_path: cert_path.to_path_buf(),
             cert,
+            bundle,
             key,
         })
     }
@@ -64,7 +68,10 @@ impl CertificateAuthority for LocalCa {
     }
 
     fn sign(&self, req: &SigningRequest<'_>) -> Result<Signed, CaError> {
-        if !req.switch_issuer && !req.old.is_signed_by(&self.cert) {
+        // Signed by any certificate of the CA file (the old CA during a rotation): the
+        // issuing CA renews it. The signature decides, not the names.
+        let ours = self.bundle.iter().any(|c| req.old.is_signed_by(c));
+        if !req.switch_issuer && !ours {
             return Err(CaError::NotSignedBy {
                 target: req.target.to_string(),
                 ca: self.describe(),

@@ -119,6 +119,18 @@ pub fn load_ca_certificate(
     path: &Path,
     now: OffsetDateTime,
 ) -> Result<CertFacts, CaError> {
+    load_ca_bundle(root, path, now).map(|mut b| b.remove(0))
+}
+
+/// Every certificate of a CA file, the first checked as [`load_ca_certificate`] does. A
+/// CA file may hold several (old and new during a manual CA rotation, or a chain): the
+/// first is the issuing CA, whose key is beside it (kubeadm pairs them so); a leaf
+/// signed by any of them is this CA's.
+pub fn load_ca_bundle(
+    root: &NodeRoot,
+    path: &Path,
+    now: OffsetDateTime,
+) -> Result<Vec<CertFacts>, CaError> {
     let (_, bytes) = root.read_file(path).map_err(|e| CaError::ReadCertificate {
         path: path.to_path_buf(),
         reason: e.problem.to_string(),
@@ -128,13 +140,10 @@ pub fn load_ca_certificate(
         source,
     };
     let blocks = pki::parse_pem(&bytes).map_err(parse)?;
-    let cert = pki::certificates(&blocks)
-        .map_err(parse)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| CaError::NoCertificate {
-            path: path.to_path_buf(),
-        })?;
+    let bundle = pki::certificates(&blocks).map_err(parse)?;
+    let cert = bundle.first().ok_or_else(|| CaError::NoCertificate {
+        path: path.to_path_buf(),
+    })?;
     if !cert.is_ca {
         return Err(CaError::NotCa {
             path: path.to_path_buf(),
@@ -146,7 +155,7 @@ pub fn load_ca_certificate(
             not_after: cert.not_after,
         });
     }
-    Ok(cert)
+    Ok(bundle)
 }
 
 #[cfg(test)]
