@@ -763,6 +763,25 @@ fn identify_signer(
 mod tests {
     use super::*;
 
+    /// `[targets."NAME"]` is checked against model's list: it must hold every name the
+    /// layout gives a kubeadm node.
+    #[test]
+    fn every_kubeadm_target_name_is_known_to_the_configuration() {
+        let d = tempfile::tempdir().unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        crate::fixture::build(d.path(), &crate::fixture::NodeSpec::control_plane(now)).unwrap();
+        let root = NodeRoot::new(d.path());
+        let s = Settings::default();
+        for t in layout(&s, &root).targets {
+            assert!(
+                crate::model::KUBEADM_TARGET_NAMES.contains(&t.name.as_str())
+                    || s.kubeadm.user_kubeconfigs.contains(&t.path),
+                "{}",
+                t.name
+            );
+        }
+    }
+
     #[test]
     fn components_parse_and_print_their_kubernetes_names() {
         for n in [

@@ -3,6 +3,26 @@
 
 use std::path::PathBuf;
 
+/// The names of the targets a kubeadm node has (as `status` prints them), besides the
+/// kubeconfigs of people (`/root/.kube/config`, named by path) and `[[extra]]` ones.
+/// `[targets."NAME"]` must name one of them.
+pub const KUBEADM_TARGET_NAMES: &[&str] = &[
+    "apiserver",
+    "apiserver-kubelet-client",
+    "front-proxy-client",
+    "apiserver-etcd-client",
+    "etcd/server",
+    "etcd/peer",
+    "etcd/healthcheck-client",
+    "admin.conf",
+    "super-admin.conf",
+    "controller-manager.conf",
+    "scheduler.conf",
+    "kubelet.conf",
+    "kubelet-client-current.pem",
+    "kubelet.crt",
+];
+
 use serde::Serialize;
 
 /// What must reload a certificate once it changed.

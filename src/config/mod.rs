@@ -385,6 +385,32 @@ fn validate(s: &Settings) -> Result<(), InvalidValue> {
     };
     frac("window.remaining_fraction", s.window.remaining_fraction)?;
     days("window.remaining_days", s.window.remaining_days)?;
+    for name in s.targets.keys() {
+        let known = crate::model::KUBEADM_TARGET_NAMES.contains(&name.as_str())
+            || s.kubeadm
+                .user_kubeconfigs
+                .iter()
+                .any(|u| u.as_os_str() == name.as_str())
+            || s.extra.iter().any(|x| &x.name == name);
+        if !known {
+            let mut valid: Vec<String> = crate::model::KUBEADM_TARGET_NAMES
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            valid.extend(
+                s.kubeadm
+                    .user_kubeconfigs
+                    .iter()
+                    .map(|u| u.display().to_string()),
+            );
+            valid.extend(s.extra.iter().map(|x| x.name.clone()));
+            return Err(InvalidValue {
+                key: format!("targets.{name:?}"),
+                value: name.clone(),
+                problem: format!("names no target; valid names: {}", valid.join(", ")),
+            });
+        }
+    }
     for (name, o) in &s.targets {
         if let Some(v) = o.remaining_fraction {
             frac(&format!("targets.{name}.remaining_fraction"), v)?;
