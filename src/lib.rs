@@ -10,8 +10,6 @@
 pub mod ca;
 /// The command line of both programs.
 pub mod cli;
-/// Wall-clock time and sleeping behind a seam, so a pass can be replayed.
-pub mod clock;
 /// config.toml and config.d merged into validated settings.
 pub mod config;
 /// The sandbox node of `cert-rotator demo`.
@@ -38,6 +36,8 @@ pub mod renew;
 pub mod report;
 /// What must reload: systemd units over D-Bus, static pods by manifest annotation.
 pub mod restart;
+/// Wall-clock time and sleeping behind a seam, so a pass can be replayed.
+pub mod clock;
 /// Time as operators read it: RFC 3339 and kubeadm's short forms.
 pub mod timefmt;
 /// Does the component serve what is on disk: endpoints, TLS probe, wait loop.
