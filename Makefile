@@ -1,6 +1,6 @@
 # The README's two commands: `cargo run --release -- demo` and `make test`.
-# Everything runs in the release profile so the tests, the packages and the
-# booted-systemd test share one build of the dependencies.
+# The tests run in the release profile; the packages (and so the booted-systemd
+# test) are built in the size-tuned dist profile by packaging/build.sh.
 
 .PHONY: test lint unit e2e demo
 
