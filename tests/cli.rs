@@ -120,3 +120,88 @@ fn a_token_kubeconfig_is_listed_as_not_managed_and_fails_nothing() {
     let out = run(r, &["run"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+fn sh(cmd: &str) {
+    let out = std::process::Command::new("sh")
+        .args(["-ec", cmd])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes apiserver.crt a leaf signed by an intermediate CA (signed by the node's CA),
+/// with the intermediate after the leaf in the file. Returns the intermediate's dir.
+fn leaf_with_intermediate(r: &std::path::Path) -> std::path::PathBuf {
+    let pki = host(r, "/etc/kubernetes/pki");
+    let x = r.join("intermediate");
+    std::fs::create_dir_all(&x).unwrap();
+    sh(&format!(
+        "cd {x}
+         printf 'basicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\\n' > ca.ext
+         printf 'basicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature,keyEncipherment\\nextendedKeyUsage=serverAuth\\nsubjectAltName=DNS:kubernetes\\n' > leaf.ext
+         openssl req -new -newkey rsa:2048 -nodes -keyout int.key -subj /CN=intermediate-ca -out int.csr 2>/dev/null
+         openssl x509 -req -in int.csr -CA {pki}/ca.crt -CAkey {pki}/ca.key -CAcreateserial -days 3650 -extfile ca.ext -out int.crt 2>/dev/null
+         openssl req -new -key {pki}/apiserver.key -subj /CN=kube-apiserver -out leaf.csr
+         openssl x509 -req -in leaf.csr -CA int.crt -CAkey int.key -CAcreateserial -days 20 -extfile leaf.ext -out leaf.crt 2>/dev/null
+         cat leaf.crt int.crt > {pki}/apiserver.crt",
+        x = x.display(),
+        pki = pki.display()
+    ));
+    x
+}
+
+#[test]
+fn a_leaf_of_an_external_intermediate_is_not_renewed_with_a_made_up_ca() {
+    let d = node(&NodeSpec::control_plane(now()));
+    let r = d.path();
+    leaf_with_intermediate(r);
+    let crt = host(r, "/etc/kubernetes/pki/apiserver.crt");
+    let before = std::fs::read(&crt).unwrap();
+    let (v, _) = status_json(r);
+    let signer = cert(&v, "apiserver")["signer"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(signer.contains("intermediate-ca"), "{signer}");
+    let out = run(r, &["renew", "apiserver"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("apiserver.crt\tskipped"), "{all}");
+    assert_eq!(before, std::fs::read(&crt).unwrap(), "left as it was");
+}
+
+#[test]
+fn a_leaf_with_its_chain_renews_from_its_real_ca_and_keeps_the_chain() {
+    let d = node(&NodeSpec::control_plane(now()));
+    let r = d.path();
+    let x = leaf_with_intermediate(r);
+    let pki = host(r, "/etc/kubernetes/pki");
+    // The intermediate's key is on this node: it is the node's CA (ca.crt + ca.key).
+    let root_ca = r.join("root-ca.crt");
+    std::fs::copy(pki.join("ca.crt"), &root_ca).unwrap();
+    std::fs::copy(x.join("int.crt"), pki.join("ca.crt")).unwrap();
+    std::fs::copy(x.join("int.key"), pki.join("ca.key")).unwrap();
+    let out = run(r, &["renew", "apiserver"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let crt = pki.join("apiserver.crt");
+    let pem = std::fs::read_to_string(&crt).unwrap();
+    assert_eq!(
+        pem.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "chain kept:\n{pem}"
+    );
+    // The renewed leaf verifies to the root through the intermediate it carries.
+    sh(&format!(
+        "cd {x}; awk 'n<2{{print}} /END CERTIFICATE/{{n++}}' {crt} > both.pem
+         csplit -s -z -f part both.pem '/BEGIN CERTIFICATE/' '{{*}}'
+         cmp part01 int.crt
+         openssl verify -CAfile {root} -untrusted part01 part00",
+        x = x.display(),
+        crt = crt.display(),
+        root = root_ca.display()
+    ));
+}
