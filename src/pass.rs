@@ -65,9 +65,22 @@ pub fn plan_run(
     state: &StateDir,
     now: OffsetDateTime,
 ) -> Plan {
-    let layout = inventory::layout(settings, root);
-    let inv = inventory::read(&layout, root);
-    crate::plan::make_plan(settings, &inv, &load_history(state), now)
+    plan_inventory(settings, &read_node(root, settings), state, now)
+}
+
+/// What the node holds, read once.
+pub fn read_node(root: &NodeRoot, settings: &Settings) -> inventory::Inventory {
+    inventory::read(&inventory::layout(settings, root), root)
+}
+
+/// The timer's plan from an inventory already read.
+pub fn plan_inventory(
+    settings: &Settings,
+    inv: &inventory::Inventory,
+    state: &StateDir,
+    now: OffsetDateTime,
+) -> Plan {
+    crate::plan::make_plan(settings, inv, &load_history(state), now)
 }
 
 /// What to renew on request.

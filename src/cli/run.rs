@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use time::OffsetDateTime;
 
 use super::context::{CliError, Context, WhenBusy};
-use super::emit;
+use super::{emit, say};
 use crate::config;
 use crate::inventory;
 use crate::node::NodeRoot;
 use crate::pass::{Edges, Overrides, Pass, Restarts};
-use crate::report::{plan_text, PassResult, Status};
+use crate::report::{plan_text, NotANode, PassResult, Status};
 use crate::write::StateDir;
 
 /// `plan`, `run --dry-run`: what a pass would do; writes nothing.
@@ -54,7 +54,25 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         return Ok(ExitCode::SUCCESS);
     };
     let now = OffsetDateTime::now_utc();
-    let plan = crate::pass::plan_run(root, settings, &state, now);
+    let inv = crate::pass::read_node(root, settings);
+    if let Some(n) = NotANode::detect(&inv, root) {
+        // Said plainly, and recorded as a failed pass: an alert must fire, not a
+        // "success" on a host the agent cannot look after.
+        say(&n.to_string());
+        write_last_pass(
+            &state,
+            &PassResult {
+                at: OffsetDateTime::now_utc(),
+                success: false,
+                renewed: 0,
+                failed: 0,
+                warnings: 0,
+            },
+        );
+        write_metrics(root, settings, &state);
+        return Ok(ExitCode::from(1));
+    }
+    let plan = crate::pass::plan_inventory(settings, &inv, &state, now);
     print!("{}", plan_text(&plan, root.is_live()));
     let report = with_edges(root, |edges| {
         let pass = Pass {
@@ -73,6 +91,7 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         success: report.ok(),
         renewed: report.renewed.len(),
         failed: report.failed.len(),
+        warnings: report.warnings.len(),
     };
     write_last_pass(&state, &result);
     write_metrics(root, settings, &state);

@@ -15,6 +15,10 @@ pub struct PassResult {
     pub success: bool,
     pub renewed: usize,
     pub failed: usize,
+    /// Loud conditions of the pass (a validity capped by its CA, a remote CA that gave
+    /// a shorter lifetime than asked): renewed, but an operator must look.
+    #[serde(default)]
+    pub warnings: usize,
 }
 
 impl PassResult {
@@ -149,6 +153,11 @@ pub fn metrics_text(status: &Status, last_pass: Option<&PassResult>) -> String {
             "Failures in the last pass.",
             vec![(String::new(), p.failed as f64)],
         );
+        family(
+            "cert_rotator_pass_warnings",
+            "Warnings of the last pass (see the journal): renewed, but look.",
+            vec![(String::new(), p.warnings as f64)],
+        );
     }
     out
 }
@@ -164,6 +173,7 @@ mod tests {
             success: false,
             renewed: 3,
             failed: 1,
+            warnings: 0,
         };
         let bytes = p.to_json();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
@@ -188,6 +198,7 @@ mod tests {
             success: true,
             renewed: 2,
             failed: 0,
+            warnings: 0,
         };
         let text = metrics_text(&status, Some(&p));
         assert!(text.contains("cert_rotator_pass_success 1\n"), "{text}");
