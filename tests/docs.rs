@@ -172,9 +172,7 @@ fn toml_leaves(t: &toml::Table) -> Vec<(String, toml::Value)> {
             p.push(k.clone());
             match v {
                 toml::Value::Table(sub) => walk(sub, &p, out),
-                toml::Value::Array(items)
-                    if items.first().is_some_and(toml::Value::is_table) =>
-                {
+                toml::Value::Array(items) if items.first().is_some_and(toml::Value::is_table) => {
                     if let Some(toml::Value::Table(sub)) = items.first() {
                         walk(sub, &p, out);
                     }
