@@ -495,3 +495,20 @@ fn readme_and_docs_mention_no_missing_file() {
     absent.dedup();
     assert!(absent.is_empty(), "mentioned but missing: {absent:#?}");
 }
+
+/// The configuration example in README.md is one the program accepts.
+#[test]
+fn readme_configuration_example_is_accepted() {
+    let readme = read("README.md");
+    let example = readme
+        .split("\n## Configuration\n")
+        .nth(1)
+        .and_then(|s| s.split("```toml\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("README.md has a ## Configuration section with a toml block");
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("readme.toml");
+    std::fs::write(&file, example).unwrap();
+    let effective = config_check(root.path(), Some(&file));
+    assert!(lookup(&effective, "targets.\"admin.conf\".remaining_days").is_some());
+}
