@@ -95,14 +95,8 @@ cargo build --profile "$profile" --locked --bins
 rm -rf "$stage"
 mkdir -p "$stage/man"
 say "man pages"
+# cert-rotator.1, its subcommands' pages and cert-renew.1, all from the clap definitions.
 cargo run --release --locked --quiet --example mangen -- "$stage/man" "$day" >/dev/null
-# cert-renew.1 is static: date and version as on the generated pages.
-sed "s/^\.TH CERT-RENEW 1 \"\" \"cert-rotator\"/.TH CERT-RENEW 1 \"$day\" \"cert-rotator $version\"/" \
-	packaging/cert-renew.1 >"$stage/man/cert-renew.1"
-grep -q "^\.TH CERT-RENEW 1 \"[0-9]" "$stage/man/cert-renew.1" || {
-	echo "$0: packaging/cert-renew.1: .TH line not as expected" >&2
-	exit 1
-}
 gzip -9 -n -f "$stage"/man/*.1
 
 # The deb's changelog (usr/share/doc/cert-rotator/changelog.Debian.gz, which
