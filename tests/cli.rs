@@ -205,3 +205,87 @@ fn a_leaf_with_its_chain_renews_from_its_real_ca_and_keeps_the_chain() {
         root = root_ca.display()
     ));
 }
+
+#[test]
+fn run_on_a_host_that_is_not_a_node_says_so_and_fails() {
+    let d = tempfile::tempdir().unwrap();
+    let out = run(d.path(), &["run"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("not a Kubernetes node"), "{all}");
+    let prom = std::fs::read_to_string(host(
+        d.path(),
+        "/var/lib/cert-rotator/metrics/cert-rotator.prom",
+    ))
+    .unwrap();
+    assert!(prom.contains("cert_rotator_pass_success 0"), "{prom}");
+}
+
+#[test]
+fn an_extra_directory_that_does_not_exist_is_an_error() {
+    let d = node(&NodeSpec::control_plane(now()));
+    let cfg = d.path().join("extra.toml");
+    std::fs::write(
+        &cfg,
+        "[[extra]]\nname = \"webhook\"\nkind = \"directory\"\npath = \"/etc/webhook/tls\"\n",
+    )
+    .unwrap();
+    let out = run(d.path(), &["--config", cfg.to_str().unwrap(), "status"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("/etc/webhook/tls"), "{all}");
+}
+
+#[test]
+fn an_unknown_target_in_the_configuration_is_refused_listing_the_valid_names() {
+    let d = node(&NodeSpec::control_plane(now()));
+    let cfg = d.path().join("bad.toml");
+    std::fs::write(&cfg, "[targets.\"apiservr\"]\nremaining_days = 60\n").unwrap();
+    let out = run(
+        d.path(),
+        &["--config", cfg.to_str().unwrap(), "config", "check"],
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains("apiservr") && all.contains("kubelet-client-current.pem"),
+        "{all}"
+    );
+}
+
+#[test]
+fn cert_renew_renews_a_kubeconfig_through_the_files_it_references() {
+    let d = node(&NodeSpec::control_plane(now()));
+    let r = d.path();
+    let pki = host(r, "/etc/kubernetes/pki");
+    // A kubeconfig whose user names certificate files (apiserver-kubelet-client's pair).
+    let kc = r.join("files.conf");
+    std::fs::write(
+        &kc,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:6443\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user:\n    client-certificate: {p}/apiserver-kubelet-client.crt\n    client-key: {p}/apiserver-kubelet-client.key\n",
+            p = pki.display()
+        ),
+    )
+    .unwrap();
+    let kc_before = std::fs::read(&kc).unwrap();
+    let crt_before = std::fs::read(pki.join("apiserver-kubelet-client.crt")).unwrap();
+    let out = std::process::Command::new(renew_bin())
+        .args(["--ca-cert", pki.join("ca.crt").to_str().unwrap()])
+        .args(["--ca-key", pki.join("ca.key").to_str().unwrap()])
+        .args(["--state-dir", r.join("state").to_str().unwrap()])
+        .arg(&kc)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        kc_before,
+        std::fs::read(&kc).unwrap(),
+        "the kubeconfig itself is unchanged"
+    );
+    assert_ne!(
+        crt_before,
+        std::fs::read(pki.join("apiserver-kubelet-client.crt")).unwrap(),
+        "the certificate file it names is renewed"
+    );
+}
