@@ -706,3 +706,16 @@ impl Writer<'_> {
         Ok(())
     }
 }
+
+/// A kubeadm control-plane node built now in a fresh temp dir, for unit tests: the dir
+/// (removed when dropped) and its root.
+pub fn temp_control_plane() -> (tempfile::TempDir, crate::node::NodeRoot) {
+    let d = tempfile::tempdir().expect("a temp dir");
+    build(
+        d.path(),
+        &NodeSpec::control_plane(OffsetDateTime::now_utc()),
+    )
+    .expect("the fixture node");
+    let root = crate::node::NodeRoot::new(d.path());
+    (d, root)
+}

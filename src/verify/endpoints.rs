@@ -207,8 +207,7 @@ fn kubelet_config(root: &NodeRoot) -> KubeletConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixture::{self, NodeSpec};
-    use time::OffsetDateTime;
+    use crate::fixture;
 
     fn served(host: &str, port: u16, cert: &str) -> Endpoint {
         Endpoint {
@@ -227,14 +226,7 @@ mod tests {
     }
 
     fn node() -> (tempfile::TempDir, NodeRoot) {
-        let d = tempfile::tempdir().unwrap();
-        fixture::build(
-            d.path(),
-            &NodeSpec::control_plane(OffsetDateTime::now_utc()),
-        )
-        .unwrap();
-        let r = NodeRoot::new(d.path());
-        (d, r)
+        fixture::temp_control_plane()
     }
 
     #[test]

@@ -234,7 +234,7 @@ pub fn serial_on_disk(root: &NodeRoot, cert: &Path) -> Result<String, VerifyErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixture::{self, NodeSpec};
+    use crate::fixture;
     use std::collections::VecDeque;
     use std::sync::Mutex;
 
@@ -334,13 +334,7 @@ mod tests {
     const API_CRT: &str = "/etc/kubernetes/pki/apiserver.crt";
 
     fn node() -> (tempfile::TempDir, NodeRoot, String) {
-        let d = tempfile::tempdir().unwrap();
-        fixture::build(
-            d.path(),
-            &NodeSpec::control_plane(OffsetDateTime::now_utc()),
-        )
-        .unwrap();
-        let r = NodeRoot::new(d.path());
+        let (d, r) = fixture::temp_control_plane();
         let serial = serial_on_disk(&r, Path::new(API_CRT)).unwrap();
         (d, r, serial)
     }

@@ -327,12 +327,11 @@ impl Prober for TlsProber {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixture::{self, NodeSpec};
+    use crate::fixture;
     use crate::node::NodeRoot;
     use crate::verify::Check;
     use std::path::Path;
     use std::process::{Child, Command, Stdio};
-    use time::OffsetDateTime;
 
     fn served(host: &str, port: u16, cert: &str) -> Endpoint {
         Endpoint {
@@ -351,14 +350,7 @@ mod tests {
     }
 
     fn node() -> (tempfile::TempDir, NodeRoot) {
-        let d = tempfile::tempdir().unwrap();
-        fixture::build(
-            d.path(),
-            &NodeSpec::control_plane(OffsetDateTime::now_utc()),
-        )
-        .unwrap();
-        let r = NodeRoot::new(d.path());
-        (d, r)
+        fixture::temp_control_plane()
     }
 
     // ------------------------------------------------- against a real TLS server ---
