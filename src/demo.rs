@@ -4,7 +4,7 @@ use std::path::Path;
 
 use time::{Duration, OffsetDateTime};
 
-use crate::fixture::{self, NodeSpec, Validity};
+use crate::fixture::{self, FixtureError, NodeSpec, Validity};
 
 /// The sandbox: a control plane (secondary, so no super-admin.conf) with an apiserver
 /// certificate in its last 20%, a kubelet client certificate of 91 days with 25 left,
@@ -25,7 +25,7 @@ pub fn build_sandbox(
     dir: &Path,
     now: OffsetDateTime,
     keys: crate::pki::KeyAlgorithm,
-) -> Result<(), String> {
+) -> Result<(), FixtureError> {
     let mut spec = sandbox_spec(now);
     spec.key_algorithm = keys;
     fixture::build(dir, &spec).map(|_| ())

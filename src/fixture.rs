@@ -18,7 +18,7 @@ use time::{Duration, OffsetDateTime};
 use x509_cert::ext::pkix::KeyUsages;
 
 use crate::pki::x509::{CertTemplate, Issuer, EKU_CLIENT, EKU_SERVER, OID_CN, OID_O};
-use crate::pki::{encode_pem, CertFacts, KeyAlgorithm, KeyEncoding, PrivateKey};
+use crate::pki::{encode_pem, CertFacts, KeyAlgorithm, KeyEncoding, PkiError, PrivateKey};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -121,7 +121,45 @@ pub struct BuiltNode {
     pub etcd_ca: Option<(CertFacts, PrivateKey)>,
 }
 
-type Res<T> = Result<T, String>;
+/// Why a fixture node could not be built: the host path that could not be written, or
+/// the certificate (by node path or kubeadm name) that could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum FixtureError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Pki {
+        what: String,
+        #[source]
+        source: PkiError,
+    },
+    #[error("{what}: {source}")]
+    TimeFormat {
+        what: String,
+        #[source]
+        source: time::error::Format,
+    },
+}
+
+type Res<T> = Result<T, FixtureError>;
+
+fn pki_error(what: &str) -> impl FnOnce(PkiError) -> FixtureError + '_ {
+    move |source| FixtureError::Pki {
+        what: what.to_string(),
+        source,
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> FixtureError + '_ {
+    move |source| FixtureError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// Writes the node under `root` (which need not exist).
 pub fn build(root: &Path, spec: &NodeSpec) -> Res<BuiltNode> {
@@ -234,11 +272,11 @@ pub fn build(root: &Path, spec: &NodeSpec) -> Res<BuiltNode> {
             t.not_before = Some(nb);
             t.not_after = Some(na);
             t.key_usage = leaf_ku.clone();
-            let key = PrivateKey::generate(alg, enc).map_err(|e| e.to_string())?;
+            let key = PrivateKey::generate(alg, enc).map_err(pki_error(name))?;
             let der = t
                 .issue(&key, Some(&issuer(signer)))
-                .map_err(|e| format!("{name}: {e}"))?;
-            let facts = CertFacts::from_der(&der).map_err(|e| e.to_string())?;
+                .map_err(pki_error(name))?;
+            let facts = CertFacts::from_der(&der).map_err(pki_error(name))?;
             w.cert_pair(&format!("{pki}/{name}"), &facts, &key, true)?;
         }
         let server = format!("https://{}:6443", spec.advertise_address);
@@ -281,10 +319,8 @@ pub fn build(root: &Path, spec: &NodeSpec) -> Res<BuiltNode> {
                 ext_key_usage: vec![EKU_CLIENT],
                 ..Default::default()
             };
-            let key = PrivateKey::generate(alg, enc).map_err(|e| e.to_string())?;
-            let der = t
-                .issue(&key, Some(&issuer(&ca)))
-                .map_err(|e| format!("{file}: {e}"))?;
+            let key = PrivateKey::generate(alg, enc).map_err(pki_error(file))?;
+            let der = t.issue(&key, Some(&issuer(&ca))).map_err(pki_error(file))?;
             let text = kubeconfig_embedded(&server, user, &ca.0, &der, &key)?;
             w.file(&format!("/etc/kubernetes/{file}"), text.as_bytes(), 0o600)?;
             if file == "admin.conf" && spec.user_kubeconfig {
@@ -318,11 +354,12 @@ fn write_kubelet(w: &Writer<'_>, spec: &NodeSpec, ca: &(CertFacts, PrivateKey)) 
         ext_key_usage: vec![EKU_CLIENT],
         ..Default::default()
     };
+    let client = "kubelet-client-current.pem";
     let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256, KeyEncoding::Sec1)
-        .map_err(|e| e.to_string())?;
+        .map_err(pki_error(client))?;
     let der = t
         .issue(&key, Some(&issuer(ca)))
-        .map_err(|e| e.to_string())?;
+        .map_err(pki_error(client))?;
     let server = format!("https://{}:6443", spec.advertise_address);
     if spec.kubelet_conf_embedded {
         let text = kubeconfig_embedded(&server, &format!("system:node:{node}"), &ca.0, &der, &key)?;
@@ -332,10 +369,13 @@ fn write_kubelet(w: &Writer<'_>, spec: &NodeSpec, ca: &(CertFacts, PrivateKey)) 
             .format(time::macros::format_description!(
                 "[year]-[month]-[day]-[hour]-[minute]-[second]"
             ))
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| FixtureError::TimeFormat {
+                what: client.to_string(),
+                source,
+            })?;
         let file = format!("{kpki}/kubelet-client-{stamp}.pem");
         let mut pem = encode_pem("CERTIFICATE", &der);
-        pem.push_str(&key.to_pem().map_err(|e| e.to_string())?);
+        pem.push_str(&key.to_pem().map_err(pki_error(&file))?);
         w.file(&file, pem.as_bytes(), 0o600)?;
         w.symlink(&file, &format!("{kpki}/kubelet-client-current.pem"))?;
         let text = kubeconfig_files(
@@ -348,8 +388,9 @@ fn write_kubelet(w: &Writer<'_>, spec: &NodeSpec, ca: &(CertFacts, PrivateKey)) 
     // kubelet.crt: self-signed by a throwaway CA "<node>-ca@<unix>", leaf first.
     let (nb, na) = spec.validity_of("kubelet.crt", Validity::days(365, Duration::days(335)));
     let unix = nb.unix_timestamp();
+    let serving = "kubelet.crt";
     let ca_key = PrivateKey::generate(KeyAlgorithm::Rsa { bits: 2048 }, KeyEncoding::Pkcs1)
-        .map_err(|e| e.to_string())?;
+        .map_err(pki_error(serving))?;
     let ca_der = CertTemplate {
         subject: cn(&format!("{node}-ca@{unix}")),
         not_before: Some(nb),
@@ -363,10 +404,10 @@ fn write_kubelet(w: &Writer<'_>, spec: &NodeSpec, ca: &(CertFacts, PrivateKey)) 
         ..Default::default()
     }
     .issue(&ca_key, None)
-    .map_err(|e| e.to_string())?;
-    let ca_facts = CertFacts::from_der(&ca_der).map_err(|e| e.to_string())?;
+    .map_err(pki_error(serving))?;
+    let ca_facts = CertFacts::from_der(&ca_der).map_err(pki_error(serving))?;
     let leaf_key = PrivateKey::generate(KeyAlgorithm::Rsa { bits: 2048 }, KeyEncoding::Pkcs1)
-        .map_err(|e| e.to_string())?;
+        .map_err(pki_error(serving))?;
     let leaf = CertTemplate {
         subject: cn(&format!("{node}@{unix}")),
         not_before: Some(nb),
@@ -383,13 +424,13 @@ fn write_kubelet(w: &Writer<'_>, spec: &NodeSpec, ca: &(CertFacts, PrivateKey)) 
             key: &ca_key,
         }),
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(pki_error(serving))?;
     let mut bundle = encode_pem("CERTIFICATE", &leaf);
     bundle.push_str(&encode_pem("CERTIFICATE", &ca_der));
     w.file(&format!("{kpki}/kubelet.crt"), bundle.as_bytes(), 0o644)?;
     w.file(
         &format!("{kpki}/kubelet.key"),
-        leaf_key.to_pem().map_err(|e| e.to_string())?.as_bytes(),
+        leaf_key.to_pem().map_err(pki_error(serving))?.as_bytes(),
         0o600,
     )?;
     Ok(())
@@ -398,7 +439,7 @@ fn write_kubelet(w: &Writer<'_>, spec: &NodeSpec, ca: &(CertFacts, PrivateKey)) 
 fn make_ca(spec: &NodeSpec, name: &str, common_name: &str) -> Res<(CertFacts, PrivateKey)> {
     let (nb, na) = spec.validity_of(name, spec.ca_validity);
     let key = PrivateKey::generate(spec.key_algorithm, encoding_for(spec.key_algorithm))
-        .map_err(|e| e.to_string())?;
+        .map_err(pki_error(name))?;
     let der = CertTemplate {
         subject: cn(common_name),
         not_before: Some(nb),
@@ -412,8 +453,8 @@ fn make_ca(spec: &NodeSpec, name: &str, common_name: &str) -> Res<(CertFacts, Pr
         ..Default::default()
     }
     .issue(&key, None)
-    .map_err(|e| format!("{name}: {e}"))?;
-    Ok((CertFacts::from_der(&der).map_err(|e| e.to_string())?, key))
+    .map_err(pki_error(name))?;
+    Ok((CertFacts::from_der(&der).map_err(pki_error(name))?, key))
 }
 
 fn issuer(ca: &(CertFacts, PrivateKey)) -> Issuer<'_> {
@@ -465,7 +506,7 @@ pub fn kubeconfig_embedded(
     cert_der: &[u8],
     key: &PrivateKey,
 ) -> Res<String> {
-    let key_pem = key.to_pem().map_err(|e| e.to_string())?;
+    let key_pem = key.to_pem().map_err(pki_error(user))?;
     Ok(format!(
         "apiVersion: v1
 clusters:
@@ -673,24 +714,22 @@ impl Writer<'_> {
 
     fn dir(&self, node: &str, mode: u32) -> Res<()> {
         let p = self.host(node);
-        std::fs::create_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("{}: {e}", p.display()))
+        std::fs::create_dir_all(&p).map_err(io_error(&p))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).map_err(io_error(&p))
     }
 
     fn file(&self, node: &str, bytes: &[u8], mode: u32) -> Res<()> {
         let p = self.host(node);
         if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(io_error(parent))?;
         }
-        std::fs::write(&p, bytes).map_err(|e| format!("{}: {e}", p.display()))?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("{}: {e}", p.display()))
+        std::fs::write(&p, bytes).map_err(io_error(&p))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).map_err(io_error(&p))
     }
 
     fn symlink(&self, target_node: &str, link_node: &str) -> Res<()> {
         let p = self.host(link_node);
-        std::os::unix::fs::symlink(target_node, &p).map_err(|e| format!("{}: {e}", p.display()))
+        std::os::unix::fs::symlink(target_node, &p).map_err(io_error(&p))
     }
 
     fn cert_pair(&self, base: &str, cert: &CertFacts, key: &PrivateKey, with_key: bool) -> Res<()> {
@@ -700,7 +739,7 @@ impl Writer<'_> {
             0o644,
         )?;
         if with_key {
-            let pem = key.to_pem().map_err(|e| e.to_string())?;
+            let pem = key.to_pem().map_err(pki_error(base))?;
             self.file(&format!("{base}.key"), pem.as_bytes(), 0o600)?;
         }
         Ok(())

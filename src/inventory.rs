@@ -12,9 +12,9 @@ use serde::Serialize;
 
 use crate::config::{ExtraKind, Settings, WindowSettings};
 use crate::model::{Component, TargetKind};
-use crate::node::kubeconfig::{self, ClientCredential};
-use crate::node::NodeRoot;
-use crate::pki::{self, CertFacts, KeyAlgorithm, KeyEncoding, PrivateKey};
+use crate::node::kubeconfig::{self, ClientCredential, KubeconfigError};
+use crate::node::{NodeError, NodeRoot};
+use crate::pki::{self, CertFacts, KeyAlgorithm, KeyEncoding, PkiError, PrivateKey};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -485,10 +485,58 @@ pub struct Observed {
     pub state: TargetState,
 }
 
+/// Why a target or an authority could not be read: the file and what is wrong with it.
+/// Sources that cannot be cloned are shared, since an inventory is cloned whole.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum InventoryError {
+    /// The node gate refused or failed the read (its message names the path).
+    #[error("{0}")]
+    Node(Arc<NodeError>),
+    #[error("{}: file not found", path.display())]
+    NotFound { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: Arc<KubeconfigError>,
+    },
+    /// A PEM, certificate or key problem in `path`.
+    #[error("{}: {source}", path.display())]
+    Pki {
+        path: PathBuf,
+        #[source]
+        source: PkiError,
+    },
+    #[error("{}: no CERTIFICATE block", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("{}: is not a CA certificate", path.display())]
+    NotACa { path: PathBuf },
+    #[error("{}: is a CA certificate, not a leaf to renew", path.display())]
+    IsACa { path: PathBuf },
+    #[error("{}: user {user:?} has client-certificate-data but no client-key-data", path.display())]
+    NoClientKeyData { path: PathBuf, user: String },
+    #[error("{}: client-key-data: {source}", path.display())]
+    ClientKeyData {
+        path: PathBuf,
+        #[source]
+        source: PkiError,
+    },
+    #[error("{}: holds no private key", path.display())]
+    NoPrivateKey { path: PathBuf },
+    #[error("{}: private key does not match the certificate in {}", key.display(), cert.display())]
+    KeyMismatch { key: PathBuf, cert: PathBuf },
+}
+
+impl From<NodeError> for InventoryError {
+    fn from(e: NodeError) -> Self {
+        InventoryError::Node(Arc::new(e))
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ObservedAuthority {
     pub def: AuthorityDef,
-    pub cert: Result<CertFacts, String>,
+    pub cert: Result<CertFacts, InventoryError>,
     pub has_key: bool,
 }
 
@@ -537,19 +585,22 @@ pub fn read(layout: &Layout, root: &NodeRoot) -> Inventory {
 
 fn read_authority(def: &AuthorityDef, root: &NodeRoot) -> ObservedAuthority {
     let cert = read_file(root, &def.cert).and_then(|(_, bytes)| {
-        let blocks = pki::parse_pem(&bytes).map_err(|e| format!("{}: {e}", def.cert.display()))?;
-        let certs =
-            pki::certificates(&blocks).map_err(|e| format!("{}: {e}", def.cert.display()))?;
+        let blocks = pki::parse_pem(&bytes).map_err(at(&def.cert))?;
+        let certs = pki::certificates(&blocks).map_err(at(&def.cert))?;
         certs
             .into_iter()
             .next()
-            .ok_or_else(|| format!("{}: no CERTIFICATE block", def.cert.display()))
+            .ok_or_else(|| InventoryError::NoCertificate {
+                path: def.cert.clone(),
+            })
     });
     let cert = cert.and_then(|c| {
         if c.is_ca {
             Ok(c)
         } else {
-            Err(format!("{}: is not a CA certificate", def.cert.display()))
+            Err(InventoryError::NotACa {
+                path: def.cert.clone(),
+            })
         }
     });
     ObservedAuthority {
@@ -559,9 +610,9 @@ fn read_authority(def: &AuthorityDef, root: &NodeRoot) -> ObservedAuthority {
     }
 }
 
-/// The node gate's read, with its error as this module's message.
-fn read_file(root: &NodeRoot, path: &Path) -> Result<(PathBuf, Vec<u8>), String> {
-    root.read_file(path).map_err(|e| e.to_string())
+/// The node gate's read, with its error as this module's.
+fn read_file(root: &NodeRoot, path: &Path) -> Result<(PathBuf, Vec<u8>), InventoryError> {
+    Ok(root.read_file(path)?)
 }
 
 fn read_target(t: &Target, root: &NodeRoot, authorities: &[ObservedAuthority]) -> TargetState {
@@ -569,13 +620,19 @@ fn read_target(t: &Target, root: &NodeRoot, authorities: &[ObservedAuthority]) -
         return if t.optional {
             TargetState::Missing
         } else {
-            TargetState::Error(format!("{}: file not found", t.path.display()))
+            TargetState::Error(
+                InventoryError::NotFound {
+                    path: t.path.clone(),
+                }
+                .to_string(),
+            )
         };
     }
     match read_reading(t, root, authorities) {
         Ok(Found::Cert(r)) => TargetState::Read(r),
         Ok(Found::NotManaged(why)) => TargetState::NotManaged(why),
-        Err(e) => TargetState::Error(e),
+        // Shown to operators as it is: the typed error stays inside the inventory.
+        Err(e) => TargetState::Error(e.to_string()),
     }
 }
 
@@ -589,7 +646,7 @@ fn read_reading(
     t: &Target,
     root: &NodeRoot,
     authorities: &[ObservedAuthority],
-) -> Result<Found, String> {
+) -> Result<Found, InventoryError> {
     // (file the certs came from, cert blocks' file bytes, separate key file)
     let mut source: Option<Vec<u8>> = None;
     let mut kubelet_link = None;
@@ -608,7 +665,10 @@ fn read_reading(
         }
         TargetKind::Kubeconfig => {
             let (f, b) = read_file(root, &t.path)?;
-            let kc = kubeconfig::parse(&b, &t.path).map_err(|e| format!("{}: {e}", f.display()))?;
+            let kc = kubeconfig::parse(&b, &t.path).map_err(|e| InventoryError::Kubeconfig {
+                path: f.clone(),
+                source: Arc::new(e),
+            })?;
             source = Some(b);
             match kc.credential {
                 ClientCredential::Embedded {
@@ -617,11 +677,10 @@ fn read_reading(
                     let key = match key_pem {
                         Some(k) => KeySource::Embedded(k),
                         None => {
-                            return Err(format!(
-                                "{}: user {:?} has client-certificate-data but no client-key-data",
-                                f.display(),
-                                kc.user
-                            ))
+                            return Err(InventoryError::NoClientKeyData {
+                                path: f,
+                                user: kc.user,
+                            })
                         }
                     };
                     (f, cert_pem, key)
@@ -654,7 +713,7 @@ fn read_reading(
     let source = Arc::new(source.unwrap_or_else(|| cert_bytes.clone()));
     let mut certs = pki::certificates(&blocks).map_err(at(&cert_file))?;
     if certs.is_empty() {
-        return Err(format!("{}: no CERTIFICATE block", cert_file.display()));
+        return Err(InventoryError::NoCertificate { path: cert_file });
     }
     let cert = certs.remove(0);
     let (key, key_file) = match key_source {
@@ -662,12 +721,14 @@ fn read_reading(
         KeySource::SameFile(f) => {
             let k = PrivateKey::from_blocks(&blocks)
                 .map_err(at(&f))?
-                .ok_or_else(|| format!("{}: holds no private key", f.display()))?;
+                .ok_or_else(|| InventoryError::NoPrivateKey { path: f.clone() })?;
             (Some(k), None)
         }
         KeySource::Embedded(pem) => {
-            let k = PrivateKey::from_pem(&pem)
-                .map_err(|e| format!("{}: client-key-data: {e}", cert_file.display()))?;
+            let k = PrivateKey::from_pem(&pem).map_err(|source| InventoryError::ClientKeyData {
+                path: cert_file.clone(),
+                source,
+            })?;
             (Some(k), None)
         }
         KeySource::File(kf) => {
@@ -692,17 +753,13 @@ fn read_reading(
         })));
     };
     if !key.matches(&cert) {
-        return Err(format!(
-            "{}: private key does not match the certificate in {}",
-            key_file.as_ref().unwrap_or(&cert_file).display(),
-            cert_file.display()
-        ));
+        return Err(InventoryError::KeyMismatch {
+            key: key_file.unwrap_or_else(|| cert_file.clone()),
+            cert: cert_file,
+        });
     }
     if cert.is_ca && t.kind != TargetKind::KubeletServing {
-        return Err(format!(
-            "{}: is a CA certificate, not a leaf to renew",
-            cert_file.display()
-        ));
+        return Err(InventoryError::IsACa { path: cert_file });
     }
     Ok(Found::Cert(Box::new(Reading {
         signer: identify_signer(t.kind, &cert, &certs, authorities),
@@ -719,8 +776,11 @@ fn read_reading(
 }
 
 /// Prefixes a content error with the file it concerns.
-fn at(p: &Path) -> impl Fn(pki::PkiError) -> String + '_ {
-    move |e| format!("{}: {e}", p.display())
+fn at(p: &Path) -> impl Fn(PkiError) -> InventoryError + '_ {
+    move |source| InventoryError::Pki {
+        path: p.to_path_buf(),
+        source,
+    }
 }
 
 enum KeySource {

@@ -3,7 +3,7 @@
 //! kubelet's symlink come with the plan. The CA is a trait object; writing is the
 //! `write` module's job.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use time::{Duration, OffsetDateTime};
 
@@ -11,8 +11,8 @@ use crate::ca::{CaError, CertificateAuthority, SigningRequest};
 use crate::inventory::{Reading, Signer, Target};
 use crate::model::TargetKind;
 use crate::model::{FileChange, NewContent};
-use crate::node::kubeconfig::{self, ClientCredential};
-use crate::pki::{self, encode_pem, x509, CertFacts, PrivateKey};
+use crate::node::kubeconfig::{self, ClientCredential, KubeconfigError};
+use crate::pki::{self, encode_pem, x509, CertFacts, PkiError, PrivateKey};
 
 /// How far not_before is set back, for nodes whose clocks run a little behind.
 pub const BACKDATE: Duration = Duration::minutes(5);
@@ -23,6 +23,32 @@ pub enum IssueError {
     Ca(Box<CaError>),
     #[error("{target}: {message}")]
     Refused { target: String, message: String },
+    /// Making a key or a certificate failed.
+    #[error("{target}: {source}")]
+    Pki {
+        target: String,
+        #[source]
+        source: PkiError,
+    },
+    #[error("{target}: {}: no key file to renew with", cert_file.display())]
+    NoKeyFile { target: String, cert_file: PathBuf },
+    /// The kubeconfig (`path`, at the end of its symlinks) cannot be edited.
+    #[error("{target}: {}: {source}", path.display())]
+    Kubeconfig {
+        target: String,
+        path: PathBuf,
+        #[source]
+        source: KubeconfigError,
+    },
+    #[error("{target}: {}: user {user:?} authenticates with {method}: no client certificate to renew", path.display())]
+    NotACertificate {
+        target: String,
+        path: PathBuf,
+        user: String,
+        method: &'static str,
+    },
+    #[error("{target}: {}: the bundled CA that signed kubelet.crt is not in the file", cert_file.display())]
+    BundledCaMissing { target: String, cert_file: PathBuf },
 }
 
 impl From<CaError> for IssueError {
@@ -65,6 +91,10 @@ pub fn prepare(
         target: target.name.clone(),
         message,
     };
+    let pki_error = |source| IssueError::Pki {
+        target: target.name.clone(),
+        source,
+    };
     if reading.cert.is_ca {
         return Err(refuse(format!(
             "{} is a CA certificate; cert-rotator renews leaves, not CAs",
@@ -81,8 +111,8 @@ pub fn prepare(
     let key: &PrivateKey = if opts.reuse_key {
         old_key
     } else {
-        new_key = PrivateKey::generate(reading.key_algorithm, reading.key_encoding)
-            .map_err(|e| refuse(e.to_string()))?;
+        new_key =
+            PrivateKey::generate(reading.key_algorithm, reading.key_encoding).map_err(pki_error)?;
         &new_key
     };
     let lifetime = match opts.days {
@@ -143,7 +173,7 @@ pub fn prepare(
                     reading.signer.label()
                 )));
             }
-            renew_self_signed_bundle(reading, key, not_before, not_after).map_err(refuse)?
+            renew_self_signed_bundle(&target.name, reading, key, not_before, not_after)?
         }
     };
     let new_cert =
@@ -172,8 +202,8 @@ pub fn prepare(
     for c in &extra_certs {
         leaf_pem.push_str(&encode_pem("CERTIFICATE", c));
     }
-    let key_pem = key.to_pem().map_err(|e| refuse(e.to_string()))?;
-    let changes = file_changes(target, reading, leaf_pem, &key_pem, opts).map_err(refuse)?;
+    let key_pem = key.to_pem().map_err(pki_error)?;
+    let changes = file_changes(target, reading, leaf_pem, &key_pem, opts)?;
     Ok(Prepared {
         target: target.name.clone(),
         changes,
@@ -189,7 +219,7 @@ fn file_changes(
     cert_pem: String,
     key_pem: &str,
     opts: &RenewOptions,
-) -> Result<Vec<FileChange>, String> {
+) -> Result<Vec<FileChange>, IssueError> {
     let pair = |cert_file: &Path, key_file: Option<&Path>| {
         let mut v = Vec::new();
         match key_file {
@@ -220,10 +250,10 @@ fn file_changes(
     Ok(match target.kind {
         TargetKind::Certificate | TargetKind::KubeletServing => {
             if reading.key_file.is_none() {
-                return Err(format!(
-                    "{}: no key file to renew with",
-                    reading.cert_file.display()
-                ));
+                return Err(IssueError::NoKeyFile {
+                    target: target.name.clone(),
+                    cert_file: reading.cert_file.clone(),
+                });
             }
             pair(&reading.cert_file, reading.key_file.as_deref())
         }
@@ -233,7 +263,12 @@ fn file_changes(
             // Embedded: the inventory read the certificate from the kubeconfig itself, at
             // the end of its symlinks (/root/.kube/config -> admin.conf stays a link).
             let file = &reading.cert_file;
-            let kc = kubeconfig::parse(bytes, &target.path)?;
+            let unusable = |source| IssueError::Kubeconfig {
+                target: target.name.clone(),
+                path: file.clone(),
+                source,
+            };
+            let kc = kubeconfig::parse(bytes, &target.path).map_err(unusable)?;
             match kc.credential {
                 ClientCredential::Embedded { .. } => {
                     let new = kubeconfig::replace_embedded(
@@ -242,7 +277,7 @@ fn file_changes(
                         cert_pem.as_bytes(),
                         key_pem.as_bytes(),
                     )
-                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                    .map_err(unusable)?;
                     vec![FileChange::file(file, new, 0o600, true)]
                 }
                 ClientCredential::Files { .. } => {
@@ -259,11 +294,12 @@ fn file_changes(
                     }
                 }
                 ClientCredential::NotACertificate { method } => {
-                    return Err(format!(
-                        "{}: user {:?} authenticates with {method}: no client certificate to renew",
-                        file.display(),
-                        kc.user
-                    ))
+                    return Err(IssueError::NotACertificate {
+                        target: target.name.clone(),
+                        path: file.clone(),
+                        user: kc.user,
+                        method,
+                    })
                 }
             }
         }
@@ -304,18 +340,24 @@ fn kubelet_client_changes(
 /// kubelet.crt self-signed by its throwaway CA: a new throwaway CA key and certificate
 /// (same subject, new validity) and the leaf signed by it. Returns (leaf, [CA]).
 fn renew_self_signed_bundle(
+    target: &str,
     reading: &Reading,
     leaf_key: &PrivateKey,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
-) -> Result<(Vec<u8>, Vec<Vec<u8>>), String> {
-    let old_ca = reading
-        .chain
-        .iter()
-        .find(|c| reading.cert.is_signed_by(c))
-        .ok_or("the bundled CA that signed kubelet.crt is not in the file")?;
+) -> Result<(Vec<u8>, Vec<Vec<u8>>), IssueError> {
+    let pki_error = |source| IssueError::Pki {
+        target: target.to_string(),
+        source,
+    };
+    let Some(old_ca) = reading.chain.iter().find(|c| reading.cert.is_signed_by(c)) else {
+        return Err(IssueError::BundledCaMissing {
+            target: target.to_string(),
+            cert_file: reading.cert_file.clone(),
+        });
+    };
     let ca_key = PrivateKey::generate(old_ca_algorithm(old_ca), pki::KeyEncoding::Pkcs1)
-        .map_err(|e| e.to_string())?;
+        .map_err(pki_error)?;
     let ca_der = x509::resign(
         &x509::Reissue {
             old_der: &old_ca.der,
@@ -325,8 +367,8 @@ fn renew_self_signed_bundle(
         },
         None,
     )
-    .map_err(|e| e.to_string())?;
-    let ca_facts = CertFacts::from_der(&ca_der).map_err(|e| e.to_string())?;
+    .map_err(pki_error)?;
+    let ca_facts = CertFacts::from_der(&ca_der).map_err(pki_error)?;
     let leaf = x509::resign(
         &x509::Reissue {
             old_der: &reading.cert.der,
@@ -339,7 +381,7 @@ fn renew_self_signed_bundle(
             key: &ca_key,
         }),
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(pki_error)?;
     Ok((leaf, vec![ca_der]))
 }
 

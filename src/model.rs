@@ -39,9 +39,20 @@ pub enum Component {
     StaticPod(String),
 }
 
+/// A configured component name that is none of the accepted forms. Names no path: it
+/// is a value of the configuration, which adds the key it was found under.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ComponentError {
+    /// `static-pod:NAME` whose NAME is not a bare manifest name.
+    #[error("a static pod name is a manifest file name without .yaml")]
+    StaticPodName { name: String },
+    #[error("expected kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kubelet, none, a systemd unit name (foo.service) or static-pod:NAME")]
+    Unknown { value: String },
+}
+
 impl Component {
     /// Parses a configured component; `none` is `Ok(None)`.
-    pub fn parse(s: &str) -> Result<Option<Component>, String> {
+    pub fn parse(s: &str) -> Result<Option<Component>, ComponentError> {
         Ok(Some(match s {
             "none" | "" => return Ok(None),
             "kube-apiserver" => Component::KubeApiserver,
@@ -52,16 +63,17 @@ impl Component {
             s if s.starts_with("static-pod:") && s.len() > "static-pod:".len() => {
                 let name = &s["static-pod:".len()..];
                 if name.contains('/') || name.starts_with('.') {
-                    return Err("a static pod name is a manifest file name without .yaml".into());
+                    return Err(ComponentError::StaticPodName {
+                        name: name.to_string(),
+                    });
                 }
                 Component::StaticPod(name.to_string())
             }
             s if s.contains('.') && !s.contains('/') => Component::Unit(s.to_string()),
             _ => {
-                return Err(
-                    "expected kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kubelet, none, a systemd unit name (foo.service) or static-pod:NAME"
-                        .into(),
-                )
+                return Err(ComponentError::Unknown {
+                    value: s.to_string(),
+                })
             }
         }))
     }

@@ -11,19 +11,59 @@ use std::time::Duration as StdDuration;
 
 use time::{Duration, OffsetDateTime};
 
-use crate::ca::authorities::Authorities;
+use crate::ca::authorities::{Authorities, LoadError};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::inventory::{self, SelectError};
-use crate::issue::{self, RenewOptions};
+use crate::issue::{self, IssueError, RenewOptions};
 use crate::model::Component;
 use crate::node::NodeRoot;
 use crate::plan::{CaRoute, Group, History, Plan, PlannedTarget, Reload, RestartRecord};
 use crate::report::pass::{message_id, Outcome, PassReport, RenewedCert, TargetResult};
 use crate::report::reload_words;
-use crate::restart::{certs_hash, control_plane_wait, static_pod_change, ServiceManager};
-use crate::verify::{endpoints, wait_until_served, Prober};
-use crate::write::{Applied, StateDir};
+use crate::restart::{
+    certs_hash, control_plane_wait, static_pod_change, RestartError, ServiceManager,
+};
+use crate::verify::{endpoints, wait_until_served, Prober, VerifyError};
+use crate::write::{Applied, StateDir, WriteError};
+
+/// Why a step of the pass failed. Each step's error already names its target, file or
+/// component, so this displays it as it is: the report shows these words.
+#[derive(Debug, thiserror::Error)]
+enum PassError {
+    /// The CA of the target's route could not be loaded.
+    #[error("{0}")]
+    Ca(#[source] Box<LoadError>),
+    #[error("{0}")]
+    Issue(#[source] Box<IssueError>),
+    /// Writing the renewed files, the manifest annotation or a rollback.
+    #[error("{0}")]
+    Write(#[source] Box<WriteError>),
+    /// Restarting a unit, or preparing a static pod's manifest annotation.
+    #[error("{0}")]
+    Restart(#[source] Box<RestartError>),
+    #[error("{0}")]
+    Verify(#[source] Box<VerifyError>),
+}
+
+/// Boxed, so that the pass's `Result`s stay small whatever step failed.
+macro_rules! pass_error_from {
+    ($($variant:ident($error:ty)),*) => {
+        $(impl From<$error> for PassError {
+            fn from(e: $error) -> Self {
+                PassError::$variant(Box::new(e))
+            }
+        })*
+    };
+}
+
+pass_error_from!(
+    Ca(LoadError),
+    Issue(IssueError),
+    Write(WriteError),
+    Restart(RestartError),
+    Verify(VerifyError)
+);
 
 /// The running node: what restarts components, what probes them, and the clock.
 pub struct Edges<'a> {
@@ -219,7 +259,8 @@ pub fn execute(
                     written.serials.push(serial.clone());
                     Outcome::Renewed { serial, not_after }
                 }
-                Err(why) => {
+                Err(e) => {
+                    let why = e.to_string();
                     any_failed = true;
                     tracing::error!(cert_name = %t.name, cert_path = %t.path, component = %comp, action = "renew", message_id = message_id::FAILED, "renewal failed: {why}");
                     report.failed.push(format!("{}: {why}", t.name));
@@ -318,7 +359,7 @@ fn renew(
     t: &PlannedTarget,
     comp: &str,
     report: &mut PassReport,
-) -> Result<(Vec<PathBuf>, PathBuf, String, OffsetDateTime), String> {
+) -> Result<(Vec<PathBuf>, PathBuf, String, OffsetDateTime), PassError> {
     let mut opts = RenewOptions {
         days: pass.overrides.days,
         reuse_key: pass.overrides.reuse_key,
@@ -331,12 +372,11 @@ fn renew(
         // cfssl's profile sets the lifetime: expect what the target's profile gives.
         opts.days = remote.days_for(&t.name);
     }
-    let ca = cas.signer(&t.route).map_err(|e| e.to_string())?;
-    let prepared = issue::prepare(&t.target, &t.reading, ca, &opts).map_err(|e| e.to_string())?;
+    let ca = cas.signer(&t.route)?;
+    let prepared = issue::prepare(&t.target, &t.reading, ca, &opts)?;
     let applied = pass
         .state
-        .apply(&format!("renew {}", t.name), &prepared.changes)
-        .map_err(|e| e.to_string())?;
+        .apply(&format!("renew {}", t.name), &prepared.changes)?;
     for w in prepared.warnings {
         // A CA near its end caps every leaf it signs: the operator must hear it.
         tracing::warn!(cert_name = %t.name, component = %comp, action = "renew", "{w}");
@@ -373,7 +413,7 @@ impl Live<'_, '_> {
         &self,
         serials: &[String],
         history: &mut History,
-    ) -> Result<(Vec<String>, Vec<String>), String> {
+    ) -> Result<(Vec<String>, Vec<String>), PassError> {
         let restarted = self.restart(serials, history)?.into_iter().collect();
         let verified = match &self.group.component {
             Some(c) => self.verify(c)?,
@@ -382,7 +422,11 @@ impl Live<'_, '_> {
         Ok((restarted, verified))
     }
 
-    fn restart(&self, serials: &[String], history: &mut History) -> Result<Option<String>, String> {
+    fn restart(
+        &self,
+        serials: &[String],
+        history: &mut History,
+    ) -> Result<Option<String>, PassError> {
         let settings = self.pass.settings;
         let clock = self.edges.clock;
         let comp = self.comp;
@@ -391,11 +435,7 @@ impl Live<'_, '_> {
             Reload::None | Reload::Itself => return Ok(None),
             Reload::Unit(unit) => {
                 status(&format!("restarting {unit}"));
-                let r = self
-                    .edges
-                    .services
-                    .restart_unit(unit, timeout)
-                    .map_err(|e| e.to_string())?;
+                let r = self.edges.services.restart_unit(unit, timeout)?;
                 format!("{unit}: new run {}", r.invocation_id)
             }
             Reload::StaticPod(pod) => {
@@ -413,12 +453,10 @@ impl Live<'_, '_> {
                 status(&format!("restarting static pod {pod}"));
                 let manifest = settings.kubeadm.manifests_dir.join(format!("{pod}.yaml"));
                 let value = format!("{}-{}", certs_hash(serials), clock.now().unix_timestamp());
-                let change = static_pod_change(self.pass.root, &manifest, &value)
-                    .map_err(|e| e.to_string())?;
+                let change = static_pod_change(self.pass.root, &manifest, &value)?;
                 self.pass
                     .state
-                    .apply(&format!("restart {pod}"), &[change])
-                    .map_err(|e| e.to_string())?;
+                    .apply(&format!("restart {pod}"), &[change])?;
                 format!(
                     "{pod}: manifest {} annotated cert-rotator.k8s.io/certs-hash={value}",
                     manifest.display()
@@ -438,7 +476,7 @@ impl Live<'_, '_> {
 
     /// Waits until every endpoint of the component serves the certificate now on disk
     /// (or answers healthy), within the verification timeout.
-    fn verify(&self, component: &Component) -> Result<Vec<String>, String> {
+    fn verify(&self, component: &Component) -> Result<Vec<String>, PassError> {
         let settings = self.pass.settings;
         if !settings.run.verify {
             return Ok(vec![format!(
@@ -459,8 +497,7 @@ impl Live<'_, '_> {
             component,
             &eps,
             StdDuration::from_secs(settings.run.verify_timeout_seconds),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         for line in &lines {
             tracing::info!(component = %component.name(), action = "verify", message_id = message_id::VERIFIED, "{line}");
         }
@@ -469,7 +506,7 @@ impl Live<'_, '_> {
 
     /// Puts the group's files back from this pass's backup, restarts the component
     /// again and checks it serves the old certificates.
-    fn rollback(&self, written: &Written, history: &mut History) -> Result<(), String> {
+    fn rollback(&self, written: &Written, history: &mut History) -> Result<(), PassError> {
         // Each file from the backup of the change set that wrote it; a file the renewal
         // created (the kubelet's new client file) has none and stays, the restored
         // symlink no longer points at it.
@@ -480,8 +517,7 @@ impl Live<'_, '_> {
             .collect();
         self.pass
             .state
-            .restore(&format!("roll back {}", self.comp), &applied)
-            .map_err(|e| e.to_string())?;
+            .restore(&format!("roll back {}", self.comp), &applied)?;
         self.restart(&[], history)?;
         if let Some(c) = &self.group.component {
             self.verify(c)?;

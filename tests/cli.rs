@@ -6,14 +6,6 @@ mod common;
 
 use common::*;
 
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[test]
 fn renew_takes_status_and_kubeadm_names_and_says_what_must_restart() {
     let d = node(&NodeSpec::control_plane(now()));

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration as StdDuration, Instant};
 
 use cert_rotator::fixture::BuiltNode;
@@ -264,23 +264,6 @@ fn worker_spec() -> NodeSpec {
     )
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn kubelet_client_file(root: &Path) -> PathBuf {
-    let link = std::fs::read_link(host(
-        root,
-        "/var/lib/kubelet/pki/kubelet-client-current.pem",
-    ))
-    .unwrap();
-    host(root, link.to_str().unwrap())
-}
-
 /// What must not change: `openssl x509 -noout -subject -ext subjectAltName`.
 fn identity(pem_file: &Path) -> String {
     openssl(&[
@@ -333,33 +316,6 @@ fn certificates_in(file: &Path) -> usize {
 }
 
 /// The node tree except the agent's own state (lock, journal, backups).
-fn node_files(root: &Path) -> BTreeMap<PathBuf, String> {
-    snapshot(root)
-        .into_iter()
-        .filter(|(p, _)| !p.starts_with("var/lib/cert-rotator"))
-        .collect()
-}
-
-fn fails_and_changes_nothing(root: &Path, cmd: &mut Command, expect: &[&str]) -> String {
-    let before = node_files(root);
-    let out = cmd.output().unwrap();
-    let all = text(&out);
-    assert_ne!(out.status.code(), Some(0), "succeeded:\n{all}");
-    for e in expect {
-        assert!(all.contains(e), "{e:?} not in\n{all}");
-    }
-    let after = node_files(root);
-    assert_eq!(before, after, "the node changed:\n{all}");
-    eprintln!("refused as expected:\n{all}");
-    all
-}
-
-fn agent(root: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(bin());
-    c.arg("--root").arg(root).args(args);
-    c
-}
-
 const KUBELET_CLIENT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
 const KUBELET_CRT: &str = "/var/lib/kubelet/pki/kubelet.crt";
 
@@ -665,20 +621,9 @@ fn targets_are_routed_by_their_choice_and_the_ca_key() {
 }
 
 fn admin_identity(r: &Path) -> String {
-    use base64::Engine;
     let text = std::fs::read_to_string(host(r, "/etc/kubernetes/admin.conf")).unwrap();
-    let b64 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("client-certificate-data: "))
-        .unwrap();
     let f = r.join("admin-cert.pem");
-    std::fs::write(
-        &f,
-        base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .unwrap(),
-    )
-    .unwrap();
+    write_embedded_client_cert(&text, &f);
     let id = identity(&f);
     std::fs::remove_file(&f).unwrap();
     id

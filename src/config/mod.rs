@@ -427,8 +427,9 @@ fn validate(s: &Settings) -> Result<(), InvalidValue> {
             days(&format!("extra[{i}].remaining_days"), v)?;
         }
         if let Some(c) = &x.component {
-            crate::model::Component::parse(c)
-                .map_err(|m| InvalidValue::new(format!("extra[{i}].component"), c, m))?;
+            crate::model::Component::parse(c).map_err(|m| {
+                InvalidValue::new(format!("extra[{i}].component"), c, m.to_string())
+            })?;
         }
         if !x.path.is_absolute() {
             return Err(InvalidValue::new(

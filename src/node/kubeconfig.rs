@@ -101,39 +101,82 @@ pub struct Kubeconfig {
     pub credential: ClientCredential,
 }
 
+/// What is wrong with a kubeconfig's content. Like the other content errors of the node
+/// layer it names no path: the caller read the file and wraps this with the path.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeconfigError {
+    #[error("not a valid kubeconfig (YAML): {0}")]
+    NotYaml(#[source] Box<serde_saphyr::Error>),
+    #[error("kubeconfig has no current-context")]
+    NoCurrentContext,
+    #[error("current-context {context:?} names no context in the file")]
+    ContextMissing { context: String },
+    #[error("context {context:?} names no user")]
+    NoUser { context: String },
+    #[error("context {context:?} uses user {user:?}, which is not in the file")]
+    UserMissing { context: String, user: String },
+    /// `field` is client-certificate-data or client-key-data.
+    #[error("user {user:?}: {field} is not base64: {source}")]
+    NotBase64 {
+        user: String,
+        field: &'static str,
+        #[source]
+        source: base64::DecodeError,
+    },
+    #[error("the current user references certificate files; renew those files instead")]
+    ReferencesFiles,
+    #[error(
+        "cannot locate client-certificate-data / client-key-data in the file to edit them in place"
+    )]
+    NoSpan,
+    #[error("client data span lies outside the file")]
+    SpanOutsideFile,
+    #[error("client data is not a single-line base64 value; refusing to rewrite its layout")]
+    NotSingleLine,
+}
+
 /// Reads a kubeconfig; `node_path` is where it lives, for relative file references.
-pub fn parse(bytes: &[u8], node_path: &Path) -> Result<Kubeconfig, String> {
-    let raw: RawKubeconfig = serde_saphyr::from_slice(bytes)
-        .map_err(|e| format!("not a valid kubeconfig (YAML): {e}"))?;
+pub fn parse(bytes: &[u8], node_path: &Path) -> Result<Kubeconfig, KubeconfigError> {
+    let raw: RawKubeconfig =
+        serde_saphyr::from_slice(bytes).map_err(|e| KubeconfigError::NotYaml(Box::new(e)))?;
     let Some(context) = raw.current_context.filter(|c| !c.is_empty()) else {
-        return Err("kubeconfig has no current-context".into());
+        return Err(KubeconfigError::NoCurrentContext);
     };
-    let ctx = raw
+    let Some(ctx) = raw
         .contexts
         .unwrap_or_default()
         .into_iter()
         .find(|c| c.name == context)
-        .ok_or_else(|| format!("current-context {context:?} names no context in the file"))?;
-    let Some(user) = ctx.context.user.filter(|u| !u.is_empty()) else {
-        return Err(format!("context {context:?} names no user"));
+    else {
+        return Err(KubeconfigError::ContextMissing { context });
     };
-    let auth = raw
+    let Some(user) = ctx.context.user.filter(|u| !u.is_empty()) else {
+        return Err(KubeconfigError::NoUser { context });
+    };
+    let Some(named) = raw
         .users
         .unwrap_or_default()
         .into_iter()
         .find(|u| u.name == user)
-        .ok_or_else(|| format!("context {context:?} uses user {user:?}, which is not in the file"))?
-        .user
-        .unwrap_or_default();
+    else {
+        return Err(KubeconfigError::UserMissing { context, user });
+    };
+    let auth = named.user.unwrap_or_default();
+    let not_base64 = |field: &'static str| {
+        let user = user.clone();
+        move |source| KubeconfigError::NotBase64 {
+            user,
+            field,
+            source,
+        }
+    };
     let credential = if let Some(cert) = auth.client_certificate_data {
         let cert_span = span_of(&cert);
-        let cert_pem = decode_b64(&cert.value)
-            .map_err(|e| format!("user {user:?}: client-certificate-data is not base64: {e}"))?;
+        let cert_pem = decode_b64(&cert.value).map_err(not_base64("client-certificate-data"))?;
         let (key_pem, key_span) = match auth.client_key_data {
             Some(k) => {
                 let span = span_of(&k);
-                let pem = decode_b64(&k.value)
-                    .map_err(|e| format!("user {user:?}: client-key-data is not base64: {e}"))?;
+                let pem = decode_b64(&k.value).map_err(not_base64("client-key-data"))?;
                 (Some(pem), span)
             }
             None => (None, None),
@@ -178,7 +221,7 @@ pub fn replace_embedded(
     node_path: &Path,
     cert_pem: &[u8],
     key_pem: &[u8],
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, KubeconfigError> {
     let kc = parse(bytes, node_path)?;
     let ClientCredential::Embedded {
         cert_span,
@@ -186,12 +229,10 @@ pub fn replace_embedded(
         ..
     } = kc.credential
     else {
-        return Err(
-            "the current user references certificate files; renew those files instead".into(),
-        );
+        return Err(KubeconfigError::ReferencesFiles);
     };
     let (Some(cs), Some(ks)) = (cert_span, key_span) else {
-        return Err("cannot locate client-certificate-data / client-key-data in the file to edit them in place".into());
+        return Err(KubeconfigError::NoSpan);
     };
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let mut edits = [(cs, b64(cert_pem)), (ks, b64(key_pem))];
@@ -200,7 +241,7 @@ pub fn replace_embedded(
     for (span, new) in edits {
         let end = span.start + span.len;
         let Some(text) = bytes.get(span.start..end) else {
-            return Err("client data span lies outside the file".into());
+            return Err(KubeconfigError::SpanOutsideFile);
         };
         // A plain scalar spans exactly the value; a quoted one keeps its quotes.
         let (a, b) = match (text.first(), text.last()) {
@@ -215,10 +256,7 @@ pub fn replace_embedded(
                 .decode(inner)
                 .is_err()
         {
-            return Err(
-                "client data is not a single-line base64 value; refusing to rewrite its layout"
-                    .into(),
-            );
+            return Err(KubeconfigError::NotSingleLine);
         }
         out.splice(a..b, new.into_bytes());
     }
@@ -329,11 +367,17 @@ users:
             "current-context: kubernetes-admin@kubernetes",
             "current-context: gone",
         );
-        let e = parse(nowhere.as_bytes(), Path::new("/a")).unwrap_err();
+        let e = parse(nowhere.as_bytes(), Path::new("/a"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"gone\" names no context"), "{e}");
-        let e = parse(b"{{{ not: yaml", Path::new("/a")).unwrap_err();
+        let e = parse(b"{{{ not: yaml", Path::new("/a"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("YAML"), "{e}");
-        let e = parse(b"kind: Config\n", Path::new("/a")).unwrap_err();
+        let e = parse(b"kind: Config\n", Path::new("/a"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no current-context"), "{e}");
     }
 }

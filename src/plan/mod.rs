@@ -295,7 +295,7 @@ pub fn make_plan(
             unreadable.push(Blocked {
                 name: a.def.name.clone(),
                 path: a.def.cert.display().to_string(),
-                why: e.clone(),
+                why: e.to_string(),
             });
         }
     }

@@ -143,7 +143,7 @@ impl Status {
                     .ok()
                     .map(|c| (c.not_after - now).whole_seconds()),
                 has_key: a.has_key,
-                error: a.cert.as_ref().err().cloned(),
+                error: a.cert.as_ref().err().map(|e| e.to_string()),
                 warning: a
                     .cert
                     .as_ref()

@@ -46,14 +46,71 @@ pub fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
+/// cert-rotator with `--root DIR` and the given arguments, not yet run.
+pub fn agent(root: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("--root").arg(root).args(args);
+    c
+}
+
 /// Runs cert-rotator with `--root DIR` and the given arguments.
 pub fn run(root: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("run cert-rotator")
+    agent(root, args).output().expect("run cert-rotator")
+}
+
+/// What a command printed: stdout, then stderr.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `cmd`, expects it to fail saying every one of `expect`, and checks that no
+/// file of the node changed, appeared or went (the agent's own state may). Returns
+/// what it printed.
+pub fn fails_and_changes_nothing(root: &Path, cmd: &mut Command, expect: &[&str]) -> String {
+    let node_files = |root: &Path| -> BTreeMap<PathBuf, String> {
+        snapshot(root)
+            .into_iter()
+            .filter(|(p, _)| !p.starts_with("var/lib/cert-rotator"))
+            .collect()
+    };
+    let before = node_files(root);
+    let out = cmd.output().expect("run the command");
+    let all = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{cmd:?} succeeded:\n{all}");
+    for e in expect {
+        assert!(all.contains(e), "{cmd:?}: {e:?} not in\n{all}");
+    }
+    let after = node_files(root);
+    assert_eq!(before, after, "{cmd:?}: the node changed:\n{all}");
+    eprintln!("refused as expected:\n{all}");
+    all
+}
+
+/// Writes a kubeconfig's client-certificate-data, decoded, to `pem_file` (for openssl).
+pub fn write_embedded_client_cert(kubeconfig_text: &str, pem_file: &Path) {
+    use base64::Engine;
+    let b64 = kubeconfig_text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client-certificate-data: "))
+        .expect("a kubeconfig with client-certificate-data");
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("client-certificate-data is base64");
+    std::fs::write(pem_file, pem).expect("write the PEM file");
+}
+
+/// The host path of the file kubelet-client-current.pem links to.
+pub fn kubelet_client_file(root: &Path) -> PathBuf {
+    let link = std::fs::read_link(host(
+        root,
+        "/var/lib/kubelet/pki/kubelet-client-current.pem",
+    ))
+    .expect("kubelet-client-current.pem is a symlink");
+    host(root, link.to_str().expect("a UTF-8 link"))
 }
 
 pub fn status_json(root: &Path) -> (serde_json::Value, i32) {
