@@ -536,7 +536,12 @@ impl From<NodeError> for InventoryError {
 #[derive(Clone, Debug)]
 pub struct ObservedAuthority {
     pub def: AuthorityDef,
+    /// The issuing CA: the first certificate of the CA file (kubeadm pairs it with the
+    /// key beside it).
     pub cert: Result<CertFacts, InventoryError>,
+    /// Every certificate of the CA file: old and new during a manual CA rotation, or a
+    /// chain. A leaf signed by any of them is this authority's.
+    pub bundle: Vec<CertFacts>,
     pub has_key: bool,
 }
 
@@ -584,28 +589,30 @@ pub fn read(layout: &Layout, root: &NodeRoot) -> Inventory {
 }
 
 fn read_authority(def: &AuthorityDef, root: &NodeRoot) -> ObservedAuthority {
-    let cert = read_file(root, &def.cert).and_then(|(_, bytes)| {
+    let certs = read_file(root, &def.cert).and_then(|(_, bytes)| {
         let blocks = pki::parse_pem(&bytes).map_err(at(&def.cert))?;
-        let certs = pki::certificates(&blocks).map_err(at(&def.cert))?;
-        certs
-            .into_iter()
-            .next()
-            .ok_or_else(|| InventoryError::NoCertificate {
-                path: def.cert.clone(),
-            })
+        Ok(pki::certificates(&blocks).map_err(at(&def.cert))?)
     });
-    let cert = cert.and_then(|c| {
-        if c.is_ca {
-            Ok(c)
-        } else {
-            Err(InventoryError::NotACa {
-                path: def.cert.clone(),
-            })
+    let (cert, bundle) = match certs {
+        Ok(all) => {
+            let first = match all.first() {
+                None => Err(InventoryError::NoCertificate {
+                    path: def.cert.clone(),
+                }),
+                Some(c) if !c.is_ca => Err(InventoryError::NotACa {
+                    path: def.cert.clone(),
+                }),
+                Some(c) => Ok(c.clone()),
+            };
+            let cas = all.into_iter().filter(|c| c.is_ca).collect();
+            (first, cas)
         }
-    });
+        Err(e) => (Err(e), Vec::new()),
+    };
     ObservedAuthority {
         def: def.clone(),
         cert,
+        bundle,
         has_key: root.exists(&def.key),
     }
 }
@@ -799,11 +806,11 @@ fn identify_signer(
     chain: &[CertFacts],
     cas: &[ObservedAuthority],
 ) -> Signer {
+    // The whole CA file is searched: the authority key identifier is a hint at most,
+    // the signature decides (as Go's verifier does).
     for a in cas {
-        if let Ok(ca) = &a.cert {
-            if cert.is_signed_by(ca) {
-                return Signer::Authority(a.def.name.clone());
-            }
+        if a.cert.is_ok() && a.bundle.iter().any(|ca| cert.is_signed_by(ca)) {
+            return Signer::Authority(a.def.name.clone());
         }
     }
     if let Some(c) = chain.iter().find(|c| cert.is_signed_by(c)) {

@@ -281,3 +281,37 @@ fn cert_renew_renews_a_kubeconfig_through_the_files_it_references() {
         "the certificate file it names is renewed"
     );
 }
+
+/// During a manual CA rotation ca.crt holds the issuing CA and another one: a leaf
+/// signed by the other is still the node CA's, found by its signature, and renews from
+/// the issuing CA (the first certificate, whose key is ca.key).
+#[test]
+fn a_ca_file_with_several_certificates_is_used_whole_to_find_the_signer() {
+    let d = node(&NodeSpec::control_plane(now()));
+    let r = d.path();
+    let pki = host(r, "/etc/kubernetes/pki");
+    let x = r.join("other");
+    std::fs::create_dir_all(&x).unwrap();
+    sh(&format!(
+        "cd {x}
+         printf 'basicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign,digitalSignature\\n' > ca.ext
+         printf 'basicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature,keyEncipherment\\nextendedKeyUsage=serverAuth\\nsubjectAltName=DNS:kubernetes\\n' > leaf.ext
+         openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -subj /CN=kubernetes -days 3650 -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,digitalSignature -out other.crt 2>/dev/null
+         openssl req -new -key {pki}/apiserver.key -subj /CN=kube-apiserver -out leaf.csr
+         openssl x509 -req -in leaf.csr -CA other.crt -CAkey other.key -CAcreateserial -days 20 -extfile leaf.ext -out {pki}/apiserver.crt 2>/dev/null
+         cat other.crt >> {pki}/ca.crt",
+        x = x.display(),
+        pki = pki.display()
+    ));
+    let (v, _) = status_json(r);
+    assert_eq!(cert(&v, "apiserver")["signer"], "ca", "{v:#}");
+    let out = run(r, &["renew", "apiserver"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Renewed from the issuing CA, the first certificate of ca.crt.
+    sh(&format!(
+        "cd {x}; awk '{{print}} /END CERTIFICATE/{{exit}}' {pki}/ca.crt > first.crt
+         openssl verify -CAfile first.crt {pki}/apiserver.crt",
+        x = x.display(),
+        pki = pki.display()
+    ));
+}
