@@ -1,0 +1,257 @@
+//! Inventory: what certificates this node holds, read from its files alone.
+//!
+//! [`layout`] decides which targets and CAs a node has (control plane or worker, stacked
+//! etcd or not, kubelet.conf embedded or pointing at the kubelet's symlink), from the
+//! configuration and what exists on disk. [`read`] then reads each target into facts or
+//! an error that names the file and the problem. Nothing here writes.
+
+mod layout;
+mod read;
+mod select;
+
+pub use layout::layout;
+pub use read::read;
+pub use select::{select, SelectError};
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::{ExtraKind, Settings, WindowSettings};
+use crate::model::{Component, TargetKind};
+use crate::node::kubeconfig::{self, ClientCredential, KubeconfigError};
+use crate::node::{NodeError, NodeRoot};
+use crate::pki::{self, CertFacts, KeyAlgorithm, KeyEncoding, PkiError, PrivateKey};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeRole {
+    ControlPlane,
+    Worker,
+}
+
+/// One certificate the agent looks after.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// kubeadm's name where it has one (apiserver, etcd/server, admin.conf,
+    /// kubelet-client-current.pem, kubelet.crt), else the configured one.
+    pub name: String,
+    pub kind: TargetKind,
+    /// Node path of the certificate file, kubeconfig or kubelet symlink.
+    pub path: PathBuf,
+    /// Node path of the separate key file, for certificates.
+    pub key: Option<PathBuf>,
+    pub component: Option<Component>,
+    /// Absent is normal (super-admin.conf on a secondary control plane).
+    pub optional: bool,
+    pub window: WindowSettings,
+}
+
+/// A certificate authority of the node.
+#[derive(Clone, Debug)]
+pub struct AuthorityDef {
+    pub name: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Which targets and authorities this node has.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub role: NodeRole,
+    pub targets: Vec<Target>,
+    pub authorities: Vec<AuthorityDef>,
+}
+
+/// Who signed a certificate, as far as the node can tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Signer {
+    /// One of the node's authorities, by name.
+    Authority(String),
+    /// The throwaway CA that follows the leaf in the same file (the kubelet's own
+    /// kubelet.crt scheme, and only kubelet.crt's).
+    Bundled,
+    /// An intermediate CA that follows the leaf in its file (an external intermediate
+    /// CA), by subject: its key is not on the node.
+    Intermediate(String),
+    SelfSigned,
+    /// Signed by no CA known on this node.
+    Unknown,
+}
+
+impl Signer {
+    pub fn label(&self) -> String {
+        match self {
+            Signer::Authority(n) => n.clone(),
+            Signer::Bundled => "self-signed (bundled CA)".into(),
+            Signer::Intermediate(subject) => format!("intermediate CA {subject} (in the file)"),
+            Signer::SelfSigned => "self-signed".into(),
+            Signer::Unknown => "unknown".into(),
+        }
+    }
+}
+
+/// What was read of a target.
+#[derive(Clone, Debug)]
+pub struct Reading {
+    pub cert: CertFacts,
+    /// Further certificates in the same file (kubelet.crt's throwaway CA).
+    pub chain: Vec<CertFacts>,
+    /// Node path of the file the certificate was read from (after following links and
+    /// kubeconfig file references).
+    pub cert_file: PathBuf,
+    /// Node path of the key file, when separate from the certificate.
+    pub key_file: Option<PathBuf>,
+    pub key_algorithm: KeyAlgorithm,
+    pub key_encoding: KeyEncoding,
+    pub signer: Signer,
+    /// The key in use now, as read (renewals with `--reuse-key` keep it); `None` for a
+    /// watched certificate without a key.
+    pub key: Option<Arc<PrivateKey>>,
+    /// The bytes of the target's own file (a kubeconfig is rewritten from them, so the
+    /// renewal changes nothing but the certificate fields).
+    pub source: Arc<Vec<u8>>,
+    /// A kubeconfig whose client certificate is the kubelet's
+    /// kubelet-client-current.pem symlink: renewed by client-go's symlink scheme.
+    pub kubelet_link: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub enum TargetState {
+    Missing,
+    /// Present, but nothing the agent renews: a kubeconfig whose user authenticates
+    /// with a token, an exec plugin or OIDC. Listed, never an error.
+    NotManaged(String),
+    Error(String),
+    Read(Box<Reading>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub target: Target,
+    pub state: TargetState,
+}
+
+/// Why a target or an authority could not be read: the file and what is wrong with it.
+/// Sources that cannot be cloned are shared, since an inventory is cloned whole.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum InventoryError {
+    /// The node gate refused or failed the read (its message names the path).
+    #[error("{0}")]
+    Node(Arc<NodeError>),
+    #[error("{}: file not found", path.display())]
+    NotFound { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: Arc<KubeconfigError>,
+    },
+    /// A PEM, certificate or key problem in `path`.
+    #[error("{}: {source}", path.display())]
+    Pki {
+        path: PathBuf,
+        #[source]
+        source: PkiError,
+    },
+    #[error("{}: no CERTIFICATE block", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("{}: is not a CA certificate", path.display())]
+    NotACa { path: PathBuf },
+    #[error("{}: is a CA certificate, not a leaf to renew", path.display())]
+    IsACa { path: PathBuf },
+    #[error("{}: user {user:?} has client-certificate-data but no client-key-data", path.display())]
+    NoClientKeyData { path: PathBuf, user: String },
+    #[error("{}: client-key-data: {source}", path.display())]
+    ClientKeyData {
+        path: PathBuf,
+        #[source]
+        source: PkiError,
+    },
+    #[error("{}: holds no private key", path.display())]
+    NoPrivateKey { path: PathBuf },
+    #[error("{}: private key does not match the certificate in {}", key.display(), cert.display())]
+    KeyMismatch { key: PathBuf, cert: PathBuf },
+}
+
+impl From<NodeError> for InventoryError {
+    fn from(e: NodeError) -> Self {
+        InventoryError::Node(Arc::new(e))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ObservedAuthority {
+    pub def: AuthorityDef,
+    /// The issuing CA: the first certificate of the CA file (kubeadm pairs it with the
+    /// key beside it).
+    pub cert: Result<CertFacts, InventoryError>,
+    /// Every certificate of the CA file: old and new during a manual CA rotation, or a
+    /// chain. A leaf signed by any of them is this authority's.
+    pub bundle: Vec<CertFacts>,
+    pub has_key: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Inventory {
+    pub role: NodeRole,
+    pub certificates: Vec<Observed>,
+    pub authorities: Vec<ObservedAuthority>,
+}
+
+impl Inventory {
+    /// Whether any present target could not be read.
+    pub fn has_errors(&self) -> bool {
+        self.certificates
+            .iter()
+            .any(|o| matches!(o.state, TargetState::Error(_)))
+            || self.authorities.iter().any(|a| a.cert.is_err())
+    }
+
+    pub fn authority(&self, name: &str) -> Option<&ObservedAuthority> {
+        self.authorities.iter().find(|a| a.def.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[targets."NAME"]` is checked against model's list: it must hold every name the
+    /// layout gives a kubeadm node.
+    #[test]
+    fn every_kubeadm_target_name_is_known_to_the_configuration() {
+        let d = tempfile::tempdir().unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        crate::fixture::build(d.path(), &crate::fixture::NodeSpec::control_plane(now)).unwrap();
+        let root = NodeRoot::new(d.path());
+        let s = Settings::default();
+        for t in layout(&s, &root).targets {
+            assert!(
+                crate::model::KUBEADM_TARGET_NAMES.contains(&t.name.as_str())
+                    || s.kubeadm.user_kubeconfigs.contains(&t.path),
+                "{}",
+                t.name
+            );
+        }
+    }
+
+    #[test]
+    fn components_parse_and_print_their_kubernetes_names() {
+        for n in [
+            "kube-apiserver",
+            "etcd",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kubelet",
+            "containerd.service",
+            "static-pod:kube-vip",
+        ] {
+            assert_eq!(Component::parse(n).unwrap().unwrap().name(), n);
+        }
+        assert_eq!(Component::parse("none").unwrap(), None);
+        assert!(Component::parse("apiserver").is_err());
+        assert!(Component::parse("static-pod:../x").is_err());
+    }
+}

@@ -1,0 +1,267 @@
+//! Reading each target and authority into facts, or an error naming the file and the
+//! problem. Nothing here writes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::*;
+
+/// Reads every target and authority of the layout.
+pub fn read(layout: &Layout, root: &NodeRoot) -> Inventory {
+    let authorities: Vec<ObservedAuthority> = layout
+        .authorities
+        .iter()
+        .map(|def| read_authority(def, root))
+        .collect();
+    let certificates = layout
+        .targets
+        .iter()
+        .map(|t| Observed {
+            target: t.clone(),
+            state: read_target(t, root, &authorities),
+        })
+        .collect();
+    Inventory {
+        role: layout.role,
+        certificates,
+        authorities,
+    }
+}
+
+fn read_authority(def: &AuthorityDef, root: &NodeRoot) -> ObservedAuthority {
+    let certs = read_file(root, &def.cert).and_then(|(_, bytes)| {
+        let blocks = pki::parse_pem(&bytes).map_err(at(&def.cert))?;
+        pki::certificates(&blocks).map_err(at(&def.cert))
+    });
+    let (cert, bundle) = match certs {
+        Ok(all) => {
+            let first = match all.first() {
+                None => Err(InventoryError::NoCertificate {
+                    path: def.cert.clone(),
+                }),
+                Some(c) if !c.is_ca => Err(InventoryError::NotACa {
+                    path: def.cert.clone(),
+                }),
+                Some(c) => Ok(c.clone()),
+            };
+            let cas = all.into_iter().filter(|c| c.is_ca).collect();
+            (first, cas)
+        }
+        Err(e) => (Err(e), Vec::new()),
+    };
+    ObservedAuthority {
+        def: def.clone(),
+        cert,
+        bundle,
+        has_key: root.exists(&def.key),
+    }
+}
+
+/// The node gate's read, with its error as this module's.
+fn read_file(root: &NodeRoot, path: &Path) -> Result<(PathBuf, Vec<u8>), InventoryError> {
+    Ok(root.read_file(path)?)
+}
+
+fn read_target(t: &Target, root: &NodeRoot, authorities: &[ObservedAuthority]) -> TargetState {
+    if !root.exists(&t.path) {
+        return if t.optional {
+            TargetState::Missing
+        } else {
+            TargetState::Error(
+                InventoryError::NotFound {
+                    path: t.path.clone(),
+                }
+                .to_string(),
+            )
+        };
+    }
+    match read_reading(t, root, authorities) {
+        Ok(Found::Cert(r)) => TargetState::Read(r),
+        Ok(Found::NotManaged(why)) => TargetState::NotManaged(why),
+        // Shown to operators as it is: the typed error stays inside the inventory.
+        Err(e) => TargetState::Error(e.to_string()),
+    }
+}
+
+/// What a present target holds.
+enum Found {
+    Cert(Box<Reading>),
+    NotManaged(String),
+}
+
+fn read_reading(
+    t: &Target,
+    root: &NodeRoot,
+    authorities: &[ObservedAuthority],
+) -> Result<Found, InventoryError> {
+    // (file the certs came from, cert blocks' file bytes, separate key file)
+    let mut source: Option<Vec<u8>> = None;
+    let mut kubelet_link = None;
+    let (cert_file, cert_bytes, key_source): (PathBuf, Vec<u8>, KeySource) = match t.kind {
+        TargetKind::Certificate | TargetKind::KubeletServing => {
+            let (f, b) = read_file(root, &t.path)?;
+            let key = match &t.key {
+                Some(k) => KeySource::File(k.clone()),
+                None => KeySource::None,
+            };
+            (f, b, key)
+        }
+        TargetKind::KubeletClient => {
+            let (f, b) = read_file(root, &t.path)?;
+            (f.clone(), b, KeySource::SameFile(f))
+        }
+        TargetKind::Kubeconfig => {
+            let (f, b) = read_file(root, &t.path)?;
+            let kc = kubeconfig::parse(&b, &t.path).map_err(|e| InventoryError::Kubeconfig {
+                path: f.clone(),
+                source: Arc::new(e),
+            })?;
+            source = Some(b);
+            match kc.credential {
+                ClientCredential::Embedded {
+                    cert_pem, key_pem, ..
+                } => {
+                    let key = match key_pem {
+                        Some(k) => KeySource::Embedded(k),
+                        None => {
+                            return Err(InventoryError::NoClientKeyData {
+                                path: f,
+                                user: kc.user,
+                            })
+                        }
+                    };
+                    (f, cert_pem, key)
+                }
+                ClientCredential::NotACertificate { method } => {
+                    return Ok(Found::NotManaged(format!(
+                        "user {:?} authenticates with {method}, not a client certificate: not managed",
+                        kc.user
+                    )))
+                }
+                ClientCredential::Files { cert, key } => {
+                    if cert
+                        .file_name()
+                        .is_some_and(|n| n == "kubelet-client-current.pem")
+                        && root.is_symlink(&cert)
+                    {
+                        kubelet_link = Some(cert.clone());
+                    }
+                    let (cf, cb) = read_file(root, &cert)?;
+                    let key = match key {
+                        Some(k) => KeySource::File(k),
+                        None => KeySource::SameFile(cf.clone()),
+                    };
+                    (cf, cb, key)
+                }
+            }
+        }
+    };
+    let blocks = pki::parse_pem(&cert_bytes).map_err(at(&cert_file))?;
+    let source = Arc::new(source.unwrap_or_else(|| cert_bytes.clone()));
+    let mut certs = pki::certificates(&blocks).map_err(at(&cert_file))?;
+    if certs.is_empty() {
+        return Err(InventoryError::NoCertificate { path: cert_file });
+    }
+    let cert = certs.remove(0);
+    let (key, key_file) = match key_source {
+        KeySource::None => (None, None),
+        KeySource::SameFile(f) => {
+            let k = PrivateKey::from_blocks(&blocks)
+                .map_err(at(&f))?
+                .ok_or_else(|| InventoryError::NoPrivateKey { path: f.clone() })?;
+            (Some(k), None)
+        }
+        KeySource::Embedded(pem) => {
+            let k = PrivateKey::from_pem(&pem).map_err(|source| InventoryError::ClientKeyData {
+                path: cert_file.clone(),
+                source,
+            })?;
+            (Some(k), None)
+        }
+        KeySource::File(kf) => {
+            let (kf, kb) = read_file(root, &kf)?;
+            let k = PrivateKey::from_pem(&kb).map_err(at(&kf))?;
+            (Some(k), Some(kf))
+        }
+    };
+    let Some(key) = key else {
+        // A configured directory certificate without a key: watched, not renewable.
+        return Ok(Found::Cert(Box::new(Reading {
+            signer: identify_signer(t.kind, &cert, &certs, authorities),
+            key_algorithm: KeyAlgorithm::EcdsaP256,
+            key_encoding: KeyEncoding::Pkcs8,
+            cert,
+            chain: certs,
+            cert_file,
+            key_file: None,
+            key: None,
+            source,
+            kubelet_link,
+        })));
+    };
+    if !key.matches(&cert) {
+        return Err(InventoryError::KeyMismatch {
+            key: key_file.unwrap_or_else(|| cert_file.clone()),
+            cert: cert_file,
+        });
+    }
+    if cert.is_ca && t.kind != TargetKind::KubeletServing {
+        return Err(InventoryError::IsACa { path: cert_file });
+    }
+    Ok(Found::Cert(Box::new(Reading {
+        signer: identify_signer(t.kind, &cert, &certs, authorities),
+        key_algorithm: key.algorithm,
+        key_encoding: key.encoding,
+        cert,
+        chain: certs,
+        cert_file,
+        key_file,
+        key: Some(Arc::new(key)),
+        source,
+        kubelet_link,
+    })))
+}
+
+/// Prefixes a content error with the file it concerns.
+fn at(p: &Path) -> impl Fn(PkiError) -> InventoryError + '_ {
+    move |source| InventoryError::Pki {
+        path: p.to_path_buf(),
+        source,
+    }
+}
+
+enum KeySource {
+    None,
+    SameFile(PathBuf),
+    Embedded(Vec<u8>),
+    File(PathBuf),
+}
+
+/// The node's CA that signed `cert`, else a certificate of its own file. The signature
+/// decides, not the names. A chain after the leaf is kubelet.crt's throwaway CA only
+/// for kubelet.crt; elsewhere it is an intermediate CA, which is kept when renewing.
+fn identify_signer(
+    kind: TargetKind,
+    cert: &CertFacts,
+    chain: &[CertFacts],
+    cas: &[ObservedAuthority],
+) -> Signer {
+    // The whole CA file is searched: the authority key identifier is a hint at most,
+    // the signature decides (as Go's verifier does).
+    for a in cas {
+        if a.cert.is_ok() && a.bundle.iter().any(|ca| cert.is_signed_by(ca)) {
+            return Signer::Authority(a.def.name.clone());
+        }
+    }
+    if let Some(c) = chain.iter().find(|c| cert.is_signed_by(c)) {
+        return if kind == TargetKind::KubeletServing {
+            Signer::Bundled
+        } else {
+            Signer::Intermediate(c.subject.clone())
+        };
+    }
+    if cert.self_issued && cert.is_signed_by(cert) {
+        return Signer::SelfSigned;
+    }
+    Signer::Unknown
+}
