@@ -315,3 +315,44 @@ fn a_ca_file_with_several_certificates_is_used_whole_to_find_the_signer() {
         pki = pki.display()
     ));
 }
+
+/// Output to a reader that went away, or to a full disk, never panics a writing command:
+/// the renewals are done and recorded; only the text is lost.
+#[test]
+fn renew_all_into_a_closed_pipe_or_a_full_disk_finishes_without_a_panic() {
+    for target in ["pipe", "full"] {
+        let d = node(&NodeSpec::control_plane(now()));
+        let mut cmd = agent(d.path(), &["renew-all"]);
+        let mut child = match target {
+            "pipe" => {
+                let mut c = cmd
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                drop(c.stdout.take());
+                c
+            }
+            _ => cmd
+                .stdout(std::fs::File::create("/dev/full").unwrap())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        };
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(!err.contains("panicked"), "{target}: {err}");
+        assert_ne!(status.code(), Some(101), "{target}: {err}");
+        assert!(status.success(), "{target}: {status:?} {err}");
+        let (v, _) = status_json(d.path());
+        assert!(
+            v["certificates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["lifetime_seconds"].is_null() || c["due"] == false),
+            "{target}: renewed all the same"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 //! directory; for a writing command also its lock and the recovery of an interrupted
 //! write. And the one CLI error, which maps to the exit codes.
 
+use super::outln;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -74,7 +75,7 @@ impl<'r> Context<'r> {
         match state.try_lock() {
             Ok(Some(l)) => Ok(Some(l)),
             Ok(None) if busy == WhenBusy::Succeed => {
-                println!(
+                outln!(
                     "a pass is already active (lock {} held); nothing to do",
                     state.lock_path().display()
                 );

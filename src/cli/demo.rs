@@ -1,6 +1,7 @@
 //! `demo`: a sandbox kubeadm control-plane node in a temp directory, and the agent's
 //! main job on it.
 
+use super::{errln, out, outln};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,7 +19,7 @@ pub fn demo(keep: Option<PathBuf>, build_only: bool, keys: DemoKeys) -> ExitCode
     let dir = match keep {
         Some(d) => {
             if let Err(why) = refuse_to_overwrite(&d, build_only) {
-                eprintln!("cert-rotator demo: --keep {}: {why}", d.display());
+                errln!("cert-rotator demo: --keep {}: {why}", d.display());
                 return ExitCode::from(2);
             }
             d
@@ -32,23 +33,23 @@ pub fn demo(keep: Option<PathBuf>, build_only: bool, keys: DemoKeys) -> ExitCode
                 tmp.path().to_path_buf()
             }
             Err(e) => {
-                eprintln!("cert-rotator demo: cannot create a temp dir: {e}");
+                errln!("cert-rotator demo: cannot create a temp dir: {e}");
                 return ExitCode::from(1);
             }
         },
     };
     let now = OffsetDateTime::now_utc();
-    println!(
+    outln!(
         "Building a sandbox kubeadm control-plane node under {}",
         dir.display()
     );
-    println!("  (apiserver in its last 20%, kubelet client 91 days with 25 left, scheduler.conf expired, no super-admin.conf)");
+    outln!("  (apiserver in its last 20%, kubelet client 91 days with 25 left, scheduler.conf expired, no super-admin.conf)");
     let alg = match keys {
         DemoKeys::Rsa2048 => crate::pki::KeyAlgorithm::Rsa { bits: 2048 },
         DemoKeys::EcdsaP256 => crate::pki::KeyAlgorithm::EcdsaP256,
     };
     if let Err(e) = crate::demo::build_sandbox(&dir, now, alg) {
-        eprintln!("cert-rotator demo: building the sandbox failed: {e}");
+        errln!("cert-rotator demo: building the sandbox failed: {e}");
         return ExitCode::from(1);
     }
     if build_only {
@@ -59,25 +60,25 @@ pub fn demo(keep: Option<PathBuf>, build_only: bool, keys: DemoKeys) -> ExitCode
     let layout = inventory::layout(&settings, &root);
     let inv = inventory::read(&layout, &root);
     let before = Status::new(&inv, now);
-    println!("\n$ cert-rotator --root {} status\n", dir.display());
-    print!("{}", before.to_table());
+    outln!("\n$ cert-rotator --root {} status\n", dir.display());
+    out!("{}", before.to_table());
     let due: Vec<_> = before.certificates.iter().filter(|c| c.due).collect();
-    println!(
+    outln!(
         "\n{} of {} certificates are due:",
         due.len(),
         before.certificates.len()
     );
     for c in &due {
-        println!(
+        outln!(
             "  {:<28} {}",
             c.name,
             c.due_reason.map(|r| r.as_str()).unwrap_or_default()
         );
     }
-    println!("\n$ cert-rotator --root {} run\n", dir.display());
+    outln!("\n$ cert-rotator --root {} run\n", dir.display());
     let state = crate::write::StateDir::new(&root, &settings.state_dir, settings.keep_backups);
     let plan = crate::pass::plan_run(&root, &settings, &state, OffsetDateTime::now_utc());
-    print!("{}", plan_text(&plan, false));
+    out!("{}", plan_text(&plan, false));
     let pass = Pass {
         root: &root,
         settings: &settings,
@@ -86,17 +87,17 @@ pub fn demo(keep: Option<PathBuf>, build_only: bool, keys: DemoKeys) -> ExitCode
         restarts: Restarts::NotLive,
     };
     let report = crate::pass::execute(&pass, &plan, &mut |_| {});
-    println!();
-    print!("{}", report.summary());
+    outln!();
+    out!("{}", report.summary());
     let inv = inventory::read(&inventory::layout(&settings, &root), &root);
     let after = Status::new(&inv, OffsetDateTime::now_utc());
-    println!(
+    outln!(
         "\n$ cert-rotator --root {} status   # afterwards\n",
         dir.display()
     );
-    print!("{}", after.to_table());
+    out!("{}", after.to_table());
     let still_due = after.certificates.iter().filter(|c| c.due).count();
-    println!(
+    outln!(
         "\n{} certificates renewed, {still_due} still due.",
         report.renewed.len()
     );

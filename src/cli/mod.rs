@@ -162,7 +162,7 @@ pub fn main() -> ExitCode {
     let root = match NodeRoot::open(&cli.root) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("cert-rotator: --root {e}");
+            errln!("cert-rotator: --root {e}");
             return ExitCode::from(2);
         }
     };
@@ -234,6 +234,30 @@ fn emit(text: &str, code: ExitCode) -> ExitCode {
         }
     }
 }
+
+/// Progress of a writing command on stdout. A reader that went away (`renew-all | head`)
+/// or a full disk must not stop the work half-way with the panic of `print!`: the text
+/// is lost, the pass goes on, the journal and the state directory keep the record.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+/// A line on stderr that never panics (a closed or full stderr loses it).
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+pub(crate) use {errln, out, outln};
 
 /// One line on stderr; a stderr that cannot be written to is ignored rather than a panic.
 fn say(message: &str) {

@@ -2,6 +2,7 @@
 //! selected targets through the same sequencer as `run`: no window, restarts only with
 //! `--restart`, one line per target as it completes.
 
+use super::{errln, out, outln};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -85,7 +86,7 @@ fn renew_selected(root: &NodeRoot, req: RenewRequest<'_>) -> Result<ExitCode, Cl
             restarts,
         };
         // Each result as it completes: an interrupted run shows what was done.
-        crate::pass::execute(&pass, &plan, &mut |r| println!("{}", r.line()))
+        crate::pass::execute(&pass, &plan, &mut |r| outln!("{}", r.line()))
     };
     let report = if req.restart {
         with_edges(root, run)
@@ -93,13 +94,13 @@ fn renew_selected(root: &NodeRoot, req: RenewRequest<'_>) -> Result<ExitCode, Cl
         run(Restarts::Operator)
     };
     for w in &report.warnings {
-        eprintln!("WARNING: {w}");
+        errln!("WARNING: {w}");
     }
     if req.restart {
-        println!();
-        print!("{}", report.summary());
+        outln!();
+        out!("{}", report.summary());
     } else {
-        print!("{}", report.restart_advice());
+        out!("{}", report.restart_advice());
     }
     // A target named on the command line that could not be renewed is a failure;
     // renew-all skips what it cannot renew (absent, external CA) by design.
@@ -199,7 +200,7 @@ pub fn cert_renew_main() -> ExitCode {
                 ..RemoteSettings::default()
             };
             if let Err(e) = r.validate() {
-                eprintln!("cert-renew: --remote: {e}");
+                errln!("cert-renew: --remote: {e}");
                 return ExitCode::from(2);
             }
             (None, Some(r))
@@ -212,7 +213,7 @@ pub fn cert_renew_main() -> ExitCode {
             None,
         ),
         _ => {
-            eprintln!("cert-renew: give --ca-cert and --ca-key, or --remote URL");
+            errln!("cert-renew: give --ca-cert and --ca-key, or --remote URL");
             return ExitCode::from(2);
         }
     };

@@ -1,6 +1,7 @@
 //! `run` (what the timer runs) and `plan` / `run --dry-run`: the node's plan by the
 //! window rule, executed by the sequencer with the live node's edges.
 
+use super::{out, outln};
 use std::process::ExitCode;
 
 use time::OffsetDateTime;
@@ -73,7 +74,7 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         return Ok(ExitCode::from(1));
     }
     let plan = crate::pass::plan_inventory(settings, &inv, &state, now);
-    print!("{}", plan_text(&plan, root.is_live()));
+    out!("{}", plan_text(&plan, root.is_live()));
     let report = with_edges(root, |edges| {
         let pass = Pass {
             root,
@@ -84,8 +85,8 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         };
         crate::pass::execute(&pass, &plan, &mut |_| {})
     });
-    println!();
-    print!("{}", report.summary());
+    outln!();
+    out!("{}", report.summary());
     let result = PassResult {
         at: OffsetDateTime::now_utc(),
         success: report.ok(),
