@@ -68,6 +68,9 @@ e2e_check "/usr/bin/cert-renew is a symlink to cert-rotator" \
 	eq "$(e2e_exec readlink /usr/bin/cert-renew)" cert-rotator
 e2e_check "cert-renew run through it is cert-renew" \
 	e2e_exec sh -c 'cert-renew --help | grep -q "^Usage: cert-renew "'
+# The unit caps its memory: a second line of defence behind the node gate's read cap.
+e2e_check "the unit caps its memory (MemoryMax=256M)" \
+	eq "$(e2e_exec systemctl show -P MemoryMax cert-rotator.service)" 268435456
 e2e_check "installing starts no pass" \
 	fails e2e_exec test -e /var/lib/cert-rotator/last-pass.json
 e2e_check "fixture builder lays down a kubeadm node" \
