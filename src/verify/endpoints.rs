@@ -209,22 +209,6 @@ mod tests {
     use super::*;
     use crate::fixture;
 
-    fn served(host: &str, port: u16, cert: &str) -> Endpoint {
-        Endpoint {
-            host: host.into(),
-            port,
-            check: Check::ServedCert { cert: cert.into() },
-        }
-    }
-
-    fn health(port: u16) -> Endpoint {
-        Endpoint {
-            host: "127.0.0.1".into(),
-            port,
-            check: Check::Healthz,
-        }
-    }
-
     fn node() -> (tempfile::TempDir, NodeRoot) {
         fixture::temp_control_plane()
     }
@@ -237,21 +221,21 @@ mod tests {
         assert_eq!(
             endpoints(&r, &k, &Component::KubeApiserver),
             [
-                served("10.0.0.10", 6443, api),
-                served("127.0.0.1", 6443, api)
+                Endpoint::served("10.0.0.10", 6443, api),
+                Endpoint::served("127.0.0.1", 6443, api)
             ]
         );
         let etcd = "/etc/kubernetes/pki/etcd/server.crt";
         assert_eq!(
             endpoints(&r, &k, &Component::Etcd),
             [
-                served("127.0.0.1", 2379, etcd),
-                served("10.0.0.10", 2379, etcd)
+                Endpoint::served("127.0.0.1", 2379, etcd),
+                Endpoint::served("10.0.0.10", 2379, etcd)
             ]
         );
         assert_eq!(
             endpoints(&r, &k, &Component::Kubelet),
-            [served(
+            [Endpoint::served(
                 "127.0.0.1",
                 10250,
                 "/var/lib/kubelet/pki/kubelet.crt"
@@ -259,11 +243,11 @@ mod tests {
         );
         assert_eq!(
             endpoints(&r, &k, &Component::KubeControllerManager),
-            [health(10257)]
+            [Endpoint::healthz(10257)]
         );
         assert_eq!(
             endpoints(&r, &k, &Component::KubeScheduler),
-            [health(10259)]
+            [Endpoint::healthz(10259)]
         );
         assert!(endpoints(&r, &k, &Component::Unit("x.service".into())).is_empty());
         assert!(endpoints(&r, &k, &Component::StaticPod("x".into())).is_empty());
@@ -278,7 +262,7 @@ mod tests {
         // Nothing on disk: kubeadm's defaults.
         assert_eq!(
             endpoints(&r, &k, &Component::KubeApiserver),
-            [served(
+            [Endpoint::served(
                 "127.0.0.1",
                 6443,
                 "/etc/kubernetes/pki/apiserver.crt"
@@ -286,7 +270,7 @@ mod tests {
         );
         assert_eq!(
             endpoints(&r, &k, &Component::Etcd),
-            [served(
+            [Endpoint::served(
                 "127.0.0.1",
                 2379,
                 "/etc/kubernetes/pki/etcd/server.crt"
@@ -303,7 +287,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             endpoints(&r, &k, &Component::KubeApiserver),
-            [served("192.168.1.5", 8443, "/srv/a.crt")]
+            [Endpoint::served("192.168.1.5", 8443, "/srv/a.crt")]
         );
         std::fs::write(
             r.host(&m.join("etcd.yaml")),
@@ -314,7 +298,10 @@ mod tests {
         let got = endpoints(&r, &k, &Component::Etcd);
         assert_eq!(
             got,
-            [served("::1", 2379, etcd), served("127.0.0.1", 2379, etcd)]
+            [
+                Endpoint::served("::1", 2379, etcd),
+                Endpoint::served("127.0.0.1", 2379, etcd)
+            ]
         );
         assert_eq!(got[0].to_string(), "[::1]:2379");
         std::fs::write(
@@ -330,7 +317,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             endpoints(&r, &k, &Component::KubeControllerManager),
-            [health(10257)]
+            [Endpoint::healthz(10257)]
         );
         std::fs::create_dir_all(r.host(Path::new("/var/lib/kubelet"))).unwrap();
         std::fs::write(
@@ -340,7 +327,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             endpoints(&r, &k, &Component::Kubelet),
-            [served(
+            [Endpoint::served(
                 "127.0.0.1",
                 10350,
                 "/var/lib/kubelet/pki/kubelet-server-current.pem"
@@ -362,15 +349,27 @@ mod tests {
         };
         assert_eq!(
             endpoints(&r, &k, &Component::KubeApiserver),
-            [served("127.0.0.1", 6443, "/srv/k8s/pki/apiserver.crt")]
+            [Endpoint::served(
+                "127.0.0.1",
+                6443,
+                "/srv/k8s/pki/apiserver.crt"
+            )]
         );
         assert_eq!(
             endpoints(&r, &k, &Component::Etcd),
-            [served("127.0.0.1", 2379, "/srv/k8s/pki/etcd/server.crt")]
+            [Endpoint::served(
+                "127.0.0.1",
+                2379,
+                "/srv/k8s/pki/etcd/server.crt"
+            )]
         );
         assert_eq!(
             endpoints(&r, &k, &Component::Kubelet),
-            [served("127.0.0.1", 10250, "/srv/kubelet/pki/kubelet.crt")]
+            [Endpoint::served(
+                "127.0.0.1",
+                10250,
+                "/srv/kubelet/pki/kubelet.crt"
+            )]
         );
         std::fs::create_dir_all(r.host(&k.manifests_dir)).unwrap();
         std::fs::write(
@@ -380,7 +379,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             endpoints(&r, &k, &Component::KubeScheduler),
-            [health(11259)]
+            [Endpoint::healthz(11259)]
         );
     }
 }

@@ -106,6 +106,26 @@ pub enum Check {
     Healthz,
 }
 
+impl Endpoint {
+    /// Where the certificate of the node file `cert` must be served.
+    pub fn served(host: &str, port: u16, cert: &str) -> Self {
+        Endpoint {
+            host: host.into(),
+            port,
+            check: Check::ServedCert { cert: cert.into() },
+        }
+    }
+
+    /// A component whose health answers on loopback (`/healthz`).
+    pub fn healthz(port: u16) -> Self {
+        Endpoint {
+            host: "127.0.0.1".into(),
+            port,
+            check: Check::Healthz,
+        }
+    }
+}
+
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.host.contains(':') {

@@ -329,25 +329,8 @@ mod tests {
     use super::*;
     use crate::fixture;
     use crate::node::NodeRoot;
-    use crate::verify::Check;
     use std::path::Path;
     use std::process::{Child, Command, Stdio};
-
-    fn served(host: &str, port: u16, cert: &str) -> Endpoint {
-        Endpoint {
-            host: host.into(),
-            port,
-            check: Check::ServedCert { cert: cert.into() },
-        }
-    }
-
-    fn health(port: u16) -> Endpoint {
-        Endpoint {
-            host: "127.0.0.1".into(),
-            port,
-            check: Check::Healthz,
-        }
-    }
 
     fn node() -> (tempfile::TempDir, NodeRoot) {
         fixture::temp_control_plane()
@@ -454,13 +437,15 @@ mod tests {
             args.extend_from_slice(extra);
             let s = s_server(&cert, &key, d.path(), &args);
             let got = p
-                .served_leaf(&served("127.0.0.1", s.port, "x"), T)
+                .served_leaf(&Endpoint::served("127.0.0.1", s.port, "x"), T)
                 .unwrap_or_else(|e| panic!("{extra:?}: {e}"));
             assert_eq!(got.serial, want, "{extra:?}");
             assert_eq!(got.not_after, facts.not_after);
             assert_eq!(got.chain.len(), 1);
             // By name too: SNI "localhost".
-            let got = p.served_leaf(&served("localhost", s.port, "x"), T).unwrap();
+            let got = p
+                .served_leaf(&Endpoint::served("localhost", s.port, "x"), T)
+                .unwrap();
             assert_eq!(got.serial, want);
         }
         // The kubelet's bundle: self-signed leaf followed by its CA, sent as a chain.
@@ -472,7 +457,9 @@ mod tests {
             d.path(),
             &["-www", "-cert_chain", kcert.to_str().unwrap()],
         );
-        let got = p.served_leaf(&served("127.0.0.1", s.port, "x"), T).unwrap();
+        let got = p
+            .served_leaf(&Endpoint::served("127.0.0.1", s.port, "x"), T)
+            .unwrap();
         assert_eq!(got.serial, openssl_serial(&kcert));
     }
 
@@ -480,7 +467,7 @@ mod tests {
     fn a_closed_port_is_named_in_the_error() {
         let port = free_port();
         let e = TlsProber::new()
-            .served_leaf(&served("127.0.0.1", port, "x"), T)
+            .served_leaf(&Endpoint::served("127.0.0.1", port, "x"), T)
             .unwrap_err();
         let msg = e.to_string();
         assert!(
@@ -488,7 +475,9 @@ mod tests {
             "{msg}"
         );
         assert!(matches!(e, VerifyError::Connect { .. }));
-        let e = TlsProber::new().healthy(&health(port), T).unwrap_err();
+        let e = TlsProber::new()
+            .healthy(&Endpoint::healthz(port), T)
+            .unwrap_err();
         assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
     }
 
@@ -507,7 +496,7 @@ mod tests {
         });
         let p = TlsProber::new();
         let e = p
-            .served_leaf(&served("127.0.0.1", port, "x"), T)
+            .served_leaf(&Endpoint::served("127.0.0.1", port, "x"), T)
             .unwrap_err();
         assert!(matches!(e, VerifyError::Tls { .. }), "{e}");
         assert!(
@@ -516,7 +505,10 @@ mod tests {
             "{e}"
         );
         let e = p
-            .served_leaf(&served("127.0.0.1", port, "x"), Duration::from_millis(300))
+            .served_leaf(
+                &Endpoint::served("127.0.0.1", port, "x"),
+                Duration::from_millis(300),
+            )
             .unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -536,16 +528,19 @@ mod tests {
         std::fs::write(www.join("healthz"), "ok").unwrap();
         let p = TlsProber::new();
         let s = s_server(&cert, &key, &www, &["-WWW", "-verify", "1"]);
-        p.healthy(&health(s.port), T).unwrap();
+        p.healthy(&Endpoint::healthz(s.port), T).unwrap();
         std::fs::write(www.join("healthz"), "[-]poststarthook failed\n").unwrap();
-        let e = p.healthy(&health(s.port), T).unwrap_err();
+        let e = p.healthy(&Endpoint::healthz(s.port), T).unwrap_err();
         assert_eq!(
             e.to_string(),
             format!("https://127.0.0.1:{}/healthz: answered 200 but not \"ok\": [-]poststarthook failed", s.port)
         );
         // s_server answers a missing file with 200 and a long error text: shown cut.
         std::fs::remove_file(www.join("healthz")).unwrap();
-        let e = p.healthy(&health(s.port), T).unwrap_err().to_string();
+        let e = p
+            .healthy(&Endpoint::healthz(s.port), T)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("answered 200 but not \"ok\": Error opening 'healthz'"),
             "{e}"
