@@ -139,12 +139,34 @@ pub fn plan_request(
     ca: Option<&crate::plan::route::CaOverride>,
     now: OffsetDateTime,
 ) -> Result<Plan, SelectError> {
+    let layout = select(root, settings, selection)?;
+    Ok(plan_selected(root, settings, &layout, ca, now))
+}
+
+/// The node's layout with only the selected targets: the command line checked against
+/// the node before anything is locked or written.
+pub fn select(
+    root: &NodeRoot,
+    settings: &Settings,
+    selection: &Selection,
+) -> Result<inventory::Layout, SelectError> {
     let mut layout = inventory::layout(settings, root);
     if let Selection::Named(args) = selection {
         layout.targets = inventory::select(&layout, root, args)?;
     }
-    let inv = inventory::read(&layout, root);
-    Ok(crate::plan::forced(settings, &inv, ca, now))
+    Ok(layout)
+}
+
+/// The forced plan of a selected layout: its targets read once, due or not.
+pub fn plan_selected(
+    root: &NodeRoot,
+    settings: &Settings,
+    layout: &inventory::Layout,
+    ca: Option<&crate::plan::route::CaOverride>,
+    now: OffsetDateTime,
+) -> Plan {
+    let inv = inventory::read(layout, root);
+    crate::plan::forced(settings, &inv, ca, now)
 }
 
 /// Reads the history of earlier passes (missing or unreadable: empty, and said).

@@ -79,18 +79,11 @@ impl Tls {
 fn make_ca(cn: &str) -> Ca {
     let key = PrivateKey::generate(KeyAlgorithm::Rsa { bits: 2048 }, KeyEncoding::Pkcs1).unwrap();
     let n = now();
-    let der = CertTemplate {
-        subject: vec![vec![(OID_CN, cn.into())]],
-        not_before: Some(n - Duration::days(1)),
-        not_after: Some(n + Duration::days(3650)),
-        is_ca: true,
-        key_usage: vec![
-            KeyUsages::DigitalSignature,
-            KeyUsages::KeyEncipherment,
-            KeyUsages::KeyCertSign,
-        ],
-        ..Default::default()
-    }
+    let der = CertTemplate::ca(
+        vec![vec![(OID_CN, cn.into())]],
+        n - Duration::days(1),
+        n + Duration::days(3650),
+    )
     .issue(&key, None)
     .unwrap();
     (CertFacts::from_der(&der).unwrap(), key)

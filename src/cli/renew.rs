@@ -56,26 +56,21 @@ fn renew_selected(root: &NodeRoot, req: RenewRequest<'_>) -> Result<ExitCode, Cl
         }
     }
     // A name or path that is no target is a usage error, said before the state
-    // directory or its lock are touched.
-    if let Selection::Named(args) = &req.selection {
-        let layout = crate::inventory::layout(&ctx.settings, root);
-        crate::inventory::select(&layout, root, args)
-            .map_err(|e| CliError::Usage(e.to_string()))?;
-    }
+    // directory or its lock are touched; the selection is decided once.
+    let layout = crate::pass::select(root, &ctx.settings, &req.selection)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     let state = ctx.state();
     let Some(_lock) = ctx.lock_and_recover(&state, WhenBusy::Fail)? else {
         return Ok(ExitCode::from(1));
     };
     let settings = &ctx.settings;
-    // A name or path that is no target is a usage error, before anything is written.
-    let plan = crate::pass::plan_request(
+    let plan = crate::pass::plan_selected(
         root,
         settings,
-        &req.selection,
+        &layout,
         req.ca.as_ref(),
         OffsetDateTime::now_utc(),
-    )
-    .map_err(|e| CliError::Usage(e.to_string()))?;
+    );
     let explicit = matches!(req.selection, Selection::Named(_));
     let run = |restarts: Restarts<'_>| {
         let pass = Pass {

@@ -63,6 +63,27 @@ pub struct CertTemplate {
 }
 
 impl CertTemplate {
+    /// A CA certificate as kubeadm (and the kubelet, for its throwaway CA) makes one:
+    /// CA:TRUE, digitalSignature + keyEncipherment + keyCertSign.
+    pub fn ca(
+        subject: Vec<Vec<(ObjectIdentifier, String)>>,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Self {
+        CertTemplate {
+            subject,
+            not_before: Some(not_before),
+            not_after: Some(not_after),
+            is_ca: true,
+            key_usage: vec![
+                KeyUsages::DigitalSignature,
+                KeyUsages::KeyEncipherment,
+                KeyUsages::KeyCertSign,
+            ],
+            ..Default::default()
+        }
+    }
+
     /// Issues the certificate for `subject_key`, signed by `issuer`, or self-signed with
     /// `subject_key` when `issuer` is `None`.
     pub fn issue(
