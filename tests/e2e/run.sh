@@ -45,15 +45,17 @@ due_count() { e2e_exec cert-rotator status --json | grep -c '"due": true'; }
 ne() { [[ -n $1 && -n $2 && $1 != "$2" ]]; }
 gt() { [[ $1 =~ ^[0-9]+$ && $2 =~ ^[0-9]+$ ]] && (($1 > $2)); }
 fails() { ! "$@"; }
-timer_listed() { e2e_exec systemctl list-timers --all --no-pager | grep -q cert-rotator.timer; }
+# grep reads all its input (no -q): under pipefail, an early exit of grep -q could
+# fail the pipeline with the writer's SIGPIPE.
+timer_listed() { e2e_exec systemctl list-timers --all --no-pager | grep cert-rotator.timer >/dev/null; }
 manifests_clean() {
 	[[ $(e2e_exec ls -A /etc/kubernetes/manifests | tr '\n' ' ') == 'etcd.yaml kube-apiserver.yaml kube-controller-manager.yaml kube-scheduler.yaml ' ]]
 }
 journal_fields() {
 	e2e_exec journalctl -u cert-rotator -o json --no-pager | grep '"CERT_NAME":"apiserver"' |
-		grep '"SERIAL"' | grep '"NOT_AFTER"' | grep '"ACTION":"renew"' | grep -q '"MESSAGE_ID":"6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a01"'
+		grep '"SERIAL"' | grep '"NOT_AFTER"' | grep '"ACTION":"renew"' | grep '"MESSAGE_ID":"6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a01"' >/dev/null
 }
-msg_has() { e2e_exec journalctl --no-pager -o cat "MESSAGE_ID=$1" | grep -q "$2"; }
+msg_has() { e2e_exec journalctl --no-pager -o cat "MESSAGE_ID=$1" | grep "$2" >/dev/null; }
 promtool_ok() { promtool check metrics <"$1"; }
 key_matches() {
 	[[ $(e2e_exec openssl x509 -in /etc/kubernetes/pki/apiserver.crt -noout -pubkey) == "$(e2e_exec openssl pkey -in /etc/kubernetes/pki/apiserver.key -pubout)" ]]
@@ -148,6 +150,20 @@ e2e_check "... saying so in the journal (rolled back)" \
 e2e_check "... with the key matching its certificate" \
 	key_matches
 e2e_exec rm -f /etc/cert-rotator/config.d/60-e2e-rollback.toml
+
+# --- renew on request: advice by default, --restart through the same sequencer ---
+kubelet_serial_before=$(serial_file /var/lib/kubelet/pki/kubelet.crt)
+kubelet_run_before=$(invocation kubelet.service)
+e2e_check "renew kubelet.crt says the kubelet must restart" \
+	e2e_exec sh -c 'cert-rotator renew kubelet.crt | grep -q "^  kubelet (restart kubelet.service"'
+e2e_check "... and restarts nothing itself" eq "$(invocation kubelet.service)" "$kubelet_run_before"
+e2e_check "renew kubelet.crt --restart restarts and verifies the kubelet" \
+	e2e_exec cert-rotator renew kubelet.crt --restart
+e2e_check "... a new kubelet run" ne "$(invocation kubelet.service)" "$kubelet_run_before"
+e2e_check "... serving the new kubelet.crt" \
+	served_is 10250 "$(serial_file /var/lib/kubelet/pki/kubelet.crt)"
+e2e_check "... which is not the one before" \
+	ne "$(serial_file /var/lib/kubelet/pki/kubelet.crt)" "$kubelet_serial_before"
 
 # --- cert-renew, the manual tool, through the packaged symlink -------------------
 proxy_serial_before=$(serial_file /etc/kubernetes/pki/front-proxy-client.crt)
