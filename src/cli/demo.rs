@@ -111,25 +111,34 @@ pub fn demo(keep: Option<PathBuf>, build_only: bool, keys: DemoKeys) -> ExitCode
 /// The sandbox writes a whole node (CA keys included): never over one that exists. A
 /// directory for `--keep` must be empty; `--build-only` may lay the node into a
 /// non-empty tree (a fresh container's `/`) as long as no node files are there yet.
-fn refuse_to_overwrite(dir: &std::path::Path, build_only: bool) -> Result<(), String> {
+/// Why `demo --keep DIR` will not build in DIR.
+#[derive(Debug, thiserror::Error)]
+enum KeepRefused {
+    #[error("cannot read it: {0}")]
+    Unreadable(#[source] std::io::Error),
+    #[error("holds {0} already: the sandbox would overwrite a node's files (give an empty or new directory)")]
+    HoldsANode(&'static str),
+    #[error("is not empty (give an empty or new directory)")]
+    NotEmpty,
+}
+
+fn refuse_to_overwrite(dir: &std::path::Path, build_only: bool) -> Result<(), KeepRefused> {
     let mut entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(KeepRefused::Unreadable(e)),
     };
     if entries.next().is_none() {
         return Ok(());
     }
     for node_dir in ["etc/kubernetes", "var/lib/kubelet", "var/lib/cert-rotator"] {
         if std::fs::symlink_metadata(dir.join(node_dir)).is_ok() {
-            return Err(format!(
-                "holds {node_dir} already: the sandbox would overwrite a node's files (give an empty or new directory)"
-            ));
+            return Err(KeepRefused::HoldsANode(node_dir));
         }
     }
     if build_only {
         Ok(())
     } else {
-        Err("is not empty (give an empty or new directory)".into())
+        Err(KeepRefused::NotEmpty)
     }
 }
