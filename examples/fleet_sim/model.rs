@@ -360,6 +360,9 @@ pub struct Stats {
     /// Per year of the cluster's life: clusters with an overlap that year [any, both
     /// healthy, healthy + broken, both broken].
     pub cy_by_year: Vec<[u64; 4]>,
+    /// The same flags per cluster (clusters are the independent unit: confidence
+    /// intervals are taken over them).
+    pub cluster_flags: Vec<Vec<[u8; 4]>>,
     /// Restarts: [apiserver, controller-manager, scheduler, kubelet on control planes,
     /// kubelet on workers].
     pub restarts: [u64; 5],
@@ -397,6 +400,7 @@ impl Stats {
             self.pairs[i] += o.pairs[i];
         }
         add_rows(&mut self.cy_by_year, &o.cy_by_year);
+        self.cluster_flags.extend(o.cluster_flags.iter().cloned());
         for i in 0..5 {
             self.restarts[i] += o.restarts[i];
         }
@@ -450,6 +454,33 @@ impl Stats {
             }
         }
         o
+    }
+
+    /// Share of cluster-years in [from, to) with an overlap of category `k` (0 any, 1 both
+    /// healthy, 2 healthy + broken, 3 both broken) and its 95% confidence interval over
+    /// clusters (normal approximation of the per-cluster counts; with no event at all,
+    /// the Wilson bound over cluster-years).
+    pub fn overlap_share(&self, from: usize, to: usize, k: usize) -> (f64, f64, f64) {
+        let n = self.cluster_flags.len() as f64;
+        let years = (to - from) as f64;
+        let per: Vec<f64> = self
+            .cluster_flags
+            .iter()
+            .map(|f| {
+                (from..to.min(f.len()))
+                    .map(|y| f64::from(f[y][k]))
+                    .sum::<f64>()
+                    / years
+            })
+            .collect();
+        let mean = per.iter().sum::<f64>() / n;
+        if mean == 0.0 {
+            let (lo, hi) = wilson(0.0, n * years);
+            return (0.0, lo, hi);
+        }
+        let var = per.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        let half = 1.96 * (var / n).sqrt();
+        (mean, (mean - half).max(0.0), (mean + half).min(1.0))
     }
 
     pub fn years(&self, from: usize, to: usize) -> ([u64; 5], [u64; 2], [u64; 2]) {
@@ -548,7 +579,10 @@ impl<'p> Cluster<'p> {
         let ca_nb = t_init - BACKDATE;
         let ca_end = ca_nb + p.ca_years * YEAR;
         let horizon = (t_init + p.years * YEAR).min(ca_end);
-        let per_cluster = (p.control_planes + p.workers) as u64;
+        // Node ids do not depend on the number of workers: a sweep without workers
+        // simulates the same control planes.
+        let cp_id = |k: usize| (index << 20) | k as u64;
+        let worker_id = |w: usize| (index << 20) | (1 << 16) | w as u64;
         let kubelet_window = match p.kubelet_rule {
             KubeletRule::Window => p.window.clone(),
             KubeletRule::SafetyNet => WindowSettings {
@@ -560,7 +594,7 @@ impl<'p> Cluster<'p> {
         let mut nodes = Vec::new();
         let mut join = t_init;
         for k in 0..p.control_planes {
-            let id = index * per_cluster + k as u64;
+            let id = cp_id(k);
             if k > 0 {
                 join += MINUTE
                     + uniform(seed, Stream::Join, id, 0) * (p.join_gap_max - MINUTE).max(0.0);
@@ -615,7 +649,7 @@ impl<'p> Cluster<'p> {
         }
         let last_cp = join;
         for w in 0..p.workers {
-            let id = index * per_cluster + (p.control_planes + w) as u64;
+            let id = worker_id(w);
             let j = last_cp + uniform(seed, Stream::Join, id, 0) * p.worker_join_spread;
             let certs = kubelet_certs(p, j, &kubelet_window, p.worker_remote_ca, ca_end);
             nodes.push(Node::new(id, false, certs));
@@ -1048,6 +1082,7 @@ impl<'p> Cluster<'p> {
                 self.stats.cy_by_year[y][k] += u64::from(f[k]);
             }
         }
+        self.stats.cluster_flags = vec![flags.iter().map(|f| f.map(u8::from)).collect()];
         self.stats
     }
 }
