@@ -269,6 +269,8 @@ pub struct Node {
     pub kubelet_deadline: f64,
     pub kubelet_draws: u64,
     pub last_cp_restart: f64,
+    /// Its client certificate expired and nobody on the node can renew it (counted once).
+    pub client_lost: bool,
     pub version: u64,
     pub boots: Vec<f64>,
 }
@@ -444,13 +446,13 @@ fn row<const N: usize>(v: &mut Vec<[u64; N]>, year: usize) -> &mut [u64; N] {
 }
 
 impl Stats {
-    /// Restarts [apiserver, controller-manager, scheduler, kubelet cp, kubelet worker],
-    /// agent client renewals and kubelet rotations [cp, worker] in years [from, to).
+    /// Cluster-years in [from, to) with an overlap: [any, both healthy, healthy +
+    /// broken, both broken].
     pub fn overlap_years(&self, from: usize, to: usize) -> [u64; 4] {
         let mut o = [0; 4];
-        for y in from..to.min(self.cy_by_year.len()) {
-            for k in 0..4 {
-                o[k] += self.cy_by_year[y][k];
+        for row in self.cy_by_year.iter().take(to).skip(from) {
+            for (acc, x) in o.iter_mut().zip(row) {
+                *acc += x;
             }
         }
         o
@@ -483,6 +485,8 @@ impl Stats {
         (mean, (mean - half).max(0.0), (mean + half).min(1.0))
     }
 
+    /// Restarts [apiserver, controller-manager, scheduler, kubelet cp, kubelet worker],
+    /// agent client renewals and kubelet rotations [cp, worker] in years [from, to).
     pub fn years(&self, from: usize, to: usize) -> ([u64; 5], [u64; 2], [u64; 2]) {
         let mut r = [0; 5];
         let mut c = [0; 2];
@@ -584,7 +588,7 @@ impl<'p> Cluster<'p> {
         let cp_id = |k: usize| (index << 20) | k as u64;
         let worker_id = |w: usize| (index << 20) | (1 << 16) | w as u64;
         let kubelet_window = match p.kubelet_rule {
-            KubeletRule::Window => p.window.clone(),
+            KubeletRule::Window => p.window,
             KubeletRule::SafetyNet => WindowSettings {
                 remaining_fraction: 0.1,
                 remaining_days: p.urgent_days,
@@ -608,7 +612,7 @@ impl<'p> Cluster<'p> {
                     0,
                     ca_nb,
                     join + leaf,
-                    p.window.clone(),
+                    p.window,
                     true,
                 ),
                 Cert::new(
@@ -616,7 +620,7 @@ impl<'p> Cluster<'p> {
                     1,
                     ca_nb,
                     join + 1.0 + leaf,
-                    p.window.clone(),
+                    p.window,
                     true,
                 ),
                 Cert::new(
@@ -624,7 +628,7 @@ impl<'p> Cluster<'p> {
                     2,
                     ca_nb,
                     join + 2.0 + leaf,
-                    p.window.clone(),
+                    p.window,
                     true,
                 ),
                 Cert::new(
@@ -632,7 +636,7 @@ impl<'p> Cluster<'p> {
                     3,
                     ca_nb,
                     join + 3.0 + leaf,
-                    p.window.clone(),
+                    p.window,
                     true,
                 ),
                 Cert::new(
@@ -640,7 +644,7 @@ impl<'p> Cluster<'p> {
                     4,
                     ca_nb,
                     join + 4.0 + leaf,
-                    p.window.clone(),
+                    p.window,
                     true,
                 ),
             ];
@@ -866,7 +870,8 @@ impl<'p> Cluster<'p> {
         let na = self.nodes[n].client().na;
         if t >= na {
             // Expired: the kubelet cannot authenticate any more; only the agent can help.
-            if !self.nodes[n].client().renewable {
+            if !self.nodes[n].client().renewable && !self.nodes[n].client_lost {
+                self.nodes[n].client_lost = true;
                 self.stats.unrenewable_expired_clients += 1;
             }
             return;
@@ -1078,8 +1083,8 @@ impl<'p> Cluster<'p> {
             self.stats.cy_healthy += u64::from(f[1]);
             self.stats.cy_healthy_broken += u64::from(f[2]);
             self.stats.cy_broken += u64::from(f[3]);
-            for k in 0..4 {
-                self.stats.cy_by_year[y][k] += u64::from(f[k]);
+            for (acc, x) in self.stats.cy_by_year[y].iter_mut().zip(f) {
+                *acc += u64::from(*x);
             }
         }
         self.stats.cluster_flags = vec![flags.iter().map(|f| f.map(u8::from)).collect()];
@@ -1104,7 +1109,7 @@ fn kubelet_certs(
         6,
         serving_nb,
         serving_nb + 365.0 * DAY,
-        p.window.clone(),
+        p.window,
         true,
     );
     let issued = start + 10.0;
@@ -1113,7 +1118,7 @@ fn kubelet_certs(
         5,
         issued - BACKDATE,
         (issued + p.kubelet_client_days * DAY).min(ca_end),
-        window.clone(),
+        *window,
         client_renewable,
     );
     client.client = true;
@@ -1129,6 +1134,7 @@ impl Node {
             kubelet_deadline: f64::INFINITY,
             kubelet_draws: 0,
             last_cp_restart: f64::NEG_INFINITY,
+            client_lost: false,
             version: 0,
             boots: Vec::new(),
         }
