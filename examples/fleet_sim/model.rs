@@ -607,30 +607,9 @@ impl<'p> Cluster<'p> {
             // is made (certs phase, then kubeconfigs); then the kubelet starts, makes
             // kubelet.crt and gets its client certificate.
             let mut certs = vec![
-                Cert::new(
-                    Comp::Apiserver,
-                    0,
-                    ca_nb,
-                    join + leaf,
-                    p.window,
-                    true,
-                ),
-                Cert::new(
-                    Comp::Etcd,
-                    1,
-                    ca_nb,
-                    join + 1.0 + leaf,
-                    p.window,
-                    true,
-                ),
-                Cert::new(
-                    Comp::NoReload,
-                    2,
-                    ca_nb,
-                    join + 2.0 + leaf,
-                    p.window,
-                    true,
-                ),
+                Cert::new(Comp::Apiserver, 0, ca_nb, join + leaf, p.window, true),
+                Cert::new(Comp::Etcd, 1, ca_nb, join + 1.0 + leaf, p.window, true),
+                Cert::new(Comp::NoReload, 2, ca_nb, join + 2.0 + leaf, p.window, true),
                 Cert::new(
                     Comp::ControllerManager,
                     3,
@@ -639,14 +618,7 @@ impl<'p> Cluster<'p> {
                     p.window,
                     true,
                 ),
-                Cert::new(
-                    Comp::Scheduler,
-                    4,
-                    ca_nb,
-                    join + 4.0 + leaf,
-                    p.window,
-                    true,
-                ),
+                Cert::new(Comp::Scheduler, 4, ca_nb, join + 4.0 + leaf, p.window, true),
             ];
             certs.extend(kubelet_certs(p, join + 20.0, &kubelet_window, true, ca_end));
             nodes.push(Node::new(id, true, certs));
