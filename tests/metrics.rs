@@ -324,3 +324,46 @@ fn prometheus_with_the_shipped_rules_alerts_on_what_the_textfile_says() {
     want.sort();
     assert_eq!(got, want);
 }
+
+/// A failed pass keeps the time of the last successful one, in last-pass.json and in the
+/// metrics (what `CertRotatorNoRecentSuccess` reads), through the real binary.
+#[test]
+fn a_failed_pass_keeps_the_last_success_in_the_metrics() {
+    let d = node(&NodeSpec::worker(now()));
+    let r = d.path();
+    let out = run(r, &["run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let metrics = host(r, "/var/lib/cert-rotator/metrics/cert-rotator.prom");
+    let last_success = |text: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with("cert_rotator_last_success_timestamp_seconds "))
+            .map(value)
+    };
+    let first = std::fs::read_to_string(&metrics).unwrap();
+    let ok_at = last_success(&first).unwrap_or_else(|| panic!("{first}"));
+    assert!(first.contains("\ncert_rotator_pass_success 1\n"), "{first}");
+    // Nothing of a node left: the next pass fails.
+    std::thread::sleep(StdDuration::from_millis(1100));
+    std::fs::remove_dir_all(host(r, "/etc/kubernetes")).unwrap();
+    std::fs::remove_dir_all(host(r, "/var/lib/kubelet")).unwrap();
+    let out = run(r, &["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let second = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        second.contains("\ncert_rotator_pass_success 0\n"),
+        "{second}"
+    );
+    assert_eq!(last_success(&second), Some(ok_at), "{second}");
+    let pass_at = second
+        .lines()
+        .find(|l| l.starts_with("cert_rotator_pass_timestamp_seconds "))
+        .map(value)
+        .unwrap();
+    assert!(pass_at > ok_at, "{second}");
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(host(r, "/var/lib/cert-rotator/last-pass.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["success"], false, "{record}");
+    assert!(record["last_success"].is_string(), "{record}");
+}

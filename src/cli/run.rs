@@ -125,7 +125,10 @@ fn read_last_pass(root: &NodeRoot, state: &StateDir) -> Option<PassResult> {
     match root.read(&p) {
         Ok(b) => PassResult::from_json(&b)
             .map_err(|e| {
-                tracing::warn!("{}: unreadable, left out of the metrics: {e}", p.display())
+                tracing::warn!(
+                    "{}: unreadable, ignored (the next pass replaces it): {e}",
+                    p.display()
+                )
             })
             .ok(),
         Err(_) => None,
