@@ -2,9 +2,9 @@
 # The tests run in the release profile; the packages (and so the booted-systemd
 # test) are built in the size-tuned dist profile by packaging/build.sh.
 
-.PHONY: test lint unit e2e demo
+.PHONY: test lint unit rules e2e demo
 
-test: lint unit e2e
+test: lint unit rules e2e
 
 lint:
 	cargo fmt --check
@@ -12,6 +12,12 @@ lint:
 
 unit:
 	cargo test --release --features failpoints
+
+# The shipped Prometheus alert rules: valid, and their unit tests (promtool,
+# Debian's prometheus package; docs/metrics.md).
+rules:
+	promtool check rules packaging/prometheus/cert-rotator-alerts.yml
+	promtool test rules tests/prometheus/*.test.yml
 
 # The packaged agent on a real booted systemd (systemd-nspawn): needs root,
 # debootstrap, systemd-container and promtool (see .ci/run).

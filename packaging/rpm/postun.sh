@@ -11,6 +11,7 @@ if [ "$1" -eq 0 ]; then
     fi
     rmdir /etc/cert-rotator 2>/dev/null || :
     rmdir /usr/share/doc/cert-rotator 2>/dev/null || :
+    rmdir /usr/share/cert-rotator/prometheus /usr/share/cert-rotator 2>/dev/null || :
 fi
 # systemd forgets the removed (or picks up the changed) unit files.
 if [ -d /run/systemd/system ]; then

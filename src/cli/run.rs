@@ -12,7 +12,7 @@ use crate::config;
 use crate::inventory;
 use crate::node::NodeRoot;
 use crate::pass::{Edges, Overrides, Pass, Restarts};
-use crate::report::{plan_text, NotANode, PassResult, Status};
+use crate::report::{plan_text, MetricsInput, NotANode, PassResult};
 use crate::write::StateDir;
 
 /// `plan`, `run --dry-run`: what a pass would do; writes nothing.
@@ -61,6 +61,7 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         // "success" on a host the agent cannot look after.
         say(&n.to_string());
         write_last_pass(
+            root,
             &state,
             &PassResult {
                 at: OffsetDateTime::now_utc(),
@@ -68,6 +69,7 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
                 renewed: 0,
                 failed: 0,
                 warnings: 0,
+                last_success: None,
             },
         );
         write_metrics(root, settings, &state);
@@ -93,8 +95,10 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         renewed: report.renewed.len(),
         failed: report.failed.len(),
         warnings: report.warnings.len(),
+        // Set from this pass and the previous record by write_last_pass.
+        last_success: None,
     };
-    write_last_pass(&state, &result);
+    write_last_pass(root, &state, &result);
     write_metrics(root, settings, &state);
     Ok(if report.ok() {
         ExitCode::SUCCESS
@@ -106,10 +110,28 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
 /// The last pass's record in the state directory, which the metrics file reports.
 const LAST_PASS: &str = "last-pass.json";
 
-/// Records the pass that just ended; a failure is logged, the pass's outcome stands.
-fn write_last_pass(state: &StateDir, result: &PassResult) {
-    if let Err(e) = state.write_json(LAST_PASS, result) {
+/// Records the pass that just ended (with the last success carried over from the
+/// previous record); a failure is logged, the pass's outcome stands.
+fn write_last_pass(root: &NodeRoot, state: &StateDir, result: &PassResult) {
+    let result = result.clone().after(read_last_pass(root, state).as_ref());
+    if let Err(e) = state.write_json(LAST_PASS, &result) {
         tracing::warn!("cannot record the last pass: {e}");
+    }
+}
+
+/// The recorded last pass; none yet (or an unreadable one, which is logged) is `None`.
+fn read_last_pass(root: &NodeRoot, state: &StateDir) -> Option<PassResult> {
+    let p = state.path(LAST_PASS);
+    match root.read(&p) {
+        Ok(b) => PassResult::from_json(&b)
+            .map_err(|e| {
+                tracing::warn!(
+                    "{}: unreadable, ignored (the next pass replaces it): {e}",
+                    p.display()
+                )
+            })
+            .ok(),
+        Err(_) => None,
     }
 }
 
@@ -120,18 +142,14 @@ fn write_metrics(root: &NodeRoot, settings: &config::Settings, state: &StateDir)
         return;
     }
     let inv = inventory::read(&inventory::layout(settings, root), root);
-    let status = Status::new(&inv, OffsetDateTime::now_utc());
-    let p = state.path(LAST_PASS);
     // No record yet (or an unreadable one): the pass families are left out, not invented.
-    let last = match root.read(&p) {
-        Ok(b) => PassResult::from_json(&b)
-            .map_err(|e| {
-                tracing::warn!("{}: unreadable, left out of the metrics: {e}", p.display())
-            })
-            .ok(),
-        Err(_) => None,
-    };
-    let text = crate::report::metrics_text(&status, last.as_ref());
+    let last = read_last_pass(root, state);
+    let text = crate::report::metrics_text(&MetricsInput {
+        inventory: &inv,
+        now: OffsetDateTime::now_utc(),
+        last_pass: last.as_ref(),
+        window: &settings.window,
+    });
     let file = &settings.metrics_file;
     if let Some(parent) = file.parent() {
         if let Err(e) = root.create_dir_all(parent, 0o755) {

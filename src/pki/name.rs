@@ -18,11 +18,44 @@ const INVALID_NAME: &str = "<X509Error: Invalid X.509 name>";
 /// The text of a DER `Name`. An error when it is not a SEQUENCE OF non-empty SET OF
 /// AttributeTypeAndValue; a value that does not decode is not an error (see the module).
 pub fn name_to_string(name: AnyRef<'_>) -> Result<String, der::Error> {
+    let rdns = rdns(name)?;
+    if rdns.iter().flatten().any(|(_, v)| v.is_none()) {
+        return Ok(INVALID_NAME.into());
+    }
+    let rdns: Vec<String> = rdns
+        .into_iter()
+        .map(|rdn| {
+            rdn.into_iter()
+                .map(|(t, v)| format!("{t}={}", v.unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(" + ")
+        })
+        .collect();
+    Ok(rdns.join(", "))
+}
+
+/// The attributes of a DER `Name` (the TLV, as `CertFacts::raw_subject` holds it) in
+/// stored order, RDN after RDN: the type's printed name (`CN`, `O`, `OU`, `C`, `ST`,
+/// `L`, ...) and the value's text. Values that do not decode are left out. For label
+/// sets that pick single fields (the Prometheus metrics' `subject_CN`, `subject_O`).
+pub fn name_attributes(der: &[u8]) -> Result<Vec<(String, String)>, der::Error> {
+    let name = AnyRef::from_der(der)?;
+    Ok(rdns(name)?
+        .into_iter()
+        .flatten()
+        .filter_map(|(t, v)| Some((t, v?)))
+        .collect())
+}
+
+/// A Name's RDNs in stored order, each its attributes in stored order: the type's printed
+/// name and the value's text, `None` when a text value does not decode.
+type Rdns = Vec<Vec<(String, Option<String>)>>;
+
+fn rdns(name: AnyRef<'_>) -> Result<Rdns, der::Error> {
     if name.tag() != Tag::Sequence {
         return Err(name.tag().unexpected_error(Some(Tag::Sequence)));
     }
     let mut rdns = Vec::new();
-    let mut valid = true;
     let mut seq = SliceReader::new(name.value())?;
     while !seq.is_finished() {
         let set = AnyRef::decode(&mut seq)?;
@@ -30,10 +63,8 @@ pub fn name_to_string(name: AnyRef<'_>) -> Result<String, der::Error> {
             return Err(set.tag().unexpected_error(Some(Tag::Set)));
         }
         let mut values = Vec::new();
-        let mut count = 0;
         let mut atvs = SliceReader::new(set.value())?;
         while !atvs.is_finished() {
-            count += 1;
             // Decoded one by one, not as a SET OF: that would re-sort the values and
             // refuse duplicates, and the stored order is what is printed.
             let atv = AnyRef::decode(&mut atvs)?;
@@ -44,21 +75,15 @@ pub fn name_to_string(name: AnyRef<'_>) -> Result<String, der::Error> {
             let oid = ObjectIdentifier::decode(&mut fields)?;
             let rest = fields.read_slice(fields.remaining_len())?;
             let (tag, content) = value_tlv(rest)?;
-            match value_text(tag, content) {
-                Some(v) => values.push(format!("{}={v}", type_name(&oid))),
-                None => valid = false,
-            }
+            values.push((type_name(&oid), value_text(tag, content)));
         }
-        if count == 0 {
+        if values.is_empty() {
             // An RDN holds at least one attribute (X.501); an empty SET is malformed.
             return Err(der::ErrorKind::Length { tag: Tag::Set }.into());
         }
-        rdns.push(values.join(" + "));
+        rdns.push(values);
     }
-    if !valid {
-        return Ok(INVALID_NAME.into());
-    }
-    Ok(rdns.join(", "))
+    Ok(rdns)
 }
 
 /// A value's text: the characters of a text type (tag numbers compared regardless of

@@ -1,10 +1,22 @@
 //! The Prometheus textfile for node_exporter's textfile collector, and the last-pass
 //! record it reads its pass families from. Rendering only: `run` writes both files.
+//!
+//! Every family is listed once, in [`families`]. To add one: give [`MetricsInput`] (or
+//! [`PassResult`], with `#[serde(default)]`, for a fact of the pass) the field it needs,
+//! add one `gauge(...)` entry to the list, and a row to docs/metrics.md.
+
+use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::status::{CertificateStatus, Status};
+use crate::config::WindowSettings;
+use crate::inventory::{AuthorityDef, Inventory, TargetState};
+use crate::model::TargetKind;
+use crate::node::kubeconfig;
+use crate::pki::CertFacts;
+use crate::plan::assess;
 
 /// The last pass, as `last-pass.json` in the state directory records it and the metrics
 /// file shows it.
@@ -19,6 +31,11 @@ pub struct PassResult {
     /// a shorter lifetime than asked): renewed, but an operator must look.
     #[serde(default)]
     pub warnings: usize,
+    /// When the last successful pass ended: this pass if it succeeded, else carried over
+    /// from the previous record ([`PassResult::after`]). Records written before the
+    /// field existed have none; [`PassResult::last_success`] reads them.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_success: Option<OffsetDateTime>,
 }
 
 impl PassResult {
@@ -28,10 +45,251 @@ impl PassResult {
         serde_json::to_vec_pretty(self).unwrap_or_default()
     }
 
+    /// This pass's record, carrying the last success over from the previous record when
+    /// this pass failed (a failed pass does not make the last success older).
+    pub fn after(mut self, previous: Option<&PassResult>) -> PassResult {
+        self.last_success = if self.success {
+            Some(self.at)
+        } else {
+            previous.and_then(PassResult::last_success)
+        };
+        self
+    }
+
+    /// When the last successful pass ended, as far as this record knows.
+    pub fn last_success(&self) -> Option<OffsetDateTime> {
+        self.last_success.or(self.success.then_some(self.at))
+    }
+
     /// Reads a record written by [`PassResult::to_json`].
     pub fn from_json(bytes: &[u8]) -> Result<PassResult, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
+}
+
+/// What the metrics file is made of. A new family that needs new facts gets a field here
+/// (or in [`PassResult`], for facts of the pass) and one entry in [`families`].
+pub struct MetricsInput<'a> {
+    /// The node as read after the pass.
+    pub inventory: &'a Inventory,
+    pub now: OffsetDateTime,
+    /// `None` until a pass has been recorded: the pass families are left out, not invented.
+    pub last_pass: Option<&'a PassResult>,
+    /// The rotation window CAs are judged by for `cert_rotator_authority_due` (the
+    /// configuration's `[window]`, the rule leaves are renewed by).
+    pub window: &'a WindowSettings,
+}
+
+/// Metrics in the Prometheus text format (one `# HELP` and `# TYPE` per family, families
+/// without samples left out): the agent's own `cert_rotator_*` families and, per
+/// certificate of every target and CA file, x509-certificate-exporter's `x509_cert_*`
+/// families with that exporter's names and labels (docs/metrics.md).
+pub fn metrics_text(input: &MetricsInput<'_>) -> String {
+    render(&families(input))
+}
+
+/// One metric family: its name, help text, type and samples.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    samples: Vec<Sample>,
+}
+
+struct Sample {
+    labels: Vec<(&'static str, String)>,
+    value: f64,
+}
+
+fn gauge(name: &'static str, help: &'static str, samples: Vec<Sample>) -> Family {
+    Family {
+        name,
+        help,
+        kind: "gauge",
+        samples,
+    }
+}
+
+fn sample(labels: Vec<(&'static str, String)>, value: f64) -> Sample {
+    Sample { labels, value }
+}
+
+fn flag(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Every family of the file, in the order written: the one list to extend.
+fn families(m: &MetricsInput<'_>) -> Vec<Family> {
+    let status = Status::new(m.inventory, m.now);
+    let certs: Vec<&CertificateStatus> = status
+        .certificates
+        .iter()
+        .filter(|c| c.not_after.is_some())
+        .collect();
+    let per_cert = |f: &dyn Fn(&CertificateStatus) -> f64| -> Vec<Sample> {
+        certs.iter().map(|c| sample(cert_labels(c), f(c))).collect()
+    };
+    let authorities: Vec<(&AuthorityDef, &CertFacts)> = m
+        .inventory
+        .authorities
+        .iter()
+        .filter_map(|a| a.cert.as_ref().ok().map(|c| (&a.def, c)))
+        .collect();
+    let per_authority = |f: &dyn Fn(&CertFacts) -> f64| -> Vec<Sample> {
+        authorities
+            .iter()
+            .map(|(def, c)| sample(authority_labels(def), f(c)))
+            .collect()
+    };
+    // Unlabelled samples of the last pass; none before the first pass.
+    let pass = |f: &dyn Fn(&PassResult) -> Option<f64>| -> Vec<Sample> {
+        m.last_pass
+            .and_then(f)
+            .map(|v| sample(Vec::new(), v))
+            .into_iter()
+            .collect()
+    };
+    let x509 = x509_rows(m.inventory);
+    let per_x509 = |f: &dyn Fn(&CertFacts) -> f64| -> Vec<Sample> {
+        x509.iter()
+            .filter_map(|r| r.cert.map(|c| sample(x509_labels(r), f(c))))
+            .collect()
+    };
+    vec![
+        gauge(
+            "cert_rotator_certificate_not_after_seconds",
+            "Unix time at which the certificate expires.",
+            per_cert(&|c| c.not_after.map(|t| t.unix_timestamp()).unwrap_or(0) as f64),
+        ),
+        gauge(
+            "cert_rotator_certificate_residual_seconds",
+            "Seconds until the certificate expires (negative when expired), as of the pass.",
+            per_cert(&|c| c.residual_seconds.unwrap_or(0) as f64),
+        ),
+        gauge(
+            "cert_rotator_certificate_due",
+            "1 when the certificate is in its renewal window or expired.",
+            per_cert(&|c| flag(c.due)),
+        ),
+        gauge(
+            "cert_rotator_certificate_error",
+            "1 when the target could not be read.",
+            status
+                .certificates
+                .iter()
+                .filter(|c| !c.missing && c.not_managed.is_none())
+                .map(|c| {
+                    sample(
+                        vec![("name", c.name.clone()), ("path", c.path.clone())],
+                        flag(c.error.is_some()),
+                    )
+                })
+                .collect(),
+        ),
+        gauge(
+            "cert_rotator_authority_not_after_seconds",
+            "Unix time at which the CA certificate expires.",
+            per_authority(&|c| c.not_after.unix_timestamp() as f64),
+        ),
+        gauge(
+            "cert_rotator_authority_due",
+            "1 when the CA is in its renewal window (the leaves' rule: under 20% of its \
+             lifetime or 30 days left by default) or expired.",
+            per_authority(&|c| flag(assess(m.window, c.not_before, c.not_after, m.now).due)),
+        ),
+        gauge(
+            "cert_rotator_pass_timestamp_seconds",
+            "Unix time the last rotation pass ended.",
+            pass(&|p| Some(p.at.unix_timestamp() as f64)),
+        ),
+        gauge(
+            "cert_rotator_pass_success",
+            "1 when the last rotation pass succeeded.",
+            pass(&|p| Some(flag(p.success))),
+        ),
+        gauge(
+            "cert_rotator_last_success_timestamp_seconds",
+            "Unix time the last successful rotation pass ended.",
+            pass(&|p| p.last_success().map(|t| t.unix_timestamp() as f64)),
+        ),
+        gauge(
+            "cert_rotator_pass_renewed",
+            "Certificates renewed by the last pass.",
+            pass(&|p| Some(p.renewed as f64)),
+        ),
+        gauge(
+            "cert_rotator_pass_failed",
+            "Failures in the last pass.",
+            pass(&|p| Some(p.failed as f64)),
+        ),
+        gauge(
+            "cert_rotator_pass_warnings",
+            "Warnings of the last pass (see the journal): renewed, but look.",
+            pass(&|p| Some(p.warnings as f64)),
+        ),
+        // x509-certificate-exporter's families, names, labels and help texts' meaning.
+        // Not its relative x509_cert_expires_in_seconds / x509_cert_valid_since_seconds:
+        // a textfile is written once a pass, so "seconds from now" would be a day stale
+        // (docs/metrics.md); `x509_cert_not_after - time()` is always current.
+        gauge(
+            "x509_cert_not_before",
+            "Unix timestamp of the certificate's NotBefore.",
+            per_x509(&|c| c.not_before.unix_timestamp() as f64),
+        ),
+        gauge(
+            "x509_cert_not_after",
+            "Unix timestamp of the certificate's NotAfter.",
+            per_x509(&|c| c.not_after.unix_timestamp() as f64),
+        ),
+        gauge(
+            "x509_cert_expired",
+            "1 if the certificate was expired at the pass, 0 otherwise.",
+            per_x509(&|c| flag(m.now > c.not_after)),
+        ),
+        gauge(
+            "x509_cert_error",
+            "1 if the file could not be read or parsed, 0 otherwise.",
+            x509.iter()
+                .map(|r| sample(x509_labels(r), flag(r.cert.is_none())))
+                .collect(),
+        ),
+    ]
+}
+
+/// The text format: families with samples only, each label set once per family (a
+/// duplicate, such as a CA listed twice in its bundle, would make node_exporter refuse
+/// the whole file).
+fn render(families: &[Family]) -> String {
+    let mut out = String::new();
+    for f in families.iter().filter(|f| !f.samples.is_empty()) {
+        out.push_str(&format!(
+            "# HELP {} {}\n# TYPE {} {}\n",
+            f.name, f.help, f.name, f.kind
+        ));
+        let mut seen = HashSet::new();
+        for s in &f.samples {
+            let labels = label_set(&s.labels);
+            if seen.insert(labels.clone()) {
+                out.push_str(&format!("{}{labels} {}\n", f.name, s.value));
+            }
+        }
+    }
+    out
+}
+
+fn label_set(labels: &[(&'static str, String)]) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let pairs: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+        .collect();
+    format!("{{{}}}", pairs.join(","))
 }
 
 /// A Prometheus label value, escaped as the text format requires.
@@ -41,123 +299,177 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Metrics in the Prometheus text format: per certificate its expiry, seconds left and
-/// whether it is due; per pass its result and time.
-pub fn metrics_text(status: &Status, last_pass: Option<&PassResult>) -> String {
-    let mut out = String::new();
-    let mut family = |name: &str, help: &str, rows: Vec<(String, f64)>| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
-        for (labels, v) in rows {
-            out.push_str(&format!("{name}{labels} {v}\n"));
+fn cert_labels(c: &CertificateStatus) -> Vec<(&'static str, String)> {
+    vec![
+        ("name", c.name.clone()),
+        ("path", c.path.clone()),
+        (
+            "component",
+            c.component.as_ref().map(|x| x.name()).unwrap_or_default(),
+        ),
+    ]
+}
+
+fn authority_labels(a: &AuthorityDef) -> Vec<(&'static str, String)> {
+    vec![
+        ("name", a.name.clone()),
+        ("path", a.cert.display().to_string()),
+    ]
+}
+
+/// One certificate of a file as x509-certificate-exporter reports it, or (no `cert`) a
+/// file that could not be read or parsed.
+struct X509Row<'a> {
+    /// The node path of the file watched: the target's path (a kubeconfig, not the file
+    /// it references), the CA file.
+    filepath: String,
+    /// `user` for a kubeconfig's client certificate, else empty.
+    embedded_kind: &'static str,
+    /// The kubeconfig's user name, else empty.
+    embedded_key: String,
+    cert: Option<&'a CertFacts>,
+}
+
+/// Every certificate of every target file and CA file (a chain or a CA bundle gives one
+/// row per certificate, as the exporter reads every block), and the unreadable ones.
+fn x509_rows(inv: &Inventory) -> Vec<X509Row<'_>> {
+    let mut rows = Vec::new();
+    let file = |path: &std::path::Path, cert| X509Row {
+        filepath: path.display().to_string(),
+        embedded_kind: "",
+        embedded_key: String::new(),
+        cert,
+    };
+    for o in &inv.certificates {
+        let t = &o.target;
+        match &o.state {
+            TargetState::Read(r) => {
+                // The exporter's kubeconfig source: the user block's certificate, named
+                // by the user, whether embedded or referenced.
+                let user = match t.kind {
+                    TargetKind::Kubeconfig => {
+                        Some(kubeconfig::parse(&r.source, &t.path).map(|k| k.user))
+                    }
+                    _ => None,
+                };
+                for c in std::iter::once(&r.cert).chain(&r.chain) {
+                    let mut row = file(&t.path, Some(c));
+                    if let Some(user) = &user {
+                        row.embedded_kind = "user";
+                        row.embedded_key = user.as_ref().cloned().unwrap_or_default();
+                    }
+                    rows.push(row);
+                }
+            }
+            TargetState::Error(_) => rows.push(file(&t.path, None)),
+            TargetState::Missing | TargetState::NotManaged(_) => {}
         }
+    }
+    for a in &inv.authorities {
+        if a.cert.is_err() {
+            rows.push(file(&a.def.cert, None));
+        }
+        for c in &a.bundle {
+            rows.push(file(&a.def.cert, Some(c)));
+        }
+    }
+    rows
+}
+
+/// The exporter's per-certificate label set, in its order: the file, the kubeconfig
+/// block, the serial in decimal, and the issuer's and subject's C, ST, L, O, OU, CN.
+/// Fields a certificate lacks are empty strings, as the exporter writes them (and
+/// Prometheus treats an empty label as absent). The exporter's Kubernetes-object labels
+/// (`secret_*`, `configmap_*`, ...) would always be empty here and are left out.
+fn x509_labels(r: &X509Row<'_>) -> Vec<(&'static str, String)> {
+    let filename = std::path::Path::new(&r.filepath)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (serial, issuer, subject) = match r.cert {
+        Some(c) => (
+            hex_to_decimal(&c.serial),
+            dn_fields(&c.raw_issuer),
+            dn_fields(&c.raw_subject),
+        ),
+        None => (String::new(), Default::default(), Default::default()),
     };
-    let certs: Vec<_> = status
-        .certificates
-        .iter()
-        .filter(|c| c.not_after.is_some())
-        .collect();
-    let l = |c: &CertificateStatus| {
-        format!(
-            "{{name=\"{}\",path=\"{}\",component=\"{}\"}}",
-            label(&c.name),
-            label(&c.path),
-            label(&c.component.as_ref().map(|x| x.name()).unwrap_or_default())
-        )
+    let mut labels = vec![
+        ("filename", filename),
+        ("filepath", r.filepath.clone()),
+        ("embedded_kind", r.embedded_kind.to_string()),
+        ("embedded_key", r.embedded_key.clone()),
+        ("serial_number", serial),
+    ];
+    const ISSUER: [&str; 6] = [
+        "issuer_C",
+        "issuer_ST",
+        "issuer_L",
+        "issuer_O",
+        "issuer_OU",
+        "issuer_CN",
+    ];
+    const SUBJECT: [&str; 6] = [
+        "subject_C",
+        "subject_ST",
+        "subject_L",
+        "subject_O",
+        "subject_OU",
+        "subject_CN",
+    ];
+    labels.extend(ISSUER.into_iter().zip(issuer));
+    labels.extend(SUBJECT.into_iter().zip(subject));
+    labels
+}
+
+/// A name's C, ST, L, O, OU and CN as Go's `pkix.Name` gives them to the exporter: the
+/// first value of each of the first five, the last CN (Go keeps overwriting it).
+fn dn_fields(raw: &[u8]) -> [String; 6] {
+    let mut out: [String; 6] = Default::default();
+    let Ok(attrs) = crate::pki::name_attributes(raw) else {
+        return out;
     };
-    family(
-        "cert_rotator_certificate_not_after_seconds",
-        "Unix time at which the certificate expires.",
-        certs
-            .iter()
-            .map(|c| {
-                (
-                    l(c),
-                    c.not_after.map(|t| t.unix_timestamp()).unwrap_or(0) as f64,
-                )
-            })
-            .collect(),
-    );
-    family(
-        "cert_rotator_certificate_residual_seconds",
-        "Seconds until the certificate expires (negative when expired).",
-        certs
-            .iter()
-            .map(|c| (l(c), c.residual_seconds.unwrap_or(0) as f64))
-            .collect(),
-    );
-    family(
-        "cert_rotator_certificate_due",
-        "1 when the certificate is in its renewal window or expired.",
-        certs
-            .iter()
-            .map(|c| (l(c), if c.due { 1.0 } else { 0.0 }))
-            .collect(),
-    );
-    family(
-        "cert_rotator_certificate_error",
-        "1 when the target could not be read.",
-        status
-            .certificates
-            .iter()
-            .filter(|c| !c.missing && c.not_managed.is_none())
-            .map(|c| {
-                (
-                    format!(
-                        "{{name=\"{}\",path=\"{}\"}}",
-                        label(&c.name),
-                        label(&c.path)
-                    ),
-                    if c.error.is_some() { 1.0 } else { 0.0 },
-                )
-            })
-            .collect(),
-    );
-    family(
-        "cert_rotator_authority_not_after_seconds",
-        "Unix time at which the CA certificate expires.",
-        status
-            .authorities
-            .iter()
-            .filter_map(|a| {
-                a.not_after.map(|t| {
-                    (
-                        format!(
-                            "{{name=\"{}\",path=\"{}\"}}",
-                            label(&a.name),
-                            label(&a.path)
-                        ),
-                        t.unix_timestamp() as f64,
-                    )
-                })
-            })
-            .collect(),
-    );
-    if let Some(p) = last_pass {
-        family(
-            "cert_rotator_pass_timestamp_seconds",
-            "Unix time the last rotation pass ended.",
-            vec![(String::new(), p.at.unix_timestamp() as f64)],
-        );
-        family(
-            "cert_rotator_pass_success",
-            "1 when the last rotation pass succeeded.",
-            vec![(String::new(), if p.success { 1.0 } else { 0.0 })],
-        );
-        family(
-            "cert_rotator_pass_renewed",
-            "Certificates renewed by the last pass.",
-            vec![(String::new(), p.renewed as f64)],
-        );
-        family(
-            "cert_rotator_pass_failed",
-            "Failures in the last pass.",
-            vec![(String::new(), p.failed as f64)],
-        );
-        family(
-            "cert_rotator_pass_warnings",
-            "Warnings of the last pass (see the journal): renewed, but look.",
-            vec![(String::new(), p.warnings as f64)],
-        );
+    for (t, v) in attrs {
+        let i = match t.as_str() {
+            "C" => 0,
+            "ST" => 1,
+            "L" => 2,
+            "O" => 3,
+            "OU" => 4,
+            "CN" => {
+                out[5] = v;
+                continue;
+            }
+            _ => continue,
+        };
+        if out[i].is_empty() {
+            out[i] = v;
+        }
+    }
+    out
+}
+
+/// The exporter labels serials in decimal (Go's `big.Int.String()`); ours are hex of up to
+/// 20 (or, as read, more) octets, past any machine integer. Schoolbook base conversion in
+/// base 10^9 limbs: too small a job for a big-number crate.
+fn hex_to_decimal(hex: &str) -> String {
+    const BASE: u64 = 1_000_000_000;
+    // Little-endian limbs of the value, base 10^9.
+    let mut limbs: Vec<u64> = vec![0];
+    for d in hex.chars().filter_map(|c| c.to_digit(16)) {
+        let mut carry = u64::from(d);
+        for l in limbs.iter_mut() {
+            let v = *l * 16 + carry;
+            *l = v % BASE;
+            carry = v / BASE;
+        }
+        if carry > 0 {
+            limbs.push(carry);
+        }
+    }
+    let mut out = limbs.last().map(|l| l.to_string()).unwrap_or_default();
+    for l in limbs.iter().rev().skip(1) {
+        out.push_str(&format!("{l:09}"));
     }
     out
 }
@@ -165,48 +477,348 @@ pub fn metrics_text(status: &Status, last_pass: Option<&PassResult>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Settings;
+    use crate::fixture::{NodeSpec, Validity};
+    use crate::node::NodeRoot;
+    use time::Duration;
 
-    #[test]
-    fn the_last_pass_record_round_trips() {
-        let p = PassResult {
+    fn record(success: bool) -> PassResult {
+        PassResult {
             at: time::macros::datetime!(2026-03-01 12:00:00 UTC),
-            success: false,
+            success,
             renewed: 3,
             failed: 1,
             warnings: 0,
-        };
+            last_success: None,
+        }
+    }
+
+    #[test]
+    fn the_last_pass_record_round_trips() {
+        let p = record(false);
         let bytes = p.to_json();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["at"], "2026-03-01T12:00:00Z");
         assert_eq!(v["renewed"], 3);
         assert_eq!(PassResult::from_json(&bytes).unwrap(), p);
         assert!(PassResult::from_json(b"{").is_err());
+        // A record of a release before last_success still reads.
+        let old = br#"{"at":"2026-03-01T12:00:00Z","success":true,"renewed":0,"failed":0}"#;
+        let old = PassResult::from_json(old).unwrap();
+        assert_eq!(old.last_success(), Some(old.at));
+    }
+
+    #[test]
+    fn a_failed_pass_keeps_the_last_success() {
+        let ok = record(true).after(None);
+        assert_eq!(ok.last_success, Some(ok.at));
+        let mut failed = record(false);
+        failed.at += Duration::days(1);
+        let failed = failed.after(Some(&ok));
+        assert_eq!(failed.last_success, Some(ok.at));
+        assert_eq!(
+            PassResult::from_json(&failed.to_json())
+                .unwrap()
+                .last_success(),
+            Some(ok.at)
+        );
+        // Never a success: none, and no family sample for it.
+        let never = record(false).after(None);
+        assert_eq!(never.last_success(), None);
+        let inv = Inventory {
+            role: crate::inventory::NodeRole::Worker,
+            certificates: vec![],
+            authorities: vec![],
+        };
+        let window = WindowSettings::default();
+        let text = |p: &PassResult| {
+            metrics_text(&MetricsInput {
+                inventory: &inv,
+                now: p.at,
+                last_pass: Some(p),
+                window: &window,
+            })
+        };
+        assert!(!text(&never).contains("cert_rotator_last_success_timestamp_seconds"));
+        assert!(text(&failed).contains(&format!(
+            "cert_rotator_last_success_timestamp_seconds {}\n",
+            ok.at.unix_timestamp()
+        )));
     }
 
     #[test]
     fn pass_families_appear_only_after_a_pass() {
-        let status = Status {
+        let inv = Inventory {
             role: crate::inventory::NodeRole::Worker,
-            generated_at: time::macros::datetime!(2026-03-01 12:00:00 UTC),
             certificates: vec![],
             authorities: vec![],
-            unfinished_write: None,
         };
-        assert!(!metrics_text(&status, None).contains("cert_rotator_pass_"));
+        let window = WindowSettings::default();
+        let input = |last_pass| MetricsInput {
+            inventory: &inv,
+            now: time::macros::datetime!(2026-03-01 12:00:00 UTC),
+            last_pass,
+            window: &window,
+        };
+        assert!(!metrics_text(&input(None)).contains("cert_rotator_pass_"));
         let p = PassResult {
-            at: time::macros::datetime!(2026-03-01 12:00:00 UTC),
             success: true,
             renewed: 2,
             failed: 0,
-            warnings: 0,
+            ..record(true)
         };
-        let text = metrics_text(&status, Some(&p));
+        let text = metrics_text(&input(Some(&p)));
         assert!(text.contains("cert_rotator_pass_success 1\n"), "{text}");
         assert!(text.contains("cert_rotator_pass_renewed 2\n"), "{text}");
+        assert!(
+            text.contains("# TYPE cert_rotator_pass_success gauge\n"),
+            "{text}"
+        );
     }
 
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(
+            label_set(&[("filepath", "/x/\"q\".crt".into())]),
+            "{filepath=\"/x/\\\"q\\\".crt\"}"
+        );
+    }
+
+    #[test]
+    fn serials_are_decimal_as_the_exporter_writes_them() {
+        assert_eq!(hex_to_decimal("0"), "0");
+        assert_eq!(hex_to_decimal("ff"), "255");
+        assert_eq!(hex_to_decimal("3b9aca00"), "1000000000");
+        assert_eq!(hex_to_decimal("3b9aca01"), "1000000001");
+        // 20 octets, past u128 (Python's int(h, 16)).
+        assert_eq!(
+            hex_to_decimal("7fffffffffffffffffffffffffffffffffffffff"),
+            "730750818665451459101842416358141509827966271487"
+        );
+        assert_eq!(
+            hex_to_decimal("1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"),
+            "149397945149380861402979012087172760560581950541"
+        );
+        for v in [1u128, 9, 10, 999_999_999, 1 << 64, u128::MAX] {
+            assert_eq!(hex_to_decimal(&format!("{v:x}")), v.to_string());
+        }
+    }
+
+    /// A fixture node's metrics at `now`, and the node.
+    fn node_metrics_at(
+        spec: &NodeSpec,
+        edit: impl FnOnce(&std::path::Path),
+    ) -> (String, tempfile::TempDir) {
+        let d = tempfile::tempdir().unwrap();
+        crate::fixture::build(d.path(), spec).unwrap();
+        edit(d.path());
+        let root = NodeRoot::new(d.path());
+        let s = Settings::default();
+        let inv = crate::inventory::read(&crate::inventory::layout(&s, &root), &root);
+        let text = metrics_text(&MetricsInput {
+            inventory: &inv,
+            now: spec.now,
+            last_pass: None,
+            window: &s.window,
+        });
+        (text, d)
+    }
+
+    fn node_metrics(spec: &NodeSpec, edit: impl FnOnce(&std::path::Path)) -> String {
+        node_metrics_at(spec, edit).0
+    }
+
+    /// The lines of `family` whose labels contain every one of `labels`.
+    fn lines<'t>(text: &'t str, family: &str, labels: &[&str]) -> Vec<&'t str> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")))
+            .filter(|l| labels.iter().all(|x| l.contains(x)))
+            .collect()
+    }
+
+    #[test]
+    fn every_certificate_of_every_target_and_ca_in_the_exporters_labels() {
+        let now = time::macros::datetime!(2026-03-01 12:00:00 UTC);
+        let mut spec = NodeSpec::control_plane(now)
+            .with("apiserver", Validity::days(365, Duration::days(20)))
+            .with("scheduler.conf", Validity::days(365, Duration::days(-3)));
+        // One RDN of two O values; DER sorts a SET by encoding, so the shorter is stored first.
+        spec.admin_organizations = vec![
+            "kubeadm:cluster-admins".into(),
+            "a-longer-second:organization".into(),
+        ];
+        let (text, d) = node_metrics_at(&spec, |_| {});
+        let api = lines(
+            &text,
+            "x509_cert_not_after",
+            &[
+                "filename=\"apiserver.crt\"",
+                "filepath=\"/etc/kubernetes/pki/apiserver.crt\"",
+                "embedded_kind=\"\"",
+                "subject_CN=\"kube-apiserver\"",
+                "issuer_CN=\"kubernetes\"",
+            ],
+        );
+        assert_eq!(api.len(), 1, "{text}");
+        let not_after = (now + Duration::days(20)).unix_timestamp();
+        assert!(api[0].ends_with(&format!(" {not_after}")), "{}", api[0]);
+        // The label order is the exporter's.
+        assert!(
+            api[0].starts_with(
+                "x509_cert_not_after{filename=\"apiserver.crt\",filepath=\"/etc/kubernetes/pki/apiserver.crt\",\
+                 embedded_kind=\"\",embedded_key=\"\",serial_number=\""
+            ),
+            "{}",
+            api[0]
+        );
+        // The serial in decimal, as the exporter (Go's big.Int) writes it.
+        let pem = std::fs::read(d.path().join("etc/kubernetes/pki/apiserver.crt")).unwrap();
+        let c = crate::pki::certificates(&crate::pki::parse_pem(&pem).unwrap()).unwrap();
+        let serial = u128::from_str_radix(&c[0].serial, 16).unwrap();
+        assert!(
+            api[0].contains(&format!("serial_number=\"{serial}\"")),
+            "{} {}",
+            c[0].serial,
+            api[0]
+        );
+
+        // Kubeconfigs: the user block's certificate, named by the user; multi-valued O
+        // gives the first value stored, as Go's pkix.Name does.
+        let admin = lines(
+            &text,
+            "x509_cert_not_after",
+            &[
+                "filepath=\"/etc/kubernetes/admin.conf\"",
+                "embedded_kind=\"user\"",
+                "embedded_key=\"kubernetes-admin\"",
+                "subject_O=\"kubeadm:cluster-admins\"",
+                "subject_CN=\"kubernetes-admin\"",
+            ],
+        );
+        assert_eq!(admin.len(), 1, "{text}");
+        // kubelet.conf references kubelet-client-current.pem: the inventory reports that
+        // certificate once, as the file.
+        assert!(lines(&text, "x509_cert_not_after", &["filename=\"kubelet.conf\""]).is_empty());
+        assert_eq!(
+            lines(
+                &text,
+                "x509_cert_not_after",
+                &["filepath=\"/var/lib/kubelet/pki/kubelet-client-current.pem\""]
+            )
+            .len(),
+            1,
+            "{text}"
+        );
+        // kubelet.crt holds the leaf and its throwaway CA: both, as the exporter reads
+        // every block.
+        assert_eq!(
+            lines(&text, "x509_cert_not_after", &["filename=\"kubelet.crt\""]).len(),
+            2,
+            "{text}"
+        );
+        // Every CA file.
+        for ca in ["ca.crt", "front-proxy-ca.crt", "etcd/ca.crt"] {
+            let f = format!("filepath=\"/etc/kubernetes/pki/{ca}\"");
+            assert_eq!(
+                lines(&text, "x509_cert_not_after", &[&f]).len(),
+                1,
+                "{ca}\n{text}"
+            );
+            assert_eq!(lines(&text, "x509_cert_error", &[&f]).len(), 1);
+        }
+        // Expired at the pass: scheduler.conf only.
+        let expired: Vec<_> = lines(&text, "x509_cert_expired", &[])
+            .into_iter()
+            .filter(|l| l.ends_with(" 1"))
+            .collect();
+        assert_eq!(expired.len(), 1, "{expired:?}");
+        assert!(expired[0].contains("filename=\"scheduler.conf\""));
+        // One x509_cert_error per certificate (all 0), x509_cert_not_before as well.
+        assert_eq!(
+            lines(&text, "x509_cert_error", &[]).len(),
+            lines(&text, "x509_cert_not_after", &[]).len()
+        );
+        assert_eq!(
+            lines(&text, "x509_cert_not_before", &[]).len(),
+            lines(&text, "x509_cert_not_after", &[]).len()
+        );
+        assert!(lines(&text, "x509_cert_error", &[])
+            .iter()
+            .all(|l| l.ends_with(" 0")));
+        // Stale "seconds from now" families are not written (docs/metrics.md).
+        assert!(!text.contains("x509_cert_expires_in_seconds"));
+        assert!(!text.contains("x509_cert_valid_since_seconds"));
+        for family in [
+            "x509_cert_not_before",
+            "x509_cert_not_after",
+            "x509_cert_expired",
+            "x509_cert_error",
+        ] {
+            assert!(text.contains(&format!("# HELP {family} ")), "{family}");
+            assert!(
+                text.contains(&format!("# TYPE {family} gauge\n")),
+                "{family}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_ca_bundle_gives_each_certificate_once_and_an_unreadable_file_an_error() {
+        let now = time::macros::datetime!(2026-03-01 12:00:00 UTC);
+        let spec = NodeSpec::control_plane(now);
+        let text = node_metrics(&spec, |d| {
+            let pki = d.join("etc/kubernetes/pki");
+            let ca = std::fs::read(pki.join("ca.crt")).unwrap();
+            let other = std::fs::read(pki.join("front-proxy-ca.crt")).unwrap();
+            // Old and new CA during a rotation, and the first listed twice.
+            std::fs::write(pki.join("ca.crt"), [&ca[..], &other, &ca].concat()).unwrap();
+            std::fs::write(pki.join("apiserver.crt"), b"not a certificate").unwrap();
+        });
+        let ca = lines(
+            &text,
+            "x509_cert_not_after",
+            &["filepath=\"/etc/kubernetes/pki/ca.crt\""],
+        );
+        assert_eq!(ca.len(), 2, "{text}");
+        assert!(ca.iter().any(|l| l.contains("subject_CN=\"kubernetes\"")));
+        assert!(ca
+            .iter()
+            .any(|l| l.contains("subject_CN=\"front-proxy-ca\"")));
+        let err = lines(&text, "x509_cert_error", &["filename=\"apiserver.crt\""]);
+        assert_eq!(
+            err,
+            vec![
+                "x509_cert_error{filename=\"apiserver.crt\",filepath=\"/etc/kubernetes/pki/apiserver.crt\",\
+                 embedded_kind=\"\",embedded_key=\"\",serial_number=\"\",issuer_C=\"\",issuer_ST=\"\",\
+                 issuer_L=\"\",issuer_O=\"\",issuer_OU=\"\",issuer_CN=\"\",subject_C=\"\",subject_ST=\"\",\
+                 subject_L=\"\",subject_O=\"\",subject_OU=\"\",subject_CN=\"\"} 1"
+            ],
+            "{text}"
+        );
+        assert!(lines(
+            &text,
+            "x509_cert_not_after",
+            &["filename=\"apiserver.crt\""]
+        )
+        .is_empty());
+        assert!(text.contains(
+            "cert_rotator_certificate_error{name=\"apiserver\",path=\"/etc/kubernetes/pki/apiserver.crt\"} 1\n"
+        ));
+    }
+
+    #[test]
+    fn an_authority_is_due_in_its_last_fifth() {
+        let now = time::macros::datetime!(2026-03-01 12:00:00 UTC);
+        let due = |remaining_days| {
+            let mut spec = NodeSpec::worker(now);
+            spec.ca_validity = Validity::days(3650, Duration::days(remaining_days));
+            node_metrics(&spec, |_| {})
+        };
+        let line = "cert_rotator_authority_due{name=\"ca\",path=\"/etc/kubernetes/pki/ca.crt\"}";
+        // 20% of 3650 days is 730.
+        assert!(due(729).contains(&format!("{line} 1\n")));
+        assert!(due(731).contains(&format!("{line} 0\n")));
+        assert!(due(-1).contains(&format!("{line} 1\n")));
     }
 }

@@ -7,6 +7,6 @@ pub mod pass;
 pub mod plan;
 pub mod status;
 
-pub use metrics::{metrics_text, PassResult};
+pub use metrics::{metrics_text, MetricsInput, PassResult};
 pub use plan::{plan_text, reload_words};
 pub use status::{AuthorityStatus, CertificateStatus, NotANode, Status};
