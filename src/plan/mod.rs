@@ -17,7 +17,7 @@ pub mod window;
 mod queue_tests;
 
 pub use route::{ca_route, CaRoute};
-pub use window::{assess, Assessment, DueReason};
+pub use window::{assess, assess_target, safety_net, Assessment, DueReason};
 
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -258,7 +258,13 @@ pub fn forced(
             plan.not_renewable.push(blocked(t, why));
             continue;
         }
-        let a = assess(&t.window, r.cert.not_before, r.cert.not_after, now);
+        let a = assess_target(
+            &t.window,
+            t.handover.as_ref(),
+            r.cert.not_before,
+            r.cert.not_after,
+            now,
+        );
         planned.push(PlannedTarget {
             name: t.name.clone(),
             path: t.path.display().to_string(),
@@ -309,7 +315,13 @@ pub fn make_plan(
                 continue;
             }
         };
-        let a = assess(&t.window, r.cert.not_before, r.cert.not_after, now);
+        let a = assess_target(
+            &t.window,
+            t.handover.as_ref(),
+            r.cert.not_before,
+            r.cert.not_after,
+            now,
+        );
         let Some(reason) = a.reason else { continue };
         let route = route_of(settings, inv, t, r);
         if let CaRoute::NotRenewable(why) = route {
