@@ -51,6 +51,18 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
     let ctx = Context::load(root, config_file)?;
     let settings = &ctx.settings;
     let state = ctx.state();
+    if ctx.kubeadm_at_work().is_some() {
+        // Not even an interrupted write is finished: kubeadm may be rewriting the same
+        // files. Only the agent's own records say the pass was skipped.
+        if let Some(_lock) = ctx.lock(&state, WhenBusy::Succeed)? {
+            write_last_pass(
+                &state,
+                &PassResult::skipped(OffsetDateTime::now_utc(), "kubeadm"),
+            );
+            write_metrics(root, settings, &state);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(_lock) = ctx.lock_and_recover(&state, WhenBusy::Succeed)? else {
         return Ok(ExitCode::SUCCESS);
     };
@@ -68,6 +80,8 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
                 renewed: 0,
                 failed: 0,
                 warnings: 0,
+                restarts_avoided: 0,
+                skipped: None,
             },
         );
         write_metrics(root, settings, &state);
@@ -93,6 +107,8 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         renewed: report.renewed.len(),
         failed: report.failed.len(),
         warnings: report.warnings.len(),
+        restarts_avoided: report.restarts_avoided.len(),
+        skipped: None,
     };
     write_last_pass(&state, &result);
     write_metrics(root, settings, &state);

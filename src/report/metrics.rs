@@ -19,9 +19,28 @@ pub struct PassResult {
     /// a shorter lifetime than asked): renewed, but an operator must look.
     #[serde(default)]
     pub warnings: usize,
+    /// Restarts not made: the component served its new certificate already.
+    #[serde(default)]
+    pub restarts_avoided: usize,
+    /// Why the pass changed nothing (`kubeadm`: kubeadm was at work on the node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 impl PassResult {
+    /// A pass that changed nothing, and why (`kubeadm`).
+    pub fn skipped(at: OffsetDateTime, why: &str) -> PassResult {
+        PassResult {
+            at,
+            success: true,
+            renewed: 0,
+            failed: 0,
+            warnings: 0,
+            restarts_avoided: 0,
+            skipped: Some(why.to_string()),
+        }
+    }
+
     /// The record's bytes (pretty JSON, the file's format since its first release).
     pub fn to_json(&self) -> Vec<u8> {
         // Serializing plain fields to a Vec cannot fail.
@@ -158,6 +177,18 @@ pub fn metrics_text(status: &Status, last_pass: Option<&PassResult>) -> String {
             "Warnings of the last pass (see the journal): renewed, but look.",
             vec![(String::new(), p.warnings as f64)],
         );
+        family(
+            "cert_rotator_restarts_avoided",
+            "Restarts the last pass did not make: the component already served its new certificate.",
+            vec![(String::new(), p.restarts_avoided as f64)],
+        );
+        if let Some(why) = &p.skipped {
+            family(
+                "cert_rotator_pass_skipped",
+                "1 when the last pass changed nothing, and why (kubeadm: kubeadm was at work).",
+                vec![(format!("{{reason=\"{}\"}}", label(why)), 1.0)],
+            );
+        }
     }
     out
 }
@@ -174,6 +205,8 @@ mod tests {
             renewed: 3,
             failed: 1,
             warnings: 0,
+            restarts_avoided: 1,
+            skipped: None,
         };
         let bytes = p.to_json();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
@@ -199,10 +232,27 @@ mod tests {
             renewed: 2,
             failed: 0,
             warnings: 0,
+            restarts_avoided: 1,
+            skipped: None,
         };
         let text = metrics_text(&status, Some(&p));
         assert!(text.contains("cert_rotator_pass_success 1\n"), "{text}");
         assert!(text.contains("cert_rotator_pass_renewed 2\n"), "{text}");
+        assert!(text.contains("cert_rotator_restarts_avoided 1\n"), "{text}");
+        assert!(!text.contains("cert_rotator_pass_skipped"), "{text}");
+        let skipped = PassResult {
+            skipped: Some("kubeadm".into()),
+            ..p
+        };
+        let text = metrics_text(&status, Some(&skipped));
+        assert!(
+            text.contains("cert_rotator_pass_skipped{reason=\"kubeadm\"} 1\n"),
+            "{text}"
+        );
+        // A record written before these fields existed still reads.
+        let old = br#"{"at":"2026-03-01T12:00:00Z","success":true,"renewed":0,"failed":0}"#;
+        let r = PassResult::from_json(old).unwrap();
+        assert_eq!((r.restarts_avoided, r.skipped), (0, None));
     }
 
     #[test]
