@@ -21,7 +21,13 @@ pub fn plan(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) 
         Ok(c) => c,
         Err(e) => return e.exit(),
     };
-    let plan = crate::pass::plan_run(root, &ctx.settings, &ctx.state(), OffsetDateTime::now_utc());
+    let plan = crate::pass::plan_run_with(
+        root,
+        &ctx.settings,
+        &ctx.state(),
+        OffsetDateTime::now_utc(),
+        &crate::pass::plan_options(root),
+    );
     let text = if json {
         // The plan holds strings, numbers and times only: serializing it cannot fail.
         format!(
@@ -87,9 +93,19 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         write_metrics(root, settings, &state);
         return Ok(ExitCode::from(1));
     }
-    let plan = crate::pass::plan_inventory(settings, &inv, &state, now);
-    out!("{}", plan_text(&plan, root.is_live()));
+    let mut plan = crate::pass::plan_inventory_with(
+        settings,
+        &inv,
+        &state,
+        now,
+        &crate::pass::plan_options(root),
+    );
     let report = with_edges(root, |edges| {
+        if let Restarts::Live(e) = &edges {
+            let down = crate::pass::broken_deferred(e, root, settings, &plan);
+            crate::plan::lift_cap_for_broken(&mut plan, &down);
+        }
+        out!("{}", plan_text(&plan, root.is_live()));
         let pass = Pass {
             root,
             settings,

@@ -96,12 +96,18 @@ impl ServiceManager for RecordingServiceManager {
 // --------------------------------------------------------------------- prober ---
 
 /// Serves the certificate on disk, except on `stale_ports`, which keep serving the
-/// serial they served first (a component that did not reload). Health checks pass.
+/// serial they served first (a component that did not reload), and on the ports of
+/// [`until_restarted`](Self::until_restarted), which serve the certificate they had
+/// until their static pod's manifest changes (the kubelet recreated the pod). Health
+/// checks pass.
 pub struct FakeProber {
     root: PathBuf,
     stale_ports: BTreeSet<u16>,
     first: Mutex<BTreeMap<u16, String>>,
     probes: Mutex<Vec<String>>,
+    /// port -> (manifest host path, its bytes when last restarted, the serial served;
+    /// `None`: it does not answer)
+    pods: Mutex<BTreeMap<u16, (PathBuf, Vec<u8>, Option<String>)>>,
 }
 
 impl FakeProber {
@@ -116,7 +122,39 @@ impl FakeProber {
             stale_ports: stale.iter().map(|s| s.0).collect(),
             first: Mutex::new(first),
             probes: Default::default(),
+            pods: Default::default(),
         }
+    }
+
+    /// A component that loads its certificate only when it starts: each `(port,
+    /// certificate file, manifest)` serves the certificate the file holds now until the
+    /// manifest changes, then what is on disk at that restart.
+    pub fn until_restarted(root: &Path, pods: &[(u16, &str, &str)]) -> Self {
+        let p = Self::new(root, &[]);
+        *p.pods.lock().unwrap() = pods
+            .iter()
+            .map(|(port, cert, manifest)| {
+                let m = host(root, manifest);
+                let bytes = std::fs::read(&m).unwrap();
+                (*port, (m, bytes, Some(serial_of(&host(root, cert)))))
+            })
+            .collect();
+        p
+    }
+
+    /// A component that is down (connection refused) until its static pod's manifest
+    /// changes, then serves what is on disk: `(port, manifest)`.
+    pub fn down_until_restarted(root: &Path, pods: &[(u16, &str)]) -> Self {
+        let p = Self::new(root, &[]);
+        *p.pods.lock().unwrap() = pods
+            .iter()
+            .map(|(port, manifest)| {
+                let m = host(root, manifest);
+                let bytes = std::fs::read(&m).unwrap();
+                (*port, (m, bytes, None))
+            })
+            .collect();
+        p
     }
 
     /// Every probe, in order: `HOST:PORT`, or `healthz HOST:PORT`.
@@ -145,7 +183,18 @@ impl Prober for FakeProber {
         let blocks = cert_rotator::pki::parse_pem(&text).unwrap();
         let c = cert_rotator::pki::certificates(&blocks).unwrap().remove(0);
         let mut first = self.first.lock().unwrap();
-        let served = if self.stale_ports.contains(&ep.port) {
+        let mut pods = self.pods.lock().unwrap();
+        let served = if let Some((manifest, seen, serial)) = pods.get_mut(&ep.port) {
+            let now = std::fs::read(&*manifest).unwrap();
+            if now != *seen {
+                *seen = now;
+                *serial = Some(c.serial.clone());
+            }
+            serial.clone().ok_or_else(|| VerifyError::Connect {
+                endpoint: ep.to_string(),
+                source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+            })?
+        } else if self.stale_ports.contains(&ep.port) {
             first.entry(ep.port).or_insert(c.serial.clone()).clone()
         } else {
             c.serial.clone()
