@@ -184,7 +184,16 @@ fn an_all_expired_node_revives_in_one_pass_without_waiting() {
     let prober = FakeProber::down_until_restarted(r, &[(6443, APISERVER_YAML)]);
     let services = RecordingServiceManager::new();
     let clock = FakeClock::at(at);
+    let started = std::time::Instant::now();
     let report = on_fake_clock(&root, &s, &state, &plan, &services, &prober, &clock);
+    // For benches/revive.sh (never asserted: timings are the benchmark's business).
+    eprintln!(
+        "revive: {} certificates renewed, {} restarts, pass work {} ms, slept {} s on the pass's clock",
+        report.renewed.len(),
+        report.restarted.len(),
+        started.elapsed().as_millis(),
+        clock.slept().iter().map(|d| d.as_secs_f64()).sum::<f64>()
+    );
     assert!(report.ok(), "{}", report.summary());
     assert_eq!(report.renewed.len(), 14, "{}", report.summary());
     let mut restarted: Vec<&str> = report
@@ -235,7 +244,15 @@ fn a_healthy_control_plane_keeps_its_gaps() {
     );
     let services = RecordingServiceManager::new();
     let clock = FakeClock::at(at);
+    let started = std::time::Instant::now();
     let report = on_fake_clock(&root, &s, &state, &plan, &services, &prober, &clock);
+    eprintln!(
+        "healthy: {} certificates renewed, {} restarts, pass work {} ms, slept {} s on the pass's clock",
+        report.renewed.len(),
+        report.restarted.len(),
+        started.elapsed().as_millis(),
+        clock.slept().iter().map(|d| d.as_secs_f64()).sum::<f64>()
+    );
     assert!(report.ok(), "{}", report.summary());
     assert_eq!(
         clock.slept(),
