@@ -105,9 +105,18 @@ pub struct FakeProber {
     stale_ports: BTreeSet<u16>,
     first: Mutex<BTreeMap<u16, String>>,
     probes: Mutex<Vec<String>>,
-    /// port -> (manifest host path, its bytes when last restarted, the serial served;
-    /// `None`: it does not answer)
-    pods: Mutex<BTreeMap<u16, (PathBuf, Vec<u8>, Option<String>)>>,
+    pods: Mutex<BTreeMap<u16, PodState>>,
+}
+
+/// A static pod's endpoint of [`FakeProber::until_restarted`] and
+/// [`FakeProber::down_until_restarted`].
+struct PodState {
+    /// Host path of its manifest.
+    manifest: PathBuf,
+    /// The manifest's bytes when the pod last (re)started.
+    seen: Vec<u8>,
+    /// The serial it serves; `None`: it does not answer.
+    serial: Option<String>,
 }
 
 impl FakeProber {
@@ -136,7 +145,15 @@ impl FakeProber {
             .map(|(port, cert, manifest)| {
                 let m = host(root, manifest);
                 let bytes = std::fs::read(&m).unwrap();
-                (*port, (m, bytes, Some(serial_of(&host(root, cert)))))
+                let serial = Some(serial_of(&host(root, cert)));
+                (
+                    *port,
+                    PodState {
+                        manifest: m,
+                        seen: bytes,
+                        serial,
+                    },
+                )
             })
             .collect();
         p
@@ -151,7 +168,14 @@ impl FakeProber {
             .map(|(port, manifest)| {
                 let m = host(root, manifest);
                 let bytes = std::fs::read(&m).unwrap();
-                (*port, (m, bytes, None))
+                (
+                    *port,
+                    PodState {
+                        manifest: m,
+                        seen: bytes,
+                        serial: None,
+                    },
+                )
             })
             .collect();
         p
@@ -184,13 +208,13 @@ impl Prober for FakeProber {
         let c = cert_rotator::pki::certificates(&blocks).unwrap().remove(0);
         let mut first = self.first.lock().unwrap();
         let mut pods = self.pods.lock().unwrap();
-        let served = if let Some((manifest, seen, serial)) = pods.get_mut(&ep.port) {
-            let now = std::fs::read(&*manifest).unwrap();
-            if now != *seen {
-                *seen = now;
-                *serial = Some(c.serial.clone());
+        let served = if let Some(pod) = pods.get_mut(&ep.port) {
+            let now = std::fs::read(&pod.manifest).unwrap();
+            if now != pod.seen {
+                pod.seen = now;
+                pod.serial = Some(c.serial.clone());
             }
-            serial.clone().ok_or_else(|| VerifyError::Connect {
+            pod.serial.clone().ok_or_else(|| VerifyError::Connect {
                 endpoint: ep.to_string(),
                 source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
             })?
