@@ -192,7 +192,7 @@ fn an_all_expired_node_revives_in_one_pass_without_waiting() {
         report.renewed.len(),
         report.restarted.len(),
         started.elapsed().as_millis(),
-        clock.slept().iter().map(|d| d.as_secs_f64()).sum::<f64>()
+        clock.slept().iter().map(|d| d.as_secs()).sum::<u64>()
     );
     assert!(report.ok(), "{}", report.summary());
     assert_eq!(report.renewed.len(), 14, "{}", report.summary());
@@ -251,7 +251,7 @@ fn a_healthy_control_plane_keeps_its_gaps() {
         report.renewed.len(),
         report.restarted.len(),
         started.elapsed().as_millis(),
-        clock.slept().iter().map(|d| d.as_secs_f64()).sum::<f64>()
+        clock.slept().iter().map(|d| d.as_secs()).sum::<u64>()
     );
     assert!(report.ok(), "{}", report.summary());
     assert_eq!(
