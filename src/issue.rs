@@ -257,7 +257,9 @@ fn file_changes(
             }
             pair(&reading.cert_file, reading.key_file.as_deref())
         }
-        TargetKind::KubeletClient => kubelet_client_changes(target, &cert_pem, key_pem, opts.now),
+        TargetKind::KubeletClient | TargetKind::KubeletServer => {
+            kubelet_client_changes(target, &cert_pem, key_pem, opts.now)
+        }
         TargetKind::Kubeconfig => {
             let bytes = reading.source.as_slice();
             // Embedded: the inventory read the certificate from the kubeconfig itself, at
@@ -308,7 +310,9 @@ fn file_changes(
 
 /// client-go's certificate store scheme: a new kubelet-client-<timestamp>.pem (leaf,
 /// then key, 0600) and the symlink kubelet-client-current.pem swapped to it through
-/// kubelet-client-updated.pem. The old file stays, as the kubelet leaves it.
+/// kubelet-client-updated.pem. The old file stays, as the kubelet leaves it. The
+/// serving pair of `serverTLSBootstrap` is stored the same way under the prefix
+/// `kubelet-server` (the symlink's name without `-current.pem`).
 fn kubelet_client_changes(
     target: &Target,
     cert_pem: &str,
@@ -321,7 +325,13 @@ fn kubelet_client_changes(
             "[year]-[month]-[day]-[hour]-[minute]-[second]"
         ))
         .unwrap_or_default();
-    let file = dir.join(format!("kubelet-client-{stamp}.pem"));
+    let prefix = target
+        .path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix("-current.pem"))
+        .unwrap_or("kubelet-client");
+    let file = dir.join(format!("{prefix}-{stamp}.pem"));
     vec![
         FileChange::file(
             &file,
@@ -331,7 +341,7 @@ fn kubelet_client_changes(
         ),
         FileChange {
             content: NewContent::Symlink(file.clone()),
-            staged_name: Some("kubelet-client-updated.pem".into()),
+            staged_name: Some(format!("{prefix}-updated.pem")),
             ..FileChange::file(&target.path, Vec::new(), 0o777, false)
         },
     ]

@@ -21,6 +21,7 @@ pub const KUBEADM_TARGET_NAMES: &[&str] = &[
     "kubelet.conf",
     "kubelet-client-current.pem",
     "kubelet.crt",
+    "kubelet-server-current.pem",
 ];
 
 use serde::Serialize;
@@ -110,6 +111,10 @@ pub enum TargetKind {
     /// The kubelet's serving certificate kubelet.crt (+ kubelet.key), by default
     /// self-signed by a throwaway CA that follows the leaf in the same file.
     KubeletServing,
+    /// The kubelet's serving certificate from the CSR API (`serverTLSBootstrap`):
+    /// kubelet-server-current.pem, a symlink to a file holding certificate and key, in
+    /// the same scheme as the client certificate's.
+    KubeletServer,
 }
 
 /// The new content of one node path.

@@ -18,12 +18,14 @@ use crate::inventory::{self, SelectError};
 use crate::issue::{self, IssueError, RenewOptions};
 use crate::model::Component;
 use crate::node::NodeRoot;
+use crate::plan::DueReason;
 use crate::plan::{CaRoute, Group, History, Plan, PlannedTarget, Reload, RestartRecord};
 use crate::report::pass::{message_id, Outcome, PassReport, RenewedCert, TargetResult};
 use crate::report::reload_words;
 use crate::restart::{
-    certs_hash, control_plane_wait, static_pod_change, RestartError, ServiceManager,
+    certs_hash, control_plane_wait, gap_exemption, static_pod_change, RestartError, ServiceManager,
 };
+use crate::verify::before::{self, BeforeRestart};
 use crate::verify::{endpoints, wait_until_served, Prober, VerifyError};
 use crate::write::{Applied, StateDir, WriteError};
 
@@ -108,6 +110,56 @@ pub fn plan_run(
     plan_inventory(settings, &read_node(root, settings), state, now)
 }
 
+/// The timer's plan for a pass that can do what `opts` says (under `--root` nothing
+/// restarts, so the restart cap defers nothing).
+pub fn plan_run_with(
+    root: &NodeRoot,
+    settings: &Settings,
+    state: &StateDir,
+    now: OffsetDateTime,
+    opts: &crate::plan::PlanOptions,
+) -> Plan {
+    crate::plan::make_plan_with(
+        settings,
+        &read_node(root, settings),
+        &load_history(state),
+        now,
+        opts,
+    )
+}
+
+/// The options of a pass on `root`: nothing restarts unless it is the live node.
+pub fn plan_options(root: &NodeRoot) -> crate::plan::PlanOptions {
+    crate::plan::PlanOptions {
+        no_restarts: !root.is_live(),
+    }
+}
+
+/// The components of the plan's deferred groups that fail their probe: down or
+/// broken, so the restart cap does not hold them back ([`crate::plan::lift_cap_for_broken`]).
+pub fn broken_deferred(
+    edges: &Edges<'_>,
+    root: &NodeRoot,
+    settings: &Settings,
+    plan: &Plan,
+) -> Vec<(Component, String)> {
+    let mut out: Vec<(Component, String)> = Vec::new();
+    for d in &plan.deferred {
+        let Some(c) = &d.group.component else {
+            continue;
+        };
+        if out.iter().any(|(x, _)| x == c) {
+            continue;
+        }
+        let eps = endpoints(root, &settings.kubeadm, c);
+        if let Some(why) = before::is_down(edges.prober, root, &eps) {
+            tracing::info!(component = %c.name(), "{} is down ({why}): its renewals are not held back by the restart cap", c.name());
+            out.push((c.clone(), why));
+        }
+    }
+    out
+}
+
 /// What the node holds, read once.
 pub fn read_node(root: &NodeRoot, settings: &Settings) -> inventory::Inventory {
     inventory::read(&inventory::layout(settings, root), root)
@@ -121,6 +173,17 @@ pub fn plan_inventory(
     now: OffsetDateTime,
 ) -> Plan {
     crate::plan::make_plan(settings, inv, &load_history(state), now)
+}
+
+/// [`plan_inventory`] for a pass that can do what `opts` says.
+pub fn plan_inventory_with(
+    settings: &Settings,
+    inv: &inventory::Inventory,
+    state: &StateDir,
+    now: OffsetDateTime,
+    opts: &crate::plan::PlanOptions,
+) -> Plan {
+    crate::plan::make_plan_with(settings, inv, &load_history(state), now, opts)
 }
 
 /// What to renew on request.
@@ -333,9 +396,10 @@ pub fn execute(
             comp: &comp,
         };
         match live.reload_and_verify(&written.serials, &mut history) {
-            Ok((restarted, verified)) => {
-                report.restarted.extend(restarted);
-                report.verified.extend(verified);
+            Ok(done) => {
+                report.restarted.extend(done.restarted);
+                report.restarts_avoided.extend(done.avoided);
+                report.verified.extend(done.verified);
             }
             Err(e) => {
                 tracing::error!(component = %comp, action = "verify", message_id = message_id::FAILED, "{comp} does not serve its new certificates: {e}; rolling back");
@@ -429,25 +493,95 @@ struct Live<'p, 'a> {
     comp: &'p str,
 }
 
+/// What reloading one group did.
+struct Reloaded {
+    restarted: Option<String>,
+    /// The restart not made: the component already served its new certificates.
+    avoided: Option<String>,
+    verified: Vec<String>,
+}
+
 impl Live<'_, '_> {
-    /// Restarts what must reload and waits until it serves what is on disk.
+    /// Probes first, restarts what must reload (unless it serves the new certificates
+    /// already) and waits until it serves what is on disk.
     fn reload_and_verify(
         &self,
         serials: &[String],
         history: &mut History,
-    ) -> Result<(Vec<String>, Vec<String>), PassError> {
-        let restarted = self.restart(serials, history)?.into_iter().collect();
-        let verified = match &self.group.component {
-            Some(c) => self.verify(c)?,
-            None => Vec::new(),
+    ) -> Result<Reloaded, PassError> {
+        let mut done = Reloaded {
+            restarted: None,
+            avoided: None,
+            verified: Vec::new(),
         };
-        Ok((restarted, verified))
+        match self.probe_first() {
+            BeforeRestart::AlreadyServing => done.avoided = Some(self.restart_avoided()),
+            BeforeRestart::Down(why) => {
+                let exempt = gap_exemption(Some(&why), &[]);
+                done.restarted = self.restart(serials, history, exempt)?;
+            }
+            BeforeRestart::Restart => {
+                let exempt = gap_exemption(None, &self.expired_before_the_pass());
+                done.restarted = self.restart(serials, history, exempt)?;
+            }
+        }
+        if let Some(c) = &self.group.component {
+            done.verified = self.verify(c)?;
+        }
+        Ok(done)
     }
 
+    /// Before a restart, one probe of the component: does it serve what was just
+    /// written already, or does it not answer at all? Groups that restart nothing are
+    /// not probed here (verification follows).
+    fn probe_first(&self) -> BeforeRestart {
+        let Some(component) = self.group.component.as_ref() else {
+            return BeforeRestart::Restart;
+        };
+        if !self.group.reload.is_restart() {
+            return BeforeRestart::Restart;
+        }
+        let root = self.pass.root;
+        let eps = endpoints(root, &self.pass.settings.kubeadm, component);
+        status(&format!("probing {} before restarting it", self.comp));
+        let seen = before::probe_once(self.edges.prober, root, &eps);
+        let renewed: Vec<Vec<PathBuf>> = self
+            .group
+            .targets
+            .iter()
+            .map(|t| vec![t.target.path.clone(), t.reading.cert_file.clone()])
+            .collect();
+        before::decide(&renewed, &seen)
+    }
+
+    /// Says and returns why the component is not restarted.
+    fn restart_avoided(&self) -> String {
+        let comp = self.comp;
+        let line = format!(
+            "{comp}: already serves its new certificates (it reloaded them itself): not restarted ({} not performed)",
+            reload_words(&self.group.reload)
+        );
+        tracing::info!(component = %comp, action = "restart", message_id = message_id::RESTART_AVOIDED, "{line}");
+        line
+    }
+
+    /// The group's certificates that had expired when the pass planned.
+    fn expired_before_the_pass(&self) -> Vec<&str> {
+        self.group
+            .targets
+            .iter()
+            .filter(|t| t.reason == Some(DueReason::Expired))
+            .map(|t| t.name.as_str())
+            .collect()
+    }
+
+    /// Restarts the group's component. `gap_exempt`: why a control-plane restart need
+    /// not wait for the gap since the last one (see [`gap_exemption`]).
     fn restart(
         &self,
         serials: &[String],
         history: &mut History,
+        gap_exempt: Option<String>,
     ) -> Result<Option<String>, PassError> {
         let settings = self.pass.settings;
         let clock = self.edges.clock;
@@ -461,16 +595,23 @@ impl Live<'_, '_> {
                 format!("{unit}: new run {}", r.invocation_id)
             }
             Reload::StaticPod(pod) => {
-                // One control-plane component at a time, a gap between them.
+                // One control-plane component at a time, a gap between them, unless
+                // there is nothing healthy to protect.
                 let gap = Duration::seconds(settings.run.min_restart_gap_seconds as i64);
-                if let Some(wait) =
-                    control_plane_wait(history.last_control_plane_restart(), gap, clock.now())
-                {
-                    status(&format!(
-                        "waiting {}s before restarting {pod}",
-                        wait.as_secs()
-                    ));
-                    clock.sleep(wait);
+                let wait =
+                    control_plane_wait(history.last_control_plane_restart(), gap, clock.now());
+                match (wait, gap_exempt) {
+                    (Some(wait), None) => {
+                        status(&format!(
+                            "waiting {}s before restarting {pod}",
+                            wait.as_secs()
+                        ));
+                        clock.sleep(wait);
+                    }
+                    (Some(wait), Some(why)) => {
+                        tracing::info!(component = %comp, action = "restart", "restarting {pod} without waiting {}s for the gap: {why}", wait.as_secs());
+                    }
+                    (None, _) => {}
                 }
                 status(&format!("restarting static pod {pod}"));
                 let manifest = settings.kubeadm.manifests_dir.join(format!("{pod}.yaml"));
@@ -540,7 +681,7 @@ impl Live<'_, '_> {
         self.pass
             .state
             .restore(&format!("roll back {}", self.comp), &applied)?;
-        self.restart(&[], history)?;
+        self.restart(&[], history, None)?;
         if let Some(c) = &self.group.component {
             self.verify(c)?;
         }

@@ -209,7 +209,15 @@ fn a_pass_replayed_on_a_fake_clock_paces_control_plane_restarts_on_it() {
     assert_eq!(plan.groups.len(), 2, "{plan:?}");
     let clock = FakeClock::at(at);
     let services = RecordingServiceManager::new();
-    let prober = FakeProber::new(r, &[]);
+    // A healthy API server that loads its certificate only when its pod restarts.
+    let prober = FakeProber::until_restarted(
+        r,
+        &[(
+            6443,
+            "/etc/kubernetes/pki/apiserver.crt",
+            "/etc/kubernetes/manifests/kube-apiserver.yaml",
+        )],
+    );
     let p = Pass {
         root: &root,
         settings: &s,

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::config::{self, ConfigError, Settings};
+use crate::inventory::kubeadm::{self, KubeadmActivity};
 use crate::node::NodeRoot;
+use crate::report::pass::message_id;
 use crate::write::{PassLock, StateDir};
 
 use super::say;
@@ -87,6 +89,30 @@ impl<'r> Context<'r> {
             ))),
             Err(e) => Err(CliError::Failed(e.to_string())),
         }
+    }
+
+    /// kubeadm at work on the node (a kubeadm process, or its fresh directories under
+    /// /etc/kubernetes/tmp): said on stdout and in the journal. A writing command then
+    /// changes nothing and succeeds: two writers of the same certificates, kubeconfigs
+    /// and manifests would interleave, and the next pass re-reads everything.
+    pub fn kubeadm_at_work(&self) -> Option<KubeadmActivity> {
+        let now = time::OffsetDateTime::now_utc();
+        for old in kubeadm::leftovers(self.root, &self.settings.kubeadm, now) {
+            tracing::info!(
+                "{}: a kubeadm directory unchanged for {}s: a kept backup or the remains of an earlier run, not kubeadm at work",
+                old.path.display(),
+                old.age_seconds
+            );
+        }
+        let seen = kubeadm::activity(self.root, &self.settings.kubeadm, now)?;
+        tracing::warn!(
+            action = "skip",
+            message_id = message_id::SKIPPED,
+            "{seen}; this pass changes nothing and the next one re-reads the node"
+        );
+        outln!("{seen}");
+        outln!("nothing changed: cert-rotator does not write while kubeadm does; the next pass re-reads the node");
+        Some(seen)
     }
 
     /// Takes the lock and finishes or undoes a write a crash interrupted, before any

@@ -77,7 +77,13 @@ pub fn demo(keep: Option<PathBuf>, build_only: bool, keys: DemoKeys) -> ExitCode
     }
     outln!("\n$ cert-rotator --root {} run\n", dir.display());
     let state = crate::write::StateDir::new(&root, &settings.state_dir, settings.keep_backups);
-    let plan = crate::pass::plan_run(&root, &settings, &state, OffsetDateTime::now_utc());
+    let plan = crate::pass::plan_run_with(
+        &root,
+        &settings,
+        &state,
+        OffsetDateTime::now_utc(),
+        &crate::pass::plan_options(&root),
+    );
     out!("{}", plan_text(&plan, false));
     let pass = Pass {
         root: &root,

@@ -60,6 +60,9 @@ fn renew_selected(root: &NodeRoot, req: RenewRequest<'_>) -> Result<ExitCode, Cl
     let layout = crate::pass::select(root, &ctx.settings, &req.selection)
         .map_err(|e| CliError::Usage(e.to_string()))?;
     let state = ctx.state();
+    if ctx.kubeadm_at_work().is_some() {
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(_lock) = ctx.lock_and_recover(&state, WhenBusy::Fail)? else {
         return Ok(ExitCode::from(1));
     };

@@ -21,7 +21,13 @@ pub fn plan(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) 
         Ok(c) => c,
         Err(e) => return e.exit(),
     };
-    let plan = crate::pass::plan_run(root, &ctx.settings, &ctx.state(), OffsetDateTime::now_utc());
+    let plan = crate::pass::plan_run_with(
+        root,
+        &ctx.settings,
+        &ctx.state(),
+        OffsetDateTime::now_utc(),
+        &crate::pass::plan_options(root),
+    );
     let text = if json {
         // The plan holds strings, numbers and times only: serializing it cannot fail.
         format!(
@@ -51,6 +57,19 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
     let ctx = Context::load(root, config_file)?;
     let settings = &ctx.settings;
     let state = ctx.state();
+    if ctx.kubeadm_at_work().is_some() {
+        // Not even an interrupted write is finished: kubeadm may be rewriting the same
+        // files. Only the agent's own records say the pass was skipped.
+        if let Some(_lock) = ctx.lock(&state, WhenBusy::Succeed)? {
+            write_last_pass(
+                root,
+                &state,
+                &PassResult::skipped(OffsetDateTime::now_utc(), "kubeadm"),
+            );
+            write_metrics(root, settings, &state);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(_lock) = ctx.lock_and_recover(&state, WhenBusy::Succeed)? else {
         return Ok(ExitCode::SUCCESS);
     };
@@ -70,14 +89,26 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
                 failed: 0,
                 warnings: 0,
                 last_success: None,
+                restarts_avoided: 0,
+                skipped: None,
             },
         );
         write_metrics(root, settings, &state);
         return Ok(ExitCode::from(1));
     }
-    let plan = crate::pass::plan_inventory(settings, &inv, &state, now);
-    out!("{}", plan_text(&plan, root.is_live()));
+    let mut plan = crate::pass::plan_inventory_with(
+        settings,
+        &inv,
+        &state,
+        now,
+        &crate::pass::plan_options(root),
+    );
     let report = with_edges(root, |edges| {
+        if let Restarts::Live(e) = &edges {
+            let down = crate::pass::broken_deferred(e, root, settings, &plan);
+            crate::plan::lift_cap_for_broken(&mut plan, &down);
+        }
+        out!("{}", plan_text(&plan, root.is_live()));
         let pass = Pass {
             root,
             settings,
@@ -97,6 +128,8 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         warnings: report.warnings.len(),
         // Set from this pass and the previous record by write_last_pass.
         last_success: None,
+        restarts_avoided: report.restarts_avoided.len(),
+        skipped: None,
     };
     write_last_pass(root, &state, &result);
     write_metrics(root, settings, &state);

@@ -83,6 +83,8 @@ pub struct Settings {
     pub extra: Vec<ExtraTarget>,
     /// How a pass paces its restarts.
     pub run: RunSettings,
+    /// Who renews the certificates the kubelet rotates itself.
+    pub kubelet: KubeletSettings,
     /// Prometheus textfile (node path) written by every run and status; empty: none.
     /// Point node_exporter's --collector.textfile.directory at its directory.
     pub metrics_file: PathBuf,
@@ -130,9 +132,47 @@ impl Default for Settings {
             targets: BTreeMap::new(),
             extra: Vec::new(),
             run: RunSettings::default(),
+            kubelet: KubeletSettings::default(),
             metrics_file: PathBuf::from("/var/lib/cert-rotator/metrics/cert-rotator.prom"),
         }
     }
+}
+
+/// `[kubelet]`: where the kubelet rotates a certificate itself through the CSR API
+/// (`rotateCertificates: true` in /var/lib/kubelet/config.yaml, kubeadm's default, for
+/// kubelet-client-current.pem; `serverTLSBootstrap: true` for
+/// kubelet-server-current.pem), the agent renews it only as a safety net: once
+/// `safety_net_fraction` of its lifetime has passed (client-go's certificate manager
+/// rotates at a jittered 70-90%, so 0.9 is the kubelet's own latest deadline), or when
+/// it is within `run.urgent_days` of expiry or expired. `"agent"` renews it by the
+/// window like any other certificate.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubeletSettings {
+    pub client_rotation: KubeletRotation,
+    pub server_rotation: KubeletRotation,
+    pub safety_net_fraction: f64,
+}
+
+impl Default for KubeletSettings {
+    fn default() -> Self {
+        KubeletSettings {
+            client_rotation: KubeletRotation::SafetyNet,
+            server_rotation: KubeletRotation::SafetyNet,
+            safety_net_fraction: 0.9,
+        }
+    }
+}
+
+/// Who renews a certificate the kubelet can rotate itself.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum KubeletRotation {
+    /// The kubelet, while it can; the agent after its deadline or when urgent.
+    #[default]
+    SafetyNet,
+    /// The agent, by the window (the kubelet's own rotation is not waited for).
+    Agent,
 }
 
 /// Due when less than `remaining_fraction` of the lifetime or less than
@@ -384,6 +424,14 @@ fn validate(s: &Settings) -> Result<(), InvalidValue> {
         }
     };
     frac("window.remaining_fraction", s.window.remaining_fraction)?;
+    let f = s.kubelet.safety_net_fraction;
+    if !(f > 0.0 && f <= 1.0) {
+        return Err(InvalidValue {
+            key: "kubelet.safety_net_fraction".into(),
+            value: f.to_string(),
+            problem: "must be above 0 and at most 1 (the share of the lifetime after which the agent renews what the kubelet rotates itself)".into(),
+        });
+    }
     days("window.remaining_days", s.window.remaining_days)?;
     for name in s.targets.keys() {
         let known = crate::model::KUBEADM_TARGET_NAMES.contains(&name.as_str())

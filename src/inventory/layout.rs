@@ -31,6 +31,7 @@ pub fn layout(settings: &Settings, root: &NodeRoot) -> Layout {
             component,
             optional,
             window: settings.window,
+            handover: None,
         })
     };
     use Component::*;
@@ -180,6 +181,20 @@ pub fn layout(settings: &Settings, root: &NodeRoot) -> Layout {
         Some(Kubelet),
         true,
     );
+    let kubelet_config = super::kubelet::read_config(root);
+    // With serverTLSBootstrap the kubelet serves a certificate the cluster signed, behind
+    // the symlink it keeps current; optional: its CSR may not be approved yet.
+    if kubelet_config.bootstraps_server() {
+        add(
+            "kubelet-server-current.pem",
+            KubeletServer,
+            kubelet_pki.join("kubelet-server-current.pem"),
+            None,
+            Some(Kubelet),
+            true,
+        );
+    }
+    super::kubelet::hand_over(&mut targets, &kubelet_config, settings);
 
     for x in &settings.extra {
         let component = x
@@ -201,6 +216,7 @@ pub fn layout(settings: &Settings, root: &NodeRoot) -> Layout {
                 component: component.clone(),
                 optional: false,
                 window,
+                handover: None,
             })
         };
         match x.kind {

@@ -5,6 +5,8 @@
 //! configuration and what exists on disk. [`read`] then reads each target into facts or
 //! an error that names the file and the problem. Nothing here writes.
 
+pub mod kubeadm;
+pub mod kubelet;
 mod layout;
 mod read;
 mod select;
@@ -46,6 +48,19 @@ pub struct Target {
     /// Absent is normal (super-admin.conf on a secondary control plane).
     pub optional: bool,
     pub window: WindowSettings,
+    /// The kubelet rotates it itself (kubelet-client-current.pem with
+    /// `rotateCertificates`, kubelet-server-current.pem with `serverTLSBootstrap`): the
+    /// window gives way to the safety net. `None`: the agent's, by the window.
+    pub handover: Option<Handover>,
+}
+
+/// A certificate the kubelet renews itself through the CSR API while it can: the agent
+/// renews it only once `after_fraction` of its lifetime has passed (the kubelet's own
+/// deadline is a jittered 70-90%), or within `urgent_days` of its end.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Handover {
+    pub after_fraction: f64,
+    pub urgent_days: f64,
 }
 
 /// A certificate authority of the node.

@@ -106,7 +106,7 @@ fn read_reading(
             };
             (f, b, key)
         }
-        TargetKind::KubeletClient => {
+        TargetKind::KubeletClient | TargetKind::KubeletServer => {
             let (f, b) = read_file(root, &t.path)?;
             (f.clone(), b, KeySource::SameFile(f))
         }

@@ -82,6 +82,7 @@ fn detect(root: &NodeRoot, path: &Path) -> Result<Target, SelectError> {
         component: None,
         optional: false,
         window: Default::default(),
+        handover: None,
     };
     let has = |marker: &[u8]| bytes.windows(marker.len()).any(|w| w == marker);
     if !has(b"-----BEGIN CERTIFICATE-----") {

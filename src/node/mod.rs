@@ -9,6 +9,7 @@
 
 mod error;
 pub mod kubeconfig;
+pub mod kubelet_config;
 pub mod manifest;
 mod resolve;
 mod store;

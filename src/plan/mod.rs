@@ -17,7 +17,7 @@ pub mod window;
 mod queue_tests;
 
 pub use route::{ca_route, CaRoute};
-pub use window::{assess, Assessment, DueReason};
+pub use window::{assess, assess_target, safety_net, Assessment, DueReason};
 
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -258,7 +258,13 @@ pub fn forced(
             plan.not_renewable.push(blocked(t, why));
             continue;
         }
-        let a = assess(&t.window, r.cert.not_before, r.cert.not_after, now);
+        let a = assess_target(
+            &t.window,
+            t.handover.as_ref(),
+            r.cert.not_before,
+            r.cert.not_after,
+            now,
+        );
         planned.push(PlannedTarget {
             name: t.name.clone(),
             path: t.path.display().to_string(),
@@ -275,6 +281,14 @@ pub fn forced(
     plan
 }
 
+/// What the pass that runs a plan can do, beyond the settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Nothing will restart (`--root` is a sandbox or a mounted disk): the restart cap
+    /// paces restarts, so it defers nothing here.
+    pub no_restarts: bool,
+}
+
 /// Builds the queue: due targets by urgency (expired first, then by renew_at), grouped
 /// by the component that reloads them so each restarts at most once, at most
 /// `max_restarts_per_pass` restarts unless urgent. Pure.
@@ -283,6 +297,33 @@ pub fn make_plan(
     inv: &Inventory,
     history: &History,
     now: OffsetDateTime,
+) -> Plan {
+    make_plan_with(settings, inv, history, now, &PlanOptions::default())
+}
+
+/// Moves the deferred groups of components that are down (`down`: component and the
+/// probe's error) into the plan: restarting a broken component cannot lower
+/// availability, and a revived node must come back in one pass. Pure.
+pub fn lift_cap_for_broken(plan: &mut Plan, down: &[(Component, String)]) {
+    let (broken, kept): (Vec<Deferral>, Vec<Deferral>) = std::mem::take(&mut plan.deferred)
+        .into_iter()
+        .partition(|d| {
+            d.group
+                .component
+                .as_ref()
+                .is_some_and(|c| down.iter().any(|(x, _)| x == c))
+        });
+    plan.deferred = kept;
+    plan.groups.extend(broken.into_iter().map(|d| d.group));
+}
+
+/// [`make_plan`] for a pass that can do what `opts` says.
+pub fn make_plan_with(
+    settings: &Settings,
+    inv: &Inventory,
+    history: &History,
+    now: OffsetDateTime,
+    opts: &PlanOptions,
 ) -> Plan {
     let urgent_within = Duration::seconds_f64(settings.run.urgent_days * 86_400.0);
     let mut due: Vec<PlannedTarget> = Vec::new();
@@ -309,7 +350,13 @@ pub fn make_plan(
                 continue;
             }
         };
-        let a = assess(&t.window, r.cert.not_before, r.cert.not_after, now);
+        let a = assess_target(
+            &t.window,
+            t.handover.as_ref(),
+            r.cert.not_before,
+            r.cert.not_after,
+            now,
+        );
         let Some(reason) = a.reason else { continue };
         let route = route_of(settings, inv, t, r);
         if let CaRoute::NotRenewable(why) = route {
@@ -343,7 +390,7 @@ pub fn make_plan(
     let mut planned = Vec::new();
     let mut deferred = Vec::new();
     for g in groups {
-        if g.reload.is_restart() {
+        if g.reload.is_restart() && !opts.no_restarts {
             if restarts >= cap && !g.urgent {
                 deferred.push(Deferral {
                     why: format!("at most {cap} restarts per pass; it waits for the next pass (not urgent: more than {} days left)", settings.run.urgent_days),

@@ -8,6 +8,7 @@ use serde::{Serialize, Serializer};
 use time::{Duration, OffsetDateTime};
 
 use crate::config::WindowSettings;
+use crate::inventory::Handover;
 
 /// Why a certificate is due. The threshold that fired travels with the reason, so the
 /// words shown (`status`, `plan`, their JSON) name the configured value, never a default
@@ -19,10 +20,20 @@ pub enum DueReason {
     UnderFraction {
         fraction: f64,
     },
-    /// Less than `days` remain (`remaining_days`, 30 by default).
+    /// Less than `days` remain (`remaining_days`, 30 by default; for a certificate the
+    /// kubelet rotates itself, `run.urgent_days`, 14).
     UnderDays {
         days: f64,
     },
+    /// A certificate the kubelet rotates itself that is past `fraction` of its lifetime
+    /// (0.9, the latest deadline of client-go's jittered 70-90%) and still not rotated:
+    /// the agent's safety net renews it.
+    KubeletOverdue {
+        fraction: f64,
+    },
+    /// Not due: the kubelet rotates it itself; `renew_at` is the safety net's instant.
+    /// Shown by `status` as the reason it is left alone, never a reason to renew.
+    KubeletRotates,
 }
 
 impl DueReason {
@@ -38,6 +49,11 @@ impl DueReason {
                 Cow::Owned(format!("under-{}-percent", decimal(fraction * 100.0)))
             }
             DueReason::UnderDays { days } => Cow::Owned(format!("under-{}-days", decimal(days))),
+            DueReason::KubeletOverdue { fraction } => Cow::Owned(format!(
+                "kubelet-overdue-{}-percent",
+                decimal(fraction * 100.0)
+            )),
+            DueReason::KubeletRotates => Cow::Borrowed("kubelet-rotates"),
         }
     }
 }
@@ -67,6 +83,11 @@ impl PartialEq for DueReason {
             (DueReason::UnderDays { days: a }, DueReason::UnderDays { days: b }) => {
                 a.to_bits() == b.to_bits()
             }
+            (
+                DueReason::KubeletOverdue { fraction: a },
+                DueReason::KubeletOverdue { fraction: b },
+            ) => a.to_bits() == b.to_bits(),
+            (DueReason::KubeletRotates, DueReason::KubeletRotates) => true,
             _ => false,
         }
     }
@@ -97,6 +118,74 @@ pub struct Assessment {
     /// Time left until not_after; negative when expired.
     pub residual: Duration,
     pub lifetime: Duration,
+    /// The kubelet rotates it itself: `renew_at` is the safety net's instant.
+    pub kubelet_rotates: bool,
+}
+
+impl Assessment {
+    /// The reason `status` shows: why it is due, or, for a certificate the kubelet
+    /// rotates itself and that is not due, [`DueReason::KubeletRotates`].
+    pub fn shown_reason(&self) -> Option<DueReason> {
+        self.reason
+            .or(self.kubelet_rotates.then_some(DueReason::KubeletRotates))
+    }
+}
+
+/// Where a target stands: by the window, or, for a certificate the kubelet rotates
+/// itself, by the safety net ([`safety_net`]).
+pub fn assess_target(
+    window: &WindowSettings,
+    handover: Option<&Handover>,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Assessment {
+    match handover {
+        None => assess(window, not_before, not_after, now),
+        Some(h) => safety_net(h, not_before, not_after, now),
+    }
+}
+
+/// The safety net for a certificate the kubelet rotates itself: due once
+/// `after_fraction` of its lifetime has passed (client-go's certificate manager picks a
+/// deadline between 70% and 90%, so past 90% the kubelet failed to rotate it), or
+/// within `urgent_days` of its end, whichever comes first, and when expired. A 365-day
+/// client certificate: day 328.5 (36.5 days left); a 91-day one: day 77 (14 days left,
+/// the urgent rule comes first, after the kubelet's most likely deadlines).
+pub fn safety_net(
+    h: &Handover,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Assessment {
+    let lifetime = not_after - not_before;
+    let kubelet_deadline = not_before + lifetime * h.after_fraction;
+    let urgent = not_after - Duration::seconds_f64(h.urgent_days * 86_400.0);
+    let renew_at = kubelet_deadline.min(urgent).max(not_before);
+    let residual = not_after - now;
+    let reason = if now >= not_after {
+        Some(DueReason::Expired)
+    } else if now >= renew_at {
+        Some(if kubelet_deadline <= urgent {
+            DueReason::KubeletOverdue {
+                fraction: h.after_fraction,
+            }
+        } else {
+            DueReason::UnderDays {
+                days: h.urgent_days,
+            }
+        })
+    } else {
+        None
+    };
+    Assessment {
+        due: reason.is_some(),
+        reason,
+        renew_at,
+        residual,
+        lifetime,
+        kubelet_rotates: true,
+    }
 }
 
 /// Applies the window rule to one certificate's validity.
@@ -133,6 +222,7 @@ pub fn assess(
         renew_at,
         residual,
         lifetime,
+        kubelet_rotates: false,
     }
 }
 
@@ -201,6 +291,84 @@ mod tests {
         let a = assess(&w(), nb, nb + Duration::days(7), nb);
         assert!(a.due);
         assert_eq!(a.renew_at, nb);
+    }
+
+    fn net() -> Handover {
+        Handover {
+            after_fraction: 0.9,
+            urgent_days: 14.0,
+        }
+    }
+
+    /// kubeadm's 365-day kubelet client certificate: the kubelet rotates it between day
+    /// 255.5 and 328.5; the agent steps in only after that, at 36.5 days left.
+    #[test]
+    fn a_365_day_client_certificate_is_the_kubelet_s_until_day_328_and_a_half() {
+        let nb = datetime!(2026-01-01 0:00 UTC);
+        let na = nb + Duration::days(365);
+        let deadline = nb + Duration::seconds_f64(365.0 * 86_400.0 * 0.9);
+        let a = safety_net(&net(), nb, na, nb);
+        assert_eq!(a.renew_at, deadline);
+        assert!(a.kubelet_rotates && !a.due);
+        assert_eq!(a.shown_reason(), Some(DueReason::KubeletRotates));
+        // Where the window alone renews it (day 292, 20% left), the kubelet still owns it.
+        let day292 = nb + Duration::days(292);
+        assert!(assess(&w(), nb, na, day292).due);
+        assert!(!safety_net(&net(), nb, na, day292).due);
+        assert!(!safety_net(&net(), nb, na, deadline - Duration::seconds(1)).due);
+        let at = safety_net(&net(), nb, na, deadline);
+        assert_eq!(at.reason, Some(DueReason::KubeletOverdue { fraction: 0.9 }));
+        assert_eq!(at.reason.unwrap().as_str(), "kubelet-overdue-90-percent");
+        assert_eq!(at.shown_reason(), at.reason);
+    }
+
+    /// The 91-day certificate: 90% is day 81.9, but 14 days left (day 77) comes first.
+    #[test]
+    fn a_91_day_client_certificate_is_renewed_when_urgent() {
+        let nb = datetime!(2026-01-01 0:00 UTC);
+        let na = nb + Duration::days(91);
+        let a = safety_net(&net(), nb, na, nb);
+        assert_eq!(a.renew_at, nb + Duration::days(77));
+        // 25 days left: the window would renew it (under 30 days), the safety net not.
+        let left25 = na - Duration::days(25);
+        assert!(assess(&w(), nb, na, left25).due);
+        assert!(!safety_net(&net(), nb, na, left25).due);
+        let at = safety_net(&net(), nb, na, na - Duration::days(14));
+        assert_eq!(at.reason, Some(DueReason::UnderDays { days: 14.0 }));
+        assert_eq!(at.reason.unwrap().as_str(), "under-14-days");
+        let gone = safety_net(&net(), nb, na, na);
+        assert_eq!(gone.reason, Some(DueReason::Expired));
+    }
+
+    #[test]
+    fn the_window_applies_without_a_handover_and_the_net_is_configurable() {
+        let nb = datetime!(2026-01-01 0:00 UTC);
+        let na = nb + Duration::days(365);
+        let now = nb + Duration::days(300);
+        let plain = assess_target(&w(), None, nb, na, now);
+        assert_eq!(plain, assess(&w(), nb, na, now));
+        assert!(!plain.kubelet_rotates);
+        assert_eq!(plain.shown_reason(), plain.reason);
+        let h = Handover {
+            after_fraction: 0.8,
+            urgent_days: 0.0,
+        };
+        let a = assess_target(&w(), Some(&h), nb, na, now);
+        assert_eq!(a.renew_at, nb + Duration::days(292));
+        assert_eq!(a.reason.unwrap().as_str(), "kubelet-overdue-80-percent");
+        // At 1.0 only urgency (or expiry) hands it to the agent.
+        let h = Handover {
+            after_fraction: 1.0,
+            urgent_days: 14.0,
+        };
+        assert_eq!(
+            assess_target(&w(), Some(&h), nb, na, nb).renew_at,
+            na - Duration::days(14)
+        );
+        assert_eq!(
+            serde_json::to_value(DueReason::KubeletRotates).unwrap(),
+            "kubelet-rotates"
+        );
     }
 
     /// The default window keeps the contract's exact words; any other names its value.

@@ -36,9 +36,29 @@ pub struct PassResult {
     /// field existed have none; [`PassResult::last_success`] reads them.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub last_success: Option<OffsetDateTime>,
+    /// Restarts not made: the component served its new certificate already.
+    #[serde(default)]
+    pub restarts_avoided: usize,
+    /// Why the pass changed nothing (`kubeadm`: kubeadm was at work on the node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 impl PassResult {
+    /// A pass that changed nothing, and why (`kubeadm`).
+    pub fn skipped(at: OffsetDateTime, why: &str) -> PassResult {
+        PassResult {
+            at,
+            success: true,
+            renewed: 0,
+            failed: 0,
+            warnings: 0,
+            last_success: None,
+            restarts_avoided: 0,
+            skipped: Some(why.to_string()),
+        }
+    }
+
     /// The record's bytes (pretty JSON, the file's format since its first release).
     pub fn to_json(&self) -> Vec<u8> {
         // Serializing plain fields to a Vec cannot fail.
@@ -48,7 +68,9 @@ impl PassResult {
     /// This pass's record, carrying the last success over from the previous record when
     /// this pass failed (a failed pass does not make the last success older).
     pub fn after(mut self, previous: Option<&PassResult>) -> PassResult {
-        self.last_success = if self.success {
+        // A pass skipped while kubeadm works is no success: a kubeadm that never ends
+        // must reach the no-recent-success alert.
+        self.last_success = if self.success && self.skipped.is_none() {
             Some(self.at)
         } else {
             previous.and_then(PassResult::last_success)
@@ -58,7 +80,8 @@ impl PassResult {
 
     /// When the last successful pass ended, as far as this record knows.
     pub fn last_success(&self) -> Option<OffsetDateTime> {
-        self.last_success.or(self.success.then_some(self.at))
+        self.last_success
+            .or((self.success && self.skipped.is_none()).then_some(self.at))
     }
 
     /// Reads a record written by [`PassResult::to_json`].
@@ -230,6 +253,20 @@ fn families(m: &MetricsInput<'_>) -> Vec<Family> {
             "cert_rotator_pass_warnings",
             "Warnings of the last pass (see the journal): renewed, but look.",
             pass(&|p| Some(p.warnings as f64)),
+        ),
+        gauge(
+            "cert_rotator_restarts_avoided",
+            "Restarts the last pass did not make: the component already served its new certificate.",
+            pass(&|p| Some(p.restarts_avoided as f64)),
+        ),
+        gauge(
+            "cert_rotator_pass_skipped",
+            "1 when the last pass changed nothing, and why (kubeadm: kubeadm was at work).",
+            m.last_pass
+                .and_then(|p| p.skipped.as_ref())
+                .map(|why| sample(vec![("reason", why.clone())], 1.0))
+                .into_iter()
+                .collect(),
         ),
         // x509-certificate-exporter's families, names, labels and help texts' meaning.
         // Not its relative x509_cert_expires_in_seconds / x509_cert_valid_since_seconds:
@@ -490,6 +527,8 @@ mod tests {
             failed: 1,
             warnings: 0,
             last_success: None,
+            restarts_avoided: 1,
+            skipped: None,
         }
     }
 
@@ -574,6 +613,21 @@ mod tests {
             text.contains("# TYPE cert_rotator_pass_success gauge\n"),
             "{text}"
         );
+        assert!(text.contains("cert_rotator_restarts_avoided 1\n"), "{text}");
+        assert!(!text.contains("cert_rotator_pass_skipped"), "{text}");
+        let skipped = PassResult {
+            skipped: Some("kubeadm".into()),
+            ..p
+        };
+        let text = metrics_text(&input(Some(&skipped)));
+        assert!(
+            text.contains("cert_rotator_pass_skipped{reason=\"kubeadm\"} 1\n"),
+            "{text}"
+        );
+        // A record written before these fields existed still reads.
+        let old = br#"{"at":"2026-03-01T12:00:00Z","success":true,"renewed":0,"failed":0}"#;
+        let r = PassResult::from_json(old).unwrap();
+        assert_eq!((r.restarts_avoided, r.skipped), (0, None));
     }
 
     #[test]

@@ -16,6 +16,10 @@ pub mod message_id {
     pub const ROLLED_BACK: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a04";
     pub const FAILED: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a05";
     pub const DEFERRED: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a06";
+    /// A pass that changed nothing because kubeadm was at work on the node.
+    pub const SKIPPED: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a07";
+    /// A restart not made: the component already served its new certificate.
+    pub const RESTART_AVOIDED: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a08";
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -34,6 +38,9 @@ pub struct PassReport {
     pub warnings: Vec<String>,
     /// Components that must restart to load what was written and were not restarted.
     pub must_restart: Vec<String>,
+    /// Components not restarted because they already served their new certificates
+    /// (they reloaded by themselves); verification still ran.
+    pub restarts_avoided: Vec<String>,
     /// Every target's result, in the order they completed.
     #[serde(skip)]
     pub results: Vec<TargetResult>,
@@ -113,6 +120,10 @@ impl PassReport {
             .collect();
         section("renewed", &renewed);
         section("restarted", &self.restarted);
+        section(
+            "not restarted (already serving the new certificates)",
+            &self.restarts_avoided,
+        );
         section("verified", &self.verified);
         section("not performed (not the live node)", &self.not_performed);
         section("rolled back", &self.rolled_back);

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::inventory::{Inventory, NodeRole, TargetState};
 use crate::model::{Component, TargetKind};
 use crate::node::NodeRoot;
-use crate::plan::{assess, DueReason};
+use crate::plan::{assess_target, DueReason};
 use crate::timefmt::{human_date, human_residual, rfc3339};
 
 /// One certificate as `status --json` shows it. The field set is a contract.
@@ -108,7 +108,13 @@ impl Status {
                     TargetState::NotManaged(why) => s.not_managed = Some(why.clone()),
                     TargetState::Error(e) => s.error = Some(e.clone()),
                     TargetState::Read(r) => {
-                        let a = assess(&t.window, r.cert.not_before, r.cert.not_after, now);
+                        let a = assess_target(
+                            &t.window,
+                            t.handover.as_ref(),
+                            r.cert.not_before,
+                            r.cert.not_after,
+                            now,
+                        );
                         s.subject = Some(r.cert.subject.clone());
                         s.issuer = Some(r.cert.issuer.clone());
                         s.serial = Some(r.cert.serial.clone());
@@ -117,7 +123,7 @@ impl Status {
                         s.residual_seconds = Some(a.residual.whole_seconds());
                         s.lifetime_seconds = Some(a.lifetime.whole_seconds());
                         s.due = a.due;
-                        s.due_reason = a.reason;
+                        s.due_reason = a.shown_reason();
                         s.renew_at = Some(a.renew_at);
                         s.signer = Some(r.signer.label());
                         if r.cert_file != t.path {
@@ -205,6 +211,10 @@ impl Status {
                     c.signer.clone().unwrap_or_default(),
                     match (c.due, c.due_reason) {
                         (true, Some(r)) => format!("yes ({})", r.as_str()),
+                        (false, Some(DueReason::KubeletRotates)) => format!(
+                            "no (the kubelet rotates it; safety net {})",
+                            c.renew_at.map(human_date).unwrap_or_default()
+                        ),
                         _ => format!(
                             "no (renew {})",
                             c.renew_at.map(human_date).unwrap_or_default()

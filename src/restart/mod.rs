@@ -143,6 +143,23 @@ pub fn control_plane_wait(
     (!wait.is_zero()).then_some(wait)
 }
 
+/// Why a control-plane restart need not wait for the gap since the last one: the gap
+/// keeps a healthy control plane serving while it rolls, and a component that is down
+/// (`down`: its probe's error) or whose certificates had expired before the pass
+/// (`expired`: their names) serves nobody meanwhile. `None`: the gap applies.
+pub fn gap_exemption(down: Option<&str>, expired: &[&str]) -> Option<String> {
+    if let Some(why) = down {
+        return Some(format!("it is down ({why})"));
+    }
+    if !expired.is_empty() {
+        return Some(format!(
+            "its certificates had expired ({})",
+            expired.join(", ")
+        ));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +177,19 @@ mod tests {
         // SHA-256 of "1f\na0" (sha256sum agrees): annotations already on nodes
         // keep their meaning.
         assert_eq!(a, "2e3eed015dd8ca7f");
+    }
+
+    #[test]
+    fn only_a_healthy_component_waits_for_the_gap() {
+        assert_eq!(gap_exemption(None, &[]), None);
+        assert_eq!(
+            gap_exemption(Some("cannot connect to 127.0.0.1:6443"), &[]).unwrap(),
+            "it is down (cannot connect to 127.0.0.1:6443)"
+        );
+        assert_eq!(
+            gap_exemption(None, &["apiserver", "apiserver-etcd-client"]).unwrap(),
+            "its certificates had expired (apiserver, apiserver-etcd-client)"
+        );
     }
 
     #[test]

@@ -15,9 +15,7 @@ use crate::model::Component;
 use crate::node::manifest::StaticPodManifest;
 use crate::node::NodeRoot;
 
-/// kubeadm's kubelet configuration file (no setting names it: kubeadm always writes it
-/// here, and the kubelet's systemd drop-in points at it).
-pub const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
+pub use crate::node::kubelet_config::KUBELET_CONFIG;
 
 /// Where `component` serves and what to check there, from its static pod manifest in
 /// `kubeadm.manifests_dir` or the kubelet's config file. Missing or unreadable files

@@ -8,6 +8,7 @@
 //! [`wait_until_served`] polls the endpoints until they serve what is on disk, paced by
 //! a [`Clock`] so that a test replays a long wait at once.
 
+pub mod before;
 pub mod endpoints;
 mod http;
 pub mod probe;

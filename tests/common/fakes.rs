@@ -96,12 +96,27 @@ impl ServiceManager for RecordingServiceManager {
 // --------------------------------------------------------------------- prober ---
 
 /// Serves the certificate on disk, except on `stale_ports`, which keep serving the
-/// serial they served first (a component that did not reload). Health checks pass.
+/// serial they served first (a component that did not reload), and on the ports of
+/// [`until_restarted`](Self::until_restarted), which serve the certificate they had
+/// until their static pod's manifest changes (the kubelet recreated the pod). Health
+/// checks pass.
 pub struct FakeProber {
     root: PathBuf,
     stale_ports: BTreeSet<u16>,
     first: Mutex<BTreeMap<u16, String>>,
     probes: Mutex<Vec<String>>,
+    pods: Mutex<BTreeMap<u16, PodState>>,
+}
+
+/// A static pod's endpoint of [`FakeProber::until_restarted`] and
+/// [`FakeProber::down_until_restarted`].
+struct PodState {
+    /// Host path of its manifest.
+    manifest: PathBuf,
+    /// The manifest's bytes when the pod last (re)started.
+    seen: Vec<u8>,
+    /// The serial it serves; `None`: it does not answer.
+    serial: Option<String>,
 }
 
 impl FakeProber {
@@ -116,7 +131,54 @@ impl FakeProber {
             stale_ports: stale.iter().map(|s| s.0).collect(),
             first: Mutex::new(first),
             probes: Default::default(),
+            pods: Default::default(),
         }
+    }
+
+    /// A component that loads its certificate only when it starts: each `(port,
+    /// certificate file, manifest)` serves the certificate the file holds now until the
+    /// manifest changes, then what is on disk at that restart.
+    pub fn until_restarted(root: &Path, pods: &[(u16, &str, &str)]) -> Self {
+        let p = Self::new(root, &[]);
+        *p.pods.lock().unwrap() = pods
+            .iter()
+            .map(|(port, cert, manifest)| {
+                let m = host(root, manifest);
+                let bytes = std::fs::read(&m).unwrap();
+                let serial = Some(serial_of(&host(root, cert)));
+                (
+                    *port,
+                    PodState {
+                        manifest: m,
+                        seen: bytes,
+                        serial,
+                    },
+                )
+            })
+            .collect();
+        p
+    }
+
+    /// A component that is down (connection refused) until its static pod's manifest
+    /// changes, then serves what is on disk: `(port, manifest)`.
+    pub fn down_until_restarted(root: &Path, pods: &[(u16, &str)]) -> Self {
+        let p = Self::new(root, &[]);
+        *p.pods.lock().unwrap() = pods
+            .iter()
+            .map(|(port, manifest)| {
+                let m = host(root, manifest);
+                let bytes = std::fs::read(&m).unwrap();
+                (
+                    *port,
+                    PodState {
+                        manifest: m,
+                        seen: bytes,
+                        serial: None,
+                    },
+                )
+            })
+            .collect();
+        p
     }
 
     /// Every probe, in order: `HOST:PORT`, or `healthz HOST:PORT`.
@@ -145,7 +207,18 @@ impl Prober for FakeProber {
         let blocks = cert_rotator::pki::parse_pem(&text).unwrap();
         let c = cert_rotator::pki::certificates(&blocks).unwrap().remove(0);
         let mut first = self.first.lock().unwrap();
-        let served = if self.stale_ports.contains(&ep.port) {
+        let mut pods = self.pods.lock().unwrap();
+        let served = if let Some(pod) = pods.get_mut(&ep.port) {
+            let now = std::fs::read(&pod.manifest).unwrap();
+            if now != pod.seen {
+                pod.seen = now;
+                pod.serial = Some(c.serial.clone());
+            }
+            pod.serial.clone().ok_or_else(|| VerifyError::Connect {
+                endpoint: ep.to_string(),
+                source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+            })?
+        } else if self.stale_ports.contains(&ep.port) {
             first.entry(ep.port).or_insert(c.serial.clone()).clone()
         } else {
             c.serial.clone()

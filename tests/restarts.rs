@@ -1,0 +1,363 @@
+//! No restart that is not needed, no wait that protects nothing: the sequencer probes a
+//! component before restarting it, skips the gap between control-plane restarts when
+//! the component is down or its certificates had expired, and the restart cap holds
+//! back neither broken components nor passes that restart nothing. Restarts go to the
+//! recording service manager, probes to the fake prober, waits to the fake clock (the
+//! real edges are proven in the booted-systemd test).
+
+mod common;
+
+use std::time::Duration as StdDuration;
+
+use cert_rotator::config::Settings;
+use cert_rotator::node::NodeRoot;
+use cert_rotator::pass::{self, Edges, Overrides, Pass, Restarts};
+use cert_rotator::plan::Plan;
+use cert_rotator::report::pass::PassReport;
+use cert_rotator::write::StateDir;
+use common::fakes::{FakeClock, FakeProber, RecordingServiceManager};
+use common::*;
+
+fn on_fake_clock(
+    root: &NodeRoot,
+    s: &Settings,
+    state: &StateDir,
+    plan: &Plan,
+    services: &RecordingServiceManager,
+    prober: &FakeProber,
+    clock: &FakeClock,
+) -> PassReport {
+    let p = Pass {
+        root,
+        settings: s,
+        state,
+        overrides: Overrides::default(),
+        restarts: Restarts::Live(Edges {
+            services,
+            prober,
+            clock,
+        }),
+    };
+    pass::execute(&p, plan, &mut |_| {})
+}
+
+fn settings() -> Settings {
+    let mut s = Settings::default();
+    s.run.verify_timeout_seconds = 2;
+    s
+}
+
+const APISERVER_YAML: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
+
+#[test]
+fn a_component_already_serving_its_new_certificate_is_not_restarted() {
+    let at = now();
+    let spec =
+        NodeSpec::control_plane(at).with("apiserver", Validity::days(365, Duration::days(50)));
+    let d = node(&spec);
+    let r = d.path();
+    let root = NodeRoot::new(r);
+    let s = settings();
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
+    let manifest_before = std::fs::read(host(r, APISERVER_YAML)).unwrap();
+    let plan = pass::plan_run(&root, &s, &state, at);
+    assert_eq!(plan.groups.len(), 1, "{plan:?}");
+    // Serves what is on disk: it reloaded apiserver.crt by itself.
+    let prober = FakeProber::new(r, &[]);
+    let services = RecordingServiceManager::new();
+    let clock = FakeClock::at(at);
+    let report = on_fake_clock(&root, &s, &state, &plan, &services, &prober, &clock);
+    assert!(report.ok(), "{}", report.summary());
+    assert_eq!(report.renewed.len(), 1);
+    assert!(report.restarted.is_empty(), "{}", report.summary());
+    assert_eq!(report.restarts_avoided.len(), 1, "{}", report.summary());
+    assert!(
+        report.restarts_avoided[0]
+            .starts_with("kube-apiserver: already serves its new certificates"),
+        "{}",
+        report.summary()
+    );
+    assert!(report
+        .summary()
+        .contains("not restarted (already serving the new certificates) (1):"));
+    // No manifest change, no history entry: nothing was restarted.
+    assert_eq!(
+        std::fs::read(host(r, APISERVER_YAML)).unwrap(),
+        manifest_before
+    );
+    assert!(pass::load_history(&state).restarts.is_empty());
+    // Verification still ran, on every endpoint.
+    let serial = common::fakes::serial_of(&host(r, "/etc/kubernetes/pki/apiserver.crt"));
+    assert_eq!(
+        report.verified,
+        [
+            format!("kube-apiserver serves serial {serial} on 10.0.0.10:6443"),
+            format!("kube-apiserver serves serial {serial} on 127.0.0.1:6443"),
+        ]
+    );
+    assert_eq!(
+        prober.probes(),
+        [
+            "10.0.0.10:6443",
+            "127.0.0.1:6443",
+            "10.0.0.10:6443",
+            "127.0.0.1:6443"
+        ],
+        "one probe of each endpoint first, then the verification"
+    );
+    assert!(clock.slept().is_empty());
+}
+
+#[test]
+fn the_kubelet_serving_kubelet_crt_anew_is_not_restarted_but_one_that_loads_it_at_start_is() {
+    let at = now();
+    let spec =
+        NodeSpec::control_plane(at).with("kubelet.crt", Validity::days(365, Duration::days(10)));
+    let d = node(&spec);
+    let r = d.path();
+    let root = NodeRoot::new(r);
+    let s = settings();
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
+    let plan = pass::plan_run(&root, &s, &state, at);
+    let services = RecordingServiceManager::new();
+    let prober = FakeProber::new(r, &[]);
+    let report = on_fake_clock(
+        &root,
+        &s,
+        &state,
+        &plan,
+        &services,
+        &prober,
+        &FakeClock::at(at),
+    );
+    assert!(report.ok(), "{}", report.summary());
+    assert!(services.restarted().is_empty(), "{}", report.summary());
+    assert_eq!(report.restarts_avoided.len(), 1);
+    // A renewed client certificate no probe can see: the kubelet restarts.
+    let spec = NodeSpec::control_plane(at)
+        .with("kubelet.crt", Validity::days(365, Duration::days(10)))
+        .with(
+            "kubelet-client-current.pem",
+            Validity::days(365, Duration::days(11)),
+        );
+    let d = node(&spec);
+    let r = d.path();
+    let root = NodeRoot::new(r);
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
+    let plan = pass::plan_run(&root, &s, &state, at);
+    let services = RecordingServiceManager::new();
+    let prober = FakeProber::new(r, &[]);
+    let report = on_fake_clock(
+        &root,
+        &s,
+        &state,
+        &plan,
+        &services,
+        &prober,
+        &FakeClock::at(at),
+    );
+    assert!(report.ok(), "{}", report.summary());
+    assert_eq!(services.restarted(), ["kubelet.service"]);
+    assert!(report.restarts_avoided.is_empty());
+}
+
+/// A node whose certificates all expired: every component restarts in one pass, with
+/// no gap between the control-plane restarts (nothing healthy to keep serving), under
+/// the default settings (30 s gap, 2 restarts per pass).
+#[test]
+fn an_all_expired_node_revives_in_one_pass_without_waiting() {
+    let at = now();
+    let mut spec = NodeSpec::control_plane(at);
+    spec.leaf_validity = Validity::days(365, -Duration::days(40));
+    spec.kubelet_client_validity = Validity::days(365, -Duration::days(40));
+    spec = spec.with("kubelet.crt", Validity::days(365, -Duration::days(40)));
+    let d = node(&spec);
+    let r = d.path();
+    let root = NodeRoot::new(r);
+    let s = settings();
+    assert_eq!(s.run.min_restart_gap_seconds, 30);
+    assert_eq!(s.run.max_restarts_per_pass, 2);
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
+    let plan = pass::plan_run(&root, &s, &state, at);
+    assert!(plan.deferred.is_empty(), "{plan:?}");
+    // The API server is down until its pod is recreated.
+    let prober = FakeProber::down_until_restarted(r, &[(6443, APISERVER_YAML)]);
+    let services = RecordingServiceManager::new();
+    let clock = FakeClock::at(at);
+    let started = std::time::Instant::now();
+    let report = on_fake_clock(&root, &s, &state, &plan, &services, &prober, &clock);
+    // For benches/revive.sh (never asserted: timings are the benchmark's business).
+    eprintln!(
+        "revive: {} certificates renewed, {} restarts, pass work {} ms, slept {} s on the pass's clock",
+        report.renewed.len(),
+        report.restarted.len(),
+        started.elapsed().as_millis(),
+        clock.slept().iter().map(|d| d.as_secs()).sum::<u64>()
+    );
+    assert!(report.ok(), "{}", report.summary());
+    assert_eq!(report.renewed.len(), 14, "{}", report.summary());
+    let mut restarted: Vec<&str> = report
+        .restarted
+        .iter()
+        .map(|l| l.split(':').next().unwrap())
+        .collect();
+    restarted.sort();
+    assert_eq!(
+        restarted,
+        [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kubelet.service"
+        ],
+        "{}",
+        report.summary()
+    );
+    assert_eq!(
+        clock.slept(),
+        Vec::<StdDuration>::new(),
+        "no gap before a restart that protects nothing; the old rule slept 2 x 30 s here"
+    );
+    // All three control-plane restarts at the same instant of the pass's clock.
+    let h = pass::load_history(&state);
+    assert_eq!(h.restarts.iter().filter(|r| r.control_plane).count(), 3);
+    assert!(h.restarts.iter().all(|x| x.at == at));
+}
+
+/// The same node with every certificate due but valid and every component healthy:
+/// the gap stands, 30 s before each further control-plane restart.
+#[test]
+fn a_healthy_control_plane_keeps_its_gaps() {
+    let at = now();
+    let mut spec = NodeSpec::control_plane(at);
+    spec.leaf_validity = Validity::days(365, Duration::days(20));
+    let d = node(&spec);
+    let r = d.path();
+    let root = NodeRoot::new(r);
+    let mut s = settings();
+    s.run.max_restarts_per_pass = 10;
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
+    let plan = pass::plan_run(&root, &s, &state, at);
+    let prober = FakeProber::until_restarted(
+        r,
+        &[(6443, "/etc/kubernetes/pki/apiserver.crt", APISERVER_YAML)],
+    );
+    let services = RecordingServiceManager::new();
+    let clock = FakeClock::at(at);
+    let started = std::time::Instant::now();
+    let report = on_fake_clock(&root, &s, &state, &plan, &services, &prober, &clock);
+    eprintln!(
+        "healthy: {} certificates renewed, {} restarts, pass work {} ms, slept {} s on the pass's clock",
+        report.renewed.len(),
+        report.restarted.len(),
+        started.elapsed().as_millis(),
+        clock.slept().iter().map(|d| d.as_secs()).sum::<u64>()
+    );
+    assert!(report.ok(), "{}", report.summary());
+    assert_eq!(
+        clock.slept(),
+        [StdDuration::from_secs(30), StdDuration::from_secs(30)],
+        "{}",
+        report.summary()
+    );
+}
+
+/// A healthy scheduler first, then an API server that is down: its restart does not wait.
+#[test]
+fn a_component_that_is_down_restarts_without_the_gap() {
+    let at = now();
+    let spec = NodeSpec::control_plane(at)
+        .with("scheduler.conf", Validity::days(365, Duration::days(12)))
+        .with("apiserver", Validity::days(365, Duration::days(50)));
+    let d = node(&spec);
+    let r = d.path();
+    let root = NodeRoot::new(r);
+    let s = settings();
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
+    let plan = pass::plan_run(&root, &s, &state, at);
+    let comps: Vec<String> = plan.groups.iter().map(|g| g.component_name()).collect();
+    assert_eq!(comps, ["kube-scheduler", "kube-apiserver"]);
+    let prober = FakeProber::down_until_restarted(r, &[(6443, APISERVER_YAML)]);
+    let services = RecordingServiceManager::new();
+    let clock = FakeClock::at(at);
+    let report = on_fake_clock(&root, &s, &state, &plan, &services, &prober, &clock);
+    assert!(report.ok(), "{}", report.summary());
+    assert_eq!(report.restarted.len(), 2, "{}", report.summary());
+    assert!(clock.slept().is_empty(), "{:?}", clock.slept());
+    let h = pass::load_history(&state);
+    assert_eq!(h.restarts.len(), 2);
+}
+
+/// The cap defers a healthy component's renewal to the next pass, not a broken one's.
+#[test]
+fn the_restart_cap_does_not_hold_back_a_broken_component() {
+    let at = now();
+    let spec = NodeSpec::control_plane(at)
+        .with("scheduler.conf", Validity::days(365, Duration::days(20)))
+        .with("apiserver", Validity::days(365, Duration::days(50)));
+    let d = node(&spec);
+    let r = d.path();
+    let root = NodeRoot::new(r);
+    let mut s = settings();
+    s.run.max_restarts_per_pass = 1;
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
+    let mut plan = pass::plan_run(&root, &s, &state, at);
+    assert_eq!(plan.deferred.len(), 1);
+    assert_eq!(plan.deferred[0].group.component_name(), "kube-apiserver");
+    let services = RecordingServiceManager::new();
+    let clock = FakeClock::at(at);
+    let healthy = FakeProber::until_restarted(
+        r,
+        &[(6443, "/etc/kubernetes/pki/apiserver.crt", APISERVER_YAML)],
+    );
+    let edges = Edges {
+        services: &services,
+        prober: &healthy,
+        clock: &clock,
+    };
+    assert!(pass::broken_deferred(&edges, &root, &s, &plan).is_empty());
+    let down = FakeProber::down_until_restarted(r, &[(6443, APISERVER_YAML)]);
+    let edges = Edges {
+        services: &services,
+        prober: &down,
+        clock: &clock,
+    };
+    let broken = pass::broken_deferred(&edges, &root, &s, &plan);
+    assert_eq!(broken.len(), 1);
+    assert!(broken[0].1.contains("127.0.0.1:6443") || broken[0].1.contains("10.0.0.10:6443"));
+    cert_rotator::plan::lift_cap_for_broken(&mut plan, &broken);
+    assert!(plan.deferred.is_empty());
+    assert_eq!(plan.groups.len(), 2);
+    let report = on_fake_clock(&root, &s, &state, &plan, &services, &down, &clock);
+    assert!(report.ok(), "{}", report.summary());
+    assert_eq!(report.restarted.len(), 2, "{}", report.summary());
+}
+
+/// Under `--root` nothing restarts, so the cap defers nothing: the demo's node is
+/// renewed whole, its kubelet client certificate included.
+#[test]
+fn a_pass_that_restarts_nothing_defers_nothing() {
+    let at = now();
+    let spec = NodeSpec::control_plane(at)
+        .with("apiserver", Validity::days(365, Duration::days(20)))
+        .with("scheduler.conf", Validity::days(365, -Duration::days(3)))
+        .with(
+            "kubelet-client-current.pem",
+            Validity::days(91, Duration::days(25)),
+        );
+    let d = node(&spec);
+    let r = d.path();
+    let root = NodeRoot::new(r);
+    let s = settings();
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
+    // A live pass would restart three components: the cap (2) defers one.
+    assert_eq!(pass::plan_run(&root, &s, &state, at).deferred.len(), 1);
+    let plan = pass::plan_run_with(&root, &s, &state, at, &pass::plan_options(&root));
+    assert!(plan.deferred.is_empty(), "{plan:?}");
+    assert_eq!(plan.groups.len(), 3);
+    let out = run(r, &["run"]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("renewed (3)"), "{all}");
+    assert!(!all.contains("deferred"), "{all}");
+}
