@@ -85,6 +85,9 @@ pub struct Settings {
     pub run: RunSettings,
     /// Who renews the certificates the kubelet rotates itself.
     pub kubelet: KubeletSettings,
+    /// When the node's CAs (ca, front-proxy-ca, etcd/ca) are due, and whether `run`
+    /// renews them with their own key.
+    pub authorities: AuthoritySettings,
     /// Prometheus textfile (node path) written by every run and status; empty: none.
     /// Point node_exporter's --collector.textfile.directory at its directory.
     pub metrics_file: PathBuf,
@@ -133,6 +136,7 @@ impl Default for Settings {
             extra: Vec::new(),
             run: RunSettings::default(),
             kubelet: KubeletSettings::default(),
+            authorities: AuthoritySettings::default(),
             metrics_file: PathBuf::from("/var/lib/cert-rotator/metrics/cert-rotator.prom"),
         }
     }
@@ -160,6 +164,25 @@ impl Default for KubeletSettings {
             client_rotation: KubeletRotation::SafetyNet,
             server_rotation: KubeletRotation::SafetyNet,
             safety_net_fraction: 0.9,
+        }
+    }
+}
+
+/// The CAs' own window, apart from the leaves': a CA is due when less than
+/// `remaining_fraction` of its lifetime remains (2 years of kubeadm's 10). `renew`
+/// false: `run` only reports a due CA, and `ca renew` is the operator's.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthoritySettings {
+    pub remaining_fraction: f64,
+    pub renew: bool,
+}
+
+impl Default for AuthoritySettings {
+    fn default() -> Self {
+        AuthoritySettings {
+            remaining_fraction: 0.2,
+            renew: true,
         }
     }
 }
@@ -433,6 +456,10 @@ fn validate(s: &Settings) -> Result<(), InvalidValue> {
         });
     }
     days("window.remaining_days", s.window.remaining_days)?;
+    frac(
+        "authorities.remaining_fraction",
+        s.authorities.remaining_fraction,
+    )?;
     for name in s.targets.keys() {
         let known = crate::model::KUBEADM_TARGET_NAMES.contains(&name.as_str())
             || s.kubeadm

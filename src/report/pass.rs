@@ -20,6 +20,8 @@ pub mod message_id {
     pub const SKIPPED: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a07";
     /// A restart not made: the component already served its new certificate.
     pub const RESTART_AVOIDED: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a08";
+    /// A CA renewed with its own key (by `run` or `ca renew`), or installed by `ca import`.
+    pub const CA_RENEWED: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a09";
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -41,6 +43,9 @@ pub struct PassReport {
     /// Components not restarted because they already served their new certificates
     /// (they reloaded by themselves); verification still ran.
     pub restarts_avoided: Vec<String>,
+    /// CAs renewed with their own key before the leaves (`run`), one line each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ca_renewed: Vec<String>,
     /// Every target's result, in the order they completed.
     #[serde(skip)]
     pub results: Vec<TargetResult>,
@@ -118,6 +123,7 @@ impl PassReport {
                 )
             })
             .collect();
+        section("CA renewed with its own key", &self.ca_renewed);
         section("renewed", &renewed);
         section("restarted", &self.restarted);
         section(
