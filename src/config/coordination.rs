@@ -54,6 +54,8 @@ pub struct CoordinationSettings {
 pub struct FleetLockSettings {
     /// Base URL: the client posts to `{url}/v1/pre-reboot` and `{url}/v1/steady-state`.
     pub url: String,
+    /// PEM bundle an https server's certificate must chain to. Unset: system roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for CoordinationSettings {
