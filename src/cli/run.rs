@@ -68,6 +68,8 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
                 renewed: 0,
                 failed: 0,
                 warnings: 0,
+                restarts_awaiting_lock: 0,
+                rollouts_stopped: 0,
             },
         );
         write_metrics(root, settings, &state);
@@ -75,7 +77,7 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
     }
     let plan = crate::pass::plan_inventory(settings, &inv, &state, now);
     out!("{}", plan_text(&plan, root.is_live()));
-    let report = with_edges(root, |edges| {
+    let report = with_edges(root, settings, |edges| {
         let pass = Pass {
             root,
             settings,
@@ -93,6 +95,8 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         renewed: report.renewed.len(),
         failed: report.failed.len(),
         warnings: report.warnings.len(),
+        restarts_awaiting_lock: report.awaiting_lock.len(),
+        rollouts_stopped: report.rollouts_stopped.len(),
     };
     write_last_pass(&state, &result);
     write_metrics(root, settings, &state);
@@ -149,11 +153,17 @@ fn write_metrics(root: &NodeRoot, settings: &config::Settings, state: &StateDir)
 }
 
 /// Runs `f` with the live node's edges (restarts over systemd's D-Bus API, TLS probes,
-/// the system clock), or none under `--root`.
-pub fn with_edges<R>(root: &NodeRoot, f: impl FnOnce(Restarts<'_>) -> R) -> R {
+/// the system clock, the cross-node restart lock `[coordination]` asks for), or none
+/// under `--root`.
+pub fn with_edges<R>(
+    root: &NodeRoot,
+    settings: &config::Settings,
+    f: impl FnOnce(Restarts<'_>) -> R,
+) -> R {
     if !root.is_live() {
         return f(Restarts::NotLive);
     }
+    let lock = crate::coordination::connect(root, settings);
     let prober = crate::verify::TlsProber::default();
     let clock = crate::clock::SystemClock;
     // Connects on the first restart: a pass that restarts nothing needs no bus.
@@ -162,5 +172,6 @@ pub fn with_edges<R>(root: &NodeRoot, f: impl FnOnce(Restarts<'_>) -> R) -> R {
         services: &services,
         prober: &prober,
         clock: &clock,
+        lock: lock.as_deref(),
     }))
 }

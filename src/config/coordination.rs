@@ -88,7 +88,10 @@ impl CoordinationSettings {
     /// The checks serde cannot make.
     pub fn validate(&self) -> Result<(), InvalidValue> {
         for (key, g) in [
-            ("coordination.control_plane_group", &self.control_plane_group),
+            (
+                "coordination.control_plane_group",
+                &self.control_plane_group,
+            ),
             ("coordination.workers_group", &self.workers_group),
         ] {
             if !valid_group(g) {

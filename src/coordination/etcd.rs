@@ -74,7 +74,10 @@ fn https_urls(list: &str) -> Vec<String> {
     list.split(',')
         .map(|u| u.trim().trim_end_matches('/').to_string())
         .filter(|u| u.to_ascii_lowercase().starts_with("https://"))
-        .map(|u| u.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:"))
+        .map(|u| {
+            u.replace("://0.0.0.0:", "://127.0.0.1:")
+                .replace("://[::]:", "://[::1]:")
+        })
         .collect()
 }
 
@@ -274,7 +277,11 @@ impl Gateway {
         let v = self.call("lease/keepalive", &json!({ "ID": lease }))?;
         let ttl = v
             .pointer("/result/TTL")
-            .and_then(|t| t.as_str().map(str::to_string).or_else(|| t.as_i64().map(|i| i.to_string())))
+            .and_then(|t| {
+                t.as_str()
+                    .map(str::to_string)
+                    .or_else(|| t.as_i64().map(|i| i.to_string()))
+            })
             .unwrap_or_default();
         Ok(!ttl.is_empty() && ttl != "0")
     }
@@ -306,7 +313,13 @@ impl EtcdLock {
     /// The lock in the etcd this node's control plane uses ([`access`]).
     pub fn from_node(root: &NodeRoot, settings: &Settings, id: &str) -> Result<Self, SetupError> {
         let a = access(root, settings)?;
-        Self::new(root, &a, id, settings.coordination.lease_ttl_seconds, settings.coordination.timeout_seconds)
+        Self::new(
+            root,
+            &a,
+            id,
+            settings.coordination.lease_ttl_seconds,
+            settings.coordination.timeout_seconds,
+        )
     }
 
     pub fn new(
@@ -403,8 +416,14 @@ impl RestartLock for EtcdLock {
         Ok(())
     }
 
-    fn acquire(&self, group: &LockGroup, purpose: &str) -> Result<Box<dyn HeldSlot + '_>, LockError> {
-        let g = self.gw.call("lease/grant", &json!({ "TTL": self.ttl.to_string() }))?;
+    fn acquire(
+        &self,
+        group: &LockGroup,
+        purpose: &str,
+    ) -> Result<Box<dyn HeldSlot + '_>, LockError> {
+        let g = self
+            .gw
+            .call("lease/grant", &json!({ "TTL": self.ttl.to_string() }))?;
         let lease = match &g["ID"] {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
@@ -433,14 +452,18 @@ impl RestartLock for EtcdLock {
                     let every = Duration::from_millis((self.ttl * 1000 / 3).max(500));
                     let keeper = std::thread::spawn(move || loop {
                         match rx.recv_timeout(every) {
-                            Err(mpsc::RecvTimeoutError::Timeout) => match gw.keepalive(&l) {
-                                Ok(true) => {}
-                                Ok(false) => {
-                                    tracing::error!("coordination: lease {l} expired: the restart slot is lost");
-                                    return;
+                            Err(mpsc::RecvTimeoutError::Timeout) => {
+                                match gw.keepalive(&l) {
+                                    Ok(true) => {}
+                                    Ok(false) => {
+                                        tracing::error!("coordination: lease {l} expired: the restart slot is lost");
+                                        return;
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!("coordination: keep-alive of lease {l}: {e}")
+                                    }
                                 }
-                                Err(e) => tracing::warn!("coordination: keep-alive of lease {l}: {e}"),
-                            },
+                            }
                             _ => return,
                         }
                     });
@@ -499,12 +522,14 @@ impl EtcdSlot<'_> {
         }
     }
 
-    fn finish(mut self: Box<Self>, failed: Option<&str>) -> Result<(), LockError> {
+    fn finish(mut self, failed: Option<&str>) -> Result<(), LockError> {
         self.stop_keepalive();
         let gw = &self.lock.gw;
         let fk = self.lock.failed_key(&self.group);
         let mark = match failed {
-            Some(why) => json!({"request_put": {"key": b64(&fk), "value": b64(&record(&self.lock.id, &self.purpose, &[("why", why)]))}}),
+            Some(why) => {
+                json!({"request_put": {"key": b64(&fk), "value": b64(&record(&self.lock.id, &self.purpose, &[("why", why)]))}})
+            }
             None => json!({"request_delete_range": {"key": b64(&fk)}}),
         };
         let done = gw.txn(&json!({
@@ -524,11 +549,11 @@ impl EtcdSlot<'_> {
 impl HeldSlot for EtcdSlot<'_> {
     fn release(self: Box<Self>) -> Result<(), LockError> {
         tracing::info!(group = %self.group, "coordination: released {}", self.key);
-        self.finish(None)
+        (*self).finish(None)
     }
 
     fn keep_failed(self: Box<Self>, why: &str) -> Result<(), LockError> {
-        self.finish(Some(why))
+        (*self).finish(Some(why))
     }
 }
 
@@ -549,19 +574,33 @@ mod tests {
         let s = Settings::default();
         let a = access(&root, &s).unwrap();
         assert_eq!(a.endpoints, ["https://127.0.0.1:2379"]);
-        assert_eq!(a.cert, Path::new("/etc/kubernetes/pki/apiserver-etcd-client.crt"));
+        assert_eq!(
+            a.cert,
+            Path::new("/etc/kubernetes/pki/apiserver-etcd-client.crt")
+        );
         assert_eq!(a.ca, Path::new("/etc/kubernetes/pki/etcd/ca.crt"));
         assert!(a.from.ends_with("kube-apiserver.yaml"));
         // Without the apiserver's manifest: the stacked etcd's own URLs and kubeadm's
         // healthcheck client.
-        std::fs::remove_file(root.host(Path::new("/etc/kubernetes/manifests/kube-apiserver.yaml"))).unwrap();
+        std::fs::remove_file(root.host(Path::new("/etc/kubernetes/manifests/kube-apiserver.yaml")))
+            .unwrap();
         let a = access(&root, &s).unwrap();
         assert!(a.from.ends_with("etcd.yaml"), "{a:?}");
-        assert_eq!(a.cert, Path::new("/etc/kubernetes/pki/etcd/healthcheck-client.crt"));
-        assert!(a.endpoints.iter().all(|e| e.starts_with("https://")), "{a:?}");
+        assert_eq!(
+            a.cert,
+            Path::new("/etc/kubernetes/pki/etcd/healthcheck-client.crt")
+        );
+        assert!(
+            a.endpoints.iter().all(|e| e.starts_with("https://")),
+            "{a:?}"
+        );
         // A worker: nothing.
         let w = tempfile::tempdir().unwrap();
-        crate::fixture::build(w.path(), &crate::fixture::NodeSpec::worker(time::OffsetDateTime::now_utc())).unwrap();
+        crate::fixture::build(
+            w.path(),
+            &crate::fixture::NodeSpec::worker(time::OffsetDateTime::now_utc()),
+        )
+        .unwrap();
         assert!(matches!(
             access(&NodeRoot::new(w.path()), &s),
             Err(SetupError::NoCredentials(_))

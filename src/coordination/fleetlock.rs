@@ -124,7 +124,11 @@ impl RestartLock for FleetLock {
         self.post("unlock", STEADY_STATE, &group.name)
     }
 
-    fn acquire(&self, group: &LockGroup, _purpose: &str) -> Result<Box<dyn HeldSlot + '_>, LockError> {
+    fn acquire(
+        &self,
+        group: &LockGroup,
+        _purpose: &str,
+    ) -> Result<Box<dyn HeldSlot + '_>, LockError> {
         self.post("lock", PRE_REBOOT, &group.name)?;
         Ok(Box::new(FleetSlot {
             lock: self,

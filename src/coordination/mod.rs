@@ -37,7 +37,10 @@ pub enum LockError {
     #[error("{backend}: unreachable: {detail}")]
     Unreachable { backend: String, detail: String },
     /// Every slot is held by other nodes.
-    #[error("{backend}: all {slots} slot(s) of group {group} are held (by {})", list(holders))]
+    #[error(
+        "{backend}: all {slots} slot(s) of group {group} are held (by {})",
+        list(holders)
+    )]
     Busy {
         backend: String,
         group: String,
@@ -112,7 +115,11 @@ pub trait RestartLock: Send + Sync {
     fn release_stale(&self, group: &LockGroup) -> Result<(), LockError>;
     /// Takes a slot of `group` for `purpose` (the component), or says why not. Never
     /// waits for a busy slot: [`take_slot`] does.
-    fn acquire(&self, group: &LockGroup, purpose: &str) -> Result<Box<dyn HeldSlot + '_>, LockError>;
+    fn acquire(
+        &self,
+        group: &LockGroup,
+        purpose: &str,
+    ) -> Result<Box<dyn HeldSlot + '_>, LockError>;
 }
 
 /// A slot this node holds.
@@ -327,15 +334,13 @@ pub fn connect(root: &NodeRoot, settings: &Settings) -> Option<Box<dyn RestartLo
     let made = match c.backend {
         Backend::None => return None,
         Backend::Fleetlock => fleetlock::FleetLock::new(root, c, &id).map(boxed),
-        Backend::Etcd | Backend::Auto => {
-            match etcd::EtcdLock::from_node(root, settings, &id) {
-                Err(etcd::SetupError::NoCredentials(why)) if c.backend == Backend::Auto => {
-                    tracing::debug!("coordination: no etcd client credentials ({why}): restarts are not coordinated");
-                    return None;
-                }
-                other => other.map(boxed).map_err(|e| e.to_string()),
+        Backend::Etcd | Backend::Auto => match etcd::EtcdLock::from_node(root, settings, &id) {
+            Err(etcd::SetupError::NoCredentials(why)) if c.backend == Backend::Auto => {
+                tracing::debug!("coordination: no etcd client credentials ({why}): restarts are not coordinated");
+                return None;
             }
-        }
+            other => other.map(boxed).map_err(|e| e.to_string()),
+        },
     };
     Some(made.unwrap_or_else(|why| {
         tracing::error!("coordination: {why}: restarts of healthy components are deferred");

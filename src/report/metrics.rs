@@ -19,6 +19,12 @@ pub struct PassResult {
     /// a shorter lifetime than asked): renewed, but an operator must look.
     #[serde(default)]
     pub warnings: usize,
+    /// Restarts the last pass left to the next one: no restart slot could be had.
+    #[serde(default)]
+    pub restarts_awaiting_lock: usize,
+    /// Groups whose rollout the last pass stopped (a failed verification kept the lock).
+    #[serde(default)]
+    pub rollouts_stopped: usize,
 }
 
 impl PassResult {
@@ -158,6 +164,16 @@ pub fn metrics_text(status: &Status, last_pass: Option<&PassResult>) -> String {
             "Warnings of the last pass (see the journal): renewed, but look.",
             vec![(String::new(), p.warnings as f64)],
         );
+        family(
+            "cert_rotator_pass_restarts_awaiting_lock",
+            "Restarts the last pass left to the next one: no cross-node restart slot.",
+            vec![(String::new(), p.restarts_awaiting_lock as f64)],
+        );
+        family(
+            "cert_rotator_pass_rollouts_stopped",
+            "Restart groups the last pass stopped across the cluster (failed verification).",
+            vec![(String::new(), p.rollouts_stopped as f64)],
+        );
     }
     out
 }
@@ -174,6 +190,8 @@ mod tests {
             renewed: 3,
             failed: 1,
             warnings: 0,
+            restarts_awaiting_lock: 0,
+            rollouts_stopped: 0,
         };
         let bytes = p.to_json();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
@@ -199,10 +217,16 @@ mod tests {
             renewed: 2,
             failed: 0,
             warnings: 0,
+            restarts_awaiting_lock: 1,
+            rollouts_stopped: 0,
         };
         let text = metrics_text(&status, Some(&p));
         assert!(text.contains("cert_rotator_pass_success 1\n"), "{text}");
         assert!(text.contains("cert_rotator_pass_renewed 2\n"), "{text}");
+        assert!(
+            text.contains("cert_rotator_pass_restarts_awaiting_lock 1\n"),
+            "{text}"
+        );
     }
 
     #[test]

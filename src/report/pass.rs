@@ -34,6 +34,12 @@ pub struct PassReport {
     pub warnings: Vec<String>,
     /// Components that must restart to load what was written and were not restarted.
     pub must_restart: Vec<String>,
+    /// Restarts left to the next pass because no restart slot could be had (the
+    /// renewed files stay written).
+    pub awaiting_lock: Vec<String>,
+    /// Groups whose restarts this pass stopped across the cluster (a failed
+    /// verification kept the lock).
+    pub rollouts_stopped: Vec<String>,
     /// Every target's result, in the order they completed.
     #[serde(skip)]
     pub results: Vec<TargetResult>,
@@ -118,6 +124,11 @@ impl PassReport {
         section("rolled back", &self.rolled_back);
         section("FAILED", &self.failed);
         section("deferred to the next pass", &self.deferred);
+        section(
+            "restart waiting for the restart lock (the next pass restarts it)",
+            &self.awaiting_lock,
+        );
+        section("ROLLOUT STOPPED", &self.rollouts_stopped);
         section("not renewable here", &self.not_renewable);
         section("WARNINGS", &self.warnings);
         if out.is_empty() {
