@@ -205,3 +205,78 @@ impl Clock for FakeClock {
         self.slept.lock().unwrap().push(d);
     }
 }
+
+// ------------------------------------------------------------- timed prober ---
+
+/// One component's restart as a [`TimedProber`] saw it: from its first probe (the
+/// restart was just done) to its last answer (verified).
+#[derive(Clone, Debug)]
+pub struct Interval {
+    pub label: String,
+    pub start: std::time::Instant,
+    pub end: std::time::Instant,
+}
+
+/// Serves the certificate on disk, as [`FakeProber`] does, but its first probe of a
+/// pass takes `delay` (a component coming back after its restart), and every answer is
+/// logged under `label` into a log shared by several agents: whether their restarts
+/// overlapped is read from it ([`TimedProber::intervals`]).
+pub struct TimedProber {
+    inner: FakeProber,
+    label: String,
+    delay: StdDuration,
+    first: Mutex<bool>,
+    log: std::sync::Arc<Mutex<Vec<Interval>>>,
+}
+
+impl TimedProber {
+    pub fn new(
+        root: &Path,
+        label: &str,
+        delay: StdDuration,
+        log: std::sync::Arc<Mutex<Vec<Interval>>>,
+    ) -> Self {
+        TimedProber {
+            inner: FakeProber::new(root, &[]),
+            label: label.to_string(),
+            delay,
+            first: Mutex::new(true),
+            log,
+        }
+    }
+
+    /// Per label, from its first probe's start to its last answer, sorted by start.
+    pub fn intervals(log: &Mutex<Vec<Interval>>) -> Vec<Interval> {
+        let mut by: BTreeMap<String, Interval> = BTreeMap::new();
+        for i in log.lock().unwrap().iter() {
+            by.entry(i.label.clone())
+                .and_modify(|e| {
+                    e.start = e.start.min(i.start);
+                    e.end = e.end.max(i.end);
+                })
+                .or_insert_with(|| i.clone());
+        }
+        let mut v: Vec<Interval> = by.into_values().collect();
+        v.sort_by_key(|i| i.start);
+        v
+    }
+}
+
+impl Prober for TimedProber {
+    fn served_leaf(&self, ep: &Endpoint, t: StdDuration) -> Result<ServedCert, VerifyError> {
+        let start = std::time::Instant::now();
+        if std::mem::replace(&mut *self.first.lock().unwrap(), false) {
+            std::thread::sleep(self.delay);
+        }
+        let r = self.inner.served_leaf(ep, t);
+        self.log.lock().unwrap().push(Interval {
+            label: self.label.clone(),
+            start,
+            end: std::time::Instant::now(),
+        });
+        r
+    }
+    fn healthy(&self, ep: &Endpoint, t: StdDuration) -> Result<(), VerifyError> {
+        self.inner.healthy(ep, t)
+    }
+}
