@@ -688,7 +688,10 @@ fn fleet_server(answer: fn(&str) -> (u16, &'static str)) -> FleetServer {
 
 fn fleet_client(url: &str, id: &str) -> FleetLock {
     let mut c = CoordinationSettings::default();
-    c.fleetlock.url = format!("{url}/");
+    c.fleetlock = Some(cert_rotator::config::coordination::FleetLockSettings {
+        url: format!("{url}/"),
+        ca_file: None,
+    });
     c.timeout_seconds = 3;
     FleetLock::new(&NodeRoot::new("/nonexistent"), &c, id).unwrap()
 }

@@ -45,8 +45,8 @@ pub struct CoordinationSettings {
     pub broken_delay_window_seconds: u64,
     /// One request to the lock backend, connect to last byte.
     pub timeout_seconds: u64,
-    /// `[coordination.fleetlock]`: the FleetLock server.
-    pub fleetlock: FleetLockSettings,
+    /// `[coordination.fleetlock]`: the FleetLock server (none by default).
+    pub fleetlock: Option<FleetLockSettings>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -71,7 +71,7 @@ impl Default for CoordinationSettings {
             wait_seconds: 300,
             broken_delay_window_seconds: 60,
             timeout_seconds: 10,
-            fleetlock: FleetLockSettings::default(),
+            fleetlock: None,
         }
     }
 }
@@ -148,8 +148,12 @@ impl CoordinationSettings {
                 "must be at most 3600",
             ));
         }
-        let url = self.fleetlock.url.trim();
-        if !url.is_empty() {
+        let url = self
+            .fleetlock
+            .as_ref()
+            .map(|f| f.url.trim())
+            .unwrap_or_default();
+        if self.fleetlock.is_some() {
             let lower = url.to_ascii_lowercase();
             if !(lower.starts_with("https://") || lower.starts_with("http://")) {
                 return Err(InvalidValue::new(
@@ -165,13 +169,57 @@ impl CoordinationSettings {
     /// The checks across keys, made once every file is merged (a drop-in may set the
     /// backend and another the URL).
     pub fn validate_merged(&self) -> Result<(), InvalidValue> {
-        if self.backend == Backend::Fleetlock && self.fleetlock.url.trim().is_empty() {
+        if self.backend == Backend::Fleetlock && self.fleetlock.is_none() {
             return Err(InvalidValue::new(
                 "coordination.fleetlock.url",
                 "",
-                "backend = \"fleetlock\" needs the server's base URL",
+                "backend = \"fleetlock\" needs the server's base URL in [coordination.fleetlock]",
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let bad = |f: &dyn Fn(&mut CoordinationSettings), key: &str| {
+            let mut c = CoordinationSettings::default();
+            f(&mut c);
+            let e = c.validate().and_then(|()| c.validate_merged()).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+        };
+        bad(
+            &|c| c.control_plane_group = "control plane".into(),
+            "coordination.control_plane_group",
+        );
+        bad(
+            &|c| c.workers_group = String::new(),
+            "coordination.workers_group",
+        );
+        bad(&|c| c.workers_slots = 0, "coordination.workers_slots");
+        bad(
+            &|c| c.lease_ttl_seconds = 1,
+            "coordination.lease_ttl_seconds",
+        );
+        bad(&|c| c.id = Some(String::new()), "coordination.id");
+        bad(
+            &|c| c.backend = Backend::Fleetlock,
+            "coordination.fleetlock.url",
+        );
+        bad(
+            &|c| {
+                c.fleetlock = Some(FleetLockSettings {
+                    url: "fleetlock:8080".into(),
+                    ca_file: None,
+                })
+            },
+            "coordination.fleetlock.url",
+        );
+        assert!(CoordinationSettings::default().validate().is_ok());
+        assert!(valid_group("cluster-a.control-plane"));
     }
 }

@@ -30,11 +30,11 @@ impl FleetLock {
     /// The client of `[coordination.fleetlock] url`. An https server's certificate must
     /// chain to `ca_file`, or to the system roots when it is unset.
     pub fn new(root: &NodeRoot, c: &CoordinationSettings, id: &str) -> Result<Self, String> {
-        let base = c.fleetlock.url.trim().trim_end_matches('/').to_string();
-        if base.is_empty() {
+        let Some(f) = &c.fleetlock else {
             return Err("[coordination.fleetlock] url is not set".into());
-        }
-        let roots = match &c.fleetlock.ca_file {
+        };
+        let base = f.url.trim().trim_end_matches('/').to_string();
+        let roots = match &f.ca_file {
             Some(p) => tls::read_roots(root, p).map_err(|e| e.to_string())?,
             None => rustls_native_certs::load_native_certs()
                 .certs
