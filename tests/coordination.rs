@@ -19,6 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
+use cert_rotator::clock::Clock;
 use cert_rotator::clock::SystemClock;
 use cert_rotator::config::coordination::CoordinationSettings;
 use cert_rotator::config::Settings;
@@ -30,7 +31,9 @@ use cert_rotator::pass::{self, Edges, Overrides, Pass, Restarts};
 use cert_rotator::report::pass::PassReport;
 use cert_rotator::verify::Prober;
 use cert_rotator::write::StateDir;
-use common::fakes::{FakeProber, Interval, RecordingServiceManager, TimedProber};
+use common::fakes::{
+    FakeClock, FakeLock, FakeProber, Interval, RecordingServiceManager, TimedProber,
+};
 use common::*;
 
 // ------------------------------------------------------------ etcd cluster ---
@@ -776,4 +779,109 @@ fn fleetlock_refusals_are_busy_or_failures_with_the_servers_words() {
         .err()
         .unwrap();
     assert!(matches!(e, LockError::Unreachable { .. }), "{e}");
+}
+
+// ------------------------------------------- the policy, on a fake lock and clock ---
+
+/// A pass on a fake clock with a scripted lock: the waits of the policy cost no time.
+fn fake_pass(r: &Path, s: &Settings, lock: &FakeLock, clock: &FakeClock) -> PassReport {
+    let root = NodeRoot::new(r);
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
+    let plan = pass::plan_run(&root, s, &state, clock.now());
+    let services = RecordingServiceManager::new();
+    let prober = FakeProber::new(r, &[]);
+    let p = Pass {
+        root: &root,
+        settings: s,
+        state: &state,
+        overrides: Overrides::default(),
+        restarts: Restarts::Live(Edges {
+            services: &services,
+            prober: &prober,
+            clock,
+            lock: Some(lock),
+        }),
+    };
+    pass::execute(&p, &plan, &mut |_| {})
+}
+
+#[test]
+fn a_busy_group_is_waited_for_on_the_pass_clock_then_released_after_verify() {
+    let d = agent_node(Duration::days(10), None, "https://127.0.0.1:1");
+    let clock = FakeClock::at(now());
+    let busy = || Some(FakeLock::busy("control-plane"));
+    let lock = FakeLock::new("cp-a", vec![busy(), busy(), busy()]);
+    let rep = fake_pass(d.path(), &settings("cp-a"), &lock, &clock);
+    assert!(rep.ok(), "{}", rep.summary());
+    assert_eq!(rep.restarted.len(), 1);
+    assert_eq!(clock.slept(), [coordination::POLL; 3]);
+    assert_eq!(
+        lock.calls(),
+        [
+            "release_stale control-plane",
+            "release_stale workers",
+            "acquire control-plane",
+            "acquire control-plane",
+            "acquire control-plane",
+            "acquire control-plane",
+            "release control-plane",
+        ]
+    );
+}
+
+#[test]
+fn busy_past_the_wait_defers_and_an_expired_component_goes_after_its_delay() {
+    let d = agent_node(Duration::days(10), None, "https://127.0.0.1:1");
+    let mut s = settings("cp-a");
+    s.coordination.wait_seconds = 5;
+    let clock = FakeClock::at(now());
+    let lock = FakeLock::new(
+        "cp-a",
+        (0..10)
+            .map(|_| Some(FakeLock::busy("control-plane")))
+            .collect(),
+    );
+    let rep = fake_pass(d.path(), &s, &lock, &clock);
+    assert!(rep.restarted.is_empty(), "{}", rep.summary());
+    assert_eq!(
+        clock.slept(),
+        [coordination::POLL; 2],
+        "waited about wait_seconds"
+    );
+    assert!(
+        rep.awaiting_lock[0].contains("cp-other"),
+        "{:?}",
+        rep.awaiting_lock
+    );
+    assert_eq!(lock_state(d.path()).pending.len(), 1);
+
+    // Expired and the backend unreachable: the per-node delay on the pass clock, one
+    // more try, then the restart without the lock.
+    let x = agent_node(-Duration::days(1), None, "https://127.0.0.1:1");
+    let clock = FakeClock::at(now());
+    let lock = FakeLock::new(
+        "cp-x",
+        vec![Some(FakeLock::unreachable()), Some(FakeLock::unreachable())],
+    );
+    let rep = fake_pass(x.path(), &settings("cp-x"), &lock, &clock);
+    assert_eq!(rep.restarted.len(), 1, "{}", rep.summary());
+    assert_eq!(
+        clock.slept(),
+        [coordination::broken_delay(
+            "cp-x",
+            StdDuration::from_secs(2)
+        )]
+    );
+    assert!(
+        !lock.calls().iter().any(|c| c.starts_with("release ")),
+        "{:?}",
+        lock.calls()
+    );
+    assert!(
+        rep.warnings
+            .iter()
+            .any(|w| w.contains("without the restart lock")),
+        "{:?}",
+        rep.warnings
+    );
 }

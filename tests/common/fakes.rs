@@ -280,3 +280,112 @@ impl Prober for TimedProber {
         self.inner.healthy(ep, t)
     }
 }
+
+// ---------------------------------------------------------------- restart lock ---
+
+/// A restart lock that answers from a script: each `acquire` takes the next answer
+/// (`Ok` once the script is empty). Records every call: `acquire GROUP`, `release
+/// GROUP`, `keep_failed GROUP: WHY`, `release_stale GROUP`.
+pub struct FakeLock {
+    pub id: String,
+    script: Mutex<std::collections::VecDeque<Option<cert_rotator::coordination::LockError>>>,
+    calls: Mutex<Vec<String>>,
+}
+
+impl FakeLock {
+    /// `script`: `None` grants, `Some(e)` refuses with `e`.
+    pub fn new(id: &str, script: Vec<Option<cert_rotator::coordination::LockError>>) -> Self {
+        FakeLock {
+            id: id.to_string(),
+            script: Mutex::new(script.into()),
+            calls: Mutex::default(),
+        }
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// A busy answer, as a backend gives it.
+    pub fn busy(group: &str) -> cert_rotator::coordination::LockError {
+        cert_rotator::coordination::LockError::Busy {
+            backend: "fake".into(),
+            group: group.into(),
+            slots: 1,
+            holders: vec!["cp-other".into()],
+        }
+    }
+
+    pub fn unreachable() -> cert_rotator::coordination::LockError {
+        cert_rotator::coordination::LockError::Unreachable {
+            backend: "fake".into(),
+            detail: "connection refused".into(),
+        }
+    }
+}
+
+struct FakeSlot<'l> {
+    lock: &'l FakeLock,
+    group: String,
+}
+
+impl cert_rotator::coordination::HeldSlot for FakeSlot<'_> {
+    fn release(self: Box<Self>) -> Result<(), cert_rotator::coordination::LockError> {
+        self.lock
+            .calls
+            .lock()
+            .unwrap()
+            .push(format!("release {}", self.group));
+        Ok(())
+    }
+    fn keep_failed(
+        self: Box<Self>,
+        why: &str,
+    ) -> Result<(), cert_rotator::coordination::LockError> {
+        self.lock
+            .calls
+            .lock()
+            .unwrap()
+            .push(format!("keep_failed {}: {why}", self.group));
+        Ok(())
+    }
+}
+
+impl cert_rotator::coordination::RestartLock for FakeLock {
+    fn backend(&self) -> String {
+        "fake".into()
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn release_stale(
+        &self,
+        g: &cert_rotator::coordination::LockGroup,
+    ) -> Result<(), cert_rotator::coordination::LockError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("release_stale {}", g.name));
+        Ok(())
+    }
+    fn acquire(
+        &self,
+        g: &cert_rotator::coordination::LockGroup,
+        _purpose: &str,
+    ) -> Result<
+        Box<dyn cert_rotator::coordination::HeldSlot + '_>,
+        cert_rotator::coordination::LockError,
+    > {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("acquire {}", g.name));
+        match self.script.lock().unwrap().pop_front().flatten() {
+            Some(e) => Err(e),
+            None => Ok(Box::new(FakeSlot {
+                lock: self,
+                group: g.name.clone(),
+            })),
+        }
+    }
+}
