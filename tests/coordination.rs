@@ -564,7 +564,7 @@ fn a_failed_verification_keeps_the_group_stopped_until_that_node_succeeds() {
     assert_eq!(rep.rolled_back.len(), 1, "{}", rep.summary());
     assert_eq!(rep.rollouts_stopped.len(), 1, "{}", rep.summary());
     let failed = format!("{PREFIX}/control-plane/failed/node-f");
-    assert_eq!(cluster.keys(), [failed.clone()]);
+    assert_eq!(cluster.keys(), std::slice::from_ref(&failed));
     let out = cluster.etcdctl(&["get", "--print-value-only", &failed]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["id"], "node-f");
@@ -690,12 +690,14 @@ fn fleet_server(answer: fn(&str) -> (u16, &'static str)) -> FleetServer {
 }
 
 fn fleet_client(url: &str, id: &str) -> FleetLock {
-    let mut c = CoordinationSettings::default();
-    c.fleetlock = Some(cert_rotator::config::coordination::FleetLockSettings {
-        url: format!("{url}/"),
-        ca_file: None,
-    });
-    c.timeout_seconds = 3;
+    let c = CoordinationSettings {
+        fleetlock: Some(cert_rotator::config::coordination::FleetLockSettings {
+            url: format!("{url}/"),
+            ca_file: None,
+        }),
+        timeout_seconds: 3,
+        ..Default::default()
+    };
     FleetLock::new(&NodeRoot::new("/nonexistent"), &c, id).unwrap()
 }
 
