@@ -388,6 +388,48 @@ mod tests {
     }
 
     #[test]
+    fn the_backend_follows_the_configuration_and_the_nodes_credentials() {
+        let (_cp, cp) = crate::fixture::temp_control_plane();
+        let w = tempfile::tempdir().unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        crate::fixture::build(w.path(), &crate::fixture::NodeSpec::worker(now)).unwrap();
+        let worker = NodeRoot::new(w.path());
+        let mut s = Settings::default();
+        s.coordination.id = Some("n1".into());
+        let backend = |root: &NodeRoot, s: &Settings| connect(root, s).map(|l| l.backend());
+        assert_eq!(
+            backend(&cp, &s).as_deref(),
+            Some("etcd https://127.0.0.1:2379")
+        );
+        assert_eq!(backend(&worker, &s), None, "auto on a worker: no lock");
+        s.coordination.backend = Backend::Etcd;
+        let l = connect(&worker, &s).unwrap();
+        assert_eq!(l.backend(), "unavailable");
+        let e = l
+            .acquire(
+                &LockGroup {
+                    name: "workers".into(),
+                    slots: 1,
+                },
+                "kubelet",
+            )
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("no etcd client credentials"), "{e}");
+        s.coordination.backend = Backend::None;
+        assert_eq!(backend(&cp, &s), None);
+        s.coordination.backend = Backend::Fleetlock;
+        s.coordination.fleetlock = Some(crate::config::coordination::FleetLockSettings {
+            url: "http://127.0.0.1:9/".into(),
+            ca_file: None,
+        });
+        assert_eq!(
+            backend(&worker, &s).as_deref(),
+            Some("fleetlock http://127.0.0.1:9")
+        );
+    }
+
+    #[test]
     fn static_pods_take_the_control_plane_group_units_the_workers_group() {
         let s = CoordinationSettings::default();
         assert_eq!(
