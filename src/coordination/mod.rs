@@ -36,9 +36,10 @@ pub enum LockError {
     /// The backend did not answer (or not as it should).
     #[error("{backend}: unreachable: {detail}")]
     Unreachable { backend: String, detail: String },
-    /// Every slot is held by other nodes.
+    /// Every slot is held by other nodes (`slots`: how many there are; 0 when the
+    /// server keeps the count, as FleetLock servers do).
     #[error(
-        "{backend}: all {slots} slot(s) of group {group} are held (by {})",
+        "{backend}: every slot of group {group} is held (by {})",
         list(holders)
     )]
     Busy {
