@@ -32,6 +32,8 @@ pub mod write;
 pub mod restart;
 /// Does the component serve what is on disk: endpoints, TLS probe, wait loop.
 pub mod verify;
+/// One restart at a time across the cluster: the lock in etcd or a FleetLock server.
+pub mod coordination;
 /// The only renderer: status, plan, pass summary, metrics.
 pub mod report;
 /// The sequencer: per group issue -> write -> restart -> verify, or roll back.

@@ -14,6 +14,7 @@ use time::{Duration, OffsetDateTime};
 use crate::ca::authorities::{Authorities, LoadError};
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::coordination::RestartLock;
 use crate::inventory::{self, SelectError};
 use crate::issue::{self, IssueError, RenewOptions};
 use crate::model::Component;
@@ -28,6 +29,9 @@ use crate::restart::{
 use crate::verify::before::{self, BeforeRestart};
 use crate::verify::{endpoints, wait_until_served, Prober, VerifyError};
 use crate::write::{Applied, StateDir, WriteError};
+use lock::{owed_restarts, PassLocks};
+
+mod lock;
 
 /// Why a step of the pass failed. Each step's error already names its target, file or
 /// component, so this displays it as it is: the report shows these words.
@@ -46,6 +50,9 @@ pub enum PassError {
     Restart(#[source] Box<RestartError>),
     #[error("{0}")]
     Verify(#[source] Box<VerifyError>),
+    /// No slot of the cross-node restart lock could be had: nothing was restarted.
+    #[error("{0}")]
+    NoRestartSlot(String),
 }
 
 /// Boxed, so that the pass's `Result`s stay small whatever step failed.
@@ -72,6 +79,8 @@ pub struct Edges<'a> {
     pub services: &'a dyn ServiceManager,
     pub prober: &'a dyn Prober,
     pub clock: &'a dyn Clock,
+    /// The cross-node restart lock; `None`: restarts are not coordinated.
+    pub lock: Option<&'a dyn RestartLock>,
 }
 
 /// Whether the pass may restart what it renewed.
@@ -313,7 +322,8 @@ pub fn execute(
     }
     let mut cas = Authorities::new(pass.root, pass.settings, &plan.authorities, plan.now);
     let total = plan.groups.len();
-    let mut stop: Option<String> = None;
+    let mut locks = PassLocks::open(pass);
+    let mut stop: Option<String> = owed_restarts(pass, plan, &mut locks, &mut history, &mut report);
     for (i, group) in plan.groups.iter().enumerate() {
         let comp = group.component_name();
         if let Some(why) = &stop {
@@ -361,6 +371,9 @@ pub fn execute(
                 },
             );
         }
+        if matches!(pass.restarts, Restarts::Live(_)) {
+            locks.absorb_pending(&comp, &mut written);
+        }
         if written.files.is_empty() {
             continue;
         }
@@ -395,31 +408,12 @@ pub fn execute(
             group,
             comp: &comp,
         };
-        match live.reload_and_verify(&written.serials, &mut history) {
-            Ok(done) => {
-                report.restarted.extend(done.restarted);
-                report.restarts_avoided.extend(done.avoided);
-                report.verified.extend(done.verified);
-            }
-            Err(e) => {
-                tracing::error!(component = %comp, action = "verify", message_id = message_id::FAILED, "{comp} does not serve its new certificates: {e}; rolling back");
-                report.failed.push(format!("{comp}: {e}"));
-                match live.rollback(&written, &mut history) {
-                    Ok(()) => {
-                        tracing::error!(component = %comp, action = "rollback", message_id = message_id::ROLLED_BACK, "{comp}: restored the previous certificates, which it serves again");
-                        report
-                            .rolled_back
-                            .push(format!("{comp}: previous certificates restored and served"));
-                    }
-                    Err(e2) => {
-                        tracing::error!(component = %comp, action = "rollback", message_id = message_id::FAILED, "{comp}: ROLLBACK FAILED: {e2}");
-                        report.failed.push(format!("{comp}: rollback failed: {e2}"));
-                    }
-                }
-                stop = Some(format!("{comp} failed verification"));
-            }
+        if let Some(why) = live.coordinated_restart(&written, &mut history, &mut report, &mut locks)
+        {
+            stop = Some(why);
         }
     }
+    locks.save(pass.state);
     status(if report.ok() {
         "pass finished"
     } else {
@@ -512,8 +506,9 @@ pub fn restart_and_verify(
         comp: &comp,
     };
     // No renewed target: the probe first never avoids this restart (the served leaf
-    // did not change; the CA the component holds in memory did).
-    let done = live.reload_and_verify(serials, &mut history)?;
+    // did not change; the CA the component holds in memory did). It takes a slot of
+    // the cross-node restart lock as a renewal's restart does.
+    let done = live.under_restart_slot(|| live.reload_and_verify(serials, &mut history))?;
     Ok((done.restarted.into_iter().collect(), done.verified))
 }
 
@@ -533,7 +528,43 @@ struct Reloaded {
     verified: Vec<String>,
 }
 
-impl Live<'_, '_> {
+impl<'a> Live<'_, 'a> {
+    /// Restarts and verifies the group, or rolls it back: `Err(why)` when the
+    /// component failed verification (the pass must stop).
+    fn restart_and_verify_or_roll_back(
+        &self,
+        written: &Written,
+        history: &mut History,
+        report: &mut PassReport,
+    ) -> Result<(), String> {
+        let comp = self.comp;
+        match self.reload_and_verify(&written.serials, history) {
+            Ok(done) => {
+                report.restarted.extend(done.restarted);
+                report.restarts_avoided.extend(done.avoided);
+                report.verified.extend(done.verified);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(component = %comp, action = "verify", message_id = message_id::FAILED, "{comp} does not serve its new certificates: {e}; rolling back");
+                report.failed.push(format!("{comp}: {e}"));
+                match self.rollback(written, history) {
+                    Ok(()) => {
+                        tracing::error!(component = %comp, action = "rollback", message_id = message_id::ROLLED_BACK, "{comp}: restored the previous certificates, which it serves again");
+                        report
+                            .rolled_back
+                            .push(format!("{comp}: previous certificates restored and served"));
+                    }
+                    Err(e2) => {
+                        tracing::error!(component = %comp, action = "rollback", message_id = message_id::FAILED, "{comp}: ROLLBACK FAILED: {e2}");
+                        report.failed.push(format!("{comp}: rollback failed: {e2}"));
+                    }
+                }
+                Err(e.to_string())
+            }
+        }
+    }
+
     /// Probes first, restarts what must reload (unless it serves the new certificates
     /// already) and waits until it serves what is on disk.
     fn reload_and_verify(

@@ -799,6 +799,7 @@ fn on_the_live_node_what_holds_the_ca_restarts_in_order_each_verified() {
                 services: &services,
                 prober: &prober,
                 clock: &clock,
+                lock: None,
             }),
         };
         let node = NodeCopies::read(&root, &s);

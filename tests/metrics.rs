@@ -112,7 +112,8 @@ fn node_after_a_pass() -> tempfile::TempDir {
         &cfg,
         format!(
             "metrics_file = \"{TEXTFILE_DIR}/cert-rotator.prom\"\n\
-             [window]\nremaining_fraction = 0.01\nremaining_days = 5\n"
+             [window]\nremaining_fraction = 0.01\nremaining_days = 5\n\
+             [authorities]\nrenew = false\n"
         ),
     )
     .unwrap();

@@ -36,6 +36,7 @@ fn on_fake_clock(
             services,
             prober,
             clock,
+            lock: None,
         }),
     };
     pass::execute(&p, plan, &mut |_| {})
@@ -314,6 +315,7 @@ fn the_restart_cap_does_not_hold_back_a_broken_component() {
         services: &services,
         prober: &healthy,
         clock: &clock,
+        lock: None,
     };
     assert!(pass::broken_deferred(&edges, &root, &s, &plan).is_empty());
     let down = FakeProber::down_until_restarted(r, &[(6443, APISERVER_YAML)]);
@@ -321,6 +323,7 @@ fn the_restart_cap_does_not_hold_back_a_broken_component() {
         services: &services,
         prober: &down,
         clock: &clock,
+        lock: None,
     };
     let broken = pass::broken_deferred(&edges, &root, &s, &plan);
     assert_eq!(broken.len(), 1);

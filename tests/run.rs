@@ -39,6 +39,7 @@ fn live_pass(
             services,
             prober,
             clock: &SystemClock,
+            lock: None,
         }),
     };
     pass::execute(&p, plan, &mut |_| {})

@@ -227,6 +227,7 @@ fn a_pass_replayed_on_a_fake_clock_paces_control_plane_restarts_on_it() {
             services: &services,
             prober: &prober,
             clock: &clock,
+            lock: None,
         }),
     };
     let started = std::time::Instant::now();

@@ -21,6 +21,7 @@ use crate::authority::{
     self, check_readable, merge_restarts, phase_of, plan_renewal, AuthorityError, Installed,
     NodeCopies,
 };
+use crate::config::Settings;
 use crate::model::FileChange;
 use crate::node::NodeRoot;
 use crate::pass::{Overrides, Pass, Restarts};
@@ -165,11 +166,16 @@ fn status(root: &NodeRoot, config_file: Option<&Path>, json: bool) -> ExitCode {
 }
 
 /// How the restarts after a write are done: on the live node unless `--no-restart`.
-fn with_restarts<R>(root: &NodeRoot, no_restart: bool, f: impl FnOnce(Restarts<'_>) -> R) -> R {
+fn with_restarts<R>(
+    root: &NodeRoot,
+    settings: &Settings,
+    no_restart: bool,
+    f: impl FnOnce(Restarts<'_>) -> R,
+) -> R {
     if no_restart && root.is_live() {
         f(Restarts::Operator)
     } else {
-        with_edges(root, f)
+        with_edges(root, settings, f)
     }
 }
 
@@ -236,6 +242,7 @@ fn renew(
     let label = format!("renew CA {}", selected.join(", "));
     let installed = with_restarts(
         root,
+        settings,
         no_restart,
         |how| -> Result<Installed, AuthorityError> {
             let pass = Pass {
@@ -377,6 +384,7 @@ fn import(
     let serials = [imp.new.serial.clone()];
     let installed = with_restarts(
         root,
+        settings,
         no_restart,
         |how| -> Result<Installed, AuthorityError> {
             let pass = Pass {

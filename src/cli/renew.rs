@@ -87,7 +87,7 @@ fn renew_selected(root: &NodeRoot, req: RenewRequest<'_>) -> Result<ExitCode, Cl
         crate::pass::execute(&pass, &plan, &mut |r| outln!("{}", r.line()))
     };
     let report = if req.restart {
-        with_edges(root, run)
+        with_edges(root, settings, run)
     } else {
         run(Restarts::Operator)
     };

@@ -91,6 +91,8 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
                 last_success: None,
                 restarts_avoided: 0,
                 skipped: None,
+                restarts_awaiting_lock: 0,
+                rollouts_stopped: 0,
             },
         );
         write_metrics(root, settings, &state);
@@ -103,7 +105,7 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         now,
         &crate::pass::plan_options(root),
     );
-    let report = with_edges(root, |edges| {
+    let report = with_edges(root, settings, |edges| {
         if let Restarts::Live(e) = &edges {
             let down = crate::pass::broken_deferred(e, root, settings, &plan);
             crate::plan::lift_cap_for_broken(&mut plan, &down);
@@ -161,6 +163,8 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         last_success: None,
         restarts_avoided: report.restarts_avoided.len(),
         skipped: None,
+        restarts_awaiting_lock: report.awaiting_lock.len(),
+        rollouts_stopped: report.rollouts_stopped.len(),
     };
     write_last_pass(root, &state, &result);
     write_metrics(root, settings, &state);
@@ -212,7 +216,7 @@ fn write_metrics(root: &NodeRoot, settings: &config::Settings, state: &StateDir)
         inventory: &inv,
         now: OffsetDateTime::now_utc(),
         last_pass: last.as_ref(),
-        window: &settings.window,
+        authorities: &settings.authorities,
     });
     let file = &settings.metrics_file;
     if let Some(parent) = file.parent() {
@@ -231,11 +235,17 @@ fn write_metrics(root: &NodeRoot, settings: &config::Settings, state: &StateDir)
 }
 
 /// Runs `f` with the live node's edges (restarts over systemd's D-Bus API, TLS probes,
-/// the system clock), or none under `--root`.
-pub fn with_edges<R>(root: &NodeRoot, f: impl FnOnce(Restarts<'_>) -> R) -> R {
+/// the system clock, the cross-node restart lock `[coordination]` asks for), or none
+/// under `--root`.
+pub fn with_edges<R>(
+    root: &NodeRoot,
+    settings: &config::Settings,
+    f: impl FnOnce(Restarts<'_>) -> R,
+) -> R {
     if !root.is_live() {
         return f(Restarts::NotLive);
     }
+    let lock = crate::coordination::connect(root, settings);
     let prober = crate::verify::TlsProber::default();
     let clock = crate::clock::SystemClock;
     // Connects on the first restart: a pass that restarts nothing needs no bus.
@@ -244,5 +254,6 @@ pub fn with_edges<R>(root: &NodeRoot, f: impl FnOnce(Restarts<'_>) -> R) -> R {
         services: &services,
         prober: &prober,
         clock: &clock,
+        lock: lock.as_deref(),
     }))
 }

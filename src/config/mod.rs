@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::node::{normalize, NodeError, NodeRoot};
 
+pub mod coordination;
 mod paths;
 pub mod remote;
 
@@ -91,6 +92,8 @@ pub struct Settings {
     /// Prometheus textfile (node path) written by every run and status; empty: none.
     /// Point node_exporter's --collector.textfile.directory at its directory.
     pub metrics_file: PathBuf,
+    /// The cross-node restart lock.
+    pub coordination: coordination::CoordinationSettings,
 }
 
 /// The rotation queue's pacing. A control plane restarts one component at a time; a
@@ -138,6 +141,7 @@ impl Default for Settings {
             kubelet: KubeletSettings::default(),
             authorities: AuthoritySettings::default(),
             metrics_file: PathBuf::from("/var/lib/cert-rotator/metrics/cert-rotator.prom"),
+            coordination: coordination::CoordinationSettings::default(),
         }
     }
 }
@@ -350,6 +354,7 @@ pub fn load(root: &NodeRoot, explicit: Option<&Path>) -> Result<Loaded, ConfigEr
     // state and metrics paths are checked once merged, as written and as resolved.
     let resolved = |p: &Path| root.resolve(p).unwrap_or_else(|_| normalize(p));
     validate(&settings)
+        .and_then(|()| settings.coordination.validate_merged())
         .and_then(|()| paths::check(&settings, &resolved))
         .map_err(|e| ConfigError::Invalid {
             // The file that set the key, when one did.
@@ -514,6 +519,7 @@ fn validate(s: &Settings) -> Result<(), InvalidValue> {
             ));
         }
     }
+    s.coordination.validate()?;
     paths::check(s, &|p: &Path| normalize(p))
 }
 

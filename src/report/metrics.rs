@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::status::{CertificateStatus, Status};
-use crate::config::WindowSettings;
+use crate::config::AuthoritySettings;
 use crate::inventory::{AuthorityDef, Inventory, TargetState};
 use crate::model::TargetKind;
 use crate::node::kubeconfig;
 use crate::pki::CertFacts;
-use crate::plan::assess;
+use crate::plan::authorities::assess_ca;
 
 /// The last pass, as `last-pass.json` in the state directory records it and the metrics
 /// file shows it.
@@ -42,6 +42,12 @@ pub struct PassResult {
     /// Why the pass changed nothing (`kubeadm`: kubeadm was at work on the node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// Restarts the last pass left to the next one: no restart slot could be had.
+    #[serde(default)]
+    pub restarts_awaiting_lock: usize,
+    /// Groups whose rollout the last pass stopped (a failed verification kept the lock).
+    #[serde(default)]
+    pub rollouts_stopped: usize,
 }
 
 impl PassResult {
@@ -56,6 +62,8 @@ impl PassResult {
             last_success: None,
             restarts_avoided: 0,
             skipped: Some(why.to_string()),
+            restarts_awaiting_lock: 0,
+            rollouts_stopped: 0,
         }
     }
 
@@ -98,9 +106,8 @@ pub struct MetricsInput<'a> {
     pub now: OffsetDateTime,
     /// `None` until a pass has been recorded: the pass families are left out, not invented.
     pub last_pass: Option<&'a PassResult>,
-    /// The rotation window CAs are judged by for `cert_rotator_authority_due` (the
-    /// configuration's `[window]`, the rule leaves are renewed by).
-    pub window: &'a WindowSettings,
+    /// The CAs' own window (`[authorities]`), for `cert_rotator_authority_due`.
+    pub authorities: &'a AuthoritySettings,
 }
 
 /// Metrics in the Prometheus text format (one `# HELP` and `# TYPE` per family, families
@@ -220,9 +227,9 @@ fn families(m: &MetricsInput<'_>) -> Vec<Family> {
         ),
         gauge(
             "cert_rotator_authority_due",
-            "1 when the CA is in its renewal window (the leaves' rule: under 20% of its \
-             lifetime or 30 days left by default) or expired.",
-            per_authority(&|c| flag(assess(m.window, c.not_before, c.not_after, m.now).due)),
+            "1 when the CA is in its own renewal window ([authorities]: under 20% of its \
+             lifetime left by default) or expired.",
+            per_authority(&|c| flag(assess_ca(m.authorities, c, m.now).due)),
         ),
         gauge(
             "cert_rotator_pass_timestamp_seconds",
@@ -258,6 +265,16 @@ fn families(m: &MetricsInput<'_>) -> Vec<Family> {
             "cert_rotator_restarts_avoided",
             "Restarts the last pass did not make: the component already served its new certificate.",
             pass(&|p| Some(p.restarts_avoided as f64)),
+        ),
+        gauge(
+            "cert_rotator_pass_restarts_awaiting_lock",
+            "Restarts the last pass left to the next one: no cross-node restart slot.",
+            pass(&|p| Some(p.restarts_awaiting_lock as f64)),
+        ),
+        gauge(
+            "cert_rotator_pass_rollouts_stopped",
+            "Restart groups the last pass stopped across the cluster (failed verification).",
+            pass(&|p| Some(p.rollouts_stopped as f64)),
         ),
         gauge(
             "cert_rotator_pass_skipped",
@@ -529,6 +546,8 @@ mod tests {
             last_success: None,
             restarts_avoided: 1,
             skipped: None,
+            restarts_awaiting_lock: 0,
+            rollouts_stopped: 0,
         }
     }
 
@@ -569,13 +588,13 @@ mod tests {
             certificates: vec![],
             authorities: vec![],
         };
-        let window = WindowSettings::default();
+        let authorities = AuthoritySettings::default();
         let text = |p: &PassResult| {
             metrics_text(&MetricsInput {
                 inventory: &inv,
                 now: p.at,
                 last_pass: Some(p),
-                window: &window,
+                authorities: &authorities,
             })
         };
         assert!(!text(&never).contains("cert_rotator_last_success_timestamp_seconds"));
@@ -592,18 +611,19 @@ mod tests {
             certificates: vec![],
             authorities: vec![],
         };
-        let window = WindowSettings::default();
+        let authorities = AuthoritySettings::default();
         let input = |last_pass| MetricsInput {
             inventory: &inv,
             now: time::macros::datetime!(2026-03-01 12:00:00 UTC),
             last_pass,
-            window: &window,
+            authorities: &authorities,
         };
         assert!(!metrics_text(&input(None)).contains("cert_rotator_pass_"));
         let p = PassResult {
             success: true,
             renewed: 2,
             failed: 0,
+            restarts_awaiting_lock: 1,
             ..record(true)
         };
         let text = metrics_text(&input(Some(&p)));
@@ -628,6 +648,10 @@ mod tests {
         let old = br#"{"at":"2026-03-01T12:00:00Z","success":true,"renewed":0,"failed":0}"#;
         let r = PassResult::from_json(old).unwrap();
         assert_eq!((r.restarts_avoided, r.skipped), (0, None));
+        assert!(
+            text.contains("cert_rotator_pass_restarts_awaiting_lock 1\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -674,7 +698,7 @@ mod tests {
             inventory: &inv,
             now: spec.now,
             last_pass: None,
-            window: &s.window,
+            authorities: &s.authorities,
         });
         (text, d)
     }

@@ -46,6 +46,12 @@ pub struct PassReport {
     /// CAs renewed with their own key before the leaves (`run`), one line each.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ca_renewed: Vec<String>,
+    /// Restarts left to the next pass because no restart slot could be had (the
+    /// renewed files stay written).
+    pub awaiting_lock: Vec<String>,
+    /// Groups whose restarts this pass stopped across the cluster (a failed
+    /// verification kept the lock).
+    pub rollouts_stopped: Vec<String>,
     /// Every target's result, in the order they completed.
     #[serde(skip)]
     pub results: Vec<TargetResult>,
@@ -135,6 +141,11 @@ impl PassReport {
         section("rolled back", &self.rolled_back);
         section("FAILED", &self.failed);
         section("deferred to the next pass", &self.deferred);
+        section(
+            "restart waiting for the restart lock (the next pass restarts it)",
+            &self.awaiting_lock,
+        );
+        section("ROLLOUT STOPPED", &self.rollouts_stopped);
         section("not renewable here", &self.not_renewable);
         section("WARNINGS", &self.warnings);
         if out.is_empty() {

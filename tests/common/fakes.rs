@@ -278,3 +278,199 @@ impl Clock for FakeClock {
         self.slept.lock().unwrap().push(d);
     }
 }
+
+// ------------------------------------------------------------- timed prober ---
+
+/// One component's restart as a [`TimedProber`] saw it: from its first probe (the
+/// restart was just done) to its last answer (verified).
+#[derive(Clone, Debug)]
+pub struct Interval {
+    pub label: String,
+    pub start: std::time::Instant,
+    pub end: std::time::Instant,
+}
+
+/// An apiserver that loads its certificate when its static pod starts
+/// ([`FakeProber::until_restarted`]), whose restart takes `delay`: the first probe
+/// after its manifest changed (the restart was just done) takes `delay`, and every
+/// answer from then on is logged under `label` into a log shared by several agents:
+/// whether their restarts overlapped is read from it ([`TimedProber::intervals`]).
+/// Probes before the restart (the pass's probe first) are neither delayed nor logged.
+pub struct TimedProber {
+    inner: FakeProber,
+    label: String,
+    delay: StdDuration,
+    manifest: PathBuf,
+    before: Vec<u8>,
+    first: Mutex<bool>,
+    log: std::sync::Arc<Mutex<Vec<Interval>>>,
+}
+
+impl TimedProber {
+    pub fn new(
+        root: &Path,
+        label: &str,
+        delay: StdDuration,
+        log: std::sync::Arc<Mutex<Vec<Interval>>>,
+    ) -> Self {
+        const CERT: &str = "/etc/kubernetes/pki/apiserver.crt";
+        const MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
+        let manifest = host(root, MANIFEST);
+        TimedProber {
+            inner: FakeProber::until_restarted(root, &[(6443, CERT, MANIFEST)]),
+            label: label.to_string(),
+            delay,
+            before: std::fs::read(&manifest).unwrap(),
+            manifest,
+            first: Mutex::new(true),
+            log,
+        }
+    }
+
+    /// Per label, from its first probe's start to its last answer, sorted by start.
+    pub fn intervals(log: &Mutex<Vec<Interval>>) -> Vec<Interval> {
+        let mut by: BTreeMap<String, Interval> = BTreeMap::new();
+        for i in log.lock().unwrap().iter() {
+            by.entry(i.label.clone())
+                .and_modify(|e| {
+                    e.start = e.start.min(i.start);
+                    e.end = e.end.max(i.end);
+                })
+                .or_insert_with(|| i.clone());
+        }
+        let mut v: Vec<Interval> = by.into_values().collect();
+        v.sort_by_key(|i| i.start);
+        v
+    }
+}
+
+impl Prober for TimedProber {
+    fn served_leaf(&self, ep: &Endpoint, t: StdDuration) -> Result<ServedCert, VerifyError> {
+        if std::fs::read(&self.manifest).ok().as_deref() == Some(self.before.as_slice()) {
+            return self.inner.served_leaf(ep, t);
+        }
+        let start = std::time::Instant::now();
+        if std::mem::replace(&mut *self.first.lock().unwrap(), false) {
+            std::thread::sleep(self.delay);
+        }
+        let r = self.inner.served_leaf(ep, t);
+        self.log.lock().unwrap().push(Interval {
+            label: self.label.clone(),
+            start,
+            end: std::time::Instant::now(),
+        });
+        r
+    }
+    fn healthy(&self, ep: &Endpoint, t: StdDuration) -> Result<(), VerifyError> {
+        self.inner.healthy(ep, t)
+    }
+}
+
+// ---------------------------------------------------------------- restart lock ---
+
+/// A restart lock that answers from a script: each `acquire` takes the next answer
+/// (`Ok` once the script is empty). Records every call: `acquire GROUP`, `release
+/// GROUP`, `keep_failed GROUP: WHY`, `release_stale GROUP`.
+pub struct FakeLock {
+    pub id: String,
+    script: Mutex<std::collections::VecDeque<Option<cert_rotator::coordination::LockError>>>,
+    calls: Mutex<Vec<String>>,
+}
+
+impl FakeLock {
+    /// `script`: `None` grants, `Some(e)` refuses with `e`.
+    pub fn new(id: &str, script: Vec<Option<cert_rotator::coordination::LockError>>) -> Self {
+        FakeLock {
+            id: id.to_string(),
+            script: Mutex::new(script.into()),
+            calls: Mutex::default(),
+        }
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// A busy answer, as a backend gives it.
+    pub fn busy(group: &str) -> cert_rotator::coordination::LockError {
+        cert_rotator::coordination::LockError::Busy {
+            backend: "fake".into(),
+            group: group.into(),
+            slots: 1,
+            holders: vec!["cp-other".into()],
+        }
+    }
+
+    pub fn unreachable() -> cert_rotator::coordination::LockError {
+        cert_rotator::coordination::LockError::Unreachable {
+            backend: "fake".into(),
+            detail: "connection refused".into(),
+        }
+    }
+}
+
+struct FakeSlot<'l> {
+    lock: &'l FakeLock,
+    group: String,
+}
+
+impl cert_rotator::coordination::HeldSlot for FakeSlot<'_> {
+    fn release(self: Box<Self>) -> Result<(), cert_rotator::coordination::LockError> {
+        self.lock
+            .calls
+            .lock()
+            .unwrap()
+            .push(format!("release {}", self.group));
+        Ok(())
+    }
+    fn keep_failed(
+        self: Box<Self>,
+        why: &str,
+    ) -> Result<(), cert_rotator::coordination::LockError> {
+        self.lock
+            .calls
+            .lock()
+            .unwrap()
+            .push(format!("keep_failed {}: {why}", self.group));
+        Ok(())
+    }
+}
+
+impl cert_rotator::coordination::RestartLock for FakeLock {
+    fn backend(&self) -> String {
+        "fake".into()
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn release_stale(
+        &self,
+        g: &cert_rotator::coordination::LockGroup,
+    ) -> Result<(), cert_rotator::coordination::LockError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("release_stale {}", g.name));
+        Ok(())
+    }
+    fn acquire(
+        &self,
+        g: &cert_rotator::coordination::LockGroup,
+        _purpose: &str,
+    ) -> Result<
+        Box<dyn cert_rotator::coordination::HeldSlot + '_>,
+        cert_rotator::coordination::LockError,
+    > {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("acquire {}", g.name));
+        match self.script.lock().unwrap().pop_front().flatten() {
+            Some(e) => Err(e),
+            None => Ok(Box::new(FakeSlot {
+                lock: self,
+                group: g.name.clone(),
+            })),
+        }
+    }
+}

@@ -12,25 +12,22 @@
 
 mod auth_key;
 mod handshake;
+pub mod tls;
 mod wire;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration as StdDuration;
 
 use aws_lc_rs::hmac;
 use base64::Engine;
-use ureq::unversioned::resolver::DefaultResolver;
-use ureq::unversioned::transport::{Connector, RustlsConnector, TcpConnector};
-use zeroize::Zeroizing;
 
 use crate::config::remote::{RemoteSettings, RemoteSettingsError};
 use crate::node::NodeRoot;
-use crate::pki::{self, CertFacts, PkiError};
+use crate::pki::PkiError;
 use auth_key::read_auth_key;
 pub use auth_key::AuthKeyProblem;
-use handshake::{HandshakeTimedOut, TlsStage};
+use handshake::HandshakeTimedOut;
 use wire::CfsslResponse;
 pub use wire::CfsslSignRequest;
 
@@ -69,10 +66,13 @@ pub enum RemoteError {
 }
 
 impl RemoteError {
-    fn read(e: crate::node::NodeError) -> Self {
-        RemoteError::Read {
-            path: e.path,
-            reason: e.problem.to_string(),
+    /// The cfssl client's words for a TLS file it cannot use.
+    fn tls(e: tls::TlsFileError) -> Self {
+        match e {
+            tls::TlsFileError::Read { path, reason } => RemoteError::Read { path, reason },
+            tls::TlsFileError::Pem { path, source } => RemoteError::Pem { path, source },
+            tls::TlsFileError::NoCertificate { path } => RemoteError::NoCertificate { path },
+            tls::TlsFileError::NotAKey { path } => RemoteError::ClientKey { path },
         }
     }
 }
@@ -178,10 +178,7 @@ impl RemoteClient {
             }
         );
         let roots: Vec<ureq::tls::Certificate<'static>> = match &settings.tls_ca_bundle {
-            Some(p) => read_certificates(root, p)?
-                .iter()
-                .map(|c| ureq::tls::Certificate::from_der(&c.der).to_owned())
-                .collect(),
+            Some(p) => tls::read_roots(root, p).map_err(RemoteError::tls)?,
             None if http => Vec::new(),
             None => {
                 let found = rustls_native_certs::load_native_certs();
@@ -199,49 +196,19 @@ impl RemoteClient {
         };
         let client_cert = match (&settings.client_cert, &settings.client_key) {
             (Some(c), Some(k)) => {
-                let chain: Vec<ureq::tls::Certificate<'static>> = read_certificates(root, c)?
-                    .iter()
-                    .map(|x| ureq::tls::Certificate::from_der(&x.der).to_owned())
-                    .collect();
-                let (shown, bytes) = root.read_file(k).map_err(RemoteError::read)?;
-                let bytes = Zeroizing::new(bytes);
-                let key = ureq::tls::PrivateKey::from_pem(&bytes)
-                    .map_err(|_| RemoteError::ClientKey { path: shown })?;
-                Some(ureq::tls::ClientCert::new_with_certs(&chain, key))
+                Some(tls::read_client_cert(root, c, k).map_err(RemoteError::tls)?)
             }
             _ => None,
         };
-        let tls = ureq::tls::TlsConfig::builder()
-            .provider(ureq::tls::TlsProvider::Rustls)
-            .unversioned_rustls_crypto_provider(Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
-            .client_cert(client_cert)
-            .build();
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .https_only(!http)
-            // A CA request goes where it is configured: no proxy from the environment,
-            // no redirects (which could downgrade to http or leave the trusted host).
-            .proxy(None)
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .timeout_connect(Some(StdDuration::from_secs(
-                settings.connect_timeout_seconds,
-            )))
-            .timeout_global(Some(StdDuration::from_secs(settings.timeout_seconds)))
-            .user_agent(format!("cert-rotator/{}", env!("CARGO_PKG_VERSION")))
-            .tls_config(tls)
-            .build();
-        // ureq's own chain, minus the proxy stages (no proxy is used), with the TLS stage
-        // wrapped so that a hanging handshake is reported as one.
-        let connector = ().chain(TcpConnector::default()).chain(TlsStage {
-            inner: RustlsConnector::default(),
-            connect_timeout_seconds: settings.connect_timeout_seconds,
-            timeout_seconds: settings.timeout_seconds,
-        });
-        let agent = ureq::Agent::with_parts(config, connector, DefaultResolver::default());
+        let agent = tls::https_agent(
+            roots,
+            client_cert,
+            &tls::AgentOptions {
+                https_only: !http,
+                connect_timeout_seconds: settings.connect_timeout_seconds,
+                timeout_seconds: settings.timeout_seconds,
+            },
+        );
         Ok(RemoteClient {
             settings: settings.clone(),
             agent,
@@ -421,21 +388,6 @@ fn backoff(base_ms: u64, attempt: u32) -> StdDuration {
     StdDuration::from_millis(((exp as f64 * factor) as u64).min(30_000))
 }
 
-/// The certificates of a node PEM file (TLS roots, client chain); at least one.
-fn read_certificates(root: &NodeRoot, path: &Path) -> Result<Vec<CertFacts>, RemoteError> {
-    let (shown, bytes) = root.read_file(path).map_err(RemoteError::read)?;
-    let pem = |source| RemoteError::Pem {
-        path: shown.clone(),
-        source,
-    };
-    let blocks = pki::parse_pem(&bytes).map_err(pem)?;
-    let certs = pki::certificates(&blocks).map_err(pem)?;
-    if certs.is_empty() {
-        return Err(RemoteError::NoCertificate { path: shown });
-    }
-    Ok(certs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::auth_key::hex_decode;
@@ -444,6 +396,7 @@ mod tests {
     use crate::pki::x509::{CertTemplate, OID_CN};
     use crate::pki::{KeyAlgorithm, KeyEncoding, PrivateKey};
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     fn any_certificate() -> Vec<u8> {
         let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256, KeyEncoding::Sec1).unwrap();

@@ -1,0 +1,452 @@
+//! The pass's side of the cross-node restart lock (docs/coordination.md): take a slot
+//! of the restart's group before a restart, give it back once the component verified,
+//! keep the group stopped when it did not; owe the restart to the next pass when no
+//! slot could be had, and let an already broken component restart without one.
+
+use std::time::Duration as StdDuration;
+
+use time::OffsetDateTime;
+
+use super::{status, Edges, Live, Pass, PassError, Restarts, Written};
+use crate::coordination::{self, Decision, HeldSlot, LockState, PendingRestart, RestartLock};
+use crate::plan::{Group, History, Plan, Reload};
+use crate::report::pass::{message_id, PassReport};
+use crate::verify::before::BeforeRestart;
+use crate::verify::{endpoints, Check};
+use crate::write::StateDir;
+
+/// The restart lock's record of this pass (docs/coordination.md): restarts owed by
+/// earlier passes, groups kept stopped, and the groups whose slot this pass could not
+/// have (their later restarts are deferred without asking again).
+pub(super) struct PassLocks {
+    state: LockState,
+    refused: std::collections::BTreeMap<String, String>,
+    /// Whether `state` changed and must be saved.
+    dirty: bool,
+}
+
+impl PassLocks {
+    /// Reads the record and, on the live node with a lock, gives back the slots an
+    /// earlier run of this node left held (it died between taking and releasing),
+    /// except in groups this node keeps stopped after a failed verification.
+    pub(super) fn open(pass: &Pass<'_>) -> Self {
+        let state = match pass.state.read_json::<LockState>(coordination::STATE_FILE) {
+            Ok(s) => s.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!("restart lock record unreadable, starting afresh: {e}");
+                LockState::default()
+            }
+        };
+        if let Restarts::Live(Edges {
+            lock: Some(lock), ..
+        }) = &pass.restarts
+        {
+            let c = &pass.settings.coordination;
+            for reload in [
+                Reload::StaticPod(String::new()),
+                Reload::Unit(String::new()),
+            ] {
+                let Some(g) = coordination::group_for(c, &reload) else {
+                    continue;
+                };
+                if state.failed_groups.contains(&g.name) {
+                    continue;
+                }
+                match lock.release_stale(&g) {
+                    Ok(()) => {}
+                    // Nothing answers: the other group would cost another timeout.
+                    Err(e @ coordination::LockError::Unreachable { .. }) => {
+                        tracing::warn!(group = %g.name, "coordination: cannot give back a slot left by an earlier run: {e}");
+                        break;
+                    }
+                    // A FleetLock server may know only the groups of this node's role
+                    // (airlock answers 400 unknown_group): said, not alarming.
+                    Err(e) => {
+                        tracing::info!(group = %g.name, "coordination: steady-state report refused: {e}")
+                    }
+                }
+            }
+        }
+        PassLocks {
+            state,
+            refused: Default::default(),
+            dirty: false,
+        }
+    }
+
+    /// Moves a restart owed for `comp` into this pass's group: its files first, so a
+    /// rollback restores the backups taken before the first renewal.
+    pub(super) fn absorb_pending(&mut self, comp: &str, written: &mut Written) {
+        let Some(i) = self.state.pending.iter().position(|p| p.component == comp) else {
+            return;
+        };
+        let p = self.state.pending.remove(i);
+        self.dirty = true;
+        let mut files = p.files;
+        for (f, b) in std::mem::take(&mut written.files) {
+            if !files.iter().any(|(g, _)| *g == f) {
+                files.push((f, b));
+            }
+        }
+        written.files = files;
+        written.serials.extend(p.serials);
+    }
+
+    /// Records (or updates) the restart `comp` owes until it is done.
+    fn owe(&mut self, comp: &str, written: &Written, why: &str, now: OffsetDateTime) {
+        let since = self
+            .state
+            .pending
+            .iter()
+            .find(|p| p.component == comp)
+            .map(|p| p.since)
+            .unwrap_or(now);
+        self.state.pending.retain(|p| p.component != comp);
+        self.state.pending.push(PendingRestart {
+            component: comp.to_string(),
+            files: written.files.clone(),
+            serials: written.serials.clone(),
+            since,
+            why: why.to_string(),
+        });
+        self.dirty = true;
+    }
+
+    fn settle(&mut self, comp: &str) {
+        let before = self.state.pending.len();
+        self.state.pending.retain(|p| p.component != comp);
+        self.dirty |= before != self.state.pending.len();
+    }
+
+    fn mark_failed(&mut self, group: &str, failed: bool) {
+        let had = self.state.failed_groups.iter().any(|g| g == group);
+        if failed && !had {
+            self.state.failed_groups.push(group.to_string());
+            self.dirty = true;
+        } else if !failed && had {
+            self.state.failed_groups.retain(|g| g != group);
+            self.dirty = true;
+        }
+    }
+
+    pub(super) fn save(&mut self, state: &StateDir) {
+        if !self.dirty {
+            return;
+        }
+        match state.write_json(coordination::STATE_FILE, &self.state) {
+            Ok(()) => self.dirty = false,
+            Err(e) => tracing::error!(
+                "cannot record the restart lock's state (owed restarts may be lost): {e}"
+            ),
+        }
+    }
+}
+
+/// Restarts that earlier passes owe (no restart slot then) for components this pass's
+/// plan does not renew again: their files are no longer due, but the component still
+/// runs with the old certificates. `Some(why)` when the pass must stop.
+pub(super) fn owed_restarts(
+    pass: &Pass<'_>,
+    plan: &Plan,
+    locks: &mut PassLocks,
+    history: &mut History,
+    report: &mut PassReport,
+) -> Option<String> {
+    let Restarts::Live(edges) = &pass.restarts else {
+        return None;
+    };
+    let planned: Vec<String> = plan.groups.iter().map(|g| g.component_name()).collect();
+    let owed: Vec<PendingRestart> = locks
+        .state
+        .pending
+        .iter()
+        .filter(|p| !planned.contains(&p.component))
+        .cloned()
+        .collect();
+    for p in owed {
+        let component = match crate::model::Component::parse(&p.component) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("restart lock record: {}: {e}; dropped", p.component);
+                locks.settle(&p.component);
+                continue;
+            }
+        };
+        let group = Group {
+            reload: Reload::of(component.as_ref()),
+            component,
+            targets: Vec::new(),
+            urgent: false,
+        };
+        tracing::info!(component = %p.component, action = "restart", "restarting {}: owed since {} ({})", p.component, crate::timefmt::rfc3339(p.since), p.why);
+        let written = Written {
+            files: p.files.clone(),
+            serials: p.serials.clone(),
+        };
+        locks.settle(&p.component);
+        let live = Live {
+            pass,
+            edges,
+            group: &group,
+            comp: &p.component,
+        };
+        if let Some(why) = live.coordinated_restart(&written, history, report, locks) {
+            locks.save(pass.state);
+            return Some(why);
+        }
+    }
+    locks.save(pass.state);
+    None
+}
+
+impl<'a> Live<'_, 'a> {
+    /// The group's restart under the cross-node lock: take a slot of its group (or
+    /// restart a broken component without one), restart and verify, then give the slot
+    /// back; keep it when verification failed, so the group's rollout stops. Without a
+    /// slot the restart is owed to the next pass and the files stay written. `Some(why)`
+    /// when the pass must stop.
+    pub(super) fn coordinated_restart(
+        &self,
+        written: &Written,
+        history: &mut History,
+        report: &mut PassReport,
+        locks: &mut PassLocks,
+    ) -> Option<String> {
+        // A component that already serves what was written restarts nothing: it needs
+        // no slot (and must not wait for one when the lock is out of reach).
+        let serving = matches!(self.probe_first(), BeforeRestart::AlreadyServing);
+        let lock_group = self.edges.lock.filter(|_| !serving).and_then(|_| {
+            coordination::group_for(&self.pass.settings.coordination, &self.group.reload)
+        });
+        if lock_group.is_some() {
+            // Owed from now on: a crash before the restart still leaves it to the next pass.
+            locks.owe(
+                self.comp,
+                written,
+                "restart not done yet",
+                self.edges.clock.now(),
+            );
+            locks.save(self.pass.state);
+        }
+        let slot = match self.take_restart_slot(lock_group.as_ref(), report, locks) {
+            Ok(slot) => slot,
+            Err(why) => {
+                self.defer_restart(written, &why, report, locks);
+                return None;
+            }
+        };
+        let result = self.restart_and_verify_or_roll_back(written, history, report);
+        locks.settle(self.comp);
+        if let (Some(slot), Some(g)) = (slot, &lock_group) {
+            match &result {
+                Ok(()) => self.give_back(slot, &g.name, report, locks),
+                Err(e) => self.keep_stopped(slot, &g.name, e, report, locks),
+            }
+        }
+        locks.save(self.pass.state);
+        result
+            .err()
+            .map(|_| format!("{} failed verification", self.comp))
+    }
+
+    /// A restart outside a renewal (a CA's copies changed): `f` restarts and verifies
+    /// while this node holds a slot of the component's group, given back when `f`
+    /// succeeded and kept (the group's rollout stopped) when it failed. No slot to be
+    /// had: nothing restarts, unless the component is already broken.
+    pub(super) fn under_restart_slot<T>(
+        &self,
+        f: impl FnOnce() -> Result<T, PassError>,
+    ) -> Result<T, PassError> {
+        let settings = &self.pass.settings.coordination;
+        let (Some(lock), Some(group)) = (
+            self.edges.lock,
+            coordination::group_for(settings, &self.group.reload),
+        ) else {
+            return f();
+        };
+        let comp = self.comp;
+        let decision =
+            coordination::take_slot(lock, settings, &group, comp, self.edges.clock, &mut || {
+                self.already_broken()
+            });
+        match decision {
+            Decision::Held(slot) => {
+                let result = f();
+                let given = match &result {
+                    Ok(_) => slot.release(),
+                    Err(e) => slot.keep_failed(&e.to_string()),
+                };
+                if let Err(e) = given {
+                    tracing::warn!(component = %comp, group = %group.name, "coordination: restart slot: {e}");
+                }
+                result
+            }
+            Decision::Unlocked { why } => {
+                tracing::warn!(component = %comp, action = "restart", group = %group.name, "{comp}: restarting without the restart lock: {why}");
+                f()
+            }
+            Decision::Deferred { why, .. } => Err(PassError::NoRestartSlot(format!(
+                "{comp}: not restarted: {why}"
+            ))),
+        }
+    }
+
+    /// `Ok(Some(slot))`: restart holding it; `Ok(None)`: restart without (no lock, a
+    /// restart that takes none, or a broken component); `Err(why)`: defer.
+    fn take_restart_slot(
+        &self,
+        group: Option<&coordination::LockGroup>,
+        report: &mut PassReport,
+        locks: &mut PassLocks,
+    ) -> Result<Option<Box<dyn HeldSlot + 'a>>, String> {
+        let (Some(lock), Some(group)) = (self.edges.lock, group) else {
+            return Ok(None);
+        };
+        let comp = self.comp;
+        let c = &self.pass.settings.coordination;
+        if let Some(why) = locks.refused.get(&group.name) {
+            // This pass already could not have a slot of this group: the component is
+            // deferred at once unless it is broken.
+            if let Some(broken) = self.already_broken() {
+                return self.unlocked(lock, group, &format!("{broken}; {why}"), report);
+            }
+            return Err(why.clone());
+        }
+        status(&format!(
+            "taking a restart slot of group {} for {comp}",
+            group.name
+        ));
+        match coordination::take_slot(lock, c, group, comp, self.edges.clock, &mut || {
+            self.already_broken()
+        }) {
+            Decision::Held(slot) => Ok(Some(slot)),
+            Decision::Unlocked { why } => {
+                tracing::warn!(component = %comp, action = "restart", group = %group.name, "{comp}: restarting without the restart lock: {why}");
+                report
+                    .warnings
+                    .push(format!("{comp}: restarted without the restart lock: {why}"));
+                Ok(None)
+            }
+            Decision::Deferred { why, kind } => {
+                tracing::debug!(component = %comp, kind, "no restart slot");
+                locks.refused.insert(group.name.clone(), why.clone());
+                Err(why)
+            }
+        }
+    }
+
+    /// A broken component in a group this pass already found unavailable: after its
+    /// delay, restarted without the lock (one more try at a slot first).
+    fn unlocked(
+        &self,
+        lock: &'a dyn RestartLock,
+        group: &coordination::LockGroup,
+        why: &str,
+        report: &mut PassReport,
+    ) -> Result<Option<Box<dyn HeldSlot + 'a>>, String> {
+        let c = &self.pass.settings.coordination;
+        let delay = coordination::broken_delay(
+            lock.id(),
+            StdDuration::from_secs(c.broken_delay_window_seconds),
+        );
+        self.edges.clock.sleep(delay);
+        if let Ok(slot) = lock.acquire(group, self.comp) {
+            return Ok(Some(slot));
+        }
+        let comp = self.comp;
+        tracing::warn!(component = %comp, action = "restart", group = %group.name, "{comp}: restarting without the restart lock: {why}");
+        report
+            .warnings
+            .push(format!("{comp}: restarted without the restart lock: {why}"));
+        Ok(None)
+    }
+
+    /// No slot: the files stay written (they are valid; the component has not loaded
+    /// them yet) and the restart is owed to the next pass.
+    fn defer_restart(
+        &self,
+        written: &Written,
+        why: &str,
+        report: &mut PassReport,
+        locks: &mut PassLocks,
+    ) {
+        let comp = self.comp;
+        tracing::warn!(component = %comp, action = "defer", message_id = message_id::DEFERRED, "{comp}: not restarted, the next pass restarts it: {why}");
+        report.awaiting_lock.push(format!("{comp}: {why}"));
+        locks.owe(comp, written, why, self.edges.clock.now());
+    }
+
+    fn give_back(
+        &self,
+        slot: Box<dyn HeldSlot + 'a>,
+        group: &str,
+        report: &mut PassReport,
+        locks: &mut PassLocks,
+    ) {
+        match slot.release() {
+            Ok(()) => locks.mark_failed(group, false),
+            Err(e) => {
+                tracing::warn!(component = %self.comp, group, "coordination: cannot give the restart slot back: {e}");
+                report.warnings.push(format!(
+                    "{}: restart slot of group {group} not given back: {e}",
+                    self.comp
+                ));
+            }
+        }
+    }
+
+    fn keep_stopped(
+        &self,
+        slot: Box<dyn HeldSlot + 'a>,
+        group: &str,
+        why: &str,
+        report: &mut PassReport,
+        locks: &mut PassLocks,
+    ) {
+        let comp = self.comp;
+        let e = slot.keep_failed(&format!("{comp}: {why}"));
+        locks.mark_failed(group, true);
+        let line = match e {
+            Ok(()) => format!("{comp}: restarts of group {group} stay stopped across the cluster until this node's next verified restart or an operator clears it (docs/coordination.md)"),
+            Err(e) => format!("{comp}: could not mark group {group} stopped: {e}"),
+        };
+        tracing::error!(component = %comp, group, action = "verify", message_id = message_id::FAILED, "{line}");
+        report.rollouts_stopped.push(line);
+    }
+
+    /// Why the component is already broken, if it is: a certificate of the group had
+    /// expired before this pass renewed it, it serves an expired certificate, or it
+    /// fails its probe. Restarting it cannot lower availability.
+    fn already_broken(&self) -> Option<String> {
+        let now = self.edges.clock.now();
+        if let Some(t) = self.group.targets.iter().find(|t| t.not_after <= now) {
+            return Some(format!(
+                "its certificate {} expired at {}",
+                t.name,
+                crate::timefmt::rfc3339(t.not_after)
+            ));
+        }
+        let c = self.group.component.as_ref()?;
+        let timeout = StdDuration::from_secs(5);
+        for ep in endpoints(self.pass.root, &self.pass.settings.kubeadm, c) {
+            match &ep.check {
+                Check::ServedCert { .. } => match self.edges.prober.served_leaf(&ep, timeout) {
+                    Err(e) => return Some(format!("it fails its probe: {e}")),
+                    Ok(s) if s.not_after <= now => {
+                        return Some(format!(
+                            "it serves an expired certificate on {ep} (not after {})",
+                            crate::timefmt::rfc3339(s.not_after)
+                        ))
+                    }
+                    Ok(_) => {}
+                },
+                Check::Healthz => {
+                    if let Err(e) = self.edges.prober.healthy(&ep, timeout) {
+                        return Some(format!("it fails its probe: {e}"));
+                    }
+                }
+            }
+        }
+        None
+    }
+}
