@@ -36,7 +36,7 @@ pub mod verify;
 pub mod report;
 /// The sequencer: per group issue -> write -> restart -> verify, or roll back.
 pub mod pass;
-/// CA lifecycle: renewal with the same key and rotation to a new one, in phases.
+/// The cluster's CAs on this node: their copies, renewal, export and import.
 pub mod authority;
 /// A kubeadm-faithful node for the demo and the tests.
 pub mod fixture;
