@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod ca_rotate;
 mod context;
 mod demo;
 mod renew;
@@ -112,6 +113,11 @@ pub enum Command {
     },
     /// Finish or undo a renewal that was interrupted (crash, power loss)
     Recover,
+    /// The node's CAs: rotation to a new key in phases
+    Ca {
+        #[command(subcommand)]
+        command: ca_rotate::CaRotateOnly,
+    },
     /// Configuration commands
     Config {
         #[command(subcommand)]
@@ -214,6 +220,9 @@ pub fn main() -> ExitCode {
             },
         ),
         Command::Recover => status::recover(&root, cli.config.as_deref()),
+        Command::Ca {
+            command: ca_rotate::CaRotateOnly::Rotate(args),
+        } => ca_rotate::rotate(&root, cli.config.as_deref(), args),
         Command::Config {
             command: ConfigCommand::Check,
         } => status::config_check(&root, cli.config.as_deref()),

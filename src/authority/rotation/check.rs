@@ -146,42 +146,36 @@ pub fn problems(
             }
         }
     }
-    for k in &f.kubeconfigs {
-        let Ok((_, b)) = root.read_file(k) else {
-            out.push(format!("{}: unreadable", k.display()));
+    let copies = crate::authority::copies::NodeCopies::read(root, settings);
+    for t in copies
+        .authority(f.name)
+        .map(|a| a.anchors.as_slice())
+        .unwrap_or_default()
+    {
+        if t.kind == crate::authority::copies::AnchorKind::CaFile {
             continue;
-        };
-        match files::kubeconfig_cas(k, &b) {
-            Ok(all) => {
-                for cas in all
-                    .iter()
-                    .filter(|cas| cas.iter().any(|c| which(c, s) != Which::Other))
-                {
-                    let got: Vec<Which> = cas.iter().map(|c| which(c, s)).collect();
-                    let ok = match phase {
-                        Phase::Started => got == [Which::Old],
-                        Phase::Trusting | Phase::Issuing => {
-                            got.contains(&Which::Old) && got.contains(&Which::New)
-                        }
-                        Phase::Finished => got == [Which::New],
-                        Phase::Aborted => true,
-                    };
-                    if !ok {
-                        out.push(format!(
-                            "{}: certificate-authority-data holds {} in the {} phase{}",
-                            k.display(),
-                            names(&got),
-                            phase.name(),
-                            if got.len() == 1 && phase != Phase::Finished {
-                                " (COLLAPSED to one certificate: kubeadm certs renew?)"
-                            } else {
-                                ""
-                            }
-                        ));
-                    }
-                }
+        }
+        let got: Vec<Which> = t.certs.iter().map(|c| which(c, s)).collect();
+        let ok = match phase {
+            Phase::Started => got == [Which::Old],
+            Phase::Trusting | Phase::Issuing => {
+                got.contains(&Which::Old) && got.contains(&Which::New)
             }
-            Err(e) => out.push(e.to_string()),
+            Phase::Finished => got == [Which::New],
+            Phase::Aborted => true,
+        };
+        if !ok {
+            out.push(format!(
+                "{}: certificate-authority-data holds {} in the {} phase{}",
+                t.path.display(),
+                names(&got),
+                phase.name(),
+                if got.len() == 1 && phase != Phase::Finished {
+                    " (COLLAPSED to one certificate: kubeadm certs renew?)"
+                } else {
+                    ""
+                }
+            ));
         }
     }
     let want_issuer = if matches!(phase, Phase::Started | Phase::Trusting) {
@@ -219,6 +213,5 @@ pub fn problems(
             }
         }
     }
-    let _ = settings;
     out
 }

@@ -6,8 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-
 use crate::config::Settings;
 use crate::inventory::{self, Inventory, Reading, Signer, TargetState};
 use crate::model::Component;
@@ -41,8 +39,6 @@ pub struct CaFiles {
     /// `pki/ca-signer.crt` for the cluster CA (the KCM's signer during a rotation).
     pub signer: Option<PathBuf>,
     pub kcm_manifest: PathBuf,
-    /// Kubeconfigs (resolved node paths) whose certificate-authority-data embed this CA.
-    pub kubeconfigs: Vec<PathBuf>,
     /// Certificate files whose served chain carries the cross certificate.
     pub serving: Vec<PathBuf>,
     /// What holds this CA in memory, in restart order.
@@ -57,60 +53,25 @@ impl CaFiles {
             "etcd/ca" => (pki.join("etcd/ca.crt"), pki.join("etcd/ca.key")),
             n => (pki.join(format!("{n}.crt")), pki.join(format!("{n}.key"))),
         };
-        let (signer, serving, restart) = match name {
+        let (signer, serving) = match name {
             "ca" => (
                 Some(pki.join("ca-signer.crt")),
                 vec![pki.join("apiserver.crt")],
-                vec![
-                    Component::KubeApiserver,
-                    Component::KubeControllerManager,
-                    Component::KubeScheduler,
-                    Component::Kubelet,
-                ],
             ),
             "etcd/ca" => (
                 None,
                 vec![pki.join("etcd/server.crt"), pki.join("etcd/peer.crt")],
-                // etcd never reloads its trusted-CA files; the apiserver's --etcd-cafile
-                // is read at start.
-                vec![Component::Etcd, Component::KubeApiserver],
             ),
-            _ => (
-                None,
-                Vec::new(),
-                vec![Component::KubeApiserver, Component::KubeControllerManager],
-            ),
+            _ => (None, Vec::new()),
         };
-        let mut kubeconfigs = Vec::new();
-        if name == "ca" {
-            let mut candidates: Vec<PathBuf> = [
-                "admin.conf",
-                "super-admin.conf",
-                "controller-manager.conf",
-                "scheduler.conf",
-                "kubelet.conf",
-            ]
-            .iter()
-            .map(|n| k.kubeconfig_dir.join(n))
-            .collect();
-            candidates.extend(k.user_kubeconfigs.iter().cloned());
-            for c in candidates {
-                // /root/.kube/config is often a link to admin.conf: written once.
-                let Ok(resolved) = root.resolve(&c) else {
-                    continue;
-                };
-                if root.exists(&resolved) && !kubeconfigs.contains(&resolved) {
-                    kubeconfigs.push(resolved);
-                }
-            }
-        }
+        let role = inventory::layout(settings, root).role;
+        let restart = crate::authority::copies::restart_order(name, role);
         CaFiles {
             name,
             cert,
             key,
             signer,
             kcm_manifest: k.manifests_dir.join("kube-controller-manager.yaml"),
-            kubeconfigs,
             serving,
             restart,
         }
@@ -159,76 +120,6 @@ pub fn certs_of(path: &Path, bytes: &[u8]) -> Result<Vec<CertFacts>, EditError> 
 /// PEM of certificates in order.
 pub fn bundle_pem(certs: &[&CertFacts]) -> String {
     certs.iter().map(|c| super::stage::pem(c)).collect()
-}
-
-/// The `certificate-authority-data` values of a kubeconfig, decoded to certificates
-/// (a value that does not decode is an error naming the file).
-pub fn kubeconfig_cas(path: &Path, bytes: &[u8]) -> Result<Vec<Vec<CertFacts>>, EditError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| unusable(path, "not UTF-8 text"))?;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        if let Some(v) = line.trim().strip_prefix("certificate-authority-data:") {
-            let v = v.trim().trim_matches('"');
-            let pem = base64::engine::general_purpose::STANDARD
-                .decode(v)
-                .map_err(|e| {
-                    unusable(
-                        path,
-                        format!("certificate-authority-data is not base64: {e}"),
-                    )
-                })?;
-            out.push(certs_of(path, &pem)?);
-        }
-    }
-    Ok(out)
-}
-
-/// The kubeconfig with every `certificate-authority-data` that holds one of `match_any`
-/// replaced by `bundle` (PEM), every other byte kept; the result must still parse.
-/// `Ok(None)`: no cluster of the file embeds this CA.
-pub fn with_ca_data(
-    path: &Path,
-    bytes: &[u8],
-    match_any: &[&CertFacts],
-    bundle: &str,
-) -> Result<Option<Vec<u8>>, EditError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| unusable(path, "not UTF-8 text"))?;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(bundle.as_bytes());
-    let mut out = String::with_capacity(text.len() + b64.len());
-    let mut hit = false;
-    for line in text.split_inclusive('\n') {
-        let body = line.trim_end_matches(['\n', '\r']);
-        let eol = &line[body.len()..];
-        let trimmed = body.trim_start();
-        if let Some(v) = trimmed.strip_prefix("certificate-authority-data:") {
-            let v = v.trim().trim_matches('"');
-            let pem = base64::engine::general_purpose::STANDARD
-                .decode(v)
-                .map_err(|e| {
-                    unusable(
-                        path,
-                        format!("certificate-authority-data is not base64: {e}"),
-                    )
-                })?;
-            let certs = certs_of(path, &pem)?;
-            if certs
-                .iter()
-                .any(|c| match_any.iter().any(|m| m.der == c.der))
-            {
-                hit = true;
-                let indent = &body[..body.len() - trimmed.len()];
-                out.push_str(&format!("{indent}certificate-authority-data: {b64}{eol}"));
-                continue;
-            }
-        }
-        out.push_str(line);
-    }
-    if !hit {
-        return Ok(None);
-    }
-    crate::node::kubeconfig::parse(out.as_bytes(), path)
-        .map_err(|e| unusable(path, format!("the edited kubeconfig does not parse: {e}")))?;
-    Ok(Some(out.into_bytes()))
 }
 
 /// The controller-manager's `--cluster-signing-cert-file`, if its manifest sets one.

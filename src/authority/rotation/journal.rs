@@ -128,18 +128,11 @@ pub fn write(state: &StateDir, j: &RotationJournal) -> Result<(), WriteError> {
 
 /// `ca status`'s phase of a CA: none|started|trusting|issuing|finished.
 pub fn phase_of(state: &StateDir, ca: &str) -> &'static str {
-    match read(state, canonical(ca).unwrap_or(ca)) {
+    match read(
+        state,
+        crate::authority::copies::canonical_name(ca).unwrap_or(ca),
+    ) {
         Ok(Some(j)) if j.phase != Phase::Aborted => j.phase.name(),
         _ => "none",
-    }
-}
-
-/// A CA name as `status` names it; kubeadm's `etcd-ca` is accepted too.
-pub fn canonical(name: &str) -> Option<&'static str> {
-    match name {
-        "ca" | "kubernetes" => Some("ca"),
-        "front-proxy-ca" => Some("front-proxy-ca"),
-        "etcd/ca" | "etcd-ca" => Some("etcd/ca"),
-        _ => None,
     }
 }

@@ -16,7 +16,7 @@ pub mod steps;
 
 use crate::pki::CertFacts;
 
-pub use journal::{canonical, phase_of, Phase, RotationJournal};
+pub use journal::{phase_of, Phase, RotationJournal};
 pub use phase::Command;
 pub use steps::{rotate, warnings, Outcome, RotationError, StartOptions};
 

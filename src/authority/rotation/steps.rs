@@ -25,10 +25,12 @@ use super::journal::{self, BackedUp, Phase, RotationJournal};
 use super::phase::{self, Command, Decision, Observed, Recorded, Which};
 use super::stage::{self, StageError};
 use super::Staged;
+use crate::authority::copies::{AnchorKind, NodeCopies};
 use crate::ca::{CaError, LocalCa};
 use crate::config::Settings;
 use crate::issue::{self, IssueError, RenewOptions};
 use crate::model::{Component, FileChange, NewContent};
+use crate::node::kubeconfig::replace_cluster_ca;
 use crate::node::NodeRoot;
 use crate::pass::Restarts;
 use crate::pki::{CertFacts, PrivateKey};
@@ -57,6 +59,13 @@ pub enum RotationError {
     Verify(#[from] VerifyError),
     #[error("{}: {problem}", path.display())]
     Node { path: PathBuf, problem: String },
+    #[error("{}: {source}", path.display())]
+    Kubeconfig {
+        path: PathBuf,
+        source: crate::node::kubeconfig::KubeconfigError,
+    },
+    #[error("{0}")]
+    Copy(#[from] crate::authority::copies::CopyError),
     #[error("the {phase} phase's files are not as it promises:\n  {}", problems.join("\n  "))]
     Check {
         phase: &'static str,
@@ -337,7 +346,11 @@ fn touched(ctx: &Ctx<'_>, f: &CaFiles) -> Vec<PathBuf> {
     v.extend(f.signer.iter().cloned());
     v.push(f.kcm_manifest.clone());
     v.extend(f.manifests(ctx.settings));
-    v.extend(f.kubeconfigs.iter().cloned());
+    v.extend(
+        kubeconfig_copies(ctx.root, ctx.settings, f)
+            .into_iter()
+            .map(|(p, _)| p),
+    );
     let inv = crate::pass::read_node(ctx.root, ctx.settings);
     for (o, r) in files::leaves(&inv, f.name) {
         v.push(o.target.path.clone());
@@ -539,18 +552,52 @@ fn set(
     Ok(())
 }
 
+/// The kubeconfig copies of this CA: (resolved node path, cluster entry).
+pub fn kubeconfig_copies(
+    root: &NodeRoot,
+    settings: &Settings,
+    f: &CaFiles,
+) -> Vec<(PathBuf, String)> {
+    let nc = NodeCopies::read(root, settings);
+    nc.authority(f.name)
+        .map(|a| {
+            a.anchors
+                .iter()
+                .filter_map(|t| match &t.kind {
+                    AnchorKind::Kubeconfig { cluster } => Some((t.path.clone(), cluster.clone())),
+                    AnchorKind::CaFile => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every kubeconfig copy of this CA holds `bundle`, edited on top of what the change
+/// set already writes to that kubeconfig (a re-issued client certificate).
 fn kubeconfigs_to(
     root: &NodeRoot,
+    settings: &Settings,
     f: &CaFiles,
-    s: &Staged,
     changes: &mut Vec<FileChange>,
     bundle: &[&CertFacts],
 ) -> Result<(), RotationError> {
+    let nc = NodeCopies::read(root, settings);
+    if let Some(e) = nc.unreadable.first() {
+        return Err(RotationError::Refused(format!(
+            "{e}: the CA copy in it cannot be updated; fix or remove the file first"
+        )));
+    }
     let pem = files::bundle_pem(bundle);
-    for k in &f.kubeconfigs {
-        edit(root, changes, k, true, |b| {
-            let new = files::with_ca_data(k, b, &[&s.old, &s.new], &pem)?;
-            Ok(new.filter(|n| n.as_slice() != b))
+    for (path, cluster) in kubeconfig_copies(root, settings, f) {
+        edit(root, changes, &path, true, |b| {
+            let new =
+                replace_cluster_ca(b, &path, &[(&cluster, pem.as_bytes())]).map_err(|source| {
+                    RotationError::Kubeconfig {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+            Ok((new != b).then_some(new))
         })?;
     }
     Ok(())
@@ -606,7 +653,7 @@ fn trust_changes(
         files::bundle_pem(&[&s.old, &s.new]).into_bytes(),
         false,
     )?;
-    kubeconfigs_to(root, f, s, &mut changes, &[&s.old, &s.new])?;
+    kubeconfigs_to(root, ctx.settings, f, &mut changes, &[&s.old, &s.new])?;
     Ok(changes)
 }
 
@@ -648,7 +695,7 @@ fn issue_changes(
         )?;
         signer_flag_to(root, f, &mut changes, &f.cert, signer)?;
     }
-    kubeconfigs_to(root, f, s, &mut changes, &[&s.old, &s.new])?;
+    kubeconfigs_to(root, ctx.settings, f, &mut changes, &[&s.old, &s.new])?;
     // Every leaf of this CA from the new one, as a renewal would issue it (same
     // identity, new key); the plan's reading of each target is the renewal's input.
     let new_ca = LocalCa::load(
@@ -761,7 +808,7 @@ fn finish_changes(
         // Back to kubeadm's manifest: ca.crt is a single certificate again.
         signer_flag_to(root, f, &mut changes, signer, &f.cert)?;
     }
-    kubeconfigs_to(root, f, s, &mut changes, &[&s.new])?;
+    kubeconfigs_to(root, ctx.settings, f, &mut changes, &[&s.new])?;
     for path in &f.serving {
         if !root.exists(path) {
             continue;
