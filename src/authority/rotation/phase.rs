@@ -184,7 +184,7 @@ pub fn decide(journal: Option<Recorded>, seen: &Observed, cmd: Command) -> Decis
             Command::Finish if seen.drift || ca_files_in(Phase::Finished, seen).is_err() => {
                 Decision::Run
             }
-            Command::Finish => Decision::Done("the rotation is finished".into()),
+            Command::Finish => Decision::Done("the rotation is finished: nothing to do".into()),
             Command::Start => match ca_files_in(Phase::Started, &relabel_new_as_old(seen)) {
                 Ok(()) => Decision::Run,
                 Err(e) => Decision::Refuse(e),
