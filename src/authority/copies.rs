@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::config::{ExtraKind, Settings};
 use crate::inventory::{self, NodeRole};
-use crate::model::{Component, FileChange};
+use crate::model::FileChange;
 use crate::node::kubeconfig::{self, ClusterTrust, KubeconfigError};
 use crate::node::{NodeError, NodeRoot};
 use crate::pki::{self, encode_pem, CertFacts, PkiError};
@@ -34,19 +34,9 @@ pub fn canonical_name(arg: &str) -> Option<&'static str> {
     }
 }
 
-/// What holds a CA in memory and must restart, in order, once its copies changed
-/// (research 2.8): etcd never reloads its trusted-CA files and the apiserver reads
-/// `--etcd-cafile` once; every kubeconfig's embedded CA is read at start. A worker has
-/// only the kubelet.
-pub fn restart_order(name: &str, role: NodeRole) -> Vec<Component> {
-    use Component::*;
-    match (name, role) {
-        (_, NodeRole::Worker) => vec![Kubelet],
-        ("etcd/ca", _) => vec![Etcd, KubeApiserver],
-        ("front-proxy-ca", _) => vec![KubeApiserver, KubeControllerManager],
-        _ => vec![KubeApiserver, KubeControllerManager, KubeScheduler, Kubelet],
-    }
-}
+/// What holds a CA in memory and must restart, in order, once its copies changed: the
+/// plan's rule ([`crate::plan::ca_restarts`]), here beside the copies it follows from.
+pub use crate::plan::ca_restarts as restart_order;
 
 /// Why the copies of a CA cannot be read or rewritten: the file and what is wrong.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -384,6 +374,7 @@ fn kubeconfig_anchors(path: &Path, bytes: Vec<u8>) -> Result<Vec<TrustAnchor>, C
 mod tests {
     use super::*;
     use crate::fixture;
+    use crate::model::Component;
 
     fn node() -> (tempfile::TempDir, NodeRoot, Settings) {
         let (d, root) = fixture::temp_control_plane();

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod ca;
 mod ca_rotate;
 mod context;
 mod demo;
@@ -14,6 +15,7 @@ mod renew;
 mod run;
 mod status;
 
+pub use ca::CaCommand;
 pub use renew::{cert_renew_main, CertRenewCli};
 
 use crate::node::NodeRoot;
@@ -113,10 +115,11 @@ pub enum Command {
     },
     /// Finish or undo a renewal that was interrupted (crash, power loss)
     Recover,
-    /// The node's CAs: rotation to a new key in phases
+    /// The cluster's CAs on this node: status, renewal with the same key, export and
+    /// import between nodes (docs/ca.md)
     Ca {
         #[command(subcommand)]
-        command: ca_rotate::CaRotateOnly,
+        command: CaCommand,
     },
     /// Configuration commands
     Config {
@@ -220,9 +223,7 @@ pub fn main() -> ExitCode {
             },
         ),
         Command::Recover => status::recover(&root, cli.config.as_deref()),
-        Command::Ca {
-            command: ca_rotate::CaRotateOnly::Rotate(args),
-        } => ca_rotate::rotate(&root, cli.config.as_deref(), args),
+        Command::Ca { command } => ca::ca(&root, cli.config.as_deref(), command),
         Command::Config {
             command: ConfigCommand::Check,
         } => status::config_check(&root, cli.config.as_deref()),

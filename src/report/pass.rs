@@ -16,6 +16,8 @@ pub mod message_id {
     pub const ROLLED_BACK: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a04";
     pub const FAILED: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a05";
     pub const DEFERRED: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a06";
+    /// A CA renewed with its own key (by `run` or `ca renew`), or installed by `ca import`.
+    pub const CA_RENEWED: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a07";
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

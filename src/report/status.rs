@@ -310,7 +310,8 @@ impl fmt::Display for NotANode {
     }
 }
 
-fn render<const N: usize>(rows: &[[String; N]]) -> String {
+/// Columns aligned, as kubeadm prints its tables.
+pub fn render<const N: usize>(rows: &[[String; N]]) -> String {
     let mut widths = [0usize; N];
     for r in rows {
         for (i, c) in r.iter().enumerate() {
