@@ -35,21 +35,25 @@ use crate::pass::{Edges, Overrides, Pass, Restarts};
 use crate::pki::{CertFacts, PrivateKey};
 use crate::write::{StateDir, WriteError};
 
+/// Why a phase did not complete. Each names its file, CA or component. Large errors
+/// are boxed, so that every step's `Result` stays small.
 #[derive(Debug, thiserror::Error)]
 pub enum RotationError {
     /// Out of order, or a precondition does not hold: nothing was changed.
     #[error("{0}")]
     Refused(String),
     #[error("{0}")]
-    Stage(#[from] StageError),
+    Stage(Box<StageError>),
     #[error("{0}")]
-    Edit(#[from] EditError),
+    Edit(Box<EditError>),
     #[error("{0}")]
-    Write(#[from] WriteError),
+    Write(Box<WriteError>),
     #[error("{0}")]
-    Issue(#[from] IssueError),
+    Issue(Box<IssueError>),
     #[error("{0}")]
-    Ca(#[from] CaError),
+    Ca(Box<CaError>),
+    #[error("{0}")]
+    Copy(Box<crate::authority::copies::CopyError>),
     /// A restart or its verification failed; the phase stays unverified.
     #[error("{0}")]
     RestartFailed(String),
@@ -58,16 +62,33 @@ pub enum RotationError {
     #[error("{}: {source}", path.display())]
     Kubeconfig {
         path: PathBuf,
-        source: crate::node::kubeconfig::KubeconfigError,
+        source: Box<crate::node::kubeconfig::KubeconfigError>,
     },
-    #[error("{0}")]
-    Copy(#[from] crate::authority::copies::CopyError),
     #[error("the {phase} phase's files are not as it promises:\n  {}", problems.join("\n  "))]
     Check {
         phase: &'static str,
         problems: Vec<String>,
     },
 }
+
+macro_rules! rotation_error_from {
+    ($($variant:ident($error:ty)),*) => {
+        $(impl From<$error> for RotationError {
+            fn from(e: $error) -> Self {
+                RotationError::$variant(Box::new(e))
+            }
+        })*
+    };
+}
+
+rotation_error_from!(
+    Stage(StageError),
+    Edit(EditError),
+    Write(WriteError),
+    Issue(IssueError),
+    Ca(CaError),
+    Copy(crate::authority::copies::CopyError)
+);
 
 fn node_err(path: &Path) -> impl FnOnce(crate::node::NodeError) -> RotationError + '_ {
     move |e| RotationError::Node {
@@ -590,7 +611,7 @@ fn kubeconfigs_to(
                 replace_cluster_ca(b, &path, &[(&cluster, pem.as_bytes())]).map_err(|source| {
                     RotationError::Kubeconfig {
                         path: path.clone(),
-                        source,
+                        source: Box::new(source),
                     }
                 })?;
             Ok((new != b).then_some(new))
