@@ -36,6 +36,9 @@ pub struct PassReport {
     pub warnings: Vec<String>,
     /// Components that must restart to load what was written and were not restarted.
     pub must_restart: Vec<String>,
+    /// CAs renewed with their own key before the leaves (`run`), one line each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ca_renewed: Vec<String>,
     /// Every target's result, in the order they completed.
     #[serde(skip)]
     pub results: Vec<TargetResult>,
@@ -113,6 +116,7 @@ impl PassReport {
                 )
             })
             .collect();
+        section("CA renewed with its own key", &self.ca_renewed);
         section("renewed", &renewed);
         section("restarted", &self.restarted);
         section("verified", &self.verified);
