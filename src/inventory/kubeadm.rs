@@ -403,7 +403,7 @@ mod tests {
         assert_eq!(found[0].cmdline, "kubeadm");
         // A long command line is cut, control characters dropped.
         let mut long = b"kubeadm\0certs\0renew\0all\x1b[2J\0".to_vec();
-        long.extend(std::iter::repeat(b'x').take(10_000));
+        long.extend(std::iter::repeat_n(b'x', 10_000));
         let proc = fake_proc(&[("11", "kubeadm", &long)]);
         let found = processes(proc.path(), 1);
         assert!(found[0].cmdline.starts_with("kubeadm certs renew all[2J "));
