@@ -719,3 +719,110 @@ fn a_crash_at_every_write_step_of_every_phase_is_recovered() {
         eprintln!("{phase}: {points} crash points recovered");
     }
 }
+
+/// On the live node (the pass's doubles for systemd, the TLS prober and the clock):
+/// each phase restarts what holds the CA, in order, one at a time, each verified; a
+/// failed restart leaves the phase unverified, and the same command resumes it.
+#[test]
+fn on_the_live_node_each_phase_restarts_what_holds_the_ca_in_order_and_a_failure_resumes() {
+    use cert_rotator::authority::rotation::{self, steps::Ctx, Command, StartOptions};
+    use cert_rotator::config::Settings;
+    use cert_rotator::node::NodeRoot;
+    use cert_rotator::pass::{Edges, Restarts};
+    use cert_rotator::write::StateDir;
+    use common::fakes::{FakeClock, FakeProber, RecordingServiceManager};
+
+    let d = ecdsa_node();
+    let r = d.path();
+    let root = NodeRoot::new(r);
+    let s = Settings::default();
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
+    let prober = FakeProber::new(r, &[]);
+    let clock = FakeClock::at(now());
+    let phase = |services: &RecordingServiceManager, ca: &'static str, cmd: Command| {
+        let ctx = Ctx {
+            root: &root,
+            settings: &s,
+            state: &state,
+            restarts: Restarts::Live(Edges {
+                services,
+                prober: &prober,
+                clock: &clock,
+            }),
+            now: now(),
+        };
+        let opts = StartOptions {
+            cross_sign: true,
+            ..Default::default()
+        };
+        rotation::rotate(&ctx, ca, cmd, &opts)
+    };
+    let restarted = |lines: &[String]| -> Vec<String> {
+        lines
+            .iter()
+            .filter_map(|l| l.split_once(": restarted "))
+            .map(|(_, rest)| rest.split(':').next().unwrap().to_string())
+            .collect()
+    };
+    let ok = RecordingServiceManager::new();
+    let out = phase(&ok, "etcd/ca", Command::Start).unwrap();
+    assert!(
+        restarted(&out.lines).is_empty(),
+        "start restarts nothing: {out:?}"
+    );
+    let out = phase(&ok, "etcd/ca", Command::Trust).unwrap();
+    assert_eq!(restarted(&out.lines), ["etcd", "kube-apiserver"], "{out:?}");
+    assert!(
+        out.lines.iter().any(|l| l.contains("etcd serves serial")),
+        "{out:?}"
+    );
+    let out = phase(&ok, "etcd/ca", Command::Issue).unwrap();
+    assert_eq!(restarted(&out.lines), ["etcd", "kube-apiserver"], "{out:?}");
+    // Verified against what is on disk now: the new etcd serving certificate.
+    let served = common::fakes::serial_of(&host(r, "/etc/kubernetes/pki/etcd/server.crt"));
+    assert!(
+        out.lines
+            .iter()
+            .any(|l| l.contains(&format!("etcd serves serial {served}"))),
+        "{out:?}"
+    );
+
+    // The cluster CA, with a kubelet that fails to restart at trust.
+    let failing = RecordingServiceManager::new();
+    failing.fail_unit("kubelet.service", "failed");
+    phase(&ok, "ca", Command::Start).unwrap();
+    let e = phase(&failing, "ca", Command::Trust)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("kubelet"), "{e}");
+    assert_eq!(
+        rotation::phase_of(&state, "ca"),
+        "trusting",
+        "the files are in place"
+    );
+    let refused = phase(&ok, "ca", Command::Issue).unwrap_err().to_string();
+    assert!(refused.contains("run `trust` again first"), "{refused}");
+    let out = phase(&ok, "ca", Command::Trust).unwrap();
+    assert!(
+        out.lines
+            .iter()
+            .any(|l| l.contains("restarting and verifying")),
+        "{out:?}"
+    );
+    assert_eq!(
+        restarted(&out.lines),
+        [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kubelet.service"
+        ],
+        "{out:?}"
+    );
+    assert_eq!(
+        ok.restarted().last().map(String::as_str),
+        Some("kubelet.service")
+    );
+    // Control-plane restarts are paced by the pass's gap.
+    assert!(!clock.slept().is_empty());
+}
