@@ -29,9 +29,19 @@ impl RotationPhase {
 }
 
 /// The rotation phase of CA `name` on this node, from the rotation's journal in the
-/// state directory. Reads only.
-// The rotation's journal is not written yet: every CA is in phase none.
+/// state directory (`<state>/rotations/<name>/journal.json`). Reads only; an unreadable
+/// journal reads as `none` (the rotation commands say why).
 pub fn phase_of(state: &StateDir, name: &str) -> RotationPhase {
-    let _ = (state, name);
-    RotationPhase::None
+    use super::rotation::Phase;
+    match super::rotation::journal::read(state, name) {
+        Ok(Some(j)) => match j.phase {
+            Phase::Started => RotationPhase::Started,
+            Phase::Trusting => RotationPhase::Trusting,
+            Phase::Issuing => RotationPhase::Issuing,
+            Phase::Finished => RotationPhase::Finished,
+            // An abort whose restarts were interrupted: the files are as before start.
+            Phase::Aborted => RotationPhase::None,
+        },
+        _ => RotationPhase::None,
+    }
 }

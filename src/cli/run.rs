@@ -105,6 +105,12 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         now,
         &crate::pass::plan_options(root),
     );
+    // A CA rotation in progress whose bundles kubeadm collapsed or whose signer flag
+    // `kubeadm upgrade` reverted: loud, with the command that re-applies the phase.
+    for w in crate::authority::rotation::warnings(root, settings, &state) {
+        tracing::warn!(action = "ca-rotation", "{w}");
+        say(&format!("WARNING: {w}"));
+    }
     let report = with_edges(root, settings, |edges| {
         if let Restarts::Live(e) = &edges {
             let down = crate::pass::broken_deferred(e, root, settings, &plan);
