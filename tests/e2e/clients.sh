@@ -56,14 +56,15 @@ etcd_get_is() {
 	[[ $got == "$3" ]] || { e2e_log "  $2 is '$got', not '$3'"; return 1; }
 }
 
-# kubectl_ok KUBECONFIG: kubectl with KUBECONFIG's server, CA and client certificate
+# kubectl_ok KUBECONFIG: kubectl (its discovery cache in /tmp, not the node's
+# /root/.kube) with KUBECONFIG's server, CA and client certificate
 # gets /healthz. The stand-in's `s_server -www` answers 200 with an HTML page only
 # after a TLS handshake in which the client certificate verified against ca.crt, so
 # exit 0 means kubectl trusted the server by the kubeconfig's CA and the server
 # accepted the kubeconfig's client certificate.
 kubectl_ok() {
 	local out
-	out=$(e2e_exec kubectl --kubeconfig "$1" --request-timeout=10s get --raw /healthz 2>&1) ||
+	out=$(e2e_exec kubectl --kubeconfig "$1" --cache-dir=/tmp/kubectl-cache --request-timeout=10s get --raw /healthz 2>&1) ||
 		{ e2e_log "  $1: ${out:0:300}"; return 1; }
 	[[ $out == *'<HTML>'* ]] || { e2e_log "  $1: unexpected answer ${out:0:200}"; return 1; }
 }
@@ -72,7 +73,7 @@ kubectl_ok() {
 # file or a bad kubeconfig, which would make a refusal check pass for nothing).
 kubectl_refused() {
 	local out
-	if out=$(e2e_exec kubectl --kubeconfig "$1" --request-timeout=10s get --raw /healthz 2>&1); then
+	if out=$(e2e_exec kubectl --kubeconfig "$1" --cache-dir=/tmp/kubectl-cache --request-timeout=10s get --raw /healthz 2>&1); then
 		e2e_log "  $1 was accepted"
 		return 1
 	fi
