@@ -12,8 +12,8 @@
 # kubeconfig embeds the new CA; kubectl with each kubeconfig authenticates to the
 # apiserver stand-in, which was restarted after ca.crt changed; the real etcd was
 # restarted (it never reloads its trusted CA), is healthy and accepts the apiserver's
-# etcd client; the kubelet was restarted. The leaves due before are renewed by a
-# pass first, under the old CA. Prints "N passed, N failed". Needs what
+# etcd client; the kubelet was restarted. The leaves due on the fixture's node are
+# renewed by a pass first, before the CAs age. Prints "N passed, N failed". Needs what
 # run.sh needs, and jq on the host.
 set -uo pipefail
 
@@ -96,17 +96,21 @@ e2e_check "dpkg -i installs the package" e2e_exec dpkg -i /opt/cert-rotator.deb
 e2e_check "fixture builder lays down a kubeadm node" e2e_exec cert-rotator demo --build-only --keep /
 e2e_exec sh -c 'printf "[run]\nmax_restarts_per_pass = 5\nmin_restart_gap_seconds = 2\nverify_timeout_seconds = 60\n" >/etc/cert-rotator/config.d/50-e2e.toml'
 e2e_exec ip addr add 10.0.0.10/32 dev lo
-e2e_check "the cluster CA is one near its end (same key, 200 days left)" \
+e2e_check "stand-ins installed and started" e2e_exec /opt/standins/install.sh --now
+# The leaves that are due (scheduler.conf expired, the apiserver's, the kubelet's
+# client certificate) renewed first, as the timer would have: every leaf is valid when
+# the CA is renewed. Before the CAs age: `run` renews a due CA by itself.
+e2e_check "a pass renews the due leaves" e2e_exec systemctl start cert-rotator.service
+e2e_check "the cluster CA is made one near its end (same key, 200 days left)" \
 	e2e_exec /opt/standins/age-ca.sh "$pki/ca" 200
 e2e_check "... and the etcd CA" e2e_exec /opt/standins/age-ca.sh "$pki/etcd/ca" 200
-e2e_check "stand-ins installed and started" e2e_exec /opt/standins/install.sh --now
+e2e_check "the components restart with them" \
+	e2e_exec systemctl restart static-pods.service kubelet.service
 e2e_check "real etcd is healthy" e2e_wait_for 30 etcd_healthy apiserver-etcd-client
+e2e_check "... runs with the aged etcd/ca.crt" runs_with etcd $pki/etcd/ca.crt
 e2e_check "... and keeps a key" etcd_put_get apiserver-etcd-client /cert-rotator-e2e/before one
-# The leaves that are due (scheduler.conf expired, the apiserver's, the kubelet's
-# client certificate) renewed first, under the old CA, as the timer would have: every
-# leaf is valid when the CA is renewed.
-e2e_check "a pass renews the due leaves under the old CA" e2e_exec systemctl start cert-rotator.service
 e2e_check "the apiserver stand-in is up" e2e_wait_for 20 kubectl_ok /etc/kubernetes/admin.conf
+e2e_check "... with the aged ca.crt" runs_with kube-apiserver $pki/ca.crt
 e2e_check "ca status --json: ca is due" eq "$(authority ca .due)" true
 e2e_check "... etcd/ca is due" eq "$(authority etcd/ca .due)" true
 e2e_check "... front-proxy-ca is not" eq "$(authority front-proxy-ca .due)" false
