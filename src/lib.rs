@@ -36,6 +36,8 @@ pub mod verify;
 pub mod report;
 /// The sequencer: per group issue -> write -> restart -> verify, or roll back.
 pub mod pass;
+/// The cluster's CAs on this node: their copies, renewal, export and import.
+pub mod authority;
 /// A kubeadm-faithful node for the demo and the tests.
 pub mod fixture;
 /// The sandbox node of `cert-rotator demo`.

@@ -30,7 +30,7 @@ use crate::write::{Applied, StateDir, WriteError};
 /// Why a step of the pass failed. Each step's error already names its target, file or
 /// component, so this displays it as it is: the report shows these words.
 #[derive(Debug, thiserror::Error)]
-enum PassError {
+pub enum PassError {
     /// The CA of the target's route could not be loaded.
     #[error("{0}")]
     Ca(#[source] Box<LoadError>),
@@ -419,6 +419,35 @@ fn renew(
         serial,
         not_after,
     ))
+}
+
+/// Restarts a component for something other than its own certificates (a CA it holds
+/// in memory, whose copies changed) exactly as a pass restarts a renewed group: the
+/// same pacing of control-plane restarts, history and manifest annotation (`serials`
+/// name what changed), then waits until it serves again. Returns the restart and
+/// verification lines.
+pub fn restart_and_verify(
+    pass: &Pass<'_>,
+    edges: &Edges<'_>,
+    component: &Component,
+    reload: Reload,
+    serials: &[String],
+) -> Result<(Vec<String>, Vec<String>), PassError> {
+    let mut history = load_history(pass.state);
+    let group = Group {
+        component: Some(component.clone()),
+        reload,
+        targets: Vec::new(),
+        urgent: false,
+    };
+    let comp = component.name();
+    let live = Live {
+        pass,
+        edges,
+        group: &group,
+        comp: &comp,
+    };
+    live.reload_and_verify(serials, &mut history)
 }
 
 /// One group on the live node.

@@ -7,12 +7,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod ca;
 mod context;
 mod demo;
 mod renew;
 mod run;
 mod status;
 
+pub use ca::CaCommand;
 pub use renew::{cert_renew_main, CertRenewCli};
 
 use crate::node::NodeRoot;
@@ -112,6 +114,12 @@ pub enum Command {
     },
     /// Finish or undo a renewal that was interrupted (crash, power loss)
     Recover,
+    /// The cluster's CAs on this node: status, renewal with the same key, export and
+    /// import between nodes (docs/ca.md)
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Configuration commands
     Config {
         #[command(subcommand)]
@@ -214,6 +222,7 @@ pub fn main() -> ExitCode {
             },
         ),
         Command::Recover => status::recover(&root, cli.config.as_deref()),
+        Command::Ca { command } => ca::ca(&root, cli.config.as_deref(), command),
         Command::Config {
             command: ConfigCommand::Check,
         } => status::config_check(&root, cli.config.as_deref()),

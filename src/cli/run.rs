@@ -83,7 +83,38 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
             overrides: Overrides::default(),
             restarts: edges,
         };
-        crate::pass::execute(&pass, &plan, &mut |_| {})
+        // Due CAs first, so that no leaf is renewed against (and capped by) a dying CA.
+        let cas = crate::authority::renew_due(&pass, &plan.authorities_due, now);
+        let plan = if cas.renewed.is_empty() {
+            plan
+        } else {
+            let plan = crate::pass::plan_run(root, settings, &state, now);
+            outln!("\nAfter the CA renewal:");
+            out!("{}", plan_text(&plan, root.is_live()));
+            plan
+        };
+        let mut report = crate::pass::execute(&pass, &plan, &mut |_| {});
+        report.ca_renewed = cas
+            .renewed
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} serial={} not_after={} sha256={}",
+                    r.name,
+                    r.serial,
+                    crate::timefmt::rfc3339(r.not_after),
+                    r.sha256
+                )
+            })
+            .collect();
+        let done = cas.installed;
+        report.restarted.splice(0..0, done.restarted);
+        report.verified.splice(0..0, done.verified);
+        report.not_performed.splice(0..0, done.not_performed);
+        report.must_restart.splice(0..0, done.must_restart);
+        report.failed.splice(0..0, cas.failed);
+        report.warnings.splice(0..0, cas.warnings);
+        report
     });
     outln!();
     out!("{}", report.summary());

@@ -21,7 +21,11 @@ pub fn status(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool
     let layout = inventory::layout(&loaded.settings, root);
     let inv = inventory::read(&layout, root);
     let not_a_node = NotANode::detect(&inv, root);
-    let mut status = Status::new(&inv, OffsetDateTime::now_utc());
+    let mut status = Status::with_authorities(
+        &inv,
+        &loaded.settings.authorities,
+        OffsetDateTime::now_utc(),
+    );
     match loaded.state().pending() {
         Ok(Some(j)) => {
             status.unfinished_write = Some(format!(

@@ -83,6 +83,9 @@ pub struct Settings {
     pub extra: Vec<ExtraTarget>,
     /// How a pass paces its restarts.
     pub run: RunSettings,
+    /// When the node's CAs (ca, front-proxy-ca, etcd/ca) are due, and whether `run`
+    /// renews them with their own key.
+    pub authorities: AuthoritySettings,
     /// Prometheus textfile (node path) written by every run and status; empty: none.
     /// Point node_exporter's --collector.textfile.directory at its directory.
     pub metrics_file: PathBuf,
@@ -130,7 +133,27 @@ impl Default for Settings {
             targets: BTreeMap::new(),
             extra: Vec::new(),
             run: RunSettings::default(),
+            authorities: AuthoritySettings::default(),
             metrics_file: PathBuf::from("/var/lib/cert-rotator/metrics/cert-rotator.prom"),
+        }
+    }
+}
+
+/// The CAs' own window, apart from the leaves': a CA is due when less than
+/// `remaining_fraction` of its lifetime remains (2 years of kubeadm's 10). `renew`
+/// false: `run` only reports a due CA, and `ca renew` is the operator's.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthoritySettings {
+    pub remaining_fraction: f64,
+    pub renew: bool,
+}
+
+impl Default for AuthoritySettings {
+    fn default() -> Self {
+        AuthoritySettings {
+            remaining_fraction: 0.2,
+            renew: true,
         }
     }
 }
@@ -385,6 +408,10 @@ fn validate(s: &Settings) -> Result<(), InvalidValue> {
     };
     frac("window.remaining_fraction", s.window.remaining_fraction)?;
     days("window.remaining_days", s.window.remaining_days)?;
+    frac(
+        "authorities.remaining_fraction",
+        s.authorities.remaining_fraction,
+    )?;
     for name in s.targets.keys() {
         let known = crate::model::KUBEADM_TARGET_NAMES.contains(&name.as_str())
             || s.kubeadm

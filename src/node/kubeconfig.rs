@@ -125,13 +125,21 @@ pub enum KubeconfigError {
     },
     #[error("the current user references certificate files; renew those files instead")]
     ReferencesFiles,
-    #[error(
-        "cannot locate client-certificate-data / client-key-data in the file to edit them in place"
-    )]
+    #[error("cannot locate the base64 data in the file to edit it in place")]
     NoSpan,
-    #[error("client data span lies outside the file")]
+    #[error("cluster {cluster:?}: certificate-authority-data is not base64: {source}")]
+    ClusterCaNotBase64 {
+        cluster: String,
+        #[source]
+        source: base64::DecodeError,
+    },
+    #[error("no cluster {cluster:?} in the file")]
+    ClusterMissing { cluster: String },
+    #[error("cluster {cluster:?} has no certificate-authority-data to replace")]
+    ClusterCaNotEmbedded { cluster: String },
+    #[error("base64 data span lies outside the file")]
     SpanOutsideFile,
-    #[error("client data is not a single-line base64 value; refusing to rewrite its layout")]
+    #[error("the base64 value is not on a single line; refusing to rewrite its layout")]
     NotSingleLine,
 }
 
@@ -235,7 +243,15 @@ pub fn replace_embedded(
         return Err(KubeconfigError::NoSpan);
     };
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    let mut edits = [(cs, b64(cert_pem)), (ks, b64(key_pem))];
+    splice_base64(bytes, vec![(cs, b64(cert_pem)), (ks, b64(key_pem))])
+}
+
+/// Replaces base64 scalars at their spans with new base64 text, every other byte kept.
+/// A value that is not a single-line base64 scalar is refused rather than re-laid out.
+fn splice_base64(
+    bytes: &[u8],
+    mut edits: Vec<(ByteSpan, String)>,
+) -> Result<Vec<u8>, KubeconfigError> {
     edits.sort_by_key(|e| std::cmp::Reverse(e.0.start));
     let mut out = bytes.to_vec();
     for (span, new) in edits {
@@ -261,6 +277,108 @@ pub fn replace_embedded(
         out.splice(a..b, new.into_bytes());
     }
     Ok(out)
+}
+
+#[derive(Deserialize)]
+struct RawClusters {
+    #[serde(default)]
+    clusters: Option<Vec<NamedCluster>>,
+}
+
+#[derive(Deserialize)]
+struct NamedCluster {
+    name: String,
+    #[serde(default)]
+    cluster: Option<Cluster>,
+}
+
+#[derive(Deserialize, Default)]
+struct Cluster {
+    #[serde(rename = "certificate-authority-data", default)]
+    certificate_authority_data: Option<Spanned<String>>,
+    #[serde(rename = "certificate-authority", default)]
+    certificate_authority: Option<String>,
+}
+
+/// The CA a kubeconfig's cluster entry trusts.
+#[derive(Clone, Debug)]
+pub enum ClusterTrust {
+    /// `certificate-authority-data`: the PEM bytes and where their base64 sits.
+    Embedded {
+        pem: Vec<u8>,
+        span: Option<ByteSpan>,
+    },
+    /// `certificate-authority`: a file (node path; a relative one from the
+    /// kubeconfig's directory, as kubectl takes it).
+    File(PathBuf),
+    /// Neither: the system roots (or `insecure-skip-tls-verify`).
+    None,
+}
+
+/// One entry of a kubeconfig's `clusters` list.
+#[derive(Clone, Debug)]
+pub struct ClusterEntry {
+    pub name: String,
+    pub trust: ClusterTrust,
+}
+
+/// Every cluster entry of a kubeconfig and the CA it trusts, whatever the current
+/// context (a CA's copies are every entry that embeds it, not only the one in use).
+pub fn clusters(bytes: &[u8], node_path: &Path) -> Result<Vec<ClusterEntry>, KubeconfigError> {
+    let raw: RawClusters =
+        serde_saphyr::from_slice(bytes).map_err(|e| KubeconfigError::NotYaml(Box::new(e)))?;
+    let mut out = Vec::new();
+    for c in raw.clusters.unwrap_or_default() {
+        let cluster = c.cluster.unwrap_or_default();
+        let trust = if let Some(data) = cluster.certificate_authority_data {
+            let span = span_of(&data);
+            let pem =
+                decode_b64(&data.value).map_err(|source| KubeconfigError::ClusterCaNotBase64 {
+                    cluster: c.name.clone(),
+                    source,
+                })?;
+            ClusterTrust::Embedded { pem, span }
+        } else if let Some(file) = cluster.certificate_authority.filter(|f| !f.is_empty()) {
+            let base = node_path.parent().unwrap_or(Path::new("/"));
+            ClusterTrust::File(base.join(file))
+        } else {
+            ClusterTrust::None
+        };
+        out.push(ClusterEntry {
+            name: c.name,
+            trust,
+        });
+    }
+    Ok(out)
+}
+
+/// Replaces the `certificate-authority-data` of the named cluster entries with new PEM
+/// bytes (one value per entry), leaving every other byte of the file as it was.
+pub fn replace_cluster_ca(
+    bytes: &[u8],
+    node_path: &Path,
+    new: &[(&str, &[u8])],
+) -> Result<Vec<u8>, KubeconfigError> {
+    let entries = clusters(bytes, node_path)?;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let mut edits = Vec::new();
+    for (name, pem) in new {
+        let Some(entry) = entries.iter().find(|e| e.name == *name) else {
+            return Err(KubeconfigError::ClusterMissing {
+                cluster: name.to_string(),
+            });
+        };
+        let ClusterTrust::Embedded { span, .. } = &entry.trust else {
+            return Err(KubeconfigError::ClusterCaNotEmbedded {
+                cluster: name.to_string(),
+            });
+        };
+        let Some(span) = span else {
+            return Err(KubeconfigError::NoSpan);
+        };
+        edits.push((*span, b64(pem)));
+    }
+    splice_base64(bytes, edits)
 }
 
 fn span_of<T>(s: &Spanned<T>) -> Option<ByteSpan> {
@@ -343,6 +461,42 @@ users:
         assert!(String::from_utf8(out)
             .unwrap()
             .contains("client-key-data: \"TkVXS0VZ\"\n"));
+    }
+
+    #[test]
+    fn cluster_ca_data_is_found_and_replaced_in_place() {
+        let e = clusters(KC.as_bytes(), Path::new("/a")).unwrap();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].name, "kubernetes");
+        let ClusterTrust::Embedded { pem, .. } = &e[0].trust else {
+            panic!("not embedded")
+        };
+        assert_eq!(pem, b"CA");
+        let out = replace_cluster_ca(KC.as_bytes(), Path::new("/a"), &[("kubernetes", b"NEWCA")])
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            KC.replace(
+                "certificate-authority-data: Q0E=",
+                "certificate-authority-data: TkVXQ0E="
+            )
+        );
+        let err = replace_cluster_ca(KC.as_bytes(), Path::new("/a"), &[("gone", b"X")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no cluster \"gone\""), "{err}");
+        let file = KC.replace(
+            "certificate-authority-data: Q0E=",
+            "certificate-authority: pki/ca.crt",
+        );
+        let e = clusters(file.as_bytes(), Path::new("/etc/kubernetes/x.conf")).unwrap();
+        assert!(
+            matches!(&e[0].trust, ClusterTrust::File(p) if p == Path::new("/etc/kubernetes/pki/ca.crt"))
+        );
+        let err = replace_cluster_ca(file.as_bytes(), Path::new("/a"), &[("kubernetes", b"X")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no certificate-authority-data"), "{err}");
     }
 
     #[test]

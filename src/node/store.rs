@@ -95,6 +95,26 @@ impl NodeRoot {
         fsync_host_dir(dir).map_err(io)
     }
 
+    /// Creates a new file atomically and never over an existing one: a temp file in the
+    /// same directory (written, fsynced, `mode`), hard-linked to its name, which fails
+    /// if anything is there, then the temp removed and the directory fsynced. For files
+    /// handed to an operator (`ca export`), where replacing one would lose it.
+    pub fn write_new(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), NodeError> {
+        let (node, host) = self.entry(path)?;
+        let name = node
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| NodeError::new(&node, Problem::IsDirectory))?;
+        let dir = host.parent().unwrap_or(Path::new("/"));
+        let tmp = dir.join(format!(".{name}.{}.cert-rotator.tmp", std::process::id()));
+        let io = |e| NodeError::io(&node, e);
+        stage_host(&tmp, bytes, mode, None).map_err(io)?;
+        let linked = fs::hard_link(&tmp, &host);
+        let _ = fs::remove_file(&tmp);
+        linked.map_err(io)?;
+        fsync_host_dir(dir).map_err(io)
+    }
+
     /// Makes `link` a symlink to `target` (the text of the link), replacing what was
     /// there. A relative target that would lead out of the root is refused.
     pub fn symlink(&self, target: &Path, link: &Path) -> Result<(), NodeError> {

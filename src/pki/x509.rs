@@ -239,6 +239,24 @@ pub fn resign(r: &Reissue<'_>, issuer: Option<&Issuer<'_>>) -> Result<Vec<u8>, P
     sign_tbs(tbs, signer)
 }
 
+/// Renews a self-signed CA certificate with its own key: a copy of its TBSCertificate
+/// with a fresh random serial and the new validity, every other field (subject,
+/// issuer, public key, every extension with its key identifiers) kept bit for bit, and
+/// signed again by `key`, which must be the certificate's own. Every certificate the CA
+/// signed keeps verifying against the result.
+pub fn renew_self_signed(
+    old_der: &[u8],
+    key: &PrivateKey,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<Vec<u8>, PkiError> {
+    let old = Certificate::from_der(old_der).or_else(|x| e("decoding certificate", x))?;
+    let mut tbs = old.tbs_certificate;
+    tbs.serial_number = random_serial()?;
+    tbs.validity = validity(not_before, not_after)?;
+    sign_tbs(tbs, key)
+}
+
 fn sign_tbs(mut tbs: TbsCertificate, signer: &PrivateKey) -> Result<Vec<u8>, PkiError> {
     tbs.signature = signer.signature_algorithm();
     let tbs_der = tbs.to_der().or_else(|x| e("encoding TBSCertificate", x))?;

@@ -10,12 +10,14 @@
 //! kubeadm users know: a 91-day certificate at day 61 (the 30-day rule comes first), a
 //! 365-day one at day 292 (the 20% rule comes first).
 
+pub mod authorities;
 pub mod route;
 pub mod window;
 
 #[cfg(test)]
 mod queue_tests;
 
+pub use authorities::{ca_restarts, due_authorities, DueAuthority};
 pub use route::{ca_route, CaRoute};
 pub use window::{assess, Assessment, DueReason};
 
@@ -158,6 +160,10 @@ pub struct Plan {
     /// The first control-plane restart waits until then (gap after an earlier pass).
     #[serde(with = "time::serde::rfc3339::option")]
     pub control_plane_not_before: Option<OffsetDateTime>,
+    /// CAs due by `[authorities]`: `run` renews those it may with their own key before
+    /// any leaf (so no leaf is capped by a dying CA), and reports the others.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub authorities_due: Vec<DueAuthority>,
 }
 
 impl Plan {
@@ -232,6 +238,7 @@ pub fn forced(
         absent: Vec::new(),
         authorities: authority_defs(inv),
         control_plane_not_before: None,
+        authorities_due: Vec::new(),
     };
     for o in &inv.certificates {
         let t = &o.target;
@@ -369,6 +376,7 @@ pub fn make_plan(
         absent: Vec::new(),
         authorities: authority_defs(inv),
         control_plane_not_before,
+        authorities_due: due_authorities(&settings.authorities, inv, now),
     }
 }
 

@@ -16,6 +16,8 @@ pub mod message_id {
     pub const ROLLED_BACK: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a04";
     pub const FAILED: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a05";
     pub const DEFERRED: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a06";
+    /// A CA renewed with its own key (by `run` or `ca renew`), or installed by `ca import`.
+    pub const CA_RENEWED: &str = "6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a07";
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -34,6 +36,9 @@ pub struct PassReport {
     pub warnings: Vec<String>,
     /// Components that must restart to load what was written and were not restarted.
     pub must_restart: Vec<String>,
+    /// CAs renewed with their own key before the leaves (`run`), one line each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ca_renewed: Vec<String>,
     /// Every target's result, in the order they completed.
     #[serde(skip)]
     pub results: Vec<TargetResult>,
@@ -111,6 +116,7 @@ impl PassReport {
                 )
             })
             .collect();
+        section("CA renewed with its own key", &self.ca_renewed);
         section("renewed", &renewed);
         section("restarted", &self.restarted);
         section("verified", &self.verified);

@@ -19,8 +19,38 @@ pub fn reload_words(reload: &Reload) -> String {
 /// are not performed, and each group says so.
 pub fn plan_text(plan: &Plan, live: bool) -> String {
     let mut out = String::new();
+    for a in &plan.authorities_due {
+        let restarts: Vec<String> = a.restarts.iter().map(|c| c.name()).collect();
+        if a.automatic {
+            out.push_str(&format!(
+                "CA {}: renew with its own key first ({}, expires {}); every copy on the node, then restart {}{}\n",
+                a.name,
+                a.reason,
+                rfc3339(a.not_after),
+                restarts.join(", "),
+                if live { "" } else { " [not performed under --root]" }
+            ));
+        } else {
+            out.push_str(&format!(
+                "CA {} is due ({}, expires {}) and is not renewed automatically ({}): cert-rotator ca renew {}\n",
+                a.name,
+                a.reason,
+                rfc3339(a.not_after),
+                if a.has_key {
+                    "[authorities] renew = false"
+                } else {
+                    "its key is not on this node"
+                },
+                a.name
+            ));
+        }
+    }
     if plan.groups.is_empty() {
-        out.push_str("Nothing is due.\n");
+        out.push_str(if plan.authorities_due.is_empty() {
+            "Nothing is due.\n"
+        } else {
+            "No other certificate is due.\n"
+        });
     }
     for (i, g) in plan.groups.iter().enumerate() {
         let comp = match &g.component {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::config::AuthoritySettings;
 use crate::inventory::{Inventory, NodeRole, TargetState};
 use crate::model::{Component, TargetKind};
 use crate::node::NodeRoot;
@@ -56,6 +57,10 @@ pub struct AuthorityStatus {
     pub not_after: Option<OffsetDateTime>,
     pub residual_seconds: Option<i64>,
     pub has_key: bool,
+    /// Under `[authorities] remaining_fraction` of its lifetime left: `ca renew` it.
+    pub due: bool,
+    /// `expired` or `under-P-percent`; `null` when not due.
+    pub due_reason: Option<String>,
     pub error: Option<String>,
     /// Set when the CA ends within a year: every leaf it signs ends by then.
     pub warning: Option<String>,
@@ -73,8 +78,18 @@ pub struct Status {
 }
 
 impl Status {
-    /// Builds the status of an inventory at `now`; pure.
+    /// Builds the status of an inventory at `now`, CAs due by the default
+    /// `[authorities]` window; pure.
     pub fn new(inv: &Inventory, now: OffsetDateTime) -> Status {
+        Status::with_authorities(inv, &AuthoritySettings::default(), now)
+    }
+
+    /// Builds the status of an inventory at `now`, CAs due by `authorities`; pure.
+    pub fn with_authorities(
+        inv: &Inventory,
+        authorities: &AuthoritySettings,
+        now: OffsetDateTime,
+    ) -> Status {
         let now = now.replace_nanosecond(0).unwrap_or(now);
         let certificates = inv
             .certificates
@@ -129,6 +144,12 @@ impl Status {
                 s
             })
             .collect();
+        let ca_due = |a: &crate::inventory::ObservedAuthority| {
+            let c = a.cert.as_ref().ok()?;
+            crate::plan::authorities::assess_ca(authorities, c, now)
+                .reason
+                .map(|r| r.as_str().into_owned())
+        };
         let authorities = inv
             .authorities
             .iter()
@@ -143,6 +164,8 @@ impl Status {
                     .ok()
                     .map(|c| (c.not_after - now).whole_seconds()),
                 has_key: a.has_key,
+                due: ca_due(a).is_some(),
+                due_reason: ca_due(a),
                 error: a.cert.as_ref().err().map(|e| e.to_string()),
                 warning: a
                     .cert
@@ -222,6 +245,7 @@ impl Status {
             "EXPIRES".into(),
             "RESIDUAL TIME".into(),
             "KEY".into(),
+            "DUE".into(),
         ]];
         for a in &self.authorities {
             if let Some(e) = &a.error {
@@ -235,6 +259,11 @@ impl Status {
                     .unwrap_or_else(|| "ERROR".into()),
                 a.residual_seconds.map(human_residual).unwrap_or_default(),
                 if a.has_key { "present" } else { "external" }.into(),
+                match (&a.error, &a.due_reason) {
+                    (Some(_), _) => "-".into(),
+                    (None, Some(r)) => format!("yes ({r}): cert-rotator ca renew {}", a.name),
+                    (None, None) => "no".into(),
+                },
             ]);
         }
         out.push_str(&render(&ca_rows));
@@ -310,7 +339,8 @@ impl fmt::Display for NotANode {
     }
 }
 
-fn render<const N: usize>(rows: &[[String; N]]) -> String {
+/// Columns aligned, as kubeadm prints its tables.
+pub fn render<const N: usize>(rows: &[[String; N]]) -> String {
     let mut widths = [0usize; N];
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -347,7 +377,7 @@ fn ca_warning(name: &str, not_after: OffsetDateTime, now: OffsetDateTime) -> Opt
         )
     } else {
         format!(
-            "CA {name} ends on {} ({} left): certificates renewed now end then too; plan the CA's rotation",
+            "CA {name} ends on {} ({} left): certificates renewed now end then too; renew it with its own key (cert-rotator ca renew {name}, docs/ca.md) or plan the CA's rotation",
             rfc3339(not_after),
             human_residual(left.whole_seconds())
         )

@@ -1,0 +1,242 @@
+//! Moving a CA certificate between the nodes of a cluster: `ca export` writes it (and,
+//! only when asked, its key) into a new file for the operator; `ca import` installs a
+//! renewed CA certificate into this node's copies after checking it is the CA this node
+//! already trusts (same subject, same public key).
+//!
+//! The files are the operator's (host paths, like `--config`), not node paths: an
+//! export is created new, never over an existing file.
+
+use std::path::{Path, PathBuf};
+
+use super::copies::{same_ca, AuthorityCopies, NodeCopies};
+use super::phase::RotationPhase;
+use super::renew::{install_changes, pem, read_key};
+use super::AuthorityError;
+use crate::model::{Component, FileChange};
+use crate::node::NodeRoot;
+use crate::pki::{self, CertFacts, PrivateKey};
+
+/// What `ca export` writes.
+pub struct Export {
+    /// The CA certificate's PEM, then (with the key) the key's PEM.
+    pub bytes: zeroize::Zeroizing<Vec<u8>>,
+    /// 0600 with a key in it, else 0644.
+    pub mode: u32,
+    pub cert: CertFacts,
+    pub with_key: bool,
+}
+
+/// The export of CA `ca`: its issuing certificate, and its key when `with_key`.
+pub fn export(
+    root: &NodeRoot,
+    ca: &AuthorityCopies,
+    with_key: bool,
+) -> Result<Export, AuthorityError> {
+    let cert = ca
+        .issuer()
+        .map_err(|source| AuthorityError::NodeCopy {
+            name: ca.name.clone(),
+            source,
+        })?
+        .clone();
+    let mut bytes = zeroize::Zeroizing::new(pem(&cert).into_bytes());
+    if with_key {
+        let key = read_key(root, ca)?;
+        if !key.matches(&cert) {
+            return Err(AuthorityError::KeyMismatch {
+                key: ca.key_path.clone(),
+                cert: ca.cert_path.clone(),
+            });
+        }
+        let key_pem = key.to_pem().map_err(|source| AuthorityError::Key {
+            path: ca.key_path.clone(),
+            source,
+        })?;
+        bytes.extend_from_slice(key_pem.as_bytes());
+    }
+    Ok(Export {
+        bytes,
+        mode: if with_key { 0o600 } else { 0o644 },
+        cert,
+        with_key,
+    })
+}
+
+/// Writes an export to the operator's `file` (absolute host path), created new.
+pub fn write_export(file: &Path, export: &Export) -> Result<(), AuthorityError> {
+    let host = NodeRoot::new("/");
+    if host.exists(file) {
+        return Err(AuthorityError::ExportExists {
+            file: file.to_path_buf(),
+        });
+    }
+    host.write_new(file, &export.bytes, export.mode)
+        .map_err(|source| AuthorityError::ExportWrite {
+            file: file.to_path_buf(),
+            source,
+        })
+}
+
+/// What an import file holds.
+pub struct ImportFile {
+    pub file: PathBuf,
+    pub certs: Vec<CertFacts>,
+    /// A key exported with `--with-key`: checked against the certificate, never
+    /// installed (a control-plane node of the cluster has the same key already).
+    pub has_key: bool,
+}
+
+/// Reads the operator's import file (absolute host path).
+pub fn read_import(file: &Path) -> Result<ImportFile, AuthorityError> {
+    let (_, bytes) =
+        NodeRoot::new("/")
+            .read_file(file)
+            .map_err(|source| AuthorityError::ImportRead {
+                file: file.to_path_buf(),
+                source,
+            })?;
+    parse_import(file, &bytes)
+}
+
+/// Parses an import file's bytes. Pure.
+pub fn parse_import(file: &Path, bytes: &[u8]) -> Result<ImportFile, AuthorityError> {
+    let at = |source| AuthorityError::ImportPem {
+        file: file.to_path_buf(),
+        source,
+    };
+    let blocks = pki::parse_pem(bytes).map_err(at)?;
+    let certs = pki::certificates(&blocks).map_err(at)?;
+    let Some(first) = certs.first() else {
+        return Err(AuthorityError::ImportNoCertificate {
+            file: file.to_path_buf(),
+        });
+    };
+    let key = PrivateKey::from_blocks(&blocks).map_err(at)?;
+    if let Some(k) = &key {
+        if !k.matches(first) {
+            return Err(AuthorityError::ImportKeyMismatch {
+                file: file.to_path_buf(),
+            });
+        }
+    }
+    Ok(ImportFile {
+        file: file.to_path_buf(),
+        has_key: key.is_some(),
+        certs,
+    })
+}
+
+/// An import checked against the node, not yet written.
+#[derive(Clone, Debug)]
+pub struct Import {
+    pub name: String,
+    pub old: CertFacts,
+    pub new: CertFacts,
+    /// Empty when the node has this certificate already.
+    pub changes: Vec<FileChange>,
+    pub restarts: Vec<Component>,
+}
+
+/// Checks the file's CA certificate against the CAs this node trusts and computes the
+/// change of every copy. `phase_of` gives each CA's rotation phase. Pure.
+pub fn plan_import(
+    f: &ImportFile,
+    node: &NodeCopies,
+    phase_of: &dyn Fn(&str) -> RotationPhase,
+) -> Result<Import, AuthorityError> {
+    let file = &f.file;
+    let new = &f.certs[0];
+    if !new.is_ca {
+        return Err(AuthorityError::ImportNotCa {
+            file: file.clone(),
+            subject: new.subject.clone(),
+        });
+    }
+    let trusted = |a: &AuthorityCopies| a.issuer().ok().cloned();
+    let Some((ca, old)) = node
+        .authorities
+        .iter()
+        .find_map(|a| trusted(a).filter(|c| same_ca(c, new)).map(|c| (a, c)))
+    else {
+        return Err(mismatch(file, new, node));
+    };
+    let phase = phase_of(&ca.name);
+    if phase != RotationPhase::None {
+        // Hook for the rotation (issue #11, section 2): during a rotation a bundle that
+        // contains the trusted CA is what the other nodes import.
+        return Err(AuthorityError::ImportDuringRotation {
+            file: file.clone(),
+            name: ca.name.clone(),
+            phase: phase.as_str(),
+        });
+    }
+    if f.certs.len() > 1 {
+        return Err(AuthorityError::ImportBundle {
+            file: file.clone(),
+            count: f.certs.len(),
+        });
+    }
+    if !new.is_signed_by(new) {
+        return Err(AuthorityError::ImportBadSignature {
+            file: file.clone(),
+            subject: new.subject.clone(),
+        });
+    }
+    let changes = if new.der == old.der {
+        Vec::new()
+    } else {
+        if new.not_after < old.not_after {
+            return Err(AuthorityError::ImportOlder {
+                file: file.clone(),
+                name: ca.name.clone(),
+                theirs: new.not_after,
+                ours: old.not_after,
+            });
+        }
+        install_changes(ca, &old, new)?
+    };
+    Ok(Import {
+        name: ca.name.clone(),
+        old,
+        new: new.clone(),
+        changes,
+        restarts: super::copies::restart_order(&ca.name, node.role),
+    })
+}
+
+/// Why a CA certificate is none of the node's: the closest CA and what differs.
+fn mismatch(file: &Path, new: &CertFacts, node: &NodeCopies) -> AuthorityError {
+    for a in &node.authorities {
+        let Ok(ours) = a.issuer() else { continue };
+        if ours.raw_subject == new.raw_subject {
+            return AuthorityError::ImportDifferentKey {
+                file: file.to_path_buf(),
+                subject: new.subject.clone(),
+                name: a.name.clone(),
+                path: a.cert_path.clone(),
+            };
+        }
+        if ours.public_key == new.public_key {
+            return AuthorityError::ImportDifferentSubject {
+                file: file.to_path_buf(),
+                theirs: new.subject.clone(),
+                ours: ours.subject.clone(),
+                name: a.name.clone(),
+                path: a.cert_path.clone(),
+            };
+        }
+    }
+    let cas: Vec<String> = node
+        .authorities
+        .iter()
+        .map(|a| match a.issuer() {
+            Ok(c) => format!("{} {}", a.name, c.subject),
+            Err(_) => format!("{} unreadable", a.name),
+        })
+        .collect();
+    AuthorityError::ImportNoMatch {
+        file: file.to_path_buf(),
+        subject: new.subject.clone(),
+        cas: cas.join(", "),
+    }
+}

@@ -1,0 +1,309 @@
+//! The cluster's CAs on this node: every copy of each (the CA file, the kubeconfigs'
+//! `certificate-authority-data`), renewing a CA with its own key, and moving a CA
+//! certificate between nodes (export / import).
+//!
+//! - [`copies`] reads the node once into [`NodeCopies`] and turns "this copy now holds
+//!   these certificates" into [`FileChange`]s, purely; [`restart_order`] says what holds
+//!   each CA in memory.
+//! - [`renew`] re-issues a CA certificate with its own key ([`renew::plan_renewal`]).
+//! - [`exchange`] writes an export and checks an import against the node's CAs.
+//! - [`status`] is `ca status`; [`phase`] where a CA stands in a rotation.
+//! - [`install`] writes the changes of one command as one crash-safe change set and
+//!   restarts what holds the CAs, one at a time and verified, as a pass does;
+//!   [`renew_due`] is what `run` does with the CAs that are due.
+
+pub mod copies;
+mod error;
+pub mod exchange;
+pub mod phase;
+pub mod renew;
+pub mod status;
+
+pub use copies::{
+    canonical_name, restart_order, same_ca, AnchorKind, AuthorityCopies, CopyError, NodeCopies,
+    TrustAnchor, CA_NAMES,
+};
+pub use error::AuthorityError;
+pub use phase::{phase_of, RotationPhase};
+pub use renew::{plan_renewal, Renewal};
+
+use time::OffsetDateTime;
+
+use crate::model::{Component, FileChange};
+use crate::pass::{restart_and_verify, Pass, Restarts};
+use crate::plan::{DueAuthority, Reload};
+use crate::report::pass::message_id;
+use crate::report::reload_words;
+
+/// The CAs named on a command line, as `status` names them, in the order given and
+/// each once; every one must be a CA of this node.
+pub fn select(node: &NodeCopies, args: &[String]) -> Result<Vec<String>, AuthorityError> {
+    let mut out: Vec<String> = Vec::new();
+    for a in args {
+        let name =
+            canonical_name(a).ok_or_else(|| AuthorityError::UnknownName { name: a.clone() })?;
+        if node.authority(name).is_none() {
+            return Err(AuthorityError::NotOnNode {
+                name: name.to_string(),
+                has: node
+                    .authorities
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        if !out.iter().any(|o| o == name) {
+            out.push(name.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// A change of CA copies refuses to start while a kubeconfig cannot be read: a copy of
+/// the CA in it could not be updated.
+pub fn check_readable(node: &NodeCopies) -> Result<(), AuthorityError> {
+    match node.unreadable.first() {
+        Some(e) => Err(AuthorityError::Copy(e.clone())),
+        None => Ok(()),
+    }
+}
+
+/// What an installation did after writing.
+#[derive(Clone, Debug, Default)]
+pub struct Installed {
+    /// Node paths written.
+    pub written: Vec<String>,
+    pub restarted: Vec<String>,
+    pub verified: Vec<String>,
+    /// Live node, no restarts asked for: what the operator must restart.
+    pub must_restart: Vec<String>,
+    /// Under `--root`: what would restart on the live node.
+    pub not_performed: Vec<String>,
+    /// A restart or verification that failed (the ones after it were not done).
+    pub failed: Option<String>,
+    /// Components left unrestarted after a failure.
+    pub not_restarted: Vec<String>,
+}
+
+/// How a component reloads a CA it holds: as for its own certificates, except etcd,
+/// which never reloads its trusted-CA files and restarts as the static pod it is.
+pub fn reload_for_ca(component: &Component) -> Reload {
+    match component {
+        Component::Etcd => Reload::StaticPod("etcd".into()),
+        c => Reload::of(Some(c)),
+    }
+}
+
+/// The restarts of several CAs, each component once, in the order etcd, apiserver,
+/// controller-manager, scheduler, kubelet (etcd before the apiserver, which reads
+/// `--etcd-cafile` at start).
+pub fn merge_restarts<'a>(lists: impl IntoIterator<Item = &'a [Component]>) -> Vec<Component> {
+    use Component::*;
+    let rank = |c: &Component| match c {
+        Etcd => 0,
+        KubeApiserver => 1,
+        KubeControllerManager => 2,
+        KubeScheduler => 3,
+        Kubelet => 4,
+        _ => 5,
+    };
+    let mut out: Vec<Component> = Vec::new();
+    for l in lists {
+        for c in l {
+            if !out.contains(c) {
+                out.push(c.clone());
+            }
+        }
+    }
+    out.sort_by_key(rank);
+    out
+}
+
+/// Writes `changes` as one crash-safe change set (`label` in the write-ahead record):
+/// every copy of the CAs at once, or none. Returns the node paths written.
+pub fn write(
+    pass: &Pass<'_>,
+    label: &str,
+    changes: &[FileChange],
+) -> Result<Vec<String>, AuthorityError> {
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    pass.state.apply(label, changes)?;
+    Ok(changes
+        .iter()
+        .map(|c| c.path.display().to_string())
+        .collect())
+}
+
+/// Restarts `restarts` one at a time, each verified, as the pass's restarts say: on
+/// the live node through its edges, else listed for the operator. `serials` name the
+/// new CA certificates (the static pods' manifest annotation).
+///
+/// A restart that fails is recorded in [`Installed::failed`] and stops the rest; the
+/// files stay: a CA renewed with its own key is trusted by everything the old one was,
+/// so undoing the write would not make a failing component healthier.
+pub fn restart(pass: &Pass<'_>, restarts: &[Component], serials: &[String]) -> Installed {
+    let mut done = Installed::default();
+    for c in restarts {
+        let reload = reload_for_ca(c);
+        match &pass.restarts {
+            Restarts::Live(_) if done.failed.is_some() => done.not_restarted.push(c.name()),
+            Restarts::Live(edges) => match restart_and_verify(pass, edges, c, reload, serials) {
+                Ok((r, v)) => {
+                    done.restarted.extend(r);
+                    done.verified.extend(v);
+                }
+                Err(e) => {
+                    let e = AuthorityError::Restart {
+                        component: c.name(),
+                        source: Box::new(e),
+                    };
+                    tracing::error!(component = %c.name(), action = "restart", message_id = message_id::FAILED, "{e}");
+                    done.failed = Some(e.to_string());
+                }
+            },
+            Restarts::NotLive => done.not_performed.push(format!(
+                "{}: {}, then verify (--root is not the live node)",
+                c.name(),
+                reload_words(&reload)
+            )),
+            Restarts::Operator => {
+                done.must_restart
+                    .push(format!("{} ({})", c.name(), reload_words(&reload)))
+            }
+        }
+    }
+    done
+}
+
+/// [`write`], then [`restart`]. An error means nothing was written.
+pub fn install(
+    pass: &Pass<'_>,
+    label: &str,
+    changes: &[FileChange],
+    restarts: &[Component],
+    serials: &[String],
+) -> Result<Installed, AuthorityError> {
+    let written = write(pass, label, changes)?;
+    let mut done = restart(pass, restarts, serials);
+    done.written = written;
+    Ok(done)
+}
+
+/// One CA renewed by `run`.
+#[derive(Clone, Debug)]
+pub struct RenewedCa {
+    pub name: String,
+    pub serial: String,
+    pub not_after: OffsetDateTime,
+    pub sha256: String,
+}
+
+/// What `run` did with the due CAs.
+#[derive(Clone, Debug, Default)]
+pub struct DueOutcome {
+    pub renewed: Vec<RenewedCa>,
+    pub installed: Installed,
+    /// Loud lines for the journal and the summary.
+    pub warnings: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+/// `run`'s first step: renews every due CA it may (`[authorities] renew`, key on the
+/// node) with its own key, all in one change set, then restarts what holds them, before
+/// any leaf is planned; due CAs it may not renew are warned about. Reads the node
+/// afresh (the caller holds the lock and has recovered).
+pub fn renew_due(pass: &Pass<'_>, due: &[DueAuthority], now: OffsetDateTime) -> DueOutcome {
+    let mut out = DueOutcome::default();
+    for d in due.iter().filter(|d| !d.automatic) {
+        let why = if d.has_key {
+            "[authorities] renew = false"
+        } else {
+            "its key is not on this node"
+        };
+        let w = format!(
+            "CA {} is due ({}, ends {}) and is not renewed automatically ({why}): run `cert-rotator ca renew {}` where its key is (docs/ca.md)",
+            d.name,
+            d.reason,
+            crate::timefmt::rfc3339(d.not_after),
+            d.name
+        );
+        tracing::warn!(ca = %d.name, action = "ca-renew", message_id = message_id::CA_RENEWED, "{w}");
+        out.warnings.push(w);
+    }
+    let names: Vec<&DueAuthority> = due.iter().filter(|d| d.automatic).collect();
+    if names.is_empty() {
+        return out;
+    }
+    let node = NodeCopies::read(pass.root, pass.settings);
+    let mut renewals = Vec::new();
+    let planned = check_readable(&node).and_then(|()| {
+        for d in &names {
+            let Some(ca) = node.authority(&d.name) else {
+                continue;
+            };
+            let key = renew::read_key(pass.root, ca)?;
+            renewals.push(plan_renewal(ca, node.role, &key, now, None)?);
+        }
+        Ok(())
+    });
+    if let Err(e) = planned {
+        let why = format!("CA renewal: {e}");
+        tracing::error!(
+            action = "ca-renew",
+            message_id = message_id::FAILED,
+            "{why}"
+        );
+        out.failed.push(why);
+        return out;
+    }
+    let changes: Vec<FileChange> = renewals.iter().flat_map(|r| r.changes.clone()).collect();
+    let restarts = merge_restarts(renewals.iter().map(|r| r.restarts.as_slice()));
+    let serials: Vec<String> = renewals.iter().map(|r| r.new.serial.clone()).collect();
+    let label = format!(
+        "renew CA {}",
+        renewals
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    match install(pass, &label, &changes, &restarts, &serials) {
+        Ok(done) => {
+            for r in &renewals {
+                let w = format!(
+                    "renewed CA {} with its own key: serial {}, ends {} (was {}); every copy on this node updated. The other nodes of the cluster need it too: `cert-rotator ca export {} FILE` here, `ca import FILE` there (docs/ca.md)",
+                    r.name,
+                    r.new.serial,
+                    crate::timefmt::rfc3339(r.new.not_after),
+                    crate::timefmt::rfc3339(r.old.not_after),
+                    r.name
+                );
+                tracing::warn!(ca = %r.name, serial = %r.new.serial, not_after = %crate::timefmt::rfc3339(r.new.not_after), action = "ca-renew", message_id = message_id::CA_RENEWED, "{w}");
+                out.warnings.push(w);
+                out.renewed.push(RenewedCa {
+                    name: r.name.clone(),
+                    serial: r.new.serial.clone(),
+                    not_after: r.new.not_after,
+                    sha256: renew::sha256_hex(&r.new),
+                });
+            }
+            if let Some(f) = &done.failed {
+                out.failed.push(format!("CA renewal: {f}"));
+            }
+            out.installed = done;
+        }
+        Err(e) => {
+            let why = format!("CA renewal: {e}");
+            tracing::error!(
+                action = "ca-renew",
+                message_id = message_id::FAILED,
+                "{why}"
+            );
+            out.failed.push(why);
+        }
+    }
+    out
+}
