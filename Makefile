@@ -14,11 +14,13 @@ unit:
 	cargo test --release --features failpoints
 
 # The packaged agent on a real booted systemd (systemd-nspawn): needs root,
-# debootstrap, systemd-container and promtool (see .ci/run).
+# debootstrap, systemd-container, promtool, jq, and the host's etcd, etcdctl,
+# kubectl and prometheus-node-exporter (see .ci/run).
 e2e:
 	packaging/build.sh --check
 	tests/e2e/restart_selftest.sh
 	tests/e2e/run.sh
+	tests/e2e/ca.sh
 
 demo:
 	cargo run --release -- demo
