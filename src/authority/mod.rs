@@ -17,6 +17,8 @@ mod error;
 pub mod exchange;
 pub mod phase;
 pub mod renew;
+/// Rotation to a new key, in phases (`ca rotate NAME start|trust|issue|finish|abort`).
+pub mod rotation;
 pub mod status;
 
 pub use copies::{

@@ -1,5 +1,5 @@
 //! Where a CA stands in a rotation to a new key. The rotation (issue #11, section 2) is
-//! journaled in the state directory; until it is, every CA is in phase `none`.
+//! journaled in the state directory (rotation::journal).
 
 use serde::Serialize;
 
@@ -29,9 +29,13 @@ impl RotationPhase {
 }
 
 /// The rotation phase of CA `name` on this node, from the rotation's journal in the
-/// state directory. Reads only.
-// The rotation's journal is not written yet: every CA is in phase none.
+/// state directory (an aborted rotation is phase none). Reads only.
 pub fn phase_of(state: &StateDir, name: &str) -> RotationPhase {
-    let _ = (state, name);
-    RotationPhase::None
+    match super::rotation::journal::phase_of(state, name) {
+        "started" => RotationPhase::Started,
+        "trusting" => RotationPhase::Trusting,
+        "issuing" => RotationPhase::Issuing,
+        "finished" => RotationPhase::Finished,
+        _ => RotationPhase::None,
+    }
 }

@@ -75,6 +75,8 @@ pub enum CaCommand {
         #[arg(long)]
         no_restart: bool,
     },
+    /// Rotate a CA to a new key, in phases: start, trust, issue, finish (or abort)
+    Rotate(super::ca_rotate::RotateArgs),
 }
 
 pub fn ca(root: &NodeRoot, config_file: Option<&Path>, command: CaCommand) -> ExitCode {
@@ -93,6 +95,7 @@ pub fn ca(root: &NodeRoot, config_file: Option<&Path>, command: CaCommand) -> Ex
         CaCommand::Import { file, no_restart } => {
             import(root, config_file, &operator_path(&file), no_restart)
         }
+        CaCommand::Rotate(args) => return super::ca_rotate::rotate(root, config_file, args),
     };
     match result {
         Ok(code) => code,

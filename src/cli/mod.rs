@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod ca;
+mod ca_rotate;
 mod context;
 mod demo;
 mod renew;

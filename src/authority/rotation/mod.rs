@@ -1,0 +1,30 @@
+//! CA rotation to a new key, in phases: `start` stages a new CA (and a cross
+//! certificate signed by the old key), `trust` makes every trust anchor hold old and
+//! new, `issue` makes the new CA sign and re-issues every leaf, `finish` drops the old
+//! CA; `abort` returns to the state before `start` from any phase before `finish`.
+//!
+//! [`phase`] decides (a pure function), [`steps`] does; [`journal`] records each phase
+//! in the state directory; [`check`] is what each phase promises, verified after it and
+//! on every `run` and `ca status` while a rotation is in progress.
+
+pub mod check;
+pub mod files;
+pub mod journal;
+pub mod phase;
+pub mod stage;
+pub mod steps;
+
+use crate::pki::CertFacts;
+
+pub use journal::{phase_of, Phase, RotationJournal};
+pub use phase::Command;
+pub use steps::{rotate, warnings, Outcome, RotationError, StartOptions};
+
+/// The certificates of a rotation in progress: the old CA, the new one and the cross
+/// certificate X (the new CA signed by the old key), read from the rotation directory.
+#[derive(Clone, Debug)]
+pub struct Staged {
+    pub old: CertFacts,
+    pub new: CertFacts,
+    pub cross: Option<CertFacts>,
+}

@@ -1,0 +1,1076 @@
+//! What each phase does on the node. Every phase follows one protocol:
+//!
+//! 1. the phase machine decides from the journal and the CA files (nothing written on a
+//!    refusal);
+//! 2. the journal marks the phase `pending`;
+//! 3. the phase's node files are written as ONE crash-safe change set
+//!    ([`StateDir::apply`]): a crash leaves all old or all new files;
+//! 4. the journal records the phase (files in place, not yet verified);
+//! 5. the files are checked against what the phase promises ([`super::check`]), then
+//!    what holds the CA in memory restarts one at a time, each verified; the journal
+//!    records the phase verified.
+//!
+//! A crash between 2 and 4 makes the same command run again (its writes are computed
+//! from the staged CA and the backups, so they converge); a crash after 4 makes it
+//! resume at 5. `abort` puts back the byte copies `start` made.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration as StdDuration;
+
+use time::OffsetDateTime;
+
+use super::check;
+use super::files::{self, CaFiles, EditError};
+use super::journal::{self, BackedUp, Phase, RotationJournal};
+use super::phase::{self, Command, Decision, Observed, Recorded, Which};
+use super::stage::{self, StageError};
+use super::Staged;
+use crate::authority::copies::{AnchorKind, NodeCopies};
+use crate::ca::{CaError, LocalCa};
+use crate::config::Settings;
+use crate::issue::{self, IssueError, RenewOptions};
+use crate::model::{Component, FileChange, NewContent};
+use crate::node::kubeconfig::replace_cluster_ca;
+use crate::node::NodeRoot;
+use crate::pass::Restarts;
+use crate::pki::{CertFacts, PrivateKey};
+use crate::restart::{certs_hash, control_plane_wait, static_pod_change, RestartError};
+use crate::verify::{endpoints, wait_until_served, VerifyError};
+use crate::write::{StateDir, WriteError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    /// Out of order, or a precondition does not hold: nothing was changed.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Stage(#[from] StageError),
+    #[error("{0}")]
+    Edit(#[from] EditError),
+    #[error("{0}")]
+    Write(#[from] WriteError),
+    #[error("{0}")]
+    Issue(#[from] IssueError),
+    #[error("{0}")]
+    Ca(#[from] CaError),
+    #[error("{0}")]
+    Restart(#[from] RestartError),
+    #[error("{0}")]
+    Verify(#[from] VerifyError),
+    #[error("{}: {problem}", path.display())]
+    Node { path: PathBuf, problem: String },
+    #[error("{}: {source}", path.display())]
+    Kubeconfig {
+        path: PathBuf,
+        source: crate::node::kubeconfig::KubeconfigError,
+    },
+    #[error("{0}")]
+    Copy(#[from] crate::authority::copies::CopyError),
+    #[error("the {phase} phase's files are not as it promises:\n  {}", problems.join("\n  "))]
+    Check {
+        phase: &'static str,
+        problems: Vec<String>,
+    },
+}
+
+fn node_err(path: &Path) -> impl FnOnce(crate::node::NodeError) -> RotationError + '_ {
+    move |e| RotationError::Node {
+        path: path.to_path_buf(),
+        problem: e.problem.to_string(),
+    }
+}
+
+/// `start`'s options.
+#[derive(Clone, Debug, Default)]
+pub struct StartOptions {
+    /// A new CA the operator gives (node paths): the same on every control-plane node.
+    pub new_cert: Option<PathBuf>,
+    pub new_key: Option<PathBuf>,
+    pub cross_sign: bool,
+}
+
+/// What a phase command did, for the operator.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub lines: Vec<String>,
+    /// Under `--root`: what must restart before the next phase, in order.
+    pub must_restart: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Everything a phase works with.
+pub struct Ctx<'a> {
+    pub root: &'a NodeRoot,
+    pub settings: &'a Settings,
+    pub state: &'a StateDir,
+    pub restarts: Restarts<'a>,
+    pub now: OffsetDateTime,
+}
+
+const NEW_CERT: &str = "new-ca.crt";
+const NEW_KEY: &str = "new-ca.key";
+const OLD_CERT: &str = "old-ca.crt";
+const CROSS: &str = "cross.crt";
+const ARCHIVED_KEY: &str = "old-ca.key";
+
+fn read_bytes(root: &NodeRoot, p: &Path) -> Result<Vec<u8>, RotationError> {
+    root.read_file(p).map(|(_, b)| b).map_err(node_err(p))
+}
+
+fn read_cert(root: &NodeRoot, p: &Path) -> Result<CertFacts, RotationError> {
+    let b = read_bytes(root, p)?;
+    let mut certs = files::certs_of(p, &b)?;
+    if certs.is_empty() {
+        return Err(RotationError::Node {
+            path: p.to_path_buf(),
+            problem: "no certificate".into(),
+        });
+    }
+    Ok(certs.remove(0))
+}
+
+fn read_key(root: &NodeRoot, p: &Path) -> Result<PrivateKey, RotationError> {
+    let b = zeroize::Zeroizing::new(read_bytes(root, p)?);
+    PrivateKey::from_pem(&b).map_err(|e| RotationError::Node {
+        path: p.to_path_buf(),
+        problem: e.to_string(),
+    })
+}
+
+fn load_staged(root: &NodeRoot, dir: &Path, j: &RotationJournal) -> Result<Staged, RotationError> {
+    let old = read_cert(root, &dir.join(OLD_CERT))?;
+    let new = read_cert(root, &dir.join(NEW_CERT))?;
+    let cross = if j.cross_sign {
+        Some(read_cert(root, &dir.join(CROSS))?)
+    } else {
+        None
+    };
+    for (c, want, name) in [
+        (&old, &j.old_sha256, OLD_CERT),
+        (&new, &j.new_sha256, NEW_CERT),
+    ] {
+        if &stage::sha256(c) != want {
+            return Err(RotationError::Node {
+                path: dir.join(name),
+                problem:
+                    "does not match the fingerprint the journal recorded: the staged CA was changed"
+                        .into(),
+            });
+        }
+    }
+    Ok(Staged { old, new, cross })
+}
+
+/// Runs `ca rotate NAME <cmd>`.
+pub fn rotate(
+    ctx: &Ctx<'_>,
+    ca: &'static str,
+    cmd: Command,
+    opts: &StartOptions,
+) -> Result<Outcome, RotationError> {
+    let f = CaFiles::of(ctx.settings, ctx.root, ca);
+    let dir = journal::rotation_dir(ctx.state, ca);
+    let j = journal::read(ctx.state, ca)?;
+    let staged = match &j {
+        Some(j) => Some(load_staged(ctx.root, &dir, j)?),
+        None => None,
+    };
+    let kubeadm = files::kubeadm_running(ctx.root, ctx.settings);
+    let seen = match &staged {
+        Some(s) => {
+            let (bundle, key) = check::observe_ca(ctx.root, &f, s);
+            let j = j.as_ref().expect("staged with a journal");
+            let drift = matches!(j.phase, Phase::Trusting | Phase::Issuing | Phase::Finished)
+                && !check::problems(
+                    ctx.root,
+                    ctx.settings,
+                    &f,
+                    j,
+                    s,
+                    &crate::pass::read_node(ctx.root, ctx.settings),
+                    j.phase,
+                )
+                .is_empty();
+            Observed {
+                bundle,
+                key,
+                kubeadm,
+                drift,
+            }
+        }
+        None => observe_unstaged(ctx.root, &f, kubeadm)?,
+    };
+    let recorded = j.as_ref().map(|j| Recorded {
+        phase: j.phase,
+        verified: j.verified,
+        pending: j.pending,
+    });
+    let decision = phase::decide(recorded, &seen, cmd);
+    let mut out = Outcome::default();
+    match decision {
+        Decision::Refuse(why) => {
+            return Err(RotationError::Refused(format!(
+                "{ca}: `ca rotate {ca} {}` refused: {why} (CA file {}, journal {})",
+                cmd.name(),
+                f.cert.display(),
+                journal::journal_path(ctx.state, ca).display()
+            )))
+        }
+        Decision::Done(why) => {
+            if let (Command::Start, Some(j)) = (cmd, &j) {
+                check_same_given(ctx, j, opts)?;
+            }
+            out.lines.push(format!("{ca}: {why}"));
+            return Ok(out);
+        }
+        Decision::Resume => {
+            let mut j = j.expect("a phase to resume has a journal");
+            let s = staged.expect("staged with a journal");
+            out.lines.push(format!(
+                "{ca}: the {} phase's files are in place; restarting and verifying",
+                j.phase.name()
+            ));
+            finish_phase(ctx, &f, &mut j, &s, &mut out)?;
+            return Ok(out);
+        }
+        Decision::Run => {}
+    }
+    match cmd {
+        Command::Start => start(ctx, &f, j.as_ref(), opts, &mut out)?,
+        Command::Abort => {
+            let mut j = j.expect("abort runs with a journal");
+            let s = staged.expect("staged with a journal");
+            abort(ctx, &f, &mut j, &s, &mut out)?;
+        }
+        c => {
+            let mut j = j.expect("a phase runs with a journal");
+            let s = staged.expect("staged with a journal");
+            let target = c.target();
+            j.pending = Some(target);
+            journal::write(ctx.state, &j)?;
+            let changes = match c {
+                Command::Trust => trust_changes(ctx, &f, &j, &s)?,
+                Command::Issue => issue_changes(ctx, &f, &mut j, &s)?,
+                Command::Finish => finish_changes(ctx, &f, &j, &s, &dir)?,
+                _ => unreachable!("start and abort are handled above"),
+            };
+            // Recorded before the write: an abort after a crash removes what it created.
+            journal::write(ctx.state, &j)?;
+            let applied = ctx
+                .state
+                .apply(&format!("ca rotate {ca} {}", c.name()), &changes)?;
+            if target == Phase::Finished {
+                if let Some(signer) = f.signer.as_ref().filter(|_| j.signer_flag_moved) {
+                    // The controller-manager no longer names it: kubeadm's layout again.
+                    remove(ctx.root, signer)?;
+                }
+            }
+            out.lines.push(format!(
+                "{ca}: {} phase written ({} files changed in one change set, backup {})",
+                target.name(),
+                applied.entries.len(),
+                applied.backup_dir.display()
+            ));
+            for e in &applied.entries {
+                out.lines.push(format!("  wrote {}", e.path.display()));
+            }
+            j.phase = target;
+            j.pending = None;
+            j.verified = false;
+            j.phase_at = ctx.now;
+            journal::write(ctx.state, &j)?;
+            finish_phase(ctx, &f, &mut j, &s, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Before a rotation is recorded: the CA file's first certificate is "old".
+fn observe_unstaged(
+    root: &NodeRoot,
+    f: &CaFiles,
+    kubeadm: Option<String>,
+) -> Result<Observed, RotationError> {
+    let b = read_bytes(root, &f.cert)?;
+    let certs = files::certs_of(&f.cert, &b)?;
+    let bundle = certs
+        .iter()
+        .enumerate()
+        .map(|(i, _)| if i == 0 { Which::Old } else { Which::Other })
+        .collect();
+    let key = match (root.read_file(&f.key), certs.first()) {
+        (Ok((_, k)), Some(c)) => match PrivateKey::from_pem(&k) {
+            Ok(k) if k.matches(c) => Which::Old,
+            _ => Which::Other,
+        },
+        _ => Which::Other,
+    };
+    Ok(Observed {
+        bundle,
+        key,
+        kubeadm,
+        drift: false,
+    })
+}
+
+/// `start` again with `--new-cert` must name the CA already staged.
+fn check_same_given(
+    ctx: &Ctx<'_>,
+    j: &RotationJournal,
+    opts: &StartOptions,
+) -> Result<(), RotationError> {
+    if let Some(p) = &opts.new_cert {
+        let c = read_cert(ctx.root, p)?;
+        if stage::sha256(&c) != j.new_sha256 {
+            return Err(RotationError::Refused(format!(
+                "{}: is not the new CA already staged (sha256 {}); `abort` first to stage another",
+                p.display(),
+                j.new_sha256
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn remove(root: &NodeRoot, p: &Path) -> Result<(), RotationError> {
+    if root.remove_file(p).map_err(node_err(p))? {
+        let dir = p.parent().unwrap_or(Path::new("/"));
+        root.sync_dir(dir).map_err(node_err(dir))?;
+    }
+    Ok(())
+}
+
+/// Every node file a rotation of this CA may touch.
+fn touched(ctx: &Ctx<'_>, f: &CaFiles) -> Vec<PathBuf> {
+    let mut v = vec![f.cert.clone(), f.key.clone()];
+    v.extend(f.signer.iter().cloned());
+    v.push(f.kcm_manifest.clone());
+    v.extend(f.manifests(ctx.settings));
+    v.extend(
+        kubeconfig_copies(ctx.root, ctx.settings, f)
+            .into_iter()
+            .map(|(p, _)| p),
+    );
+    let inv = crate::pass::read_node(ctx.root, ctx.settings);
+    for (o, r) in files::leaves(&inv, f.name) {
+        v.push(o.target.path.clone());
+        v.push(r.cert_file.clone());
+        v.extend(r.key_file.iter().cloned());
+    }
+    let mut seen = Vec::new();
+    v.retain(|p| {
+        let new = !seen.contains(p);
+        seen.push(p.clone());
+        new
+    });
+    v
+}
+
+fn write_state_file(
+    root: &NodeRoot,
+    p: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<(), RotationError> {
+    root.write_atomic(p, bytes, mode, None).map_err(node_err(p))
+}
+
+fn start(
+    ctx: &Ctx<'_>,
+    f: &CaFiles,
+    previous: Option<&RotationJournal>,
+    opts: &StartOptions,
+    out: &mut Outcome,
+) -> Result<(), RotationError> {
+    let root = ctx.root;
+    let dir = journal::rotation_dir(ctx.state, f.name);
+    let old = read_cert(root, &f.cert)?;
+    let old_key = read_key(root, &f.key)?;
+    let new = match (&opts.new_cert, &opts.new_key) {
+        (Some(c), Some(k)) => stage::load_given(root, c, k, &old, ctx.now)?,
+        (None, None) => stage::generate(&old, &old_key, ctx.now)?,
+        _ => {
+            return Err(RotationError::Refused(
+                "--new-cert and --new-key go together".into(),
+            ))
+        }
+    };
+    let cross = if opts.cross_sign {
+        Some(stage::cross_sign(&new.cert, &old, &old_key, &f.cert)?)
+    } else {
+        None
+    };
+    if let Some(p) = previous {
+        // A finished rotation is kept under its own name beside the new one.
+        let to = dir.with_file_name(format!(
+            "{}.finished-{}",
+            journal::slug(f.name),
+            p.phase_at.unix_timestamp()
+        ));
+        root.rename(&dir, &to).map_err(node_err(&dir))?;
+    }
+    // A crash before the journal is written leaves no rotation: a next `start` writes
+    // these files again.
+    root.create_dir_all(&dir.join("backup"), 0o700)
+        .map_err(node_err(&dir))?;
+    write_state_file(
+        root,
+        &dir.join(OLD_CERT),
+        stage::pem(&old).as_bytes(),
+        0o600,
+    )?;
+    write_state_file(
+        root,
+        &dir.join(NEW_CERT),
+        stage::pem(&new.cert).as_bytes(),
+        0o600,
+    )?;
+    let key_pem = new.key.to_pem().map_err(|e| RotationError::Node {
+        path: dir.join(NEW_KEY),
+        problem: e.to_string(),
+    })?;
+    write_state_file(root, &dir.join(NEW_KEY), key_pem.as_bytes(), 0o600)?;
+    if let Some(x) = &cross {
+        write_state_file(root, &dir.join(CROSS), stage::pem(x).as_bytes(), 0o600)?;
+    }
+    let mut backups = Vec::new();
+    for p in touched(ctx, f) {
+        let meta = root.symlink_metadata(&p).map_err(node_err(&p))?;
+        let b = match meta {
+            None => BackedUp {
+                path: p,
+                copy: None,
+                link: None,
+            },
+            Some(m) if m.file_type().is_symlink() => BackedUp {
+                link: Some(root.read_link(&p).map_err(node_err(&p))?),
+                path: p,
+                copy: None,
+            },
+            Some(_) => {
+                let copy = dir.join("backup").join(p.strip_prefix("/").unwrap_or(&p));
+                if let Some(parent) = copy.parent() {
+                    root.create_dir_all(parent, 0o700)
+                        .map_err(node_err(parent))?;
+                }
+                write_state_file(root, &copy, &read_bytes(root, &p)?, 0o600)?;
+                BackedUp {
+                    path: p,
+                    copy: Some(copy),
+                    link: None,
+                }
+            }
+        };
+        backups.push(b);
+    }
+    let signer_flag_moved = match (&f.signer, root.read_file(&f.kcm_manifest)) {
+        (Some(_), Ok((_, m))) => files::signer_flag(&f.kcm_manifest, &m)?
+            .is_some_and(|v| Path::new(&v) == f.cert.as_path()),
+        _ => false,
+    };
+    let j = RotationJournal {
+        ca: f.name.to_string(),
+        phase: Phase::Started,
+        verified: true,
+        pending: None,
+        cross_sign: cross.is_some(),
+        old_sha256: stage::sha256(&old),
+        new_sha256: stage::sha256(&new.cert),
+        cross_sha256: cross.as_ref().map(stage::sha256),
+        started_at: ctx.now,
+        phase_at: ctx.now,
+        backups,
+        signer_flag_moved,
+        created: Vec::new(),
+    };
+    journal::write(ctx.state, &j)?;
+    out.lines.push(format!(
+        "{}: staged the new CA {} (sha256 {}) in {}; nothing live changed",
+        f.name,
+        new.cert.subject,
+        j.new_sha256,
+        dir.display()
+    ));
+    if let Some(x) = &j.cross_sha256 {
+        out.lines.push(format!(
+            "{}: cross certificate (the new CA signed by the old key) sha256 {x}",
+            f.name
+        ));
+    }
+    out.lines.push(format!(
+        "{}: backed up {} files the rotation may touch; next: `ca rotate {} trust` on every node",
+        f.name,
+        j.backups.len(),
+        f.name
+    ));
+    Ok(())
+}
+
+/// Adds or replaces the change of `path`: `edit` gets the bytes the change set would
+/// write (a change already planned, else the file now) and returns the new bytes, or
+/// `None` to leave it.
+fn edit(
+    root: &NodeRoot,
+    changes: &mut Vec<FileChange>,
+    path: &Path,
+    secret: bool,
+    edit: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>, RotationError>,
+) -> Result<(), RotationError> {
+    let at = changes.iter().position(|c| c.path == path);
+    let current = match at.map(|i| &changes[i].content) {
+        Some(NewContent::File(b)) => b.clone(),
+        _ => read_bytes(root, path)?,
+    };
+    if let Some(new) = edit(&current)? {
+        let c = FileChange::file(path, new, if secret { 0o600 } else { 0o644 }, secret);
+        match at {
+            Some(i) => changes[i] = c,
+            None => changes.push(c),
+        }
+    }
+    Ok(())
+}
+
+/// A whole file's content, unless it already is that.
+fn set(
+    root: &NodeRoot,
+    changes: &mut Vec<FileChange>,
+    path: &Path,
+    bytes: Vec<u8>,
+    secret: bool,
+) -> Result<(), RotationError> {
+    let now = root.read_file(path).ok().map(|(_, b)| b);
+    if now.as_deref() != Some(bytes.as_slice()) {
+        changes.retain(|c| c.path != path);
+        changes.push(FileChange::file(
+            path,
+            bytes,
+            if secret { 0o600 } else { 0o644 },
+            secret,
+        ));
+    }
+    Ok(())
+}
+
+/// The kubeconfig copies of this CA: (resolved node path, cluster entry).
+pub fn kubeconfig_copies(
+    root: &NodeRoot,
+    settings: &Settings,
+    f: &CaFiles,
+) -> Vec<(PathBuf, String)> {
+    let nc = NodeCopies::read(root, settings);
+    nc.authority(f.name)
+        .map(|a| {
+            a.anchors
+                .iter()
+                .filter_map(|t| match &t.kind {
+                    AnchorKind::Kubeconfig { cluster } => Some((t.path.clone(), cluster.clone())),
+                    AnchorKind::CaFile => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every kubeconfig copy of this CA holds `bundle`, edited on top of what the change
+/// set already writes to that kubeconfig (a re-issued client certificate).
+fn kubeconfigs_to(
+    root: &NodeRoot,
+    settings: &Settings,
+    f: &CaFiles,
+    changes: &mut Vec<FileChange>,
+    bundle: &[&CertFacts],
+) -> Result<(), RotationError> {
+    let nc = NodeCopies::read(root, settings);
+    if let Some(e) = nc.unreadable.first() {
+        return Err(RotationError::Refused(format!(
+            "{e}: the CA copy in it cannot be updated; fix or remove the file first"
+        )));
+    }
+    let pem = files::bundle_pem(bundle);
+    for (path, cluster) in kubeconfig_copies(root, settings, f) {
+        edit(root, changes, &path, true, |b| {
+            let new =
+                replace_cluster_ca(b, &path, &[(&cluster, pem.as_bytes())]).map_err(|source| {
+                    RotationError::Kubeconfig {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+            Ok((new != b).then_some(new))
+        })?;
+    }
+    Ok(())
+}
+
+fn signer_flag_to(
+    root: &NodeRoot,
+    f: &CaFiles,
+    changes: &mut Vec<FileChange>,
+    from: &Path,
+    to: &Path,
+) -> Result<(), RotationError> {
+    let m = &f.kcm_manifest;
+    let bytes = read_bytes(root, m)?;
+    match files::signer_flag(m, &bytes)? {
+        Some(v) if Path::new(&v) == to => Ok(()),
+        _ => {
+            let new = files::with_signer_flag(m, &bytes, from, to)?;
+            // Never a temp file in the manifests directory: the kubelet would run it.
+            changes.push(FileChange {
+                stage_outside: true,
+                ..FileChange::file(m, new, 0o600, false)
+            });
+            Ok(())
+        }
+    }
+}
+
+fn trust_changes(
+    ctx: &Ctx<'_>,
+    f: &CaFiles,
+    j: &RotationJournal,
+    s: &Staged,
+) -> Result<Vec<FileChange>, RotationError> {
+    let root = ctx.root;
+    let mut changes = Vec::new();
+    if let (Some(signer), true) = (&f.signer, j.signer_flag_moved) {
+        // One certificate, the issuing one, before ca.crt becomes a bundle: the
+        // controller-manager's signer refuses a bundle ("expected 1 certificate").
+        set(
+            root,
+            &mut changes,
+            signer,
+            stage::pem(&s.old).into_bytes(),
+            false,
+        )?;
+        signer_flag_to(root, f, &mut changes, &f.cert, signer)?;
+    }
+    set(
+        root,
+        &mut changes,
+        &f.cert,
+        files::bundle_pem(&[&s.old, &s.new]).into_bytes(),
+        false,
+    )?;
+    kubeconfigs_to(root, ctx.settings, f, &mut changes, &[&s.old, &s.new])?;
+    Ok(changes)
+}
+
+fn issue_changes(
+    ctx: &Ctx<'_>,
+    f: &CaFiles,
+    j: &mut RotationJournal,
+    s: &Staged,
+) -> Result<Vec<FileChange>, RotationError> {
+    let root = ctx.root;
+    let dir = journal::rotation_dir(ctx.state, f.name);
+    let mut changes = Vec::new();
+    let new_key = read_key(root, &dir.join(NEW_KEY))?;
+    let key_pem = new_key.to_pem().map_err(|e| RotationError::Node {
+        path: dir.join(NEW_KEY),
+        problem: e.to_string(),
+    })?;
+    set(
+        root,
+        &mut changes,
+        &f.key,
+        key_pem.as_bytes().to_vec(),
+        true,
+    )?;
+    set(
+        root,
+        &mut changes,
+        &f.cert,
+        files::bundle_pem(&[&s.new, &s.old]).into_bytes(),
+        false,
+    )?;
+    if let (Some(signer), true) = (&f.signer, j.signer_flag_moved) {
+        set(
+            root,
+            &mut changes,
+            signer,
+            stage::pem(&s.new).into_bytes(),
+            false,
+        )?;
+        signer_flag_to(root, f, &mut changes, &f.cert, signer)?;
+    }
+    kubeconfigs_to(root, ctx.settings, f, &mut changes, &[&s.old, &s.new])?;
+    // Every leaf of this CA from the new one, as a renewal would issue it (same
+    // identity, new key); the plan's reading of each target is the renewal's input.
+    let new_ca = LocalCa::load(
+        root,
+        &format!("{} (new)", f.name),
+        &dir.join(NEW_CERT),
+        &dir.join(NEW_KEY),
+        ctx.now,
+    )?;
+    let inv = crate::pass::read_node(root, ctx.settings);
+    let opts = RenewOptions {
+        days: None,
+        reuse_key: false,
+        now: ctx.now,
+        // From the old CA to the new: the operator's explicit choice.
+        switch_issuer: true,
+    };
+    for (o, r) in files::leaves(&inv, f.name) {
+        if r.cert.is_signed_by(&s.new) {
+            continue;
+        }
+        let prepared = issue::prepare(&o.target, r, Some(&new_ca), &opts)?;
+        for c in prepared.changes {
+            changes.retain(|x| x.path != c.path);
+            changes.push(c);
+        }
+        out_warn(&prepared.warnings);
+    }
+    // Serving chains: leaf, then X, for clients that trust only the old CA.
+    for path in &f.serving {
+        if !root.exists(path) {
+            continue;
+        }
+        let cross = s.cross.clone();
+        edit(root, &mut changes, path, false, |b| {
+            let certs = files::certs_of(path, b)?;
+            let Some(leaf) = certs.first() else {
+                return Ok(None);
+            };
+            let mut chain = vec![leaf];
+            chain.extend(
+                certs[1..]
+                    .iter()
+                    .filter(|c| cross.as_ref().is_none_or(|x| x.der != c.der)),
+            );
+            if let Some(x) = &cross {
+                chain.insert(1, x);
+            }
+            let new = files::bundle_pem(&chain).into_bytes();
+            Ok((new != b).then_some(new))
+        })?;
+    }
+    for c in &changes {
+        let known = j.backups.iter().any(|b| b.path == c.path);
+        if !known && !root.exists(&c.path) && !j.created.contains(&c.path) {
+            j.created.push(c.path.clone());
+        }
+    }
+    Ok(changes)
+}
+
+fn out_warn(w: &[String]) {
+    for w in w {
+        tracing::warn!("{w}");
+    }
+}
+
+fn finish_changes(
+    ctx: &Ctx<'_>,
+    f: &CaFiles,
+    j: &RotationJournal,
+    s: &Staged,
+    dir: &Path,
+) -> Result<Vec<FileChange>, RotationError> {
+    let root = ctx.root;
+    // Nothing of the old CA may be left in use: it stops being trusted now.
+    let inv = crate::pass::read_node(root, ctx.settings);
+    let stale: Vec<String> = files::leaves(&inv, f.name)
+        .into_iter()
+        .filter(|(_, r)| !r.cert.is_signed_by(&s.new))
+        .map(|(o, r)| format!("{} ({})", o.target.name, r.cert_file.display()))
+        .collect();
+    if !stale.is_empty() {
+        return Err(RotationError::Refused(format!(
+            "{}: still issued by the old CA, which finish stops trusting: {}; run `ca rotate {} issue` again",
+            f.name,
+            stale.join(", "),
+            f.name
+        )));
+    }
+    // The old key is archived, not deleted: an emergency re-add stays possible.
+    let archived = dir.join(ARCHIVED_KEY);
+    if let Some(copy) = j
+        .backups
+        .iter()
+        .find(|b| b.path == f.key)
+        .and_then(|b| b.copy.clone())
+    {
+        write_state_file(root, &archived, &read_bytes(root, &copy)?, 0o600)?;
+    }
+    let mut changes = Vec::new();
+    set(
+        root,
+        &mut changes,
+        &f.cert,
+        stage::pem(&s.new).into_bytes(),
+        false,
+    )?;
+    if let (Some(signer), true) = (&f.signer, j.signer_flag_moved) {
+        // Back to kubeadm's manifest: ca.crt is a single certificate again.
+        signer_flag_to(root, f, &mut changes, signer, &f.cert)?;
+    }
+    kubeconfigs_to(root, ctx.settings, f, &mut changes, &[&s.new])?;
+    for path in &f.serving {
+        if !root.exists(path) {
+            continue;
+        }
+        let cross = s.cross.clone();
+        edit(root, &mut changes, path, false, |b| {
+            let certs = files::certs_of(path, b)?;
+            let kept: Vec<&CertFacts> = certs
+                .iter()
+                .filter(|c| cross.as_ref().is_none_or(|x| x.der != c.der))
+                .collect();
+            let new = files::bundle_pem(&kept).into_bytes();
+            Ok((new != b).then_some(new))
+        })?;
+    }
+    Ok(changes)
+}
+
+fn abort(
+    ctx: &Ctx<'_>,
+    f: &CaFiles,
+    j: &mut RotationJournal,
+    s: &Staged,
+    out: &mut Outcome,
+) -> Result<(), RotationError> {
+    let root = ctx.root;
+    j.pending = Some(Phase::Aborted);
+    journal::write(ctx.state, j)?;
+    let mut changes = Vec::new();
+    let mut gone = Vec::new();
+    for b in &j.backups {
+        match (&b.copy, &b.link) {
+            (Some(copy), _) => {
+                let bytes = read_bytes(root, copy)?;
+                let now = root.symlink_metadata(&b.path).map_err(node_err(&b.path))?;
+                let same = match now {
+                    Some(m) if !m.file_type().is_symlink() => {
+                        root.read_file(&b.path).ok().map(|(_, x)| x) == Some(bytes.clone())
+                    }
+                    _ => false,
+                };
+                if !same {
+                    changes.push(FileChange {
+                        stage_outside: b.path.starts_with(&ctx.settings.kubeadm.manifests_dir),
+                        ..FileChange::file(
+                            &b.path,
+                            bytes,
+                            0o600,
+                            b.path.extension().is_some_and(|e| e == "key"),
+                        )
+                    });
+                }
+            }
+            (None, Some(link)) => {
+                if root.read_link(&b.path).ok().as_ref() != Some(link) {
+                    changes.push(FileChange {
+                        content: NewContent::Symlink(link.clone()),
+                        ..FileChange::file(&b.path, Vec::new(), 0o777, false)
+                    });
+                }
+            }
+            (None, None) => gone.push(b.path.clone()),
+        }
+    }
+    gone.extend(j.created.iter().cloned());
+    let applied = ctx
+        .state
+        .apply(&format!("ca rotate {} abort", f.name), &changes)?;
+    // Restored links no longer point at what the rotation created: remove it.
+    for p in &gone {
+        remove(root, p)?;
+    }
+    out.lines.push(format!(
+        "{}: restored {} files from the copies `start` made, removed {} it created (backup of the undone state {})",
+        f.name,
+        applied.entries.len(),
+        gone.iter().filter(|p| !root.exists(p)).count(),
+        applied.backup_dir.display()
+    ));
+    j.phase = Phase::Aborted;
+    j.pending = None;
+    j.verified = false;
+    j.phase_at = ctx.now;
+    journal::write(ctx.state, j)?;
+    finish_phase(ctx, f, j, s, out)?;
+    Ok(())
+}
+
+/// Checks the phase's promises on disk, then restarts and verifies what holds the CA,
+/// and records the phase verified. An aborted rotation's directory is removed then.
+fn finish_phase(
+    ctx: &Ctx<'_>,
+    f: &CaFiles,
+    j: &mut RotationJournal,
+    s: &Staged,
+    out: &mut Outcome,
+) -> Result<(), RotationError> {
+    let inv = crate::pass::read_node(ctx.root, ctx.settings);
+    if j.phase == Phase::Aborted {
+        let left: Vec<String> = j
+            .backups
+            .iter()
+            .filter(|b| match (&b.copy, &b.link) {
+                (Some(c), _) => {
+                    ctx.root.read_file(c).ok().map(|x| x.1)
+                        != ctx.root.read_file(&b.path).ok().map(|x| x.1)
+                }
+                (None, Some(l)) => ctx.root.read_link(&b.path).ok().as_ref() != Some(l),
+                (None, None) => ctx.root.exists(&b.path),
+            })
+            .map(|b| b.path.display().to_string())
+            .collect();
+        if !left.is_empty() {
+            return Err(RotationError::Check {
+                phase: "abort",
+                problems: left
+                    .into_iter()
+                    .map(|p| format!("{p}: not as before start"))
+                    .collect(),
+            });
+        }
+    } else {
+        let problems = check::problems(ctx.root, ctx.settings, f, j, s, &inv, j.phase);
+        if !problems.is_empty() {
+            return Err(RotationError::Check {
+                phase: j.phase.name(),
+                problems,
+            });
+        }
+    }
+    out.lines.push(format!(
+        "{}: files verified for the {} phase",
+        f.name,
+        j.phase.name()
+    ));
+    if j.phase != Phase::Started {
+        restart_all(ctx, f, j, out)?;
+    }
+    j.verified = true;
+    if j.phase == Phase::Aborted {
+        let dir = journal::rotation_dir(ctx.state, f.name);
+        ctx.root.remove_dir_all(&dir).map_err(node_err(&dir))?;
+        out.lines.push(format!(
+            "{}: the rotation is undone; the node is as before `start`",
+            f.name
+        ));
+    } else {
+        journal::write(ctx.state, j)?;
+        out.lines.push(match j.phase {
+            Phase::Trusting => format!("{}: every trust anchor holds [old, new]; next, once every node trusts both: `ca rotate {} issue`", f.name, f.name),
+            Phase::Issuing => format!("{}: the new CA signs; next, once every client has the new CA: `ca rotate {} finish`", f.name, f.name),
+            Phase::Finished => format!("{}: the rotation is finished; the old CA's key is archived in {}", f.name, journal::rotation_dir(ctx.state, f.name).join(ARCHIVED_KEY).display()),
+            _ => String::new(),
+        });
+    }
+    Ok(())
+}
+
+fn restart_all(
+    ctx: &Ctx<'_>,
+    f: &CaFiles,
+    j: &RotationJournal,
+    out: &mut Outcome,
+) -> Result<(), RotationError> {
+    let present: Vec<&Component> = f
+        .restart
+        .iter()
+        .filter(|c| match files::static_pod(c) {
+            Some(p) => ctx
+                .root
+                .exists(&ctx.settings.kubeadm.manifests_dir.join(format!("{p}.yaml"))),
+            None => true,
+        })
+        .collect();
+    let edges = match &ctx.restarts {
+        Restarts::Live(e) => e,
+        Restarts::NotLive | Restarts::Operator => {
+            for c in present {
+                out.must_restart.push(c.name());
+            }
+            return Ok(());
+        }
+    };
+    let settings = ctx.settings;
+    let timeout = StdDuration::from_secs(settings.run.restart_timeout_seconds);
+    let gap = time::Duration::seconds(settings.run.min_restart_gap_seconds as i64);
+    let mut last: Option<OffsetDateTime> = None;
+    for c in present {
+        match files::static_pod(c) {
+            Some(pod) => {
+                if let Some(w) = control_plane_wait(last, gap, edges.clock.now()) {
+                    edges.clock.sleep(w);
+                }
+                let manifest = settings.kubeadm.manifests_dir.join(format!("{pod}.yaml"));
+                let value = format!(
+                    "{}-{}",
+                    certs_hash(&[j.new_sha256.clone(), j.phase.name().to_string()]),
+                    edges.clock.now().unix_timestamp()
+                );
+                let change = static_pod_change(ctx.root, &manifest, &value)?;
+                ctx.state
+                    .apply(&format!("restart {pod} (ca rotate {})", f.name), &[change])?;
+                last = Some(edges.clock.now());
+                out.lines
+                    .push(format!("{}: restarted static pod {pod}", f.name));
+            }
+            None => {
+                let unit = "kubelet.service";
+                let r = edges.services.restart_unit(unit, timeout)?;
+                out.lines.push(format!(
+                    "{}: restarted {unit} (new run {})",
+                    f.name, r.invocation_id
+                ));
+            }
+        }
+        if settings.run.verify {
+            let eps = endpoints(ctx.root, &settings.kubeadm, c);
+            let lines = wait_until_served(
+                edges.prober,
+                edges.clock,
+                ctx.root,
+                c,
+                &eps,
+                StdDuration::from_secs(settings.run.verify_timeout_seconds),
+            )?;
+            out.lines.extend(lines);
+        }
+    }
+    Ok(())
+}
+
+/// Loud warnings for `run` and `ca status`: a rotation in progress whose files no
+/// longer hold what its phase promises (kubeadm collapsed a bundle, reverted the
+/// signer flag), with the command that re-applies the phase.
+pub fn warnings(root: &NodeRoot, settings: &Settings, state: &StateDir) -> Vec<String> {
+    let mut out = Vec::new();
+    for ca in ["ca", "front-proxy-ca", "etcd/ca"] {
+        let Ok(Some(j)) = journal::read(state, ca) else {
+            continue;
+        };
+        if !matches!(j.phase, Phase::Trusting | Phase::Issuing) {
+            continue;
+        }
+        let dir = journal::rotation_dir(state, ca);
+        let s = match load_staged(root, &dir, &j) {
+            Ok(s) => s,
+            Err(e) => {
+                out.push(format!("CA rotation of {ca}: {e}"));
+                continue;
+            }
+        };
+        let f = CaFiles::of(settings, root, ca);
+        let inv = crate::pass::read_node(root, settings);
+        let problems = check::problems(root, settings, &f, &j, &s, &inv, j.phase);
+        if !problems.is_empty() {
+            out.push(format!(
+                "CA rotation of {ca} (phase {}): the node no longer holds what the phase promises: {}; run `cert-rotator ca rotate {ca} {}` to re-apply it",
+                j.phase.name(),
+                problems.join("; "),
+                j.phase.command()
+            ));
+        }
+    }
+    out
+}
