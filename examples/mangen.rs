@@ -504,6 +504,26 @@ fn exit_codes(name: &str) -> Vec<(&'static str, &'static str)> {
                  does not exist. Nothing was changed.",
             ),
         ],
+        n if n.starts_with("cert-rotator-ca") => vec![
+            (
+                "0",
+                "Done: the CAs were shown, renewed, exported or imported (and, on the live \
+                 node without --no-restart, what holds them restarted and verified); or no \
+                 CA was due.",
+            ),
+            (
+                "1",
+                "A CA file or a kubeconfig holding a copy is unreadable, the CA key is not on \
+                 the node (renew), the file is not the CA this node trusts (import), the \
+                 export file exists, a restart or verification failed (the new CA files stay), \
+                 or another command holds the lock. Otherwise nothing was changed.",
+            ),
+            (
+                "2",
+                "Usage or configuration error, or NAME is not a CA of this node (the message \
+                 lists the valid names). Nothing was changed.",
+            ),
+        ],
         _ => Vec::new(),
     }
 }
@@ -654,6 +674,7 @@ fn own_sections(name: &str, epilogue: Option<&str>) -> String {
             "cert-rotator-renew",
             "cert-rotator-renew-all",
             "cert-rotator-recover",
+            "cert-rotator-ca",
             "cert-rotator-config-check",
             "systemctl",
             "journalctl",

@@ -764,3 +764,107 @@ fn authorities_renew_false_stops_run_and_warns() {
         text(&out)
     );
 }
+
+/// The live path through the library, with the pass's test doubles for systemd, the TLS
+/// probe and the clock (the booted-systemd test runs it for real): what holds the CAs
+/// restarts once each, etcd first, one at a time, each verified; a failed restart stops
+/// the rest and is reported, the new files staying.
+#[test]
+fn on_the_live_node_what_holds_the_ca_restarts_in_order_each_verified() {
+    use cert_rotator::authority::{self, renew::read_key, NodeCopies};
+    use cert_rotator::config::Settings;
+    use cert_rotator::node::NodeRoot;
+    use cert_rotator::pass::{Edges, Overrides, Pass, Restarts};
+    use cert_rotator::write::StateDir;
+    use common::fakes::{FakeClock, FakeProber, RecordingServiceManager};
+
+    for fail_kubelet in [false, true] {
+        let d = dying_node();
+        let r = d.path();
+        let root = NodeRoot::new(r);
+        let s = Settings::default();
+        let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
+        let services = RecordingServiceManager::new();
+        if fail_kubelet {
+            services.fail_unit("kubelet.service", "failed");
+        }
+        let prober = FakeProber::new(r, &[]);
+        let clock = FakeClock::at(now());
+        let pass = Pass {
+            root: &root,
+            settings: &s,
+            state: &state,
+            overrides: Overrides::default(),
+            restarts: Restarts::Live(Edges {
+                services: &services,
+                prober: &prober,
+                clock: &clock,
+            }),
+        };
+        let node = NodeCopies::read(&root, &s);
+        let renewals: Vec<_> = ["ca", "etcd/ca"]
+            .iter()
+            .map(|n| {
+                let ca = node.authority(n).unwrap();
+                let key = read_key(&root, ca).unwrap();
+                authority::plan_renewal(ca, node.role, &key, now(), None).unwrap()
+            })
+            .collect();
+        let changes: Vec<_> = renewals.iter().flat_map(|x| x.changes.clone()).collect();
+        let restarts = authority::merge_restarts(renewals.iter().map(|x| x.restarts.as_slice()));
+        let serials: Vec<String> = renewals.iter().map(|x| x.new.serial.clone()).collect();
+        let done = authority::install(&pass, "renew CA ca, etcd/ca", &changes, &restarts, &serials)
+            .unwrap();
+        let order: Vec<&str> = done
+            .restarted
+            .iter()
+            .map(|l| l.split(':').next().unwrap())
+            .collect();
+        let mut want = vec![
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ];
+        if !fail_kubelet {
+            want.push("kubelet.service");
+        }
+        assert_eq!(order, want, "{done:?}");
+        for pod in [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ] {
+            let m = read(r, &format!("/etc/kubernetes/manifests/{pod}.yaml"));
+            assert!(m.contains("cert-rotator.k8s.io/certs-hash"), "{pod}: {m}");
+        }
+        assert_eq!(services.restarted(), ["kubelet.service"]);
+        // Control-plane restarts are paced: the clock was slept on between them.
+        assert!(clock.slept().len() >= 3, "{:?}", clock.slept());
+        assert_eq!(
+            std::fs::read(host(r, CA)).unwrap(),
+            authority::renew::pem(&renewals[0].new).into_bytes()
+        );
+        if fail_kubelet {
+            let f = done.failed.clone().expect("the kubelet's restart failed");
+            assert!(f.starts_with("kubelet:"), "{f}");
+            assert!(
+                !done.verified.iter().any(|v| v.starts_with("kubelet")),
+                "{done:?}"
+            );
+        } else {
+            assert!(done.failed.is_none(), "{done:?}");
+            assert!(
+                done.verified
+                    .iter()
+                    .any(|v| v.starts_with("etcd serves serial")),
+                "{done:?}"
+            );
+            assert!(
+                done.verified.iter().any(|v| v.starts_with("kubelet")),
+                "{done:?}"
+            );
+        }
+    }
+}

@@ -146,3 +146,89 @@ fn sigkill_at_random_instants_leaves_consistent_pairs() {
         no_strays(r);
     }
 }
+
+/// The copies of each CA as `ca status --json` reports them: per CA, the set of
+/// fingerprints its copies hold, and whether every copy holds the CA file's certificate.
+fn ca_copies(r: &Path) -> BTreeMap<String, (Vec<String>, bool)> {
+    let out = run(r, &["ca", "status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["authorities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let mut fps: Vec<String> = a["copies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|c| c["sha256"].as_array().unwrap().clone())
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect();
+            fps.sort();
+            fps.dedup();
+            let current = a["copies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["current"] == true);
+            (a["name"].as_str().unwrap().to_string(), (fps, current))
+        })
+        .collect()
+}
+
+/// `ca renew` writes the CA files and every kubeconfig embedding a CA in one change set:
+/// a crash at any step leaves, after recovery, every copy of each CA old or every copy
+/// new, never a mix.
+#[test]
+fn a_crash_at_every_step_of_a_ca_renewal_leaves_every_copy_old_or_new() {
+    let mut spec = NodeSpec::control_plane(now());
+    spec.key_algorithm = KeyAlgorithm::EcdsaP256;
+    spec.ca_validity = Validity::days(3650, Duration::days(500));
+    let d = node(&spec);
+    let r = d.path();
+    let mut points = 0;
+    for n in 1.. {
+        let before = ca_copies(r);
+        let out = Command::new(bin())
+            .arg("--root")
+            .arg(r)
+            .args(["ca", "renew", "ca", "etcd/ca"])
+            .env("CERT_ROTATOR_FAILPOINT", n.to_string())
+            .output()
+            .unwrap();
+        if out.status.code().is_some() {
+            assert!(out.status.success(), "{}", text(&out));
+            assert!(n > 20, "only {n} failpoints: is the failpoints feature on?");
+            break;
+        }
+        points += 1;
+        let rec = run(r, &["recover"]);
+        assert!(
+            rec.status.success(),
+            "recover after failpoint {n}: {}",
+            text(&rec)
+        );
+        no_strays(r);
+        let after = ca_copies(r);
+        for (name, (fps, current)) in &after {
+            assert_eq!(
+                fps.len(),
+                1,
+                "failpoint {n}: copies of {name} differ: {after:?}"
+            );
+            assert!(current, "failpoint {n}: a stale copy of {name}");
+        }
+        // Both CAs are in the one change set: both old or both new.
+        let renewed: Vec<bool> = ["ca", "etcd/ca"]
+            .iter()
+            .map(|c| before[*c] != after[*c])
+            .collect();
+        assert!(
+            renewed[0] == renewed[1],
+            "failpoint {n}: only one CA renewed: {renewed:?}"
+        );
+        assert_eq!(before["front-proxy-ca"], after["front-proxy-ca"]);
+    }
+    assert!(points > 20, "crashed at {points} points only");
+}

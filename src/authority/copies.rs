@@ -64,7 +64,7 @@ pub enum CopyError {
         path: PathBuf,
         cluster: String,
         #[source]
-        source: PkiError,
+        source: Box<PkiError>,
     },
     #[error("{}: a copy must hold at least one certificate", path.display())]
     Empty { path: PathBuf },
@@ -355,7 +355,7 @@ fn kubeconfig_anchors(path: &Path, bytes: Vec<u8>) -> Result<Vec<TrustAnchor>, C
         let at = |source| CopyError::ClusterCa {
             path: path.to_path_buf(),
             cluster: e.name.clone(),
-            source,
+            source: Box::new(source),
         };
         let certs = pki::parse_pem(&pem)
             .and_then(|b| pki::certificates(&b))

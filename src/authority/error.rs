@@ -24,12 +24,12 @@ pub enum AuthorityError {
     #[error("CA {name}: no key at {} on this node (an external CA, or a worker): it cannot be renewed here; renew it where its key is, then `cert-rotator ca export` it and `ca import` it here", key.display())]
     NoKey { name: String, key: PathBuf },
     #[error("{0}")]
-    Copy(#[from] CopyError),
+    Copy(Box<CopyError>),
     #[error("CA {name}: {source}")]
     NodeCopy {
         name: String,
         #[source]
-        source: CopyError,
+        source: Box<CopyError>,
     },
     #[error("{}: {source}", path.display())]
     Key {
@@ -128,6 +128,12 @@ pub enum AuthorityError {
         name: String,
         phase: &'static str,
     },
+}
+
+impl From<CopyError> for AuthorityError {
+    fn from(e: CopyError) -> Self {
+        AuthorityError::Copy(Box::new(e))
+    }
 }
 
 impl AuthorityError {

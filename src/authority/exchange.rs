@@ -36,7 +36,7 @@ pub fn export(
         .issuer()
         .map_err(|source| AuthorityError::NodeCopy {
             name: ca.name.clone(),
-            source,
+            source: Box::new(source),
         })?
         .clone();
     let mut bytes = zeroize::Zeroizing::new(pem(&cert).into_bytes());
@@ -238,5 +238,71 @@ fn mismatch(file: &Path, new: &CertFacts, node: &NodeCopies) -> AuthorityError {
         file: file.to_path_buf(),
         subject: new.subject.clone(),
         cas: cas.join(", "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authority::renew::{plan_renewal, read_key};
+    use crate::config::Settings;
+
+    fn none(_: &str) -> RotationPhase {
+        RotationPhase::None
+    }
+
+    fn import_of(cert: &CertFacts) -> ImportFile {
+        parse_import(Path::new("/op/ca.crt"), pem(cert).as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn an_import_is_the_same_ca_newer_or_refused_saying_what_differs() {
+        let (_d, root) = crate::fixture::temp_control_plane();
+        let node = NodeCopies::read(&root, &Settings::default());
+        let ca = node.authority("ca").unwrap();
+        let key = read_key(&root, ca).unwrap();
+        let renewed = plan_renewal(ca, node.role, &key, time::OffsetDateTime::now_utc(), None)
+            .unwrap()
+            .new;
+        let imp = plan_import(&import_of(&renewed), &node, &none).unwrap();
+        assert_eq!(imp.name, "ca");
+        assert_eq!(imp.changes.len(), ca.anchors.len());
+        // What the node has already: nothing to change.
+        let same = plan_import(&import_of(ca.issuer().unwrap()), &node, &none).unwrap();
+        assert!(same.changes.is_empty());
+        // Another node's CA with the same subject.
+        let (_e, other_root) = crate::fixture::temp_control_plane();
+        let other = NodeCopies::read(&other_root, &Settings::default());
+        let theirs = other.authority("ca").unwrap().issuer().unwrap().clone();
+        let e = plan_import(&import_of(&theirs), &node, &none)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/op/ca.crt: CN=kubernetes has the subject of CA ca (/etc/kubernetes/pki/ca.crt) but a different public key"),
+            "{e}"
+        );
+        // A bundle, a leaf, a rotation in progress.
+        let two = format!("{}{}", pem(&renewed), pem(&theirs));
+        let f = parse_import(Path::new("/op/b.crt"), two.as_bytes()).unwrap();
+        let e = plan_import(&f, &node, &none).unwrap_err().to_string();
+        assert!(e.contains("holds 2 certificates"), "{e}");
+        let rotating = |_: &str| RotationPhase::Trusting;
+        let e = plan_import(&import_of(&renewed), &node, &rotating)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("being rotated here (phase trusting)"), "{e}");
+        let e = parse_import(Path::new("/op/x"), b"nothing")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("/op/x: "), "{e}");
+        // A key that is not the certificate's.
+        let wrong = read_key(&root, node.authority("etcd/ca").unwrap()).unwrap();
+        let with_wrong = format!("{}{}", pem(&renewed), &*wrong.to_pem().unwrap());
+        let e = parse_import(Path::new("/op/k"), with_wrong.as_bytes())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("does not match its certificate"), "{e}");
     }
 }

@@ -66,7 +66,7 @@ pub fn select(node: &NodeCopies, args: &[String]) -> Result<Vec<String>, Authori
 /// the CA in it could not be updated.
 pub fn check_readable(node: &NodeCopies) -> Result<(), AuthorityError> {
     match node.unreadable.first() {
-        Some(e) => Err(AuthorityError::Copy(e.clone())),
+        Some(e) => Err(AuthorityError::Copy(Box::new(e.clone()))),
         None => Ok(()),
     }
 }
@@ -308,4 +308,53 @@ pub fn renew_due(pass: &Pass<'_>, due: &[DueAuthority], now: OffsetDateTime) -> 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_of_several_cas_are_merged_in_dependency_order() {
+        use Component::*;
+        let etcd = restart_order("etcd/ca", crate::inventory::NodeRole::ControlPlane);
+        let fp = restart_order("front-proxy-ca", crate::inventory::NodeRole::ControlPlane);
+        let ca = restart_order("ca", crate::inventory::NodeRole::ControlPlane);
+        assert_eq!(
+            merge_restarts([fp.as_slice(), etcd.as_slice()]),
+            [Etcd, KubeApiserver, KubeControllerManager]
+        );
+        assert_eq!(
+            merge_restarts([ca.as_slice(), etcd.as_slice(), fp.as_slice()]),
+            [
+                Etcd,
+                KubeApiserver,
+                KubeControllerManager,
+                KubeScheduler,
+                Kubelet
+            ]
+        );
+        assert_eq!(reload_for_ca(&Etcd), Reload::StaticPod("etcd".into()));
+        assert_eq!(
+            reload_for_ca(&Kubelet),
+            Reload::Unit("kubelet.service".into())
+        );
+    }
+
+    #[test]
+    fn names_are_checked_against_the_node() {
+        let (_d, root) = crate::fixture::temp_control_plane();
+        let node = NodeCopies::read(&root, &crate::config::Settings::default());
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            select(&node, &args(&["etcd-ca", "ca", "etcd/ca"])).unwrap(),
+            ["etcd/ca", "ca"]
+        );
+        let e = select(&node, &args(&["kube-ca"])).unwrap_err();
+        assert!(
+            e.is_usage()
+                && e.to_string()
+                    .contains("valid names: ca, front-proxy-ca, etcd/ca")
+        );
+    }
 }

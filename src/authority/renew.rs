@@ -122,7 +122,7 @@ pub fn plan_renewal(
 ) -> Result<Renewal, AuthorityError> {
     let issuer = ca.issuer().map_err(|source| AuthorityError::NodeCopy {
         name: ca.name.clone(),
-        source,
+        source: Box::new(source),
     })?;
     let new = renew_certificate(&ca.cert_path, issuer, key, &ca.key_path, now, days)?;
     let changes = install_changes(ca, issuer, &new)?;
@@ -144,7 +144,7 @@ pub fn install_changes(
     ca.changes(|a| Some(replace_in(&a.certs, old, new)))
         .map_err(|source| AuthorityError::NodeCopy {
             name: ca.name.clone(),
-            source,
+            source: Box::new(source),
         })
 }
 
