@@ -256,13 +256,30 @@ fn check_bundle(root: &Path, ca: &Ca, order: &[&str]) {
     }
 }
 
+/// `ca status --json`'s phase of a CA.
+fn phase(root: &Path, ca: &str) -> String {
+    let out = run(root, &["ca", "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ca status --json");
+    v["authorities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == ca)
+        .unwrap_or_else(|| panic!("no {ca} in {v:#}"))["phase"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn full_rotation(ca: &Ca) {
     let d = ecdsa_node();
     let r = d.path();
     let tmp = tempfile::tempdir().unwrap();
     let before = node_files(r);
+    assert_eq!(phase(r, ca.name), "none");
     let t = rot(r, ca.name, "start");
     assert!(t.contains("nothing live changed"), "{t}");
+    assert_eq!(phase(r, ca.name), "started");
     assert_eq!(node_files(r), before, "start changed a node file");
     let key = rotation_file(r, ca.name, "new-ca.key");
     assert_eq!(
@@ -288,6 +305,7 @@ fn full_rotation(ca: &Ca) {
     );
     check_bundle(r, ca, &["old", "new"]);
     check_leaves(r, ca, Issued::Old, true, tmp.path());
+    assert_eq!(phase(r, ca.name), "trusting");
     if ca.name == "ca" {
         let m = std::fs::read_to_string(host(
             r,
@@ -318,6 +336,7 @@ fn full_rotation(ca: &Ca) {
     assert_eq!(node_files(r), snap);
 
     rot(r, ca.name, "issue");
+    assert_eq!(phase(r, ca.name), "issuing");
     check_bundle(r, ca, &["new", "old"]);
     check_leaves(r, ca, Issued::New, true, tmp.path());
     if ca.name == "ca" {
@@ -337,6 +356,7 @@ fn full_rotation(ca: &Ca) {
     assert_eq!(code, 0);
 
     rot(r, ca.name, "finish");
+    assert_eq!(phase(r, ca.name), "finished");
     check_bundle(r, ca, &["new"]);
     check_leaves(r, ca, Issued::New, false, tmp.path());
     for s in ca.serving {
@@ -577,12 +597,31 @@ fn a_collapsed_bundle_is_detected_and_re_applied_by_the_phase_command() {
         })
         .collect();
     std::fs::write(&admin, collapsed).unwrap();
+    // Detected on the next `ca status`, loudly, with the command that re-applies it.
+    let st = text(&run(r, &["ca", "status"]));
+    assert!(
+        st.contains("WARNING")
+            && st.contains("/etc/kubernetes/admin.conf")
+            && st.contains("COLLAPSED")
+            && st.contains("ca rotate ca trust"),
+        "{st}"
+    );
     let again = rot(r, "ca", "trust");
     assert!(
         again.contains("wrote /etc/kubernetes/admin.conf"),
         "{again}"
     );
     assert_eq!(kubectl_ca_data(r, "/etc/kubernetes/admin.conf").len(), 2);
+    assert!(!text(&run(r, &["ca", "status"])).contains("WARNING"));
+    // `kubeadm upgrade` regenerates the controller-manager's manifest: its signer flag
+    // names the bundle again. Detected, and re-applied by the phase's command.
+    let m = host(r, "/etc/kubernetes/manifests/kube-controller-manager.yaml");
+    let moved = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(&m, moved.replace("pki/ca-signer.crt", "pki/ca.crt")).unwrap();
+    let st = text(&run(r, &["ca", "status"]));
+    assert!(st.contains("REVERTED"), "{st}");
+    rot(r, "ca", "trust");
+    assert_eq!(std::fs::read_to_string(&m).unwrap(), moved);
 }
 
 /// One phase with a crash at every failpoint in turn, from a copy of `template`; after

@@ -1,5 +1,5 @@
 //! Where a CA stands in a rotation to a new key. The rotation (issue #11, section 2) is
-//! journaled in the state directory (rotation::journal).
+//! journaled in the state directory; until it is, every CA is in phase `none`.
 
 use serde::Serialize;
 
@@ -29,13 +29,19 @@ impl RotationPhase {
 }
 
 /// The rotation phase of CA `name` on this node, from the rotation's journal in the
-/// state directory (an aborted rotation is phase none). Reads only.
+/// state directory (`<state>/rotations/<name>/journal.json`). Reads only; an unreadable
+/// journal reads as `none` (the rotation commands say why).
 pub fn phase_of(state: &StateDir, name: &str) -> RotationPhase {
-    match super::rotation::journal::phase_of(state, name) {
-        "started" => RotationPhase::Started,
-        "trusting" => RotationPhase::Trusting,
-        "issuing" => RotationPhase::Issuing,
-        "finished" => RotationPhase::Finished,
+    use super::rotation::Phase;
+    match super::rotation::journal::read(state, name) {
+        Ok(Some(j)) => match j.phase {
+            Phase::Started => RotationPhase::Started,
+            Phase::Trusting => RotationPhase::Trusting,
+            Phase::Issuing => RotationPhase::Issuing,
+            Phase::Finished => RotationPhase::Finished,
+            // An abort whose restarts were interrupted: the files are as before start.
+            Phase::Aborted => RotationPhase::None,
+        },
         _ => RotationPhase::None,
     }
 }

@@ -75,13 +75,15 @@ pub enum CaCommand {
         #[arg(long)]
         no_restart: bool,
     },
-    /// Rotate a CA to a new key, in phases: start, trust, issue, finish (or abort)
+    /// Rotate a CA to a new key, in phases: start, trust, issue, finish (or abort),
+    /// each run on every node before the next (docs/ca.md)
     Rotate(super::ca_rotate::RotateArgs),
 }
 
 pub fn ca(root: &NodeRoot, config_file: Option<&Path>, command: CaCommand) -> ExitCode {
     let result = match command {
         CaCommand::Status { json } => return status(root, config_file, json),
+        CaCommand::Rotate(args) => return super::ca_rotate::rotate(root, config_file, args),
         CaCommand::Renew {
             names,
             days,
@@ -95,7 +97,6 @@ pub fn ca(root: &NodeRoot, config_file: Option<&Path>, command: CaCommand) -> Ex
         CaCommand::Import { file, no_restart } => {
             import(root, config_file, &operator_path(&file), no_restart)
         }
-        CaCommand::Rotate(args) => return super::ca_rotate::rotate(root, config_file, args),
     };
     match result {
         Ok(code) => code,
@@ -153,6 +154,9 @@ fn status(root: &NodeRoot, config_file: Option<&Path>, json: bool) -> ExitCode {
             emit(&format!("{}\n", report.to_json()), ExitCode::from(1));
         }
         return e.exit();
+    }
+    for w in crate::authority::rotation::warnings(root, &ctx.settings, &state) {
+        super::errln!("WARNING: {w}");
     }
     let code = if report.has_errors() {
         ExitCode::from(1)

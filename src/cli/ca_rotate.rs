@@ -22,6 +22,10 @@ pub struct RotateArgs {
     /// The CA as `status` names it: ca, front-proxy-ca, etcd/ca (kubeadm's etcd-ca too)
     #[arg(value_name = "NAME")]
     pub name: String,
+    /// Do not restart anything on the live node: say what must restart (the phase
+    /// stays unverified until the command runs again with restarts)
+    #[arg(long, global = true)]
+    pub no_restart: bool,
     #[command(subcommand)]
     pub phase: RotatePhase,
 }
@@ -71,7 +75,7 @@ fn run(root: &NodeRoot, config: Option<&Path>, args: RotateArgs) -> Result<ExitC
             args.name
         )));
     };
-    let (cmd, opts) = match args.phase {
+    let (cmd, opts) = match args.phase.clone() {
         RotatePhase::Start {
             new_cert,
             new_key,
@@ -112,7 +116,13 @@ fn run(root: &NodeRoot, config: Option<&Path>, args: RotateArgs) -> Result<ExitC
         return Ok(ExitCode::from(1));
     };
     let settings = &ctx.settings;
+    let no_restart = args.no_restart && root.is_live();
     let result = with_edges(root, |restarts| {
+        let restarts = if no_restart {
+            crate::pass::Restarts::Operator
+        } else {
+            restarts
+        };
         let c = Ctx {
             root,
             settings,
@@ -131,10 +141,10 @@ fn run(root: &NodeRoot, config: Option<&Path>, args: RotateArgs) -> Result<ExitC
                 errln!("WARNING: {w}");
             }
             if !out.must_restart.is_empty() {
-                outln!(
-                    "must restart, one at a time in this order, and verify, before the next phase (--root is not the live node): {}",
-                    out.must_restart.join(", ")
-                );
+                outln!("must restart, one at a time in this order, and verify, before the next phase:");
+                for m in &out.must_restart {
+                    outln!("  {m}");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -75,6 +75,12 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
     }
     let plan = crate::pass::plan_inventory(settings, &inv, &state, now);
     out!("{}", plan_text(&plan, root.is_live()));
+    // A CA rotation in progress whose bundles kubeadm collapsed or whose signer flag
+    // `kubeadm upgrade` reverted: loud, with the command that re-applies the phase.
+    for w in crate::authority::rotation::warnings(root, settings, &state) {
+        tracing::warn!(action = "ca-rotation", "{w}");
+        say(&format!("WARNING: {w}"));
+    }
     let report = with_edges(root, |edges| {
         let pass = Pass {
             root,

@@ -5,6 +5,7 @@
 //! configuration and what exists on disk. [`read`] then reads each target into facts or
 //! an error that names the file and the problem. Nothing here writes.
 
+pub mod kubeadm;
 mod layout;
 mod read;
 mod select;

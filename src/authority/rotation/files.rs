@@ -170,36 +170,12 @@ pub fn with_signer_flag(
     Ok(edited.into_bytes())
 }
 
-/// A kubeadm run in progress on this node, in words: its working directories
-/// (`/etc/kubernetes/tmp/kubeadm-*`, made by `kubeadm upgrade` and `certs renew`
-/// backups) under the root, and on the live node a `kubeadm` process.
+/// A kubeadm run in progress on this node, in words (inventory::kubeadm: a kubeadm
+/// process on the live node, a recently changed `/etc/kubernetes/tmp/kubeadm-*`
+/// directory; older ones are leftovers of past upgrades and stop nothing).
 pub fn kubeadm_running(root: &NodeRoot, settings: &Settings) -> Option<String> {
-    let tmp = settings.kubeadm.kubeconfig_dir.join("tmp");
-    if let Ok(entries) = root.read_dir(&tmp) {
-        for (name, kind) in entries {
-            let n = name.to_string_lossy();
-            if kind.is_dir() && n.starts_with("kubeadm-") {
-                return Some(format!("{} exists", tmp.join(&*n).display()));
-            }
-        }
-    }
-    if root.is_live() {
-        // /proc is the kernel's, not a node file: read directly, only on the live node.
-        if let Ok(rd) = std::fs::read_dir("/proc") {
-            for e in rd.flatten() {
-                let pid = e.file_name();
-                if !pid.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-                    continue;
-                }
-                if let Ok(comm) = std::fs::read_to_string(e.path().join("comm")) {
-                    if comm.trim() == "kubeadm" {
-                        return Some(format!("process {} is kubeadm", pid.to_string_lossy()));
-                    }
-                }
-            }
-        }
-    }
-    None
+    crate::inventory::kubeadm::activity(root, &settings.kubeadm, time::OffsetDateTime::now_utc())
+        .map(|a| a.to_string())
 }
 
 #[cfg(test)]

@@ -15,7 +15,6 @@
 //! resume at 5. `abort` puts back the byte copies `start` made.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration as StdDuration;
 
 use time::OffsetDateTime;
 
@@ -32,46 +31,64 @@ use crate::issue::{self, IssueError, RenewOptions};
 use crate::model::{Component, FileChange, NewContent};
 use crate::node::kubeconfig::replace_cluster_ca;
 use crate::node::NodeRoot;
-use crate::pass::Restarts;
+use crate::pass::{Edges, Overrides, Pass, Restarts};
 use crate::pki::{CertFacts, PrivateKey};
-use crate::restart::{certs_hash, control_plane_wait, static_pod_change, RestartError};
-use crate::verify::{endpoints, wait_until_served, VerifyError};
 use crate::write::{StateDir, WriteError};
 
+/// Why a phase did not complete. Each names its file, CA or component. Large errors
+/// are boxed, so that every step's `Result` stays small.
 #[derive(Debug, thiserror::Error)]
 pub enum RotationError {
     /// Out of order, or a precondition does not hold: nothing was changed.
     #[error("{0}")]
     Refused(String),
     #[error("{0}")]
-    Stage(#[from] StageError),
+    Stage(Box<StageError>),
     #[error("{0}")]
-    Edit(#[from] EditError),
+    Edit(Box<EditError>),
     #[error("{0}")]
-    Write(#[from] WriteError),
+    Write(Box<WriteError>),
     #[error("{0}")]
-    Issue(#[from] IssueError),
+    Issue(Box<IssueError>),
     #[error("{0}")]
-    Ca(#[from] CaError),
+    Ca(Box<CaError>),
     #[error("{0}")]
-    Restart(#[from] RestartError),
+    Copy(Box<crate::authority::copies::CopyError>),
+    /// A restart or its verification failed; the phase stays unverified.
     #[error("{0}")]
-    Verify(#[from] VerifyError),
+    RestartFailed(String),
     #[error("{}: {problem}", path.display())]
     Node { path: PathBuf, problem: String },
     #[error("{}: {source}", path.display())]
     Kubeconfig {
         path: PathBuf,
-        source: crate::node::kubeconfig::KubeconfigError,
+        source: Box<crate::node::kubeconfig::KubeconfigError>,
     },
-    #[error("{0}")]
-    Copy(#[from] crate::authority::copies::CopyError),
     #[error("the {phase} phase's files are not as it promises:\n  {}", problems.join("\n  "))]
     Check {
         phase: &'static str,
         problems: Vec<String>,
     },
 }
+
+macro_rules! rotation_error_from {
+    ($($variant:ident($error:ty)),*) => {
+        $(impl From<$error> for RotationError {
+            fn from(e: $error) -> Self {
+                RotationError::$variant(Box::new(e))
+            }
+        })*
+    };
+}
+
+rotation_error_from!(
+    Stage(StageError),
+    Edit(EditError),
+    Write(WriteError),
+    Issue(IssueError),
+    Ca(CaError),
+    Copy(crate::authority::copies::CopyError)
+);
 
 fn node_err(path: &Path) -> impl FnOnce(crate::node::NodeError) -> RotationError + '_ {
     move |e| RotationError::Node {
@@ -594,7 +611,7 @@ fn kubeconfigs_to(
                 replace_cluster_ca(b, &path, &[(&cluster, pem.as_bytes())]).map_err(|source| {
                     RotationError::Kubeconfig {
                         path: path.clone(),
-                        source,
+                        source: Box::new(source),
                     }
                 })?;
             Ok((new != b).then_some(new))
@@ -946,6 +963,19 @@ fn finish_phase(
     ));
     if j.phase != Phase::Started {
         restart_all(ctx, f, j, out)?;
+        if matches!(ctx.restarts, Restarts::Operator) && !out.must_restart.is_empty() {
+            // --no-restart on the live node: the operator restarts; the phase counts
+            // as verified once this command runs again and restarts and verifies.
+            journal::write(ctx.state, j)?;
+            out.lines.push(format!(
+                "{}: the {} phase is written but not verified: restart what is listed, or run `ca rotate {} {}` again without --no-restart",
+                f.name,
+                j.phase.name(),
+                f.name,
+                j.phase.command()
+            ));
+            return Ok(());
+        }
     }
     j.verified = true;
     if j.phase == Phase::Aborted {
@@ -973,7 +1003,7 @@ fn restart_all(
     j: &RotationJournal,
     out: &mut Outcome,
 ) -> Result<(), RotationError> {
-    let present: Vec<&Component> = f
+    let present: Vec<Component> = f
         .restart
         .iter()
         .filter(|c| match files::static_pod(c) {
@@ -982,62 +1012,51 @@ fn restart_all(
                 .exists(&ctx.settings.kubeadm.manifests_dir.join(format!("{p}.yaml"))),
             None => true,
         })
+        .cloned()
         .collect();
-    let edges = match &ctx.restarts {
-        Restarts::Live(e) => e,
-        Restarts::NotLive | Restarts::Operator => {
-            for c in present {
-                out.must_restart.push(c.name());
-            }
-            return Ok(());
-        }
+    let restarts = match &ctx.restarts {
+        Restarts::Live(e) => Restarts::Live(Edges {
+            services: e.services,
+            prober: e.prober,
+            clock: e.clock,
+        }),
+        Restarts::NotLive => Restarts::NotLive,
+        Restarts::Operator => Restarts::Operator,
     };
-    let settings = ctx.settings;
-    let timeout = StdDuration::from_secs(settings.run.restart_timeout_seconds);
-    let gap = time::Duration::seconds(settings.run.min_restart_gap_seconds as i64);
-    let mut last: Option<OffsetDateTime> = None;
-    for c in present {
-        match files::static_pod(c) {
-            Some(pod) => {
-                if let Some(w) = control_plane_wait(last, gap, edges.clock.now()) {
-                    edges.clock.sleep(w);
-                }
-                let manifest = settings.kubeadm.manifests_dir.join(format!("{pod}.yaml"));
-                let value = format!(
-                    "{}-{}",
-                    certs_hash(&[j.new_sha256.clone(), j.phase.name().to_string()]),
-                    edges.clock.now().unix_timestamp()
-                );
-                let change = static_pod_change(ctx.root, &manifest, &value)?;
-                ctx.state
-                    .apply(&format!("restart {pod} (ca rotate {})", f.name), &[change])?;
-                last = Some(edges.clock.now());
-                out.lines
-                    .push(format!("{}: restarted static pod {pod}", f.name));
+    let pass = Pass {
+        root: ctx.root,
+        settings: ctx.settings,
+        state: ctx.state,
+        overrides: Overrides::default(),
+        restarts,
+    };
+    // The same restarts as `ca renew` and a pass: one at a time, paced, each verified;
+    // the static pods' annotation names the new CA and the phase.
+    let serials = [j.new_sha256.clone(), j.phase.name().to_string()];
+    let done = crate::authority::restart(&pass, &present, &serials);
+    out.lines.extend(
+        done.restarted
+            .iter()
+            .map(|l| format!("{}: restarted {l}", f.name)),
+    );
+    out.lines.extend(
+        done.verified
+            .iter()
+            .map(|l| format!("{}: verified {l}", f.name)),
+    );
+    out.must_restart.extend(done.not_performed);
+    out.must_restart.extend(done.must_restart);
+    match done.failed {
+        Some(e) => Err(RotationError::RestartFailed(format!(
+            "{e} (not restarted: {})",
+            if done.not_restarted.is_empty() {
+                "none".to_string()
+            } else {
+                done.not_restarted.join(", ")
             }
-            None => {
-                let unit = "kubelet.service";
-                let r = edges.services.restart_unit(unit, timeout)?;
-                out.lines.push(format!(
-                    "{}: restarted {unit} (new run {})",
-                    f.name, r.invocation_id
-                ));
-            }
-        }
-        if settings.run.verify {
-            let eps = endpoints(ctx.root, &settings.kubeadm, c);
-            let lines = wait_until_served(
-                edges.prober,
-                edges.clock,
-                ctx.root,
-                c,
-                &eps,
-                StdDuration::from_secs(settings.run.verify_timeout_seconds),
-            )?;
-            out.lines.extend(lines);
-        }
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Loud warnings for `run` and `ca status`: a rotation in progress whose files no
