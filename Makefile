@@ -20,11 +20,16 @@ rules:
 	promtool test rules tests/prometheus/*.test.yml
 
 # The packaged agent on a real booted systemd (systemd-nspawn): needs root,
-# debootstrap, systemd-container and promtool (see .ci/run).
+# debootstrap, systemd-container, promtool, jq, and the host's etcd, etcdctl,
+# kubectl and prometheus-node-exporter (see .ci/run).
 e2e:
 	packaging/build.sh --check
 	tests/e2e/restart_selftest.sh
 	tests/e2e/run.sh
+	tests/e2e/ca.sh
+# tests/e2e/ca_rotate.sh (the phased CA rotation, about 95 s) joins the list once
+# `ca rotate NAME abort` on a live node leaves the static-pod manifests byte-identical
+# (3 of its checks are red until then).
 
 demo:
 	cargo run --release -- demo

@@ -23,6 +23,8 @@
 #                               and exports E2E_ROOTFS_TAR
 #   e2e_boot [DIR]              unpack + boot; exports E2E_DIR E2E_ROOT E2E_PID
 #                               E2E_NSPAWN_PID
+#   e2e_bind_host_binary NAME...  bind the host's NAME read-only at
+#                               /usr/local/bin/NAME in the next e2e_boot
 #   e2e_exec CMD...             run CMD inside the container (stdin passed)
 #   e2e_copy_in SRC DST         copy a host file/dir to DST in the container
 #   e2e_wait_for SECS CMD...    poll CMD (on the host) until it succeeds
@@ -369,6 +371,21 @@ e2e_boot() {
 		sleep 0.2
 	done
 	e2e_log "container up: dir=$E2E_DIR pid=$E2E_PID nspawn=$E2E_NSPAWN_PID"
+}
+
+# e2e_bind_host_binary NAME...: have the next e2e_boot bind the host's executable
+# NAME (from PATH, symlinks resolved) read-only at /usr/local/bin/NAME in the
+# container, instead of installing its package into the cached rootfs. Only for
+# binaries that run there as they are: the host's Debian release (the rootfs's),
+# linked against glibc alone or static (check with ldd). Fails naming a missing one.
+e2e_bind_host_binary() {
+	local n p
+	for n; do
+		p=$(command -v -- "$n") && p=$(readlink -f -- "$p") && [[ -x $p ]] ||
+			{ _e2e_die "$n is not installed on the host"; return 1; }
+		E2E_NSPAWN_ARGS="${E2E_NSPAWN_ARGS:-} --bind-ro=$p:/usr/local/bin/$n"
+	done
+	export E2E_NSPAWN_ARGS
 }
 
 # e2e_exec CMD...: run CMD inside the container (all its namespaces, its

@@ -6,23 +6,35 @@
 # (`cert-rotator demo --build-only --keep /`: apiserver in its last 20%, a 91-day
 # kubelet client certificate with 25 days left, scheduler.conf expired), starts the
 # stand-ins (kubelet.service serving kubelet.crt on :10250; a static-pod stand-in
-# that restarts an `openssl s_server` for apiserver.crt on :6443 when
-# kube-apiserver.yaml's content changes, and /healthz servers for the controller
-# manager and scheduler), then drives the real units and checks the outcome.
-# Prints "N passed, N failed"; tears the container down even on failure and prints
-# its journal then. Needs root, debootstrap, systemd-container, and promtool
-# (Debian package prometheus) on the host.
+# that restarts, when a manifest's content changes, the real etcd run from
+# etcd.yaml's flags, an `openssl s_server` for apiserver.crt on :6443 that requires
+# client certificates of ca.crt, and /healthz servers for the controller manager
+# and scheduler), then drives the real units and checks the outcome, with the real
+# clients too (clients.sh): etcdctl with the renewed etcd client certificates,
+# kubectl with every renewed kubeconfig, node_exporter serving the agent's
+# textfile. Prints "N passed, N failed"; tears the container down even on failure
+# and prints its journal then. Needs root, debootstrap, systemd-container, and on
+# the host promtool (Debian package prometheus), etcd and etcdctl (etcd-server,
+# etcd-client), prometheus-node-exporter and kubectl, bound read-only into the
+# container (e2e_bind_host_binary).
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=clients.sh
+. "$here/clients.sh"
 e2e_trap_exit
 
 deb=$(ls -t "$repo"/target/packages/cert-rotator_*_amd64.deb 2>/dev/null | head -n1)
 if [[ -z $deb ]]; then
 	e2e_check "a .deb from packaging/build.sh exists" false
+	e2e_summary
+	exit 1
+fi
+if ! e2e_clients_bind; then
+	e2e_check "etcd, etcdctl, kubectl and prometheus-node-exporter are installed on the host" false
 	e2e_summary
 	exit 1
 fi
@@ -33,8 +45,11 @@ if ! e2e_rootfs >/dev/null || ! e2e_boot; then
 fi
 e2e_check "container boots to running/degraded" true
 
+# serial_served PORT|HOST:PORT (host default 127.0.0.1)
 serial_served() {
-	e2e_exec sh -c "openssl s_client -connect 127.0.0.1:$1 </dev/null 2>/dev/null | openssl x509 -noout -serial" | cut -d= -f2
+	local at=$1
+	[[ $at == *:* ]] || at=127.0.0.1:$at
+	e2e_exec sh -c "openssl s_client -connect $at </dev/null 2>/dev/null | openssl x509 -noout -serial" | cut -d= -f2
 }
 serial_file() { e2e_exec openssl x509 -in "$1" -noout -serial | cut -d= -f2; }
 invocation() { e2e_exec systemctl show -P InvocationID "$1"; }
@@ -79,6 +94,12 @@ e2e_check "fixture builder lays down a kubeadm node" \
 	e2e_exec cert-rotator demo --build-only --keep /
 # One pass may restart everything in this test; a short gap keeps it quick.
 e2e_exec sh -c 'printf "[run]\nmax_restarts_per_pass = 5\nmin_restart_gap_seconds = 2\nverify_timeout_seconds = 60\n" >/etc/cert-rotator/config.d/50-e2e.toml'
+# The metrics textfile where Debian's prometheus-node-exporter reads textfiles (the
+# default one, in the 0700 state directory, is unreadable to node_exporter's own user).
+textfile_dir=/var/lib/prometheus/node-exporter
+e2e_exec mkdir -p "$textfile_dir"
+e2e_exec sh -c "printf 'metrics_file = \"$textfile_dir/cert-rotator.prom\"\n' >/etc/cert-rotator/config.d/40-e2e-metrics.toml"
+# No drop-in: the packaged unit's ReadWritePaths= lets it write there, which this proves.
 # The fixture's advertise address, as a real node has it on an interface.
 e2e_check "the node's advertise address 10.0.0.10 is up" e2e_exec ip addr add 10.0.0.10/32 dev lo
 e2e_check "stand-ins installed and started" e2e_exec /opt/standins/install.sh --now
@@ -87,6 +108,23 @@ e2e_check "apiserver stand-in serves apiserver.crt" \
 e2e_check "kubelet stand-in serves kubelet.crt" \
 	e2e_wait_for 20 served_is 10250 "$(serial_file /var/lib/kubelet/pki/kubelet.crt)"
 e2e_check "three certificates are due before the pass" eq "$(due_count)" 3
+e2e_check "real etcd serves etcd/server.crt" \
+	e2e_wait_for 30 served_is 2379 "$(serial_file /etc/kubernetes/pki/etcd/server.crt)"
+e2e_check "... answers etcdctl with healthcheck-client: healthy" e2e_wait_for 30 etcd_healthy healthcheck-client
+e2e_check "... and apiserver-etcd-client can put and get" \
+	etcd_put_get apiserver-etcd-client /cert-rotator-e2e/before-pass one
+e2e_check "kubectl with admin.conf gets through the apiserver stand-in" kubectl_ok /etc/kubernetes/admin.conf
+e2e_check "... which refuses the expired scheduler.conf" kubectl_refused /etc/kubernetes/scheduler.conf
+# Every kubeconfig and etcd's certificates due too, so that the pass renews what the
+# real clients check: the fixture's leaves have 334 of 365 days left.
+e2e_exec sh -c 'for t in etcd/server etcd/healthcheck-client apiserver-etcd-client admin.conf controller-manager.conf /root/.kube/config; do
+	printf "[targets.\"%s\"]\nremaining_days = 340\n" "$t"; done >/etc/cert-rotator/config.d/55-e2e-due.toml'
+e2e_check "nine certificates are due with the clients' ones" eq "$(due_count)" 9
+
+etcd_serial_before=$(serial_file /etc/kubernetes/pki/etcd/server.crt)
+etcd_pid_before=$(e2e_exec cat /run/static-pods/etcd.pid)
+etcd_starts_before=$(restarts etcd)
+etcd_clients_before="$(serial_file /etc/kubernetes/pki/apiserver-etcd-client.crt) $(serial_file /etc/kubernetes/pki/etcd/healthcheck-client.crt)"
 
 kubelet_before=$(invocation kubelet.service)
 api_serial_before=$(serial_file /etc/kubernetes/pki/apiserver.crt)
@@ -120,10 +158,51 @@ e2e_check "journalctl MESSAGE_ID= finds the restarts" \
 	msg_has 6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a02 'restarted kube-apiserver'
 e2e_check "journalctl MESSAGE_ID= finds the verifications" \
 	msg_has 6c1f0b7e2d8a4e0f9a3b5c7d1e2f3a03 'kube-apiserver serves serial'
-metrics=$E2E_ROOT/var/lib/cert-rotator/metrics/cert-rotator.prom
+metrics=$E2E_ROOT$textfile_dir/cert-rotator.prom
 e2e_check "the metrics file exists" test -s "$metrics"
 e2e_check "promtool check metrics accepts it" promtool_ok "$metrics"
 e2e_check "metrics say the pass succeeded" grep -q '^cert_rotator_pass_success 1' "$metrics"
+
+# --- the real clients after the pass -----------------------------------------------
+etcd_serial_after=$(serial_file /etc/kubernetes/pki/etcd/server.crt)
+e2e_check "etcd/server.crt has a new serial" ne "$etcd_serial_after" "$etcd_serial_before"
+e2e_check "real etcd serves it on 127.0.0.1:2379" served_is 2379 "$etcd_serial_after"
+e2e_check "... and on the advertise address 10.0.0.10:2379" served_is 10.0.0.10:2379 "$etcd_serial_after"
+e2e_check "... without a restart (same etcd process, no new start)" \
+	eq "$(e2e_exec cat /run/static-pods/etcd.pid) $(restarts etcd) $(e2e_exec cat "/proc/$etcd_pid_before/comm")" \
+	"$etcd_pid_before $etcd_starts_before etcd"
+e2e_check "apiserver-etcd-client and healthcheck-client have new serials" \
+	ne "$(serial_file /etc/kubernetes/pki/apiserver-etcd-client.crt) $(serial_file /etc/kubernetes/pki/etcd/healthcheck-client.crt)" "$etcd_clients_before"
+e2e_check "etcdctl with the renewed apiserver-etcd-client: endpoint health" etcd_healthy apiserver-etcd-client
+e2e_check "... put and get" etcd_put_get apiserver-etcd-client /cert-rotator-e2e/after-pass two
+e2e_check "... and what was put before the pass is there" etcd_get_is apiserver-etcd-client /cert-rotator-e2e/before-pass one
+e2e_check "etcdctl with the renewed healthcheck-client: endpoint health" etcd_healthy healthcheck-client
+e2e_check "... and get" etcd_get_is healthcheck-client /cert-rotator-e2e/after-pass two
+for kc in /etc/kubernetes/{admin,super-admin,controller-manager,scheduler,kubelet}.conf /root/.kube/config; do
+	[[ $kc == */super-admin.conf ]] && ! e2e_exec test -e "$kc" && continue # not on every node
+	e2e_check "kubectl with the renewed ${kc#/etc/kubernetes/} authenticates to the apiserver stand-in" kubectl_ok "$kc"
+done
+foreign_kubeconfig /etc/kubernetes/admin.conf /tmp/foreign-ca.conf
+e2e_check "... which refuses a client certificate of another CA" kubectl_refused /tmp/foreign-ca.conf
+
+# --- node_exporter serves the textfile ----------------------------------------------
+# Unprivileged, as Debian's unit runs it (User=prometheus); only the textfile
+# collector (and its own process metrics), which is what is under test.
+e2e_exec systemd-run --unit=node-exporter -p DynamicUser=yes \
+	/usr/local/bin/prometheus-node-exporter --web.listen-address=127.0.0.1:9100 \
+	--collector.disable-defaults --collector.textfile \
+	--collector.textfile.directory="$textfile_dir" >/dev/null
+scraped=$E2E_DIR/node-exporter.prom
+scrape_to() { scrape 127.0.0.1:9100 /metrics >"$scraped"; }
+has_line() { grep -E "$1" "$scraped" >/dev/null; }
+e2e_check "node_exporter serves /metrics" e2e_wait_for 20 scrape_to
+e2e_check "... having read the agent's textfile without error" has_line '^node_textfile_scrape_error 0$'
+e2e_check "... serving its pass result" has_line '^cert_rotator_pass_success 1$'
+e2e_check "... and the apiserver certificate's expiry" \
+	has_line '^cert_rotator_certificate_not_after_seconds\{.*name="apiserver".*\} [0-9.e+]+$'
+e2e_check "... and x509-certificate-exporter's x509_cert_not_after for apiserver.crt" \
+	has_line '^x509_cert_not_after\{.*filepath="/etc/kubernetes/pki/apiserver.crt".*subject_CN="kube-apiserver".*\} [0-9.e+]+$'
+e2e_check "promtool check metrics accepts what node_exporter serves" promtool_ok "$scraped"
 
 # --- a second pass does nothing ---------------------------------------------------
 api_starts_mid=$(restarts kube-apiserver)
