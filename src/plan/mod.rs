@@ -325,6 +325,22 @@ pub fn lift_cap_for_broken(plan: &mut Plan, down: &[(Component, String)]) {
 }
 
 /// [`make_plan`] for a pass that can do what `opts` says.
+/// Why renewing a certificate that ends at `not_after` from `route`'s local CA gains
+/// nothing: the CA ends no later than the certificate does.
+fn no_gain(inv: &Inventory, route: &CaRoute, not_after: OffsetDateTime) -> Option<String> {
+    let CaRoute::Local(name) = route else {
+        return None;
+    };
+    let a = inv.authorities.iter().find(|a| &a.def.name == name)?;
+    let ca = a.cert.as_ref().ok()?;
+    (ca.not_after <= not_after).then(|| {
+        format!(
+            "its CA {name} ends {}, no later than this certificate: a renewal would gain nothing; renew the CA (`cert-rotator ca renew {name}`)",
+            crate::timefmt::rfc3339(ca.not_after)
+        )
+    })
+}
+
 pub fn make_plan_with(
     settings: &Settings,
     inv: &Inventory,
@@ -367,6 +383,12 @@ pub fn make_plan_with(
         let Some(reason) = a.reason else { continue };
         let route = route_of(settings, inv, t, r);
         if let CaRoute::NotRenewable(why) = route {
+            not_renewable.push(blocked(t, why));
+            continue;
+        }
+        if let Some(why) = no_gain(inv, &route, r.cert.not_after) {
+            // Every daily pass would renew (and restart) again for nothing: a renewal
+            // is capped at the CA's end, so it cannot outlive what is there.
             not_renewable.push(blocked(t, why));
             continue;
         }

@@ -186,3 +186,29 @@ fn nothing_due_is_an_empty_plan() {
     );
     assert!(plan.is_empty() && plan.deferred.is_empty());
 }
+
+#[test]
+fn a_due_leaf_whose_ca_ends_first_is_not_renewed_for_nothing() {
+    // The CA ends in 20 days; apiserver.crt (capped at the CA's end by its last
+    // renewal) ends with it and is due. Renewing could not outlive the CA: the daily
+    // pass would renew and restart again every day.
+    let now = OffsetDateTime::now_utc();
+    let mut spec = NodeSpec::control_plane(now)
+        .with("apiserver", Validity::days(365, Duration::days(20)))
+        .with("admin.conf", Validity::days(365, Duration::days(10)));
+    spec.ca_validity = Validity::days(3650, Duration::days(20));
+    let plan = plan_for(&spec, &Settings::default(), &History::default());
+    let blocked: Vec<_> = plan.not_renewable.iter().map(|b| b.name.as_str()).collect();
+    assert!(blocked.contains(&"apiserver"), "{blocked:?}");
+    let why = &plan
+        .not_renewable
+        .iter()
+        .find(|b| b.name == "apiserver")
+        .unwrap()
+        .why;
+    assert!(why.contains("cert-rotator ca renew ca"), "{why}");
+    // admin.conf ends before the CA: renewing it still gains 10 days, so it is planned.
+    let planned: Vec<_> = plan.groups.iter().flat_map(names).collect();
+    assert!(planned.contains(&"admin.conf"), "{planned:?}");
+    assert!(!planned.contains(&"apiserver"), "{planned:?}");
+}
