@@ -213,11 +213,15 @@ impl<'a> Live<'_, 'a> {
         locks: &mut PassLocks,
     ) -> Option<String> {
         // A component that already serves what was written restarts nothing: it needs
-        // no slot (and must not wait for one when the lock is out of reach).
-        let serving = matches!(self.probe_first(), BeforeRestart::AlreadyServing);
-        let lock_group = self.edges.lock.filter(|_| !serving).and_then(|_| {
-            coordination::group_for(&self.pass.settings.coordination, &self.group.reload)
-        });
+        // no slot (and must not wait for one when the lock is out of reach). Probed
+        // here only when a slot is at stake; the restart step probes first anyway.
+        let lock_group = self
+            .edges
+            .lock
+            .and_then(|_| {
+                coordination::group_for(&self.pass.settings.coordination, &self.group.reload)
+            })
+            .filter(|_| !matches!(self.probe_first(), BeforeRestart::AlreadyServing));
         if lock_group.is_some() {
             // Owed from now on: a crash before the restart still leaves it to the next pass.
             locks.owe(
