@@ -93,6 +93,12 @@ impl LockError {
         matches!(self, LockError::Busy { .. })
     }
 
+    /// The backend did not answer: worth a short retry (a just-restarted etcd member,
+    /// ours or a peer's, takes a few seconds to serve again).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, LockError::Unreachable { .. })
+    }
+
     /// A bounded-cardinality label for metrics and the summary.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -168,6 +174,11 @@ pub fn broken_delay(id: &str, window: Duration) -> Duration {
 /// How often a busy slot is asked for again.
 pub const POLL: Duration = Duration::from_secs(2);
 
+/// How long an unreachable backend is retried before the restart is deferred: long
+/// enough for an etcd member restarted a moment ago (this pass restarts etcd before
+/// the apiserver) to serve again, short enough not to hold a pass up for nothing.
+pub const UNREACHABLE_GRACE: Duration = Duration::from_secs(16);
+
 /// What [`take_slot`] decided.
 pub enum Decision<'l> {
     /// Restart, then release (or keep on failure) the slot.
@@ -192,11 +203,16 @@ pub fn take_slot<'l>(
     broken: &mut dyn FnMut() -> Option<String>,
 ) -> Decision<'l> {
     let deadline = clock.now() + Duration::from_secs(settings.wait_seconds);
+    let grace = (clock.now() + UNREACHABLE_GRACE).min(deadline);
     let err = loop {
         match lock.acquire(group, purpose) {
             Ok(slot) => return Decision::Held(slot),
             Err(e) if e.is_busy() && clock.now() + POLL <= deadline => {
                 tracing::info!(component = %purpose, group = %group.name, "waiting for a restart slot: {e}");
+                clock.sleep(POLL);
+            }
+            Err(e) if e.is_unreachable() && clock.now() + POLL <= grace => {
+                tracing::info!(component = %purpose, group = %group.name, "restart lock unreachable, trying again: {e}");
                 clock.sleep(POLL);
             }
             Err(e) => break e,
