@@ -848,7 +848,14 @@ fn a_live_abort_restarts_only_what_it_restored_and_leaves_the_manifests_as_befor
             .map(|(_, rest)| rest.split(':').next().unwrap().to_string())
             .collect()
     };
-    let cases: [(&'static str, &[Command], &[&str], &[&str]); 5] = [
+    // (CA, phases after start, what abort restarts in order, the units among them)
+    type Case = (
+        &'static str,
+        &'static [Command],
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+    let cases: [Case; 5] = [
         ("ca", &[], &[], &[]),
         ("etcd/ca", &[], &[], &[]),
         (
