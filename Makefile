@@ -27,9 +27,7 @@ e2e:
 	tests/e2e/restart_selftest.sh
 	tests/e2e/run.sh
 	tests/e2e/ca.sh
-# tests/e2e/ca_rotate.sh (the phased CA rotation, about 95 s) joins the list once
-# `ca rotate NAME abort` on a live node leaves the static-pod manifests byte-identical
-# (3 of its checks are red until then).
+	tests/e2e/ca_rotate.sh
 
 demo:
 	cargo run --release -- demo

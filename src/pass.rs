@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::coordination::RestartLock;
 use crate::inventory::{self, SelectError};
 use crate::issue::{self, IssueError, RenewOptions};
-use crate::model::Component;
+use crate::model::{Component, FileChange};
 use crate::node::NodeRoot;
 use crate::plan::DueReason;
 use crate::plan::{CaRoute, Group, History, Plan, PlannedTarget, Reload, RestartRecord};
@@ -407,6 +407,7 @@ pub fn execute(
             edges,
             group,
             comp: &comp,
+            manifest: None,
         };
         if let Some(why) = live.coordinated_restart(&written, &mut history, &mut report, &mut locks)
         {
@@ -504,11 +505,44 @@ pub fn restart_and_verify(
         edges,
         group: &group,
         comp: &comp,
+        manifest: None,
     };
     // No renewed target: the probe first never avoids this restart (the served leaf
     // did not change; the CA the component holds in memory did). It takes a slot of
     // the cross-node restart lock as a renewal's restart does.
     let done = live.under_restart_slot(|| live.reload_and_verify(serials, &mut history))?;
+    Ok((done.restarted.into_iter().collect(), done.verified))
+}
+
+/// Restarts a static pod by writing `manifest` (its whole new content, e.g. the bytes
+/// it had before a CA rotation that `abort` undoes) instead of setting the restart
+/// annotation, otherwise exactly as [`restart_and_verify`]: paced, under a slot of the
+/// cross-node lock, recorded in the history, then verified. The kubelet recreates the
+/// pod because the content changes; bytes equal to the manifest now restart nothing
+/// (the write is then a no-op for the kubelet) but the pod is still verified.
+pub fn restart_static_pod_with(
+    pass: &Pass<'_>,
+    edges: &Edges<'_>,
+    component: &Component,
+    pod: &str,
+    manifest: &[u8],
+) -> Result<(Vec<String>, Vec<String>), PassError> {
+    let mut history = load_history(pass.state);
+    let group = Group {
+        component: Some(component.clone()),
+        reload: Reload::StaticPod(pod.to_string()),
+        targets: Vec::new(),
+        urgent: false,
+    };
+    let comp = component.name();
+    let live = Live {
+        pass,
+        edges,
+        group: &group,
+        comp: &comp,
+        manifest: Some(manifest),
+    };
+    let done = live.under_restart_slot(|| live.reload_and_verify(&[], &mut history))?;
     Ok((done.restarted.into_iter().collect(), done.verified))
 }
 
@@ -518,6 +552,8 @@ struct Live<'p, 'a> {
     edges: &'p Edges<'a>,
     group: &'p Group,
     comp: &'p str,
+    /// A static pod's whole new manifest, written instead of the restart annotation.
+    manifest: Option<&'p [u8]>,
 }
 
 /// What reloading one group did.
@@ -678,15 +714,32 @@ impl<'a> Live<'_, 'a> {
                 }
                 status(&format!("restarting static pod {pod}"));
                 let manifest = settings.kubeadm.manifests_dir.join(format!("{pod}.yaml"));
-                let value = format!("{}-{}", certs_hash(serials), clock.now().unix_timestamp());
-                let change = static_pod_change(self.pass.root, &manifest, &value)?;
-                self.pass
-                    .state
-                    .apply(&format!("restart {pod}"), &[change])?;
-                format!(
-                    "{pod}: manifest {} annotated cert-rotator.k8s.io/certs-hash={value}",
-                    manifest.display()
-                )
+                match self.manifest {
+                    Some(bytes) => {
+                        // Never a temp file in the manifests directory: the kubelet
+                        // would run it as a pod.
+                        let change = FileChange {
+                            stage_outside: true,
+                            ..FileChange::file(&manifest, bytes.to_vec(), 0o600, false)
+                        };
+                        self.pass
+                            .state
+                            .apply(&format!("restart {pod}"), &[change])?;
+                        format!("{pod}: manifest {} written back", manifest.display())
+                    }
+                    None => {
+                        let value =
+                            format!("{}-{}", certs_hash(serials), clock.now().unix_timestamp());
+                        let change = static_pod_change(self.pass.root, &manifest, &value)?;
+                        self.pass
+                            .state
+                            .apply(&format!("restart {pod}"), &[change])?;
+                        format!(
+                            "{pod}: manifest {} annotated cert-rotator.k8s.io/certs-hash={value}",
+                            manifest.display()
+                        )
+                    }
+                }
             }
         };
         let now = clock.now();

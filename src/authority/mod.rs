@@ -32,7 +32,7 @@ pub use renew::{plan_renewal, Renewal};
 use time::OffsetDateTime;
 
 use crate::model::{Component, FileChange};
-use crate::pass::{restart_and_verify, Pass, Restarts};
+use crate::pass::{restart_and_verify, restart_static_pod_with, Pass, Restarts};
 use crate::plan::{DueAuthority, Reload};
 use crate::report::pass::message_id;
 use crate::report::reload_words;
@@ -147,12 +147,30 @@ pub fn write(
 /// files stay: a CA renewed with its own key is trusted by everything the old one was,
 /// so undoing the write would not make a failing component healthier.
 pub fn restart(pass: &Pass<'_>, restarts: &[Component], serials: &[String]) -> Installed {
+    restart_writing(pass, restarts, serials, |_| None)
+}
+
+/// [`restart`], except that a static pod for which `manifest_of` gives bytes restarts
+/// by having its manifest written with them (`abort` of a CA rotation puts back the
+/// manifests of before `start`) instead of by the restart annotation.
+pub fn restart_writing(
+    pass: &Pass<'_>,
+    restarts: &[Component],
+    serials: &[String],
+    manifest_of: impl Fn(&Component) -> Option<Vec<u8>>,
+) -> Installed {
     let mut done = Installed::default();
     for c in restarts {
         let reload = reload_for_ca(c);
+        let done_one = |edges: &crate::pass::Edges<'_>| match (&reload, manifest_of(c)) {
+            (Reload::StaticPod(pod), Some(bytes)) => {
+                restart_static_pod_with(pass, edges, c, pod, &bytes)
+            }
+            _ => restart_and_verify(pass, edges, c, reload.clone(), serials),
+        };
         match &pass.restarts {
             Restarts::Live(_) if done.failed.is_some() => done.not_restarted.push(c.name()),
-            Restarts::Live(edges) => match restart_and_verify(pass, edges, c, reload, serials) {
+            Restarts::Live(edges) => match done_one(edges) {
                 Ok((r, v)) => {
                     done.restarted.extend(r);
                     done.verified.extend(v);

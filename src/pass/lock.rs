@@ -189,6 +189,7 @@ pub(super) fn owed_restarts(
             edges,
             group: &group,
             comp: &p.component,
+            manifest: None,
         };
         if let Some(why) = live.coordinated_restart(&written, history, report, locks) {
             locks.save(pass.state);

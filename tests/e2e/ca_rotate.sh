@@ -147,10 +147,18 @@ for ((k = 1; k <= ${#steps[@]}; k++)); do
 	ok=1
 	for step in "${steps[@]:0:k}"; do rotate ca "$step" >/dev/null || ok=0; done
 	e2e_check "ca rotate ca ${steps[*]:0:k} succeed" eq "$ok" 1
-	e2e_check "... then abort succeeds" rotate ca abort
+	abort_out=$E2E_DIR/abort-after-${steps[k - 1]}.out
+	e2e_check "... then abort succeeds" eval 'rotate ca abort >"$abort_out"'
+	# Abort restarts only what it restored: nothing after start; after trust or issue
+	# the static pods by writing back their manifests of before start, then the kubelet.
+	if ((k == 1)); then
+		e2e_check "... and restarts nothing (nothing live had changed)" fails grep -q ': restarted ' "$abort_out"
+	else
+		e2e_check "... and restarts each static pod by its manifest of before start, then the kubelet" \
+			eq "$(grep -o ': restarted [a-z.-]*' "$abort_out" | cut -d' ' -f3 | paste -sd' ')" \
+			"kube-apiserver kube-controller-manager kube-scheduler kubelet.service"
+	fi
 	e2e_check "... and every file but the static-pod manifests is as before start" same_files "$before" others
-	# The manifests carry the restart annotation of abort's own restarts; byte-identical
-	# they need abort to restart by restoring their bytes from before start.
 	e2e_check "... and the static-pod manifests are as before start" same_files "$before" manifests
 	snapshot >"$before" # the next round starts from here
 	e2e_check "... phase none" eq "$(phase_of ca)" none

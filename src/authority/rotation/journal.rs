@@ -87,6 +87,11 @@ pub struct RotationJournal {
     /// Files the phases created that were not there at start (kubelet-client-<time>.pem):
     /// `abort` removes them.
     pub created: Vec<PathBuf>,
+    /// `abort`: the components whose inputs it restores (names, in the CA's restart
+    /// order), recorded before its change set so that a crash after it still restarts
+    /// them. Nothing else restarts: an abort from `started` restarts nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub abort_restarts: Vec<String>,
 }
 
 /// Directory name of a CA's rotation: `etcd/ca` -> `etcd-ca`.

@@ -499,6 +499,7 @@ fn start(
         backups,
         signer_flag_moved,
         created: Vec::new(),
+        abort_restarts: Vec::new(),
     };
     journal::write(ctx.state, &j)?;
     out.lines.push(format!(
@@ -844,6 +845,97 @@ fn finish_changes(
     Ok(changes)
 }
 
+/// The file is as it was before `start` (its bytes, its link, or its absence).
+fn as_before(root: &NodeRoot, b: &BackedUp) -> bool {
+    match (&b.copy, &b.link) {
+        (Some(c), _) => {
+            let now = root.symlink_metadata(&b.path).ok().flatten();
+            now.is_some_and(|m| !m.file_type().is_symlink())
+                && root.read_file(c).ok().map(|x| x.1) == root.read_file(&b.path).ok().map(|x| x.1)
+        }
+        (None, Some(l)) => root.read_link(&b.path).ok().as_ref() == Some(l),
+        (None, None) => !root.exists(&b.path),
+    }
+}
+
+/// The bytes a node file had before `start`, from its copy.
+fn before_start(root: &NodeRoot, j: &RotationJournal, p: &Path) -> Option<Vec<u8>> {
+    let b = j.backups.iter().find(|b| b.path == p)?;
+    root.read_file(b.copy.as_ref()?).ok().map(|x| x.1)
+}
+
+/// The CA's restarts whose component is on this node, in order.
+fn present(ctx: &Ctx<'_>, f: &CaFiles) -> Vec<Component> {
+    f.restart
+        .iter()
+        .filter(|c| match files::static_pod(c) {
+            Some(p) => ctx.root.exists(&manifest_of(ctx, p)),
+            None => true,
+        })
+        .cloned()
+        .collect()
+}
+
+fn manifest_of(ctx: &Ctx<'_>, pod: &str) -> PathBuf {
+    ctx.settings
+        .kubeadm
+        .manifests_dir
+        .join(format!("{pod}.yaml"))
+}
+
+/// Whether `abort` restores something component `c` reads: a static pod's manifest,
+/// or a file its manifest (before `start`) names; the kubelet's kubeconfig, client and
+/// serving files, or the CA file (its client CA). `restored`: node paths abort writes
+/// or removes.
+fn inputs_restored(
+    ctx: &Ctx<'_>,
+    f: &CaFiles,
+    j: &RotationJournal,
+    c: &Component,
+    restored: &[PathBuf],
+) -> bool {
+    match files::static_pod(c) {
+        Some(pod) => {
+            let m = manifest_of(ctx, pod);
+            let text = before_start(ctx.root, j, &m)
+                .or_else(|| ctx.root.read_file(&m).ok().map(|x| x.1))
+                .unwrap_or_default();
+            let text = String::from_utf8_lossy(&text);
+            restored
+                .iter()
+                .any(|p| *p == m || text.contains(&*p.to_string_lossy()))
+        }
+        None if *c == Component::Kubelet => {
+            let k = &ctx.settings.kubeadm;
+            restored.iter().any(|p| {
+                *p == k.kubeconfig_dir.join("kubelet.conf")
+                    || *p == f.cert
+                    || p.starts_with(&k.kubelet_pki_dir)
+            })
+        }
+        None => !restored.is_empty(),
+    }
+}
+
+/// The static pods whose manifests `abort` writes back by restarting them (live node
+/// only): the manifest is then not in the change set.
+fn restarted_by_manifest(ctx: &Ctx<'_>, j: &RotationJournal) -> Vec<PathBuf> {
+    if !matches!(ctx.restarts, Restarts::Live(_)) {
+        return Vec::new();
+    }
+    [
+        Component::Etcd,
+        Component::KubeApiserver,
+        Component::KubeControllerManager,
+        Component::KubeScheduler,
+    ]
+    .iter()
+    .filter(|c| j.abort_restarts.contains(&c.name()))
+    .filter_map(|c| files::static_pod(c))
+    .map(|p| manifest_of(ctx, p))
+    .collect()
+}
+
 fn abort(
     ctx: &Ctx<'_>,
     f: &CaFiles,
@@ -852,27 +944,46 @@ fn abort(
     out: &mut Outcome,
 ) -> Result<(), RotationError> {
     let root = ctx.root;
+    // What abort restores, and so what must restart: recorded before the change set (a
+    // crash after it finds the files restored and would restart nothing otherwise).
+    let restored: Vec<PathBuf> = j
+        .backups
+        .iter()
+        .filter(|b| !as_before(root, b))
+        .map(|b| b.path.clone())
+        .chain(j.created.iter().filter(|p| root.exists(p)).cloned())
+        .collect();
+    let order = present(ctx, f);
+    let mut names = j.abort_restarts.clone();
+    for c in &order {
+        if !names.contains(&c.name()) && inputs_restored(ctx, f, j, c, &restored) {
+            names.push(c.name());
+        }
+    }
+    j.abort_restarts = order
+        .iter()
+        .map(Component::name)
+        .filter(|n| names.contains(n))
+        .collect();
     j.pending = Some(Phase::Aborted);
     journal::write(ctx.state, j)?;
+    // On the live node a restarted static pod's manifest is written back by its
+    // restart, in the restart order, not here.
+    let by_restart = restarted_by_manifest(ctx, j);
     let mut changes = Vec::new();
     let mut gone = Vec::new();
     for b in &j.backups {
+        if by_restart.contains(&b.path) {
+            continue;
+        }
         match (&b.copy, &b.link) {
             (Some(copy), _) => {
-                let bytes = read_bytes(root, copy)?;
-                let now = root.symlink_metadata(&b.path).map_err(node_err(&b.path))?;
-                let same = match now {
-                    Some(m) if !m.file_type().is_symlink() => {
-                        root.read_file(&b.path).ok().map(|(_, x)| x) == Some(bytes.clone())
-                    }
-                    _ => false,
-                };
-                if !same {
+                if !as_before(root, b) {
                     changes.push(FileChange {
                         stage_outside: b.path.starts_with(&ctx.settings.kubeadm.manifests_dir),
                         ..FileChange::file(
                             &b.path,
-                            bytes,
+                            read_bytes(root, copy)?,
                             0o600,
                             b.path.extension().is_some_and(|e| e == "key"),
                         )
@@ -880,7 +991,7 @@ fn abort(
                 }
             }
             (None, Some(link)) => {
-                if root.read_link(&b.path).ok().as_ref() != Some(link) {
+                if !as_before(root, b) {
                     changes.push(FileChange {
                         content: NewContent::Symlink(link.clone()),
                         ..FileChange::file(&b.path, Vec::new(), 0o777, false)
@@ -914,6 +1025,24 @@ fn abort(
     Ok(())
 }
 
+/// After abort: every backed-up file not in `skip` that is not as before `start`.
+fn not_restored(ctx: &Ctx<'_>, j: &RotationJournal, skip: &[PathBuf]) -> Result<(), RotationError> {
+    let left: Vec<String> = j
+        .backups
+        .iter()
+        .filter(|b| !skip.contains(&b.path) && !as_before(ctx.root, b))
+        .map(|b| format!("{}: not as before start", b.path.display()))
+        .collect();
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(RotationError::Check {
+            phase: "abort",
+            problems: left,
+        })
+    }
+}
+
 /// Checks the phase's promises on disk, then restarts and verifies what holds the CA,
 /// and records the phase verified. An aborted rotation's directory is removed then.
 fn finish_phase(
@@ -925,28 +1054,8 @@ fn finish_phase(
 ) -> Result<(), RotationError> {
     let inv = crate::pass::read_node(ctx.root, ctx.settings);
     if j.phase == Phase::Aborted {
-        let left: Vec<String> = j
-            .backups
-            .iter()
-            .filter(|b| match (&b.copy, &b.link) {
-                (Some(c), _) => {
-                    ctx.root.read_file(c).ok().map(|x| x.1)
-                        != ctx.root.read_file(&b.path).ok().map(|x| x.1)
-                }
-                (None, Some(l)) => ctx.root.read_link(&b.path).ok().as_ref() != Some(l),
-                (None, None) => ctx.root.exists(&b.path),
-            })
-            .map(|b| b.path.display().to_string())
-            .collect();
-        if !left.is_empty() {
-            return Err(RotationError::Check {
-                phase: "abort",
-                problems: left
-                    .into_iter()
-                    .map(|p| format!("{p}: not as before start"))
-                    .collect(),
-            });
-        }
+        // The manifests the restarts write back are checked after them.
+        not_restored(ctx, j, &restarted_by_manifest(ctx, j))?;
     } else {
         let problems = check::problems(ctx.root, ctx.settings, f, j, s, &inv, j.phase);
         if !problems.is_empty() {
@@ -961,7 +1070,18 @@ fn finish_phase(
         f.name,
         j.phase.name()
     ));
-    if j.phase != Phase::Started {
+    if j.phase == Phase::Aborted {
+        // Only what abort restored restarts (nothing after `start`); a static pod by
+        // its manifest of before `start`, so the manifests end byte-identical too.
+        let list: Vec<Component> = present(ctx, f)
+            .into_iter()
+            .filter(|c| j.abort_restarts.contains(&c.name()))
+            .collect();
+        restart_list(ctx, f, j, &list, out)?;
+        if matches!(ctx.restarts, Restarts::Live(_)) {
+            not_restored(ctx, j, &[])?;
+        }
+    } else if j.phase != Phase::Started {
         restart_all(ctx, f, j, out)?;
         if matches!(ctx.restarts, Restarts::Operator) && !out.must_restart.is_empty() {
             // --no-restart on the live node: the operator restarts; the phase counts
@@ -1003,17 +1123,16 @@ fn restart_all(
     j: &RotationJournal,
     out: &mut Outcome,
 ) -> Result<(), RotationError> {
-    let present: Vec<Component> = f
-        .restart
-        .iter()
-        .filter(|c| match files::static_pod(c) {
-            Some(p) => ctx
-                .root
-                .exists(&ctx.settings.kubeadm.manifests_dir.join(format!("{p}.yaml"))),
-            None => true,
-        })
-        .cloned()
-        .collect();
+    restart_list(ctx, f, j, &present(ctx, f), out)
+}
+
+fn restart_list(
+    ctx: &Ctx<'_>,
+    f: &CaFiles,
+    j: &RotationJournal,
+    present: &[Component],
+    out: &mut Outcome,
+) -> Result<(), RotationError> {
     let restarts = match &ctx.restarts {
         Restarts::Live(e) => Restarts::Live(Edges {
             services: e.services,
@@ -1034,7 +1153,10 @@ fn restart_all(
     // The same restarts as `ca renew` and a pass: one at a time, paced, each verified;
     // the static pods' annotation names the new CA and the phase.
     let serials = [j.new_sha256.clone(), j.phase.name().to_string()];
-    let done = crate::authority::restart(&pass, &present, &serials);
+    let done = crate::authority::restart_writing(&pass, present, &serials, |c| {
+        let pod = files::static_pod(c).filter(|_| j.phase == Phase::Aborted)?;
+        before_start(ctx.root, j, &manifest_of(ctx, pod))
+    });
     out.lines.extend(
         done.restarted
             .iter()
