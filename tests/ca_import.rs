@@ -180,8 +180,12 @@ fn a_worker_follows_a_rotation_by_importing_each_phase_bundle() {
 
     ok(rc, &["ca", "rotate", "ca", "start"]);
     ok(rc, &["ca", "rotate", "ca", "trust"]);
-    let trust = carry(rc, files.path(), "trust.crt");
+    // `ca export` writes what the CA file holds: the bundle.
+    let trust = files.path().join("trust.crt");
+    ok(rc, &["ca", "export", "ca", trust.to_str().unwrap()]);
     let bundle = ders(&std::fs::read(&trust).unwrap());
+    assert_eq!(bundle, ders(&std::fs::read(host(rc, CA)).unwrap()));
+    assert_eq!(bundle.len(), 2);
     assert_eq!(bundle[0], old[0], "trust: [old, new]");
     let conf = std::fs::read_to_string(host(rw, KUBELET_CONF)).unwrap();
     import_onto(rw, &trust, 2);

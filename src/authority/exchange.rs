@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::copies::{same_ca, AuthorityCopies, NodeCopies};
 use super::phase::RotationPhase;
-use super::renew::{install_changes, pem, read_key};
+use super::renew::{install_changes, read_key};
 use super::AuthorityError;
 use crate::model::{Component, FileChange};
 use crate::node::NodeRoot;
@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 
 /// What `ca export` writes.
 pub struct Export {
-    /// The CA certificate's PEM, then (with the key) the key's PEM.
+    /// The CA file's certificates' PEM (its issuer first), then (with the key) the key's PEM.
     pub bytes: zeroize::Zeroizing<Vec<u8>>,
     /// 0600 with a key in it, else 0644.
     pub mode: u32,
@@ -29,7 +29,8 @@ pub struct Export {
     pub with_key: bool,
 }
 
-/// The export of CA `ca`: its issuing certificate, and its key when `with_key`.
+/// The export of CA `ca`: its CA file's certificates (the issuing one first), and its key
+/// when `with_key`.
 pub fn export(
     root: &NodeRoot,
     ca: &AuthorityCopies,
@@ -42,7 +43,16 @@ pub fn export(
             source: Box::new(source),
         })?
         .clone();
-    let mut bytes = zeroize::Zeroizing::new(pem(&cert).into_bytes());
+    // The whole CA file: one certificate, or during a rotation the bundle the phase left,
+    // which the nodes that follow the rotation (`ca import`) install as it is.
+    let certs = ca
+        .bundle
+        .as_ref()
+        .map_err(|source| AuthorityError::NodeCopy {
+            name: ca.name.clone(),
+            source: Box::new(source.clone()),
+        })?;
+    let mut bytes = zeroize::Zeroizing::new(super::copies::bundle_pem(certs).into_bytes());
     if with_key {
         let key = read_key(root, ca)?;
         if !key.matches(&cert) {
@@ -370,7 +380,7 @@ fn mismatch(file: &Path, new: &CertFacts, node: &NodeCopies) -> AuthorityError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authority::renew::{plan_renewal, read_key};
+    use crate::authority::renew::{pem, plan_renewal, read_key};
     use crate::config::Settings;
 
     fn none(_: &str) -> RotationPhase {
