@@ -88,8 +88,22 @@ pub enum AuthorityError {
     ImportNoCertificate { file: PathBuf },
     #[error("{}: {subject} is not a CA certificate", file.display())]
     ImportNotCa { file: PathBuf, subject: String },
-    #[error("{}: holds {count} certificates; outside a CA rotation `ca import` takes one CA certificate (`ca export` writes one)", file.display())]
-    ImportBundle { file: PathBuf, count: usize },
+    #[error("{}: does not contain a CA this node trusts (subjects {subjects}; this node trusts {cas}); nothing changed", file.display())]
+    ImportBundleNoShared {
+        file: PathBuf,
+        subjects: String,
+        cas: String,
+    },
+    #[error("{}: shares certificates with several of this node's CAs ({names}): one file holds one CA's bundle; nothing changed", file.display())]
+    ImportBundleAmbiguous { file: PathBuf, names: String },
+    #[error("{}: the CA certificate {subject} expired {}; nothing changed", file.display(), rfc3339(*not_after))]
+    ImportExpired {
+        file: PathBuf,
+        subject: String,
+        not_after: OffsetDateTime,
+    },
+    #[error("{}: holds the CA {subject} (same subject and key) twice; nothing changed", file.display())]
+    ImportDuplicate { file: PathBuf, subject: String },
     #[error("{}: {subject} has the subject of CA {name} ({}) but a different public key: it is another CA, not a renewal of the one this node trusts; nothing changed", file.display(), path.display())]
     ImportDifferentKey {
         file: PathBuf,
@@ -122,7 +136,7 @@ pub enum AuthorityError {
         theirs: OffsetDateTime,
         ours: OffsetDateTime,
     },
-    #[error("{}: CA {name} is being rotated here (phase {phase}): import its bundle with the rotation's commands", file.display())]
+    #[error("{}: CA {name} is being rotated here (phase {phase}): this node holds the key and a rotation journal, so it follows the rotation with `ca rotate {name}`, not `ca import`; nothing changed", file.display())]
     ImportDuringRotation {
         file: PathBuf,
         name: String,

@@ -366,13 +366,25 @@ fn import(
     // Checked before the lock, so a wrong file changes nothing and waits for no one.
     let node = NodeCopies::read(root, settings);
     not_a_node(root, &node)?;
-    exchange::plan_import(&f, &node, &|n| phase_of(&state, n)).map_err(cli_error)?;
+    exchange::plan_import(
+        &f,
+        &node,
+        &|n| phase_of(&state, n),
+        OffsetDateTime::now_utc(),
+    )
+    .map_err(cli_error)?;
     let Some(_lock) = ctx.lock_and_recover(&state, WhenBusy::Fail)? else {
         return Ok(ExitCode::from(1));
     };
     let node = NodeCopies::read(root, settings);
     check_readable(&node).map_err(cli_error)?;
-    let imp = exchange::plan_import(&f, &node, &|n| phase_of(&state, n)).map_err(cli_error)?;
+    let imp = exchange::plan_import(
+        &f,
+        &node,
+        &|n| phase_of(&state, n),
+        OffsetDateTime::now_utc(),
+    )
+    .map_err(cli_error)?;
     if imp.changes.is_empty() {
         outln!(
             "{}\talready installed\tserial={}\tsha256={}",
@@ -388,7 +400,13 @@ fn import(
             file.display()
         ));
     }
-    let serials = [imp.new.serial.clone()];
+    let serials: Vec<String> = imp.certs.iter().map(|c| c.serial.clone()).collect();
+    // A bundle says how many CA certificates every copy now holds.
+    let count = if imp.certs.len() > 1 {
+        format!("\tcerts={}", imp.certs.len())
+    } else {
+        String::new()
+    };
     let installed = with_restarts(
         root,
         settings,
@@ -405,7 +423,7 @@ fn import(
                 authority::write(&pass, &format!("import CA {}", imp.name), &imp.changes)?;
             {
                 outln!(
-                    "{}\timported\tnot_after={}\tserial={}\tsha256={}",
+                    "{}\timported\tnot_after={}\tserial={}\tsha256={}{count}",
                     imp.name,
                     rfc3339(imp.new.not_after),
                     imp.new.serial,

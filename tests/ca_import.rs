@@ -1,0 +1,304 @@
+//! `ca import` of the bundle a CA rotation leaves in the rotating node's CA file, on a
+//! worker that follows it phase by phase (issue #11), checked with real openssl and
+//! kubectl: after each import the worker's ca.crt and the CA data of its kubelet.conf
+//! hold the control plane's bundle certificate for certificate; a bundle that is not
+//! continuous with what the worker trusts, holds a leaf or an expired CA is refused
+//! with exit 1 and the worker unchanged.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+use cert_rotator::pki::KeyAlgorithm;
+use common::*;
+
+const CA: &str = "/etc/kubernetes/pki/ca.crt";
+const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// The DER of each certificate of a PEM text, in order.
+fn ders(pem: &[u8]) -> Vec<Vec<u8>> {
+    let text = String::from_utf8_lossy(pem);
+    let mut out = Vec::new();
+    let mut body: Option<String> = None;
+    for line in text.lines() {
+        match (line.trim(), &mut body) {
+            ("-----BEGIN CERTIFICATE-----", None) => body = Some(String::new()),
+            ("-----END CERTIFICATE-----", Some(b)) => {
+                out.push(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b.as_bytes())
+                        .expect("base64 PEM body"),
+                );
+                body = None;
+            }
+            (l, Some(b)) => b.push_str(l),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The certificate-authority-data of kubelet.conf as real kubectl reads it, decoded.
+fn kubectl_ca(kubeconfig: &Path) -> Vec<u8> {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args([
+            "config",
+            "view",
+            "--raw",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+        ])
+        .output()
+        .expect("kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl cannot read {}: {}",
+        kubeconfig.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    base64::engine::general_purpose::STANDARD
+        .decode(out.stdout.trim_ascii())
+        .expect("base64 certificate-authority-data")
+}
+
+fn ok(root: &Path, args: &[&str]) -> String {
+    let out = run(root, args);
+    let t = text(&out);
+    assert!(out.status.success(), "{args:?} failed:\n{t}");
+    t
+}
+
+/// A control plane with ECDSA keys (fast rotations).
+fn control_plane() -> tempfile::TempDir {
+    let mut spec = NodeSpec::control_plane(now());
+    spec.key_algorithm = KeyAlgorithm::EcdsaP256;
+    node(&spec)
+}
+
+/// A worker of the cluster: its ca.crt and kubelet.conf trust the control plane's CA,
+/// and it has no CA key.
+fn worker_of(cp: &Path) -> tempfile::TempDir {
+    let mut spec = NodeSpec::worker(now());
+    spec.kubelet_conf_embedded = true;
+    let w = node(&spec);
+    let r = w.path();
+    let own = std::fs::read(host(r, CA)).unwrap();
+    let cluster = std::fs::read(host(cp, CA)).unwrap();
+    let conf = std::fs::read_to_string(host(r, KUBELET_CONF)).unwrap();
+    assert!(conf.contains(&b64(&own)));
+    std::fs::write(
+        host(r, KUBELET_CONF),
+        conf.replace(&b64(&own), &b64(&cluster)),
+    )
+    .unwrap();
+    std::fs::write(host(r, CA), cluster).unwrap();
+    assert!(!host(r, "/etc/kubernetes/pki/ca.key").exists());
+    w
+}
+
+/// Copies the control plane's ca.crt (what the operator carries over) to a file.
+fn carry(cp: &Path, dir: &Path, name: &str) -> PathBuf {
+    let file = dir.join(name);
+    std::fs::copy(host(cp, CA), &file).unwrap();
+    file
+}
+
+/// Imports `file` on the worker: its ca.crt and kubelet.conf then hold the file's
+/// certificates, in order, and the kubelet is the one restart.
+fn import_onto(w: &Path, file: &Path, count: usize) {
+    let t = ok(w, &["ca", "import", file.to_str().unwrap()]);
+    assert!(t.contains("ca\timported"), "{t}");
+    assert!(t.contains("kubelet: restart kubelet.service"), "{t}");
+    assert!(!t.contains("kube-apiserver"), "{t}");
+    let want = ders(&std::fs::read(file).unwrap());
+    assert_eq!(want.len(), count);
+    assert_eq!(ders(&std::fs::read(host(w, CA)).unwrap()), want, "ca.crt");
+    assert_eq!(
+        ders(&kubectl_ca(&host(w, KUBELET_CONF))),
+        want,
+        "kubelet.conf certificate-authority-data"
+    );
+    let (v, code) = ca_status(w);
+    assert_eq!(code, 0, "{v:#}");
+}
+
+fn ca_status(r: &Path) -> (serde_json::Value, i32) {
+    let out = run(r, &["ca", "status", "--json"]);
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("ca status --json: {e}\n{}", text(&out)));
+    (v, out.status.code().unwrap_or(-1))
+}
+
+fn node_files(root: &Path) -> BTreeMap<PathBuf, String> {
+    snapshot(root)
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with("var/lib/cert-rotator"))
+        .collect()
+}
+
+/// `ca import file` on `w` exits 1 saying each of `expect`, the node byte-identical.
+fn refused(w: &Path, file: &Path, expect: &[&str]) {
+    let before = node_files(w);
+    let out = run(w, &["ca", "import", file.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains(&file.display().to_string()), "{t}");
+    for e in expect {
+        assert!(t.contains(e), "{e:?} not in\n{t}");
+    }
+    assert_eq!(node_files(w), before, "a refused import changed the worker");
+}
+
+fn verifies(ca: &Path, leaf: &Path) -> bool {
+    Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(ca)
+        .arg(leaf)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn a_worker_follows_a_rotation_by_importing_each_phase_bundle() {
+    let cp = control_plane();
+    let w = worker_of(cp.path());
+    let (rc, rw) = (cp.path(), w.path());
+    let files = tempfile::tempdir().unwrap();
+    let old = ders(&std::fs::read(host(rc, CA)).unwrap());
+    assert_eq!(old.len(), 1);
+
+    ok(rc, &["ca", "rotate", "ca", "start"]);
+    ok(rc, &["ca", "rotate", "ca", "trust"]);
+    // `ca export` writes what the CA file holds: the bundle.
+    let trust = files.path().join("trust.crt");
+    ok(rc, &["ca", "export", "ca", trust.to_str().unwrap()]);
+    let bundle = ders(&std::fs::read(&trust).unwrap());
+    assert_eq!(bundle, ders(&std::fs::read(host(rc, CA)).unwrap()));
+    assert_eq!(bundle.len(), 2);
+    assert_eq!(bundle[0], old[0], "trust: [old, new]");
+    let conf = std::fs::read_to_string(host(rw, KUBELET_CONF)).unwrap();
+    import_onto(rw, &trust, 2);
+    // Only the CA data line of kubelet.conf changed.
+    let after = std::fs::read_to_string(host(rw, KUBELET_CONF)).unwrap();
+    let diff: Vec<_> = conf
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(diff.len(), 1, "{diff:?}");
+    assert!(diff[0].0.contains("certificate-authority-data"), "{diff:?}");
+    // Importing it again changes nothing.
+    let before = node_files(rw);
+    let t = ok(rw, &["ca", "import", trust.to_str().unwrap()]);
+    assert!(t.contains("already installed"), "{t}");
+    assert_eq!(node_files(rw), before);
+
+    ok(rc, &["ca", "rotate", "ca", "issue"]);
+    let issue = carry(rc, files.path(), "issue.crt");
+    let b = ders(&std::fs::read(&issue).unwrap());
+    assert_eq!(
+        (b[0].clone(), b[1].clone()),
+        (bundle[1].clone(), old[0].clone())
+    );
+    import_onto(rw, &issue, 2);
+    let apiserver = host(rc, "/etc/kubernetes/pki/apiserver.crt");
+    assert!(
+        verifies(&host(rw, CA), &apiserver),
+        "the re-issued apiserver.crt verifies against the worker's ca.crt"
+    );
+
+    ok(rc, &["ca", "rotate", "ca", "finish"]);
+    let finish = carry(rc, files.path(), "finish.crt");
+    assert_eq!(ders(&std::fs::read(&finish).unwrap()), [bundle[1].clone()]);
+    import_onto(rw, &finish, 1);
+    assert!(verifies(&host(rw, CA), &apiserver));
+}
+
+#[test]
+fn a_worker_that_skipped_a_phase_still_takes_the_next_bundle() {
+    // finish ([new]) onto [old, new]: they share the new CA.
+    let cp = control_plane();
+    let w = worker_of(cp.path());
+    let (rc, rw) = (cp.path(), w.path());
+    let files = tempfile::tempdir().unwrap();
+    ok(rc, &["ca", "rotate", "ca", "start"]);
+    ok(rc, &["ca", "rotate", "ca", "trust"]);
+    import_onto(rw, &carry(rc, files.path(), "trust.crt"), 2);
+    ok(rc, &["ca", "rotate", "ca", "issue"]);
+    ok(rc, &["ca", "rotate", "ca", "finish"]);
+    import_onto(rw, &carry(rc, files.path(), "finish.crt"), 1);
+}
+
+#[test]
+fn bundles_that_are_not_continuous_or_not_cas_are_refused_and_change_nothing() {
+    let cp = control_plane();
+    let w = worker_of(cp.path());
+    let (rc, rw) = (cp.path(), w.path());
+    let files = tempfile::tempdir().unwrap();
+    let cluster = std::fs::read(host(rc, CA)).unwrap();
+
+    // Another cluster's CAs: nothing this worker trusts.
+    let other = control_plane();
+    let mut unrelated = std::fs::read(host(other.path(), CA)).unwrap();
+    unrelated.extend(
+        std::fs::read(host(other.path(), "/etc/kubernetes/pki/front-proxy-ca.crt")).unwrap(),
+    );
+    let f = files.path().join("unrelated.crt");
+    std::fs::write(&f, &unrelated).unwrap();
+    refused(
+        rw,
+        &f,
+        &["does not contain a CA this node trusts (subjects CN=kubernetes"],
+    );
+
+    // A leaf after the trusted CA.
+    let mut leaf = cluster.clone();
+    leaf.extend(std::fs::read(host(rc, "/etc/kubernetes/pki/apiserver.crt")).unwrap());
+    let f = files.path().join("leaf.crt");
+    std::fs::write(&f, &leaf).unwrap();
+    refused(rw, &f, &["CN=kube-apiserver is not a CA certificate"]);
+
+    // An expired CA after the trusted one.
+    let mut spec = NodeSpec::control_plane(now());
+    spec.key_algorithm = KeyAlgorithm::EcdsaP256;
+    spec.ca_validity = Validity::days(30, Duration::days(-1));
+    let dead = node(&spec);
+    let mut expired = cluster.clone();
+    expired.extend(std::fs::read(host(dead.path(), CA)).unwrap());
+    let f = files.path().join("expired.crt");
+    std::fs::write(&f, &expired).unwrap();
+    refused(rw, &f, &["expired"]);
+
+    // The trusted CA twice.
+    let mut twice = cluster.clone();
+    twice.extend(&cluster);
+    let f = files.path().join("twice.crt");
+    std::fs::write(&f, &twice).unwrap();
+    refused(rw, &f, &["twice"]);
+}
+
+#[test]
+fn the_node_that_rotates_uses_ca_rotate_not_ca_import() {
+    let cp = control_plane();
+    let rc = cp.path();
+    let files = tempfile::tempdir().unwrap();
+    ok(rc, &["ca", "rotate", "ca", "start"]);
+    ok(rc, &["ca", "rotate", "ca", "trust"]);
+    let trust = carry(rc, files.path(), "trust.crt");
+    refused(
+        rc,
+        &trust,
+        &["being rotated here (phase trusting)", "`ca rotate ca`"],
+    );
+}
