@@ -861,18 +861,25 @@ fn busy_past_the_wait_defers_and_an_expired_component_goes_after_its_delay() {
     // more try, then the restart without the lock.
     let x = agent_node(-Duration::days(1), None, "https://127.0.0.1:1");
     let clock = FakeClock::at(now());
-    let lock = FakeLock::new(
-        "cp-x",
-        vec![Some(FakeLock::unreachable()), Some(FakeLock::unreachable())],
-    );
+    // Unreachable throughout: retried every POLL for the grace (bounded by the wait),
+    // then the per-node delay, one more try, then the restart without the lock.
+    let lock = FakeLock::new("cp-x", vec![Some(FakeLock::unreachable()); 20]);
     let rep = fake_pass(x.path(), &settings("cp-x"), &lock, &clock);
     assert_eq!(rep.restarted.len(), 1, "{}", rep.summary());
+    let slept = clock.slept();
+    let (delay, retries) = slept.split_last().expect("slept");
     assert_eq!(
-        clock.slept(),
-        [coordination::broken_delay(
-            "cp-x",
-            StdDuration::from_secs(2)
-        )]
+        *delay,
+        coordination::broken_delay("cp-x", StdDuration::from_secs(2))
+    );
+    assert!(!retries.is_empty(), "{slept:?}");
+    assert!(
+        retries.iter().all(|d| *d == coordination::POLL),
+        "{slept:?}"
+    );
+    assert!(
+        retries.iter().sum::<StdDuration>() <= coordination::UNREACHABLE_GRACE,
+        "{slept:?}"
     );
     assert!(
         !lock.calls().iter().any(|c| c.starts_with("release ")),
