@@ -222,7 +222,9 @@ e2e_wait_for 10 served_is 6443 "$api_serial_after" >/dev/null
 # Stopping the static pods stopped etcd, where the restart lock lives: a healthy
 # apiserver would wait for the lock (fail closed, tested in tests/coordination.rs);
 # this section is about the rollback, so it runs without the lock.
-e2e_exec sh -c 'printf "[targets.apiserver]\nremaining_days = 400\n[run]\nverify_timeout_seconds = 8\n[coordination]\nbackend = \"none\"\n" >/etc/cert-rotator/config.d/60-e2e-rollback.toml'
+# (etcd stays down to the end of this script, so the rest runs without the lock too.)
+e2e_exec sh -c 'printf "[coordination]\nbackend = \"none\"\n" >/etc/cert-rotator/config.d/61-e2e-no-lock.toml'
+e2e_exec sh -c 'printf "[targets.apiserver]\nremaining_days = 400\n[run]\nverify_timeout_seconds = 8\n" >/etc/cert-rotator/config.d/60-e2e-rollback.toml'
 e2e_check "a pass whose apiserver keeps the old certificate fails" \
 	fails e2e_exec systemctl start cert-rotator.service
 e2e_check "... and restores the previous apiserver.crt" eq "$(serial_file /etc/kubernetes/pki/apiserver.crt)" "$api_serial_after"
