@@ -96,13 +96,44 @@ fn due_reasons_name_the_configured_thresholds() {
     assert!(!table.contains("under-20-percent"), "{table}");
 }
 
-const READ_ONLY: [&[&str]; 5] = [
+const READ_ONLY: [&[&str]; 7] = [
     &["status"],
     &["status", "--json"],
     &["plan"],
     &["plan", "--json"],
     &["run", "--dry-run"],
+    &["ca", "status"],
+    &["ca", "status", "--json"],
 ];
+
+/// During a CA rotation the read-only commands read the rotation's journal (its phase,
+/// the invariants they warn about) and still write nothing.
+#[test]
+fn read_only_commands_write_nothing_during_a_ca_rotation() {
+    let d = node(&NodeSpec::control_plane(now()));
+    let r = d.path();
+    let out = run(r, &["ca", "rotate", "ca", "start"]);
+    assert!(out.status.success(), "{out:?}");
+    let before = snapshot(r);
+    for args in READ_ONLY {
+        let out = run(r, args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&run(r, &["ca", "status", "--json"]).stdout).unwrap();
+    let ca = v["authorities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "ca")
+        .unwrap();
+    assert_eq!(ca["phase"], "started");
+    assert_eq!(
+        before,
+        snapshot(r),
+        "a read-only command wrote during a rotation"
+    );
+}
 
 /// Reading a node writes nothing: no state directory where the agent never ran, and
 /// after a pass the state directory and the metrics file stay byte-identical.
