@@ -1,0 +1,132 @@
+# shellcheck shell=bash
+# tests/k8s/lib.sh - a real kubeadm control-plane node in a booted systemd container.
+#
+# Source it after tests/e2e/lib.sh from a bash test script running as root:
+#
+#   . tests/e2e/lib.sh; . tests/k8s/lib.sh
+#   e2e_trap_exit
+#   k8s_boot          # build (or reuse) the components, boot, install the deb, kubeadm init
+#   k8s_exec kubectl get nodes
+#
+# What runs in the container (systemd-nspawn --boot --private-network: loopback only):
+#   - the real kube-apiserver, kube-controller-manager, kube-scheduler and etcd built by
+#     tests/k8s/build.sh, started from the manifests kubeadm wrote, with kubeadm's flags,
+#     by static-pods.service (tests/k8s/node/static-pods), which restarts a pod when its
+#     manifest's content changes, as the kubelet does;
+#   - the real kubelet (kubelet.service, kubeadm's unit and drop-in) against upstream's fake
+#     CRI runtime (fake-cri.service): it registers the Node, heartbeats, creates the mirror
+#     pods, serves :10250 and rotates its client certificate through the CSR API;
+#   - the real kubeadm made the node: `kubeadm init` from tests/k8s/node/kubeadm.yaml;
+#   - cert-rotator from the .deb, under its packaged units.
+# The one stand-in: the static pods' containers are processes of a runner, because no
+# container runtime runs here (docs/testing.md says why).
+#
+# The kubelet sets six kernel tunables at start (vm.overcommit_memory, vm.panic_on_oom,
+# kernel.panic, kernel.panic_on_oops, kernel.keys.root_max{keys,bytes}); /proc/sys is
+# read-only in the container, so k8s_boot sets them on the host to the kubelet's values
+# beforehand and k8s_restore_sysctls (called by e2e_teardown's trap) puts them back.
+
+K8S_HERE=${K8S_HERE:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
+K8S_REPO=$(cd "$K8S_HERE/../.." && pwd)
+K8S_NODE=${K8S_NODE:-cert-rotator-e2e}
+# The node's address (RFC 5737 TEST-NET-1), on lo inside the container's private network.
+K8S_ADDRESS=${K8S_ADDRESS:-192.0.2.10}
+K8S_SYSCTLS=(vm.overcommit_memory=1 vm.panic_on_oom=0 kernel.panic=10 kernel.panic_on_oops=1
+	kernel.keys.root_maxkeys=1000000 kernel.keys.root_maxbytes=25000000)
+K8S_SAVED_SYSCTLS=()
+
+k8s_exec() { e2e_exec "$@"; }
+
+# k8s_kubectl ARGS...: the built kubectl in the container, as kubeadm's admin.
+k8s_kubectl() { e2e_exec kubectl --kubeconfig /etc/kubernetes/admin.conf "$@"; }
+
+k8s_set_sysctls() {
+	local kv k
+	K8S_SAVED_SYSCTLS=()
+	for kv in "${K8S_SYSCTLS[@]}"; do
+		k=${kv%%=*}
+		K8S_SAVED_SYSCTLS+=("$k=$(sysctl -n "$k")")
+		sysctl -q -w "$kv" || return 1
+	done
+}
+
+k8s_restore_sysctls() {
+	local kv
+	for kv in "${K8S_SAVED_SYSCTLS[@]}"; do sysctl -q -w "$kv" || :; done
+	K8S_SAVED_SYSCTLS=()
+}
+
+# k8s_binaries: the directory of the built components (builds them on a cold cache).
+k8s_binaries() { "$K8S_HERE/build.sh"; }
+
+# k8s_boot: boot the container with the built components bound read-only under
+# /usr/local/bin, install the packaged agent (target/packages/*.deb) and make the node with
+# kubeadm init. Sets K8S_BIN. Fails (non-zero) with a message on the first step that fails.
+k8s_boot() {
+	local deb f
+	K8S_BIN=$(k8s_binaries | tail -n1) || { e2e_log "building the Kubernetes components failed"; return 1; }
+	deb=$(ls -t "$K8S_REPO"/target/packages/cert-rotator_*_amd64.deb 2>/dev/null | head -n1)
+	[[ -n $deb ]] || { e2e_log "no .deb: run packaging/build.sh first"; return 1; }
+	for f in kube-apiserver kube-controller-manager kube-scheduler kubeadm kubelet kubectl etcd etcdctl fake-cri apiserver-poll; do
+		[[ -x $K8S_BIN/$f ]] || { e2e_log "$K8S_BIN/$f is missing"; return 1; }
+		E2E_NSPAWN_ARGS="${E2E_NSPAWN_ARGS:-} --bind-ro=$K8S_BIN/$f:/usr/local/bin/$f"
+	done
+	# The kubelet reads the kernel log (/dev/kmsg, its OOM watcher), which needs CAP_SYSLOG,
+	# and sets its own OOM score (CAP_SYS_RESOURCE): nspawn drops both by default.
+	E2E_NSPAWN_ARGS="${E2E_NSPAWN_ARGS:-} --capability=CAP_SYSLOG,CAP_SYS_RESOURCE"
+	k8s_set_sysctls || { e2e_log "cannot set the kubelet's kernel tunables on the host"; return 1; }
+	e2e_rootfs >/dev/null && e2e_boot || return 1
+	e2e_copy_in "$deb" /opt/cert-rotator.deb &&
+		e2e_exec dpkg -i /opt/cert-rotator.deb >/dev/null || { e2e_log "dpkg -i failed"; return 1; }
+	e2e_copy_in "$K8S_HERE/node" /opt/k8s-node || return 1
+	e2e_exec sh -euc '
+		install -m 0755 /opt/k8s-node/static-pods /usr/local/sbin/static-pods
+		install -m 0644 /opt/k8s-node/fake-cri.service /opt/k8s-node/static-pods.service \
+			/opt/k8s-node/kubelet.service /etc/systemd/system/
+		mkdir -p /etc/kubernetes/manifests /var/lib/kubelet
+		# nspawn gives the container no /dev/kmsg; the kubelet will not start without it.
+		[ -e /dev/kmsg ] || mknod -m 0600 /dev/kmsg c 1 11
+		systemctl daemon-reload
+		systemctl enable --now fake-cri.service static-pods.service >/dev/null 2>&1
+		systemctl enable kubelet.service >/dev/null 2>&1
+		ip addr add "$3/32" dev lo
+		sed -e "s/@NODE@/$1/" -e "s/@VERSION@/$2/" -e "s/@ADDRESS@/$3/" /opt/k8s-node/kubeadm.yaml >/root/kubeadm.yaml
+	' sh "$K8S_NODE" "$(e2e_exec kubeadm version -o short)" "$K8S_ADDRESS" || { e2e_log "installing the node units failed"; return 1; }
+	e2e_exec hostname "$K8S_NODE"
+	if ! e2e_exec kubeadm init --config /root/kubeadm.yaml >"$E2E_DIR/kubeadm-init.log" 2>&1; then
+		tail -n 40 "$E2E_DIR/kubeadm-init.log" >&2
+		e2e_exec sh -c 'tail -n 20 /var/log/static-pods/*.log' >&2 || :
+		e2e_exec journalctl -u kubelet --no-pager -n 40 >&2 || :
+		e2e_log "kubeadm init failed"
+		return 1
+	fi
+	e2e_exec sh -euc 'mkdir -p /root/.kube && install -m 0600 /etc/kubernetes/admin.conf /root/.kube/config'
+	e2e_wait_node_ready 120
+}
+
+# e2e_wait_node_ready SECS: the Node is Ready (kubelet registered and heartbeating).
+e2e_wait_node_ready() {
+	local deadline=$((SECONDS + $1))
+	while ((SECONDS < deadline)); do
+		[[ $(k8s_kubectl get node "$K8S_NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]] &&
+			return 0
+		sleep 1
+	done
+	e2e_log "node $K8S_NODE not Ready after $1 s"
+	k8s_kubectl get node -o wide >&2 || :
+	e2e_exec journalctl -u kubelet --no-pager -n 40 >&2 || :
+	return 1
+}
+
+# k8s_trap_exit: e2e_trap_exit, and the host's kernel tunables put back first.
+k8s_trap_exit() {
+	trap _k8s_on_exit EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+_k8s_on_exit() {
+	local rc=$?
+	k8s_restore_sysctls
+	(exit "$rc")
+	_e2e_on_exit
+}
