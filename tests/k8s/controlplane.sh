@@ -28,6 +28,7 @@ results=${K8S_RESULTS:-$repo/target/k8s-results.txt}
 mkdir -p "$(dirname "$results")"
 : >"$results"
 eq() { [[ -n $1 && $1 == "$2" ]]; }
+gt() { [[ $1 =~ ^[0-9]+$ && $2 =~ ^[0-9]+$ ]] && (($1 > $2)); }
 apiserver_ready() { k8s_kubectl --request-timeout=2s get --raw /readyz >/dev/null 2>&1; }
 whoami_is() { # whoami_is KUBECONFIG USER GROUP
 	local out
@@ -123,6 +124,50 @@ for rel in pki/apiserver.crt pki/apiserver-kubelet-client.crt pki/apiserver-etcd
 	admin.conf super-admin.conf controller-manager.conf scheduler.conf; do
 	e2e_check "renewed $rel: same subject, SANs, usages, issuer and lifetime as kubeadm certs renew" same_renewal "$rel"
 done
+
+# --- 3. a healthy control plane stays available --------------------------------------
+# A pass that renews everything on the running control plane (renew-all --restart, the
+# same sequencer as the timer's run), while a client asks /readyz and gets a namespace
+# every 100 ms. Which components restart is the agent's reload table (docs/reloads.md).
+starts() { e2e_exec cat "/run/static-pods/$1.starts" 2>/dev/null || echo 0; }
+declare -A before_starts=()
+for c in kube-apiserver kube-controller-manager kube-scheduler etcd; do before_starts[$c]=$(starts "$c"); done
+kubelet_run=$(e2e_exec systemctl show -P InvocationID kubelet.service)
+e2e_exec sh -c 'apiserver-poll --duration 600s >/run/poll.json 2>/run/poll.err & echo $! >/run/poll.pid'
+sleep 2
+e2e_check "renew-all --restart on the healthy control plane succeeds" \
+	e2e_exec sh -c 'cert-rotator renew-all --restart >/run/renew-all.out 2>&1'
+sleep 2
+e2e_exec sh -c 'kill -TERM "$(cat /run/poll.pid)"; sleep 1; cat /run/poll.json' >"$E2E_DIR/poll.json"
+restarted=()
+for c in kube-apiserver kube-controller-manager kube-scheduler etcd; do
+	[[ $(starts "$c") != "${before_starts[$c]}" ]] && restarted+=("$c")
+done
+[[ $(e2e_exec systemctl show -P InvocationID kubelet.service) != "$kubelet_run" ]] && restarted+=(kubelet)
+failed=$(jq -r .failed "$E2E_DIR/poll.json" 2>/dev/null)
+requests=$(jq -r .requests "$E2E_DIR/poll.json" 2>/dev/null)
+printf 'available_requests %s\navailable_failed %s\navailable_restarted %s\n' \
+	"${requests:-?}" "${failed:-?}" "${restarted[*]:-none}" | tee -a "$results" >&2
+[[ ${failed:-0} == 0 ]] || jq -r '.errors[]' "$E2E_DIR/poll.json" >&2
+e2e_check "the client kept asking during the pass (${requests:-0} requests)" gt "${requests:-0}" 50
+e2e_check "no request refused or failed during the pass (${failed:-?} failed)" eq "${failed:-x}" 0
+e2e_check "kube-apiserver was not restarted: it reloads all its certificates by itself" \
+	eq "$(starts kube-apiserver)" "${before_starts[kube-apiserver]}"
+e2e_check "etcd was not restarted: it reloads its certificates by itself" \
+	eq "$(starts etcd)" "${before_starts[etcd]}"
+e2e_check "kube-controller-manager and kube-scheduler were restarted: their kubeconfigs are read at start" \
+	bash -c '[[ " $* " == *" kube-controller-manager "* && " $* " == *" kube-scheduler "* ]]' _ "${restarted[@]}"
+serves_disk() { # serves_disk PORT FILE: the served serial is the file's
+	local a b
+	a=$(e2e_exec sh -c "openssl s_client -connect 127.0.0.1:$1 </dev/null 2>/dev/null | openssl x509 -noout -serial")
+	b=$(e2e_exec openssl x509 -in "$2" -noout -serial)
+	[[ -n $a && $a == "$b" ]]
+}
+e2e_check "kube-apiserver serves the renewed apiserver.crt" serves_disk 6443 /etc/kubernetes/pki/apiserver.crt
+e2e_check "etcd serves the renewed etcd/server.crt" serves_disk 2379 /etc/kubernetes/pki/etcd/server.crt
+e2e_check "every kubeconfig still authenticates after the pass" \
+	whoami_is /etc/kubernetes/admin.conf kubernetes-admin kubeadm:cluster-admins
+e2e_check "the Node stays Ready" e2e_wait_node_ready 60
 
 # --- 2. revive ---------------------------------------------------------------------
 e2e_copy_in "$here/node/age-leaves.sh" /usr/local/sbin/age-leaves
