@@ -165,17 +165,32 @@ fn a_given_new_ca_must_outlive_the_old_one() {
     s.ca_validity = Validity::days(3650, Duration::days(300));
     let d = node(&s);
     let r = d.path();
-    // Another CA that ends in 200 days, before the node's (300).
-    let mut short = spec();
-    short.ca_validity = Validity::days(365, Duration::days(200));
-    let other = node(&short);
-    for f in ["ca.crt", "ca.key"] {
-        std::fs::copy(
-            host(other.path(), &format!("/etc/kubernetes/pki/{f}")),
-            host(r, &format!("/root/new-{f}")),
-        )
-        .unwrap();
-    }
+    // Another CA (its own subject and key) that ends in 200 days, before the node's
+    // (300): openssl makes it.
+    let dir = host(r, "/root");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("new-ca.key");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-subj",
+        "/CN=kubernetes-next",
+        "-days",
+        "200",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        "-out",
+        dir.join("new-ca.crt").to_str().unwrap(),
+    ]);
     fails_and_changes_nothing(
         r,
         &[
@@ -314,8 +329,11 @@ fn a_hand_edited_journal_never_steers_abort_and_changes_nothing() {
     assert_eq!(node_files(r), before);
 }
 
+/// How to break a journal file in place.
+type Breaker = Box<dyn Fn(&Path)>;
+
 /// The ways a journal can be unreadable: (what, how to break it).
-fn breakages() -> Vec<(&'static str, Box<dyn Fn(&Path)>)> {
+fn breakages() -> Vec<(&'static str, Breaker)> {
     let replace = |p: &Path| {
         let _ = std::fs::remove_file(p);
     };

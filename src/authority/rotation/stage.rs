@@ -191,13 +191,6 @@ pub fn load_given(
             not_after: crate::timefmt::rfc3339(cert.not_after),
         });
     }
-    if cert.not_after <= old.not_after {
-        return Err(StageError::EndsTooSoon {
-            path: here,
-            new_end: crate::timefmt::rfc3339(cert.not_after),
-            old_end: crate::timefmt::rfc3339(old.not_after),
-        });
-    }
     let key_bytes = zeroize::Zeroizing::new(read(key_path)?);
     let key = PrivateKey::from_pem(&key_bytes).map_err(parse(key_path))?;
     if !key.matches(&cert) {
@@ -213,6 +206,13 @@ pub fn load_given(
         return Err(StageError::SameSubject {
             path: here,
             subject: cert.subject.clone(),
+        });
+    }
+    if cert.not_after <= old.not_after {
+        return Err(StageError::EndsTooSoon {
+            path: here,
+            new_end: crate::timefmt::rfc3339(cert.not_after),
+            old_end: crate::timefmt::rfc3339(old.not_after),
         });
     }
     Ok(NewCa { cert, key })
