@@ -302,3 +302,192 @@ fn the_node_that_rotates_uses_ca_rotate_not_ca_import() {
         &["being rotated here (phase trusting)", "`ca rotate ca`"],
     );
 }
+
+/// A CA certificate with the control plane's CA subject and key, made by openssl with
+/// `extra` arguments (extensions).
+fn same_key_ca(cp: &Path, dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    let key = host(cp, "/etc/kubernetes/pki/ca.key");
+    // kubeadm's CA subject is a PrintableString: openssl's default mask picks that too.
+    let cfg = dir.join("req.cnf");
+    std::fs::write(
+        &cfg,
+        "[req]\ndistinguished_name = dn\nstring_mask = default\nprompt = no\n[dn]\nCN = kubernetes\n",
+    )
+    .unwrap();
+    let mut args = vec![
+        "req",
+        "-config",
+        cfg.to_str().unwrap(),
+        "-x509",
+        "-new",
+        "-key",
+        key.to_str().unwrap(),
+        "-days",
+        "7300",
+        "-out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    openssl(&args);
+    out
+}
+
+#[test]
+fn an_import_no_client_would_accept_is_refused() {
+    let cp = control_plane();
+    let rc = cp.path();
+    let files = tempfile::tempdir().unwrap();
+
+    // Same subject and key, a notBefore tomorrow (an exporting node's clock ahead).
+    let key_pem = std::fs::read(host(rc, "/etc/kubernetes/pki/ca.key")).unwrap();
+    let key = cert_rotator::pki::PrivateKey::from_pem(&key_pem).unwrap();
+    let der = cert_rotator::pki::x509::CertTemplate::ca(
+        vec![vec![(cert_rotator::pki::x509::OID_CN, "kubernetes".into())]],
+        now() + Duration::days(1),
+        now() + Duration::days(7300),
+    )
+    .issue(&key, None)
+    .unwrap();
+    let future = files.path().join("future.crt");
+    std::fs::write(&future, cert_rotator::pki::encode_pem("CERTIFICATE", &der)).unwrap();
+    refused(rc, &future, &["is not valid yet (notBefore"]);
+
+    // Same subject and key, a CA whose keyUsage lacks keyCertSign.
+    let no_sign = same_key_ca(
+        rc,
+        files.path(),
+        "no-sign.crt",
+        &[
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,digitalSignature",
+        ],
+    );
+    refused(rc, &no_sign, &["keyUsage does not include keyCertSign"]);
+
+    // The same key, not a CA at all.
+    let leaf = same_key_ca(
+        rc,
+        files.path(),
+        "leaf.crt",
+        &["-addext", "basicConstraints=critical,CA:FALSE"],
+    );
+    refused(rc, &leaf, &["is not a CA certificate"]);
+
+    // A sound renewal with the same key is still accepted.
+    let good = same_key_ca(
+        rc,
+        files.path(),
+        "good.crt",
+        &[
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
+        ],
+    );
+    let t = ok(rc, &["ca", "import", good.to_str().unwrap()]);
+    assert!(t.contains("ca\timported"), "{t}");
+}
+
+#[test]
+fn a_bundle_on_a_node_with_the_ca_key_keeps_kubeadms_invariants_or_is_refused() {
+    let cp = control_plane();
+    let rc = cp.path();
+    let other = control_plane();
+    let files = tempfile::tempdir().unwrap();
+    let ours = std::fs::read(host(rc, CA)).unwrap();
+    let theirs = std::fs::read(host(other.path(), CA)).unwrap();
+
+    // [ours, other]: ca.crt would be a bundle while the controller-manager signs from it.
+    let f = files.path().join("ours-first.crt");
+    std::fs::write(&f, [ours.clone(), theirs.clone()].concat()).unwrap();
+    refused(
+        rc,
+        &f,
+        &["--cluster-signing-cert-file names /etc/kubernetes/pki/ca.crt"],
+    );
+    // [other, ours]: ca.crt's first certificate would not match ca.key.
+    let f = files.path().join("theirs-first.crt");
+    std::fs::write(&f, [theirs, ours].concat()).unwrap();
+    refused(
+        rc,
+        &f,
+        &["is not the one CA ca's key /etc/kubernetes/pki/ca.key signs with"],
+    );
+}
+
+#[test]
+fn after_a_finished_rotation_a_same_key_renewal_is_imported() {
+    let cp = control_plane();
+    let rc = cp.path();
+    let files = tempfile::tempdir().unwrap();
+    for phase in ["start", "trust", "issue", "finish"] {
+        ok(rc, &["ca", "rotate", "ca", phase]);
+    }
+    // Another control-plane node of the cluster (a copy of this one) renews the CA with
+    // its own key, as the HA runbook does; this node imports the renewal.
+    let peer = tempfile::tempdir().unwrap();
+    let rp = peer.path();
+    let cp_status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", rc.display()))
+        .arg(rp)
+        .status()
+        .unwrap();
+    assert!(cp_status.success());
+    ok(rp, &["ca", "renew", "ca", "--days", "4000"]);
+    let renewed = files.path().join("renewed.crt");
+    ok(rp, &["ca", "export", "ca", renewed.to_str().unwrap()]);
+    let t = ok(rc, &["ca", "import", renewed.to_str().unwrap()]);
+    assert!(t.contains("ca\timported"), "{t}");
+    assert_eq!(
+        ders(&std::fs::read(host(rc, CA)).unwrap()),
+        ders(&std::fs::read(&renewed).unwrap())
+    );
+}
+
+#[test]
+fn a_bundle_of_more_certificates_than_a_ca_holds_is_refused() {
+    let cp = control_plane();
+    let w = worker_of(cp.path());
+    let rw = w.path();
+    let files = tempfile::tempdir().unwrap();
+    // The cluster CA and eight other CAs: nine, one more than the cap.
+    let mut bundle = std::fs::read(host(cp.path(), CA)).unwrap();
+    for i in 0..8 {
+        let out = files.path().join(format!("other-{i}.crt"));
+        let key = files.path().join(format!("other-{i}.key"));
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-subj",
+            &format!("/CN=other-{i}"),
+            "-days",
+            "100",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+            "-out",
+            out.to_str().unwrap(),
+        ]);
+        bundle.extend(std::fs::read(&out).unwrap());
+    }
+    let f = files.path().join("nine.crt");
+    std::fs::write(&f, &bundle).unwrap();
+    refused(
+        rw,
+        &f,
+        &["holds 9 certificates; a CA file to import holds at most 8"],
+    );
+}

@@ -136,6 +136,36 @@ pub enum AuthorityError {
         theirs: OffsetDateTime,
         ours: OffsetDateTime,
     },
+    #[error("{}: {subject} is a CA whose keyUsage does not include keyCertSign: no client accepts a certificate it signed (openssl: \"key usage does not include certificate signing\"); nothing changed", file.display())]
+    ImportNoKeyCertSign { file: PathBuf, subject: String },
+    #[error("{}: the CA certificate {subject} is not valid yet (notBefore {}; was it made on a node whose clock runs ahead?): clients reject it until then; nothing changed", file.display(), rfc3339(*not_before))]
+    ImportNotYetValid {
+        file: PathBuf,
+        subject: String,
+        not_before: OffsetDateTime,
+    },
+    #[error("{}: holds {count} certificates; a CA file to import holds at most {max} (a CA during a rotation holds 2); nothing changed", file.display())]
+    ImportTooMany {
+        file: PathBuf,
+        count: usize,
+        max: usize,
+    },
+    #[error("{}: its first certificate {subject} is not the one CA {name}'s key {} signs with: on a node with the CA key the first certificate of the CA file must be (kubeadm pairs them; a rotation is `ca rotate {name}`); nothing changed", file.display(), key.display())]
+    ImportKeyNotFirst {
+        file: PathBuf,
+        name: String,
+        subject: String,
+        key: PathBuf,
+    },
+    #[error("{}: a bundle for CA {name} on a node with its key and controller-manager ({}): {why}; follow the rotation with `ca rotate {name}` (its `trust` moves the signer to a single-certificate file); nothing changed", file.display(), manifest.display())]
+    ImportSignerFlag {
+        file: PathBuf,
+        name: String,
+        manifest: PathBuf,
+        why: String,
+    },
+    #[error("{}: the rotation journal of CA {name} cannot be used (`cert-rotator ca status` says why): nothing changes CA {name} until it is repaired with `ca rotate {name} abort --force-from-backups`; nothing changed", file.display())]
+    ImportJournalBroken { file: PathBuf, name: String },
     #[error("{}: CA {name} is being rotated here (phase {phase}): this node holds the key and a rotation journal, so it follows the rotation with `ca rotate {name}`, not `ca import`; nothing changed", file.display())]
     ImportDuringRotation {
         file: PathBuf,

@@ -124,6 +124,7 @@ pub fn parse_import(file: &Path, bytes: &[u8]) -> Result<ImportFile, AuthorityEr
             file: file.to_path_buf(),
         });
     };
+    super::import_checks::check_count(file, certs.len())?;
     let key = PrivateKey::from_blocks(&blocks).map_err(at)?;
     if let Some(k) = &key {
         if !k.matches(first) {
@@ -179,16 +180,9 @@ pub fn plan_import(
     else {
         return Err(mismatch(file, new, node));
     };
-    let phase = phase_of(&ca.name);
-    if phase != RotationPhase::None {
-        // Hook for the rotation (issue #11, section 2): during a rotation a bundle that
-        // contains the trusted CA is what the other nodes import.
-        return Err(AuthorityError::ImportDuringRotation {
-            file: file.clone(),
-            name: ca.name.clone(),
-            phase: phase.as_str(),
-        });
-    }
+    not_held(file, &ca.name, phase_of(&ca.name))?;
+    // What a client checks of an issuer: a certificate none accepts is never installed.
+    super::import_checks::check_usable(file, new, now)?;
     if !new.is_signed_by(new) {
         return Err(AuthorityError::ImportBadSignature {
             file: file.clone(),
@@ -242,19 +236,7 @@ fn plan_bundle(
 ) -> Result<Import, AuthorityError> {
     let file = &f.file;
     for (i, c) in f.certs.iter().enumerate() {
-        if !c.is_ca {
-            return Err(AuthorityError::ImportNotCa {
-                file: file.clone(),
-                subject: c.subject.clone(),
-            });
-        }
-        if c.not_after <= now {
-            return Err(AuthorityError::ImportExpired {
-                file: file.clone(),
-                subject: c.subject.clone(),
-                not_after: c.not_after,
-            });
-        }
+        super::import_checks::check_usable(file, c, now)?;
         if !c.is_signed_by(c) {
             return Err(AuthorityError::ImportBadSignature {
                 file: file.clone(),
@@ -291,14 +273,7 @@ fn plan_bundle(
             });
         }
     };
-    let phase = phase_of(&ca.name);
-    if phase != RotationPhase::None {
-        return Err(AuthorityError::ImportDuringRotation {
-            file: file.clone(),
-            name: ca.name.clone(),
-            phase: phase.as_str(),
-        });
-    }
+    not_held(file, &ca.name, phase_of(&ca.name))?;
     let old = ca
         .issuer()
         .map_err(|source| AuthorityError::NodeCopy {
@@ -322,6 +297,23 @@ fn plan_bundle(
         changes,
         restarts: super::copies::restart_order(&ca.name, node.role),
     })
+}
+
+/// A rotation in progress here holds the CA (it follows the rotation with `ca rotate`,
+/// not `ca import`), and so does a broken journal; a finished rotation is history.
+fn not_held(file: &Path, name: &str, phase: RotationPhase) -> Result<(), AuthorityError> {
+    match phase {
+        RotationPhase::None | RotationPhase::Finished => Ok(()),
+        RotationPhase::Broken => Err(AuthorityError::ImportJournalBroken {
+            file: file.to_path_buf(),
+            name: name.to_string(),
+        }),
+        p => Err(AuthorityError::ImportDuringRotation {
+            file: file.to_path_buf(),
+            name: name.to_string(),
+            phase: p.as_str(),
+        }),
+    }
 }
 
 /// The node's CAs and their subjects, for an error.

@@ -15,6 +15,7 @@
 pub mod copies;
 mod error;
 pub mod exchange;
+pub mod import_checks;
 pub mod phase;
 pub mod renew;
 /// Rotation to a new key, in phases (`ca rotate NAME start|trust|issue|finish|abort`).
@@ -237,6 +238,29 @@ pub struct DueOutcome {
 /// afresh (the caller holds the lock and has recovered).
 pub fn renew_due(pass: &Pass<'_>, due: &[DueAuthority], now: OffsetDateTime) -> DueOutcome {
     let mut out = DueOutcome::default();
+    // A CA being rotated is the rotation's alone (rotation::guard): renewing it with its
+    // own key would put a third certificate where the phase left [old, new].
+    let mut free = Vec::new();
+    for d in due {
+        let held = match rotation::hold(pass.root, pass.settings, pass.state, &d.name) {
+            Ok(None) => {
+                free.push(d.clone());
+                continue;
+            }
+            Ok(Some(h)) => h.to_string(),
+            // `run` fails on the broken journal itself (rotation::broken).
+            Err(e) => format!("its rotation journal {} cannot be used", e.path().display()),
+        };
+        let w = format!(
+            "CA {} is due ({}, ends {}) and is not renewed: {held}",
+            d.name,
+            d.reason,
+            crate::timefmt::rfc3339(d.not_after)
+        );
+        tracing::warn!(ca = %d.name, action = "ca-renew", message_id = message_id::CA_RENEWED, "{w}");
+        out.warnings.push(w);
+    }
+    let due = free.as_slice();
     for d in due.iter().filter(|d| !d.automatic) {
         let why = if d.has_key {
             "[authorities] renew = false"

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::config::Settings;
 use crate::write::StateDir;
 
 /// A CA's rotation phase, as `ca status` prints it.
@@ -14,6 +15,9 @@ pub enum RotationPhase {
     Trusting,
     Issuing,
     Finished,
+    /// The journal cannot be read or is not one the agent wrote: nobody can tell the
+    /// phase, so the CA is held as during a rotation (docs/ca.md).
+    Broken,
 }
 
 impl RotationPhase {
@@ -24,16 +28,21 @@ impl RotationPhase {
             RotationPhase::Trusting => "trusting",
             RotationPhase::Issuing => "issuing",
             RotationPhase::Finished => "finished",
+            RotationPhase::Broken => "broken",
         }
     }
 }
 
 /// The rotation phase of CA `name` on this node, from the rotation's journal in the
-/// state directory (`<state>/rotations/<name>/journal.json`). Reads only; an unreadable
-/// journal reads as `none` (the rotation commands say why).
-pub fn phase_of(state: &StateDir, name: &str) -> RotationPhase {
+/// state directory (`<state>/rotations/<name>/journal.json`), checked as every use of
+/// it is. Reads only; a journal that cannot be used is `Broken`
+/// ([`super::rotation::broken`] says why).
+pub fn phase_of(settings: &Settings, state: &StateDir, name: &str) -> RotationPhase {
     use super::rotation::Phase;
-    match super::rotation::journal::read(state, name) {
+    let Some(name) = super::copies::canonical_name(name) else {
+        return RotationPhase::None;
+    };
+    match super::rotation::trusted::read(state.root(), settings, state, name) {
         Ok(Some(j)) => match j.phase {
             Phase::Started => RotationPhase::Started,
             Phase::Trusting => RotationPhase::Trusting,
@@ -42,6 +51,7 @@ pub fn phase_of(state: &StateDir, name: &str) -> RotationPhase {
             // An abort whose restarts were interrupted: the files are as before start.
             Phase::Aborted => RotationPhase::None,
         },
-        _ => RotationPhase::None,
+        Ok(None) => RotationPhase::None,
+        Err(_) => RotationPhase::Broken,
     }
 }

@@ -65,6 +65,10 @@ pub struct CaStatus {
     #[serde(with = "time::serde::rfc3339::option")]
     pub renew_at: Option<OffsetDateTime>,
     pub phase: RotationPhase,
+    /// Why `run` and `ca renew` leave this CA alone: a rotation in progress (or a
+    /// broken rotation journal) holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
     /// The certificates of the CA file, in order (the issuing one first).
     pub bundle: Vec<BundleCert>,
     pub copies: Vec<CopyStatus>,
@@ -123,6 +127,9 @@ impl CaStatusReport {
         for a in &self.authorities {
             let due = match (&a.error, a.due, &a.due_reason, a.renew_at) {
                 (Some(_), ..) => "ERROR".to_string(),
+                (None, true, Some(r), _) if a.held.is_some() => {
+                    format!("yes ({r}), held by the rotation")
+                }
                 (None, true, Some(r), _) => format!("yes ({r})"),
                 (None, _, _, Some(at)) => format!("no (renew {})", human_date(at)),
                 _ => "-".into(),
@@ -143,6 +150,9 @@ impl CaStatusReport {
         let mut out = render(&rows);
         for a in &self.authorities {
             out.push_str(&format!("\n{} ({}):\n", a.name, a.path));
+            if let Some(h) = &a.held {
+                out.push_str(&format!("  held: {h}\n"));
+            }
             if let Some(e) = &a.error {
                 out.push_str(&format!("  ERROR: {e}\n"));
                 continue;
@@ -175,6 +185,20 @@ impl CaStatusReport {
     }
 }
 
+/// Why a CA in `phase` is left to its rotation, in words.
+fn held_by(name: &str, phase: RotationPhase) -> Option<String> {
+    match phase {
+        RotationPhase::Started | RotationPhase::Trusting | RotationPhase::Issuing => Some(format!(
+            "being rotated (phase {}): `run` and `ca renew` leave it to `ca rotate {name}` until the rotation is finished or aborted",
+            phase.as_str()
+        )),
+        RotationPhase::Broken => Some(format!(
+            "its rotation journal is broken (see the errors): nothing renews it until `ca rotate {name} abort --force-from-backups`"
+        )),
+        RotationPhase::None | RotationPhase::Finished => None,
+    }
+}
+
 fn ca_status(
     a: &AuthorityCopies,
     settings: &AuthoritySettings,
@@ -193,6 +217,7 @@ fn ca_status(
         due_reason: None,
         renew_at: None,
         phase,
+        held: held_by(&a.name, phase),
         bundle: Vec::new(),
         copies: Vec::new(),
         error: None,

@@ -144,11 +144,18 @@ fn status(root: &NodeRoot, config_file: Option<&Path>, json: bool) -> ExitCode {
     };
     let node = NodeCopies::read(root, &ctx.settings);
     let state = ctx.state();
-    let report = CaStatusReport::new(
+    let mut report = CaStatusReport::new(
         &node,
         &ctx.settings.authorities,
-        &|name| phase_of(&state, name),
+        &|name| phase_of(&ctx.settings, &state, name),
         OffsetDateTime::now_utc(),
+    );
+    // A rotation journal that cannot be used is an error of the node: `ca status` exits
+    // 1 naming it, with the way out (docs/ca.md).
+    report.errors.extend(
+        crate::authority::rotation::broken(root, &ctx.settings, &state)
+            .iter()
+            .map(|e| e.to_string()),
     );
     if let Err(e) = not_a_node(root, &node) {
         if json {
@@ -229,6 +236,10 @@ fn renew(
         }
     }
     let state = ctx.state();
+    let selected = not_rotating(root, settings, &state, selected, !names.is_empty())?;
+    if selected.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(_lock) = ctx.lock_and_recover(&state, WhenBusy::Fail)? else {
         return Ok(ExitCode::from(1));
     };
@@ -280,6 +291,33 @@ fn renew(
         },
     );
     finish(installed)
+}
+
+/// The CAs of `selected` that no rotation holds (authority::rotation::guard). A CA
+/// named on the command line that a rotation holds is refused (exit 1, nothing
+/// changed); a due one picked by default is skipped, saying why. A broken journal is
+/// an error either way.
+fn not_rotating(
+    root: &NodeRoot,
+    settings: &Settings,
+    state: &crate::write::StateDir,
+    selected: Vec<String>,
+    named: bool,
+) -> Result<Vec<String>, CliError> {
+    let mut out = Vec::new();
+    for name in selected {
+        match crate::authority::rotation::hold(root, settings, state, &name) {
+            Ok(None) => out.push(name),
+            Ok(Some(h)) if named => {
+                return Err(CliError::Failed(format!(
+                    "`ca renew {name}` refused: {h}; nothing changed"
+                )))
+            }
+            Ok(Some(h)) => say(&format!("{name}: not renewed: {h}")),
+            Err(e) => return Err(CliError::Failed(format!("`ca renew {name}` refused: {e}"))),
+        }
+    }
+    Ok(out)
 }
 
 /// Prints what an installation did; exit 1 when it failed.
@@ -369,7 +407,7 @@ fn import(
     exchange::plan_import(
         &f,
         &node,
-        &|n| phase_of(&state, n),
+        &|n| phase_of(settings, &state, n),
         OffsetDateTime::now_utc(),
     )
     .map_err(cli_error)?;
@@ -381,10 +419,14 @@ fn import(
     let imp = exchange::plan_import(
         &f,
         &node,
-        &|n| phase_of(&state, n),
+        &|n| phase_of(settings, &state, n),
         OffsetDateTime::now_utc(),
     )
     .map_err(cli_error)?;
+    if let Some(ca) = node.authority(&imp.name) {
+        crate::authority::import_checks::check_key_node(root, settings, ca, &imp, file)
+            .map_err(cli_error)?;
+    }
     if imp.changes.is_empty() {
         outln!(
             "{}\talready installed\tserial={}\tsha256={}",

@@ -58,7 +58,13 @@ pub enum RotatePhase {
     Finish,
     /// Back to the state before `start` (byte-identical files), from any phase before
     /// finish; restart, verify
-    Abort,
+    Abort {
+        /// Only for a rotation journal that cannot be used (`ca status` says so): put
+        /// back the byte copies `start` made of the node's known files, set the
+        /// rotation directory aside, restart (docs/ca.md, "A broken rotation journal")
+        #[arg(long)]
+        force_from_backups: bool,
+    },
 }
 
 pub fn rotate(root: &NodeRoot, config: Option<&Path>, args: RotateArgs) -> ExitCode {
@@ -75,6 +81,12 @@ fn run(root: &NodeRoot, config: Option<&Path>, args: RotateArgs) -> Result<ExitC
             args.name
         )));
     };
+    let forced = matches!(
+        args.phase,
+        RotatePhase::Abort {
+            force_from_backups: true
+        }
+    );
     let (cmd, opts) = match args.phase.clone() {
         RotatePhase::Start {
             new_cert,
@@ -91,7 +103,7 @@ fn run(root: &NodeRoot, config: Option<&Path>, args: RotateArgs) -> Result<ExitC
         RotatePhase::Trust => (Command::Trust, StartOptions::default()),
         RotatePhase::Issue => (Command::Issue, StartOptions::default()),
         RotatePhase::Finish => (Command::Finish, StartOptions::default()),
-        RotatePhase::Abort => (Command::Abort, StartOptions::default()),
+        RotatePhase::Abort { .. } => (Command::Abort, StartOptions::default()),
     };
     let ctx = Context::load(root, config)?;
     let layout = crate::inventory::layout(&ctx.settings, root);
@@ -130,7 +142,11 @@ fn run(root: &NodeRoot, config: Option<&Path>, args: RotateArgs) -> Result<ExitC
             restarts,
             now: OffsetDateTime::now_utc(),
         };
-        rotation::rotate(&c, ca, cmd, &opts)
+        if forced {
+            rotation::forced::abort(&c, ca)
+        } else {
+            rotation::rotate(&c, ca, cmd, &opts)
+        }
     });
     match result {
         Ok(out) => {
@@ -149,6 +165,11 @@ fn run(root: &NodeRoot, config: Option<&Path>, args: RotateArgs) -> Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         Err(RotationError::Refused(why)) => Err(CliError::Failed(why)),
+        // The journal names itself and the way out (`abort --force-from-backups`).
+        Err(RotationError::Journal(e)) => Err(CliError::Failed(format!(
+            "{ca}: `ca rotate {ca} {}` refused: {e}",
+            cmd.name()
+        ))),
         Err(e) => Err(CliError::Failed(format!(
             "{ca}: `ca rotate {ca} {}` failed: {e}\n(the journal keeps the phase: re-run the command to resume, or `ca rotate {ca} abort` before finish)",
             cmd.name()

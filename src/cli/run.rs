@@ -21,13 +21,14 @@ pub fn plan(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) 
         Ok(c) => c,
         Err(e) => return e.exit(),
     };
-    let plan = crate::pass::plan_run_with(
+    let mut plan = crate::pass::plan_run_with(
         root,
         &ctx.settings,
         &ctx.state(),
         OffsetDateTime::now_utc(),
         &crate::pass::plan_options(root),
     );
+    crate::authority::rotation::mark(root, &ctx.settings, &ctx.state(), &mut plan.authorities_due);
     let text = if json {
         // The plan holds strings, numbers and times only: serializing it cannot fail.
         format!(
@@ -111,6 +112,21 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         tracing::warn!(action = "ca-rotation", "{w}");
         say(&format!("WARNING: {w}"));
     }
+    // A rotation journal that cannot be used: nobody can tell what phase the CA is in,
+    // so nothing renews it and the pass fails naming the journal (docs/ca.md).
+    let broken: Vec<String> = crate::authority::rotation::broken(root, settings, &state)
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    for e in &broken {
+        tracing::error!(
+            action = "ca-rotation",
+            message_id = crate::report::pass::message_id::FAILED,
+            "{e}"
+        );
+        say(&format!("ERROR: {e}"));
+    }
+    crate::authority::rotation::mark(root, settings, &state, &mut plan.authorities_due);
     let report = with_edges(root, settings, |edges| {
         if let Restarts::Live(e) = &edges {
             let down = crate::pass::broken_deferred(e, root, settings, &plan);
@@ -154,6 +170,7 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         report.not_performed.splice(0..0, done.not_performed);
         report.must_restart.splice(0..0, done.must_restart);
         report.failed.splice(0..0, cas.failed);
+        report.failed.splice(0..0, broken);
         report.warnings.splice(0..0, cas.warnings);
         report
     });

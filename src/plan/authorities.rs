@@ -39,6 +39,10 @@ pub struct DueAuthority {
     pub automatic: bool,
     /// What restarts once it is renewed, in order.
     pub restarts: Vec<Component>,
+    /// Why it is not renewed although due: a rotation in progress holds it
+    /// (authority::rotation::guard; set where the state directory is read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
 /// The CAs of `inv` that are due at `now`, in the inventory's order. Pure.
@@ -62,6 +66,7 @@ pub fn due_authorities(
             has_key: a.has_key,
             automatic: settings.renew && a.has_key,
             restarts: ca_restarts(&a.def.name, inv.role),
+            held: None,
         });
     }
     out

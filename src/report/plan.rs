@@ -21,7 +21,14 @@ pub fn plan_text(plan: &Plan, live: bool) -> String {
     let mut out = String::new();
     for a in &plan.authorities_due {
         let restarts: Vec<String> = a.restarts.iter().map(|c| c.name()).collect();
-        if a.automatic {
+        if let Some(h) = &a.held {
+            out.push_str(&format!(
+                "CA {} is due ({}, expires {}) and is not renewed: {h}\n",
+                a.name,
+                a.reason,
+                rfc3339(a.not_after)
+            ));
+        } else if a.automatic {
             out.push_str(&format!(
                 "CA {}: renew with its own key first ({}, expires {}); every copy on the node, then restart {}{}\n",
                 a.name,

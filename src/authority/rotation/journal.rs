@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub use super::trusted::JournalError;
 use crate::write::{StateDir, WriteError};
 
 /// The phases of a rotation, in order. `Aborted` is the end of an `abort` whose files
@@ -108,10 +109,44 @@ pub fn journal_path(state: &StateDir, ca: &str) -> PathBuf {
     rotation_dir(state, ca).join("journal.json")
 }
 
-/// The journal of a CA's rotation, if one is recorded.
-pub fn read(state: &StateDir, ca: &str) -> Result<Option<RotationJournal>, WriteError> {
-    let rel = Path::new("rotations").join(slug(ca)).join("journal.json");
-    state.read_json(&rel.to_string_lossy())
+/// The largest journal the agent reads: it writes a few kilobytes (one entry per file
+/// the rotation may touch), so anything near this is not its own.
+pub const MAX_JOURNAL_BYTES: usize = 256 << 10;
+
+/// The journal of a CA's rotation, if one is recorded, parsed but not yet checked
+/// against the node ([`super::trusted::read`] does that before anything in it is used
+/// as a path). Anything but a missing file or a journal the agent could have written
+/// is an error naming the journal: a broken journal is never read as "no rotation".
+pub fn read(state: &StateDir, ca: &str) -> Result<Option<RotationJournal>, JournalError> {
+    let path = journal_path(state, ca);
+    let bytes = match state.root().read_file(&path) {
+        Ok((_, b)) => b,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(source) => {
+            return Err(JournalError::Unreadable {
+                path,
+                ca: ca.to_string(),
+                source: Box::new(source),
+            })
+        }
+    };
+    if bytes.len() > MAX_JOURNAL_BYTES {
+        return Err(JournalError::Untrusted {
+            path,
+            ca: ca.to_string(),
+            problem: format!(
+                "{} bytes, more than the {MAX_JOURNAL_BYTES} a journal can be",
+                bytes.len()
+            ),
+        });
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| JournalError::Malformed {
+            path,
+            ca: ca.to_string(),
+            source,
+        })
 }
 
 /// Writes the journal atomically, 0600.
@@ -131,13 +166,15 @@ pub fn write(state: &StateDir, j: &RotationJournal) -> Result<(), WriteError> {
     state.write_json(&rel.to_string_lossy(), j)
 }
 
-/// `ca status`'s phase of a CA: none|started|trusting|issuing|finished.
+/// `ca status`'s phase of a CA: none|started|trusting|issuing|finished, or `broken`
+/// for a journal that cannot be read.
 pub fn phase_of(state: &StateDir, ca: &str) -> &'static str {
     match read(
         state,
         crate::authority::copies::canonical_name(ca).unwrap_or(ca),
     ) {
         Ok(Some(j)) if j.phase != Phase::Aborted => j.phase.name(),
-        _ => "none",
+        Ok(_) => "none",
+        Err(_) => "broken",
     }
 }

@@ -35,6 +35,12 @@ pub enum StageError {
         not_before: String,
         not_after: String,
     },
+    #[error("{}: ends {new_end}, not after the CA it replaces (ends {old_end}): the new CA must outlive the old one, or the rotation would end on an earlier cliff", path.display())]
+    EndsTooSoon {
+        path: PathBuf,
+        new_end: String,
+        old_end: String,
+    },
     #[error("{}: the key does not match the new CA certificate {}", key.display(), cert.display())]
     KeyMismatch { key: PathBuf, cert: PathBuf },
     #[error("{}: is the current CA (same key): a same-key renewal is `ca renew`, not a rotation", path.display())]
@@ -115,13 +121,12 @@ pub fn generate(
     let key =
         PrivateKey::generate(old_key.algorithm, old_key.encoding).map_err(build("new CA key"))?;
     let not_before = now - crate::issue::BACKDATE;
-    let der = CertTemplate::ca(
-        new_subject(old, now)?,
-        not_before,
-        not_before + old.lifetime(),
-    )
-    .issue(&key, None)
-    .map_err(build("new CA certificate"))?;
+    // The old CA's lifetime from now, and never ending before the CA it replaces (an
+    // old CA dated in the future would otherwise outlive its successor).
+    let not_after = (not_before + old.lifetime()).max(old.not_after + time::Duration::DAY);
+    let der = CertTemplate::ca(new_subject(old, now)?, not_before, not_after)
+        .issue(&key, None)
+        .map_err(build("new CA certificate"))?;
     let cert = CertFacts::from_der(&der).map_err(build("new CA certificate"))?;
     Ok(NewCa { cert, key })
 }
@@ -201,6 +206,13 @@ pub fn load_given(
         return Err(StageError::SameSubject {
             path: here,
             subject: cert.subject.clone(),
+        });
+    }
+    if cert.not_after <= old.not_after {
+        return Err(StageError::EndsTooSoon {
+            path: here,
+            new_end: crate::timefmt::rfc3339(cert.not_after),
+            old_end: crate::timefmt::rfc3339(old.not_after),
         });
     }
     Ok(NewCa { cert, key })

@@ -18,11 +18,15 @@ use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
+use super::abort::{
+    abort, before_start, manifest_of, not_restored, present, restarted_by_manifest,
+};
 use super::check;
 use super::files::{self, CaFiles, EditError};
 use super::journal::{self, BackedUp, Phase, RotationJournal};
 use super::phase::{self, Command, Decision, Observed, Recorded, Which};
 use super::stage::{self, StageError};
+use super::trusted::JournalError;
 use super::Staged;
 use crate::authority::copies::{AnchorKind, NodeCopies};
 use crate::ca::{CaError, LocalCa};
@@ -54,6 +58,9 @@ pub enum RotationError {
     Ca(Box<CaError>),
     #[error("{0}")]
     Copy(Box<crate::authority::copies::CopyError>),
+    /// The journal or a staged file is not what the agent wrote: nothing was changed.
+    #[error("{0}")]
+    Journal(Box<JournalError>),
     /// A restart or its verification failed; the phase stays unverified.
     #[error("{0}")]
     RestartFailed(String),
@@ -87,10 +94,11 @@ rotation_error_from!(
     Write(WriteError),
     Issue(IssueError),
     Ca(CaError),
-    Copy(crate::authority::copies::CopyError)
+    Copy(crate::authority::copies::CopyError),
+    Journal(JournalError)
 );
 
-fn node_err(path: &Path) -> impl FnOnce(crate::node::NodeError) -> RotationError + '_ {
+pub(super) fn node_err(path: &Path) -> impl FnOnce(crate::node::NodeError) -> RotationError + '_ {
     move |e| RotationError::Node {
         path: path.to_path_buf(),
         problem: e.problem.to_string(),
@@ -130,7 +138,7 @@ const OLD_CERT: &str = "old-ca.crt";
 const CROSS: &str = "cross.crt";
 const ARCHIVED_KEY: &str = "old-ca.key";
 
-fn read_bytes(root: &NodeRoot, p: &Path) -> Result<Vec<u8>, RotationError> {
+pub(super) fn read_bytes(root: &NodeRoot, p: &Path) -> Result<Vec<u8>, RotationError> {
     root.read_file(p).map(|(_, b)| b).map_err(node_err(p))
 }
 
@@ -154,7 +162,11 @@ fn read_key(root: &NodeRoot, p: &Path) -> Result<PrivateKey, RotationError> {
     })
 }
 
-fn load_staged(root: &NodeRoot, dir: &Path, j: &RotationJournal) -> Result<Staged, RotationError> {
+pub(super) fn load_staged(
+    root: &NodeRoot,
+    dir: &Path,
+    j: &RotationJournal,
+) -> Result<Staged, RotationError> {
     let old = read_cert(root, &dir.join(OLD_CERT))?;
     let new = read_cert(root, &dir.join(NEW_CERT))?;
     let cross = if j.cross_sign {
@@ -162,10 +174,15 @@ fn load_staged(root: &NodeRoot, dir: &Path, j: &RotationJournal) -> Result<Stage
     } else {
         None
     };
-    for (c, want, name) in [
+    let mut staged = vec![
         (&old, &j.old_sha256, OLD_CERT),
         (&new, &j.new_sha256, NEW_CERT),
-    ] {
+    ];
+    if let (Some(x), Some(want)) = (&cross, &j.cross_sha256) {
+        // `issue` serves it in every serving chain: it must be the one `start` made.
+        staged.push((x, want, CROSS));
+    }
+    for (c, want, name) in staged {
         if &stage::sha256(c) != want {
             return Err(RotationError::Node {
                 path: dir.join(name),
@@ -187,7 +204,7 @@ pub fn rotate(
 ) -> Result<Outcome, RotationError> {
     let f = CaFiles::of(ctx.settings, ctx.root, ca);
     let dir = journal::rotation_dir(ctx.state, ca);
-    let j = journal::read(ctx.state, ca)?;
+    let j = super::trusted::read(ctx.root, ctx.settings, ctx.state, ca)?;
     let staged = match &j {
         Some(j) => Some(load_staged(ctx.root, &dir, j)?),
         None => None,
@@ -349,7 +366,7 @@ fn check_same_given(
     Ok(())
 }
 
-fn remove(root: &NodeRoot, p: &Path) -> Result<(), RotationError> {
+pub(super) fn remove(root: &NodeRoot, p: &Path) -> Result<(), RotationError> {
     if root.remove_file(p).map_err(node_err(p))? {
         let dir = p.parent().unwrap_or(Path::new("/"));
         root.sync_dir(dir).map_err(node_err(dir))?;
@@ -358,17 +375,17 @@ fn remove(root: &NodeRoot, p: &Path) -> Result<(), RotationError> {
 }
 
 /// Every node file a rotation of this CA may touch.
-fn touched(ctx: &Ctx<'_>, f: &CaFiles) -> Vec<PathBuf> {
+pub(super) fn touched(root: &NodeRoot, settings: &Settings, f: &CaFiles) -> Vec<PathBuf> {
     let mut v = vec![f.cert.clone(), f.key.clone()];
     v.extend(f.signer.iter().cloned());
     v.push(f.kcm_manifest.clone());
-    v.extend(f.manifests(ctx.settings));
+    v.extend(f.manifests(settings));
     v.extend(
-        kubeconfig_copies(ctx.root, ctx.settings, f)
+        kubeconfig_copies(root, settings, f)
             .into_iter()
             .map(|(p, _)| p),
     );
-    let inv = crate::pass::read_node(ctx.root, ctx.settings);
+    let inv = crate::pass::read_node(root, settings);
     for (o, r) in files::leaves(&inv, f.name) {
         v.push(o.target.path.clone());
         v.push(r.cert_file.clone());
@@ -383,7 +400,7 @@ fn touched(ctx: &Ctx<'_>, f: &CaFiles) -> Vec<PathBuf> {
     v
 }
 
-fn write_state_file(
+pub(super) fn write_state_file(
     root: &NodeRoot,
     p: &Path,
     bytes: &[u8],
@@ -451,7 +468,7 @@ fn start(
         write_state_file(root, &dir.join(CROSS), stage::pem(x).as_bytes(), 0o600)?;
     }
     let mut backups = Vec::new();
-    for p in touched(ctx, f) {
+    for p in touched(ctx.root, ctx.settings, f) {
         let meta = root.symlink_metadata(&p).map_err(node_err(&p))?;
         let b = match meta {
             None => BackedUp {
@@ -685,6 +702,16 @@ fn issue_changes(
     let dir = journal::rotation_dir(ctx.state, f.name);
     let mut changes = Vec::new();
     let new_key = read_key(root, &dir.join(NEW_KEY))?;
+    if !new_key.matches(&s.new) {
+        // It becomes the CA key: one that does not match the staged CA is not ours.
+        return Err(RotationError::Node {
+            path: dir.join(NEW_KEY),
+            problem: format!(
+                "does not match the staged new CA {}: the staged key was changed",
+                dir.join(NEW_CERT).display()
+            ),
+        });
+    }
     let key_pem = new_key.to_pem().map_err(|e| RotationError::Node {
         path: dir.join(NEW_KEY),
         problem: e.to_string(),
@@ -845,207 +872,9 @@ fn finish_changes(
     Ok(changes)
 }
 
-/// The file is as it was before `start` (its bytes, its link, or its absence).
-fn as_before(root: &NodeRoot, b: &BackedUp) -> bool {
-    match (&b.copy, &b.link) {
-        (Some(c), _) => {
-            let now = root.symlink_metadata(&b.path).ok().flatten();
-            now.is_some_and(|m| !m.file_type().is_symlink())
-                && root.read_file(c).ok().map(|x| x.1) == root.read_file(&b.path).ok().map(|x| x.1)
-        }
-        (None, Some(l)) => root.read_link(&b.path).ok().as_ref() == Some(l),
-        (None, None) => !root.exists(&b.path),
-    }
-}
-
-/// The bytes a node file had before `start`, from its copy.
-fn before_start(root: &NodeRoot, j: &RotationJournal, p: &Path) -> Option<Vec<u8>> {
-    let b = j.backups.iter().find(|b| b.path == p)?;
-    root.read_file(b.copy.as_ref()?).ok().map(|x| x.1)
-}
-
-/// The CA's restarts whose component is on this node, in order.
-fn present(ctx: &Ctx<'_>, f: &CaFiles) -> Vec<Component> {
-    f.restart
-        .iter()
-        .filter(|c| match files::static_pod(c) {
-            Some(p) => ctx.root.exists(&manifest_of(ctx, p)),
-            None => true,
-        })
-        .cloned()
-        .collect()
-}
-
-fn manifest_of(ctx: &Ctx<'_>, pod: &str) -> PathBuf {
-    ctx.settings
-        .kubeadm
-        .manifests_dir
-        .join(format!("{pod}.yaml"))
-}
-
-/// Whether `abort` restores something component `c` reads: a static pod's manifest,
-/// or a file its manifest (before `start`) names; the kubelet's kubeconfig, client and
-/// serving files, or the CA file (its client CA). `restored`: node paths abort writes
-/// or removes.
-fn inputs_restored(
-    ctx: &Ctx<'_>,
-    f: &CaFiles,
-    j: &RotationJournal,
-    c: &Component,
-    restored: &[PathBuf],
-) -> bool {
-    match files::static_pod(c) {
-        Some(pod) => {
-            let m = manifest_of(ctx, pod);
-            let text = before_start(ctx.root, j, &m)
-                .or_else(|| ctx.root.read_file(&m).ok().map(|x| x.1))
-                .unwrap_or_default();
-            let text = String::from_utf8_lossy(&text);
-            restored
-                .iter()
-                .any(|p| *p == m || text.contains(&*p.to_string_lossy()))
-        }
-        None if *c == Component::Kubelet => {
-            let k = &ctx.settings.kubeadm;
-            restored.iter().any(|p| {
-                *p == k.kubeconfig_dir.join("kubelet.conf")
-                    || *p == f.cert
-                    || p.starts_with(&k.kubelet_pki_dir)
-            })
-        }
-        None => !restored.is_empty(),
-    }
-}
-
-/// The static pods whose manifests `abort` writes back by restarting them (live node
-/// only): the manifest is then not in the change set.
-fn restarted_by_manifest(ctx: &Ctx<'_>, j: &RotationJournal) -> Vec<PathBuf> {
-    if !matches!(ctx.restarts, Restarts::Live(_)) {
-        return Vec::new();
-    }
-    [
-        Component::Etcd,
-        Component::KubeApiserver,
-        Component::KubeControllerManager,
-        Component::KubeScheduler,
-    ]
-    .iter()
-    .filter(|c| j.abort_restarts.contains(&c.name()))
-    .filter_map(|c| files::static_pod(c))
-    .map(|p| manifest_of(ctx, p))
-    .collect()
-}
-
-fn abort(
-    ctx: &Ctx<'_>,
-    f: &CaFiles,
-    j: &mut RotationJournal,
-    s: &Staged,
-    out: &mut Outcome,
-) -> Result<(), RotationError> {
-    let root = ctx.root;
-    // What abort restores, and so what must restart: recorded before the change set (a
-    // crash after it finds the files restored and would restart nothing otherwise).
-    let restored: Vec<PathBuf> = j
-        .backups
-        .iter()
-        .filter(|b| !as_before(root, b))
-        .map(|b| b.path.clone())
-        .chain(j.created.iter().filter(|p| root.exists(p)).cloned())
-        .collect();
-    let order = present(ctx, f);
-    let mut names = j.abort_restarts.clone();
-    for c in &order {
-        if !names.contains(&c.name()) && inputs_restored(ctx, f, j, c, &restored) {
-            names.push(c.name());
-        }
-    }
-    j.abort_restarts = order
-        .iter()
-        .map(Component::name)
-        .filter(|n| names.contains(n))
-        .collect();
-    j.pending = Some(Phase::Aborted);
-    journal::write(ctx.state, j)?;
-    // On the live node a restarted static pod's manifest is written back by its
-    // restart, in the restart order, not here.
-    let by_restart = restarted_by_manifest(ctx, j);
-    let mut changes = Vec::new();
-    let mut gone = Vec::new();
-    for b in &j.backups {
-        if by_restart.contains(&b.path) {
-            continue;
-        }
-        match (&b.copy, &b.link) {
-            (Some(copy), _) => {
-                if !as_before(root, b) {
-                    changes.push(FileChange {
-                        stage_outside: b.path.starts_with(&ctx.settings.kubeadm.manifests_dir),
-                        ..FileChange::file(
-                            &b.path,
-                            read_bytes(root, copy)?,
-                            0o600,
-                            b.path.extension().is_some_and(|e| e == "key"),
-                        )
-                    });
-                }
-            }
-            (None, Some(link)) => {
-                if !as_before(root, b) {
-                    changes.push(FileChange {
-                        content: NewContent::Symlink(link.clone()),
-                        ..FileChange::file(&b.path, Vec::new(), 0o777, false)
-                    });
-                }
-            }
-            (None, None) => gone.push(b.path.clone()),
-        }
-    }
-    gone.extend(j.created.iter().cloned());
-    let applied = ctx
-        .state
-        .apply(&format!("ca rotate {} abort", f.name), &changes)?;
-    // Restored links no longer point at what the rotation created: remove it.
-    for p in &gone {
-        remove(root, p)?;
-    }
-    out.lines.push(format!(
-        "{}: restored {} files from the copies `start` made, removed {} it created (backup of the undone state {})",
-        f.name,
-        applied.entries.len(),
-        gone.iter().filter(|p| !root.exists(p)).count(),
-        applied.backup_dir.display()
-    ));
-    j.phase = Phase::Aborted;
-    j.pending = None;
-    j.verified = false;
-    j.phase_at = ctx.now;
-    journal::write(ctx.state, j)?;
-    finish_phase(ctx, f, j, s, out)?;
-    Ok(())
-}
-
-/// After abort: every backed-up file not in `skip` that is not as before `start`.
-fn not_restored(ctx: &Ctx<'_>, j: &RotationJournal, skip: &[PathBuf]) -> Result<(), RotationError> {
-    let left: Vec<String> = j
-        .backups
-        .iter()
-        .filter(|b| !skip.contains(&b.path) && !as_before(ctx.root, b))
-        .map(|b| format!("{}: not as before start", b.path.display()))
-        .collect();
-    if left.is_empty() {
-        Ok(())
-    } else {
-        Err(RotationError::Check {
-            phase: "abort",
-            problems: left,
-        })
-    }
-}
-
 /// Checks the phase's promises on disk, then restarts and verifies what holds the CA,
 /// and records the phase verified. An aborted rotation's directory is removed then.
-fn finish_phase(
+pub(super) fn finish_phase(
     ctx: &Ctx<'_>,
     f: &CaFiles,
     j: &mut RotationJournal,
@@ -1180,39 +1009,4 @@ fn restart_list(
         ))),
         None => Ok(()),
     }
-}
-
-/// Loud warnings for `run` and `ca status`: a rotation in progress whose files no
-/// longer hold what its phase promises (kubeadm collapsed a bundle, reverted the
-/// signer flag), with the command that re-applies the phase.
-pub fn warnings(root: &NodeRoot, settings: &Settings, state: &StateDir) -> Vec<String> {
-    let mut out = Vec::new();
-    for ca in ["ca", "front-proxy-ca", "etcd/ca"] {
-        let Ok(Some(j)) = journal::read(state, ca) else {
-            continue;
-        };
-        if !matches!(j.phase, Phase::Trusting | Phase::Issuing) {
-            continue;
-        }
-        let dir = journal::rotation_dir(state, ca);
-        let s = match load_staged(root, &dir, &j) {
-            Ok(s) => s,
-            Err(e) => {
-                out.push(format!("CA rotation of {ca}: {e}"));
-                continue;
-            }
-        };
-        let f = CaFiles::of(settings, root, ca);
-        let inv = crate::pass::read_node(root, settings);
-        let problems = check::problems(root, settings, &f, &j, &s, &inv, j.phase);
-        if !problems.is_empty() {
-            out.push(format!(
-                "CA rotation of {ca} (phase {}): the node no longer holds what the phase promises: {}; run `cert-rotator ca rotate {ca} {}` to re-apply it",
-                j.phase.name(),
-                problems.join("; "),
-                j.phase.command()
-            ));
-        }
-    }
-    out
 }
