@@ -31,6 +31,11 @@ use crate::verify::{endpoints, wait_until_served, Prober, VerifyError};
 use crate::write::{Applied, StateDir, WriteError};
 use lock::{owed_restarts, PassLocks};
 
+/// How long a component that reloads every renewed file by itself is given to serve
+/// the new certificate before it is restarted after all (docs/reloads.md: the
+/// apiserver's and the kubelet's file watches take about a second).
+const RELOAD_GRACE_SECONDS: i64 = 5;
+
 mod lock;
 
 /// Why a step of the pass failed. Each step's error already names its target, file or
@@ -643,14 +648,30 @@ impl<'a> Live<'_, 'a> {
         let root = self.pass.root;
         let eps = endpoints(root, &self.pass.settings.kubeadm, component);
         status(&format!("probing {} before restarting it", self.comp));
-        let seen = before::probe_once(self.edges.prober, root, &eps);
-        let renewed: Vec<Vec<PathBuf>> = self
+        let renewed: Vec<before::Renewed> = self
             .group
             .targets
             .iter()
-            .map(|t| vec![t.target.path.clone(), t.reading.cert_file.clone()])
+            .map(|t| before::Renewed {
+                names: vec![t.target.path.clone(), t.reading.cert_file.clone()],
+                reloaded_by_itself: before::reloads_by_itself(component, &t.name),
+            })
             .collect();
-        before::decide(&renewed, &seen)
+        // A component that reloads every renewed file by itself gets a moment to do so
+        // (a file watch): a restart it would not have needed costs availability.
+        let clock = self.edges.clock;
+        let until = clock.now() + Duration::seconds(RELOAD_GRACE_SECONDS);
+        loop {
+            let seen = before::probe_once(self.edges.prober, root, &eps);
+            let decision = before::decide(&renewed, &seen);
+            if decision != BeforeRestart::Restart
+                || !before::worth_waiting_for(&renewed, &seen)
+                || clock.now() >= until
+            {
+                return decision;
+            }
+            clock.sleep(StdDuration::from_millis(500));
+        }
     }
 
     /// Says and returns why the component is not restarted.

@@ -197,6 +197,19 @@ fn blocked(t: &Target, why: String) -> Blocked {
     }
 }
 
+/// Where a component comes in a control plane's start-up: what the later ones need must
+/// serve first. Kubeconfigs no component reads (admin.conf) restart nothing: first.
+fn startup_rank(component: Option<&Component>) -> u8 {
+    match component {
+        None => 0,
+        Some(Component::Etcd) => 1,
+        Some(Component::KubeApiserver) => 2,
+        Some(Component::KubeControllerManager | Component::KubeScheduler) => 3,
+        Some(Component::Kubelet) => 4,
+        Some(Component::Unit(_) | Component::StaticPod(_)) => 5,
+    }
+}
+
 fn group_by_component(targets: Vec<PlannedTarget>) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
     for t in targets {
@@ -404,10 +417,18 @@ pub fn make_plan_with(
             route,
         });
     }
-    // Expired first, then the earliest renew_at.
+    // Expired first, in the order the control plane comes up (etcd, then the API
+    // server, then its clients: a revived apiserver cannot become ready while etcd still
+    // serves an expired certificate); then the earliest renew_at.
     let key = |t: &PlannedTarget| {
+        let expired = t.reason == Some(DueReason::Expired);
         (
-            t.reason != Some(DueReason::Expired),
+            !expired,
+            if expired {
+                startup_rank(t.target.component.as_ref())
+            } else {
+                0
+            },
             t.renew_at,
             t.name.clone(),
         )

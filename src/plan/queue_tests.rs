@@ -75,6 +75,41 @@ fn expired_first_then_by_renew_at_grouped_by_component() {
     assert!(plan.deferred.is_empty() && plan.not_renewable.is_empty());
 }
 
+/// A node whose leaves all expired (off for longer than their life): etcd first, then
+/// the API server, then its clients, then the kubelet, whatever the names' order, so each
+/// restarted component finds what it needs serving.
+#[test]
+fn expired_groups_come_in_the_control_planes_start_up_order() {
+    let now = OffsetDateTime::now_utc();
+    let expired = Validity::days(365, -Duration::days(35));
+    let mut spec = NodeSpec::control_plane(now);
+    spec.leaf_validity = expired;
+    spec.kubelet_client_validity = expired;
+    let plan = plan_for(&spec, &Settings::default(), &History::default());
+    let order: Vec<_> = plan
+        .groups
+        .iter()
+        .map(|g| g.component.as_ref().map(|c| c.name()))
+        .collect();
+    let pos = |name: &str| {
+        order
+            .iter()
+            .position(|c| c.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{name} not planned: {order:?}"))
+    };
+    assert!(pos("etcd") < pos("kube-apiserver"), "{order:?}");
+    assert!(
+        pos("kube-apiserver") < pos("kube-controller-manager"),
+        "{order:?}"
+    );
+    assert!(pos("kube-apiserver") < pos("kube-scheduler"), "{order:?}");
+    assert!(pos("kube-scheduler") < pos("kubelet"), "{order:?}");
+    assert_eq!(
+        order[0], None,
+        "admin.conf and friends restart nothing: {order:?}"
+    );
+}
+
 #[test]
 fn the_restart_cap_defers_what_is_not_urgent() {
     let now = OffsetDateTime::now_utc();
