@@ -75,6 +75,9 @@ pub struct Status {
     pub authorities: Vec<AuthorityStatus>,
     /// A renewal interrupted by a crash, not yet finished or undone.
     pub unfinished_write: Option<String>,
+    /// Passes `run` skipped in a row because kubeadm was at work, since when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubeadm_skipped: Option<String>,
 }
 
 impl Status {
@@ -186,6 +189,7 @@ impl Status {
             certificates,
             authorities,
             unfinished_write: None,
+            kubeadm_skipped: None,
         }
     }
 
@@ -284,6 +288,9 @@ impl Status {
         }
         if let Some(w) = &self.unfinished_write {
             out.push_str(&format!("\nUnfinished write: {w}\n"));
+        }
+        if let Some(k) = &self.kubeadm_skipped {
+            out.push_str(&format!("\nkubeadm: {k}\n"));
         }
         if !errors.is_empty() {
             out.push_str("\nErrors:\n");
