@@ -7,6 +7,7 @@ use std::time::Duration as StdDuration;
 
 use time::OffsetDateTime;
 
+use super::trust::{check_lock_state, UntrustedState};
 use super::{status, Edges, Live, Pass, PassError, Restarts, Written};
 use crate::coordination::{self, Decision, HeldSlot, LockState, PendingRestart, RestartLock};
 use crate::plan::{Group, History, Plan, Reload};
@@ -29,7 +30,10 @@ impl PassLocks {
     /// Reads the record and, on the live node with a lock, gives back the slots an
     /// earlier run of this node left held (it died between taking and releasing),
     /// except in groups this node keeps stopped after a failed verification.
-    pub(super) fn open(pass: &Pass<'_>) -> Self {
+    /// A record that names what the agent never writes there (a file outside the
+    /// node's certificates, a backup outside the state directory, a unit no target
+    /// restarts) is refused: the pass must change nothing ([`super::trust`]).
+    pub(super) fn open(pass: &Pass<'_>) -> Result<Self, UntrustedState> {
         let state = match pass.state.read_json::<LockState>(coordination::STATE_FILE) {
             Ok(s) => s.unwrap_or_default(),
             Err(e) => {
@@ -37,6 +41,8 @@ impl PassLocks {
                 LockState::default()
             }
         };
+        let path = pass.state.path(coordination::STATE_FILE);
+        check_lock_state(pass.root, pass.settings, pass.state, &path, &state)?;
         if let Restarts::Live(Edges {
             lock: Some(lock), ..
         }) = &pass.restarts
@@ -67,11 +73,11 @@ impl PassLocks {
                 }
             }
         }
-        PassLocks {
+        Ok(PassLocks {
             state,
             refused: Default::default(),
             dirty: false,
-        }
+        })
     }
 
     /// Moves a restart owed for `comp` into this pass's group: its files first, so a
@@ -198,6 +204,19 @@ pub(super) fn owed_restarts(
     }
     locks.save(pass.state);
     None
+}
+
+/// The pass refused before it changed anything: said, every planned renewal
+/// deferred, the report failed.
+pub(super) fn refused(mut report: PassReport, plan: &Plan, e: &UntrustedState) -> PassReport {
+    tracing::error!(action = "read", message_id = message_id::FAILED, "{e}");
+    report.failed.push(e.to_string());
+    for t in plan.groups.iter().flat_map(|g| &g.targets) {
+        report
+            .deferred
+            .push(format!("{} (pass refused: {})", t.name, e.path.display()));
+    }
+    report
 }
 
 impl<'a> Live<'_, 'a> {

@@ -139,7 +139,9 @@ pub fn control_plane_wait(
     gap: time::Duration,
     now: OffsetDateTime,
 ) -> Option<Duration> {
-    let wait: Duration = (last_restart? + gap - now).try_into().ok()?;
+    // Never more than the gap: a restart recorded in the future (a clock stepped back,
+    // a hand-edited history.json) must not hold the pass up for longer.
+    let wait: Duration = (last_restart? + gap - now).min(gap).try_into().ok()?;
     (!wait.is_zero()).then_some(wait)
 }
 
