@@ -9,7 +9,9 @@ use time::OffsetDateTime;
 
 use super::trust::{check_lock_state, UntrustedState};
 use super::{status, Edges, Live, Pass, PassError, Restarts, Written};
-use crate::coordination::{self, Decision, HeldSlot, LockState, PendingRestart, RestartLock};
+use crate::coordination::{
+    self, Decision, HeldSlot, LockState, PassSpread, PendingRestart, RestartLock,
+};
 use crate::plan::{Group, History, Plan, Reload};
 use crate::report::pass::{message_id, PassReport};
 use crate::verify::before::BeforeRestart;
@@ -21,6 +23,8 @@ use crate::write::StateDir;
 /// have (their later restarts are deferred without asking again).
 pub(super) struct PassLocks {
     state: LockState,
+    /// Whether this node waited its spread delay in this pass.
+    spread: PassSpread,
     refused: std::collections::BTreeMap<String, String>,
     /// Whether `state` changed and must be saved.
     dirty: bool,
@@ -75,6 +79,7 @@ impl PassLocks {
         }
         Ok(PassLocks {
             state,
+            spread: PassSpread::default(),
             refused: Default::default(),
             dirty: false,
         })
@@ -289,10 +294,18 @@ impl<'a> Live<'_, 'a> {
             return f();
         };
         let comp = self.comp;
-        let decision =
-            coordination::take_slot(lock, settings, &group, comp, self.edges.clock, &mut || {
-                self.already_broken()
-            });
+        // A restart outside the renewals (a CA's copies changed) has no pass record of
+        // its own: it waits its own spread.
+        let spread = PassSpread::default();
+        let decision = coordination::take_slot(
+            lock,
+            settings,
+            &group,
+            comp,
+            self.edges.clock,
+            &spread,
+            &mut || self.already_broken(),
+        );
         match decision {
             Decision::Held(slot) => {
                 let result = f();
@@ -332,7 +345,8 @@ impl<'a> Live<'_, 'a> {
             // This pass already could not have a slot of this group: the component is
             // deferred at once unless it is broken.
             if let Some(broken) = self.already_broken() {
-                return self.unlocked(lock, group, &format!("{broken}; {why}"), report);
+                let delay = locks.spread.take(lock, &self.pass.settings.coordination);
+                return self.unlocked(lock, group, &format!("{broken}; {why}"), delay, report);
             }
             return Err(why.clone());
         }
@@ -340,9 +354,15 @@ impl<'a> Live<'_, 'a> {
             "taking a restart slot of group {} for {comp}",
             group.name
         ));
-        match coordination::take_slot(lock, c, group, comp, self.edges.clock, &mut || {
-            self.already_broken()
-        }) {
+        match coordination::take_slot(
+            lock,
+            c,
+            group,
+            comp,
+            self.edges.clock,
+            &locks.spread,
+            &mut || self.already_broken(),
+        ) {
             Decision::Held(slot) => Ok(Some(slot)),
             Decision::Unlocked { why } => {
                 tracing::warn!(component = %comp, action = "restart", group = %group.name, "{comp}: restarting without the restart lock: {why}");
@@ -359,21 +379,20 @@ impl<'a> Live<'_, 'a> {
         }
     }
 
-    /// A broken component in a group this pass already found unavailable: after its
-    /// delay, restarted without the lock (one more try at a slot first).
+    /// A broken component in a group this pass already found unavailable: after what
+    /// is left of the pass's spread `delay`, restarted without the lock (one more try at
+    /// a slot first).
     fn unlocked(
         &self,
         lock: &'a dyn RestartLock,
         group: &coordination::LockGroup,
         why: &str,
+        delay: StdDuration,
         report: &mut PassReport,
     ) -> Result<Option<Box<dyn HeldSlot + 'a>>, String> {
-        let c = &self.pass.settings.coordination;
-        let delay = coordination::broken_delay(
-            lock.id(),
-            StdDuration::from_secs(c.broken_delay_window_seconds),
-        );
-        self.edges.clock.sleep(delay);
+        if !delay.is_zero() {
+            self.edges.clock.sleep(delay);
+        }
         if let Ok(slot) = lock.acquire(group, self.comp) {
             return Ok(Some(slot));
         }
