@@ -148,6 +148,17 @@ impl Status {
                             s.cert_file = Some(r.cert_file.display().to_string());
                         }
                         s.key_algorithm = Some(r.key_algorithm.to_string());
+                        // No client accepts it, and it has no lifetime to renew with:
+                        // an error, with the way out.
+                        if r.cert.not_after <= r.cert.not_before {
+                            s.error = Some(format!(
+                                "{}: notAfter {} is not after notBefore {}: an invalid certificate; renew it with `cert-rotator renew {} --days N`",
+                                r.cert_file.display(),
+                                crate::timefmt::rfc3339(r.cert.not_after),
+                                crate::timefmt::rfc3339(r.cert.not_before),
+                                t.name
+                            ));
+                        }
                     }
                 }
                 s
