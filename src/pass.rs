@@ -269,7 +269,6 @@ fn status(msg: &str) {
 }
 
 /// What a group's renewals wrote, for the restart and a rollback.
-#[derive(Default)]
 struct Written {
     /// (node path, backup dir of its change set)
     files: Vec<(PathBuf, PathBuf)>,
@@ -339,8 +338,12 @@ pub fn execute(
         }
         let names: Vec<&str> = group.targets.iter().map(|t| t.name.as_str()).collect();
         let total = plan.groups.len();
-        status(&format!("renewing {} ({}/{total})", names.join(", "), i + 1));
-        let mut written = Written::default();
+        status(&format!(
+            "renewing {} ({}/{total})",
+            names.join(", "),
+            i + 1
+        ));
+        let mut written = Written::none();
         let mut any_failed = false;
         for t in &group.targets {
             let outcome = match renew(pass, plan.now, &mut cas, t, &comp, &mut report) {

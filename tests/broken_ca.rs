@@ -47,13 +47,16 @@ fn renew_all_names_a_truncated_or_non_ca_file_instead_of_an_unknown_signer() {
 #[test]
 fn a_certificate_that_ends_before_it_begins_is_an_error_in_status() {
     // notBefore 10 days after notAfter.
-    let spec = NodeSpec::control_plane(now())
-        .with("apiserver", Validity::days(-10, Duration::days(100)));
+    let spec =
+        NodeSpec::control_plane(now()).with("apiserver", Validity::days(-10, Duration::days(100)));
     let d = node(&spec);
     let r = d.path();
     let (v, code) = status_json(r);
     assert_eq!(code, 1, "{v:#}");
-    let e = cert(&v, "apiserver")["error"].as_str().unwrap_or_default().to_string();
+    let e = cert(&v, "apiserver")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(
         e.contains("/etc/kubernetes/pki/apiserver.crt: notAfter")
             && e.contains("is not after notBefore")
@@ -61,5 +64,9 @@ fn a_certificate_that_ends_before_it_begins_is_an_error_in_status() {
         "{v:#}"
     );
     let out = run(r, &["status"]);
-    assert!(text(&out).contains("Errors:\n  apiserver: /etc/kubernetes/pki/apiserver.crt: notAfter"), "{}", text(&out));
+    assert!(
+        text(&out).contains("Errors:\n  apiserver: /etc/kubernetes/pki/apiserver.crt: notAfter"),
+        "{}",
+        text(&out)
+    );
 }

@@ -14,8 +14,8 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -31,10 +31,10 @@ use cert_rotator::pass::{self, Edges, Overrides, Pass, Restarts};
 use cert_rotator::report::pass::PassReport;
 use cert_rotator::verify::Prober;
 use cert_rotator::write::StateDir;
+use common::etcd::{free_port, Cluster};
 use common::fakes::{
     FakeClock, FakeLock, FakeProber, Interval, RecordingServiceManager, TimedProber,
 };
-use common::etcd::{free_port, Cluster};
 use common::*;
 
 // ------------------------------------------------------------------ agents ---

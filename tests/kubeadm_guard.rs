@@ -83,7 +83,10 @@ fn a_kubeadm_directory_dated_far_in_the_future_stops_nothing() {
         .with("scheduler.conf", Validity::days(365, -Duration::days(1)));
     let d = node(&spec);
     let r = d.path();
-    let dir = host(r, "/etc/kubernetes/tmp/kubeadm-backup-etcd-2027-01-01-00-00-00");
+    let dir = host(
+        r,
+        "/etc/kubernetes/tmp/kubeadm-backup-etcd-2027-01-01-00-00-00",
+    );
     std::fs::create_dir_all(&dir).unwrap();
     set_mtime(&dir, SystemTime::now() + StdDuration::from_secs(2 * 86400));
     let out = run(r, &["run"]);
@@ -126,7 +129,11 @@ impl FakeKubeadm {
             .expect("start the fake kubeadm");
         let comm = format!("/proc/{}/comm", child.id());
         let started = Instant::now();
-        while std::fs::read_to_string(&comm).map(|c| c.trim() == "kubeadm").ok() != Some(true) {
+        while std::fs::read_to_string(&comm)
+            .map(|c| c.trim() == "kubeadm")
+            .ok()
+            != Some(true)
+        {
             assert!(started.elapsed() < StdDuration::from_secs(10), "{comm}");
             std::thread::sleep(StdDuration::from_millis(20));
         }

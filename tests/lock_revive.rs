@@ -62,7 +62,11 @@ struct Slot<'l>(&'l NodeEtcd, String);
 
 impl HeldSlot for Slot<'_> {
     fn release(self: Box<Self>) -> Result<(), LockError> {
-        self.0.calls.lock().unwrap().push(format!("release {}", self.1));
+        self.0
+            .calls
+            .lock()
+            .unwrap()
+            .push(format!("release {}", self.1));
         Ok(())
     }
     fn keep_failed(self: Box<Self>, _why: &str) -> Result<(), LockError> {
@@ -117,7 +121,8 @@ fn all_expired() -> tempfile::TempDir {
 /// A node id whose spread delay in the packaged 60 s window is above 30 s: the revive
 /// must not pay it (it used to, once per broken component).
 fn slow_id() -> String {
-    let window = StdDuration::from_secs(Settings::default().coordination.broken_delay_window_seconds);
+    let window =
+        StdDuration::from_secs(Settings::default().coordination.broken_delay_window_seconds);
     (0..)
         .map(|i| format!("cp-{i}"))
         .find(|id| coordination::broken_delay(id, window) >= StdDuration::from_secs(30))
@@ -196,7 +201,13 @@ fn an_all_expired_control_plane_node_revives_in_under_30_s_under_the_lock() {
         "{:?}",
         lock.calls()
     );
-    assert!(rep.warnings.iter().all(|w| !w.contains("without the restart lock")), "{:?}", rep.warnings);
+    assert!(
+        rep.warnings
+            .iter()
+            .all(|w| !w.contains("without the restart lock")),
+        "{:?}",
+        rep.warnings
+    );
 }
 
 /// etcd gone for good: every broken component restarts without the lock, after the
@@ -211,7 +222,10 @@ fn the_spread_delay_is_paid_once_per_pass() {
         s.coordination.id.as_deref().unwrap(),
         StdDuration::from_secs(s.coordination.broken_delay_window_seconds),
     );
-    let lock = FakeLock::new(s.coordination.id.as_deref().unwrap(), vec![Some(FakeLock::unreachable()); 200]);
+    let lock = FakeLock::new(
+        s.coordination.id.as_deref().unwrap(),
+        vec![Some(FakeLock::unreachable()); 200],
+    );
     let clock = FakeClock::at(now());
     let services = RecordingServiceManager::new();
     let rep = live_pass(r, &s, &lock, &clock, &services);
@@ -223,7 +237,9 @@ fn the_spread_delay_is_paid_once_per_pass() {
         "the spread delay {delay:?} more than once: {slept:?}"
     );
     assert!(
-        slept.iter().all(|d| *d == delay || *d == coordination::POLL),
+        slept
+            .iter()
+            .all(|d| *d == delay || *d == coordination::POLL),
         "{slept:?}"
     );
 }
@@ -248,7 +264,10 @@ fn node_for(endpoints: &[String], apiserver_etcd_client: Validity) -> tempfile::
     let indent = &line[..line.find('-').unwrap()];
     std::fs::write(
         &m,
-        text.replace(&line, &format!("{indent}- --etcd-servers={}", endpoints.join(","))),
+        text.replace(
+            &line,
+            &format!("{indent}- --etcd-servers={}", endpoints.join(",")),
+        ),
     )
     .unwrap();
     d
@@ -273,7 +292,11 @@ fn the_etcd_lock_presents_the_client_certificate_renewed_during_the_pass() {
     // expired one in the field; here one of a CA etcd does not trust, refused alike).
     let other = node_for(&[], Validity::days(365, Duration::days(100)));
     for f in ["apiserver-etcd-client.crt", "apiserver-etcd-client.key"] {
-        std::fs::copy(host(other.path(), &format!("/etc/kubernetes/pki/{f}")), pki(f)).unwrap();
+        std::fs::copy(
+            host(other.path(), &format!("/etc/kubernetes/pki/{f}")),
+            pki(f),
+        )
+        .unwrap();
     }
     let root = NodeRoot::new(r);
     let mut s = Settings::default();
@@ -289,7 +312,10 @@ fn the_etcd_lock_presents_the_client_certificate_renewed_during_the_pass() {
         .expect("a client etcd does not accept is refused");
     assert!(matches!(e, LockError::Unreachable { .. }), "{e}");
     // The pass renews it (written as the pass writes: a new file renamed over).
-    for (f, bytes) in [("apiserver-etcd-client.crt", &good.0), ("apiserver-etcd-client.key", &good.1)] {
+    for (f, bytes) in [
+        ("apiserver-etcd-client.crt", &good.0),
+        ("apiserver-etcd-client.key", &good.1),
+    ] {
         let tmp = pki(&format!(".{f}.tmp"));
         std::fs::write(&tmp, bytes).unwrap();
         std::fs::rename(&tmp, pki(f)).unwrap();

@@ -178,7 +178,11 @@ pub fn temp_dir(kubeadm: &KubeadmPaths) -> PathBuf {
 /// a process gone mid-scan, a /proc that refuses) is no sign of kubeadm.
 pub fn scan(root: &NodeRoot, kubeadm: &KubeadmPaths, now: OffsetDateTime) -> Scan {
     let (processes, overdue): (Vec<_>, Vec<_>) = if root.is_live() {
-        processes_run_by(Path::new("/proc"), std::process::id(), &owners(root, kubeadm))
+        processes_run_by(
+            Path::new("/proc"),
+            std::process::id(),
+            &owners(root, kubeadm),
+        )
     } else {
         Vec::new()
     }
@@ -563,7 +567,12 @@ mod tests {
         // root's process renamed kubeadm (prctl), whose executable is sleep.
         fake_owner(&proc.path().join("22"), 0, "/usr/bin/sleep", 1000);
         // The owner of the Kubernetes directory, a binary replaced by an upgrade.
-        fake_owner(&proc.path().join("23"), 1001, "/usr/bin/kubeadm (deleted)", 1000);
+        fake_owner(
+            &proc.path().join("23"),
+            1001,
+            "/usr/bin/kubeadm (deleted)",
+            1000,
+        );
         // Started at boot: its age is the uptime.
         fake_owner(&proc.path().join("24"), 0, "/usr/bin/kubeadm", 0);
         let pids = |v: Vec<KubeadmProcess>| v.into_iter().map(|p| p.pid).collect::<Vec<_>>();
@@ -600,7 +609,10 @@ mod tests {
     fn a_scan_out_of_time_counts_as_kubeadm_at_work() {
         let (_d, root) = node();
         for i in 0..3 {
-            mkdir(&root, &format!("/etc/kubernetes/tmp/kubeadm-backup-etcd-{i}"));
+            mkdir(
+                &root,
+                &format!("/etc/kubernetes/tmp/kubeadm-backup-etcd-{i}"),
+            );
         }
         let (dirs, left) = temp_dirs(&root, &paths(), now(), Duration::ZERO);
         assert!(dirs.is_empty());

@@ -211,6 +211,17 @@ pub(super) fn owed_restarts(
     None
 }
 
+// Here rather than beside the struct: src/pass.rs is at its size limit.
+impl Written {
+    /// Nothing written yet.
+    pub(super) fn none() -> Self {
+        Written {
+            files: Vec::new(),
+            serials: Vec::new(),
+        }
+    }
+}
+
 /// The pass refused before it changed anything: said, every planned renewal
 /// deferred, the report failed.
 pub(super) fn refused(mut report: PassReport, plan: &Plan, e: &UntrustedState) -> PassReport {

@@ -122,7 +122,8 @@ impl Known {
         p.is_absolute()
             && !has_parent_dir(p)
             && p.parent().map(normalize) == Some(self.backup_dir.clone())
-            && p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+            && p.file_name()
+                .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
             && root.resolve(p).ok() == Some(normalize(p))
     }
 }

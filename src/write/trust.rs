@@ -39,7 +39,10 @@ fn plain(p: &Path) -> bool {
 fn untrusted(e: &JournalEntry, backup_root: &Path) -> Option<String> {
     let (path, staged) = (&e.path, &e.staged);
     if !plain(path) || !plain(staged) || path.file_name().is_none() {
-        return Some(format!("entry {} is not a plain absolute path", path.display()));
+        return Some(format!(
+            "entry {} is not a plain absolute path",
+            path.display()
+        ));
     }
     let name = path.file_name()?.to_string_lossy();
     let staged_name = staged.file_name()?.to_string_lossy();

@@ -48,7 +48,13 @@ impl Credentials {
     }
 
     fn build(&self) -> Result<ureq::Agent, TlsFileError> {
-        build(&self.root, &self.ca, &self.cert, &self.key, self.timeout_seconds)
+        build(
+            &self.root,
+            &self.ca,
+            &self.cert,
+            &self.key,
+            self.timeout_seconds,
+        )
     }
 
     /// A digest of the three files as they are now (what cannot be read counts as

@@ -119,7 +119,7 @@ fn start_ticks(stat: &[u8]) -> Option<u64> {
 fn uptime_ticks(uptime: &[u8]) -> Option<u64> {
     let text = String::from_utf8_lossy(uptime);
     let secs: f64 = text.split_whitespace().next()?.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| (secs * USER_HZ as f64) as u64)
+    (secs.is_finite() && secs >= 0.0).then_some((secs * USER_HZ as f64) as u64)
 }
 
 /// At most `limit` bytes of a /proc file; `None` when it is gone or unreadable.

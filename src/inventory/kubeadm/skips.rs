@@ -90,7 +90,10 @@ mod tests {
         let r = record(&s, t0 + time::Duration::hours(25), "again").unwrap();
         assert_eq!((r.since, r.passes), (t0, 2));
         let text = r.describe(t0 + time::Duration::hours(26));
-        assert!(text.starts_with("2 pass(es) skipped since 2026-12-01T10:00:00Z (26h ago)"), "{text}");
+        assert!(
+            text.starts_with("2 pass(es) skipped since 2026-12-01T10:00:00Z (26h ago)"),
+            "{text}"
+        );
         clear(&s).unwrap();
         assert_eq!(read(&s).unwrap(), None);
         clear(&s).unwrap();
