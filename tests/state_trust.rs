@@ -287,6 +287,24 @@ fn the_kubelets_dated_files_and_symlinked_paths_are_known() {
             "{bad}: {e}"
         );
     }
+    // A backup generation that is a symlink out of the state directory.
+    let link = host(r, "/var/lib/cert-rotator/backup/2026-12-02T10:00:00Z");
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink("/etc", &link).unwrap();
+    let ls = LockState {
+        pending: vec![owed(
+            "kube-scheduler",
+            &[(
+                "/etc/kubernetes/scheduler.conf",
+                "/var/lib/cert-rotator/backup/2026-12-02T10:00:00Z",
+            )],
+        )],
+        failed_groups: vec![],
+    };
+    let e = pass::trust::check_lock_state(&root, &s, &state, &path, &ls)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not a backup directory"), "{e}");
 }
 
 #[test]

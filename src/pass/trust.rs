@@ -116,15 +116,20 @@ impl Known {
         })
     }
 
-    /// A backup generation: a plain directory name right inside `<state>/backup`, and
-    /// the same path once symlinks are followed (none leads elsewhere).
+    /// A backup generation: a plain directory name right inside `<state>/backup`
+    /// (compared once symlinks are followed: the state directory may be a link), and
+    /// not itself a symlink leading elsewhere.
     fn is_backup(&self, root: &NodeRoot, p: &Path) -> bool {
         p.is_absolute()
             && !has_parent_dir(p)
-            && p.parent().map(normalize) == Some(self.backup_dir.clone())
             && p.file_name()
                 .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
-            && root.resolve(p).ok() == Some(normalize(p))
+            && p.parent().map(|d| resolved(root, d)) == Some(self.backup_dir.clone())
+            && !root
+                .symlink_metadata(p)
+                .ok()
+                .flatten()
+                .is_some_and(|m| m.file_type().is_symlink())
     }
 }
 
