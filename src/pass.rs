@@ -19,8 +19,7 @@ use crate::inventory::{self, SelectError};
 use crate::issue::{self, IssueError, RenewOptions};
 use crate::model::{Component, FileChange};
 use crate::node::NodeRoot;
-use crate::plan::DueReason;
-use crate::plan::{CaRoute, Group, History, Plan, PlannedTarget, Reload, RestartRecord};
+use crate::plan::{CaRoute, DueReason, Group, History, Plan, PlannedTarget, Reload, RestartRecord};
 use crate::report::pass::{message_id, Outcome, PassReport, RenewedCert, TargetResult};
 use crate::report::reload_words;
 use crate::restart::{
@@ -37,6 +36,7 @@ use lock::{owed_restarts, PassLocks};
 const RELOAD_GRACE_SECONDS: i64 = 5;
 
 mod lock;
+pub mod trust;
 
 /// Why a step of the pass failed. Each step's error already names its target, file or
 /// component, so this displays it as it is: the report shows these words.
@@ -326,8 +326,10 @@ pub fn execute(
         }
     }
     let mut cas = Authorities::new(pass.root, pass.settings, &plan.authorities, plan.now);
-    let total = plan.groups.len();
-    let mut locks = PassLocks::open(pass);
+    let mut locks = match PassLocks::open(pass) {
+        Ok(l) => l,
+        Err(e) => return lock::refused(report, plan, &e),
+    };
     let mut stop: Option<String> = owed_restarts(pass, plan, &mut locks, &mut history, &mut report);
     for (i, group) in plan.groups.iter().enumerate() {
         let comp = group.component_name();
@@ -340,15 +342,13 @@ pub fn execute(
             continue;
         }
         let names: Vec<&str> = group.targets.iter().map(|t| t.name.as_str()).collect();
+        let total = plan.groups.len();
         status(&format!(
             "renewing {} ({}/{total})",
             names.join(", "),
             i + 1
         ));
-        let mut written = Written {
-            files: Vec::new(),
-            serials: Vec::new(),
-        };
+        let mut written = Written::none();
         let mut any_failed = false;
         for t in &group.targets {
             let outcome = match renew(pass, plan.now, &mut cas, t, &comp, &mut report) {

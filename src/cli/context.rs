@@ -91,20 +91,42 @@ impl<'r> Context<'r> {
         }
     }
 
-    /// kubeadm at work on the node (a kubeadm process, or its fresh directories under
-    /// /etc/kubernetes/tmp): said on stdout and in the journal. A writing command then
-    /// changes nothing and succeeds: two writers of the same certificates, kubeconfigs
-    /// and manifests would interleave, and the next pass re-reads everything.
+    /// kubeadm at work on the node (a kubeadm process of root or the Kubernetes
+    /// directory's owner, or its fresh directories under /etc/kubernetes/tmp): said on
+    /// stdout and in the journal. A writing command then changes nothing and succeeds:
+    /// two writers of the same certificates, kubeconfigs and manifests would
+    /// interleave, and the next pass re-reads everything. A kubeadm process running for
+    /// longer than an upgrade takes stops nothing: said loudly, and the command goes on.
     pub fn kubeadm_at_work(&self) -> Option<KubeadmActivity> {
         let now = time::OffsetDateTime::now_utc();
-        for old in kubeadm::leftovers(self.root, &self.settings.kubeadm, now) {
-            tracing::info!(
-                "{}: a kubeadm directory unchanged for {}s: a kept backup or the remains of an earlier run, not kubeadm at work",
-                old.path.display(),
-                old.age_seconds
-            );
+        let scan = kubeadm::scan(self.root, &self.settings.kubeadm, now);
+        for old in &scan.leftovers {
+            if old.ahead_seconds > kubeadm::CLOCK_SKEW.as_secs() {
+                tracing::warn!(
+                    "{}: a kubeadm directory dated {}s in the future: not a run on this clock (a clock stepped back?), not kubeadm at work",
+                    old.path.display(),
+                    old.ahead_seconds
+                );
+            } else {
+                tracing::info!(
+                    "{}: a kubeadm directory unchanged for {}s: a kept backup or the remains of an earlier run, not kubeadm at work",
+                    old.path.display(),
+                    old.age_seconds
+                );
+            }
         }
-        let seen = kubeadm::activity(self.root, &self.settings.kubeadm, now)?;
+        for p in &scan.overdue {
+            let line = format!(
+                "kubeadm process {} ({}) has been running for {}s, longer than an upgrade takes ({}s): not waiting for it any more; look at it",
+                p.pid,
+                p.cmdline,
+                p.age_seconds.unwrap_or_default(),
+                kubeadm::ACTIVE_WINDOW.as_secs()
+            );
+            tracing::warn!(action = "kubeadm", "{line}");
+            say(&format!("WARNING: {line}"));
+        }
+        let seen = scan.activity?;
         tracing::warn!(
             action = "skip",
             message_id = message_id::SKIPPED,

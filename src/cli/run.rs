@@ -10,6 +10,7 @@ use super::context::{CliError, Context, WhenBusy};
 use super::{emit, say};
 use crate::config;
 use crate::inventory;
+use crate::inventory::kubeadm::skips;
 use crate::node::NodeRoot;
 use crate::pass::{Edges, Overrides, Pass, Restarts};
 use crate::report::{plan_text, MetricsInput, NotANode, PassResult};
@@ -58,10 +59,15 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
     let ctx = Context::load(root, config_file)?;
     let settings = &ctx.settings;
     let state = ctx.state();
-    if ctx.kubeadm_at_work().is_some() {
+    if let Some(seen) = ctx.kubeadm_at_work() {
         // Not even an interrupted write is finished: kubeadm may be rewriting the same
         // files. Only the agent's own records say the pass was skipped.
         if let Some(_lock) = ctx.lock(&state, WhenBusy::Succeed)? {
+            let now = OffsetDateTime::now_utc();
+            match skips::record(&state, now, &seen.to_string()) {
+                Ok(s) => outln!("{}", s.describe(now)),
+                Err(e) => tracing::warn!("cannot record the skipped pass: {e}"),
+            }
             write_last_pass(
                 root,
                 &state,
@@ -74,6 +80,10 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
     let Some(_lock) = ctx.lock_and_recover(&state, WhenBusy::Succeed)? else {
         return Ok(ExitCode::SUCCESS);
     };
+    // This pass goes ahead: the row of passes skipped for kubeadm ends.
+    if let Err(e) = skips::clear(&state) {
+        tracing::warn!("{e}");
+    }
     let now = OffsetDateTime::now_utc();
     let inv = crate::pass::read_node(root, settings);
     if let Some(n) = NotANode::detect(&inv, root) {

@@ -38,6 +38,11 @@ pub fn status(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool
         Ok(None) => {}
         Err(e) => status.unfinished_write = Some(e.to_string()),
     }
+    // Passes skipped in a row for kubeadm: how long nothing was renewed.
+    status.kubeadm_skipped = match inventory::kubeadm::skips::read(&loaded.state()) {
+        Ok(s) => s.map(|s| s.describe(OffsetDateTime::now_utc())),
+        Err(e) => Some(e.to_string()),
+    };
     // Reading writes nothing, not even the metrics file: only `run` writes it.
     if let Some(n) = not_a_node {
         // Programs still get the document (every target missing); people get the

@@ -95,7 +95,14 @@ pub(super) fn check(s: &Settings, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<
             ),
         ));
     }
-    let records = ["journal.json", "history.json", "last-pass.json", "lock"];
+    let records = [
+        "journal.json",
+        "history.json",
+        "last-pass.json",
+        "lock",
+        "restart-lock.json",
+        "kubeadm-skipped.json",
+    ];
     if metrics == state
         || within(&metrics, &state.join("backup"))
         || records.iter().any(|r| metrics == state.join(r))

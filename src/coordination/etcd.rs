@@ -23,13 +23,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{json, Value};
 
 use super::{HeldSlot, LockError, LockGroup, RestartLock};
-use crate::ca::remote::client::tls::{self, AgentOptions, TlsFileError};
+use crate::ca::remote::client::tls::TlsFileError;
 use crate::config::Settings;
 use crate::node::manifest::StaticPodManifest;
 use crate::node::NodeRoot;
@@ -165,9 +165,15 @@ pub struct EtcdLock {
     ttl: u64,
 }
 
+mod creds;
+
 /// The JSON gateway of the cluster's etcd members.
 struct Gateway {
-    agent: ureq::Agent,
+    /// The client credentials as they are on disk now ([`creds`]).
+    creds: creds::Credentials,
+    /// What one operation (a request, or a whole acquisition) may take, over every
+    /// member: five silent members must not cost five timeouts.
+    timeout: Duration,
     endpoints: Vec<String>,
     /// The endpoint that answered last: tried first.
     last_good: AtomicUsize,
@@ -199,17 +205,36 @@ impl Gateway {
         format!("etcd {}", self.endpoints.join(","))
     }
 
-    /// POSTs `body` to `/v3/{path}` of the first member that answers.
+    /// POSTs `body` to `/v3/{path}` of the first member that answers, within the
+    /// gateway's timeout.
     fn call(&self, path: &str, body: &Value) -> Result<Value, LockError> {
+        self.call_until(path, body, Instant::now() + self.timeout)
+    }
+
+    /// POSTs `body` to `/v3/{path}` of the first member that answers before `deadline`:
+    /// each member gets what is left of the time, and none is asked once it is gone.
+    fn call_until(&self, path: &str, body: &Value, deadline: Instant) -> Result<Value, LockError> {
         let n = self.endpoints.len();
         let start = self.last_good.load(Ordering::Relaxed) % n.max(1);
         let mut errors = Vec::new();
+        let agent = self.creds.agent();
         for i in 0..n {
             let idx = (start + i) % n;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                errors.push(format!(
+                    "{} more member(s) not tried: the {}s for the whole request are over",
+                    n - i,
+                    self.timeout.as_secs()
+                ));
+                break;
+            }
             let url = format!("{}/v3/{path}", self.endpoints[idx]);
-            let resp = self
-                .agent
+            let resp = agent
                 .post(&url)
+                .config()
+                .timeout_global(Some(left))
+                .build()
                 .header("Content-Type", "application/json")
                 .send(body.to_string().as_bytes());
             let mut resp = match resp {
@@ -245,10 +270,20 @@ impl Gateway {
         })
     }
 
-    fn range_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>, LockError> {
-        let v = self.call(
+    /// The time one operation may take from now.
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.timeout
+    }
+
+    fn range_prefix(
+        &self,
+        prefix: &str,
+        deadline: Instant,
+    ) -> Result<Vec<(String, String)>, LockError> {
+        let v = self.call_until(
             "kv/range",
             &json!({"key": b64(prefix), "range_end": b64(&prefix_end(prefix))}),
+            deadline,
         )?;
         Ok(v.get("kvs")
             .and_then(Value::as_array)
@@ -260,13 +295,13 @@ impl Gateway {
             .unwrap_or_default())
     }
 
-    fn txn(&self, body: &Value) -> Result<bool, LockError> {
-        let v = self.call("kv/txn", body)?;
+    fn txn(&self, body: &Value, deadline: Instant) -> Result<bool, LockError> {
+        let v = self.call_until("kv/txn", body, deadline)?;
         Ok(v.get("succeeded").and_then(Value::as_bool).unwrap_or(false))
     }
 
-    fn revoke(&self, lease: &str) {
-        if let Err(e) = self.call("lease/revoke", &json!({ "ID": lease })) {
+    fn revoke(&self, lease: &str, deadline: Instant) {
+        if let Err(e) = self.call_until("lease/revoke", &json!({ "ID": lease }), deadline) {
             // Not fatal: the lease expires on its own after its TTL.
             tracing::warn!("coordination: cannot revoke lease {lease} (it expires by itself): {e}");
         }
@@ -329,20 +364,17 @@ impl EtcdLock {
         ttl: u64,
         timeout_seconds: u64,
     ) -> Result<Self, SetupError> {
-        let roots = tls::read_roots(root, &a.ca)?;
-        let client = tls::read_client_cert(root, &a.cert, &a.key)?;
-        let agent = tls::https_agent(
-            roots,
-            Some(client),
-            &AgentOptions {
-                https_only: true,
-                connect_timeout_seconds: timeout_seconds.min(5),
-                timeout_seconds,
-            },
-        );
+        let creds = creds::Credentials::load(
+            root,
+            a.ca.clone(),
+            a.cert.clone(),
+            a.key.clone(),
+            timeout_seconds,
+        )?;
         Ok(EtcdLock {
             gw: Arc::new(Gateway {
-                agent,
+                creds,
+                timeout: Duration::from_secs(timeout_seconds),
                 endpoints: a.endpoints.clone(),
                 last_good: AtomicUsize::new(0),
             }),
@@ -375,11 +407,15 @@ impl EtcdLock {
     }
 
     /// The holders and the failed marks of `group`, by id.
-    fn state(&self, group: &str) -> Result<(Vec<String>, Vec<String>), LockError> {
+    fn state(
+        &self,
+        group: &str,
+        deadline: Instant,
+    ) -> Result<(Vec<String>, Vec<String>), LockError> {
         let p = Self::group_prefix(group);
         let mut holders = Vec::new();
         let mut failed = Vec::new();
-        for (k, v) in self.gw.range_prefix(&p)? {
+        for (k, v) in self.gw.range_prefix(&p, deadline)? {
             if k.starts_with(&format!("{p}holders/")) {
                 holders.push(holder_id(&v));
             } else if let Some(id) = k.strip_prefix(&format!("{p}failed/")) {
@@ -403,13 +439,14 @@ impl RestartLock for EtcdLock {
 
     fn release_stale(&self, group: &LockGroup) -> Result<(), LockError> {
         let p = format!("{}holders/", Self::group_prefix(&group.name));
-        for (k, v) in self.gw.range_prefix(&p)? {
+        let deadline = self.gw.deadline();
+        for (k, v) in self.gw.range_prefix(&p, deadline)? {
             if holder_id(&v) == self.id {
                 // Only while it is still ours: compared by value.
                 self.gw.txn(&json!({
                     "compare": [{"target": "VALUE", "result": "EQUAL", "key": b64(&k), "value": b64(&v)}],
                     "success": [{"request_delete_range": {"key": b64(&k)}}],
-                }))?;
+                }), deadline)?;
                 tracing::info!(group = %group.name, "coordination: released {k}, left by an earlier run of this node");
             }
         }
@@ -421,9 +458,13 @@ impl RestartLock for EtcdLock {
         group: &LockGroup,
         purpose: &str,
     ) -> Result<Box<dyn HeldSlot + '_>, LockError> {
-        let g = self
-            .gw
-            .call("lease/grant", &json!({ "TTL": self.ttl.to_string() }))?;
+        // One bound for the whole acquisition, over every member and request.
+        let deadline = self.gw.deadline();
+        let g = self.gw.call_until(
+            "lease/grant",
+            &json!({ "TTL": self.ttl.to_string() }),
+            deadline,
+        )?;
         let lease = match &g["ID"] {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
@@ -443,7 +484,7 @@ impl RestartLock for EtcdLock {
             let ok = self.gw.txn(&json!({
                 "compare": cmp,
                 "success": [{"request_put": {"key": b64(&key), "value": b64(&value), "lease": lease}}],
-            }));
+            }), deadline);
             match ok {
                 Ok(true) => {
                     let (stop, rx) = mpsc::channel::<()>();
@@ -480,13 +521,13 @@ impl RestartLock for EtcdLock {
                 }
                 Ok(false) => continue,
                 Err(e) => {
-                    self.gw.revoke(&lease);
+                    self.gw.revoke(&lease, deadline);
                     return Err(e);
                 }
             }
         }
-        self.gw.revoke(&lease);
-        let (holders, failed) = self.state(&group.name)?;
+        self.gw.revoke(&lease, deadline);
+        let (holders, failed) = self.state(&group.name, deadline)?;
         if !failed.is_empty() {
             return Err(LockError::Stopped {
                 backend: self.backend(),
@@ -536,8 +577,8 @@ impl EtcdSlot<'_> {
             "compare": [{"target": "VALUE", "result": "EQUAL", "key": b64(&self.key), "value": b64(&self.value)}],
             "success": [{"request_delete_range": {"key": b64(&self.key)}}, mark.clone()],
             "failure": [mark],
-        }));
-        gw.revoke(&self.lease);
+        }), gw.deadline());
+        gw.revoke(&self.lease, gw.deadline());
         done.map(|still_ours| {
             if !still_ours {
                 tracing::warn!(group = %self.group, "coordination: {} was no longer ours (the lease had expired)", self.key);

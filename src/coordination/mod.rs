@@ -189,17 +189,41 @@ pub enum Decision<'l> {
     Deferred { why: String, kind: &'static str },
 }
 
+/// What one pass remembers of the restart lock across its restarts: whether this node
+/// already waited its spread delay ([`broken_delay`]). The delay places the node in the
+/// spread of an expired cluster's nodes; once placed, its later broken components do
+/// not queue up again (four broken components used to wait it four times).
+#[derive(Debug, Default)]
+pub struct PassSpread {
+    paid: std::cell::Cell<bool>,
+}
+
+impl PassSpread {
+    /// The delay still to wait before a broken component restarts without the lock:
+    /// this node's delay the first time in the pass, nothing after.
+    pub fn take(&self, lock: &dyn RestartLock, settings: &CoordinationSettings) -> Duration {
+        if self.paid.replace(true) {
+            return Duration::ZERO;
+        }
+        broken_delay(
+            lock.id(),
+            Duration::from_secs(settings.broken_delay_window_seconds),
+        )
+    }
+}
+
 /// Takes a slot of `group` before a restart of `purpose`. A busy group is asked again
 /// every [`POLL`] for up to `wait_seconds` on `clock`. A healthy component whose slot
 /// cannot be had is deferred (fail closed). When `broken` says the component is
-/// already broken, it waits [`broken_delay`] and tries once more; failing that, it
-/// restarts without the lock.
+/// already broken, it waits what is left of the pass's spread delay ([`PassSpread`])
+/// and tries once more; failing that, it restarts without the lock.
 pub fn take_slot<'l>(
     lock: &'l dyn RestartLock,
     settings: &CoordinationSettings,
     group: &LockGroup,
     purpose: &str,
     clock: &dyn Clock,
+    spread: &PassSpread,
     broken: &mut dyn FnMut() -> Option<String>,
 ) -> Decision<'l> {
     let deadline = clock.now() + Duration::from_secs(settings.wait_seconds);
@@ -224,12 +248,11 @@ pub fn take_slot<'l>(
             kind: err.kind(),
         };
     };
-    let delay = broken_delay(
-        lock.id(),
-        Duration::from_secs(settings.broken_delay_window_seconds),
-    );
+    let delay = spread.take(lock, settings);
     tracing::warn!(component = %purpose, group = %group.name, "no restart slot ({err}), but {purpose} is already broken ({broken_why}): restarting without the lock in {} ms", delay.as_millis());
-    clock.sleep(delay);
+    if !delay.is_zero() {
+        clock.sleep(delay);
+    }
     match lock.acquire(group, purpose) {
         Ok(slot) => Decision::Held(slot),
         Err(e) => Decision::Unlocked {

@@ -5,10 +5,10 @@
 //! changes nothing: the next pass re-reads everything.
 //!
 //! Two signs, each read without blocking and without trusting what is found:
-//! - a running `kubeadm` process, from `/proc/<pid>/comm` (the kernel's 15-byte name,
-//!   which never blocks) and then, for a match only, its bounded command line. Only on
-//!   the live node (`--root /`): under another root the host's processes are not the
-//!   node's. Processes that exit while the scan reads them are skipped.
+//! - a running kubeadm process ([`proc`]): on the live node only (`--root /`: under
+//!   another root the host's processes are not the node's), and only one run by root or
+//!   by the owner of the Kubernetes directory whose executable is a `kubeadm` binary:
+//!   any other user can name a process `kubeadm`, and must not stop renewals.
 //! - kubeadm's working directories under `<kubernetes dir>/tmp` (kubeadm's
 //!   `constants.CreateTempDirForKubeadm` / `CreateTimestampDirForKubeadm`:
 //!   `kubeadm-upgraded-manifests<random>`, `kubeadm-backup-manifests-<timestamp>`,
@@ -17,12 +17,17 @@
 //!   backup the user asked for or one of a failed upgrade, so only a directory changed
 //!   within [`ACTIVE_WINDOW`] counts as work in progress; an older one is a leftover,
 //!   reported by [`leftovers`] and never a reason to stop renewing.
+//!
+//! Nothing counts for longer than an upgrade takes ([`ACTIVE_WINDOW`]): a kubeadm
+//! process running for longer is reported as overdue and the pass renews anyway (an
+//! expired control plane is worse than a stuck kubeadm), and a directory dated more
+//! than [`CLOCK_SKEW`] in the future is a leftover (a clock stepped back, or a time set
+//! by hand), not a run that would stop renewals until that date.
 
 use std::fmt;
-use std::fs;
-use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -30,11 +35,28 @@ use time::OffsetDateTime;
 use crate::config::KubeadmPaths;
 use crate::node::NodeRoot;
 
+mod proc;
+pub mod skips;
+
+pub use proc::processes_run_by;
+
 /// How recently a kubeadm temporary directory must have changed to count as a run in
-/// progress. kubeadm waits up to 5 minutes per upgraded component
-/// (`UpgradeManifestTimeout`) and copies etcd's data directory first; an hour covers a
-/// slow full upgrade of every component and leaves a crashed run's leftovers behind.
+/// progress, and how long a kubeadm process may run before it no longer does. kubeadm
+/// waits up to 5 minutes per upgraded component (`UpgradeManifestTimeout`) and copies
+/// etcd's data directory first; an hour covers a slow full upgrade of every component
+/// and leaves a crashed (or hung) run behind.
 pub const ACTIVE_WINDOW: Duration = Duration::from_secs(3600);
+
+/// How far in the future a kubeadm directory's time may lie and still count as fresh:
+/// the clock skew tolerated elsewhere (a remote CA's notBefore). Further ahead it was
+/// not written by a run on this clock.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// How long the look at the tmp directory may take. kubeadm keeps a backup directory
+/// per upgrade, so the directory can hold thousands of entries; it is read in full (a
+/// cut listing can drop the newest), and what could not be looked at within this time
+/// counts as kubeadm at work: failing closed, said with how much was left.
+pub const TEMP_SCAN_BUDGET: Duration = Duration::from_secs(5);
 
 /// The prefixes kubeadm gives its directories under `/etc/kubernetes/tmp`.
 pub const TEMP_DIR_PREFIXES: [&str; 4] = [
@@ -47,20 +69,16 @@ pub const TEMP_DIR_PREFIXES: [&str; 4] = [
 /// Anything else kubeadm names `kubeadm-*` there (its dry-run directories) is kubeadm's too.
 const KUBEADM_PREFIX: &str = "kubeadm-";
 
-/// The most processes one scan looks at: a node with more is not one this check must
-/// read in full, and the scan stays bounded.
-const MAX_PROCESSES: usize = 1 << 16;
-/// The most of a command line kept for display.
-const MAX_CMDLINE: u64 = 4096;
-/// The most directory entries of the tmp directory looked at.
-const MAX_TEMP_ENTRIES: usize = 4096;
-
 /// A running kubeadm process.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct KubeadmProcess {
     pub pid: u32,
     /// Its arguments joined by spaces (`kubeadm upgrade apply v1.31.2`), bounded.
     pub cmdline: String,
+    /// Its effective uid: root or the owner of the Kubernetes directory.
+    pub uid: u32,
+    /// Seconds since it started, when /proc says.
+    pub age_seconds: Option<u64>,
 }
 
 /// One of kubeadm's temporary directories.
@@ -70,13 +88,34 @@ pub struct KubeadmTempDir {
     pub path: PathBuf,
     /// Seconds since it last changed (0 when its time is in the future).
     pub age_seconds: u64,
+    /// Seconds its time lies in the future (0 when it does not).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ahead_seconds: u64,
 }
 
-/// What showed that kubeadm is at work: at least one process or directory.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What showed that kubeadm is at work: at least one process or directory, or a tmp
+/// directory too large to read within [`TEMP_SCAN_BUDGET`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct KubeadmActivity {
     pub processes: Vec<KubeadmProcess>,
     pub temp_dirs: Vec<KubeadmTempDir>,
+    /// Entries of the tmp directory not looked at within the budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unexamined: Option<Unexamined>,
+}
+
+/// The part of the tmp directory a scan could not look at in time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Unexamined {
+    /// Node path of the tmp directory.
+    pub dir: PathBuf,
+    /// kubeadm directories listed but not looked at (0 when the listing itself ran out
+    /// of time).
+    pub left: usize,
 }
 
 impl fmt::Display for KubeadmActivity {
@@ -98,8 +137,35 @@ impl fmt::Display for KubeadmActivity {
                 d.age_seconds
             )?;
         }
+        if let Some(u) = &self.unexamined {
+            let sep = if first { " " } else { ", " };
+            write!(
+                f,
+                "{sep}{}: not read in full within {}s ({}), counted as kubeadm at work",
+                u.dir.display(),
+                TEMP_SCAN_BUDGET.as_secs(),
+                if u.left == 0 {
+                    "the listing ran out of time".to_string()
+                } else {
+                    format!("{} kubeadm directories not looked at", u.left)
+                }
+            )?;
+        }
         Ok(())
     }
+}
+
+/// Everything one look for kubeadm found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// kubeadm at work: the pass must change nothing.
+    pub activity: Option<KubeadmActivity>,
+    /// kubeadm's directories that stop nothing: older than [`ACTIVE_WINDOW`], or dated
+    /// more than [`CLOCK_SKEW`] ahead.
+    pub leftovers: Vec<KubeadmTempDir>,
+    /// kubeadm processes running for longer than [`ACTIVE_WINDOW`]: no upgrade takes
+    /// that long; the pass goes ahead and says so loudly.
+    pub overdue: Vec<KubeadmProcess>,
 }
 
 /// kubeadm's temporary directory: `tmp` in the Kubernetes directory (kubeadm's
@@ -108,57 +174,123 @@ pub fn temp_dir(kubeadm: &KubeadmPaths) -> PathBuf {
     kubeadm.kubeconfig_dir.join("tmp")
 }
 
+/// Looks for kubeadm on the node. Never fails: what cannot be read (no tmp directory,
+/// a process gone mid-scan, a /proc that refuses) is no sign of kubeadm.
+pub fn scan(root: &NodeRoot, kubeadm: &KubeadmPaths, now: OffsetDateTime) -> Scan {
+    let (processes, overdue): (Vec<_>, Vec<_>) = if root.is_live() {
+        processes_run_by(
+            Path::new("/proc"),
+            std::process::id(),
+            &owners(root, kubeadm),
+        )
+    } else {
+        Vec::new()
+    }
+    .into_iter()
+    .partition(|p| !is_overdue(p));
+    let (dirs, unexamined) = temp_dirs(root, kubeadm, now, TEMP_SCAN_BUDGET);
+    let (temp_dirs, leftovers): (Vec<_>, Vec<_>) = dirs.into_iter().partition(is_fresh);
+    let activity = (!processes.is_empty() || !temp_dirs.is_empty() || unexamined.is_some())
+        .then_some(KubeadmActivity {
+            processes,
+            temp_dirs,
+            unexamined,
+        });
+    Scan {
+        activity,
+        leftovers,
+        overdue,
+    }
+}
+
 /// Whether kubeadm is at work on the node, and what showed it; `None` when nothing did.
-/// Never fails: what cannot be read (no tmp directory, a process gone mid-scan, a
-/// /proc that refuses) is no sign of kubeadm.
 pub fn activity(
     root: &NodeRoot,
     kubeadm: &KubeadmPaths,
     now: OffsetDateTime,
 ) -> Option<KubeadmActivity> {
-    let processes = if root.is_live() {
-        processes(Path::new("/proc"), std::process::id())
-    } else {
-        Vec::new()
-    };
-    let temp_dirs: Vec<KubeadmTempDir> = temp_dirs(root, kubeadm, now)
-        .into_iter()
-        .filter(|d| d.age_seconds <= ACTIVE_WINDOW.as_secs())
-        .collect();
-    if processes.is_empty() && temp_dirs.is_empty() {
-        None
-    } else {
-        Some(KubeadmActivity {
-            processes,
-            temp_dirs,
-        })
-    }
+    scan(root, kubeadm, now).activity
 }
 
-/// kubeadm's directories older than [`ACTIVE_WINDOW`]: kept backups or a crashed run's
-/// remains, for the operator to look at; they do not stop a pass.
+/// kubeadm's directories that stop nothing: kept backups or a crashed run's remains
+/// (older than [`ACTIVE_WINDOW`]), or dated too far ahead; for the operator to look at.
 pub fn leftovers(
     root: &NodeRoot,
     kubeadm: &KubeadmPaths,
     now: OffsetDateTime,
 ) -> Vec<KubeadmTempDir> {
-    temp_dirs(root, kubeadm, now)
-        .into_iter()
-        .filter(|d| d.age_seconds > ACTIVE_WINDOW.as_secs())
-        .collect()
+    scan(root, kubeadm, now).leftovers
 }
 
-/// Every kubeadm directory under the tmp directory, with its age.
-fn temp_dirs(root: &NodeRoot, kubeadm: &KubeadmPaths, now: OffsetDateTime) -> Vec<KubeadmTempDir> {
+/// A kubeadm process running for longer than an upgrade takes: hung, or no upgrade.
+/// One whose age /proc does not give is taken at its word.
+pub fn is_overdue(p: &KubeadmProcess) -> bool {
+    p.age_seconds.is_some_and(|a| a > ACTIVE_WINDOW.as_secs())
+}
+
+fn is_fresh(d: &KubeadmTempDir) -> bool {
+    d.age_seconds <= ACTIVE_WINDOW.as_secs() && d.ahead_seconds <= CLOCK_SKEW.as_secs()
+}
+
+/// The users whose kubeadm counts: root, and the owner of the Kubernetes directory
+/// (a node run by a non-root administrator account).
+fn owners(root: &NodeRoot, kubeadm: &KubeadmPaths) -> Vec<u32> {
+    let mut v = vec![0];
+    if let Ok(Some(m)) = root.symlink_metadata(&kubeadm.kubeconfig_dir) {
+        if m.uid() != 0 {
+            v.push(m.uid());
+        }
+    }
+    v
+}
+
+/// Every kubeadm directory under the tmp directory, with its age, read in full within
+/// `budget`; what was left when the budget ran out, if anything.
+fn temp_dirs(
+    root: &NodeRoot,
+    kubeadm: &KubeadmPaths,
+    now: OffsetDateTime,
+    budget: Duration,
+) -> (Vec<KubeadmTempDir>, Option<Unexamined>) {
+    let started = Instant::now();
     let dir = temp_dir(kubeadm);
-    let Ok(entries) = root.read_dir(&dir) else {
-        return Vec::new();
+    let Ok(node_dir) = root.resolve(&dir) else {
+        return (Vec::new(), None);
     };
-    let mut out = Vec::new();
-    for (name, ftype) in entries.into_iter().take(MAX_TEMP_ENTRIES) {
-        let Some(name) = name.to_str() else { continue };
-        if !ftype.is_dir() || !is_kubeadm_temp_name(name) {
+    let Ok(rd) = std::fs::read_dir(root.host(&node_dir)) else {
+        return (Vec::new(), None);
+    };
+    let out_of_time = |left| {
+        Some(Unexamined {
+            dir: dir.clone(),
+            left,
+        })
+    };
+    // Names are filtered while listing: only kubeadm's are kept, however many others
+    // there are, and none is dropped for a count.
+    let mut names = Vec::new();
+    for entry in rd {
+        if started.elapsed() > budget {
+            return (Vec::new(), out_of_time(0));
+        }
+        let Ok(entry) = entry else { continue };
+        let Ok(name) = entry.file_name().into_string() else {
             continue;
+        };
+        if is_kubeadm_temp_name(&name) && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            names.push(name);
+        }
+    }
+    // The likeliest runs first: the working directories, then the timestamped backups
+    // newest first (their names sort by time).
+    names.sort_by(|a, b| {
+        let backup = |n: &str| n.starts_with("kubeadm-backup-");
+        backup(a).cmp(&backup(b)).then(b.cmp(a))
+    });
+    let mut out = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if started.elapsed() > budget {
+            return (out, out_of_time(names.len() - i));
         }
         let path = dir.join(name);
         // Removed between the listing and now: kubeadm just finished with it.
@@ -168,13 +300,14 @@ fn temp_dirs(root: &NodeRoot, kubeadm: &KubeadmPaths, now: OffsetDateTime) -> Ve
         let Ok(modified) = meta.modified() else {
             continue;
         };
-        let age = now - OffsetDateTime::from(modified);
+        let age = (now - OffsetDateTime::from(modified)).whole_seconds();
         out.push(KubeadmTempDir {
             path,
-            age_seconds: age.whole_seconds().max(0) as u64,
+            age_seconds: age.max(0) as u64,
+            ahead_seconds: (-age).max(0) as u64,
         });
     }
-    out
+    (out, None)
 }
 
 /// A name kubeadm gives its temporary directories.
@@ -182,66 +315,16 @@ pub fn is_kubeadm_temp_name(name: &str) -> bool {
     TEMP_DIR_PREFIXES.iter().any(|p| name.starts_with(p)) || name.starts_with(KUBEADM_PREFIX)
 }
 
-/// The kubeadm processes under a proc file system (`/proc` on the live node; a test
-/// hands a directory of its own). `own_pid` is skipped. Bounded and race-tolerant:
-/// entries that are not numbers, vanish or cannot be read are skipped.
+/// The kubeadm processes under a proc file system run by root (`/proc` on the live
+/// node; a test hands a directory of its own). `own_pid` is skipped.
 pub fn processes(proc_dir: &Path, own_pid: u32) -> Vec<KubeadmProcess> {
-    let Ok(rd) = fs::read_dir(proc_dir) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for entry in rd.take(MAX_PROCESSES) {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == own_pid {
-            continue;
-        }
-        let dir = entry.path();
-        // comm first: the kernel's task name never blocks, while reading a command
-        // line takes the process's memory lock; read that only for a match.
-        let Some(comm) = read_bounded(&dir.join("comm"), 64) else {
-            continue;
-        };
-        if String::from_utf8_lossy(&comm).trim_end() != "kubeadm" {
-            continue;
-        }
-        let cmdline = read_bounded(&dir.join("cmdline"), MAX_CMDLINE)
-            .map(|b| render_cmdline(&b))
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "kubeadm".into());
-        out.push(KubeadmProcess { pid, cmdline });
-    }
-    out.sort_by_key(|p| p.pid);
-    out
-}
-
-/// At most `limit` bytes of a /proc file; `None` when it is gone or unreadable.
-fn read_bounded(path: &Path, limit: u64) -> Option<Vec<u8>> {
-    let f = fs::File::open(path).ok()?;
-    let mut buf = Vec::new();
-    f.take(limit).read_to_end(&mut buf).ok()?;
-    Some(buf)
-}
-
-/// A NUL-separated command line as one line of text, control characters dropped.
-fn render_cmdline(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    text.split('\0')
-        .filter(|a| !a.is_empty())
-        .map(|a| a.chars().filter(|c| !c.is_control()).collect::<String>())
-        .collect::<Vec<_>>()
-        .join(" ")
+    processes_run_by(proc_dir, own_pid, &[0])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::time::SystemTime;
 
     fn paths() -> KubeadmPaths {
@@ -358,16 +441,35 @@ mod tests {
         assert_eq!(activity(&root, &paths(), now()), None);
     }
 
-    /// A proc directory of our own: pid directories with comm and cmdline files.
+    /// A proc directory of our own: pid directories with comm, cmdline, status (uid 0),
+    /// stat (started 10 s after boot) and an exe link to /usr/bin/kubeadm; uptime 100 s.
     fn fake_proc(entries: &[(&str, &str, &[u8])]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("uptime"), "100.00 50.00\n").unwrap();
         for (pid, comm, cmdline) in entries {
             let p = dir.path().join(pid);
             fs::create_dir(&p).unwrap();
             fs::write(p.join("comm"), format!("{comm}\n")).unwrap();
             fs::write(p.join("cmdline"), cmdline).unwrap();
+            fake_owner(&p, 0, "/usr/bin/kubeadm", 1000);
         }
         dir
+    }
+
+    /// Sets a fake process's uid, executable and start (in ticks after boot).
+    fn fake_owner(p: &Path, uid: u32, exe: &str, start_ticks: u64) {
+        fs::write(
+            p.join("status"),
+            format!("Name:\tx\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n"),
+        )
+        .unwrap();
+        let _ = fs::remove_file(p.join("exe"));
+        std::os::unix::fs::symlink(exe, p.join("exe")).unwrap();
+        fs::write(
+            p.join("stat"),
+            format!("1 (x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start_ticks} 0 0\n"),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -389,7 +491,9 @@ mod tests {
             found,
             vec![KubeadmProcess {
                 pid: 4242,
-                cmdline: "kubeadm upgrade apply v1.31.2".into()
+                cmdline: "kubeadm upgrade apply v1.31.2".into(),
+                uid: 0,
+                age_seconds: Some(90),
             }]
         );
         // Our own pid is never kubeadm at work.
@@ -407,7 +511,7 @@ mod tests {
         let proc = fake_proc(&[("11", "kubeadm", &long)]);
         let found = processes(proc.path(), 1);
         assert!(found[0].cmdline.starts_with("kubeadm certs renew all[2J "));
-        assert!(found[0].cmdline.len() <= MAX_CMDLINE as usize);
+        assert!(found[0].cmdline.len() <= proc::MAX_CMDLINE as usize);
     }
 
     #[test]
@@ -432,16 +536,92 @@ mod tests {
             processes: vec![KubeadmProcess {
                 pid: 7,
                 cmdline: "kubeadm certs renew all".into(),
+                uid: 0,
+                age_seconds: Some(3),
             }],
             temp_dirs: vec![KubeadmTempDir {
                 path: "/etc/kubernetes/tmp/kubeadm-backup-etcd-x".into(),
                 age_seconds: 12,
+                ahead_seconds: 0,
             }],
+            unexamined: None,
         };
         assert_eq!(
             a.to_string(),
             "kubeadm is at work on this node: process 7 (kubeadm certs renew all), \
              /etc/kubernetes/tmp/kubeadm-backup-etcd-x (changed 12s ago)"
         );
+    }
+
+    #[test]
+    fn only_a_kubeadm_binary_run_by_root_or_the_owner_counts() {
+        let proc = fake_proc(&[
+            ("20", "kubeadm", b"kubeadm\0upgrade\0apply\0"),
+            ("21", "kubeadm", b"kubeadm\0"),
+            ("22", "kubeadm", b"kubeadm\0"),
+            ("23", "kubeadm", b"kubeadm\0"),
+            ("24", "kubeadm", b"kubeadm\0"),
+        ]);
+        // nobody's copy of sleep, named kubeadm.
+        fake_owner(&proc.path().join("21"), 65534, "/tmp/x/kubeadm", 1000);
+        // root's process renamed kubeadm (prctl), whose executable is sleep.
+        fake_owner(&proc.path().join("22"), 0, "/usr/bin/sleep", 1000);
+        // The owner of the Kubernetes directory, a binary replaced by an upgrade.
+        fake_owner(
+            &proc.path().join("23"),
+            1001,
+            "/usr/bin/kubeadm (deleted)",
+            1000,
+        );
+        // Started at boot: its age is the uptime.
+        fake_owner(&proc.path().join("24"), 0, "/usr/bin/kubeadm", 0);
+        let pids = |v: Vec<KubeadmProcess>| v.into_iter().map(|p| p.pid).collect::<Vec<_>>();
+        assert_eq!(pids(processes(proc.path(), 1)), [20, 24]);
+        let p24 = processes(proc.path(), 1).pop().unwrap();
+        assert_eq!(p24.age_seconds, Some(100));
+        assert!(!is_overdue(&p24));
+        let hung = KubeadmProcess {
+            age_seconds: Some(ACTIVE_WINDOW.as_secs() + 1),
+            ..p24
+        };
+        assert!(is_overdue(&hung));
+        assert_eq!(
+            pids(processes_run_by(proc.path(), 1, &[0, 1001])),
+            [20, 23, 24]
+        );
+    }
+
+    #[test]
+    fn a_directory_dated_in_the_future_is_fresh_only_within_the_skew() {
+        let (_d, root) = node();
+        let host = mkdir(&root, "/etc/kubernetes/tmp/kubeadm-upgraded-manifests9");
+        let t = SystemTime::now() + Duration::from_secs(120);
+        fs::File::open(&host).unwrap().set_modified(t).unwrap();
+        assert!(activity(&root, &paths(), now()).is_some());
+        let t = SystemTime::now() + CLOCK_SKEW + Duration::from_secs(3600);
+        fs::File::open(&host).unwrap().set_modified(t).unwrap();
+        assert_eq!(activity(&root, &paths(), now()), None);
+        let left = leftovers(&root, &paths(), now());
+        assert!(left[0].ahead_seconds > CLOCK_SKEW.as_secs(), "{left:?}");
+    }
+
+    #[test]
+    fn a_scan_out_of_time_counts_as_kubeadm_at_work() {
+        let (_d, root) = node();
+        for i in 0..3 {
+            mkdir(
+                &root,
+                &format!("/etc/kubernetes/tmp/kubeadm-backup-etcd-{i}"),
+            );
+        }
+        let (dirs, left) = temp_dirs(&root, &paths(), now(), Duration::ZERO);
+        assert!(dirs.is_empty());
+        let left = left.expect("out of time");
+        let a = KubeadmActivity {
+            processes: vec![],
+            temp_dirs: dirs,
+            unexamined: Some(left),
+        };
+        assert!(a.to_string().contains("counted as kubeadm at work"), "{a}");
     }
 }

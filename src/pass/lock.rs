@@ -7,8 +7,11 @@ use std::time::Duration as StdDuration;
 
 use time::OffsetDateTime;
 
+use super::trust::{check_lock_state, UntrustedState};
 use super::{status, Edges, Live, Pass, PassError, Restarts, Written};
-use crate::coordination::{self, Decision, HeldSlot, LockState, PendingRestart, RestartLock};
+use crate::coordination::{
+    self, Decision, HeldSlot, LockState, PassSpread, PendingRestart, RestartLock,
+};
 use crate::plan::{Group, History, Plan, Reload};
 use crate::report::pass::{message_id, PassReport};
 use crate::verify::before::BeforeRestart;
@@ -20,6 +23,8 @@ use crate::write::StateDir;
 /// have (their later restarts are deferred without asking again).
 pub(super) struct PassLocks {
     state: LockState,
+    /// Whether this node waited its spread delay in this pass.
+    spread: PassSpread,
     refused: std::collections::BTreeMap<String, String>,
     /// Whether `state` changed and must be saved.
     dirty: bool,
@@ -29,7 +34,10 @@ impl PassLocks {
     /// Reads the record and, on the live node with a lock, gives back the slots an
     /// earlier run of this node left held (it died between taking and releasing),
     /// except in groups this node keeps stopped after a failed verification.
-    pub(super) fn open(pass: &Pass<'_>) -> Self {
+    /// A record that names what the agent never writes there (a file outside the
+    /// node's certificates, a backup outside the state directory, a unit no target
+    /// restarts) is refused: the pass must change nothing ([`super::trust`]).
+    pub(super) fn open(pass: &Pass<'_>) -> Result<Self, UntrustedState> {
         let state = match pass.state.read_json::<LockState>(coordination::STATE_FILE) {
             Ok(s) => s.unwrap_or_default(),
             Err(e) => {
@@ -37,6 +45,8 @@ impl PassLocks {
                 LockState::default()
             }
         };
+        let path = pass.state.path(coordination::STATE_FILE);
+        check_lock_state(pass.root, pass.settings, pass.state, &path, &state)?;
         if let Restarts::Live(Edges {
             lock: Some(lock), ..
         }) = &pass.restarts
@@ -67,11 +77,12 @@ impl PassLocks {
                 }
             }
         }
-        PassLocks {
+        Ok(PassLocks {
             state,
+            spread: PassSpread::default(),
             refused: Default::default(),
             dirty: false,
-        }
+        })
     }
 
     /// Moves a restart owed for `comp` into this pass's group: its files first, so a
@@ -200,6 +211,30 @@ pub(super) fn owed_restarts(
     None
 }
 
+// Here rather than beside the struct: src/pass.rs is at its size limit.
+impl Written {
+    /// Nothing written yet.
+    pub(super) fn none() -> Self {
+        Written {
+            files: Vec::new(),
+            serials: Vec::new(),
+        }
+    }
+}
+
+/// The pass refused before it changed anything: said, every planned renewal
+/// deferred, the report failed.
+pub(super) fn refused(mut report: PassReport, plan: &Plan, e: &UntrustedState) -> PassReport {
+    tracing::error!(action = "read", message_id = message_id::FAILED, "{e}");
+    report.failed.push(e.to_string());
+    for t in plan.groups.iter().flat_map(|g| &g.targets) {
+        report
+            .deferred
+            .push(format!("{} (pass refused: {})", t.name, e.path.display()));
+    }
+    report
+}
+
 impl<'a> Live<'_, 'a> {
     /// The group's restart under the cross-node lock: take a slot of its group (or
     /// restart a broken component without one), restart and verify, then give the slot
@@ -270,10 +305,18 @@ impl<'a> Live<'_, 'a> {
             return f();
         };
         let comp = self.comp;
-        let decision =
-            coordination::take_slot(lock, settings, &group, comp, self.edges.clock, &mut || {
-                self.already_broken()
-            });
+        // A restart outside the renewals (a CA's copies changed) has no pass record of
+        // its own: it waits its own spread.
+        let spread = PassSpread::default();
+        let decision = coordination::take_slot(
+            lock,
+            settings,
+            &group,
+            comp,
+            self.edges.clock,
+            &spread,
+            &mut || self.already_broken(),
+        );
         match decision {
             Decision::Held(slot) => {
                 let result = f();
@@ -313,7 +356,8 @@ impl<'a> Live<'_, 'a> {
             // This pass already could not have a slot of this group: the component is
             // deferred at once unless it is broken.
             if let Some(broken) = self.already_broken() {
-                return self.unlocked(lock, group, &format!("{broken}; {why}"), report);
+                let delay = locks.spread.take(lock, &self.pass.settings.coordination);
+                return self.unlocked(lock, group, &format!("{broken}; {why}"), delay, report);
             }
             return Err(why.clone());
         }
@@ -321,9 +365,15 @@ impl<'a> Live<'_, 'a> {
             "taking a restart slot of group {} for {comp}",
             group.name
         ));
-        match coordination::take_slot(lock, c, group, comp, self.edges.clock, &mut || {
-            self.already_broken()
-        }) {
+        match coordination::take_slot(
+            lock,
+            c,
+            group,
+            comp,
+            self.edges.clock,
+            &locks.spread,
+            &mut || self.already_broken(),
+        ) {
             Decision::Held(slot) => Ok(Some(slot)),
             Decision::Unlocked { why } => {
                 tracing::warn!(component = %comp, action = "restart", group = %group.name, "{comp}: restarting without the restart lock: {why}");
@@ -340,21 +390,20 @@ impl<'a> Live<'_, 'a> {
         }
     }
 
-    /// A broken component in a group this pass already found unavailable: after its
-    /// delay, restarted without the lock (one more try at a slot first).
+    /// A broken component in a group this pass already found unavailable: after what
+    /// is left of the pass's spread `delay`, restarted without the lock (one more try at
+    /// a slot first).
     fn unlocked(
         &self,
         lock: &'a dyn RestartLock,
         group: &coordination::LockGroup,
         why: &str,
+        delay: StdDuration,
         report: &mut PassReport,
     ) -> Result<Option<Box<dyn HeldSlot + 'a>>, String> {
-        let c = &self.pass.settings.coordination;
-        let delay = coordination::broken_delay(
-            lock.id(),
-            StdDuration::from_secs(c.broken_delay_window_seconds),
-        );
-        self.edges.clock.sleep(delay);
+        if !delay.is_zero() {
+            self.edges.clock.sleep(delay);
+        }
         if let Ok(slot) = lock.acquire(group, self.comp) {
             return Ok(Some(slot));
         }

@@ -184,9 +184,27 @@ impl Group {
 
 /// Routes a target read by the inventory: the local CA when its key is on the node,
 /// else as the configuration says (see [`ca_route`]).
+/// A certificate no readable CA signed, on a node whose CA file is unreadable (cut
+/// short, not a CA): the broken CA file is the cause, and is named first.
 fn route_of(settings: &Settings, inv: &Inventory, target: &Target, reading: &Reading) -> CaRoute {
     let key_of = |name: &str| inv.authority(name).map(|a| (a.def.key.clone(), a.has_key));
-    ca_route(settings, &target.name, &reading.signer, &key_of)
+    let route = ca_route(settings, &target.name, &reading.signer, &key_of);
+    let broken: Vec<String> = inv
+        .authorities
+        .iter()
+        .filter_map(|a| a.cert.as_ref().err().map(|e| e.to_string()))
+        .collect();
+    match route {
+        CaRoute::NotRenewable(why)
+            if reading.signer == crate::inventory::Signer::Unknown && !broken.is_empty() =>
+        {
+            CaRoute::NotRenewable(format!(
+                "{}: no usable CA file to recognise its signer by ({why})",
+                broken.join("; ")
+            ))
+        }
+        route => route,
+    }
 }
 
 fn blocked(t: &Target, why: String) -> Blocked {
@@ -228,6 +246,21 @@ fn group_by_component(targets: Vec<PlannedTarget>) -> Vec<Group> {
         }
     }
     groups
+}
+
+/// An expired etcd group goes first: etcd reloads its certificates by itself (no
+/// restart, no slot), and everything after it needs a working etcd, the cross-node
+/// restart lock in it first. Renewed later, the restarts before it would each wait for
+/// a lock that cannot answer (etcd serving an expired certificate). Otherwise the order
+/// stands.
+fn expired_etcd_first(groups: Vec<Group>) -> Vec<Group> {
+    let (first, rest): (Vec<Group>, Vec<Group>) = groups.into_iter().partition(|g| {
+        g.reload == Reload::Itself
+            && g.targets
+                .iter()
+                .any(|t| t.reason == Some(DueReason::Expired))
+    });
+    first.into_iter().chain(rest).collect()
 }
 
 /// A renewal on request (`renew`, `renew-all`, `cert-renew`): every target of `inv`,
@@ -434,7 +467,7 @@ pub fn make_plan_with(
         )
     };
     due.sort_by_key(key);
-    let groups = group_by_component(due);
+    let groups = expired_etcd_first(group_by_component(due));
     let cap = settings.run.max_restarts_per_pass;
     let mut restarts = 0;
     let mut planned = Vec::new();

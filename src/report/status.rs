@@ -75,6 +75,9 @@ pub struct Status {
     pub authorities: Vec<AuthorityStatus>,
     /// A renewal interrupted by a crash, not yet finished or undone.
     pub unfinished_write: Option<String>,
+    /// Passes `run` skipped in a row because kubeadm was at work, since when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubeadm_skipped: Option<String>,
 }
 
 impl Status {
@@ -145,6 +148,17 @@ impl Status {
                             s.cert_file = Some(r.cert_file.display().to_string());
                         }
                         s.key_algorithm = Some(r.key_algorithm.to_string());
+                        // No client accepts it, and it has no lifetime to renew with:
+                        // an error, with the way out.
+                        if r.cert.not_after <= r.cert.not_before {
+                            s.error = Some(format!(
+                                "{}: notAfter {} is not after notBefore {}: an invalid certificate; renew it with `cert-rotator renew {} --days N`",
+                                r.cert_file.display(),
+                                crate::timefmt::rfc3339(r.cert.not_after),
+                                crate::timefmt::rfc3339(r.cert.not_before),
+                                t.name
+                            ));
+                        }
                     }
                 }
                 s
@@ -186,6 +200,7 @@ impl Status {
             certificates,
             authorities,
             unfinished_write: None,
+            kubeadm_skipped: None,
         }
     }
 
@@ -284,6 +299,9 @@ impl Status {
         }
         if let Some(w) = &self.unfinished_write {
             out.push_str(&format!("\nUnfinished write: {w}\n"));
+        }
+        if let Some(k) = &self.kubeadm_skipped {
+            out.push_str(&format!("\nkubeadm: {k}\n"));
         }
         if !errors.is_empty() {
             out.push_str("\nErrors:\n");

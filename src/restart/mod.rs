@@ -139,7 +139,10 @@ pub fn control_plane_wait(
     gap: time::Duration,
     now: OffsetDateTime,
 ) -> Option<Duration> {
-    let wait: Duration = (last_restart? + gap - now).try_into().ok()?;
+    // A clock stepped back by up to a gap waits the gap from the recorded restart; a
+    // restart recorded further in the future (a hand-edited history.json, a clock set
+    // years ahead) holds the pass up for twice the gap at most, not until then.
+    let wait: Duration = (last_restart? + gap - now).min(gap * 2).try_into().ok()?;
     (!wait.is_zero()).then_some(wait)
 }
 
@@ -218,6 +221,11 @@ mod tests {
         assert_eq!(
             control_plane_wait(Some(last), gap, last - time::Duration::seconds(5)),
             Some(Duration::from_secs(35))
+        );
+        // A restart recorded years ahead: twice the gap at most.
+        assert_eq!(
+            control_plane_wait(Some(last), gap, last - time::Duration::days(3650)),
+            Some(Duration::from_secs(60))
         );
     }
 }

@@ -34,6 +34,7 @@ use time::OffsetDateTime;
 use crate::node::NodeError;
 
 pub mod state;
+mod trust;
 
 pub use crate::model::{FileChange, NewContent};
 pub use crate::node::failpoint;
@@ -144,13 +145,17 @@ fn parent(p: &Path) -> &Path {
 impl StateDir {
     /// Reads an unfinished write-ahead record, if any (for `status`).
     pub fn pending(&self) -> Result<Option<Journal>, WriteError> {
-        self.read_json("journal.json").map_err(|e| match e {
+        let j: Option<Journal> = self.read_json("journal.json").map_err(|e| match e {
             WriteError::Json { path, source } => WriteError::Recovery {
                 path,
                 message: format!("unreadable: {source}"),
             },
             e => e,
-        })
+        })?;
+        if let Some(j) = &j {
+            trust::check_journal(&self.journal_path(), &self.path("backup"), j)?;
+        }
+        Ok(j)
     }
 
     fn write_journal(&self, j: &Journal) -> Result<(), WriteError> {

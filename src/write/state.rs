@@ -95,6 +95,15 @@ impl StateDir {
         self.write_record(&self.path(name), value, "writing")
     }
 
+    /// Removes a record of the state directory; none there is fine.
+    pub fn remove_record(&self, name: &str) -> Result<(), WriteError> {
+        let p = self.path(name);
+        self.root
+            .remove_file(&p)
+            .map(|_| ())
+            .map_err(WriteError::node(&p, "removing"))
+    }
+
     pub(super) fn write_record<T: Serialize>(
         &self,
         p: &Path,

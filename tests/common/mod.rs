@@ -1,6 +1,7 @@
 //! Shared test helpers: build fixture nodes, run the real binaries, snapshot trees.
 #![allow(dead_code, unused_imports)]
 
+pub mod etcd;
 pub mod fakes;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,159 @@
+//! The kubeadm processes of the live node, read from a proc file system without
+//! trusting what any local user can set. A process's name (`comm`) is whatever its
+//! owner chose: a copy of `sleep` named `kubeadm`, run by `nobody`, must not stop the
+//! root agent's renewals. So a process counts only when
+//! - it runs as root or as the owner of the Kubernetes directory (the only users that
+//!   can write what kubeadm writes), by its effective uid in `status`, and
+//! - its executable (the `exe` link, which the kernel sets and no process can change)
+//!   is named `kubeadm` (`kubeadm (deleted)` too: a package upgrade replaces the binary
+//!   under a running `kubeadm upgrade`).
+//!
+//! Each process also carries its age (start time in `stat` against `uptime`), so that
+//! one running for longer than an upgrade takes stops being a reason to wait.
+
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+use super::KubeadmProcess;
+
+/// The most processes one scan looks at: a node with more is not one this check must
+/// read in full, and the scan stays bounded.
+const MAX_PROCESSES: usize = 1 << 16;
+/// The most of a command line kept for display.
+pub(super) const MAX_CMDLINE: u64 = 4096;
+/// Clock ticks per second of `stat`'s start time: USER_HZ, which Linux fixes at 100 in
+/// its ABI on every architecture Kubernetes runs on (sysconf would need unsafe code for
+/// the same number).
+const USER_HZ: u64 = 100;
+
+/// The kubeadm processes under a proc file system (`/proc` on the live node; a test
+/// hands a directory of its own) run by one of `owners` (uids). `own_pid` is skipped.
+/// Bounded and race-tolerant: entries that are not numbers, vanish or cannot be read
+/// are skipped.
+pub fn processes_run_by(proc_dir: &Path, own_pid: u32, owners: &[u32]) -> Vec<KubeadmProcess> {
+    let Ok(rd) = fs::read_dir(proc_dir) else {
+        return Vec::new();
+    };
+    let uptime = read_bounded(&proc_dir.join("uptime"), 128).and_then(|b| uptime_ticks(&b));
+    let mut out = Vec::new();
+    for entry in rd.take(MAX_PROCESSES) {
+        let Ok(entry) = entry else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == own_pid {
+            continue;
+        }
+        let dir = entry.path();
+        // comm first: the kernel's task name never blocks, while reading a command
+        // line takes the process's memory lock; read the rest only for a match.
+        let Some(comm) = read_bounded(&dir.join("comm"), 64) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&comm).trim_end() != "kubeadm" {
+            continue;
+        }
+        let Some(uid) = read_bounded(&dir.join("status"), 8192).and_then(|b| effective_uid(&b))
+        else {
+            continue;
+        };
+        if !owners.contains(&uid) || !is_kubeadm_executable(&dir.join("exe")) {
+            continue;
+        }
+        let age_seconds = match (
+            uptime,
+            read_bounded(&dir.join("stat"), 4096).and_then(|b| start_ticks(&b)),
+        ) {
+            (Some(up), Some(start)) => Some(up.saturating_sub(start) / USER_HZ),
+            _ => None,
+        };
+        let cmdline = read_bounded(&dir.join("cmdline"), MAX_CMDLINE)
+            .map(|b| render_cmdline(&b))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "kubeadm".into());
+        out.push(KubeadmProcess {
+            pid,
+            cmdline,
+            uid,
+            age_seconds,
+        });
+    }
+    out.sort_by_key(|p| p.pid);
+    out
+}
+
+/// Whether the `exe` link names a file called `kubeadm`.
+fn is_kubeadm_executable(exe: &Path) -> bool {
+    let Ok(target) = fs::read_link(exe) else {
+        return false;
+    };
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    name.strip_suffix(" (deleted)").unwrap_or(&name) == "kubeadm"
+}
+
+/// The effective uid from a `status` file (`Uid:\treal\teffective\tsaved\tfs`).
+fn effective_uid(status: &[u8]) -> Option<u32> {
+    let text = String::from_utf8_lossy(status);
+    let line = text.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// The start time (field 22 of `stat`, clock ticks after boot). The name in field 2 may
+/// hold spaces and parentheses: fields are counted after its last `)`.
+fn start_ticks(stat: &[u8]) -> Option<u64> {
+    let text = String::from_utf8_lossy(stat);
+    let rest = &text[text.rfind(')')? + 1..];
+    // After the name: field 3 (state) is the first; 22 is the 20th.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Seconds since boot from `uptime`, in clock ticks.
+fn uptime_ticks(uptime: &[u8]) -> Option<u64> {
+    let text = String::from_utf8_lossy(uptime);
+    let secs: f64 = text.split_whitespace().next()?.parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then_some((secs * USER_HZ as f64) as u64)
+}
+
+/// At most `limit` bytes of a /proc file; `None` when it is gone or unreadable.
+fn read_bounded(path: &Path, limit: u64) -> Option<Vec<u8>> {
+    let f = fs::File::open(path).ok()?;
+    let mut buf = Vec::new();
+    f.take(limit).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// A NUL-separated command line as one line of text, control characters dropped.
+fn render_cmdline(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    text.split('\0')
+        .filter(|a| !a.is_empty())
+        .map(|a| a.chars().filter(|c| !c.is_control()).collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_status_and_uptime_are_parsed() {
+        let stat = b"4242 (kube adm) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 12345 1000 10 18446744073709551615\n";
+        assert_eq!(start_ticks(stat), Some(12345));
+        assert_eq!(
+            effective_uid(b"Name:\tkubeadm\nUid:\t1000\t0\t0\t0\nGid:\t0\t0\t0\t0\n"),
+            Some(0)
+        );
+        assert_eq!(effective_uid(b"Name:\tkubeadm\n"), None);
+        assert_eq!(uptime_ticks(b"350735.47 234388.90\n"), Some(35073547));
+        assert_eq!(uptime_ticks(b"garbage"), None);
+    }
+}
