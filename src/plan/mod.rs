@@ -248,21 +248,6 @@ fn group_by_component(targets: Vec<PlannedTarget>) -> Vec<Group> {
     groups
 }
 
-/// An expired etcd group goes first: etcd reloads its certificates by itself (no
-/// restart, no slot), and everything after it needs a working etcd, the cross-node
-/// restart lock in it first. Renewed later, the restarts before it would each wait for
-/// a lock that cannot answer (etcd serving an expired certificate). Otherwise the order
-/// stands.
-fn expired_etcd_first(groups: Vec<Group>) -> Vec<Group> {
-    let (first, rest): (Vec<Group>, Vec<Group>) = groups.into_iter().partition(|g| {
-        g.reload == Reload::Itself
-            && g.targets
-                .iter()
-                .any(|t| t.reason == Some(DueReason::Expired))
-    });
-    first.into_iter().chain(rest).collect()
-}
-
 /// A renewal on request (`renew`, `renew-all`, `cert-renew`): every target of `inv`,
 /// due or not, grouped by component in the order given, no restart cap. Absent optional
 /// targets are listed in `absent`; `ca` (the command line's CA) signs every target.
@@ -467,7 +452,7 @@ pub fn make_plan_with(
         )
     };
     due.sort_by_key(key);
-    let groups = expired_etcd_first(group_by_component(due));
+    let groups = group_by_component(due);
     let cap = settings.run.max_restarts_per_pass;
     let mut restarts = 0;
     let mut planned = Vec::new();
