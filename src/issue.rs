@@ -115,6 +115,10 @@ pub fn prepare(
             PrivateKey::generate(reading.key_algorithm, reading.key_encoding).map_err(pki_error)?;
         &new_key
     };
+    // The key is about to be installed with the new certificate (and, for a cfssl CA, to
+    // sign the request): the full check now, before anything is signed. The inventory
+    // only compared its public half with the certificate.
+    key.check().map_err(pki_error)?;
     let lifetime = match opts.days {
         Some(d) if d > 0 => Duration::days(d),
         Some(d) => return Err(refuse(format!("--days {d}: must be at least 1"))),
