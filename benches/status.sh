@@ -6,14 +6,21 @@
 #       than a shell loop running `openssl x509 -noout -enddate` over the same files;
 #   G2  1,000 extra certificates from a config-listed directory cost under 1 ms each, and
 #       the per-certificate cost stays flat (linear growth) from 250 to 2,000;
-#   G3  peak RSS under 10 MiB on the full control-plane node.
+#   G3  peak RSS under 10 MiB on the full control-plane node;
+#   G4  on the same node, `status --json` takes at most 2x the wall time of a `cat` of the
+#       files it reads (issue 17, "reading is cheap");
+#   G5  peak RSS at most 16 MiB with 10,000 extra certificates (memory flat in their number).
 #
 # Run from the repository root:  benches/status.sh
-# Needs: cargo, hyperfine, GNU time (/usr/bin/time), openssl, awk, base64, grep.
+# Needs: cargo, hyperfine, GNU time (/usr/bin/time), openssl, strace, awk, base64, grep.
 # Environment knobs (all optional):
 #   CERT_ROTATOR_BIN   binary to measure (default: target/release/cert-rotator, built here)
 #   BENCH_SIZES        extra-certificate counts (default: "0 250 500 1000 2000"; must start at 0)
 #   BENCH_KEEP=1       keep the temp dir with the nodes and raw hyperfine exports
+#   BENCH_BULK         extra certificates for G5 (default 10000; hard links cycling the
+#                      largest size's distinct certificates)
+#   CERT_ROTATOR_BASELINE  a second binary (an older build) measured beside the first for
+#                      G4 and G5, for a before/after under the same load (not judged)
 # Exit status: 0 every goal met, 1 a goal missed, 2 the benchmark itself could not run.
 
 # shellcheck disable=SC2016  # single-quoted text is written out verbatim, for another shell
@@ -24,8 +31,8 @@ cd "$here"
 
 die() { echo "benches/status.sh: $*" >&2; exit 2; }
 
-for tool in cargo hyperfine openssl awk base64 grep readlink; do
-    command -v "$tool" >/dev/null || die "$tool not found (Debian: apt-get install -y hyperfine time openssl)"
+for tool in cargo hyperfine openssl strace awk base64 grep readlink; do
+    command -v "$tool" >/dev/null || die "$tool not found (Debian: apt-get install -y hyperfine time openssl strace)"
 done
 [[ -x /usr/bin/time ]] || die "/usr/bin/time (GNU time) not found (Debian: apt-get install -y time)"
 
@@ -34,12 +41,16 @@ GOAL_SPEEDUP=20          # G1: openssl loop / status, wall time (median)
 GOAL_PER_CERT_MS=1.0     # G2: marginal cost per extra certificate
 GOAL_FLAT_RATIO=1.5      # G2: per-cert cost of the largest size / of the smallest (> 0) size
 GOAL_RSS_KIB=10240       # G3: 10 MiB
+GOAL_CAT_RATIO=2.0       # G4: status / cat of the same files, wall time (median)
+GOAL_BULK_RSS_KIB=16384  # G5: 16 MiB
+BULK_N=${BENCH_BULK:-10000}
 
 SIZES=${BENCH_SIZES:-"0 250 500 1000 2000"}
 read -r -a sizes <<<"$SIZES"
 [[ ${sizes[0]} == 0 ]] || die "BENCH_SIZES must start with 0 (the baseline)"
 max_n=0
 for n in "${sizes[@]}"; do ((n > max_n)) && max_n=$n; done
+((max_n > 0)) || die "BENCH_SIZES needs a size above 0 (its certificates fill G5's directory)"
 
 # --- binary ------------------------------------------------------------------------------
 if [[ -n ${CERT_ROTATOR_BIN:-} ]]; then
@@ -51,6 +62,11 @@ else
 fi
 [[ -x $BIN ]] || die "$BIN is not executable"
 BIN=$(readlink -f "$BIN")
+BASE=""
+if [[ -n ${CERT_ROTATOR_BASELINE:-} ]]; then
+    [[ -x $CERT_ROTATOR_BASELINE ]] || die "$CERT_ROTATOR_BASELINE is not executable"
+    BASE=$(readlink -f "$CERT_ROTATOR_BASELINE")
+fi
 
 # --- work dir ----------------------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cert-rotator-bench.XXXXXX")
@@ -120,6 +136,16 @@ status_read=$((status_targets - status_missing + status_cas))
 [[ $status_read == "$loop_certs" ]] || die "status read $status_read certificates, the openssl loop $loop_certs"
 grep -q '"error": "' "$WORK/status.json" && die "status reported an error on the demo node"
 
+# G4's `cat`: exactly the files status opens on this node, as strace sees them (the
+# certificates, keys and kubeconfigs; the kubelet's symlink resolved), fixed at setup.
+mapfile -t read_files < <(
+    strace -f -qq -e trace=openat -e status=successful "$BIN" --root "$NODE" status --json 2>&1 >/dev/null |
+        grep -o "\"$NODE/[^\"]*\"" | tr -d '"' | sort -u |
+        while read -r f; do [[ -f $f ]] && echo "$f"; done
+)
+((${#read_files[@]} > 0)) || die "strace saw status open no file of the node"
+CAT_CMD="cat ${read_files[*]}"
+
 # --- nodes with extra certificates -------------------------------------------------------
 # Distinct ECDSA P-256 leaves with their keys (PKCS#8), signed by the node's ca (RSA-2048),
 # one `openssl req` each, made once and hard-linked into each node's /etc/bulk.
@@ -173,6 +199,23 @@ EOF
     grep -q '"error": "' "$WORK/status-$n.json" && die "status reported an error with $n extra certificates"
 done
 
+# G5's node: BULK_N extra certificates, hard links that cycle through the max_n distinct
+# ones (memory is held per file read, whatever its content).
+BULK=$WORK/node-bulk
+cp -a "$NODE" "$BULK"
+mkdir -p "$BULK/etc/cert-rotator" "$BULK/etc/bulk"
+cp "$WORK/node-0/etc/cert-rotator/config.toml" "$BULK/etc/cert-rotator/config.toml"
+for ((i = 1; i <= BULK_N; i++)); do
+    printf -v src '%05d' $(((i - 1) % max_n + 1))
+    printf -v dst '%05d' "$i"
+    ln "$POOL/bulk-$src.crt" "$BULK/etc/bulk/bulk-$dst.crt"
+    ln "$POOL/bulk-$src.key" "$BULK/etc/bulk/bulk-$dst.key"
+done
+"$BIN" --root "$BULK" status --json >"$WORK/status-bulk.json" || die "status --json exited non-zero with $BULK_N extra certificates"
+got=$(grep -c '"name": "bulk/' "$WORK/status-bulk.json" || true)
+[[ $got == "$BULK_N" ]] || die "status listed $got of $BULK_N extra certificates"
+grep -q '"error": "' "$WORK/status-bulk.json" && die "status reported an error with $BULK_N extra certificates"
+
 # --- timing ------------------------------------------------------------------------------
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -191,14 +234,23 @@ hyperfine -N --style basic --warmup 3 --min-runs 20 \
     --parameter-list n "$size_list" \
     -n "status --json with {n} extra" "$BIN --root $WORK/node-{n} status --json"
 
+echo "== hyperfine: status --json vs cat of the ${#read_files[@]} files it reads"
+base_args=()
+[[ -n $BASE ]] && base_args=(-n "baseline status --json" "$BASE --root $NODE status --json")
+hyperfine -N --style basic --warmup 10 --min-runs 100 \
+    --export-csv "$WORK/cat.csv" \
+    -n "status --json" "$BIN --root $NODE status --json" \
+    -n "cat" "$CAT_CMD" \
+    "${base_args[@]}"
+
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- peak RSS ----------------------------------------------------------------------------
 # GNU time's "Maximum resident set size" (KiB), the largest of 10 runs.
 peak_rss() {
-    local root=$1 max=0 kib
+    local root=$1 bin=${2:-$BIN} max=0 kib
     for _ in 1 2 3 4 5 6 7 8 9 10; do
-        kib=$(/usr/bin/time -v "$BIN" --root "$root" status --json 2>&1 >/dev/null |
+        kib=$(/usr/bin/time -v "$bin" --root "$root" status --json 2>&1 >/dev/null |
             awk -F': ' '/Maximum resident set size/ {print $2}')
         ((kib > max)) && max=$kib
     done
@@ -207,6 +259,9 @@ peak_rss() {
 echo "== peak RSS (/usr/bin/time -v, max of 10 runs)"
 rss_full=$(peak_rss "$NODE")
 rss_max_n=$(peak_rss "$WORK/node-$max_n")
+rss_bulk=$(peak_rss "$BULK")
+rss_bulk_base=""
+[[ -n $BASE ]] && rss_bulk_base=$(peak_rss "$BULK" "$BASE")
 
 # --- summary -----------------------------------------------------------------------------
 # hyperfine CSV: command,mean,stddev,median,user,system,min,max[,parameter_n] (seconds)
@@ -282,9 +337,33 @@ mib() { awk -v k="$1" 'BEGIN {printf "%.2f", k / 1024}'; }
 g3=$(( rss_full < GOAL_RSS_KIB ? 1 : 0 ))
 echo "    control-plane node:              ${rss_full} KiB = $(mib "$rss_full") MiB, goal < 10 MiB: $(verdict "$g3")"
 echo "    with $max_n extra certificates: ${rss_max_n} KiB = $(mib "$rss_max_n") MiB (for information)"
+
+echo
+echo "G4  control-plane node: status --json vs cat of the ${#read_files[@]} files it reads (hyperfine medians; cpu = user + system)"
+# Rows of cat.csv by command name: median and cpu of each.
+cat_row() { awk -F, -v n="$1" '$1 == n {printf "%s %s\n", $4, $5 + $6}' "$WORK/cat.csv"; }
+read -r s_med s_cpu < <(cat_row "status --json")
+read -r c_med c_cpu < <(cat_row "cat")
+ratio=$(awk -v a="$s_med" -v b="$c_med" 'BEGIN {printf "%.2f", a / b}')
+cpu_ratio=$(awk -v a="$s_cpu" -v b="$c_cpu" 'BEGIN {printf "%.2f", a / b}')
+printf '    %-24s median %7s ms   cpu %7s ms\n' "status --json" "$(ms "$s_med")" "$(ms "$s_cpu")"
+printf '    %-24s median %7s ms   cpu %7s ms\n' "cat" "$(ms "$c_med")" "$(ms "$c_cpu")"
+if [[ -n $BASE ]]; then
+    read -r b_med b_cpu < <(cat_row "baseline status --json")
+    printf '    %-24s median %7s ms   cpu %7s ms   (%sx cat)\n' "baseline status --json" "$(ms "$b_med")" "$(ms "$b_cpu")" \
+        "$(awk -v a="$b_med" -v b="$c_med" 'BEGIN {printf "%.2f", a / b}')"
+fi
+g4=$(awk -v r="$ratio" -v g="$GOAL_CAT_RATIO" 'BEGIN {print (r <= g) ? 1 : 0}')
+echo "    status / cat: ${ratio}x wall (cpu ${cpu_ratio}x), goal <= ${GOAL_CAT_RATIO}x: $(verdict "$g4")"
+
+echo
+echo "G5  peak RSS with $BULK_N extra certificates (max of 10 runs)"
+g5=$(( rss_bulk <= GOAL_BULK_RSS_KIB ? 1 : 0 ))
+echo "    ${rss_bulk} KiB = $(mib "$rss_bulk") MiB, goal <= 16 MiB: $(verdict "$g5")"
+[[ -n $rss_bulk_base ]] && echo "    baseline: ${rss_bulk_base} KiB = $(mib "$rss_bulk_base") MiB"
 echo
 echo "total benchmark time: $(($(date +%s) - started)) s"
-if ((g1 != 1 || g2 != 1 || g3 != 1)); then
+if ((g1 != 1 || g2 != 1 || g3 != 1 || g4 != 1 || g5 != 1)); then
     echo "RESULT: a goal was missed"
     exit 1
 fi

@@ -115,6 +115,10 @@ pub fn prepare(
             PrivateKey::generate(reading.key_algorithm, reading.key_encoding).map_err(pki_error)?;
         &new_key
     };
+    // The key is about to be installed with the new certificate (and, for a cfssl CA, to
+    // sign the request): the full check now, before anything is signed. The inventory
+    // only compared its public half with the certificate.
+    key.check().map_err(pki_error)?;
     let lifetime = match opts.days {
         Some(d) if d > 0 => Duration::days(d),
         Some(d) => return Err(refuse(format!("--days {d}: must be at least 1"))),
@@ -403,5 +407,72 @@ fn old_ca_algorithm(ca: &CertFacts) -> pki::KeyAlgorithm {
     match bits {
         2048 | 3072 | 4096 => pki::KeyAlgorithm::Rsa { bits },
         _ => pki::KeyAlgorithm::Rsa { bits: 2048 },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use der::{Decode, Encode};
+
+    use super::*;
+    use crate::ca::local::LocalCa;
+    use crate::inventory::{self, TargetState};
+
+    /// A leaf key whose public half is its certificate's but whose private half does not
+    /// fit (RSA: another private exponent): `status` lists the certificate, and a renewal
+    /// that would install that key is refused before anything is signed.
+    #[test]
+    fn a_key_that_fails_the_full_check_is_never_installed() {
+        let (dir, root) = crate::fixture::temp_control_plane();
+        let path = dir.path().join("etc/kubernetes/pki/apiserver.key");
+        let pem = std::fs::read(&path).unwrap();
+        let der = pki::parse_pem(&pem).unwrap().remove(0).der;
+        let k = pkcs1::RsaPrivateKey::from_der(&der).unwrap();
+        let mut d = k.private_exponent.as_bytes().to_vec();
+        let last = d.len() - 1;
+        d[last] ^= 0x02;
+        let bad = pkcs1::RsaPrivateKey {
+            private_exponent: pkcs1::UintRef::new(&d).unwrap(),
+            ..k
+        };
+        std::fs::write(&path, encode_pem("RSA PRIVATE KEY", &bad.to_der().unwrap())).unwrap();
+
+        let layout = inventory::layout(&crate::config::Settings::default(), &root);
+        let inv = inventory::read(&layout, &root);
+        let o = inv
+            .certificates
+            .iter()
+            .find(|o| o.target.name == "apiserver")
+            .unwrap();
+        let TargetState::Read(reading) = &o.state else {
+            panic!("apiserver: {:?}", o.state);
+        };
+        let ca = LocalCa::load(
+            &root,
+            "ca",
+            Path::new("/etc/kubernetes/pki/ca.crt"),
+            Path::new("/etc/kubernetes/pki/ca.key"),
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let opts = |reuse_key| RenewOptions {
+            days: None,
+            reuse_key,
+            now: OffsetDateTime::now_utc(),
+            switch_issuer: false,
+        };
+        let e = prepare(&o.target, reading, Some(&ca), &opts(true)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                IssueError::Pki {
+                    source: PkiError::KeyRejected { .. },
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // A new key leaves the bad one behind, unused.
+        prepare(&o.target, reading, Some(&ca), &opts(false)).unwrap();
     }
 }

@@ -39,10 +39,14 @@ pub fn read_key(root: &NodeRoot, ca: &AuthorityCopies) -> Result<PrivateKey, Aut
         });
     }
     let (_, bytes) = root.read_file(&ca.key_path)?;
-    PrivateKey::from_pem(&bytes).map_err(|source| AuthorityError::Key {
+    let invalid = |source| AuthorityError::Key {
         path: ca.key_path.clone(),
         source,
-    })
+    };
+    // Read to sign (renew) or to be installed elsewhere (export): checked fully.
+    let key = PrivateKey::from_pem(&bytes).map_err(invalid)?;
+    key.check().map_err(invalid)?;
+    Ok(key)
 }
 
 /// Re-issues `old` (a self-signed CA certificate at `path`) with its own `key`: valid

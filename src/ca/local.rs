@@ -38,10 +38,14 @@ impl LocalCa {
             reason: e.problem.to_string(),
         })?;
         let key_bytes = Zeroizing::new(key_bytes);
-        let key = PrivateKey::from_pem(&key_bytes).map_err(|source| CaError::Parse {
+        let parse = |source| CaError::Parse {
             path: key_path.to_path_buf(),
             source,
-        })?;
+        };
+        // This key is loaded to sign: the full check now, so a bad key is refused
+        // before anything is issued, under the same error as a key that does not parse.
+        let key = PrivateKey::from_pem(&key_bytes).map_err(parse)?;
+        key.check().map_err(parse)?;
         if !key.matches(&cert) {
             return Err(CaError::KeyMismatch {
                 key: key_path.to_path_buf(),

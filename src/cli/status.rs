@@ -1,6 +1,7 @@
 //! The commands that look: `status`, `config check`; and `recover`, which finishes or
 //! undoes an interrupted write.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use time::OffsetDateTime;
@@ -9,7 +10,7 @@ use super::context::{Context, WhenBusy};
 use super::{emit, say};
 use crate::inventory;
 use crate::node::NodeRoot;
-use crate::report::{NotANode, Status};
+use crate::report::{self, CertificateStatus, NotANode, Status, StatusStream};
 
 /// `status`: every certificate and CA, like `kubeadm certs check-expiration`; writes
 /// nothing.
@@ -19,51 +20,128 @@ pub fn status(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool
         Err(e) => return e.exit(),
     };
     let layout = inventory::layout(&loaded.settings, root);
-    let inv = inventory::read(&layout, root);
-    let not_a_node = NotANode::detect(&inv, root);
-    let mut status = Status::with_authorities(
-        &inv,
-        &loaded.settings.authorities,
-        OffsetDateTime::now_utc(),
-    );
-    match loaded.state().pending() {
-        Ok(Some(j)) => {
-            status.unfinished_write = Some(format!(
-                "{} (phase {:?}, started {}): the next run, renew or recover finishes or undoes it",
-                j.label,
-                j.phase,
-                crate::timefmt::rfc3339(j.started)
-            ))
-        }
-        Ok(None) => {}
-        Err(e) => status.unfinished_write = Some(e.to_string()),
-    }
+    // Only the authorities are kept: every target is read, shown and dropped in turn,
+    // so memory does not grow with the number of certificates.
+    let observed = inventory::read_authorities(&layout, root);
+    let read = |t: &inventory::Target| inventory::read_target(t, root, &observed);
+    let now = report::status::whole_second(OffsetDateTime::now_utc());
+    let authorities =
+        report::status::authority_statuses(&observed, &loaded.settings.authorities, now);
+    let unfinished_write = match loaded.state().pending() {
+        Ok(Some(j)) => Some(format!(
+            "{} (phase {:?}, started {}): the next run, renew or recover finishes or undoes it",
+            j.label,
+            j.phase,
+            crate::timefmt::rfc3339(j.started)
+        )),
+        Ok(None) => None,
+        Err(e) => Some(e.to_string()),
+    };
     // Passes skipped in a row for kubeadm: how long nothing was renewed.
-    status.kubeadm_skipped = match inventory::kubeadm::skips::read(&loaded.state()) {
+    let kubeadm_skipped = match inventory::kubeadm::skips::read(&loaded.state()) {
         Ok(s) => s.map(|s| s.describe(OffsetDateTime::now_utc())),
         Err(e) => Some(e.to_string()),
     };
-    // Reading writes nothing, not even the metrics file: only `run` writes it.
-    if let Some(n) = not_a_node {
-        // Programs still get the document (every target missing); people get the
-        // sentence instead of a table of absent rows.
-        if json {
-            emit(&format!("{}\n", status.to_json()), ExitCode::from(1));
+    let authority_errors = authorities.iter().any(|a| a.error.is_some());
+    let code = |certificate_errors: bool| {
+        if certificate_errors || authority_errors {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
         }
+    };
+    // Reading writes nothing, not even the metrics file: only `run` writes it.
+    if json {
+        let stream = StatusStream {
+            role: layout.role,
+            targets: &layout.targets,
+            read,
+            authorities: &authorities,
+            unfinished_write: &unfinished_write,
+            kubeadm_skipped: &kubeadm_skipped,
+        };
+        let mut out = std::io::BufWriter::new(LeftOpen::new(std::io::stdout().lock()));
+        let seen = match stream.write_json(now, &mut out).and_then(|s| {
+            out.flush()?;
+            Ok(s)
+        }) {
+            Ok(s) => s,
+            Err(e) => {
+                say(&format!("cannot write to standard output: {e}"));
+                return ExitCode::from(1);
+            }
+        };
+        // Programs get the document even on a host that is no node (every target
+        // missing); the sentence goes after it.
+        if let Some(n) = NotANode::detect_in(&layout, seen.all_missing, root) {
+            say(&n.to_string());
+            return ExitCode::from(1);
+        }
+        return code(seen.certificate_errors);
+    }
+    let status = Status {
+        role: layout.role,
+        generated_at: now,
+        certificates: layout
+            .targets
+            .iter()
+            .map(|t| CertificateStatus::of(t, &read(t), now))
+            .collect(),
+        authorities,
+        unfinished_write,
+        kubeadm_skipped,
+    };
+    // People get the sentence instead of a table of absent rows.
+    let all_missing = status.certificates.iter().all(|c| c.missing);
+    if let Some(n) = NotANode::detect_in(&layout, all_missing, root) {
         say(&n.to_string());
         return ExitCode::from(1);
     }
-    let text = if json {
-        format!("{}\n", status.to_json())
-    } else {
-        status.to_table()
-    };
-    let code = if status.has_errors() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    };
-    emit(&text, code)
+    let certificate_errors = status.certificates.iter().any(|c| c.error.is_some());
+    emit(&status.to_table(), code(certificate_errors))
+}
+
+/// Standard output a reader may leave early (`status --json | head`): once the pipe is
+/// broken the rest is dropped without an error, as [`emit`] does, so the document is
+/// still read to the end and the exit status still tells whether a certificate had an
+/// error.
+struct LeftOpen<W> {
+    inner: W,
+    gone: bool,
+}
+
+impl<W: Write> LeftOpen<W> {
+    fn new(inner: W) -> Self {
+        LeftOpen { inner, gone: false }
+    }
+
+    fn tolerate<T>(&mut self, r: std::io::Result<T>, dropped: T) -> std::io::Result<T> {
+        match r {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.gone = true;
+                Ok(dropped)
+            }
+            r => r,
+        }
+    }
+}
+
+impl<W: Write> Write for LeftOpen<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.gone {
+            return Ok(buf.len());
+        }
+        let r = self.inner.write(buf);
+        self.tolerate(r, buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.gone {
+            return Ok(());
+        }
+        let r = self.inner.flush();
+        self.tolerate(r, ())
+    }
 }
 
 /// `config check`: the merged settings as the agent reads them.

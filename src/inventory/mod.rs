@@ -12,7 +12,7 @@ mod read;
 mod select;
 
 pub use layout::layout;
-pub use read::read;
+pub use read::{read, read_authorities, read_target};
 pub use select::{select, SelectError};
 
 use std::path::PathBuf;

@@ -8,11 +8,7 @@ use super::*;
 
 /// Reads every target and authority of the layout.
 pub fn read(layout: &Layout, root: &NodeRoot) -> Inventory {
-    let authorities: Vec<ObservedAuthority> = layout
-        .authorities
-        .iter()
-        .map(|def| read_authority(def, root))
-        .collect();
+    let authorities = read_authorities(layout, root);
     let certificates = layout
         .targets
         .iter()
@@ -26,6 +22,16 @@ pub fn read(layout: &Layout, root: &NodeRoot) -> Inventory {
         certificates,
         authorities,
     }
+}
+
+/// The layout's authorities alone: a reader that goes through the targets one at a time
+/// ([`read_target`]) needs them first, to tell who signed each certificate.
+pub fn read_authorities(layout: &Layout, root: &NodeRoot) -> Vec<ObservedAuthority> {
+    layout
+        .authorities
+        .iter()
+        .map(|def| read_authority(def, root))
+        .collect()
 }
 
 fn read_authority(def: &AuthorityDef, root: &NodeRoot) -> ObservedAuthority {
@@ -62,7 +68,9 @@ fn read_file(root: &NodeRoot, path: &Path) -> Result<(PathBuf, Vec<u8>), Invento
     Ok(root.read_file(path)?)
 }
 
-fn read_target(t: &Target, root: &NodeRoot, authorities: &[ObservedAuthority]) -> TargetState {
+/// One target, as [`read`] reads it: `status` reads targets one at a time so that what
+/// it holds does not grow with their number.
+pub fn read_target(t: &Target, root: &NodeRoot, authorities: &[ObservedAuthority]) -> TargetState {
     if !root.exists(&t.path) {
         return if t.optional {
             TargetState::Missing

@@ -4,8 +4,17 @@
 //! A key is held as PKCS#8 in a `Zeroizing` buffer (aws-lc-rs loads that form for every
 //! algorithm) together with the encoding it was read in. Key bytes never appear in
 //! `Debug` output or error messages.
+//!
+//! Reading a key is cheap on purpose: its public half (RSA modulus and exponent, the EC
+//! point) is taken from the key file's own structures, which is all that matching it
+//! with its certificate needs. The full consistency check (aws-lc's `RSA_check_key`, the
+//! EC point recomputed from the private scalar) costs far more than reading the file and
+//! runs only when the key is about to be used: [`PrivateKey::check`], and implicitly
+//! [`PrivateKey::sign`] and [`PrivateKey::to_pem`], so a key that fails it never signs
+//! and is never written.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
@@ -63,8 +72,12 @@ pub struct PrivateKey {
     pub algorithm: KeyAlgorithm,
     pub encoding: KeyEncoding,
     pkcs8: Zeroizing<Vec<u8>>,
-    /// subjectPublicKey bits, comparable with [`CertFacts::public_key`].
+    /// subjectPublicKey bits, comparable with [`CertFacts::public_key`], as the key file
+    /// states them (not yet checked against the private half).
     public_key: Vec<u8>,
+    /// The key loaded into aws-lc, which is the full check: done at most once, when the
+    /// key first signs or is checked before being installed (a CA key signs many leaves).
+    loaded: OnceLock<Result<Signer, PkiError>>,
 }
 
 impl fmt::Debug for PrivateKey {
@@ -129,8 +142,8 @@ impl PrivateKey {
             encoding: KeyEncoding::Pkcs1,
             pkcs8,
             public_key: public,
+            loaded: OnceLock::new(),
         };
-        key.check_loadable()?;
         Ok(key)
     }
 
@@ -182,8 +195,8 @@ impl PrivateKey {
             encoding: key_encoding,
             pkcs8,
             public_key: public.to_vec(),
+            loaded: OnceLock::new(),
         };
-        key.check_loadable()?;
         Ok(key)
     }
 
@@ -238,25 +251,34 @@ impl PrivateKey {
         Ok(key)
     }
 
-    fn check_loadable(&self) -> Result<(), PkiError> {
+    /// The full consistency check of the private key (for RSA: the primes, the private
+    /// exponent and the CRT values against the modulus; for EC: the public point
+    /// against the private scalar). Run it before the key signs or is installed: reading
+    /// and [`Self::matches`] look only at the public half the file states.
+    pub fn check(&self) -> Result<(), PkiError> {
         self.signer().map(|_| ())
     }
 
-    fn signer(&self) -> Result<Signer, PkiError> {
-        let rejected = |source| PkiError::KeyRejected {
-            algorithm: self.algorithm,
-            source,
-        };
-        match self.algorithm {
-            KeyAlgorithm::Rsa { .. } => RsaKeyPair::from_pkcs8(&self.pkcs8)
-                .map(Signer::Rsa)
-                .map_err(rejected),
-            KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => {
-                EcdsaKeyPair::from_pkcs8(ecdsa_algorithm(self.algorithm), &self.pkcs8)
-                    .map(Signer::Ec)
-                    .map_err(rejected)
-            }
-        }
+    fn signer(&self) -> Result<&Signer, PkiError> {
+        self.loaded
+            .get_or_init(|| {
+                let rejected = |source| PkiError::KeyRejected {
+                    algorithm: self.algorithm,
+                    source,
+                };
+                match self.algorithm {
+                    KeyAlgorithm::Rsa { .. } => RsaKeyPair::from_pkcs8(&self.pkcs8)
+                        .map(Signer::Rsa)
+                        .map_err(rejected),
+                    KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => {
+                        EcdsaKeyPair::from_pkcs8(ecdsa_algorithm(self.algorithm), &self.pkcs8)
+                            .map(Signer::Ec)
+                            .map_err(rejected)
+                    }
+                }
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// subjectPublicKey bits, to compare with a certificate's.
@@ -264,7 +286,8 @@ impl PrivateKey {
         &self.public_key
     }
 
-    /// Whether this key belongs to the certificate.
+    /// Whether this key belongs to the certificate, by the public half the key file
+    /// states (cheap: no consistency check of the private half, see [`Self::check`]).
     pub fn matches(&self, cert: &CertFacts) -> bool {
         self.public_key == cert.public_key
     }
@@ -324,7 +347,9 @@ impl PrivateKey {
     }
 
     /// The key as a PEM file in its encoding (PKCS#1, SEC1 with the named curve, or PKCS#8).
+    /// A key is written only to be installed, so it is checked fully first.
     pub fn to_pem(&self) -> Result<Zeroizing<String>, PkiError> {
+        self.check()?;
         let info =
             pkcs8::PrivateKeyInfo::from_der(&self.pkcs8).map_err(encoding("key encoding"))?;
         let pem = match self.encoding {
@@ -381,6 +406,10 @@ pub fn uint_bits(bytes: &[u8]) -> usize {
     };
     bytes.len() * 8 - bytes[0].leading_zeros() as usize
 }
+
+#[cfg(test)]
+#[path = "key_tests.rs"]
+mod public_half_tests;
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,9 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::config::AuthoritySettings;
-use crate::inventory::{Inventory, NodeRole, TargetState};
+use crate::inventory::{
+    AuthorityDef, Inventory, Layout, NodeRole, ObservedAuthority, Target, TargetState,
+};
 use crate::model::{Component, TargetKind};
 use crate::node::NodeRoot;
 use crate::plan::{assess_target, DueReason};
@@ -76,8 +78,133 @@ pub struct Status {
     /// A renewal interrupted by a crash, not yet finished or undone.
     pub unfinished_write: Option<String>,
     /// Passes `run` skipped in a row because kubeadm was at work, since when.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kubeadm_skipped: Option<String>,
+}
+
+/// `status` shows times to the second.
+pub fn whole_second(now: OffsetDateTime) -> OffsetDateTime {
+    now.replace_nanosecond(0).unwrap_or(now)
+}
+
+impl CertificateStatus {
+    /// One target's entry, from what was read of it, at `now` (see [`whole_second`]).
+    pub fn of(t: &Target, state: &TargetState, now: OffsetDateTime) -> CertificateStatus {
+        let mut s = CertificateStatus {
+            name: t.name.clone(),
+            path: t.path.display().to_string(),
+            kind: t.kind,
+            subject: None,
+            issuer: None,
+            serial: None,
+            not_before: None,
+            not_after: None,
+            residual_seconds: None,
+            lifetime_seconds: None,
+            due: false,
+            due_reason: None,
+            renew_at: None,
+            component: t.component.clone(),
+            missing: false,
+            not_managed: None,
+            error: None,
+            signer: None,
+            cert_file: None,
+            key_algorithm: None,
+        };
+        match state {
+            TargetState::Missing => s.missing = true,
+            TargetState::NotManaged(why) => s.not_managed = Some(why.clone()),
+            TargetState::Error(e) => s.error = Some(e.clone()),
+            TargetState::Read(r) => {
+                let a = assess_target(
+                    &t.window,
+                    t.handover.as_ref(),
+                    r.cert.not_before,
+                    r.cert.not_after,
+                    now,
+                );
+                s.subject = Some(r.cert.subject.clone());
+                s.issuer = Some(r.cert.issuer.clone());
+                s.serial = Some(r.cert.serial.clone());
+                s.not_before = Some(r.cert.not_before);
+                s.not_after = Some(r.cert.not_after);
+                s.residual_seconds = Some(a.residual.whole_seconds());
+                s.lifetime_seconds = Some(a.lifetime.whole_seconds());
+                s.due = a.due;
+                s.due_reason = a.shown_reason();
+                s.renew_at = Some(a.renew_at);
+                s.signer = Some(r.signer.label());
+                if r.cert_file != t.path {
+                    s.cert_file = Some(r.cert_file.display().to_string());
+                }
+                s.key_algorithm = Some(r.key_algorithm.to_string());
+                // No client accepts it, and it has no lifetime to renew with: an
+                // error, with the way out.
+                if r.cert.not_after <= r.cert.not_before {
+                    s.error = Some(format!(
+                        "{}: notAfter {} is not after notBefore {}: an invalid certificate; renew it with `cert-rotator renew {} --days N`",
+                        r.cert_file.display(),
+                        crate::timefmt::rfc3339(r.cert.not_after),
+                        crate::timefmt::rfc3339(r.cert.not_before),
+                        t.name
+                    ));
+                }
+            }
+        }
+        s
+    }
+}
+
+/// The authorities' entries at `now` (see [`whole_second`]), due by `settings`.
+pub fn authority_statuses(
+    observed: &[ObservedAuthority],
+    settings: &AuthoritySettings,
+    now: OffsetDateTime,
+) -> Vec<AuthorityStatus> {
+    let ca_due = |a: &ObservedAuthority| {
+        let c = a.cert.as_ref().ok()?;
+        crate::plan::authorities::assess_ca(settings, c, now)
+            .reason
+            .map(|r| r.as_str().into_owned())
+    };
+    observed
+        .iter()
+        .map(|a| AuthorityStatus {
+            name: a.def.name.clone(),
+            path: a.def.cert.display().to_string(),
+            subject: a.cert.as_ref().ok().map(|c| c.subject.clone()),
+            not_after: a.cert.as_ref().ok().map(|c| c.not_after),
+            residual_seconds: a
+                .cert
+                .as_ref()
+                .ok()
+                .map(|c| (c.not_after - now).whole_seconds()),
+            has_key: a.has_key,
+            due: ca_due(a).is_some(),
+            due_reason: ca_due(a),
+            error: a.cert.as_ref().err().map(|e| e.to_string()),
+            warning: a
+                .cert
+                .as_ref()
+                .ok()
+                .and_then(|c| ca_warning(&a.def.name, c.not_after, now)),
+        })
+        .collect()
+}
+
+/// The JSON document's shape, for [`Status::to_json`] and for the stream of
+/// `status --json` (super::status_stream), so the two cannot drift apart: the field
+/// order and names are the contract. `C` is the certificates' list, or their stream.
+#[derive(Serialize)]
+pub(super) struct Document<'a, C> {
+    pub role: NodeRole,
+    #[serde(with = "time::serde::rfc3339")]
+    pub generated_at: OffsetDateTime,
+    pub certificates: C,
+    pub authorities: &'a [AuthorityStatus],
+    pub unfinished_write: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubeadm_skipped: &'a Option<String>,
 }
 
 impl Status {
@@ -93,112 +220,16 @@ impl Status {
         authorities: &AuthoritySettings,
         now: OffsetDateTime,
     ) -> Status {
-        let now = now.replace_nanosecond(0).unwrap_or(now);
-        let certificates = inv
-            .certificates
-            .iter()
-            .map(|o| {
-                let t = &o.target;
-                let mut s = CertificateStatus {
-                    name: t.name.clone(),
-                    path: t.path.display().to_string(),
-                    kind: t.kind,
-                    subject: None,
-                    issuer: None,
-                    serial: None,
-                    not_before: None,
-                    not_after: None,
-                    residual_seconds: None,
-                    lifetime_seconds: None,
-                    due: false,
-                    due_reason: None,
-                    renew_at: None,
-                    component: t.component.clone(),
-                    missing: false,
-                    not_managed: None,
-                    error: None,
-                    signer: None,
-                    cert_file: None,
-                    key_algorithm: None,
-                };
-                match &o.state {
-                    TargetState::Missing => s.missing = true,
-                    TargetState::NotManaged(why) => s.not_managed = Some(why.clone()),
-                    TargetState::Error(e) => s.error = Some(e.clone()),
-                    TargetState::Read(r) => {
-                        let a = assess_target(
-                            &t.window,
-                            t.handover.as_ref(),
-                            r.cert.not_before,
-                            r.cert.not_after,
-                            now,
-                        );
-                        s.subject = Some(r.cert.subject.clone());
-                        s.issuer = Some(r.cert.issuer.clone());
-                        s.serial = Some(r.cert.serial.clone());
-                        s.not_before = Some(r.cert.not_before);
-                        s.not_after = Some(r.cert.not_after);
-                        s.residual_seconds = Some(a.residual.whole_seconds());
-                        s.lifetime_seconds = Some(a.lifetime.whole_seconds());
-                        s.due = a.due;
-                        s.due_reason = a.shown_reason();
-                        s.renew_at = Some(a.renew_at);
-                        s.signer = Some(r.signer.label());
-                        if r.cert_file != t.path {
-                            s.cert_file = Some(r.cert_file.display().to_string());
-                        }
-                        s.key_algorithm = Some(r.key_algorithm.to_string());
-                        // No client accepts it, and it has no lifetime to renew with:
-                        // an error, with the way out.
-                        if r.cert.not_after <= r.cert.not_before {
-                            s.error = Some(format!(
-                                "{}: notAfter {} is not after notBefore {}: an invalid certificate; renew it with `cert-rotator renew {} --days N`",
-                                r.cert_file.display(),
-                                crate::timefmt::rfc3339(r.cert.not_after),
-                                crate::timefmt::rfc3339(r.cert.not_before),
-                                t.name
-                            ));
-                        }
-                    }
-                }
-                s
-            })
-            .collect();
-        let ca_due = |a: &crate::inventory::ObservedAuthority| {
-            let c = a.cert.as_ref().ok()?;
-            crate::plan::authorities::assess_ca(authorities, c, now)
-                .reason
-                .map(|r| r.as_str().into_owned())
-        };
-        let authorities = inv
-            .authorities
-            .iter()
-            .map(|a| AuthorityStatus {
-                name: a.def.name.clone(),
-                path: a.def.cert.display().to_string(),
-                subject: a.cert.as_ref().ok().map(|c| c.subject.clone()),
-                not_after: a.cert.as_ref().ok().map(|c| c.not_after),
-                residual_seconds: a
-                    .cert
-                    .as_ref()
-                    .ok()
-                    .map(|c| (c.not_after - now).whole_seconds()),
-                has_key: a.has_key,
-                due: ca_due(a).is_some(),
-                due_reason: ca_due(a),
-                error: a.cert.as_ref().err().map(|e| e.to_string()),
-                warning: a
-                    .cert
-                    .as_ref()
-                    .ok()
-                    .and_then(|c| ca_warning(&a.def.name, c.not_after, now)),
-            })
-            .collect();
+        let now = whole_second(now);
         Status {
             role: inv.role,
             generated_at: now,
-            certificates,
-            authorities,
+            certificates: inv
+                .certificates
+                .iter()
+                .map(|o| CertificateStatus::of(&o.target, &o.state, now))
+                .collect(),
+            authorities: authority_statuses(&inv.authorities, authorities, now),
             unfinished_write: None,
             kubeadm_skipped: None,
         }
@@ -210,7 +241,15 @@ impl Status {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        let doc = Document {
+            role: self.role,
+            generated_at: self.generated_at,
+            certificates: &self.certificates,
+            authorities: &self.authorities,
+            unfinished_write: &self.unfinished_write,
+            kubeadm_skipped: &self.kubeadm_skipped,
+        };
+        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 
     /// A table in the manner of `kubeadm certs check-expiration`.
@@ -332,15 +371,38 @@ impl NotANode {
             .certificates
             .iter()
             .all(|o| matches!(o.state, TargetState::Missing));
-        let cas_absent = inv.authorities.iter().all(|a| !root.exists(&a.def.cert));
+        Self::judge(
+            targets_absent,
+            inv.authorities.iter().map(|a| &a.def),
+            inv.certificates.iter().map(|o| &o.target),
+            root,
+        )
+    }
+
+    /// [`Self::detect`] for a reader that kept no inventory (`status` reads a target at a
+    /// time): `targets_absent` tells whether every target of `layout` was missing.
+    pub fn detect_in(layout: &Layout, targets_absent: bool, root: &NodeRoot) -> Option<NotANode> {
+        Self::judge(
+            targets_absent,
+            layout.authorities.iter(),
+            layout.targets.iter(),
+            root,
+        )
+    }
+
+    fn judge<'a>(
+        targets_absent: bool,
+        authorities: impl Iterator<Item = &'a AuthorityDef> + Clone,
+        targets: impl Iterator<Item = &'a Target>,
+        root: &NodeRoot,
+    ) -> Option<NotANode> {
+        let cas_absent = authorities.clone().all(|a| !root.exists(&a.cert));
         if !(targets_absent && cas_absent) {
             return None;
         }
-        let mut looked_for: Vec<PathBuf> = inv
-            .authorities
-            .iter()
-            .map(|a| a.def.cert.clone())
-            .chain(inv.certificates.iter().map(|o| o.target.path.clone()))
+        let mut looked_for: Vec<PathBuf> = authorities
+            .map(|a| a.cert.clone())
+            .chain(targets.map(|t| t.path.clone()))
             .collect();
         looked_for.dedup();
         Some(NotANode {

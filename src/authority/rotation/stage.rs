@@ -193,6 +193,8 @@ pub fn load_given(
     }
     let key_bytes = zeroize::Zeroizing::new(read(key_path)?);
     let key = PrivateKey::from_pem(&key_bytes).map_err(parse(key_path))?;
+    // The staged key will sign and be installed: checked fully before it is accepted.
+    key.check().map_err(parse(key_path))?;
     if !key.matches(&cert) {
         return Err(StageError::KeyMismatch {
             key: key_path.to_path_buf(),

@@ -156,7 +156,9 @@ fn read_cert(root: &NodeRoot, p: &Path) -> Result<CertFacts, RotationError> {
 
 fn read_key(root: &NodeRoot, p: &Path) -> Result<PrivateKey, RotationError> {
     let b = zeroize::Zeroizing::new(read_bytes(root, p)?);
-    PrivateKey::from_pem(&b).map_err(|e| RotationError::Node {
+    // A CA key read to sign or to be installed: checked fully.
+    let key = PrivateKey::from_pem(&b).and_then(|k| k.check().map(|()| k));
+    key.map_err(|e| RotationError::Node {
         path: p.to_path_buf(),
         problem: e.to_string(),
     })
