@@ -105,7 +105,7 @@ mod tests {
             dir.path().join("etc/kubernetes/pki/apiserver.key"),
         )
         .unwrap();
-        std::fs::remove_file(dir.path().join("etc/kubernetes/pki/etcd/peer.crt")).unwrap();
+        std::fs::remove_file(dir.path().join("etc/kubernetes/super-admin.conf")).unwrap();
         let settings = crate::config::Settings::default();
         let layout = inventory::layout(&settings, &root);
         let inv: Inventory = inventory::read(&layout, &root);
