@@ -2,9 +2,10 @@
 //! on request alike. Per component group: issue -> write -> restart -> verify, or roll
 //! the component back. The plan says what to do; nothing here looks a target up again.
 //!
-//! Restarts, probes and the clock go through the [`Edges`]. Without them (`--root`, a
-//! sandbox or a mounted disk; or `renew` without `--restart`) the pass renews and writes
-//! and says which components must restart.
+//! Restarts, probes and the clock go through the [`Edges`]. Without them (a node whose
+//! components do not run here, `--no-restart`, or `renew` without `--restart`:
+//! [`Restarts::without_edges`]) the pass renews and writes and says which components
+//! must restart.
 
 use std::path::PathBuf;
 use std::time::Duration as StdDuration;
@@ -30,8 +31,10 @@ use crate::verify::before::{self, BeforeRestart};
 use crate::verify::{endpoints, wait_until_served, Prober, VerifyError};
 use crate::write::{Applied, StateDir, WriteError};
 use lock::{owed_restarts, PassLocks};
+pub use restarts::plan_options;
 
 mod lock;
+mod restarts;
 
 /// Why a step of the pass failed. Each step's error already names its target, file or
 /// component, so this displays it as it is: the report shows these words.
@@ -85,11 +88,11 @@ pub struct Edges<'a> {
 
 /// Whether the pass may restart what it renewed.
 pub enum Restarts<'a> {
-    /// The live node: restart and verify through these edges.
+    /// The node's components run here: restart and verify through these edges.
     Live(Edges<'a>),
-    /// `--root` is a sandbox or a mounted disk: there is nothing running to restart.
+    /// Files only (`--root DIR` without `--live`): there is nothing running to restart.
     NotLive,
-    /// A renewal on request: the operator restarts (or asks for `--restart`).
+    /// The operator restarts: `--no-restart`, or a renewal on request without `--restart`.
     Operator,
 }
 
@@ -135,13 +138,6 @@ pub fn plan_run_with(
         now,
         opts,
     )
-}
-
-/// The options of a pass on `root`: nothing restarts unless it is the live node.
-pub fn plan_options(root: &NodeRoot) -> crate::plan::PlanOptions {
-    crate::plan::PlanOptions {
-        no_restarts: !root.is_live(),
-    }
 }
 
 /// The components of the plan's deferred groups that fail their probe: down or

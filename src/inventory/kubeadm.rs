@@ -6,9 +6,9 @@
 //!
 //! Two signs, each read without blocking and without trusting what is found:
 //! - a running `kubeadm` process, from `/proc/<pid>/comm` (the kernel's 15-byte name,
-//!   which never blocks) and then, for a match only, its bounded command line. Only on
-//!   the live node (`--root /`): under another root the host's processes are not the
-//!   node's. Processes that exit while the scan reads them are skipped.
+//!   which never blocks) and then, for a match only, its bounded command line. Only
+//!   where the node's components run here (`--root /`, or `--live`): under another
+//!   root the host's processes are not the node's. Processes that exit while the scan reads them are skipped.
 //! - kubeadm's working directories under `<kubernetes dir>/tmp` (kubeadm's
 //!   `constants.CreateTempDirForKubeadm` / `CreateTimestampDirForKubeadm`:
 //!   `kubeadm-upgraded-manifests<random>`, `kubeadm-backup-manifests-<timestamp>`,
@@ -116,7 +116,7 @@ pub fn activity(
     kubeadm: &KubeadmPaths,
     now: OffsetDateTime,
 ) -> Option<KubeadmActivity> {
-    let processes = if root.is_live() {
+    let processes = if root.liveness().runs_here() {
         processes(Path::new("/proc"), std::process::id())
     } else {
         Vec::new()
@@ -414,7 +414,7 @@ mod tests {
     fn processes_are_not_scanned_under_another_root() {
         // The test's temp root is not the live node: only the directories count there.
         let (_d, root) = node();
-        assert!(!root.is_live());
+        assert!(!root.liveness().runs_here());
         assert_eq!(activity(&root, &paths(), now()), None);
     }
 

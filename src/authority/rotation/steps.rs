@@ -110,7 +110,8 @@ pub struct StartOptions {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub lines: Vec<String>,
-    /// Under `--root`: what must restart before the next phase, in order.
+    /// Restarts not performed (files only, or `--no-restart`): what must restart
+    /// before the next phase, in order.
     pub must_restart: Vec<String>,
     pub warnings: Vec<String>,
 }
@@ -917,8 +918,8 @@ fn inputs_restored(
     }
 }
 
-/// The static pods whose manifests `abort` writes back by restarting them (live node
-/// only): the manifest is then not in the change set.
+/// The static pods whose manifests `abort` writes back by restarting them (only when
+/// it restarts through the edges): the manifest is then not in the change set.
 fn restarted_by_manifest(ctx: &Ctx<'_>, j: &RotationJournal) -> Vec<PathBuf> {
     if !matches!(ctx.restarts, Restarts::Live(_)) {
         return Vec::new();
