@@ -95,8 +95,12 @@ impl NodeRoot {
     /// Live when the root is the host's `/`, files only elsewhere, until
     /// [`NodeRoot::with_liveness`] says otherwise.
     fn with_default_liveness(root: PathBuf) -> Self {
-        let liveness = Liveness::decide(root == Path::new("/"), false, false);
-        NodeRoot { root, liveness }
+        let files = NodeRoot {
+            root,
+            liveness: Liveness::Offline,
+        };
+        let liveness = Liveness::decide(files.is_host_root(), false, false);
+        files.with_liveness(liveness)
     }
 
     /// The same root, with the liveness the command line decided
