@@ -122,8 +122,8 @@ pub fn plan_run(
     plan_inventory(settings, &read_node(root, settings), state, now)
 }
 
-/// The timer's plan for a pass that can do what `opts` says (under `--root` nothing
-/// restarts, so the restart cap defers nothing).
+/// The timer's plan for a pass that can do what `opts` says (where nothing restarts,
+/// [`plan_options`], the restart cap defers nothing).
 pub fn plan_run_with(
     root: &NodeRoot,
     settings: &Settings,
