@@ -18,9 +18,9 @@
 //! `--help` epilogue on logging, which clap_mangen would title "EXTRA"), EXAMPLES
 //! and SEE ALSO.
 //!
-//! The date is an argument and not SOURCE_DATE_EPOCH because the `cc` build
-//! scripts of ring and aws-lc-sys rerun when that variable changes: setting it
-//! for `cargo run` would rebuild the crypto that `make test` already built.
+//! The date is an argument and not SOURCE_DATE_EPOCH because aws-lc-sys's `cc`
+//! build script reruns when that variable changes: setting it for `cargo run`
+//! would rebuild the crypto that `make test` already built.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -93,8 +93,8 @@ fn write_page(cmd: clap::Command, out: &Path, date: &str, source: &str) -> io::R
         .get_after_long_help()
         .or_else(|| cmd.get_after_help())
         .map(|s| s.to_string());
-    // Kept for SYNOPSIS, which is rendered here (Man takes the command).
-    let cmd_for_synopsis = cmd.clone();
+    // SYNOPSIS is rendered here, before Man takes the command.
+    let synopsis = synopsis(&cmd, &name)?;
     let man = Man::new(cmd)
         .date(date)
         .source(source)
@@ -102,7 +102,7 @@ fn write_page(cmd: clap::Command, out: &Path, date: &str, source: &str) -> io::R
     let mut page = Vec::new();
     man.render_title(&mut page)?;
     man.render_name_section(&mut page)?;
-    page.extend_from_slice(synopsis(&cmd_for_synopsis, &name)?.as_bytes());
+    page.extend_from_slice(synopsis.as_bytes());
     man.render_description_section(&mut page)?;
     if has_options {
         man.render_options_section(&mut page)?;
@@ -121,6 +121,7 @@ fn write_page(cmd: clap::Command, out: &Path, date: &str, source: &str) -> io::R
 
 /// One way to call a command: the arguments it leaves out and those it requires (by
 /// clap id), beyond what clap itself marks required.
+#[derive(Default)]
 struct Form {
     leave_out: &'static [&'static str],
     require: &'static [&'static str],
@@ -155,10 +156,7 @@ const CERT_RENEW_FORMS: &[Form] = &[
 /// own, then its arguments (`TARGET...`) or subcommand. --help and --version are under
 /// OPTIONS only.
 fn synopsis(cmd: &clap::Command, name: &str) -> io::Result<String> {
-    let all = [Form {
-        leave_out: &[],
-        require: &[],
-    }];
+    let all = [Form::default()];
     let forms: &[Form] = if name == "cert-renew" {
         CERT_RENEW_FORMS
     } else {
@@ -507,9 +505,8 @@ fn exit_codes(name: &str) -> Vec<(&'static str, &'static str)> {
         n if n.starts_with("cert-rotator-ca") => vec![
             (
                 "0",
-                "Done: the CAs were shown, renewed, exported or imported (and, on the live \
-                 node without --no-restart, what holds them restarted and verified); or no \
-                 CA was due.",
+                "Done: the CAs were shown, renewed, exported or imported (and, on a live node \
+                 without --no-restart, what holds them restarted and verified); or no CA was due.",
             ),
             (
                 "1",
@@ -621,8 +618,11 @@ fn own_sections(name: &str, epilogue: Option<&str>) -> String {
                 &["cert-rotator renew --restart apiserver etcd-server"],
             );
             r.example(
-                "The certificates of a node's disk mounted under /mnt/node:",
-                &["cert-rotator --root /mnt/node status --json"],
+                "A disk mounted under /mnt/node (files only); a tree whose components run here:",
+                &[
+                    "cert-rotator --root /mnt/node status --json",
+                    "cert-rotator --root /srv/node --live run",
+                ],
             );
         }
         "cert-renew" => {

@@ -80,7 +80,7 @@ version=$(cargo metadata --no-deps --format-version 1 --locked |
 # build time in the packages): SOURCE_DATE_EPOCH if set, else the last
 # commit's, so that rebuilding a commit gives the same packages. It is given
 # only to the packaging tools, never to `cargo build`/`cargo run`: the cc build
-# scripts of ring and aws-lc-sys rerun when SOURCE_DATE_EPOCH changes, which
+# script of aws-lc-sys reruns when SOURCE_DATE_EPOCH changes, which
 # would rebuild the crypto in both profiles.
 sde=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 day=$(date -u -d "@$sde" +%F)

@@ -34,7 +34,7 @@ pub mod restart;
 pub mod verify;
 /// One restart at a time across the cluster: the lock in etcd or a FleetLock server.
 pub mod coordination;
-/// The only renderer: status, plan, pass summary, metrics.
+/// Rendering: status, plan, pass summary, metrics.
 pub mod report;
 /// The sequencer: per group issue -> write -> restart -> verify, or roll back.
 pub mod pass;

@@ -2,9 +2,10 @@
 //! on request alike. Per component group: issue -> write -> restart -> verify, or roll
 //! the component back. The plan says what to do; nothing here looks a target up again.
 //!
-//! Restarts, probes and the clock go through the [`Edges`]. Without them (`--root`, a
-//! sandbox or a mounted disk; or `renew` without `--restart`) the pass renews and writes
-//! and says which components must restart.
+//! Restarts, probes and the clock go through the [`Edges`]. Without them (a node whose
+//! components do not run here, `--no-restart`, or `renew` without `--restart`:
+//! [`Restarts::without_edges`]) the pass renews and writes and says which components
+//! must restart.
 
 use std::path::PathBuf;
 use std::time::Duration as StdDuration;
@@ -29,6 +30,7 @@ use crate::verify::before::{self, BeforeRestart};
 use crate::verify::{endpoints, wait_until_served, Prober, VerifyError};
 use crate::write::{Applied, StateDir, WriteError};
 use lock::{owed_restarts, PassLocks};
+pub use restarts::plan_options;
 
 /// How long a component that reloads every renewed file by itself is given to serve
 /// the new certificate before it is restarted after all (docs/reloads.md: the
@@ -37,6 +39,7 @@ const RELOAD_GRACE_SECONDS: i64 = 5;
 
 mod lock;
 pub mod trust;
+mod restarts;
 
 /// Why a step of the pass failed. Each step's error already names its target, file or
 /// component, so this displays it as it is: the report shows these words.
@@ -90,11 +93,11 @@ pub struct Edges<'a> {
 
 /// Whether the pass may restart what it renewed.
 pub enum Restarts<'a> {
-    /// The live node: restart and verify through these edges.
+    /// The node's components run here: restart and verify through these edges.
     Live(Edges<'a>),
-    /// `--root` is a sandbox or a mounted disk: there is nothing running to restart.
+    /// Files only (`--root DIR` without `--live`): there is nothing running to restart.
     NotLive,
-    /// A renewal on request: the operator restarts (or asks for `--restart`).
+    /// The operator restarts: `--no-restart`, or a renewal on request without `--restart`.
     Operator,
 }
 
@@ -124,8 +127,8 @@ pub fn plan_run(
     plan_inventory(settings, &read_node(root, settings), state, now)
 }
 
-/// The timer's plan for a pass that can do what `opts` says (under `--root` nothing
-/// restarts, so the restart cap defers nothing).
+/// The timer's plan for a pass that can do what `opts` says (where nothing restarts,
+/// [`plan_options`], the restart cap defers nothing).
 pub fn plan_run_with(
     root: &NodeRoot,
     settings: &Settings,
@@ -140,13 +143,6 @@ pub fn plan_run_with(
         now,
         opts,
     )
-}
-
-/// The options of a pass on `root`: nothing restarts unless it is the live node.
-pub fn plan_options(root: &NodeRoot) -> crate::plan::PlanOptions {
-    crate::plan::PlanOptions {
-        no_restarts: !root.is_live(),
-    }
 }
 
 /// The components of the plan's deferred groups that fail their probe: down or

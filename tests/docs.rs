@@ -7,6 +7,9 @@
 //! - docs/status.md names every field `status --json` prints.
 //! - README.md's usage lines use only options the binaries' `--help` lists.
 //! - README.md and docs/*.md mention no file of the repository that does not exist.
+//! - README.md's "Layout of the code" matches the tree: every module and test it lists
+//!   exists, every top-level module of src/ and every suite and script of tests/ is
+//!   listed, the booted (tests/e2e) and real-Kubernetes (tests/k8s) scripts included.
 
 mod common;
 
@@ -511,4 +514,152 @@ fn readme_configuration_example_is_accepted() {
     std::fs::write(&file, example).unwrap();
     let effective = config_check(root.path(), Some(&file));
     assert!(lookup(&effective, "targets.\"admin.conf\".remaining_days").is_some());
+}
+
+/// One line of README.md's code layout: the names it lists (`pki/`, `fixture/, demo.rs`,
+/// a row of test suites) and its description, continuation lines included.
+struct LayoutEntry {
+    names: Vec<String>,
+    description: String,
+}
+
+/// The entries under `top` (`src/` or `tests/`) of the layout block: lines indented by
+/// two spaces start an entry, whose names end at the first double space; deeper lines
+/// continue its description.
+fn layout_entries(block: &str, top: &str) -> Vec<LayoutEntry> {
+    let mut out: Vec<LayoutEntry> = Vec::new();
+    let mut inside = false;
+    for line in block.lines() {
+        let body = line.trim_start();
+        let indent = line.len() - body.len();
+        if indent == 0 {
+            inside = body.trim_end() == top;
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        if indent == 2 {
+            let (names, description) = body.split_once("  ").unwrap_or((body, ""));
+            out.push(LayoutEntry {
+                names: names
+                    .split([' ', ','])
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                description: description.trim().to_string(),
+            });
+        } else if let Some(e) = out.last_mut() {
+            e.description.push(' ');
+            e.description.push_str(body);
+        }
+    }
+    out
+}
+
+/// The file names (`*.rs`, `*.sh`) a description mentions, with their directories
+/// when it gives them (`authority/status.rs`, `benches/fleet-sim.sh`).
+fn files_named(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || "_./-".contains(c)))
+        .map(|w| w.trim_end_matches('.'))
+        .filter(|w| w.ends_with(".rs") || w.ends_with(".sh"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether a file called `name` is in `dir` or below it.
+fn exists_under(dir: &Path, name: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let p = e.path();
+        (e.file_name() == name && p.is_file()) || (p.is_dir() && exists_under(&p, name))
+    })
+}
+
+#[test]
+fn readme_layout_lists_the_tree() {
+    let readme = read("README.md");
+    let block = readme
+        .split("\n## Layout of the code\n")
+        .nth(1)
+        .and_then(|s| s.split("```").nth(1))
+        .expect("README.md has a ## Layout of the code section with a code block");
+    let mut problems = Vec::new();
+    for top in ["src", "tests"] {
+        let entries = layout_entries(block, &format!("{top}/"));
+        assert!(entries.len() >= 3, "README's layout lists little of {top}/");
+        let base = repo_file(top);
+        let listed: BTreeSet<String> = entries.iter().flat_map(|e| e.names.clone()).collect();
+        // Every name exists: a file, or a directory written with its slash.
+        for n in &listed {
+            let p = base.join(n.trim_end_matches('/'));
+            if !(if n.ends_with('/') {
+                p.is_dir()
+            } else {
+                p.is_file()
+            }) {
+                problems.push(format!("README lists {top}/{n}, which does not exist"));
+            }
+        }
+        // Every file a description names is in its entry's directories (or beside it).
+        for e in &entries {
+            let mut dirs: Vec<PathBuf> = e
+                .names
+                .iter()
+                .filter(|n| n.ends_with('/'))
+                .map(|n| base.join(n.trim_end_matches('/')))
+                .collect();
+            if dirs.is_empty() {
+                dirs.push(base.clone());
+            }
+            for f in files_named(&e.description) {
+                let found = if f.contains('/') {
+                    base.join(&f).is_file() || repo_file(&f).is_file()
+                } else {
+                    dirs.iter().any(|d| exists_under(d, &f))
+                };
+                if !found {
+                    problems.push(format!(
+                        "README's {top}/{} names {f}, which is not there",
+                        e.names.join(", ")
+                    ));
+                }
+            }
+        }
+        // Every top-level module, suite, script and directory is listed.
+        for e in std::fs::read_dir(&base).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let shown = if e.path().is_dir() {
+                format!("{name}/")
+            } else if name.ends_with(".rs") || name.ends_with(".sh") {
+                name
+            } else {
+                continue;
+            };
+            if !listed.contains(&shown) {
+                problems.push(format!("{top}/{shown} is not in README's layout"));
+            }
+        }
+    }
+    // The booted-systemd and real-Kubernetes scripts are each named on their line.
+    let tests = layout_entries(block, "tests/");
+    for dir in ["e2e", "k8s"] {
+        let Some(entry) = tests.iter().find(|e| e.names == [format!("{dir}/")]) else {
+            problems.push(format!("README's layout has no tests/{dir}/ line"));
+            continue;
+        };
+        let named = files_named(&entry.description);
+        for e in std::fs::read_dir(repo_file(&format!("tests/{dir}"))).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            if name.ends_with(".sh") && !named.contains(&name) {
+                problems.push(format!(
+                    "tests/{dir}/{name} is not named in README's layout"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "README.md's layout: {problems:#?}");
 }

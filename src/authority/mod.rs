@@ -79,9 +79,11 @@ pub struct Installed {
     pub written: Vec<String>,
     pub restarted: Vec<String>,
     pub verified: Vec<String>,
-    /// Live node, no restarts asked for: what the operator must restart.
+    /// The node runs here but restarts are the operator's (`--no-restart`): what
+    /// must restart.
     pub must_restart: Vec<String>,
-    /// Under `--root`: what would restart on the live node.
+    /// Files only (`--root DIR` without `--live`): what would restart where the node
+    /// runs.
     pub not_performed: Vec<String>,
     /// A restart or verification that failed (the ones after it were not done).
     pub failed: Option<String>,

@@ -1,9 +1,9 @@
 //! `ca status`, `ca renew`, `ca export`, `ca import`: the node's CAs (docs/ca.md).
 //!
 //! `ca renew` and `ca import` write every copy of a CA in one crash-safe change set,
-//! then, on the live node, restart what holds the CA in memory one at a time, each
-//! verified, as `run` does (`--no-restart`: only say what must restart; under `--root`
-//! it is said, never done).
+//! then, where the node is live, restart what holds the CA in memory one at a time,
+//! each verified, as `run` does (`--no-restart`: only say what must restart; under
+//! `--root DIR` without `--live` it is said, never done).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,10 +21,9 @@ use crate::authority::{
     self, check_readable, merge_restarts, phase_of, plan_renewal, AuthorityError, Installed,
     NodeCopies,
 };
-use crate::config::Settings;
 use crate::model::FileChange;
 use crate::node::NodeRoot;
-use crate::pass::{Overrides, Pass, Restarts};
+use crate::pass::{Overrides, Pass};
 use crate::plan::authorities::assess_ca;
 use crate::report::pass::message_id;
 use crate::timefmt::rfc3339;
@@ -49,9 +48,6 @@ pub enum CaCommand {
         /// Lifetime of the renewed CA in days [default: the old certificate's lifetime]
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..=36500))]
         days: Option<i64>,
-        /// Do not restart anything: say what must restart
-        #[arg(long)]
-        no_restart: bool,
     },
     /// Write a CA's certificate into a new FILE (for `ca import` on the other nodes)
     Export {
@@ -72,9 +68,6 @@ pub enum CaCommand {
     Import {
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// Do not restart anything: say what must restart
-        #[arg(long)]
-        no_restart: bool,
     },
     /// Rotate a CA to a new key, in phases: start, trust, issue, finish (or abort),
     /// each run on every node before the next (docs/ca.md)
@@ -85,19 +78,13 @@ pub fn ca(root: &NodeRoot, config_file: Option<&Path>, command: CaCommand) -> Ex
     let result = match command {
         CaCommand::Status { json } => return status(root, config_file, json),
         CaCommand::Rotate(args) => return super::ca_rotate::rotate(root, config_file, args),
-        CaCommand::Renew {
-            names,
-            days,
-            no_restart,
-        } => renew(root, config_file, &names, days, no_restart),
+        CaCommand::Renew { names, days } => renew(root, config_file, &names, days),
         CaCommand::Export {
             name,
             file,
             with_key,
         } => export(root, config_file, &name, &operator_path(&file), with_key),
-        CaCommand::Import { file, no_restart } => {
-            import(root, config_file, &operator_path(&file), no_restart)
-        }
+        CaCommand::Import { file } => import(root, config_file, &operator_path(&file)),
     };
     match result {
         Ok(code) => code,
@@ -179,26 +166,11 @@ fn status(root: &NodeRoot, config_file: Option<&Path>, json: bool) -> ExitCode {
     emit(&text, code)
 }
 
-/// How the restarts after a write are done: on the live node unless `--no-restart`.
-fn with_restarts<R>(
-    root: &NodeRoot,
-    settings: &Settings,
-    no_restart: bool,
-    f: impl FnOnce(Restarts<'_>) -> R,
-) -> R {
-    if no_restart && root.is_live() {
-        f(Restarts::Operator)
-    } else {
-        with_edges(root, settings, f)
-    }
-}
-
 fn renew(
     root: &NodeRoot,
     config_file: Option<&Path>,
     names: &[String],
     days: Option<i64>,
-    no_restart: bool,
 ) -> Result<ExitCode, CliError> {
     let ctx = Context::load(root, config_file)?;
     let settings = &ctx.settings;
@@ -258,38 +230,33 @@ fn renew(
     let restarts = merge_restarts(renewals.iter().map(|r| r.restarts.as_slice()));
     let serials: Vec<String> = renewals.iter().map(|r| r.new.serial.clone()).collect();
     let label = format!("renew CA {}", selected.join(", "));
-    let installed = with_restarts(
-        root,
-        settings,
-        no_restart,
-        |how| -> Result<Installed, AuthorityError> {
-            let pass = Pass {
-                root,
-                settings,
-                state: &state,
-                overrides: Overrides::default(),
-                restarts: how,
-            };
-            // Written first, then each line: the journal and stdout say what is on disk.
-            let written = authority::write(&pass, &label, &changes)?;
-            {
-                for r in &renewals {
-                    outln!(
-                        "{}\trenewed\tnot_after={}\tserial={}\tsha256={}",
-                        r.name,
-                        rfc3339(r.new.not_after),
-                        r.new.serial,
-                        sha256_hex(&r.new)
-                    );
-                    tracing::warn!(ca = %r.name, serial = %r.new.serial, not_after = %rfc3339(r.new.not_after), action = "ca-renew", message_id = message_id::CA_RENEWED,
+    let installed = with_edges(root, settings, |how| -> Result<Installed, AuthorityError> {
+        let pass = Pass {
+            root,
+            settings,
+            state: &state,
+            overrides: Overrides::default(),
+            restarts: how,
+        };
+        // Written first, then each line: the journal and stdout say what is on disk.
+        let written = authority::write(&pass, &label, &changes)?;
+        {
+            for r in &renewals {
+                outln!(
+                    "{}\trenewed\tnot_after={}\tserial={}\tsha256={}",
+                    r.name,
+                    rfc3339(r.new.not_after),
+                    r.new.serial,
+                    sha256_hex(&r.new)
+                );
+                tracing::warn!(ca = %r.name, serial = %r.new.serial, not_after = %rfc3339(r.new.not_after), action = "ca-renew", message_id = message_id::CA_RENEWED,
                     "renewed CA {} with its own key: serial {}, ends {} (was {}); every copy on this node updated", r.name, r.new.serial, rfc3339(r.new.not_after), rfc3339(r.old.not_after));
-                }
             }
-            let mut done = authority::restart(&pass, &restarts, &serials);
-            done.written = written;
-            Ok(done)
-        },
-    );
+        }
+        let mut done = authority::restart(&pass, &restarts, &serials);
+        done.written = written;
+        Ok(done)
+    });
     finish(installed)
 }
 
@@ -299,7 +266,7 @@ fn renew(
 /// an error either way.
 fn not_rotating(
     root: &NodeRoot,
-    settings: &Settings,
+    settings: &crate::config::Settings,
     state: &crate::write::StateDir,
     selected: Vec<String>,
     named: bool,
@@ -391,12 +358,7 @@ fn export(
     Ok(ExitCode::SUCCESS)
 }
 
-fn import(
-    root: &NodeRoot,
-    config_file: Option<&Path>,
-    file: &Path,
-    no_restart: bool,
-) -> Result<ExitCode, CliError> {
+fn import(root: &NodeRoot, config_file: Option<&Path>, file: &Path) -> Result<ExitCode, CliError> {
     let ctx = Context::load(root, config_file)?;
     let settings = &ctx.settings;
     let f = exchange::read_import(file).map_err(cli_error)?;
@@ -449,35 +411,29 @@ fn import(
     } else {
         String::new()
     };
-    let installed = with_restarts(
-        root,
-        settings,
-        no_restart,
-        |how| -> Result<Installed, AuthorityError> {
-            let pass = Pass {
-                root,
-                settings,
-                state: &state,
-                overrides: Overrides::default(),
-                restarts: how,
-            };
-            let written =
-                authority::write(&pass, &format!("import CA {}", imp.name), &imp.changes)?;
-            {
-                outln!(
-                    "{}\timported\tnot_after={}\tserial={}\tsha256={}{count}",
-                    imp.name,
-                    rfc3339(imp.new.not_after),
-                    imp.new.serial,
-                    sha256_hex(&imp.new)
-                );
-                tracing::warn!(ca = %imp.name, serial = %imp.new.serial, action = "ca-import", message_id = message_id::CA_RENEWED,
+    let installed = with_edges(root, settings, |how| -> Result<Installed, AuthorityError> {
+        let pass = Pass {
+            root,
+            settings,
+            state: &state,
+            overrides: Overrides::default(),
+            restarts: how,
+        };
+        let written = authority::write(&pass, &format!("import CA {}", imp.name), &imp.changes)?;
+        {
+            outln!(
+                "{}\timported\tnot_after={}\tserial={}\tsha256={}{count}",
+                imp.name,
+                rfc3339(imp.new.not_after),
+                imp.new.serial,
+                sha256_hex(&imp.new)
+            );
+            tracing::warn!(ca = %imp.name, serial = %imp.new.serial, action = "ca-import", message_id = message_id::CA_RENEWED,
                 "installed CA {} from {}: serial {}, ends {} (was serial {}); every copy on this node updated", imp.name, file.display(), imp.new.serial, rfc3339(imp.new.not_after), imp.old.serial);
-            }
-            let mut done = authority::restart(&pass, &imp.restarts, &serials);
-            done.written = written;
-            Ok(done)
-        },
-    );
+        }
+        let mut done = authority::restart(&pass, &imp.restarts, &serials);
+        done.written = written;
+        Ok(done)
+    });
     finish(installed)
 }

@@ -1,8 +1,8 @@
 //! `cert-rotator ca rotate NAME start|trust|issue|finish|abort`: one phase of a CA
 //! rotation to a new key per command (src/authority/rotation). Each takes the state
 //! lock, recovers an interrupted write first, refuses out of order (exit 1, nothing
-//! changed), and on the live node restarts and verifies what holds the CA; under
-//! `--root` it says what must restart.
+//! changed), and where the node is live restarts and verifies what holds the CA; under
+//! `--root DIR` (without `--live`) or with `--no-restart` it says what must restart.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,10 +22,6 @@ pub struct RotateArgs {
     /// The CA as `status` names it: ca, front-proxy-ca, etcd/ca (kubeadm's etcd-ca too)
     #[arg(value_name = "NAME")]
     pub name: String,
-    /// Do not restart anything on the live node: say what must restart (the phase
-    /// stays unverified until the command runs again with restarts)
-    #[arg(long, global = true)]
-    pub no_restart: bool,
     #[command(subcommand)]
     pub phase: RotatePhase,
 }
@@ -128,13 +124,9 @@ fn run(root: &NodeRoot, config: Option<&Path>, args: RotateArgs) -> Result<ExitC
         return Ok(ExitCode::from(1));
     };
     let settings = &ctx.settings;
-    let no_restart = args.no_restart && root.is_live();
+    // --no-restart (global) leaves the phase unverified until it runs again with
+    // restarts: with_edges gives the operator the restarts then.
     let result = with_edges(root, settings, |restarts| {
-        let restarts = if no_restart {
-            crate::pass::Restarts::Operator
-        } else {
-            restarts
-        };
         let c = Ctx {
             root,
             settings,

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use super::DemoKeys;
 use crate::config;
 use crate::inventory;
-use crate::node::NodeRoot;
+use crate::node::{Liveness, NodeRoot};
 use crate::pass::{Overrides, Pass, Restarts};
 use crate::report::{plan_text, Status};
 
@@ -55,7 +55,8 @@ pub fn demo(keep: Option<PathBuf>, build_only: bool, keys: DemoKeys) -> ExitCode
     if build_only {
         return ExitCode::SUCCESS;
     }
-    let root = NodeRoot::new(&dir);
+    // A sandbox: nothing of it runs here, whatever directory it was built in.
+    let root = NodeRoot::new(&dir).with_liveness(Liveness::Offline);
     let settings = config::Settings::default();
     let layout = inventory::layout(&settings, &root);
     let inv = inventory::read(&layout, &root);
@@ -84,7 +85,7 @@ pub fn demo(keep: Option<PathBuf>, build_only: bool, keys: DemoKeys) -> ExitCode
         OffsetDateTime::now_utc(),
         &crate::pass::plan_options(&root),
     );
-    out!("{}", plan_text(&plan, false));
+    out!("{}", plan_text(&plan, root.liveness()));
     let pass = Pass {
         root: &root,
         settings: &settings,

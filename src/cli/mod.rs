@@ -18,7 +18,7 @@ mod status;
 pub use ca::CaCommand;
 pub use renew::{cert_renew_main, CertRenewCli};
 
-use crate::node::NodeRoot;
+use crate::node::{Liveness, NodeRoot};
 use crate::pass::{Overrides, Selection};
 use crate::plan::route::CaOverride;
 use renew::RenewRequest;
@@ -46,6 +46,14 @@ pub struct Cli {
     /// Resolve every node path (PKI, kubeconfigs, kubelet dir, manifests, state) under DIR
     #[arg(long, global = true, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
+    /// The node's components run on this host: restart, probe and coordinate them even
+    /// under --root DIR (a node tree a control plane here reads) [default: only when
+    /// --root is /]
+    #[arg(long, global = true)]
+    pub live: bool,
+    /// Restart nothing, not even on /: renew and write, then list what must restart
+    #[arg(long, global = true)]
+    pub no_restart: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -95,7 +103,7 @@ pub enum Command {
         #[command(flatten)]
         issue: IssueArgs,
         /// Then restart what must reload, one component at a time, and verify it, as
-        /// `run` does (on the live node only)
+        /// `run` does (where the node is live: --root / or --live)
         #[arg(long)]
         restart: bool,
         /// Names as `status` prints them or kubeadm's (apiserver, etcd-server,
@@ -109,7 +117,7 @@ pub enum Command {
         #[command(flatten)]
         issue: IssueArgs,
         /// Then restart what must reload, one component at a time, and verify it, as
-        /// `run` does (on the live node only)
+        /// `run` does (where the node is live: --root / or --live)
         #[arg(long)]
         restart: bool,
     },
@@ -169,7 +177,12 @@ pub fn main() -> ExitCode {
     init_logging();
     // --root must name an existing directory: a typo must not become a new tree.
     let root = match NodeRoot::open(&cli.root) {
-        Ok(r) => r,
+        // Where the files are and whether their components run here are decided
+        // apart, once, here: every restart, probe and lock asks the root.
+        Ok(r) => {
+            let live = Liveness::decide(r.is_host_root(), cli.live, cli.no_restart);
+            r.with_liveness(live)
+        }
         Err(e) => {
             errln!("cert-rotator: --root {e}");
             return ExitCode::from(2);

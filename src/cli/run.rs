@@ -1,5 +1,5 @@
 //! `run` (what the timer runs) and `plan` / `run --dry-run`: the node's plan by the
-//! window rule, executed by the sequencer with the live node's edges.
+//! window rule, executed by the sequencer with the node's edges where it is live.
 
 use super::{out, outln};
 use std::process::ExitCode;
@@ -37,7 +37,7 @@ pub fn plan(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) 
             serde_json::to_string_pretty(&plan).unwrap_or_default()
         )
     } else {
-        plan_text(&plan, root.is_live())
+        plan_text(&plan, root.liveness())
     };
     let code = if plan.unreadable.is_empty() {
         ExitCode::SUCCESS
@@ -142,7 +142,7 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
             let down = crate::pass::broken_deferred(e, root, settings, &plan);
             crate::plan::lift_cap_for_broken(&mut plan, &down);
         }
-        out!("{}", plan_text(&plan, root.is_live()));
+        out!("{}", plan_text(&plan, root.liveness()));
         let pass = Pass {
             root,
             settings,
@@ -157,7 +157,7 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         } else {
             let plan = crate::pass::plan_run(root, settings, &state, now);
             outln!("\nAfter the CA renewal:");
-            out!("{}", plan_text(&plan, root.is_live()));
+            out!("{}", plan_text(&plan, root.liveness()));
             plan
         };
         let mut report = crate::pass::execute(&pass, &plan, &mut |_| {});
@@ -267,16 +267,16 @@ fn write_metrics(root: &NodeRoot, settings: &config::Settings, state: &StateDir)
     }
 }
 
-/// Runs `f` with the live node's edges (restarts over systemd's D-Bus API, TLS probes,
-/// the system clock, the cross-node restart lock `[coordination]` asks for), or none
-/// under `--root`.
+/// Runs `f` with the node's edges (restarts over systemd's D-Bus API, TLS probes, the
+/// system clock, the cross-node restart lock `[coordination]` asks for) where its
+/// liveness allows restarts, else with what replaces them ([`Restarts::without_edges`]).
 pub fn with_edges<R>(
     root: &NodeRoot,
     settings: &config::Settings,
     f: impl FnOnce(Restarts<'_>) -> R,
 ) -> R {
-    if !root.is_live() {
-        return f(Restarts::NotLive);
+    if let Some(restarts) = Restarts::without_edges(root) {
+        return f(restarts);
     }
     let lock = crate::coordination::connect(root, settings);
     let prober = crate::verify::TlsProber::default();

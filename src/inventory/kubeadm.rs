@@ -5,9 +5,10 @@
 //! changes nothing: the next pass re-reads everything.
 //!
 //! Two signs, each read without blocking and without trusting what is found:
-//! - a running kubeadm process ([`proc`]): on the live node only (`--root /`: under
-//!   another root the host's processes are not the node's), and only one run by root or
-//!   by the owner of the Kubernetes directory whose executable is a `kubeadm` binary:
+//! - a running kubeadm process ([`proc`]): only where the node's components run here
+//!   (`--root /`, or `--live`; under another root the host's processes are not the
+//!   node's), and only one run by root or by the owner of the Kubernetes directory whose
+//!   executable is a `kubeadm` binary:
 //!   any other user can name a process `kubeadm`, and must not stop renewals.
 //! - kubeadm's working directories under `<kubernetes dir>/tmp` (kubeadm's
 //!   `constants.CreateTempDirForKubeadm` / `CreateTimestampDirForKubeadm`:
@@ -177,7 +178,7 @@ pub fn temp_dir(kubeadm: &KubeadmPaths) -> PathBuf {
 /// Looks for kubeadm on the node. Never fails: what cannot be read (no tmp directory,
 /// a process gone mid-scan, a /proc that refuses) is no sign of kubeadm.
 pub fn scan(root: &NodeRoot, kubeadm: &KubeadmPaths, now: OffsetDateTime) -> Scan {
-    let (processes, overdue): (Vec<_>, Vec<_>) = if root.is_live() {
+    let (processes, overdue): (Vec<_>, Vec<_>) = if root.liveness().runs_here() {
         processes_run_by(
             Path::new("/proc"),
             std::process::id(),
@@ -518,7 +519,7 @@ mod tests {
     fn processes_are_not_scanned_under_another_root() {
         // The test's temp root is not the live node: only the directories count there.
         let (_d, root) = node();
-        assert!(!root.is_live());
+        assert!(!root.liveness().runs_here());
         assert_eq!(activity(&root, &paths(), now()), None);
     }
 

@@ -10,11 +10,13 @@
 mod error;
 pub mod kubeconfig;
 pub mod kubelet_config;
+mod liveness;
 pub mod manifest;
 mod resolve;
 mod store;
 
 pub use error::{Escape, NodeError, Problem};
+pub use liveness::Liveness;
 pub use store::failpoint;
 
 use std::fs::{File, Metadata, OpenOptions};
@@ -27,11 +29,13 @@ use std::path::{Component, Path, PathBuf};
 /// reading it (a sparse file, a log) would only exhaust memory.
 pub const MAX_FILE_SIZE: u64 = 4 << 20;
 
-/// The root the node's paths live under: `/` on a live node.
+/// The root the node's paths live under (`/` on the host itself), and whether the
+/// node's components run here ([`Liveness`]).
 #[derive(Clone, Debug)]
 pub struct NodeRoot {
     /// Absolute host path.
     root: PathBuf,
+    liveness: Liveness,
 }
 
 /// A regular node file opened for reading: checked, not yet read.
@@ -85,7 +89,25 @@ impl NodeRoot {
                 .map(|cwd| cwd.join(&root))
                 .unwrap_or(root)
         };
-        NodeRoot { root }
+        NodeRoot::with_default_liveness(root)
+    }
+
+    /// Live when the root is the host's `/`, files only elsewhere, until
+    /// [`NodeRoot::with_liveness`] says otherwise.
+    fn with_default_liveness(root: PathBuf) -> Self {
+        let files = NodeRoot {
+            root,
+            liveness: Liveness::Offline,
+        };
+        let liveness = Liveness::decide(files.is_host_root(), false, false);
+        files.with_liveness(liveness)
+    }
+
+    /// The same root, with the liveness the command line decided
+    /// ([`Liveness::decide`] from `--live` and `--no-restart`).
+    pub fn with_liveness(mut self, liveness: Liveness) -> Self {
+        self.liveness = liveness;
+        self
     }
 
     /// The root given with `--root`: it must be an existing directory (nothing is
@@ -97,13 +119,19 @@ impl NodeRoot {
         if !meta.is_dir() {
             return Err(NodeError::new(&abs, Problem::NotADirectory));
         }
-        Ok(NodeRoot { root: canonical })
+        Ok(NodeRoot::with_default_liveness(canonical))
     }
 
-    /// Whether this is the live node (`--root /`): only then may the agent touch the
-    /// host's units and ports.
-    pub fn is_live(&self) -> bool {
+    /// Whether the root is the host's own `/`: a question about paths only (`/..` is
+    /// `/` there, so nothing can climb out of it). Whether the node's components run
+    /// here is [`NodeRoot::liveness`].
+    pub fn is_host_root(&self) -> bool {
         self.root == Path::new("/")
+    }
+
+    /// Whether the node's components run here and may be restarted.
+    pub fn liveness(&self) -> Liveness {
+        self.liveness
     }
 
     /// The root's host path.
@@ -280,8 +308,10 @@ mod tests {
             Path::new("/mnt/disk/etc/kubernetes/pki/ca.crt")
         );
         assert_eq!(r.host(Path::new("/../../etc")), Path::new("/mnt/disk/etc"));
-        assert!(!r.is_live());
-        assert!(NodeRoot::new("/").is_live());
+        assert_eq!(r.liveness(), Liveness::Offline);
+        assert_eq!(NodeRoot::new("/").liveness(), Liveness::Live);
+        let harness = r.with_liveness(Liveness::Live);
+        assert!(!harness.is_host_root() && harness.liveness().restarts());
     }
 
     #[test]
@@ -295,7 +325,10 @@ mod tests {
         assert!(e.to_string().contains("is not a directory"), "{e}");
         let r = NodeRoot::open(d.path()).unwrap();
         assert!(r.dir().is_absolute());
-        assert!(NodeRoot::open(Path::new("/")).unwrap().is_live());
+        assert_eq!(
+            NodeRoot::open(Path::new("/")).unwrap().liveness(),
+            Liveness::Live
+        );
     }
 
     #[test]

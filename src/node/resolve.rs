@@ -50,7 +50,7 @@ impl NodeRoot {
         while let Some(part) = todo.pop() {
             let name = match part {
                 Part::Up => {
-                    if !done.pop() && !self.is_live() {
+                    if !done.pop() && !self.is_host_root() {
                         let (link, target) = via.clone().unwrap_or_default();
                         return Err(NodeError::new(
                             node_path,
@@ -118,7 +118,7 @@ impl NodeRoot {
     /// Refuses a symlink the agent would write (`link -> target`) that leads out of the
     /// root: it could be followed later by a tool that is not this gate.
     pub(super) fn check_link_target(&self, link: &Path, target: &Path) -> Result<(), NodeError> {
-        if self.is_live() || target.is_absolute() {
+        if self.is_host_root() || target.is_absolute() {
             return Ok(());
         }
         let mut depth = link.parent().map_or(0, |d| {
@@ -282,7 +282,7 @@ mod tests {
     #[test]
     fn the_live_root_cannot_be_left() {
         let r = NodeRoot::new("/");
-        assert!(r.is_live());
+        assert!(r.is_host_root());
         assert!(r
             .check_link_target(Path::new("/a/b"), Path::new("../../../x"))
             .is_ok());

@@ -1,6 +1,7 @@
-//! The only renderer: `status` (table and JSON), the plan for people, the Prometheus
-//! textfile and the last-pass record. Everything here turns facts into text or bytes;
-//! the command line writes them.
+//! The renderers of `status` (table and JSON), the plan for people, the pass summary,
+//! the Prometheus textfile and the last-pass record. Everything here turns facts into
+//! text or bytes; the command line writes them. (`ca status` is rendered by
+//! authority/status.rs, and the pass and the CA lifecycle still word their own lines.)
 
 pub mod metrics;
 pub mod pass;

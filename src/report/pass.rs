@@ -29,8 +29,8 @@ pub struct PassReport {
     pub renewed: Vec<RenewedCert>,
     pub restarted: Vec<String>,
     pub verified: Vec<String>,
-    /// Restarts and verifications not performed: the root is not the live node, or a
-    /// renewal on request without `--restart`.
+    /// Restarts and verifications not performed: the node's components do not run
+    /// here (`--root DIR` without `--live`).
     pub not_performed: Vec<String>,
     pub rolled_back: Vec<String>,
     pub failed: Vec<String>,
@@ -138,6 +138,10 @@ impl PassReport {
         );
         section("verified", &self.verified);
         section("not performed (not the live node)", &self.not_performed);
+        section(
+            "must restart, one at a time (--no-restart: not restarted)",
+            &self.must_restart,
+        );
         section("rolled back", &self.rolled_back);
         section("FAILED", &self.failed);
         section("deferred to the next pass", &self.deferred);

@@ -1,6 +1,7 @@
 //! The plan for people (`plan`, `run --dry-run`, the head of `run`): groups in order,
 //! the restart each causes, and what waits or cannot be done.
 
+use crate::node::Liveness;
 use crate::plan::{Plan, Reload};
 use crate::timefmt::rfc3339;
 
@@ -15,9 +16,19 @@ pub fn reload_words(reload: &Reload) -> String {
     }
 }
 
-/// The plan for people. `live` is false under `--root`, where restarts and verification
-/// are not performed, and each group says so.
-pub fn plan_text(plan: &Plan, live: bool) -> String {
+/// Why a plan's restarts will not be performed, in its words; `None` where they are.
+fn not_performed(liveness: Liveness) -> Option<&'static str> {
+    match liveness {
+        Liveness::Live => None,
+        Liveness::NoRestart => Some(" [not performed: --no-restart]"),
+        Liveness::Offline => Some(" [not performed under --root]"),
+    }
+}
+
+/// The plan for people. Where the node's restarts and verification are not performed
+/// (`liveness`), each group says so.
+pub fn plan_text(plan: &Plan, liveness: Liveness) -> String {
+    let skipped = not_performed(liveness);
     let mut out = String::new();
     for a in &plan.authorities_due {
         let restarts: Vec<String> = a.restarts.iter().map(|c| c.name()).collect();
@@ -35,7 +46,7 @@ pub fn plan_text(plan: &Plan, live: bool) -> String {
                 a.reason,
                 rfc3339(a.not_after),
                 restarts.join(", "),
-                if live { "" } else { " [not performed under --root]" }
+                skipped.unwrap_or("")
             ));
         } else {
             out.push_str(&format!(
@@ -65,10 +76,9 @@ pub fn plan_text(plan: &Plan, live: bool) -> String {
             None => "-".into(),
         };
         let reload = reload_words(&g.reload);
-        let reload = if live || matches!(g.reload, Reload::None) {
-            reload
-        } else {
-            format!("{reload} [not performed under --root]")
+        let reload = match skipped {
+            Some(why) if !matches!(g.reload, Reload::None) => format!("{reload}{why}"),
+            _ => reload,
         };
         out.push_str(&format!("{}. {comp}: {reload}\n", i + 1));
         for t in &g.targets {

@@ -79,7 +79,7 @@ struct JobEnded {
 
 /// systemd's [`ServiceManager`]. Constructing one touches nothing: the system bus is
 /// reached on the first call, so a pass that restarts no unit never needs systemd (a
-/// node under `--root`, a container without D-Bus). A failed connection is not kept:
+/// node that is files only, a container without D-Bus). A failed connection is not kept:
 /// the next call tries again.
 #[derive(Default)]
 pub struct SystemdManager {

@@ -86,8 +86,8 @@ fn inputs_restored(
     }
 }
 
-/// The static pods whose manifests `abort` writes back by restarting them (live node
-/// only): the manifest is then not in the change set.
+/// The static pods whose manifests `abort` writes back by restarting them (only when
+/// it restarts through the edges): the manifest is then not in the change set.
 pub(super) fn restarted_by_manifest(ctx: &Ctx<'_>, j: &RotationJournal) -> Vec<PathBuf> {
     if !matches!(ctx.restarts, Restarts::Live(_)) {
         return Vec::new();

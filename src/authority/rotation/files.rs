@@ -171,7 +171,7 @@ pub fn with_signer_flag(
 }
 
 /// A kubeadm run in progress on this node, in words (inventory::kubeadm: a kubeadm
-/// process on the live node, a recently changed `/etc/kubernetes/tmp/kubeadm-*`
+/// process where the node runs, a recently changed `/etc/kubernetes/tmp/kubeadm-*`
 /// directory; older ones are leftovers of past upgrades and stop nothing).
 pub fn kubeadm_running(root: &NodeRoot, settings: &Settings) -> Option<String> {
     crate::inventory::kubeadm::activity(root, &settings.kubeadm, time::OffsetDateTime::now_utc())

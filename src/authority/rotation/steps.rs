@@ -118,7 +118,7 @@ pub struct StartOptions {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub lines: Vec<String>,
-    /// Under `--root`: what must restart before the next phase, in order.
+    /// Not restarted (files only, `--no-restart`): what must, in order, before the next phase.
     pub must_restart: Vec<String>,
     pub warnings: Vec<String>,
 }
