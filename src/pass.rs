@@ -32,12 +32,8 @@ use crate::write::{Applied, StateDir, WriteError};
 use lock::{owed_restarts, PassLocks};
 pub use restarts::plan_options;
 
-/// How long a component that reloads every renewed file by itself is given to serve
-/// the new certificate before it is restarted after all (docs/reloads.md: the
-/// apiserver's and the kubelet's file watches take about a second).
-const RELOAD_GRACE_SECONDS: i64 = 5;
-
 mod lock;
+mod probe;
 pub mod trust;
 mod restarts;
 
@@ -409,6 +405,7 @@ pub fn execute(
             group,
             comp: &comp,
             manifest: None,
+            reload_grace_spent: Default::default(),
         };
         if let Some(why) = live.coordinated_restart(&written, &mut history, &mut report, &mut locks)
         {
@@ -507,6 +504,7 @@ pub fn restart_and_verify(
         group: &group,
         comp: &comp,
         manifest: None,
+        reload_grace_spent: Default::default(),
     };
     // No renewed target: the probe first never avoids this restart (the served leaf
     // did not change; the CA the component holds in memory did). It takes a slot of
@@ -542,6 +540,7 @@ pub fn restart_static_pod_with(
         group: &group,
         comp: &comp,
         manifest: Some(manifest),
+        reload_grace_spent: Default::default(),
     };
     let done = live.under_restart_slot(|| live.reload_and_verify(&[], &mut history))?;
     Ok((done.restarted.into_iter().collect(), done.verified))
@@ -555,6 +554,9 @@ struct Live<'p, 'a> {
     comp: &'p str,
     /// A static pod's whole new manifest, written instead of the restart annotation.
     manifest: Option<&'p [u8]>,
+    /// The moment to reload by itself was given already (the probe before a lock slot):
+    /// a second probe does not wait again.
+    reload_grace_spent: std::cell::Cell<bool>,
 }
 
 /// What reloading one group did.
@@ -629,56 +631,6 @@ impl<'a> Live<'_, 'a> {
             done.verified = self.verify(c)?;
         }
         Ok(done)
-    }
-
-    /// Before a restart, one probe of the component: does it serve what was just
-    /// written already, or does it not answer at all? Groups that restart nothing are
-    /// not probed here (verification follows).
-    fn probe_first(&self) -> BeforeRestart {
-        let Some(component) = self.group.component.as_ref() else {
-            return BeforeRestart::Restart;
-        };
-        if !self.group.reload.is_restart() {
-            return BeforeRestart::Restart;
-        }
-        let root = self.pass.root;
-        let eps = endpoints(root, &self.pass.settings.kubeadm, component);
-        status(&format!("probing {} before restarting it", self.comp));
-        let renewed: Vec<before::Renewed> = self
-            .group
-            .targets
-            .iter()
-            .map(|t| before::Renewed {
-                names: vec![t.target.path.clone(), t.reading.cert_file.clone()],
-                reloaded_by_itself: before::reloads_by_itself(component, &t.name),
-            })
-            .collect();
-        // A component that reloads every renewed file by itself gets a moment to do so
-        // (a file watch): a restart it would not have needed costs availability.
-        let clock = self.edges.clock;
-        let until = clock.now() + Duration::seconds(RELOAD_GRACE_SECONDS);
-        loop {
-            let seen = before::probe_once(self.edges.prober, root, &eps);
-            let decision = before::decide(&renewed, &seen);
-            if decision != BeforeRestart::Restart
-                || !before::worth_waiting_for(&renewed, &seen)
-                || clock.now() >= until
-            {
-                return decision;
-            }
-            clock.sleep(StdDuration::from_millis(500));
-        }
-    }
-
-    /// Says and returns why the component is not restarted.
-    fn restart_avoided(&self) -> String {
-        let comp = self.comp;
-        let line = format!(
-            "{comp}: already serves its new certificates (it reloaded them itself): not restarted ({} not performed)",
-            reload_words(&self.group.reload)
-        );
-        tracing::info!(component = %comp, action = "restart", message_id = message_id::RESTART_AVOIDED, "{line}");
-        line
     }
 
     /// The group's certificates that had expired when the pass planned.

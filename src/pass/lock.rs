@@ -201,6 +201,7 @@ pub(super) fn owed_restarts(
             group: &group,
             comp: &p.component,
             manifest: None,
+            reload_grace_spent: Default::default(),
         };
         if let Some(why) = live.coordinated_restart(&written, history, report, locks) {
             locks.save(pass.state);
