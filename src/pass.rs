@@ -79,6 +79,7 @@ pass_error_from!(
 );
 
 /// The running node: what restarts components, what probes them, and the clock.
+#[derive(Clone, Copy)]
 pub struct Edges<'a> {
     pub services: &'a dyn ServiceManager,
     pub prober: &'a dyn Prober,
@@ -88,6 +89,7 @@ pub struct Edges<'a> {
 }
 
 /// Whether the pass may restart what it renewed.
+#[derive(Clone, Copy)]
 pub enum Restarts<'a> {
     /// The node's components run here: restart and verify through these edges.
     Live(Edges<'a>),

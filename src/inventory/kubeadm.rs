@@ -255,33 +255,19 @@ fn temp_dirs(
 ) -> (Vec<KubeadmTempDir>, Option<Unexamined>) {
     let started = Instant::now();
     let dir = temp_dir(kubeadm);
-    let Ok(node_dir) = root.resolve(&dir) else {
-        return (Vec::new(), None);
-    };
-    let Ok(rd) = std::fs::read_dir(root.host(&node_dir)) else {
-        return (Vec::new(), None);
-    };
     let out_of_time = |left| {
         Some(Unexamined {
             dir: dir.clone(),
             left,
         })
     };
-    // Names are filtered while listing: only kubeadm's are kept, however many others
-    // there are, and none is dropped for a count.
-    let mut names = Vec::new();
-    for entry in rd {
-        if started.elapsed() > budget {
-            return (Vec::new(), out_of_time(0));
-        }
-        let Ok(entry) = entry else { continue };
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        if is_kubeadm_temp_name(&name) && entry.file_type().is_ok_and(|t| t.is_dir()) {
-            names.push(name);
-        }
-    }
+    // Names are filtered while listing (the node gate's listing): only kubeadm's are
+    // kept, however many others there are, and none is dropped for a count.
+    let mut names = match root.subdirs_matching(&dir, is_kubeadm_temp_name, started + budget) {
+        Ok(Some(names)) => names,
+        Ok(None) => return (Vec::new(), out_of_time(0)),
+        Err(_) => return (Vec::new(), None),
+    };
     // The likeliest runs first: the working directories, then the timestamped backups
     // newest first (their names sort by time).
     names.sort_by(|a, b| {

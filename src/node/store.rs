@@ -57,6 +57,38 @@ impl NodeRoot {
         Ok(out)
     }
 
+    /// The subdirectories of `dir` whose names `keep` accepts, however many other entries
+    /// there are (nothing is cut by a count), listed until `deadline`: `Ok(None)` when the
+    /// listing ran out of time (the caller decides what an unfinished listing means), an
+    /// empty list when `dir` does not exist. Unsorted.
+    pub fn subdirs_matching(
+        &self,
+        dir: &Path,
+        keep: impl Fn(&str) -> bool,
+        deadline: std::time::Instant,
+    ) -> Result<Option<Vec<String>>, NodeError> {
+        let node = self.resolve(dir)?;
+        let rd = match fs::read_dir(self.host(&node)) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(Vec::new())),
+            Err(e) => return Err(NodeError::io(dir, e)),
+        };
+        let mut out = Vec::new();
+        for e in rd {
+            if std::time::Instant::now() > deadline {
+                return Ok(None);
+            }
+            let e = e.map_err(|e| NodeError::io(&node, e))?;
+            let Ok(name) = e.file_name().into_string() else {
+                continue;
+            };
+            if keep(&name) && e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.push(name);
+            }
+        }
+        Ok(Some(out))
+    }
+
     /// Writes a new file at `path` (a temp name: whatever was there is replaced): write,
     /// owner, mode, fsync. Nothing is left behind when it fails (a full disk).
     pub fn stage_file(

@@ -30,7 +30,6 @@ use super::journal;
 use super::steps::{node_err, read_bytes, remove, Ctx, Outcome, RotationError};
 use super::trusted::{self, Known};
 use crate::model::{FileChange, NewContent};
-use crate::pass::{Edges, Overrides, Pass, Restarts};
 use crate::pki::PrivateKey;
 
 /// At most this many copies under `backup/` (a rotation backs up a few dozen files).
@@ -259,23 +258,7 @@ fn relink_kubelet(
 
 /// What holds the CA restarts, as after `abort`.
 fn restart(ctx: &Ctx<'_>, f: &CaFiles, out: &mut Outcome) -> Result<(), RotationError> {
-    let restarts = match &ctx.restarts {
-        Restarts::Live(e) => Restarts::Live(Edges {
-            services: e.services,
-            prober: e.prober,
-            clock: e.clock,
-            lock: e.lock,
-        }),
-        Restarts::NotLive => Restarts::NotLive,
-        Restarts::Operator => Restarts::Operator,
-    };
-    let pass = Pass {
-        root: ctx.root,
-        settings: ctx.settings,
-        state: ctx.state,
-        overrides: Overrides::default(),
-        restarts,
-    };
+    let pass = ctx.pass();
     let done = crate::authority::restart(&pass, &present(ctx, f), &[]);
     out.lines.extend(
         done.restarted

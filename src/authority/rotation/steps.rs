@@ -35,7 +35,7 @@ use crate::issue::{self, IssueError, RenewOptions};
 use crate::model::{Component, FileChange, NewContent};
 use crate::node::kubeconfig::replace_cluster_ca;
 use crate::node::NodeRoot;
-use crate::pass::{Edges, Overrides, Pass, Restarts};
+use crate::pass::{Overrides, Pass, Restarts};
 use crate::pki::{CertFacts, PrivateKey};
 use crate::write::{StateDir, WriteError};
 
@@ -130,6 +130,20 @@ pub struct Ctx<'a> {
     pub state: &'a StateDir,
     pub restarts: Restarts<'a>,
     pub now: OffsetDateTime,
+}
+
+impl<'a> Ctx<'a> {
+    /// The pass whose restart path (one at a time, paced, verified, under the lock) a
+    /// phase, an abort or a forced abort restarts through.
+    pub fn pass(&self) -> Pass<'a> {
+        Pass {
+            root: self.root,
+            settings: self.settings,
+            state: self.state,
+            overrides: Overrides::default(),
+            restarts: self.restarts,
+        }
+    }
 }
 
 const NEW_CERT: &str = "new-ca.crt";
@@ -964,23 +978,7 @@ fn restart_list(
     present: &[Component],
     out: &mut Outcome,
 ) -> Result<(), RotationError> {
-    let restarts = match &ctx.restarts {
-        Restarts::Live(e) => Restarts::Live(Edges {
-            services: e.services,
-            prober: e.prober,
-            clock: e.clock,
-            lock: e.lock,
-        }),
-        Restarts::NotLive => Restarts::NotLive,
-        Restarts::Operator => Restarts::Operator,
-    };
-    let pass = Pass {
-        root: ctx.root,
-        settings: ctx.settings,
-        state: ctx.state,
-        overrides: Overrides::default(),
-        restarts,
-    };
+    let pass = ctx.pass();
     // The same restarts as `ca renew` and a pass: one at a time, paced, each verified;
     // the static pods' annotation names the new CA and the phase.
     let serials = [j.new_sha256.clone(), j.phase.name().to_string()];
