@@ -94,6 +94,7 @@ fn a_component_already_serving_its_new_certificate_is_not_restarted() {
         [
             format!("kube-apiserver serves serial {serial} on 10.0.0.10:6443"),
             format!("kube-apiserver serves serial {serial} on 127.0.0.1:6443"),
+            "kube-apiserver ready on 127.0.0.1:6443 (/readyz)".into(),
         ]
     );
     assert_eq!(
@@ -102,9 +103,10 @@ fn a_component_already_serving_its_new_certificate_is_not_restarted() {
             "10.0.0.10:6443",
             "127.0.0.1:6443",
             "10.0.0.10:6443",
-            "127.0.0.1:6443"
+            "127.0.0.1:6443",
+            "readyz 127.0.0.1:6443"
         ],
-        "one probe of each endpoint first, then the verification"
+        "one probe of each endpoint first, then the verification and readiness"
     );
     assert!(clock.slept().is_empty());
 }

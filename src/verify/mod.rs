@@ -58,6 +58,8 @@ pub enum VerifyError {
     },
     #[error("https://{endpoint}/healthz: {message}")]
     Unhealthy { endpoint: String, message: String },
+    #[error("https://{endpoint}/readyz: {message}")]
+    NotReady { endpoint: String, message: String },
     #[error("{endpoint} still serves serial {served} (want {want})")]
     StaleSerial {
         endpoint: String,
@@ -148,6 +150,26 @@ pub struct ServedCert {
     pub chain: Vec<Vec<u8>>,
 }
 
+/// What `GET /readyz` showed of a server that answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// 200 `ok`.
+    Ready,
+    /// Never shown to a client without credentials (401: `--anonymous-auth=false`; or a
+    /// server that requires a client certificate): serving the new certificate is all
+    /// a probe that sends no secret can verify.
+    NotVisible(String),
+    /// 403: an anonymous client is not allowed to ask. kube-apiserver answers so for a
+    /// moment after it starts serving (its authorizer's informers not synced yet), and
+    /// for ever where the public-info-viewer binding was removed.
+    Forbidden(String),
+}
+
+/// How long 403s from `/readyz` are taken for "not ready yet" before they are taken for
+/// "readiness not visible": on the real kube-apiserver the startup 403s last well under
+/// a second (tests/k8s/ca_rotate.sh).
+const FORBIDDEN_GRACE: Duration = Duration::from_secs(10);
+
 /// The network edge of verification.
 pub trait Prober {
     /// Connects to the endpoint and returns the leaf certificate it serves. `timeout`
@@ -160,6 +182,10 @@ pub trait Prober {
     /// `GET https://endpoint/healthz` without verifying the server (curl -k) must answer
     /// 200 with the body `ok`.
     fn healthy(&self, endpoint: &Endpoint, timeout: Duration) -> Result<(), VerifyError>;
+    /// `GET https://endpoint/readyz` without verifying the server and without
+    /// credentials: [`Readiness::Ready`] on 200 `ok`; a server not ready yet (500 with
+    /// the failed checks, refused, no answer) is an error.
+    fn ready(&self, endpoint: &Endpoint, timeout: Duration) -> Result<Readiness, VerifyError>;
 }
 
 /// Waits until every endpoint of `component` passes its check, all within `timeout`
@@ -167,10 +193,12 @@ pub trait Prober {
 /// the serial of the first certificate now in the check's file on the node (`root`),
 /// or `/healthz` answers `ok`. Endpoints are checked in order; each is tried until it
 /// passes, a probe bounded by the time left (at most 5 s, at least 200 ms), 500 ms
-/// apart on `clock`.
+/// apart on `clock`. kube-apiserver must then also answer `/readyz` with `ok` on its
+/// last (local) endpoint, within the same deadline ([`Prober::ready`]).
 ///
 /// Returns one line per endpoint (`"{component} serves serial {want} on {ep}"` or
-/// `"{component} healthy on {ep}"`) for the caller to report and log. Fails with
+/// `"{component} healthy on {ep}"`), and kube-apiserver's readiness line, for the
+/// caller to report and log. Fails with
 /// [`VerifyError::NotVerified`] and the endpoint's last error once the deadline passed,
 /// or at once when the certificate file cannot be read.
 pub fn wait_until_served(
@@ -183,15 +211,18 @@ pub fn wait_until_served(
 ) -> Result<Vec<String>, VerifyError> {
     let name = component.name();
     let deadline = clock.now() + timeout;
-    let mut out = Vec::with_capacity(endpoints.len());
+    let mut out = Vec::with_capacity(endpoints.len() + 1);
     for ep in endpoints {
-        loop {
-            let left = time_left(deadline, clock.now());
-            let probe_timeout = left.min(MAX_PROBE_TIMEOUT).max(MIN_PROBE_TIMEOUT);
-            let result = match &ep.check {
+        out.push(until_passes(
+            clock,
+            deadline,
+            timeout,
+            &name,
+            ep,
+            |t| match &ep.check {
                 Check::ServedCert { cert } => {
-                    let want = serial_on_disk(root, cert)?;
-                    match prober.served_leaf(ep, probe_timeout) {
+                    let want = serial_on_disk(root, cert).map_err(Fatal)?;
+                    match prober.served_leaf(ep, t) {
                         Ok(s) if s.serial == want => {
                             Ok(format!("{name} serves serial {want} on {ep}"))
                         }
@@ -199,33 +230,95 @@ pub fn wait_until_served(
                             endpoint: ep.to_string(),
                             served: s.serial,
                             want,
-                        }),
-                        Err(e) => Err(e),
+                        }
+                        .into()),
+                        Err(e) => Err(e.into()),
                     }
                 }
                 Check::Healthz => prober
-                    .healthy(ep, probe_timeout)
-                    .map(|()| format!("{name} healthy on {ep}")),
-            };
-            let last = match result {
-                Ok(line) => {
-                    out.push(line);
-                    break;
+                    .healthy(ep, t)
+                    .map(|()| format!("{name} healthy on {ep}"))
+                    .map_err(Into::into),
+            },
+        )?);
+    }
+    // kube-apiserver serves TLS, and its new certificate, seconds before it is ready
+    // (etcd reached, informers synced, post-start hooks done): a restart is verified
+    // once its local endpoint (the last) says ready too.
+    if let (Component::KubeApiserver, Some(ep)) = (component, endpoints.last()) {
+        let mut forbidden_since = None;
+        out.push(until_passes(clock, deadline, timeout, &name, ep, |t| {
+            let why = match prober.ready(ep, t)? {
+                Readiness::Ready => return Ok(format!("{name} ready on {ep} (/readyz)")),
+                Readiness::NotVisible(why) => why,
+                Readiness::Forbidden(why) => {
+                    let since = *forbidden_since.get_or_insert(clock.now());
+                    if clock.now() - since < FORBIDDEN_GRACE {
+                        return Err(VerifyError::NotReady {
+                            endpoint: ep.to_string(),
+                            message: why,
+                        }
+                        .into());
+                    }
+                    why
                 }
-                Err(e) => e,
             };
-            if clock.now() >= deadline {
-                return Err(VerifyError::NotVerified {
-                    component: name,
-                    timeout,
-                    last: Box::new(last),
-                });
-            }
-            tracing::debug!(component = %name, endpoint = %ep, error = %last, "not yet; trying again");
-            clock.sleep(RETRY_PAUSE);
-        }
+            Ok(format!(
+                "{name} readiness not visible on {ep} ({why}): serving verified only"
+            ))
+        })?);
     }
     Ok(out)
+}
+
+/// An error no retry can cure: fail at once.
+struct Fatal(VerifyError);
+
+/// Why one try failed: try again, or give up at once.
+enum TryError {
+    Again(VerifyError),
+    Fatal(VerifyError),
+}
+
+impl From<VerifyError> for TryError {
+    fn from(e: VerifyError) -> Self {
+        TryError::Again(e)
+    }
+}
+
+impl From<Fatal> for TryError {
+    fn from(e: Fatal) -> Self {
+        TryError::Fatal(e.0)
+    }
+}
+
+/// Tries `probe` (given the probe's timeout) until it passes or `deadline` passed,
+/// [`RETRY_PAUSE`] apart on `clock`; the last error once the deadline passed.
+fn until_passes(
+    clock: &dyn Clock,
+    deadline: OffsetDateTime,
+    timeout: Duration,
+    name: &str,
+    ep: &Endpoint,
+    mut probe: impl FnMut(Duration) -> Result<String, TryError>,
+) -> Result<String, VerifyError> {
+    loop {
+        let left = time_left(deadline, clock.now());
+        let last = match probe(left.min(MAX_PROBE_TIMEOUT).max(MIN_PROBE_TIMEOUT)) {
+            Ok(line) => return Ok(line),
+            Err(TryError::Fatal(e)) => return Err(e),
+            Err(TryError::Again(e)) => e,
+        };
+        if clock.now() >= deadline {
+            return Err(VerifyError::NotVerified {
+                component: name.to_string(),
+                timeout,
+                last: Box::new(last),
+            });
+        }
+        tracing::debug!(component = %name, endpoint = %ep, error = %last, "not yet; trying again");
+        clock.sleep(RETRY_PAUSE);
+    }
 }
 
 fn time_left(deadline: OffsetDateTime, now: OffsetDateTime) -> Duration {
@@ -253,295 +346,4 @@ pub fn serial_on_disk(root: &NodeRoot, cert: &Path) -> Result<String, VerifyErro
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fixture;
-    use std::collections::VecDeque;
-    use std::sync::Mutex;
-
-    /// A clock that only moves when slept on, recording the sleeps.
-    struct StepClock {
-        now: Mutex<OffsetDateTime>,
-        slept: Mutex<Vec<Duration>>,
-    }
-
-    impl StepClock {
-        fn new() -> Self {
-            StepClock {
-                now: Mutex::new(time::macros::datetime!(2026-03-01 12:00 UTC)),
-                slept: Mutex::default(),
-            }
-        }
-        fn slept(&self) -> Vec<Duration> {
-            self.slept.lock().unwrap().clone()
-        }
-    }
-
-    impl Clock for StepClock {
-        fn now(&self) -> OffsetDateTime {
-            *self.now.lock().unwrap()
-        }
-        fn sleep(&self, d: Duration) {
-            *self.now.lock().unwrap() += d;
-            self.slept.lock().unwrap().push(d);
-        }
-    }
-
-    /// What one probe answers.
-    enum Answer {
-        Serial(String),
-        Healthy,
-        Refused,
-    }
-
-    /// Answers from a script, then `last` for ever; records every probe's endpoint and
-    /// timeout.
-    struct ScriptedProber {
-        script: Mutex<VecDeque<Answer>>,
-        last: fn() -> Answer,
-        probes: Mutex<Vec<(String, Duration)>>,
-    }
-
-    impl ScriptedProber {
-        fn new(script: Vec<Answer>, last: fn() -> Answer) -> Self {
-            ScriptedProber {
-                script: Mutex::new(script.into()),
-                last,
-                probes: Mutex::default(),
-            }
-        }
-        fn answer(&self, ep: &Endpoint, timeout: Duration) -> Answer {
-            self.probes.lock().unwrap().push((ep.to_string(), timeout));
-            self.script
-                .lock()
-                .unwrap()
-                .pop_front()
-                .unwrap_or_else(self.last)
-        }
-        fn timeouts(&self) -> Vec<Duration> {
-            self.probes.lock().unwrap().iter().map(|p| p.1).collect()
-        }
-    }
-
-    fn refused(ep: &Endpoint) -> VerifyError {
-        VerifyError::Connect {
-            endpoint: ep.to_string(),
-            source: io::Error::from(io::ErrorKind::ConnectionRefused),
-        }
-    }
-
-    impl Prober for ScriptedProber {
-        fn served_leaf(&self, ep: &Endpoint, t: Duration) -> Result<ServedCert, VerifyError> {
-            match self.answer(ep, t) {
-                Answer::Serial(serial) => Ok(ServedCert {
-                    serial,
-                    not_after: OffsetDateTime::UNIX_EPOCH,
-                    subject: "CN=kube-apiserver".into(),
-                    chain: vec![],
-                }),
-                Answer::Healthy => panic!("not a healthz endpoint: {ep}"),
-                Answer::Refused => Err(refused(ep)),
-            }
-        }
-        fn healthy(&self, ep: &Endpoint, t: Duration) -> Result<(), VerifyError> {
-            match self.answer(ep, t) {
-                Answer::Healthy => Ok(()),
-                Answer::Serial(_) => panic!("not a served-cert endpoint: {ep}"),
-                Answer::Refused => Err(refused(ep)),
-            }
-        }
-    }
-
-    const API_CRT: &str = "/etc/kubernetes/pki/apiserver.crt";
-
-    fn node() -> (tempfile::TempDir, NodeRoot, String) {
-        let (d, r) = fixture::temp_control_plane();
-        let serial = serial_on_disk(&r, Path::new(API_CRT)).unwrap();
-        (d, r, serial)
-    }
-
-    fn api(host: &str) -> Endpoint {
-        Endpoint {
-            host: host.into(),
-            port: 6443,
-            check: Check::ServedCert {
-                cert: API_CRT.into(),
-            },
-        }
-    }
-
-    fn stale() -> Answer {
-        Answer::Serial("1234".into())
-    }
-
-    #[test]
-    fn the_new_serial_after_some_tries_passes() {
-        let (_d, r, want) = node();
-        let clock = StepClock::new();
-        let p = ScriptedProber::new(
-            vec![
-                Answer::Refused,
-                stale(),
-                stale(),
-                Answer::Serial(want.clone()),
-            ],
-            || panic!("no fifth probe"),
-        );
-        let lines = wait_until_served(
-            &p,
-            &clock,
-            &r,
-            &Component::KubeApiserver,
-            &[api("127.0.0.1")],
-            Duration::from_secs(180),
-        )
-        .unwrap();
-        assert_eq!(
-            lines,
-            [format!(
-                "kube-apiserver serves serial {want} on 127.0.0.1:6443"
-            )]
-        );
-        assert_eq!(clock.slept(), [RETRY_PAUSE; 3]);
-        assert_eq!(p.timeouts(), [MAX_PROBE_TIMEOUT; 4]);
-    }
-
-    #[test]
-    fn a_stale_serial_until_the_deadline_fails_with_the_last_error() {
-        let (_d, r, want) = node();
-        let clock = StepClock::new();
-        let start = clock.now();
-        let p = ScriptedProber::new(vec![], stale);
-        let e = wait_until_served(
-            &p,
-            &clock,
-            &r,
-            &Component::KubeApiserver,
-            &[api("127.0.0.1")],
-            Duration::from_secs(2),
-        )
-        .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            format!(
-                "not verified within 2s: 127.0.0.1:6443 still serves serial 1234 (want {want})"
-            )
-        );
-        assert!(
-            matches!(&e, VerifyError::NotVerified { component, .. } if component == "kube-apiserver")
-        );
-        // Tries at 0, 0.5, 1, 1.5 and 2 s, each bounded by the time left, never under
-        // 200 ms; no real time passed.
-        let ms = Duration::from_millis;
-        assert_eq!(
-            p.timeouts(),
-            [ms(2000), ms(1500), ms(1000), ms(500), ms(200)]
-        );
-        assert_eq!(clock.now() - start, time::Duration::seconds(2));
-    }
-
-    #[test]
-    fn healthz_endpoints_and_one_deadline_for_all() {
-        let (_d, r, want) = node();
-        let clock = StepClock::new();
-        let sched = Endpoint {
-            host: "127.0.0.1".into(),
-            port: 10259,
-            check: Check::Healthz,
-        };
-        let p = ScriptedProber::new(
-            vec![Answer::Refused, Answer::Refused, Answer::Healthy],
-            || panic!("no more probes"),
-        );
-        assert_eq!(
-            wait_until_served(
-                &p,
-                &clock,
-                &r,
-                &Component::KubeScheduler,
-                std::slice::from_ref(&sched),
-                Duration::from_secs(10),
-            )
-            .unwrap(),
-            ["kube-scheduler healthy on 127.0.0.1:10259"]
-        );
-        // Two endpoints, 1 s in all: the first takes 1 s to pass, the second gets one try.
-        let p = ScriptedProber::new(vec![stale(), stale(), Answer::Serial(want.clone())], || {
-            Answer::Refused
-        });
-        let e = wait_until_served(
-            &p,
-            &clock,
-            &r,
-            &Component::KubeApiserver,
-            &[api("10.0.0.10"), api("127.0.0.1")],
-            Duration::from_secs(1),
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("not verified within 1s: cannot connect to 127.0.0.1:6443: "),
-            "{e}"
-        );
-        let probed: Vec<String> = p
-            .probes
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|p| p.0.clone())
-            .collect();
-        assert_eq!(
-            probed,
-            [
-                "10.0.0.10:6443",
-                "10.0.0.10:6443",
-                "10.0.0.10:6443",
-                "127.0.0.1:6443"
-            ]
-        );
-    }
-
-    #[test]
-    fn an_unreadable_certificate_on_disk_fails_at_once() {
-        let (_d, r, _) = node();
-        let clock = StepClock::new();
-        let p = ScriptedProber::new(vec![], || panic!("no probe without a serial to want"));
-        let mut ep = api("127.0.0.1");
-        ep.check = Check::ServedCert {
-            cert: "/etc/kubernetes/pki/nope.crt".into(),
-        };
-        let e = wait_until_served(
-            &p,
-            &clock,
-            &r,
-            &Component::KubeApiserver,
-            &[ep],
-            Duration::from_secs(60),
-        )
-        .unwrap_err();
-        assert!(matches!(e, VerifyError::ReadCert { .. }), "{e}");
-        assert!(
-            e.to_string()
-                .starts_with("/etc/kubernetes/pki/nope.crt: cannot read"),
-            "{e}"
-        );
-        assert!(clock.slept().is_empty());
-        // A key file holds no certificate; a broken PEM is named too.
-        let key = Path::new("/etc/kubernetes/pki/apiserver.key");
-        assert_eq!(
-            serial_on_disk(&r, key).unwrap_err().to_string(),
-            "/etc/kubernetes/pki/apiserver.key: no certificate"
-        );
-        std::fs::write(
-            r.host(Path::new("/etc/kubernetes/pki/bad.crt")),
-            "-----BEGIN CERTIFICATE-----\n!!\n",
-        )
-        .unwrap();
-        let e = serial_on_disk(&r, Path::new("/etc/kubernetes/pki/bad.crt")).unwrap_err();
-        assert!(matches!(e, VerifyError::BadCertOnDisk { .. }), "{e}");
-        assert!(
-            e.to_string().starts_with("/etc/kubernetes/pki/bad.crt: "),
-            "{e}"
-        );
-    }
-}
+mod tests;

@@ -15,7 +15,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
 
 use super::http::{excerpt, parse_response, response_complete};
-use super::{Endpoint, Prober, ServedCert, VerifyError};
+use super::{Endpoint, Prober, Readiness, ServedCert, VerifyError};
 use crate::pki::CertFacts;
 
 /// Probes over TLS with rustls and its aws-lc-rs provider.
@@ -267,13 +267,75 @@ impl Prober for TlsProber {
     }
 
     fn healthy(&self, endpoint: &Endpoint, timeout: Duration) -> Result<(), VerifyError> {
-        let deadline = Instant::now() + timeout;
-        let rec = self.recorder();
-        let Session { mut conn, mut sock } = self.open(endpoint, deadline, timeout, &rec)?;
         let unhealthy = |message: String| VerifyError::Unhealthy {
             endpoint: endpoint.to_string(),
             message,
         };
+        let (status, body) = self.get(endpoint, "/healthz", timeout, unhealthy)?;
+        if status != 200 {
+            return Err(unhealthy(format!("answered {status}: {}", excerpt(&body))));
+        }
+        if body.trim() != "ok" {
+            return Err(unhealthy(format!(
+                "answered 200 but not \"ok\": {}",
+                excerpt(&body)
+            )));
+        }
+        Ok(())
+    }
+
+    fn ready(&self, endpoint: &Endpoint, timeout: Duration) -> Result<Readiness, VerifyError> {
+        let not_ready = |message: String| VerifyError::NotReady {
+            endpoint: endpoint.to_string(),
+            message,
+        };
+        let (status, body) = match self.get(endpoint, "/readyz", timeout, not_ready) {
+            Err(VerifyError::Tls { message, .. } | VerifyError::NotReady { message, .. })
+                if message.contains(CLIENT_CERT_REQUIRED) =>
+            {
+                return Ok(Readiness::NotVisible(
+                    "the server requires a client certificate".into(),
+                ))
+            }
+            r => r?,
+        };
+        match status {
+            200 if body.trim() == "ok" => Ok(Readiness::Ready),
+            401 => Ok(Readiness::NotVisible(
+                "answered 401 to a client without credentials".into(),
+            )),
+            403 => Ok(Readiness::Forbidden(format!(
+                "answered 403 to a client without credentials: {}",
+                excerpt(&body)
+            ))),
+            200 => Err(not_ready(format!(
+                "answered 200 but not \"ok\": {}",
+                excerpt(&body)
+            ))),
+            _ => Err(not_ready(format!("answered {status}: {}", excerpt(&body)))),
+        }
+    }
+}
+
+/// How rustls names the alert of a server that requires a client certificate (TLS 1.3
+/// `certificate_required`; TLS 1.2 servers send `handshake_failure` and are not told
+/// apart from other failures).
+const CLIENT_CERT_REQUIRED: &str = "CertificateRequired";
+
+impl TlsProber {
+    /// `GET https://endpoint{path}` over HTTP/1.0, without verifying the server and
+    /// without credentials: the status and body. Errors after the handshake are made
+    /// by `fail` (the caller's error for that path).
+    fn get(
+        &self,
+        endpoint: &Endpoint,
+        path: &str,
+        timeout: Duration,
+        fail: impl Fn(String) -> VerifyError,
+    ) -> Result<(u16, String), VerifyError> {
+        let deadline = Instant::now() + timeout;
+        let rec = self.recorder();
+        let Session { mut conn, mut sock } = self.open(endpoint, deadline, timeout, &rec)?;
         let io_err = |e: io::Error| {
             if is_timeout(&e) {
                 VerifyError::Timeout {
@@ -281,13 +343,13 @@ impl Prober for TlsProber {
                     timeout,
                 }
             } else {
-                unhealthy(e.to_string())
+                fail(e.to_string())
             }
         };
         // HTTP/1.0: the server answers without chunked encoding and closes the
         // connection, so reading to the end (or to Content-Length) is the whole parser.
         let request = format!(
-            "GET /healthz HTTP/1.0\r\nHost: {endpoint}\r\nUser-Agent: cert-rotator\r\nAccept: */*\r\n\r\n"
+            "GET {path} HTTP/1.0\r\nHost: {endpoint}\r\nUser-Agent: cert-rotator\r\nAccept: */*\r\n\r\n"
         );
         let mut stream = rustls::Stream::new(&mut conn, &mut sock);
         let d = left(deadline, endpoint, timeout)?;
@@ -310,17 +372,7 @@ impl Prober for TlsProber {
                 break;
             }
         }
-        let (status, body) = parse_response(&response).map_err(|e| unhealthy(e.to_string()))?;
-        if status != 200 {
-            return Err(unhealthy(format!("answered {status}: {}", excerpt(&body))));
-        }
-        if body.trim() != "ok" {
-            return Err(unhealthy(format!(
-                "answered 200 but not \"ok\": {}",
-                excerpt(&body)
-            )));
-        }
-        Ok(())
+        parse_response(&response).map_err(|e| fail(e.to_string()))
     }
 }
 
@@ -546,5 +598,27 @@ mod tests {
             "{e}"
         );
         assert!(e.ends_with("..."), "{e}");
+        drop(s);
+        // /readyz: ok is ready; anything else (kube-apiserver's 500 lists the failed
+        // checks) is not.
+        std::fs::write(www.join("readyz"), "ok").unwrap();
+        let s = s_server(&cert, &key, &www, &["-WWW", "-verify", "1"]);
+        let ep = Endpoint::served("127.0.0.1", s.port, "x");
+        assert_eq!(p.ready(&ep, T).unwrap(), Readiness::Ready);
+        std::fs::write(www.join("readyz"), "[-]etcd failed: reason withheld\n").unwrap();
+        assert_eq!(
+            p.ready(&ep, T).unwrap_err().to_string(),
+            format!("https://127.0.0.1:{}/readyz: answered 200 but not \"ok\": [-]etcd failed: reason withheld", s.port)
+        );
+        drop(s);
+        // A server that requires a client certificate shows no readiness to a probe
+        // that sends none (TLS 1.3's certificate_required alert).
+        let s = s_server(&cert, &key, &www, &["-WWW", "-Verify", "1"]);
+        let ep = Endpoint::served("127.0.0.1", s.port, "x");
+        assert!(
+            matches!(p.ready(&ep, T), Ok(Readiness::NotVisible(_))),
+            "{:?}",
+            p.ready(&ep, T)
+        );
     }
 }

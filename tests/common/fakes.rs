@@ -9,7 +9,7 @@ use std::time::Duration as StdDuration;
 
 use cert_rotator::clock::Clock;
 use cert_rotator::restart::{RestartError, ServiceManager, UnitRestart};
-use cert_rotator::verify::{Check, Endpoint, Prober, ServedCert, VerifyError};
+use cert_rotator::verify::{Check, Endpoint, Prober, Readiness, ServedCert, VerifyError};
 use time::OffsetDateTime;
 
 use super::host;
@@ -234,6 +234,10 @@ impl Prober for FakeProber {
         self.probes.lock().unwrap().push(format!("healthz {ep}"));
         Ok(())
     }
+    fn ready(&self, ep: &Endpoint, _t: StdDuration) -> Result<Readiness, VerifyError> {
+        self.probes.lock().unwrap().push(format!("readyz {ep}"));
+        Ok(Readiness::Ready)
+    }
 }
 
 // ---------------------------------------------------------------------- clock ---
@@ -363,6 +367,9 @@ impl Prober for TimedProber {
     }
     fn healthy(&self, ep: &Endpoint, t: StdDuration) -> Result<(), VerifyError> {
         self.inner.healthy(ep, t)
+    }
+    fn ready(&self, ep: &Endpoint, t: StdDuration) -> Result<Readiness, VerifyError> {
+        self.inner.ready(ep, t)
     }
 }
 
