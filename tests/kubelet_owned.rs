@@ -67,31 +67,64 @@ fn past_the_kubelet_s_deadline_the_safety_net_renews_it() {
     assert_ne!(kubelet_client_file(d.path()), before);
 }
 
+/// Whether a pass (`run`) replaced the kubelet's client certificate of a node made with
+/// that validity, and what status said first.
+fn due_and_renewed(client: Validity) -> (serde_json::Value, bool) {
+    let d = node(&kubeadm_node(client));
+    let (v, _) = status_json(d.path());
+    let c = cert(&v, CLIENT).clone();
+    let before = kubelet_client_file(d.path());
+    let out = run(d.path(), &["run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    (c, kubelet_client_file(d.path()) != before)
+}
+
 #[test]
-fn a_91_day_client_certificate_waits_for_urgency() {
-    // 25 days left: the window alone renews it (under 30 days); the kubelet still may.
-    let d = node(&kubeadm_node(Validity::days(91, Duration::days(25))));
-    let (v, _) = status_json(d.path());
-    let c = cert(&v, CLIENT);
-    assert_eq!(c["due"], false, "{c:#}");
-    assert_eq!(c["due_reason"], "kubelet-rotates");
-    let na = rfc3339(&c["not_after"]);
+fn a_91_day_client_certificate_is_the_kubelet_s_until_90_percent() {
+    // 25 and 10 days left: the window (under 30 days) and urgency (under 14) would
+    // renew it; the kubelet still may (its deadline is day 81.9 at the latest).
+    for left in [25, 10] {
+        let (c, renewed) = due_and_renewed(Validity::days(91, Duration::days(left)));
+        assert_eq!(c["due"], false, "{left} days left: {c:#}");
+        assert_eq!(c["due_reason"], "kubelet-rotates");
+        let nb = rfc3339(&c["not_before"]);
+        let na = rfc3339(&c["not_after"]);
+        assert!(
+            (rfc3339(&c["renew_at"]) - (nb + (na - nb) * 0.9_f64)).abs() <= Duration::seconds(1),
+            "{c:#}"
+        );
+        assert!(!renewed, "{left} days left: a pass replaced it");
+    }
+    // 8 days left (91.2%): the kubelet failed to rotate it; the safety net does.
+    let (c, renewed) = due_and_renewed(Validity::days(91, Duration::days(8)));
+    assert_eq!(c["due_reason"], "kubelet-overdue-90-percent", "{c:#}");
+    assert!(renewed);
+}
+
+/// A client certificate the controller-manager signed for 10 minutes
+/// (`--cluster-signing-duration`): every days-based rule finds it due from its first
+/// second; the kubelet rotates it at 7-9 minutes, the agent only after 9.
+#[test]
+fn a_short_lived_client_certificate_is_left_to_the_kubelet_until_its_deadline() {
+    let short = |remaining| Validity {
+        lifetime: Duration::minutes(10),
+        remaining,
+    };
+    for remaining in [Duration::minutes(8), Duration::seconds(90)] {
+        let (c, renewed) = due_and_renewed(short(remaining));
+        assert_eq!(c["due"], false, "{remaining} left: {c:#}");
+        assert_eq!(c["due_reason"], "kubelet-rotates", "{c:#}");
+        assert!(!renewed, "{remaining} left: a pass replaced it");
+    }
+    let (c, renewed) = due_and_renewed(short(Duration::seconds(30)));
+    assert_eq!(c["due_reason"], "kubelet-overdue-90-percent", "{c:#}");
     assert!(
-        (rfc3339(&c["renew_at"]) - (na - Duration::days(14))).abs() <= Duration::seconds(1),
-        "{c:#}"
+        renewed,
+        "past the kubelet's deadline the safety net renews it"
     );
-    let before = kubelet_client_file(d.path());
-    let out = run(d.path(), &["run"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(kubelet_client_file(d.path()), before, "{}", text(&out));
-    // Within run.urgent_days (14) it is the agent's again.
-    let d = node(&kubeadm_node(Validity::days(91, Duration::days(10))));
-    let (v, _) = status_json(d.path());
-    assert_eq!(cert(&v, CLIENT)["due_reason"], "under-14-days");
-    let before = kubelet_client_file(d.path());
-    let out = run(d.path(), &["run"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_ne!(kubelet_client_file(d.path()), before);
+    let (c, renewed) = due_and_renewed(short(Duration::seconds(-30)));
+    assert_eq!(c["due_reason"], "expired", "{c:#}");
+    assert!(renewed);
 }
 
 #[test]

@@ -49,7 +49,6 @@ pub fn handover_of(
     };
     (kubelet_rotates && rotation == KubeletRotation::SafetyNet).then_some(Handover {
         after_fraction: k.safety_net_fraction,
-        urgent_days: settings.run.urgent_days,
     })
 }
 
@@ -76,7 +75,6 @@ mod tests {
         let s = Settings::default();
         let h = handover_of(TargetKind::KubeletClient, &cfg(Some(true), None), &s).unwrap();
         assert_eq!(h.after_fraction, 0.9);
-        assert_eq!(h.urgent_days, 14.0);
         // Absent is the kubelet's default, false; so is false.
         assert_eq!(
             handover_of(TargetKind::KubeletClient, &cfg(None, None), &s),
@@ -107,9 +105,8 @@ mod tests {
         assert!(handover_of(TargetKind::KubeletClient, &cfg(Some(true), None), &s).is_none());
         let mut s = Settings::default();
         s.kubelet.safety_net_fraction = 0.95;
-        s.run.urgent_days = 7.0;
         let h = handover_of(TargetKind::KubeletClient, &cfg(Some(true), None), &s).unwrap();
-        assert_eq!((h.after_fraction, h.urgent_days), (0.95, 7.0));
+        assert_eq!(h.after_fraction, 0.95);
     }
 
     #[test]

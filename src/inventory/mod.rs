@@ -56,11 +56,10 @@ pub struct Target {
 
 /// A certificate the kubelet renews itself through the CSR API while it can: the agent
 /// renews it only once `after_fraction` of its lifetime has passed (the kubelet's own
-/// deadline is a jittered 70-90%), or within `urgent_days` of its end.
+/// deadline is a jittered 70-90%), or once expired.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Handover {
     pub after_fraction: f64,
-    pub urgent_days: f64,
 }
 
 /// A certificate authority of the node.

@@ -20,8 +20,7 @@ pub enum DueReason {
     UnderFraction {
         fraction: f64,
     },
-    /// Less than `days` remain (`remaining_days`, 30 by default; for a certificate the
-    /// kubelet rotates itself, `run.urgent_days`, 14).
+    /// Less than `days` remain (`remaining_days`, 30 by default).
     UnderDays {
         days: f64,
     },
@@ -147,11 +146,14 @@ pub fn assess_target(
 }
 
 /// The safety net for a certificate the kubelet rotates itself: due once
-/// `after_fraction` of its lifetime has passed (client-go's certificate manager picks a
-/// deadline between 70% and 90%, so past 90% the kubelet failed to rotate it), or
-/// within `urgent_days` of its end, whichever comes first, and when expired. A 365-day
-/// client certificate: day 328.5 (36.5 days left); a 91-day one: day 77 (14 days left,
-/// the urgent rule comes first, after the kubelet's most likely deadlines).
+/// `after_fraction` of its lifetime has passed, and when expired; never earlier.
+/// client-go's certificate manager rotates at a jittered 70-90% of the lifetime, so past
+/// 90% the kubelet failed to (the API down, its CSR not approved) and the agent takes
+/// over. No days-based rule: one would fire while the kubelet still looks after the
+/// certificate, from its first second for a short-lived one (the controller-manager's
+/// `--cluster-signing-duration` of hours), from day 77 of a 91-day one. A 365-day client
+/// certificate: day 328.5 (36.5 days left); a 91-day one: day 81.9; a 10-minute one:
+/// minute 9.
 pub fn safety_net(
     h: &Handover,
     not_before: OffsetDateTime,
@@ -159,21 +161,13 @@ pub fn safety_net(
     now: OffsetDateTime,
 ) -> Assessment {
     let lifetime = not_after - not_before;
-    let kubelet_deadline = not_before + lifetime * h.after_fraction;
-    let urgent = not_after - Duration::seconds_f64(h.urgent_days * 86_400.0);
-    let renew_at = kubelet_deadline.min(urgent).max(not_before);
+    let renew_at = (not_before + lifetime * h.after_fraction).max(not_before);
     let residual = not_after - now;
     let reason = if now >= not_after {
         Some(DueReason::Expired)
     } else if now >= renew_at {
-        Some(if kubelet_deadline <= urgent {
-            DueReason::KubeletOverdue {
-                fraction: h.after_fraction,
-            }
-        } else {
-            DueReason::UnderDays {
-                days: h.urgent_days,
-            }
+        Some(DueReason::KubeletOverdue {
+            fraction: h.after_fraction,
         })
     } else {
         None
@@ -296,7 +290,6 @@ mod tests {
     fn net() -> Handover {
         Handover {
             after_fraction: 0.9,
-            urgent_days: 14.0,
         }
     }
 
@@ -322,22 +315,43 @@ mod tests {
         assert_eq!(at.shown_reason(), at.reason);
     }
 
-    /// The 91-day certificate: 90% is day 81.9, but 14 days left (day 77) comes first.
+    /// The 91-day certificate: the kubelet's until day 81.9 (90%), though the window
+    /// (under 30 days) and urgency (under 14 days) would have renewed it before.
     #[test]
-    fn a_91_day_client_certificate_is_renewed_when_urgent() {
+    fn a_91_day_client_certificate_is_the_kubelet_s_until_90_percent() {
         let nb = datetime!(2026-01-01 0:00 UTC);
         let na = nb + Duration::days(91);
-        let a = safety_net(&net(), nb, na, nb);
-        assert_eq!(a.renew_at, nb + Duration::days(77));
-        // 25 days left: the window would renew it (under 30 days), the safety net not.
-        let left25 = na - Duration::days(25);
-        assert!(assess(&w(), nb, na, left25).due);
-        assert!(!safety_net(&net(), nb, na, left25).due);
-        let at = safety_net(&net(), nb, na, na - Duration::days(14));
-        assert_eq!(at.reason, Some(DueReason::UnderDays { days: 14.0 }));
-        assert_eq!(at.reason.unwrap().as_str(), "under-14-days");
+        let deadline = nb + Duration::seconds_f64(91.0 * 86_400.0 * 0.9);
+        assert_eq!(safety_net(&net(), nb, na, nb).renew_at, deadline);
+        for left in [25, 14, 10] {
+            let t = na - Duration::days(left);
+            assert!(assess(&w(), nb, na, t).due);
+            assert!(!safety_net(&net(), nb, na, t).due, "{left} days left");
+        }
+        let at = safety_net(&net(), nb, na, deadline);
+        assert_eq!(at.reason, Some(DueReason::KubeletOverdue { fraction: 0.9 }));
         let gone = safety_net(&net(), nb, na, na);
         assert_eq!(gone.reason, Some(DueReason::Expired));
+    }
+
+    /// A short-lived client certificate (the controller-manager signing for 10 minutes):
+    /// the window finds it due from its first second; the kubelet owns it until minute 9.
+    #[test]
+    fn a_short_lived_client_certificate_is_the_kubelet_s_until_90_percent() {
+        let nb = datetime!(2026-01-01 0:00 UTC);
+        let na = nb + Duration::minutes(10);
+        assert!(assess(&w(), nb, na, nb).due);
+        let a = safety_net(&net(), nb, na, nb);
+        assert!(!a.due && a.kubelet_rotates);
+        assert_eq!(a.renew_at, nb + Duration::minutes(9));
+        // Between the kubelet's earliest (70%) and latest (90%) deadline: still its own.
+        assert!(!safety_net(&net(), nb, na, nb + Duration::seconds(539)).due);
+        let at = safety_net(&net(), nb, na, nb + Duration::minutes(9));
+        assert_eq!(at.reason, Some(DueReason::KubeletOverdue { fraction: 0.9 }));
+        assert_eq!(
+            safety_net(&net(), nb, na, na).reason,
+            Some(DueReason::Expired)
+        );
     }
 
     #[test]
@@ -351,20 +365,15 @@ mod tests {
         assert_eq!(plain.shown_reason(), plain.reason);
         let h = Handover {
             after_fraction: 0.8,
-            urgent_days: 0.0,
         };
         let a = assess_target(&w(), Some(&h), nb, na, now);
         assert_eq!(a.renew_at, nb + Duration::days(292));
         assert_eq!(a.reason.unwrap().as_str(), "kubelet-overdue-80-percent");
-        // At 1.0 only urgency (or expiry) hands it to the agent.
+        // At 1.0 only expiry hands it to the agent.
         let h = Handover {
             after_fraction: 1.0,
-            urgent_days: 14.0,
         };
-        assert_eq!(
-            assess_target(&w(), Some(&h), nb, na, nb).renew_at,
-            na - Duration::days(14)
-        );
+        assert_eq!(assess_target(&w(), Some(&h), nb, na, nb).renew_at, na);
         assert_eq!(
             serde_json::to_value(DueReason::KubeletRotates).unwrap(),
             "kubelet-rotates"
