@@ -130,3 +130,99 @@ _k8s_on_exit() {
 	(exit "$rc")
 	_e2e_on_exit
 }
+
+# --- checks shared by the test scripts -------------------------------------------------
+
+# whoami_is KUBECONFIG USER GROUP: kubectl auth whoami with KUBECONFIG is USER in GROUP.
+whoami_is() {
+	local out
+	out=$(e2e_exec kubectl --kubeconfig "$1" --request-timeout=5s auth whoami -o json 2>/dev/null) || return 1
+	[[ $(jq -r .status.userInfo.username <<<"$out") == "$2" ]] &&
+		jq -e --arg g "$3" '.status.userInfo.groups | index($g)' <<<"$out" >/dev/null
+}
+
+# serves_disk PORT FILE: the serial served on 127.0.0.1:PORT is FILE's first certificate's.
+serves_disk() {
+	local a b
+	a=$(e2e_exec sh -c "openssl s_client -connect 127.0.0.1:$1 </dev/null 2>/dev/null | openssl x509 -noout -serial")
+	b=$(e2e_exec openssl x509 -in "$2" -noout -serial)
+	[[ -n $a && $a == "$b" ]]
+}
+
+# csr_signed NAME: a client CSR for the kube-apiserver-client signer, approved with kubectl;
+# the controller-manager's certificate verifies against ca.crt.
+csr_signed() {
+	e2e_exec sh -euc '
+		cd /tmp && rm -f csr.key csr.pem signed.pem
+		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout csr.key 			-subj "/CN=$1/O=cert-rotator-test" -out csr.pem 2>/dev/null
+		k="kubectl --kubeconfig /etc/kubernetes/admin.conf"
+		cat <<EOC | $k apply -f - >/dev/null
+apiVersion: certificates.k8s.io/v1
+kind: CertificateSigningRequest
+metadata:
+  name: $1
+spec:
+  request: $(base64 -w0 csr.pem)
+  signerName: kubernetes.io/kube-apiserver-client
+  expirationSeconds: 3600
+  usages: [client auth]
+EOC
+		$k certificate approve "$1" >/dev/null
+		for i in $(seq 1 60); do
+			c=$($k get csr "$1" -o jsonpath="{.status.certificate}")
+			[ -n "$c" ] && break
+			sleep 0.5
+		done
+		[ -n "$c" ] && echo "$c" | base64 -d >signed.pem
+		openssl verify -CAfile /etc/kubernetes/pki/ca.crt signed.pem >/dev/null
+	' sh "$1"
+}
+
+# only_kubeconfig CA-FILE OUT: admin.conf as it is now, trusting CA-FILE's first certificate alone.
+only_kubeconfig() {
+	e2e_exec bash -euo pipefail -c '
+		ca=$(openssl x509 -in "$1" | base64 -w0)
+		sed "s|^\( *certificate-authority-data:\).*|\1 $ca|" /etc/kubernetes/admin.conf >"$2"' _ "$1" "$2"
+}
+
+# kubectl_with KUBECONFIG: kubectl authenticates with KUBECONFIG.
+kubectl_with() { e2e_exec kubectl --kubeconfig "$1" --request-timeout=5s auth whoami >/dev/null 2>&1; }
+
+# signed_verifies_with CA-FILE: the certificate of the last csr_signed verifies against CA-FILE alone.
+signed_verifies_with() {
+	e2e_exec openssl verify -no-CApath -no-CAstore -CAfile "$1" /tmp/signed.pem >/dev/null 2>&1
+}
+
+# root_ca_configmap_certs: how many certificates default/kube-root-ca.crt holds.
+root_ca_configmap_certs() {
+	k8s_kubectl -n default get configmap kube-root-ca.crt -o jsonpath='{.data.ca\.crt}' 2>/dev/null |
+		grep -c -- '-----BEGIN CERTIFICATE-----'
+}
+
+# save_new_ca CA-FILE OLD-CA OUT: the certificate of the bundle CA-FILE that is not OLD-CA -> OUT.
+save_new_ca() {
+	e2e_exec bash -euo pipefail -c '
+		old=$(openssl x509 -in "$2" -noout -fingerprint)
+		d=$(mktemp -d)
+		awk -v d="$d" "/-----BEGIN CERTIFICATE-----/ { n++ } { print > (d \"/part\" n) }" "$1"
+		for p in "$d"/part*; do
+			[[ $(openssl x509 -in "$p" -noout -fingerprint) == "$old" ]] || cp "$p" "$3"
+		done
+		rm -rf "$d"
+		test -s "$3"' _ "$1" "$2" "$3"
+}
+
+# clients DIR OLD NEW: kubectl trusting DIR/old-ca.crt alone does OLD, trusting DIR/new-ca.crt
+# alone does NEW: ok, refused, or - (not tried); each with admin.conf's client certificate.
+clients() {
+	local dir=$1 rc=0 want f got pair
+	shift
+	for pair in "old:$1" "new:$2"; do
+		f=${pair%%:*} want=${pair#*:}
+		[[ $want == - ]] && continue
+		only_kubeconfig "$dir/$f-ca.crt" "$dir/$f-only.conf" || return 1
+		if kubectl_with "$dir/$f-only.conf"; then got=ok; else got=refused; fi
+		[[ $got == "$want" ]] || { rc=1; e2e_log "$f-CA-only kubectl: expected $want, got $got"; }
+	done
+	return "$rc"
+}
