@@ -274,21 +274,21 @@ pub fn wait_until_served(
 /// An error no retry can cure: fail at once.
 struct Fatal(VerifyError);
 
-/// Why one try failed: try again, or give up at once.
+/// Why one try failed: try again, or give up at once (boxed: a try's result stays small).
 enum TryError {
-    Again(VerifyError),
-    Fatal(VerifyError),
+    Again(Box<VerifyError>),
+    Fatal(Box<VerifyError>),
 }
 
 impl From<VerifyError> for TryError {
     fn from(e: VerifyError) -> Self {
-        TryError::Again(e)
+        TryError::Again(Box::new(e))
     }
 }
 
 impl From<Fatal> for TryError {
     fn from(e: Fatal) -> Self {
-        TryError::Fatal(e.0)
+        TryError::Fatal(Box::new(e.0))
     }
 }
 
@@ -306,8 +306,8 @@ fn until_passes(
         let left = time_left(deadline, clock.now());
         let last = match probe(left.min(MAX_PROBE_TIMEOUT).max(MIN_PROBE_TIMEOUT)) {
             Ok(line) => return Ok(line),
-            Err(TryError::Fatal(e)) => return Err(e),
-            Err(TryError::Again(e)) => e,
+            Err(TryError::Fatal(e)) => return Err(*e),
+            Err(TryError::Again(e)) => *e,
         };
         if clock.now() >= deadline {
             return Err(VerifyError::NotVerified {
