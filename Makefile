@@ -59,6 +59,7 @@ k8s-e2e:
 	packaging/build.sh
 	tests/k8s/controlplane.sh
 	tests/k8s/ca_rotate.sh
+	tests/k8s/kubelet_rotation.sh
 
 demo:
 	cargo run --release -- demo
