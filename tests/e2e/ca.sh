@@ -15,6 +15,12 @@
 # etcd client; the kubelet was restarted. The leaves due on the fixture's node are
 # renewed by a pass first, before the CAs age. Prints "N passed, N failed". Needs what
 # run.sh needs, and jq on the host.
+#
+# Stand-ins (run.sh says which): `ca renew` of the three CAs on the real
+# kube-apiserver, controller-manager (a CSR signed with the renewed CA) and etcd is
+# tests/k8s/controlplane.sh's. Kept here for CAs near their end (200 of 3650 days
+# left: a node kubeadm makes in the test is minutes old), found due by `ca renew`
+# without names, and the checks that no leaf was re-issued.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -27,6 +27,14 @@
 # Not here: kill -9 at every write step (the cargo tests with failpoints do that; the
 # packaged binary has no failpoints). Prints "N passed, N failed". Needs what run.sh
 # needs, and jq on the host.
+#
+# Stand-ins (run.sh says which): the full `ca rotate ca` with old/new-CA-only kubectl
+# is proven on the real kube-apiserver in tests/k8s/controlplane.sh, the full
+# `ca rotate etcd/ca` with the real etcd and an abort from issuing in
+# tests/k8s/ca_rotate.sh. Kept here: abort from every phase with byte-for-byte
+# snapshots after each, and phases out of order; the apiserver stand-in is stricter
+# than the real one (it ends the handshake on a client certificate ca.crt does not
+# verify), which shows the client side of each phase without the API's own state.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -17,6 +17,15 @@
 # the host promtool (Debian package prometheus), etcd and etcdctl (etcd-server,
 # etcd-client), prometheus-node-exporter and kubectl, bound read-only into the
 # container (e2e_bind_host_binary).
+#
+# Stand-ins: the apiserver (`openssl s_server`), controller-manager and scheduler
+# (/healthz servers) and the kubelet (a script) are imitations. What they stand for
+# is proven on the real components in tests/k8s: a pass renewing everything on a
+# running kubeadm control plane, which components restart, kubectl with every
+# renewed kubeconfig, and the revive of a node whose certificates all expired
+# (controlplane.sh). Kept here for what the real node cannot give: the fixture's
+# node shapes (a 91-day kubelet client certificate, an expired scheduler.conf,
+# extras), node_exporter and the metrics, and a run without the Go-built components.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
