@@ -31,21 +31,15 @@ repo=$(cd "$here/../.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
 k8s_trap_exit
-results=${K8S_RESULTS:-$repo/target/k8s-results.txt}
-mkdir -p "$(dirname "$results")"
-: >"$results"
+results=$K8S_RESULTS
 eq() { [[ -n $1 && $1 == "$2" ]]; }
 gt() { [[ $1 =~ ^[0-9]+$ && $2 =~ ^[0-9]+$ ]] && (($1 > $2)); }
 apiserver_ready() { k8s_kubectl --request-timeout=2s get --raw /readyz >/dev/null 2>&1; }
 fails_kubectl_whoami() { ! e2e_exec kubectl --kubeconfig "$1" --request-timeout=3s auth whoami >/dev/null 2>&1; }
 seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
-if ! k8s_boot; then
-	e2e_check "kubeadm init makes a control-plane node on the real components" false
-	e2e_summary
-	exit 1
-fi
-e2e_check "kubeadm init makes a control-plane node on the real components; the Node is Ready" true
+k8s_boot_checked
+: >"$results"
 
 # --- 1. kubeadm agrees -------------------------------------------------------------
 # kubeadm's names and the agent's, where they differ.

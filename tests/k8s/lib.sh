@@ -35,6 +35,9 @@ K8S_SYSCTLS=(vm.overcommit_memory=1 vm.panic_on_oom=0 kernel.panic=10 kernel.pan
 	kernel.keys.root_maxkeys=1000000 kernel.keys.root_maxbytes=25000000)
 K8S_SAVED_SYSCTLS=()
 
+# Where the test scripts write what they measure (docs/performance.md).
+K8S_RESULTS=${K8S_RESULTS:-$K8S_REPO/target/k8s-results.txt}
+
 k8s_exec() { e2e_exec "$@"; }
 
 # k8s_kubectl ARGS...: the built kubectl in the container, as kubeadm's admin.
@@ -102,6 +105,18 @@ k8s_boot() {
 	fi
 	e2e_exec sh -euc 'mkdir -p /root/.kube && install -m 0600 /etc/kubernetes/admin.conf /root/.kube/config'
 	e2e_wait_node_ready 120
+}
+
+# k8s_boot_checked: k8s_boot as a test script's first check; a node that does not come up
+# ends the script (summary, exit 1).
+k8s_boot_checked() {
+	mkdir -p "$(dirname "$K8S_RESULTS")"
+	if ! k8s_boot; then
+		e2e_check "kubeadm init makes a control-plane node on the real components" false
+		e2e_summary
+		exit 1
+	fi
+	e2e_check "kubeadm init makes a control-plane node on the real components; the Node is Ready" true
 }
 
 # e2e_wait_node_ready SECS: the Node is Ready (kubelet registered and heartbeating).
