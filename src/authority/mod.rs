@@ -33,10 +33,10 @@ pub use renew::{plan_renewal, Renewal};
 use time::OffsetDateTime;
 
 use crate::model::{Component, FileChange};
-use crate::pass::{restart_and_verify, restart_static_pod_with, Pass, Restarts};
 use crate::plan::{DueAuthority, Reload};
 use crate::report::pass::message_id;
 use crate::report::reload_words;
+use crate::rollout::{restart_and_verify, restart_static_pod_with, Pass, Restarts};
 
 /// The CAs named on a command line, as `status` names them, in the order given and
 /// each once; every one must be a CA of this node.
@@ -165,7 +165,7 @@ pub fn restart_writing(
     let mut done = Installed::default();
     for c in restarts {
         let reload = reload_for_ca(c);
-        let done_one = |edges: &crate::pass::Edges<'_>| match (&reload, manifest_of(c)) {
+        let done_one = |edges: &crate::rollout::Edges<'_>| match (&reload, manifest_of(c)) {
             (Reload::StaticPod(pod), Some(bytes)) => {
                 restart_static_pod_with(pass, edges, c, pod, &bytes)
             }

@@ -35,8 +35,8 @@ use crate::issue::{self, IssueError, RenewOptions};
 use crate::model::{Component, FileChange, NewContent};
 use crate::node::kubeconfig::replace_cluster_ca;
 use crate::node::NodeRoot;
-use crate::pass::{Overrides, Pass, Restarts};
 use crate::pki::{CertFacts, PrivateKey};
+use crate::rollout::{Overrides, Pass, Restarts};
 use crate::write::{StateDir, WriteError};
 
 /// Why a phase did not complete. Each names its file, CA or component. Large errors
@@ -237,7 +237,7 @@ pub fn rotate(
                     &f,
                     j,
                     s,
-                    &crate::pass::read_node(ctx.root, ctx.settings),
+                    &crate::inventory::read_node(ctx.root, ctx.settings),
                     j.phase,
                 )
                 .is_empty();
@@ -401,7 +401,7 @@ pub(super) fn touched(root: &NodeRoot, settings: &Settings, f: &CaFiles) -> Vec<
             .into_iter()
             .map(|(p, _)| p),
     );
-    let inv = crate::pass::read_node(root, settings);
+    let inv = crate::inventory::read_node(root, settings);
     for (o, r) in files::leaves(&inv, f.name) {
         v.push(o.target.path.clone());
         v.push(r.cert_file.clone());
@@ -766,7 +766,7 @@ fn issue_changes(
         &dir.join(NEW_KEY),
         ctx.now,
     )?;
-    let inv = crate::pass::read_node(root, ctx.settings);
+    let inv = crate::inventory::read_node(root, ctx.settings);
     let opts = RenewOptions {
         days: None,
         reuse_key: false,
@@ -833,7 +833,7 @@ fn finish_changes(
 ) -> Result<Vec<FileChange>, RotationError> {
     let root = ctx.root;
     // Nothing of the old CA may be left in use: it stops being trusted now.
-    let inv = crate::pass::read_node(root, ctx.settings);
+    let inv = crate::inventory::read_node(root, ctx.settings);
     let stale: Vec<String> = files::leaves(&inv, f.name)
         .into_iter()
         .filter(|(_, r)| !r.cert.is_signed_by(&s.new))
@@ -897,7 +897,7 @@ pub(super) fn finish_phase(
     s: &Staged,
     out: &mut Outcome,
 ) -> Result<(), RotationError> {
-    let inv = crate::pass::read_node(ctx.root, ctx.settings);
+    let inv = crate::inventory::read_node(ctx.root, ctx.settings);
     if j.phase == Phase::Aborted {
         // The manifests the restarts write back are checked after them.
         not_restored(ctx, j, &restarted_by_manifest(ctx, j))?;
