@@ -157,6 +157,89 @@ pub fn plan_selected(
     crate::plan::forced(settings, &inv, ca, now)
 }
 
+/// What `run` tells its caller as it goes, in this order: the loud lines about CA
+/// rotations, the plan, and the plan again when due CAs were renewed first.
+pub enum RunNote<'a> {
+    /// A CA rotation in progress whose files drifted (said with `WARNING:`).
+    Warning(&'a str),
+    /// A rotation journal that cannot be used (said with `ERROR:`; the pass fails).
+    Error(&'a str),
+    Plan(&'a Plan),
+    /// The plan made again after due CAs were renewed with their own keys.
+    PlanAfterCaRenewal(&'a Plan),
+}
+
+/// `run`, the timer's pass, in its whole order: the plan from `inv` (read under the
+/// lock, after recovery), the state of CA rotations, then the due CAs (so that no leaf
+/// is renewed against, and capped by, a dying CA), the plan again if a CA was renewed,
+/// then the groups. The CA outcome comes first in the report.
+pub fn run(
+    pass: &Pass<'_>,
+    inv: &inventory::Inventory,
+    now: OffsetDateTime,
+    note: &mut dyn FnMut(RunNote<'_>),
+) -> PassReport {
+    let (root, settings, state) = (pass.root, pass.settings, pass.state);
+    let mut plan = plan_inventory_with(settings, inv, state, now, &plan_options(root));
+    // A CA rotation in progress whose bundles kubeadm collapsed or whose signer flag
+    // `kubeadm upgrade` reverted: loud, with the command that re-applies the phase.
+    for w in crate::authority::rotation::warnings(root, settings, state) {
+        tracing::warn!(action = "ca-rotation", "{w}");
+        note(RunNote::Warning(&w));
+    }
+    // A rotation journal that cannot be used: nobody can tell what phase the CA is in,
+    // so nothing renews it and the pass fails naming the journal (docs/ca.md).
+    let broken: Vec<String> = crate::authority::rotation::broken(root, settings, state)
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    for e in &broken {
+        tracing::error!(
+            action = "ca-rotation",
+            message_id = message_id::FAILED,
+            "{e}"
+        );
+        note(RunNote::Error(e));
+    }
+    crate::authority::rotation::mark(root, settings, state, &mut plan.authorities_due);
+    if let Restarts::Live(e) = &pass.restarts {
+        let down = broken_deferred(e, root, settings, &plan);
+        crate::plan::lift_cap_for_broken(&mut plan, &down);
+    }
+    note(RunNote::Plan(&plan));
+    let cas = crate::authority::renew_due(pass, &plan.authorities_due, now);
+    let plan = if cas.renewed.is_empty() {
+        plan
+    } else {
+        let plan = plan_run(root, settings, state, now);
+        note(RunNote::PlanAfterCaRenewal(&plan));
+        plan
+    };
+    let mut report = execute(pass, &plan, &mut |_| {});
+    report.ca_renewed = cas
+        .renewed
+        .iter()
+        .map(|r| {
+            format!(
+                "{} serial={} not_after={} sha256={}",
+                r.name,
+                r.serial,
+                crate::timefmt::rfc3339(r.not_after),
+                r.sha256
+            )
+        })
+        .collect();
+    let done = cas.installed;
+    report.restarted.splice(0..0, done.restarted);
+    report.verified.splice(0..0, done.verified);
+    report.not_performed.splice(0..0, done.not_performed);
+    report.must_restart.splice(0..0, done.must_restart);
+    report.failed.splice(0..0, cas.failed);
+    report.failed.splice(0..0, broken);
+    report.warnings.splice(0..0, cas.warnings);
+    report
+}
+
 /// Runs `plan`. The caller holds the state lock and has recovered any unfinished
 /// write. `on_result` hears of each target as it completes (the manual commands print
 /// a line each, so an interrupted run shows what was done).
