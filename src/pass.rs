@@ -14,10 +14,10 @@ use time::OffsetDateTime;
 use crate::ca::authorities::Authorities;
 use crate::config::Settings;
 use crate::inventory::{self, SelectError};
-use crate::issue::{self, RenewOptions};
+use crate::issue;
 use crate::model::Component;
 use crate::node::NodeRoot;
-use crate::plan::{CaRoute, Plan, PlanOptions, PlannedTarget, Reload};
+use crate::plan::{Plan, PlanOptions, PlannedTarget, Reload};
 use crate::report::pass::{message_id, Outcome, PassReport, RenewedCert, TargetResult};
 use crate::report::reload_words;
 use crate::rollout::{owed_restarts, status, Live, PassLocks, Written};
@@ -400,20 +400,14 @@ fn renew(
     comp: &str,
     report: &mut PassReport,
 ) -> Result<(Vec<PathBuf>, PathBuf, String, OffsetDateTime), PassError> {
-    let mut opts = RenewOptions {
-        days: pass.overrides.days,
-        reuse_key: pass.overrides.reuse_key,
+    let prepared = issue::prepare_planned(
+        t,
+        cas,
+        pass.settings,
+        pass.overrides.days,
+        pass.overrides.reuse_key,
         now,
-        switch_issuer: t.route.switches_issuer(&t.reading.signer),
-    };
-    if let (CaRoute::Remote { .. }, Some(remote), None) =
-        (&t.route, &pass.settings.ca.remote, opts.days)
-    {
-        // cfssl's profile sets the lifetime: expect what the target's profile gives.
-        opts.days = remote.days_for(&t.name);
-    }
-    let ca = cas.signer(&t.route)?;
-    let prepared = issue::prepare(&t.target, &t.reading, ca, &opts)?;
+    )?;
     let applied = pass
         .state
         .apply(&format!("renew {}", t.name), &prepared.changes)?;

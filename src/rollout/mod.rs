@@ -77,6 +77,15 @@ pass_error_from!(
     Verify(VerifyError)
 );
 
+impl From<crate::issue::PlannedError> for PassError {
+    fn from(e: crate::issue::PlannedError) -> Self {
+        match e {
+            crate::issue::PlannedError::Ca(e) => e.into(),
+            crate::issue::PlannedError::Issue(e) => e.into(),
+        }
+    }
+}
+
 /// The running node: what restarts components, what probes them, and the clock.
 #[derive(Clone, Copy)]
 pub struct Edges<'a> {

@@ -3,6 +3,7 @@
 
 pub mod etcd;
 pub mod fakes;
+pub mod rotation;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
