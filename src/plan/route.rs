@@ -201,9 +201,17 @@ mod tests {
         let given = CaRoute::Given(CaOverride {
             cert: "/c".into(),
             key: "/k".into(),
+            replaces_issuer: false,
         });
         assert!(given.switches_issuer(&Signer::Bundled));
         assert!(!given.switches_issuer(&Signer::Authority("ca".into())));
+        // A rotation's new CA signs what the old one signed.
+        let rotation = CaRoute::Given(CaOverride {
+            cert: "/c".into(),
+            key: "/k".into(),
+            replaces_issuer: true,
+        });
+        assert!(rotation.switches_issuer(&Signer::Authority("ca".into())));
     }
 
     #[test]

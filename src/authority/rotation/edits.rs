@@ -402,3 +402,91 @@ pub(super) fn finish_changes(
     }
     Ok(changes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::kubeconfig::{
+        clusters, parse, replace_embedded, ClientCredential, ClusterTrust,
+    };
+
+    fn ca_data(bytes: &[u8]) -> Vec<u8> {
+        let entries = clusters(bytes, Path::new("/admin.conf")).unwrap();
+        match &entries[0].trust {
+            ClusterTrust::Embedded { pem, .. } => pem.clone(),
+            t => panic!("not embedded: {t:?}"),
+        }
+    }
+
+    fn content(c: &FileChange) -> &[u8] {
+        match &c.content {
+            NewContent::File(b) => b,
+            _ => panic!("not a file"),
+        }
+    }
+
+    /// A kubeconfig both re-issued (its client certificate) and a copy of the CA (its
+    /// CA data): the renewal's change, built from the file as read, collapsed CA data
+    /// and all, must keep its client certificate and get the phase's bundle.
+    #[test]
+    fn the_bundle_is_edited_on_top_of_a_re_issued_kubeconfig() {
+        let (_d, root) = crate::fixture::temp_control_plane();
+        let admin = PathBuf::from("/etc/kubernetes/admin.conf");
+        let now = root.read(&admin).unwrap();
+        let cluster = clusters(&now, &admin).unwrap()[0].name.clone();
+        let issued = replace_embedded(&now, &admin, b"NEW CLIENT", b"NEW KEY").unwrap();
+        let mut changes = vec![FileChange::file(
+            &admin,
+            b"planned earlier".to_vec(),
+            0o600,
+            true,
+        )];
+        merge_issued(
+            &mut changes,
+            vec![FileChange {
+                staged_name: Some("kept".into()),
+                ..FileChange::file(&admin, issued.clone(), 0o600, true)
+            }],
+        );
+        assert_eq!(changes.len(), 1, "one change per file: the renewal's");
+        let never = |p: &Path| -> Result<Vec<u8>, RotationError> {
+            panic!("{}: read, though the change set writes it", p.display())
+        };
+        with_cluster_ca(
+            &mut changes,
+            &[(admin.clone(), cluster.clone())],
+            b"OLD+NEW BUNDLE",
+            &never,
+        )
+        .unwrap();
+        let written = content(&changes[0]);
+        assert_eq!(ca_data(written), b"OLD+NEW BUNDLE");
+        let client = |b: &[u8]| match parse(b, &admin).unwrap().credential {
+            ClientCredential::Embedded {
+                cert_pem, key_pem, ..
+            } => (cert_pem, key_pem),
+            c => panic!("not embedded: {c:?}"),
+        };
+        assert_eq!(
+            client(written),
+            (b"NEW CLIENT".to_vec(), Some(b"NEW KEY".to_vec())),
+            "the re-issued client certificate stays"
+        );
+        assert_eq!(changes[0].staged_name.as_deref(), Some("kept"));
+        // A kubeconfig the change set does not write is edited from the file now; one
+        // that already holds the bundle is left alone.
+        let mut changes = Vec::new();
+        let from_node = |p: &Path| Ok(root.read(p).unwrap());
+        with_cluster_ca(
+            &mut changes,
+            &[(admin.clone(), cluster.clone())],
+            b"B",
+            &from_node,
+        )
+        .unwrap();
+        assert_eq!(ca_data(content(&changes[0])), b"B");
+        let mut again = changes.clone();
+        with_cluster_ca(&mut again, &[(admin, cluster)], b"B", &from_node).unwrap();
+        assert_eq!(content(&again[0]), content(&changes[0]));
+    }
+}
