@@ -12,8 +12,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use base64::Engine;
-use cert_rotator::pki::KeyAlgorithm;
 use common::rotation::*;
 use common::*;
 
