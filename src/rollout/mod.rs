@@ -169,27 +169,7 @@ pub fn restart_and_verify(
     reload: Reload,
     serials: &[String],
 ) -> Result<(Vec<String>, Vec<String>), PassError> {
-    let mut history = load_history(pass.state);
-    let group = Group {
-        component: Some(component.clone()),
-        reload,
-        targets: Vec::new(),
-        urgent: false,
-    };
-    let comp = component.name();
-    let live = Live {
-        pass,
-        edges,
-        group: &group,
-        comp: &comp,
-        manifest: None,
-        reload_grace_spent: Default::default(),
-    };
-    // No renewed target: the probe first never avoids this restart (the served leaf
-    // did not change; the CA the component holds in memory did). It takes a slot of
-    // the cross-node restart lock as a renewal's restart does.
-    let done = live.under_restart_slot(|| live.reload_and_verify(serials, &mut history))?;
-    Ok((done.restarted.into_iter().collect(), done.verified))
+    restart_component(pass, edges, component, reload, None, serials)
 }
 
 /// Restarts a static pod by writing `manifest` (its whole new content, e.g. the bytes
@@ -205,23 +185,35 @@ pub fn restart_static_pod_with(
     pod: &str,
     manifest: &[u8],
 ) -> Result<(Vec<String>, Vec<String>), PassError> {
+    let reload = Reload::StaticPod(pod.to_string());
+    restart_component(pass, edges, component, reload, Some(manifest), &[])
+}
+
+/// A component's rollout outside a renewal: a group with no renewed target, so the
+/// probe first never avoids the restart (the served leaf did not change; the CA the
+/// component holds in memory did). It takes a slot of the cross-node restart lock as a
+/// renewal's restart does.
+fn restart_component(
+    pass: &Pass<'_>,
+    edges: &Edges<'_>,
+    component: &Component,
+    reload: Reload,
+    manifest: Option<&[u8]>,
+    serials: &[String],
+) -> Result<(Vec<String>, Vec<String>), PassError> {
     let mut history = load_history(pass.state);
     let group = Group {
         component: Some(component.clone()),
-        reload: Reload::StaticPod(pod.to_string()),
+        reload,
         targets: Vec::new(),
         urgent: false,
     };
     let comp = component.name();
     let live = Live {
-        pass,
-        edges,
-        group: &group,
-        comp: &comp,
-        manifest: Some(manifest),
-        reload_grace_spent: Default::default(),
+        manifest,
+        ..Live::new(pass, edges, &group, &comp)
     };
-    let done = live.under_restart_slot(|| live.reload_and_verify(&[], &mut history))?;
+    let done = live.under_restart_slot(|| live.reload_and_verify(serials, &mut history))?;
     Ok((done.restarted.into_iter().collect(), done.verified))
 }
 

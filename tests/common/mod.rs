@@ -2,6 +2,8 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod etcd;
+pub mod ca;
+pub mod cfssl;
 pub mod fakes;
 pub mod rotation;
 
