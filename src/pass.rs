@@ -180,7 +180,6 @@ pub fn run(
     note: &mut dyn FnMut(RunNote<'_>),
 ) -> PassReport {
     let (root, settings, state) = (pass.root, pass.settings, pass.state);
-    let mut plan = plan_inventory_with(settings, inv, state, now, &plan_options(root));
     // A CA rotation in progress whose bundles kubeadm collapsed or whose signer flag
     // `kubeadm upgrade` reverted: loud, with the command that re-applies the phase.
     for w in crate::authority::rotation::warnings(root, settings, state) {
@@ -201,17 +200,25 @@ pub fn run(
         );
         note(RunNote::Error(e));
     }
-    crate::authority::rotation::mark(root, settings, state, &mut plan.authorities_due);
-    if let Restarts::Live(e) = &pass.restarts {
-        let down = broken_deferred(e, root, settings, &plan);
-        crate::plan::lift_cap_for_broken(&mut plan, &down);
-    }
+    // The same plan before and after a CA renewal: what this pass can do (where
+    // nothing restarts the restart cap defers nothing), the CAs a rotation holds, and
+    // the broken components the cap does not hold back.
+    let plan_of = |inv: &inventory::Inventory| {
+        let mut plan = plan_inventory_with(settings, inv, state, now, &plan_options(root));
+        crate::authority::rotation::mark(root, settings, state, &mut plan.authorities_due);
+        if let Restarts::Live(e) = &pass.restarts {
+            let down = broken_deferred(e, root, settings, &plan);
+            crate::plan::lift_cap_for_broken(&mut plan, &down);
+        }
+        plan
+    };
+    let plan = plan_of(inv);
     note(RunNote::Plan(&plan));
     let cas = crate::authority::renew_due(pass, &plan.authorities_due, now);
     let plan = if cas.renewed.is_empty() {
         plan
     } else {
-        let plan = plan_run(root, settings, state, now);
+        let plan = plan_of(&read_node(root, settings));
         note(RunNote::PlanAfterCaRenewal(&plan));
         plan
     };
