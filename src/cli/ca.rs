@@ -12,14 +12,13 @@ use clap::Subcommand;
 use time::OffsetDateTime;
 
 use super::context::{CliError, Context, WhenBusy};
-use super::run::with_edges;
+use super::run::with_pass;
 use super::{emit, errln, outln, say};
 use crate::authority::exchange;
 use crate::authority::renew::sha256_hex;
 use crate::authority::status::CaStatusReport;
 use crate::authority::{self, check_readable, phase_of, AuthorityError, Installed, NodeCopies};
 use crate::node::NodeRoot;
-use crate::pass::{Overrides, Pass};
 use crate::plan::authorities::assess_ca;
 use crate::report::pass::message_id;
 use crate::timefmt::rfc3339;
@@ -212,18 +211,11 @@ fn renew(
         return Ok(ExitCode::from(1));
     };
     let names: Vec<&str> = selected.iter().map(String::as_str).collect();
-    let installed = with_edges(root, settings, |how| {
-        let pass = Pass {
-            root,
-            settings,
-            state: &state,
-            overrides: Overrides::default(),
-            restarts: how,
-        };
+    let installed = with_pass(root, settings, &state, |pass| {
         // The node is read again under the lock: the recovery may have finished an
         // interrupted write. Written first, then each line: the journal and stdout say
         // what is on disk.
-        authority::renew_with_own_keys(&pass, &names, days, now, &mut |renewals| {
+        authority::renew_with_own_keys(pass, &names, days, now, &mut |renewals| {
             for r in renewals {
                 outln!(
                     "{}\trenewed\tnot_after={}\tserial={}\tsha256={}",
@@ -392,29 +384,27 @@ fn import(root: &NodeRoot, config_file: Option<&Path>, file: &Path) -> Result<Ex
     } else {
         String::new()
     };
-    let installed = with_edges(root, settings, |how| -> Result<Installed, AuthorityError> {
-        let pass = Pass {
-            root,
-            settings,
-            state: &state,
-            overrides: Overrides::default(),
-            restarts: how,
-        };
-        let written = authority::write(&pass, &format!("import CA {}", imp.name), &imp.changes)?;
-        {
-            outln!(
-                "{}\timported\tnot_after={}\tserial={}\tsha256={}{count}",
-                imp.name,
-                rfc3339(imp.new.not_after),
-                imp.new.serial,
-                sha256_hex(&imp.new)
-            );
-            tracing::warn!(ca = %imp.name, serial = %imp.new.serial, action = "ca-import", message_id = message_id::CA_RENEWED,
+    let installed = with_pass(
+        root,
+        settings,
+        &state,
+        |pass| -> Result<Installed, AuthorityError> {
+            let written = authority::write(pass, &format!("import CA {}", imp.name), &imp.changes)?;
+            {
+                outln!(
+                    "{}\timported\tnot_after={}\tserial={}\tsha256={}{count}",
+                    imp.name,
+                    rfc3339(imp.new.not_after),
+                    imp.new.serial,
+                    sha256_hex(&imp.new)
+                );
+                tracing::warn!(ca = %imp.name, serial = %imp.new.serial, action = "ca-import", message_id = message_id::CA_RENEWED,
                 "installed CA {} from {}: serial {}, ends {} (was serial {}); every copy on this node updated", imp.name, file.display(), imp.new.serial, rfc3339(imp.new.not_after), imp.old.serial);
-        }
-        let mut done = authority::restart(&pass, &imp.restarts, &serials);
-        done.written = written;
-        Ok(done)
-    });
+            }
+            let mut done = authority::restart(pass, &imp.restarts, &serials);
+            done.written = written;
+            Ok(done)
+        },
+    );
     finish(installed)
 }

@@ -109,15 +109,8 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         write_metrics(root, settings, &state);
         return Ok(ExitCode::from(1));
     }
-    let report = with_edges(root, settings, |edges| {
-        let pass = Pass {
-            root,
-            settings,
-            state: &state,
-            overrides: Overrides::default(),
-            restarts: edges,
-        };
-        crate::pass::run(&pass, &inv, now, &mut |n| match n {
+    let report = with_pass(root, settings, &state, |pass| {
+        crate::pass::run(pass, &inv, now, &mut |n| match n {
             RunNote::Warning(w) => say(&format!("WARNING: {w}")),
             RunNote::Error(e) => say(&format!("ERROR: {e}")),
             RunNote::Plan(plan) => out!("{}", plan_text(plan, root.liveness())),
@@ -208,6 +201,25 @@ fn write_metrics(root: &NodeRoot, settings: &config::Settings, state: &StateDir)
     if let Err(e) = root.write_atomic(file, text.as_bytes(), 0o644, None) {
         tracing::warn!("{}: cannot write metrics: {e}", file.display());
     }
+}
+
+/// Runs `f` with a pass on the node's edges ([`with_edges`]), without overrides: `run`
+/// and the CA commands.
+pub fn with_pass<R>(
+    root: &NodeRoot,
+    settings: &config::Settings,
+    state: &StateDir,
+    f: impl FnOnce(&Pass<'_>) -> R,
+) -> R {
+    with_edges(root, settings, |restarts| {
+        f(&Pass {
+            root,
+            settings,
+            state,
+            overrides: Overrides::default(),
+            restarts,
+        })
+    })
 }
 
 /// Runs `f` with the node's edges (restarts over systemd's D-Bus API, TLS probes, the
