@@ -19,6 +19,8 @@ pub mod node;
 pub mod model;
 /// config.toml and config.d merged into validated settings.
 pub mod config;
+/// The agent's HTTPS client: TLS roots and client certificates from node files, timeouts.
+pub mod net;
 /// Which certificates and CAs this node holds, read from its files.
 pub mod inventory;
 /// The pure plan: what is due, who signs it, in which order, what restarts.

@@ -19,7 +19,7 @@ pub(super) struct TlsStage {
 /// no variant of its own for it), found again by `classify_transport`.
 #[derive(Debug, thiserror::Error)]
 #[error("TLS handshake with {authority} timed out after {seconds}s")]
-pub(super) struct HandshakeTimedOut {
+pub struct HandshakeTimedOut {
     pub authority: String,
     pub seconds: u64,
 }
