@@ -28,7 +28,7 @@ check:
 	cargo clippy --all-targets -- -D warnings
 	cargo test --lib
 	cargo test --test cli --test docs --test gate --test kubelet_owned --test read_only \
-		--test live --test renew --test restarts --test run --test sequencer
+		--test live --test renew --test renew_refused --test restarts --test run --test sequencer
 
 lint:
 	cargo fmt --check

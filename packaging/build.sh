@@ -129,7 +129,7 @@ done
 ls -l "$deb" "$rpm"
 # Size budget (docs/performance.md): the stripped binary at most 8 MiB, the
 # deb at most 4 MiB. Printed always; a miss fails --check.
-bin_size=$(stat -c %s "target/$profile/cert-rotator")
+bin_size=$(stat -c %s "${CARGO_TARGET_DIR:-target}/$profile/cert-rotator")
 deb_size=$(stat -c %s "$deb")
 say "sizes: cert-rotator $bin_size bytes (budget 8388608), deb $deb_size bytes (budget 4194304)"
 size_ok=1

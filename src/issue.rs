@@ -7,12 +7,15 @@ use std::path::{Path, PathBuf};
 
 use time::{Duration, OffsetDateTime};
 
+use crate::ca::authorities::{Authorities, LoadError};
 use crate::ca::{CaError, CertificateAuthority, SigningRequest};
+use crate::config::Settings;
 use crate::inventory::{Reading, Signer, Target};
 use crate::model::TargetKind;
 use crate::model::{FileChange, NewContent};
 use crate::node::kubeconfig::{self, ClientCredential, KubeconfigError};
 use crate::pki::{self, encode_pem, x509, CertFacts, PkiError, PrivateKey};
+use crate::plan::{CaRoute, PlannedTarget};
 
 /// How far not_before is set back, for nodes whose clocks run a little behind.
 pub const BACKDATE: Duration = Duration::minutes(5);
@@ -408,6 +411,41 @@ fn old_ca_algorithm(ca: &CertFacts) -> pki::KeyAlgorithm {
         2048 | 3072 | 4096 => pki::KeyAlgorithm::Rsa { bits },
         _ => pki::KeyAlgorithm::Rsa { bits: 2048 },
     }
+}
+
+/// Why a planned target could not be issued: its route's CA could not be loaded, or
+/// the renewal itself failed. Both already name their target or CA.
+#[derive(Debug, thiserror::Error)]
+pub enum PlannedError {
+    #[error("{0}")]
+    Ca(#[source] LoadError),
+    #[error("{0}")]
+    Issue(#[source] IssueError),
+}
+
+/// Prepares the renewal of one planned target with the CA of its route: the one
+/// issuing path of the pass and of a CA rotation's `issue`. `days`/`reuse_key` are the
+/// operator's overrides; without `days`, a remote CA's profile sets the lifetime, so
+/// the renewal expects what the target's profile gives.
+pub fn prepare_planned(
+    t: &PlannedTarget,
+    cas: &mut Authorities<'_>,
+    settings: &Settings,
+    days: Option<i64>,
+    reuse_key: bool,
+    now: OffsetDateTime,
+) -> Result<Prepared, PlannedError> {
+    let mut opts = RenewOptions {
+        days,
+        reuse_key,
+        now,
+        switch_issuer: t.route.switches_issuer(&t.reading.signer),
+    };
+    if let (CaRoute::Remote { .. }, Some(remote), None) = (&t.route, &settings.ca.remote, days) {
+        opts.days = remote.days_for(&t.name);
+    }
+    let ca = cas.signer(&t.route).map_err(PlannedError::Ca)?;
+    prepare(&t.target, &t.reading, ca, &opts).map_err(PlannedError::Issue)
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 //!
 //! The flow, one module each, every module importing only the ones above it in this
 //! list: config -> inventory -> plan -> issue -> write -> restart -> verify -> report,
-//! sequenced by [`pass`] and driven by [`cli`]. Beneath the flow sit the clock, time
-//! formats, certificates and keys ([`pki`]), the one gate to the node's files
-//! ([`node`]) and the shared vocabulary ([`model`]).
+//! rolled out by [`rollout`] (below the CA lifecycle, [`authority`]), sequenced by
+//! [`pass`] and driven by [`cli`]. Beneath the flow sit the clock, time formats,
+//! certificates and keys ([`pki`]), the one gate to the node's files ([`node`]) and
+//! the shared vocabulary ([`model`]).
 
 /// Wall-clock time and sleeping behind a seam, so a pass can be replayed.
 pub mod clock;
@@ -18,6 +19,8 @@ pub mod node;
 pub mod model;
 /// config.toml and config.d merged into validated settings.
 pub mod config;
+/// The agent's HTTPS client: TLS roots and client certificates from node files, timeouts.
+pub mod net;
 /// Which certificates and CAs this node holds, read from its files.
 pub mod inventory;
 /// The pure plan: what is due, who signs it, in which order, what restarts.
@@ -36,10 +39,13 @@ pub mod verify;
 pub mod coordination;
 /// Rendering: status, plan, pass summary, metrics.
 pub mod report;
-/// The sequencer: per group issue -> write -> restart -> verify, or roll back.
-pub mod pass;
+/// The rollout of a renewed component: probe first, pace, restart, verify, or roll
+/// back; the cross-node lock's slot and the restart history.
+pub mod rollout;
 /// The cluster's CAs on this node: their copies, renewal, export and import.
 pub mod authority;
+/// The sequencer: due CAs, then per group issue -> write -> roll out.
+pub mod pass;
 /// A kubeadm-faithful node for the demo and the tests.
 pub mod fixture;
 /// The sandbox node of `cert-rotator demo`.

@@ -1,118 +1,40 @@
 //! The sequencer: one pass over a [`Plan`], for the timer's `run` and for the renewals
-//! on request alike. Per component group: issue -> write -> restart -> verify, or roll
-//! the component back. The plan says what to do; nothing here looks a target up again.
+//! on request alike. Per component group: issue -> write -> roll out (restart, verify,
+//! or roll the component back: [`crate::rollout`]). The plan says what to do; nothing
+//! here looks a target up again.
 //!
-//! Restarts, probes and the clock go through the [`Edges`]. Without them (a node whose
-//! components do not run here, `--no-restart`, or `renew` without `--restart`:
-//! [`Restarts::without_edges`]) the pass renews and writes and says which components
-//! must restart.
+//! Without edges (a node whose components do not run here, `--no-restart`, or `renew`
+//! without `--restart`: [`Restarts::without_edges`]) the pass renews and writes and
+//! says which components must restart.
 
 use std::path::PathBuf;
-use std::time::Duration as StdDuration;
 
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
-use crate::ca::authorities::{Authorities, LoadError};
-use crate::clock::Clock;
+use crate::ca::authorities::Authorities;
 use crate::config::Settings;
-use crate::coordination::RestartLock;
 use crate::inventory::{self, SelectError};
-use crate::issue::{self, IssueError, RenewOptions};
-use crate::model::{Component, FileChange};
+use crate::issue;
+use crate::model::Component;
 use crate::node::NodeRoot;
-use crate::plan::{CaRoute, DueReason, Group, History, Plan, PlannedTarget, Reload, RestartRecord};
+use crate::plan::{Plan, PlanOptions, PlannedTarget, Reload};
 use crate::report::pass::{message_id, Outcome, PassReport, RenewedCert, TargetResult};
 use crate::report::reload_words;
-use crate::restart::{
-    certs_hash, control_plane_wait, gap_exemption, static_pod_change, RestartError, ServiceManager,
-};
-use crate::verify::before::{self, BeforeRestart};
-use crate::verify::{endpoints, wait_until_served, Prober, VerifyError};
-use crate::write::{Applied, StateDir, WriteError};
-use lock::{owed_restarts, PassLocks};
-pub use restarts::plan_options;
+use crate::rollout::{owed_restarts, status, Live, PassLocks, Written};
+use crate::verify::before;
+use crate::verify::endpoints;
+use crate::write::StateDir;
 
-mod lock;
-mod probe;
-pub mod trust;
-mod restarts;
+// The rollout's vocabulary, where the pass's callers have always found it.
+pub use crate::inventory::read_node;
+pub use crate::rollout::{load_history, trust, Edges, Overrides, Pass, PassError, Restarts};
 
-/// Why a step of the pass failed. Each step's error already names its target, file or
-/// component, so this displays it as it is: the report shows these words.
-#[derive(Debug, thiserror::Error)]
-pub enum PassError {
-    /// The CA of the target's route could not be loaded.
-    #[error("{0}")]
-    Ca(#[source] Box<LoadError>),
-    #[error("{0}")]
-    Issue(#[source] Box<IssueError>),
-    /// Writing the renewed files, the manifest annotation or a rollback.
-    #[error("{0}")]
-    Write(#[source] Box<WriteError>),
-    /// Restarting a unit, or preparing a static pod's manifest annotation.
-    #[error("{0}")]
-    Restart(#[source] Box<RestartError>),
-    #[error("{0}")]
-    Verify(#[source] Box<VerifyError>),
-    /// No slot of the cross-node restart lock could be had: nothing was restarted.
-    #[error("{0}")]
-    NoRestartSlot(String),
-}
-
-/// Boxed, so that the pass's `Result`s stay small whatever step failed.
-macro_rules! pass_error_from {
-    ($($variant:ident($error:ty)),*) => {
-        $(impl From<$error> for PassError {
-            fn from(e: $error) -> Self {
-                PassError::$variant(Box::new(e))
-            }
-        })*
-    };
-}
-
-pass_error_from!(
-    Ca(LoadError),
-    Issue(IssueError),
-    Write(WriteError),
-    Restart(RestartError),
-    Verify(VerifyError)
-);
-
-/// The running node: what restarts components, what probes them, and the clock.
-#[derive(Clone, Copy)]
-pub struct Edges<'a> {
-    pub services: &'a dyn ServiceManager,
-    pub prober: &'a dyn Prober,
-    pub clock: &'a dyn Clock,
-    /// The cross-node restart lock; `None`: restarts are not coordinated.
-    pub lock: Option<&'a dyn RestartLock>,
-}
-
-/// Whether the pass may restart what it renewed.
-#[derive(Clone, Copy)]
-pub enum Restarts<'a> {
-    /// The node's components run here: restart and verify through these edges.
-    Live(Edges<'a>),
-    /// Files only (`--root DIR` without `--live`): there is nothing running to restart.
-    NotLive,
-    /// The operator restarts: `--no-restart`, or a renewal on request without `--restart`.
-    Operator,
-}
-
-/// How a renewal on request differs from the defaults (`--days`, `--reuse-key`).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Overrides {
-    pub days: Option<i64>,
-    pub reuse_key: bool,
-}
-
-/// Everything a pass works with besides the plan.
-pub struct Pass<'a> {
-    pub root: &'a NodeRoot,
-    pub settings: &'a Settings,
-    pub state: &'a StateDir,
-    pub overrides: Overrides,
-    pub restarts: Restarts<'a>,
+/// The options of a pass on `root`: where nothing restarts, the restart cap defers
+/// nothing.
+pub fn plan_options(root: &NodeRoot) -> PlanOptions {
+    PlanOptions {
+        no_restarts: !root.liveness().restarts(),
+    }
 }
 
 /// The timer's plan: a fresh inventory of the node, the window rule, the history.
@@ -166,11 +88,6 @@ pub fn broken_deferred(
         }
     }
     out
-}
-
-/// What the node holds, read once.
-pub fn read_node(root: &NodeRoot, settings: &Settings) -> inventory::Inventory {
-    inventory::read(&inventory::layout(settings, root), root)
 }
 
 /// The timer's plan from an inventory already read.
@@ -240,38 +157,94 @@ pub fn plan_selected(
     crate::plan::forced(settings, &inv, ca, now)
 }
 
-/// Reads the history of earlier passes (missing or unreadable: empty, and said).
-pub fn load_history(state: &StateDir) -> History {
-    match state.read_json::<History>(HISTORY) {
-        Ok(h) => h.unwrap_or_default(),
-        Err(e) => {
-            tracing::warn!("restart history unreadable, starting afresh: {e}");
-            History::default()
+/// What `run` tells its caller as it goes, in this order: the loud lines about CA
+/// rotations, the plan, and the plan again when due CAs were renewed first.
+pub enum RunNote<'a> {
+    /// A CA rotation in progress whose files drifted (said with `WARNING:`).
+    Warning(&'a str),
+    /// A rotation journal that cannot be used (said with `ERROR:`; the pass fails).
+    Error(&'a str),
+    Plan(&'a Plan),
+    /// The plan made again after due CAs were renewed with their own keys.
+    PlanAfterCaRenewal(&'a Plan),
+}
+
+/// `run`, the timer's pass, in its whole order: the plan from `inv` (read under the
+/// lock, after recovery), the state of CA rotations, then the due CAs (so that no leaf
+/// is renewed against, and capped by, a dying CA), the plan again if a CA was renewed,
+/// then the groups. The CA outcome comes first in the report.
+pub fn run(
+    pass: &Pass<'_>,
+    inv: &inventory::Inventory,
+    now: OffsetDateTime,
+    note: &mut dyn FnMut(RunNote<'_>),
+) -> PassReport {
+    let (root, settings, state) = (pass.root, pass.settings, pass.state);
+    // A CA rotation in progress whose bundles kubeadm collapsed or whose signer flag
+    // `kubeadm upgrade` reverted: loud, with the command that re-applies the phase.
+    for w in crate::authority::rotation::warnings(root, settings, state) {
+        tracing::warn!(action = "ca-rotation", "{w}");
+        note(RunNote::Warning(&w));
+    }
+    // A rotation journal that cannot be used: nobody can tell what phase the CA is in,
+    // so nothing renews it and the pass fails naming the journal (docs/ca.md).
+    let broken: Vec<String> = crate::authority::rotation::broken(root, settings, state)
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    for e in &broken {
+        tracing::error!(
+            action = "ca-rotation",
+            message_id = message_id::FAILED,
+            "{e}"
+        );
+        note(RunNote::Error(e));
+    }
+    // The same plan before and after a CA renewal: what this pass can do (where
+    // nothing restarts the restart cap defers nothing), the CAs a rotation holds, and
+    // the broken components the cap does not hold back.
+    let plan_of = |inv: &inventory::Inventory| {
+        let mut plan = plan_inventory_with(settings, inv, state, now, &plan_options(root));
+        crate::authority::rotation::mark(root, settings, state, &mut plan.authorities_due);
+        if let Restarts::Live(e) = &pass.restarts {
+            let down = broken_deferred(e, root, settings, &plan);
+            crate::plan::lift_cap_for_broken(&mut plan, &down);
         }
-    }
-}
-
-/// The restarts of earlier passes, in the state directory.
-const HISTORY: &str = "history.json";
-
-fn save_history(state: &StateDir, history: &mut History, now: OffsetDateTime) {
-    // A month of restarts is plenty to pace passes.
-    history.restarts.retain(|r| now - r.at < Duration::days(31));
-    if let Err(e) = state.write_json(HISTORY, history) {
-        tracing::warn!("cannot record the restart history: {e}");
-    }
-}
-
-fn status(msg: &str) {
-    // systemctl status cert-rotator shows where the pass is; a no-op outside systemd.
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(msg)]);
-}
-
-/// What a group's renewals wrote, for the restart and a rollback.
-struct Written {
-    /// (node path, backup dir of its change set)
-    files: Vec<(PathBuf, PathBuf)>,
-    serials: Vec<String>,
+        plan
+    };
+    let plan = plan_of(inv);
+    note(RunNote::Plan(&plan));
+    let cas = crate::authority::renew_due(pass, &plan.authorities_due, now);
+    let plan = if cas.renewed.is_empty() {
+        plan
+    } else {
+        let plan = plan_of(&read_node(root, settings));
+        note(RunNote::PlanAfterCaRenewal(&plan));
+        plan
+    };
+    let mut report = execute(pass, &plan, &mut |_| {});
+    report.ca_renewed = cas
+        .renewed
+        .iter()
+        .map(|r| {
+            format!(
+                "{} serial={} not_after={} sha256={}",
+                r.name,
+                r.serial,
+                crate::timefmt::rfc3339(r.not_after),
+                r.sha256
+            )
+        })
+        .collect();
+    let done = cas.installed;
+    report.restarted.splice(0..0, done.restarted);
+    report.verified.splice(0..0, done.verified);
+    report.not_performed.splice(0..0, done.not_performed);
+    report.must_restart.splice(0..0, done.must_restart);
+    report.failed.splice(0..0, cas.failed);
+    report.failed.splice(0..0, broken);
+    report.warnings.splice(0..0, cas.warnings);
+    report
 }
 
 /// Runs `plan`. The caller holds the state lock and has recovered any unfinished
@@ -322,7 +295,7 @@ pub fn execute(
     let mut cas = Authorities::new(pass.root, pass.settings, &plan.authorities, plan.now);
     let mut locks = match PassLocks::open(pass) {
         Ok(l) => l,
-        Err(e) => return lock::refused(report, plan, &e),
+        Err(e) => return crate::rollout::refused(report, plan, &e),
     };
     let mut stop: Option<String> = owed_restarts(pass, plan, &mut locks, &mut history, &mut report);
     for (i, group) in plan.groups.iter().enumerate() {
@@ -401,14 +374,7 @@ pub fn execute(
                 continue;
             }
         };
-        let live = Live {
-            pass,
-            edges,
-            group,
-            comp: &comp,
-            manifest: None,
-            reload_grace_spent: Default::default(),
-        };
+        let live = Live::new(pass, edges, group, &comp);
         if let Some(why) = live.coordinated_restart(&written, &mut history, &mut report, &mut locks)
         {
             stop = Some(why);
@@ -441,20 +407,14 @@ fn renew(
     comp: &str,
     report: &mut PassReport,
 ) -> Result<(Vec<PathBuf>, PathBuf, String, OffsetDateTime), PassError> {
-    let mut opts = RenewOptions {
-        days: pass.overrides.days,
-        reuse_key: pass.overrides.reuse_key,
+    let prepared = issue::prepare_planned(
+        t,
+        cas,
+        pass.settings,
+        pass.overrides.days,
+        pass.overrides.reuse_key,
         now,
-        switch_issuer: t.route.switches_issuer(&t.reading.signer),
-    };
-    if let (CaRoute::Remote { .. }, Some(remote), None) =
-        (&t.route, &pass.settings.ca.remote, opts.days)
-    {
-        // cfssl's profile sets the lifetime: expect what the target's profile gives.
-        opts.days = remote.days_for(&t.name);
-    }
-    let ca = cas.signer(&t.route)?;
-    let prepared = issue::prepare(&t.target, &t.reading, ca, &opts)?;
+    )?;
     let applied = pass
         .state
         .apply(&format!("renew {}", t.name), &prepared.changes)?;
@@ -478,300 +438,4 @@ fn renew(
         serial,
         not_after,
     ))
-}
-
-/// Restarts a component for something other than its own certificates (a CA it holds
-/// in memory, whose copies changed) exactly as a pass restarts a renewed group: the
-/// same pacing of control-plane restarts, history and manifest annotation (`serials`
-/// name what changed), then waits until it serves again. Returns the restart and
-/// verification lines.
-pub fn restart_and_verify(
-    pass: &Pass<'_>,
-    edges: &Edges<'_>,
-    component: &Component,
-    reload: Reload,
-    serials: &[String],
-) -> Result<(Vec<String>, Vec<String>), PassError> {
-    let mut history = load_history(pass.state);
-    let group = Group {
-        component: Some(component.clone()),
-        reload,
-        targets: Vec::new(),
-        urgent: false,
-    };
-    let comp = component.name();
-    let live = Live {
-        pass,
-        edges,
-        group: &group,
-        comp: &comp,
-        manifest: None,
-        reload_grace_spent: Default::default(),
-    };
-    // No renewed target: the probe first never avoids this restart (the served leaf
-    // did not change; the CA the component holds in memory did). It takes a slot of
-    // the cross-node restart lock as a renewal's restart does.
-    let done = live.under_restart_slot(|| live.reload_and_verify(serials, &mut history))?;
-    Ok((done.restarted.into_iter().collect(), done.verified))
-}
-
-/// Restarts a static pod by writing `manifest` (its whole new content, e.g. the bytes
-/// it had before a CA rotation that `abort` undoes) instead of setting the restart
-/// annotation, otherwise exactly as [`restart_and_verify`]: paced, under a slot of the
-/// cross-node lock, recorded in the history, then verified. The kubelet recreates the
-/// pod because the content changes; bytes equal to the manifest now restart nothing
-/// (the write is then a no-op for the kubelet) but the pod is still verified.
-pub fn restart_static_pod_with(
-    pass: &Pass<'_>,
-    edges: &Edges<'_>,
-    component: &Component,
-    pod: &str,
-    manifest: &[u8],
-) -> Result<(Vec<String>, Vec<String>), PassError> {
-    let mut history = load_history(pass.state);
-    let group = Group {
-        component: Some(component.clone()),
-        reload: Reload::StaticPod(pod.to_string()),
-        targets: Vec::new(),
-        urgent: false,
-    };
-    let comp = component.name();
-    let live = Live {
-        pass,
-        edges,
-        group: &group,
-        comp: &comp,
-        manifest: Some(manifest),
-        reload_grace_spent: Default::default(),
-    };
-    let done = live.under_restart_slot(|| live.reload_and_verify(&[], &mut history))?;
-    Ok((done.restarted.into_iter().collect(), done.verified))
-}
-
-/// One group on the live node.
-struct Live<'p, 'a> {
-    pass: &'p Pass<'a>,
-    edges: &'p Edges<'a>,
-    group: &'p Group,
-    comp: &'p str,
-    /// A static pod's whole new manifest, written instead of the restart annotation.
-    manifest: Option<&'p [u8]>,
-    /// The moment to reload by itself was given already (the probe before a lock slot):
-    /// a second probe does not wait again.
-    reload_grace_spent: std::cell::Cell<bool>,
-}
-
-/// What reloading one group did.
-struct Reloaded {
-    restarted: Option<String>,
-    /// The restart not made: the component already served its new certificates.
-    avoided: Option<String>,
-    verified: Vec<String>,
-}
-
-impl<'a> Live<'_, 'a> {
-    /// Restarts and verifies the group, or rolls it back: `Err(why)` when the
-    /// component failed verification (the pass must stop).
-    fn restart_and_verify_or_roll_back(
-        &self,
-        written: &Written,
-        history: &mut History,
-        report: &mut PassReport,
-    ) -> Result<(), String> {
-        let comp = self.comp;
-        match self.reload_and_verify(&written.serials, history) {
-            Ok(done) => {
-                report.restarted.extend(done.restarted);
-                report.restarts_avoided.extend(done.avoided);
-                report.verified.extend(done.verified);
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(component = %comp, action = "verify", message_id = message_id::FAILED, "{comp} does not serve its new certificates: {e}; rolling back");
-                report.failed.push(format!("{comp}: {e}"));
-                match self.rollback(written, history) {
-                    Ok(()) => {
-                        tracing::error!(component = %comp, action = "rollback", message_id = message_id::ROLLED_BACK, "{comp}: restored the previous certificates, which it serves again");
-                        report
-                            .rolled_back
-                            .push(format!("{comp}: previous certificates restored and served"));
-                    }
-                    Err(e2) => {
-                        tracing::error!(component = %comp, action = "rollback", message_id = message_id::FAILED, "{comp}: ROLLBACK FAILED: {e2}");
-                        report.failed.push(format!("{comp}: rollback failed: {e2}"));
-                    }
-                }
-                Err(e.to_string())
-            }
-        }
-    }
-
-    /// Probes first, restarts what must reload (unless it serves the new certificates
-    /// already) and waits until it serves what is on disk.
-    fn reload_and_verify(
-        &self,
-        serials: &[String],
-        history: &mut History,
-    ) -> Result<Reloaded, PassError> {
-        let mut done = Reloaded {
-            restarted: None,
-            avoided: None,
-            verified: Vec::new(),
-        };
-        match self.probe_first() {
-            BeforeRestart::AlreadyServing => done.avoided = Some(self.restart_avoided()),
-            BeforeRestart::Down(why) => {
-                let exempt = gap_exemption(Some(&why), &[]);
-                done.restarted = self.restart(serials, history, exempt)?;
-            }
-            BeforeRestart::Restart => {
-                let exempt = gap_exemption(None, &self.expired_before_the_pass());
-                done.restarted = self.restart(serials, history, exempt)?;
-            }
-        }
-        if let Some(c) = &self.group.component {
-            done.verified = self.verify(c)?;
-        }
-        Ok(done)
-    }
-
-    /// The group's certificates that had expired when the pass planned.
-    fn expired_before_the_pass(&self) -> Vec<&str> {
-        self.group
-            .targets
-            .iter()
-            .filter(|t| t.reason == Some(DueReason::Expired))
-            .map(|t| t.name.as_str())
-            .collect()
-    }
-
-    /// Restarts the group's component. `gap_exempt`: why a control-plane restart need
-    /// not wait for the gap since the last one (see [`gap_exemption`]).
-    fn restart(
-        &self,
-        serials: &[String],
-        history: &mut History,
-        gap_exempt: Option<String>,
-    ) -> Result<Option<String>, PassError> {
-        let settings = self.pass.settings;
-        let clock = self.edges.clock;
-        let comp = self.comp;
-        let timeout = StdDuration::from_secs(settings.run.restart_timeout_seconds);
-        let line = match &self.group.reload {
-            Reload::None | Reload::Itself => return Ok(None),
-            Reload::Unit(unit) => {
-                status(&format!("restarting {unit}"));
-                let r = self.edges.services.restart_unit(unit, timeout)?;
-                format!("{unit}: new run {}", r.invocation_id)
-            }
-            Reload::StaticPod(pod) => {
-                // One control-plane component at a time, a gap between them, unless
-                // there is nothing healthy to protect.
-                let gap = Duration::seconds(settings.run.min_restart_gap_seconds as i64);
-                let wait =
-                    control_plane_wait(history.last_control_plane_restart(), gap, clock.now());
-                match (wait, gap_exempt) {
-                    (Some(wait), None) => {
-                        status(&format!(
-                            "waiting {}s before restarting {pod}",
-                            wait.as_secs()
-                        ));
-                        clock.sleep(wait);
-                    }
-                    (Some(wait), Some(why)) => {
-                        tracing::info!(component = %comp, action = "restart", "restarting {pod} without waiting {}s for the gap: {why}", wait.as_secs());
-                    }
-                    (None, _) => {}
-                }
-                status(&format!("restarting static pod {pod}"));
-                let manifest = settings.kubeadm.manifests_dir.join(format!("{pod}.yaml"));
-                match self.manifest {
-                    Some(bytes) => {
-                        // Never a temp file in the manifests directory: the kubelet
-                        // would run it as a pod.
-                        let change = FileChange {
-                            stage_outside: true,
-                            ..FileChange::file(&manifest, bytes.to_vec(), 0o600, false)
-                        };
-                        self.pass
-                            .state
-                            .apply(&format!("restart {pod}"), &[change])?;
-                        format!("{pod}: manifest {} written back", manifest.display())
-                    }
-                    None => {
-                        let value =
-                            format!("{}-{}", certs_hash(serials), clock.now().unix_timestamp());
-                        let change = static_pod_change(self.pass.root, &manifest, &value)?;
-                        self.pass
-                            .state
-                            .apply(&format!("restart {pod}"), &[change])?;
-                        format!(
-                            "{pod}: manifest {} annotated cert-rotator.k8s.io/certs-hash={value}",
-                            manifest.display()
-                        )
-                    }
-                }
-            }
-        };
-        let now = clock.now();
-        history.restarts.push(RestartRecord {
-            component: comp.to_string(),
-            control_plane: self.group.reload.is_control_plane(),
-            at: now,
-        });
-        save_history(self.pass.state, history, now);
-        tracing::info!(component = %comp, action = "restart", message_id = message_id::RESTARTED, "restarted {comp}: {line}");
-        Ok(Some(line))
-    }
-
-    /// Waits until every endpoint of the component serves the certificate now on disk
-    /// (or answers healthy), within the verification timeout.
-    fn verify(&self, component: &Component) -> Result<Vec<String>, PassError> {
-        let settings = self.pass.settings;
-        if !settings.run.verify {
-            return Ok(vec![format!(
-                "{}: verification switched off",
-                component.name()
-            )]);
-        }
-        let root = self.pass.root;
-        let eps = endpoints(root, &settings.kubeadm, component);
-        status(&format!(
-            "waiting for {} to serve its new certificates",
-            component.name()
-        ));
-        let lines = wait_until_served(
-            self.edges.prober,
-            self.edges.clock,
-            root,
-            component,
-            &eps,
-            StdDuration::from_secs(settings.run.verify_timeout_seconds),
-        )?;
-        for line in &lines {
-            tracing::info!(component = %component.name(), action = "verify", message_id = message_id::VERIFIED, "{line}");
-        }
-        Ok(lines)
-    }
-
-    /// Puts the group's files back from this pass's backup, restarts the component
-    /// again and checks it serves the old certificates.
-    fn rollback(&self, written: &Written, history: &mut History) -> Result<(), PassError> {
-        // Each file from the backup of the change set that wrote it; a file the renewal
-        // created (the kubelet's new client file) has none and stays, the restored
-        // symlink no longer points at it.
-        let applied: Vec<Applied> = written
-            .files
-            .iter()
-            .map(|(file, backup)| Applied::recorded(backup, std::slice::from_ref(file)))
-            .collect();
-        self.pass
-            .state
-            .restore(&format!("roll back {}", self.comp), &applied)?;
-        self.restart(&[], history, None)?;
-        if let Some(c) = &self.group.component {
-            self.verify(c)?;
-        }
-        Ok(())
-    }
 }

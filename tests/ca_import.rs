@@ -13,6 +13,7 @@ use std::process::Command;
 
 use base64::Engine;
 use cert_rotator::pki::KeyAlgorithm;
+use common::ca::kubectl_ca;
 use common::*;
 
 const CA: &str = "/etc/kubernetes/pki/ca.crt";
@@ -43,31 +44,6 @@ fn ders(pem: &[u8]) -> Vec<Vec<u8>> {
         }
     }
     out
-}
-
-/// The certificate-authority-data of kubelet.conf as real kubectl reads it, decoded.
-fn kubectl_ca(kubeconfig: &Path) -> Vec<u8> {
-    let out = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args([
-            "config",
-            "view",
-            "--raw",
-            "-o",
-            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
-        ])
-        .output()
-        .expect("kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl cannot read {}: {}",
-        kubeconfig.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    base64::engine::general_purpose::STANDARD
-        .decode(out.stdout.trim_ascii())
-        .expect("base64 certificate-authority-data")
 }
 
 fn ok(root: &Path, args: &[&str]) -> String {

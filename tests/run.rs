@@ -392,3 +392,63 @@ fn the_recording_fake_records_and_fails_on_demand() {
         }
     );
 }
+
+/// `run`'s whole order, as the library runs it (pass::run): the due CAs first, then the
+/// plan again, then the leaves, which the renewed CA signs uncapped; the CA outcome
+/// first in the report. Files only (a node tree under --root without --live): the
+/// plan after the CA renewal defers nothing for the restart cap either, as the first.
+#[test]
+fn run_renews_due_cas_then_plans_again_then_renews_the_leaves() {
+    use cert_rotator::pass::RunNote;
+    let mut spec = NodeSpec::control_plane(now());
+    spec.ca_validity = Validity::days(3650, Duration::days(100));
+    spec.leaf_validity = Validity::days(365, Duration::days(60));
+    let d = node(&spec);
+    let root = NodeRoot::new(d.path());
+    let s = Settings::default();
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
+    let p = Pass {
+        root: &root,
+        settings: &s,
+        state: &state,
+        overrides: Overrides::default(),
+        restarts: Restarts::NotLive,
+    };
+    let inv = cert_rotator::inventory::read_node(&root, &s);
+    let mut notes = Vec::new();
+    let report = pass::run(&p, &inv, now(), &mut |n| {
+        notes.push(match n {
+            RunNote::Warning(w) => format!("warning {w}"),
+            RunNote::Error(e) => format!("error {e}"),
+            RunNote::Plan(plan) => format!("plan {}", plan.authorities_due.len()),
+            RunNote::PlanAfterCaRenewal(plan) => {
+                format!("plan after {}", plan.authorities_due.len())
+            }
+        })
+    });
+    assert_eq!(notes, ["plan 3", "plan after 0"], "{report:#?}");
+    assert_eq!(report.ca_renewed.len(), 3, "{report:#?}");
+    assert!(report.failed.is_empty(), "{report:#?}");
+    assert!(report.deferred.is_empty(), "{:#?}", report.deferred);
+    // Signed by the renewed CA, so not capped at the old one's end (100 days).
+    let apiserver = report
+        .renewed
+        .iter()
+        .find(|c| c.name == "apiserver")
+        .expect("apiserver renewed");
+    assert!(
+        apiserver.not_after > now() + Duration::days(300),
+        "{apiserver:?}"
+    );
+    assert!(
+        report.warnings.iter().all(|w| !w.contains("capped")),
+        "{:#?}",
+        report.warnings
+    );
+    // What holds the CAs comes first among what the operator must restart.
+    assert!(
+        report.not_performed[0].starts_with("etcd:"),
+        "{:#?}",
+        report.not_performed
+    );
+}

@@ -6,8 +6,8 @@ use time::OffsetDateTime;
 
 use super::copies::CopyError;
 use crate::node::NodeError;
-use crate::pass::PassError;
 use crate::pki::PkiError;
+use crate::rollout::PassError;
 use crate::timefmt::rfc3339;
 use crate::write::WriteError;
 

@@ -33,10 +33,10 @@ pub use renew::{plan_renewal, Renewal};
 use time::OffsetDateTime;
 
 use crate::model::{Component, FileChange};
-use crate::pass::{restart_and_verify, restart_static_pod_with, Pass, Restarts};
 use crate::plan::{DueAuthority, Reload};
 use crate::report::pass::message_id;
 use crate::report::reload_words;
+use crate::rollout::{restart_and_verify, restart_static_pod_with, Pass, Restarts};
 
 /// The CAs named on a command line, as `status` names them, in the order given and
 /// each once; every one must be a CA of this node.
@@ -165,7 +165,7 @@ pub fn restart_writing(
     let mut done = Installed::default();
     for c in restarts {
         let reload = reload_for_ca(c);
-        let done_one = |edges: &crate::pass::Edges<'_>| match (&reload, manifest_of(c)) {
+        let done_one = |edges: &crate::rollout::Edges<'_>| match (&reload, manifest_of(c)) {
             (Reload::StaticPod(pod), Some(bytes)) => {
                 restart_static_pod_with(pass, edges, c, pod, &bytes)
             }
@@ -213,6 +213,46 @@ pub fn install(
     let mut done = restart(pass, restarts, serials);
     done.written = written;
     Ok(done)
+}
+
+/// Renews the CAs `names` (each a CA of this node with its key here) with their own
+/// keys: every copy of every one in one crash-safe change set, then what holds them
+/// restarts, one at a time and verified ([`restart`]). `on_written` hears of the
+/// renewals once they are on disk, before the first restart. Reads the node afresh
+/// (the caller holds the lock and has recovered). An error means nothing was written.
+pub fn renew_with_own_keys(
+    pass: &Pass<'_>,
+    names: &[&str],
+    days: Option<i64>,
+    now: OffsetDateTime,
+    on_written: &mut dyn FnMut(&[Renewal]),
+) -> Result<(Vec<Renewal>, Installed), AuthorityError> {
+    let node = NodeCopies::read(pass.root, pass.settings);
+    check_readable(&node)?;
+    let mut renewals = Vec::new();
+    for name in names {
+        let Some(ca) = node.authority(name) else {
+            continue;
+        };
+        let key = renew::read_key(pass.root, ca)?;
+        renewals.push(plan_renewal(ca, node.role, &key, now, days)?);
+    }
+    let changes: Vec<FileChange> = renewals.iter().flat_map(|r| r.changes.clone()).collect();
+    let restarts = merge_restarts(renewals.iter().map(|r| r.restarts.as_slice()));
+    let serials: Vec<String> = renewals.iter().map(|r| r.new.serial.clone()).collect();
+    let label = format!(
+        "renew CA {}",
+        renewals
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let written = write(pass, &label, &changes)?;
+    on_written(&renewals);
+    let mut done = restart(pass, &restarts, &serials);
+    done.written = written;
+    Ok((renewals, done))
 }
 
 /// One CA renewed by `run`.
@@ -283,41 +323,9 @@ pub fn renew_due(pass: &Pass<'_>, due: &[DueAuthority], now: OffsetDateTime) -> 
     if names.is_empty() {
         return out;
     }
-    let node = NodeCopies::read(pass.root, pass.settings);
-    let mut renewals = Vec::new();
-    let planned = check_readable(&node).and_then(|()| {
-        for d in &names {
-            let Some(ca) = node.authority(&d.name) else {
-                continue;
-            };
-            let key = renew::read_key(pass.root, ca)?;
-            renewals.push(plan_renewal(ca, node.role, &key, now, None)?);
-        }
-        Ok(())
-    });
-    if let Err(e) = planned {
-        let why = format!("CA renewal: {e}");
-        tracing::error!(
-            action = "ca-renew",
-            message_id = message_id::FAILED,
-            "{why}"
-        );
-        out.failed.push(why);
-        return out;
-    }
-    let changes: Vec<FileChange> = renewals.iter().flat_map(|r| r.changes.clone()).collect();
-    let restarts = merge_restarts(renewals.iter().map(|r| r.restarts.as_slice()));
-    let serials: Vec<String> = renewals.iter().map(|r| r.new.serial.clone()).collect();
-    let label = format!(
-        "renew CA {}",
-        renewals
-            .iter()
-            .map(|r| r.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    match install(pass, &label, &changes, &restarts, &serials) {
-        Ok(done) => {
+    let names: Vec<&str> = names.iter().map(|d| d.name.as_str()).collect();
+    match renew_with_own_keys(pass, &names, None, now, &mut |_| {}) {
+        Ok((renewals, done)) => {
             for r in &renewals {
                 let w = format!(
                     "renewed CA {} with its own key: serial {}, ends {} (was {}); every copy on this node updated. The other nodes of the cluster need it too: `cert-rotator ca export {} FILE` here, `ca import FILE` there (docs/ca.md)",

@@ -12,18 +12,13 @@ use clap::Subcommand;
 use time::OffsetDateTime;
 
 use super::context::{CliError, Context, WhenBusy};
-use super::run::with_edges;
+use super::run::with_pass;
 use super::{emit, errln, outln, say};
 use crate::authority::exchange;
-use crate::authority::renew::{read_key, sha256_hex};
+use crate::authority::renew::sha256_hex;
 use crate::authority::status::CaStatusReport;
-use crate::authority::{
-    self, check_readable, merge_restarts, phase_of, plan_renewal, AuthorityError, Installed,
-    NodeCopies,
-};
-use crate::model::FileChange;
+use crate::authority::{self, check_readable, phase_of, AuthorityError, Installed, NodeCopies};
 use crate::node::NodeRoot;
-use crate::pass::{Overrides, Pass};
 use crate::plan::authorities::assess_ca;
 use crate::report::pass::message_id;
 use crate::timefmt::rfc3339;
@@ -215,33 +210,13 @@ fn renew(
     let Some(_lock) = ctx.lock_and_recover(&state, WhenBusy::Fail)? else {
         return Ok(ExitCode::from(1));
     };
-    // Read again: the recovery may have finished an interrupted write.
-    let node = NodeCopies::read(root, settings);
-    check_readable(&node).map_err(cli_error)?;
-    let mut renewals = Vec::new();
-    for name in &selected {
-        let Some(ca) = node.authority(name) else {
-            continue;
-        };
-        let key = read_key(root, ca).map_err(cli_error)?;
-        renewals.push(plan_renewal(ca, node.role, &key, now, days).map_err(cli_error)?);
-    }
-    let changes: Vec<FileChange> = renewals.iter().flat_map(|r| r.changes.clone()).collect();
-    let restarts = merge_restarts(renewals.iter().map(|r| r.restarts.as_slice()));
-    let serials: Vec<String> = renewals.iter().map(|r| r.new.serial.clone()).collect();
-    let label = format!("renew CA {}", selected.join(", "));
-    let installed = with_edges(root, settings, |how| -> Result<Installed, AuthorityError> {
-        let pass = Pass {
-            root,
-            settings,
-            state: &state,
-            overrides: Overrides::default(),
-            restarts: how,
-        };
-        // Written first, then each line: the journal and stdout say what is on disk.
-        let written = authority::write(&pass, &label, &changes)?;
-        {
-            for r in &renewals {
+    let names: Vec<&str> = selected.iter().map(String::as_str).collect();
+    let installed = with_pass(root, settings, &state, |pass| {
+        // The node is read again under the lock: the recovery may have finished an
+        // interrupted write. Written first, then each line: the journal and stdout say
+        // what is on disk.
+        authority::renew_with_own_keys(pass, &names, days, now, &mut |renewals| {
+            for r in renewals {
                 outln!(
                     "{}\trenewed\tnot_after={}\tserial={}\tsha256={}",
                     r.name,
@@ -252,10 +227,8 @@ fn renew(
                 tracing::warn!(ca = %r.name, serial = %r.new.serial, not_after = %rfc3339(r.new.not_after), action = "ca-renew", message_id = message_id::CA_RENEWED,
                     "renewed CA {} with its own key: serial {}, ends {} (was {}); every copy on this node updated", r.name, r.new.serial, rfc3339(r.new.not_after), rfc3339(r.old.not_after));
             }
-        }
-        let mut done = authority::restart(&pass, &restarts, &serials);
-        done.written = written;
-        Ok(done)
+        })
+        .map(|(_, done)| done)
     });
     finish(installed)
 }
@@ -411,29 +384,27 @@ fn import(root: &NodeRoot, config_file: Option<&Path>, file: &Path) -> Result<Ex
     } else {
         String::new()
     };
-    let installed = with_edges(root, settings, |how| -> Result<Installed, AuthorityError> {
-        let pass = Pass {
-            root,
-            settings,
-            state: &state,
-            overrides: Overrides::default(),
-            restarts: how,
-        };
-        let written = authority::write(&pass, &format!("import CA {}", imp.name), &imp.changes)?;
-        {
-            outln!(
-                "{}\timported\tnot_after={}\tserial={}\tsha256={}{count}",
-                imp.name,
-                rfc3339(imp.new.not_after),
-                imp.new.serial,
-                sha256_hex(&imp.new)
-            );
-            tracing::warn!(ca = %imp.name, serial = %imp.new.serial, action = "ca-import", message_id = message_id::CA_RENEWED,
+    let installed = with_pass(
+        root,
+        settings,
+        &state,
+        |pass| -> Result<Installed, AuthorityError> {
+            let written = authority::write(pass, &format!("import CA {}", imp.name), &imp.changes)?;
+            {
+                outln!(
+                    "{}\timported\tnot_after={}\tserial={}\tsha256={}{count}",
+                    imp.name,
+                    rfc3339(imp.new.not_after),
+                    imp.new.serial,
+                    sha256_hex(&imp.new)
+                );
+                tracing::warn!(ca = %imp.name, serial = %imp.new.serial, action = "ca-import", message_id = message_id::CA_RENEWED,
                 "installed CA {} from {}: serial {}, ends {} (was serial {}); every copy on this node updated", imp.name, file.display(), imp.new.serial, rfc3339(imp.new.not_after), imp.old.serial);
-        }
-        let mut done = authority::restart(&pass, &imp.restarts, &serials);
-        done.written = written;
-        Ok(done)
-    });
+            }
+            let mut done = authority::restart(pass, &imp.restarts, &serials);
+            done.written = written;
+            Ok(done)
+        },
+    );
     finish(installed)
 }

@@ -207,9 +207,11 @@ pub fn main() -> ExitCode {
             restart,
             targets,
         } => {
-            let ca = ca_cert
-                .zip(ca_key)
-                .map(|(cert, key)| CaOverride { cert, key });
+            let ca = ca_cert.zip(ca_key).map(|(cert, key)| CaOverride {
+                cert,
+                key,
+                replaces_issuer: false,
+            });
             renew::renew(
                 &root,
                 RenewRequest {

@@ -207,6 +207,7 @@ pub fn cert_renew_main() -> ExitCode {
             Some(CaOverride {
                 cert: abs(cert),
                 key: abs(key),
+                replaces_issuer: false,
             }),
             None,
         ),

@@ -12,7 +12,7 @@ use crate::config;
 use crate::inventory;
 use crate::inventory::kubeadm::skips;
 use crate::node::NodeRoot;
-use crate::pass::{Edges, Overrides, Pass, Restarts};
+use crate::pass::{Edges, Overrides, Pass, Restarts, RunNote};
 use crate::report::{plan_text, MetricsInput, NotANode, PassResult};
 use crate::write::StateDir;
 
@@ -109,80 +109,16 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         write_metrics(root, settings, &state);
         return Ok(ExitCode::from(1));
     }
-    let mut plan = crate::pass::plan_inventory_with(
-        settings,
-        &inv,
-        &state,
-        now,
-        &crate::pass::plan_options(root),
-    );
-    // A CA rotation in progress whose bundles kubeadm collapsed or whose signer flag
-    // `kubeadm upgrade` reverted: loud, with the command that re-applies the phase.
-    for w in crate::authority::rotation::warnings(root, settings, &state) {
-        tracing::warn!(action = "ca-rotation", "{w}");
-        say(&format!("WARNING: {w}"));
-    }
-    // A rotation journal that cannot be used: nobody can tell what phase the CA is in,
-    // so nothing renews it and the pass fails naming the journal (docs/ca.md).
-    let broken: Vec<String> = crate::authority::rotation::broken(root, settings, &state)
-        .iter()
-        .map(|e| e.to_string())
-        .collect();
-    for e in &broken {
-        tracing::error!(
-            action = "ca-rotation",
-            message_id = crate::report::pass::message_id::FAILED,
-            "{e}"
-        );
-        say(&format!("ERROR: {e}"));
-    }
-    crate::authority::rotation::mark(root, settings, &state, &mut plan.authorities_due);
-    let report = with_edges(root, settings, |edges| {
-        if let Restarts::Live(e) = &edges {
-            let down = crate::pass::broken_deferred(e, root, settings, &plan);
-            crate::plan::lift_cap_for_broken(&mut plan, &down);
-        }
-        out!("{}", plan_text(&plan, root.liveness()));
-        let pass = Pass {
-            root,
-            settings,
-            state: &state,
-            overrides: Overrides::default(),
-            restarts: edges,
-        };
-        // Due CAs first, so that no leaf is renewed against (and capped by) a dying CA.
-        let cas = crate::authority::renew_due(&pass, &plan.authorities_due, now);
-        let plan = if cas.renewed.is_empty() {
-            plan
-        } else {
-            let plan = crate::pass::plan_run(root, settings, &state, now);
-            outln!("\nAfter the CA renewal:");
-            out!("{}", plan_text(&plan, root.liveness()));
-            plan
-        };
-        let mut report = crate::pass::execute(&pass, &plan, &mut |_| {});
-        report.ca_renewed = cas
-            .renewed
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} serial={} not_after={} sha256={}",
-                    r.name,
-                    r.serial,
-                    crate::timefmt::rfc3339(r.not_after),
-                    r.sha256
-                )
-            })
-            .collect();
-        let done = cas.installed;
-        report.restarted.splice(0..0, done.restarted);
-        report.verified.splice(0..0, done.verified);
-        report.not_performed.splice(0..0, done.not_performed);
-        report.must_restart.splice(0..0, done.must_restart);
-        report.failed.splice(0..0, cas.failed);
-        report.failed.splice(0..0, broken);
-        report.warnings.splice(0..0, cas.warnings);
-        report
+    let report = with_pass(root, settings, &state, |pass| {
+        crate::pass::run(pass, &inv, now, &mut |n| match n {
+            RunNote::Warning(w) => say(&format!("WARNING: {w}")),
+            RunNote::Error(e) => say(&format!("ERROR: {e}")),
+            RunNote::Plan(plan) => out!("{}", plan_text(plan, root.liveness())),
+            RunNote::PlanAfterCaRenewal(plan) => {
+                outln!("\nAfter the CA renewal:");
+                out!("{}", plan_text(plan, root.liveness()));
+            }
+        })
     });
     outln!();
     out!("{}", report.summary());
@@ -265,6 +201,25 @@ fn write_metrics(root: &NodeRoot, settings: &config::Settings, state: &StateDir)
     if let Err(e) = root.write_atomic(file, text.as_bytes(), 0o644, None) {
         tracing::warn!("{}: cannot write metrics: {e}", file.display());
     }
+}
+
+/// Runs `f` with a pass on the node's edges ([`with_edges`]), without overrides: `run`
+/// and the CA commands.
+pub fn with_pass<R>(
+    root: &NodeRoot,
+    settings: &config::Settings,
+    state: &StateDir,
+    f: impl FnOnce(&Pass<'_>) -> R,
+) -> R {
+    with_edges(root, settings, |restarts| {
+        f(&Pass {
+            root,
+            settings,
+            state,
+            overrides: Overrides::default(),
+            restarts,
+        })
+    })
 }
 
 /// Runs `f` with the node's edges (restarts over systemd's D-Bus API, TLS probes, the

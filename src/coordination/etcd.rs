@@ -29,8 +29,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::{HeldSlot, LockError, LockGroup, RestartLock};
-use crate::ca::remote::client::tls::TlsFileError;
 use crate::config::Settings;
+use crate::net::https::TlsFileError;
 use crate::node::manifest::StaticPodManifest;
 use crate::node::NodeRoot;
 

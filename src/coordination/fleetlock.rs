@@ -13,8 +13,8 @@
 use serde_json::{json, Value};
 
 use super::{HeldSlot, LockError, LockGroup, RestartLock};
-use crate::ca::remote::client::tls::{self, AgentOptions};
 use crate::config::coordination::CoordinationSettings;
+use crate::net::https::{self as tls, AgentOptions};
 use crate::node::NodeRoot;
 
 pub const PRE_REBOOT: &str = "/v1/pre-reboot";

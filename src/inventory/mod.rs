@@ -15,6 +15,11 @@ pub use layout::layout;
 pub use read::{read, read_authorities, read_target};
 pub use select::{select, SelectError};
 
+/// What the node holds, read once: every target and CA of its layout.
+pub fn read_node(root: &crate::node::NodeRoot, settings: &crate::config::Settings) -> Inventory {
+    read(&layout(settings, root), root)
+}
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

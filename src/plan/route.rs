@@ -6,11 +6,15 @@ use std::path::PathBuf;
 use crate::config::{CaChoice, Settings};
 use crate::inventory::Signer;
 
-/// The CA an operator named on the command line (`--ca-cert`/`--ca-key`, node paths).
+/// The CA an operator named on the command line (`--ca-cert`/`--ca-key`, node paths),
+/// or the new CA a rotation staged (`ca rotate NAME issue`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaOverride {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// It replaces the CA that signed the targets (a rotation's new CA): it signs
+    /// leaves another CA signed. Otherwise only a kubelet.crt's throwaway CA is left.
+    pub replaces_issuer: bool,
 }
 
 /// Who signs a target.
@@ -38,7 +42,7 @@ impl CaRoute {
     /// A kubelet.crt leaves its throwaway CA for the CA that signs it now.
     pub fn switches_issuer(&self, signer: &Signer) -> bool {
         match self {
-            CaRoute::Given(_) => *signer == Signer::Bundled,
+            CaRoute::Given(given) => given.replaces_issuer || *signer == Signer::Bundled,
             CaRoute::Remote { switch_issuer, .. } => *switch_issuer,
             _ => false,
         }
@@ -197,9 +201,17 @@ mod tests {
         let given = CaRoute::Given(CaOverride {
             cert: "/c".into(),
             key: "/k".into(),
+            replaces_issuer: false,
         });
         assert!(given.switches_issuer(&Signer::Bundled));
         assert!(!given.switches_issuer(&Signer::Authority("ca".into())));
+        // A rotation's new CA signs what the old one signed.
+        let rotation = CaRoute::Given(CaOverride {
+            cert: "/c".into(),
+            key: "/k".into(),
+            replaces_issuer: true,
+        });
+        assert!(rotation.switches_issuer(&Signer::Authority("ca".into())));
     }
 
     #[test]

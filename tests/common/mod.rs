@@ -2,7 +2,10 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod etcd;
+pub mod ca;
+pub mod cfssl;
 pub mod fakes;
+pub mod rotation;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;

@@ -12,7 +12,7 @@ use super::steps::{finish_phase, read_bytes, remove, Ctx, Outcome, RotationError
 use super::Staged;
 use crate::model::{Component, FileChange, NewContent};
 use crate::node::NodeRoot;
-use crate::pass::Restarts;
+use crate::rollout::Restarts;
 
 /// The file is as it was before `start` (its bytes, its link, or its absence).
 fn as_before(root: &NodeRoot, b: &BackedUp) -> bool {

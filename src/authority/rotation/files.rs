@@ -102,13 +102,16 @@ pub fn static_pod(c: &Component) -> Option<&'static str> {
 pub fn leaves<'i>(inv: &'i Inventory, ca: &str) -> Vec<(&'i inventory::Observed, &'i Reading)> {
     inv.certificates
         .iter()
-        .filter_map(|o| match &o.state {
-            TargetState::Read(r) if r.signer == Signer::Authority(ca.to_string()) => {
-                Some((o, &**r))
-            }
-            _ => None,
-        })
+        .filter_map(|o| leaf_of(o, ca).map(|r| (o, r)))
         .collect()
+}
+
+/// The reading of a target this CA signed.
+pub fn leaf_of<'i>(o: &'i inventory::Observed, ca: &str) -> Option<&'i Reading> {
+    match &o.state {
+        TargetState::Read(r) if r.signer == Signer::Authority(ca.to_string()) => Some(r),
+        _ => None,
+    }
 }
 
 /// Every certificate of a PEM file's bytes.

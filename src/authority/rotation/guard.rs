@@ -130,7 +130,7 @@ pub fn warnings(root: &NodeRoot, settings: &Settings, state: &StateDir) -> Vec<S
             }
         };
         let f = super::files::CaFiles::of(settings, root, ca);
-        let inv = crate::pass::read_node(root, settings);
+        let inv = crate::inventory::read_node(root, settings);
         let problems = super::check::problems(root, settings, &f, &j, &s, &inv, j.phase);
         if !problems.is_empty() {
             out.push(format!(

@@ -12,12 +12,17 @@
 
 mod abort;
 pub mod check;
+mod ctx;
+mod edits;
+mod error;
 pub mod files;
 pub mod forced;
 pub mod guard;
 pub mod journal;
 pub mod phase;
+mod settle;
 pub mod stage;
+mod start;
 pub mod steps;
 pub mod trusted;
 

@@ -1,6 +1,6 @@
 //! The phase machine: a pure function of what the node's files show, what the journal
 //! records and the command asked for, to the step to run or the reason to refuse.
-//! Nothing here reads or writes; the steps (steps.rs) do what it decides.
+//! Nothing here reads or writes; steps.rs and the files beside it do what it decides.
 
 use super::journal::Phase;
 

@@ -123,7 +123,7 @@ impl Known {
         }
         // Leaves are read through the inventory, which resolves kubelet-*-current.pem:
         // their resolved files are leaves too.
-        let inv = crate::pass::read_node(root, settings);
+        let inv = crate::inventory::read_node(root, settings);
         for (_, r) in files::leaves(&inv, f.name) {
             leaves.push(r.cert_file.clone());
             leaves.extend(r.key_file.iter().cloned());

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use crate::ca::remote::client::tls::{self, AgentOptions, TlsFileError};
+use crate::net::https::{self as tls, AgentOptions, TlsFileError};
 use crate::node::NodeRoot;
 
 /// The credential files and the agent made from them.

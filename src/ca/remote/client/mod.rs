@@ -1,7 +1,7 @@
 //! The HTTP side of the remote CA: the cfssl endpoint, TLS roots and client
 //! certificate, retries with backoff, and how a transport failure is classified. The
-//! auth key is auth_key.rs, cfssl's wire types wire.rs, the TLS handshake stage
-//! handshake.rs.
+//! auth key is auth_key.rs, cfssl's wire types wire.rs; the HTTPS client and its
+//! handshake stage are crate::net's.
 //!
 //! Transport: ureq 3 with rustls and the aws-lc-rs provider, given explicitly (ureq is
 //! built without a provider of its own, so nothing falls back to ring). It is blocking
@@ -11,8 +11,6 @@
 //! certificates, per-phase timeouts, no proxy, no redirects.
 
 mod auth_key;
-mod handshake;
-pub mod tls;
 mod wire;
 
 use std::fmt;
@@ -23,11 +21,13 @@ use aws_lc_rs::hmac;
 use base64::Engine;
 
 use crate::config::remote::{RemoteSettings, RemoteSettingsError};
+use crate::net::handshake::HandshakeTimedOut;
+/// The HTTPS client factory, now `crate::net::https`, where it always was for callers.
+pub use crate::net::https as tls;
 use crate::node::NodeRoot;
 use crate::pki::PkiError;
 use auth_key::read_auth_key;
 pub use auth_key::AuthKeyProblem;
-use handshake::HandshakeTimedOut;
 use wire::CfsslResponse;
 pub use wire::CfsslSignRequest;
 

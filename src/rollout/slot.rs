@@ -21,7 +21,7 @@ use crate::write::StateDir;
 /// The restart lock's record of this pass (docs/coordination.md): restarts owed by
 /// earlier passes, groups kept stopped, and the groups whose slot this pass could not
 /// have (their later restarts are deferred without asking again).
-pub(super) struct PassLocks {
+pub(crate) struct PassLocks {
     state: LockState,
     /// Whether this node waited its spread delay in this pass.
     spread: PassSpread,
@@ -37,7 +37,7 @@ impl PassLocks {
     /// A record that names what the agent never writes there (a file outside the
     /// node's certificates, a backup outside the state directory, a unit no target
     /// restarts) is refused: the pass must change nothing ([`super::trust`]).
-    pub(super) fn open(pass: &Pass<'_>) -> Result<Self, UntrustedState> {
+    pub(crate) fn open(pass: &Pass<'_>) -> Result<Self, UntrustedState> {
         let state = match pass.state.read_json::<LockState>(coordination::STATE_FILE) {
             Ok(s) => s.unwrap_or_default(),
             Err(e) => {
@@ -87,7 +87,7 @@ impl PassLocks {
 
     /// Moves a restart owed for `comp` into this pass's group: its files first, so a
     /// rollback restores the backups taken before the first renewal.
-    pub(super) fn absorb_pending(&mut self, comp: &str, written: &mut Written) {
+    pub(crate) fn absorb_pending(&mut self, comp: &str, written: &mut Written) {
         let Some(i) = self.state.pending.iter().position(|p| p.component == comp) else {
             return;
         };
@@ -140,7 +140,7 @@ impl PassLocks {
         }
     }
 
-    pub(super) fn save(&mut self, state: &StateDir) {
+    pub(crate) fn save(&mut self, state: &StateDir) {
         if !self.dirty {
             return;
         }
@@ -156,7 +156,7 @@ impl PassLocks {
 /// Restarts that earlier passes owe (no restart slot then) for components this pass's
 /// plan does not renew again: their files are no longer due, but the component still
 /// runs with the old certificates. `Some(why)` when the pass must stop.
-pub(super) fn owed_restarts(
+pub(crate) fn owed_restarts(
     pass: &Pass<'_>,
     plan: &Plan,
     locks: &mut PassLocks,
@@ -212,10 +212,9 @@ pub(super) fn owed_restarts(
     None
 }
 
-// Here rather than beside the struct: src/pass.rs is at its size limit.
 impl Written {
     /// Nothing written yet.
-    pub(super) fn none() -> Self {
+    pub(crate) fn none() -> Self {
         Written {
             files: Vec::new(),
             serials: Vec::new(),
@@ -225,7 +224,7 @@ impl Written {
 
 /// The pass refused before it changed anything: said, every planned renewal
 /// deferred, the report failed.
-pub(super) fn refused(mut report: PassReport, plan: &Plan, e: &UntrustedState) -> PassReport {
+pub(crate) fn refused(mut report: PassReport, plan: &Plan, e: &UntrustedState) -> PassReport {
     tracing::error!(action = "read", message_id = message_id::FAILED, "{e}");
     report.failed.push(e.to_string());
     for t in plan.groups.iter().flat_map(|g| &g.targets) {
@@ -242,7 +241,7 @@ impl<'a> Live<'_, 'a> {
     /// back; keep it when verification failed, so the group's rollout stops. Without a
     /// slot the restart is owed to the next pass and the files stay written. `Some(why)`
     /// when the pass must stop.
-    pub(super) fn coordinated_restart(
+    pub(crate) fn coordinated_restart(
         &self,
         written: &Written,
         history: &mut History,

@@ -3,7 +3,6 @@
 
 use super::Restarts;
 use crate::node::{Liveness, NodeRoot};
-use crate::plan::PlanOptions;
 
 impl Restarts<'_> {
     /// What a pass on `root` does instead of restarting; `None` when it restarts, and
@@ -15,13 +14,5 @@ impl Restarts<'_> {
             Liveness::NoRestart => Some(Restarts::Operator),
             Liveness::Offline => Some(Restarts::NotLive),
         }
-    }
-}
-
-/// The options of a pass on `root`: where nothing restarts, the restart cap defers
-/// nothing.
-pub fn plan_options(root: &NodeRoot) -> PlanOptions {
-    PlanOptions {
-        no_restarts: !root.liveness().restarts(),
     }
 }

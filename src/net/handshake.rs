@@ -15,11 +15,11 @@ pub(super) struct TlsStage {
     pub timeout_seconds: u64,
 }
 
-/// The marker a [`TlsStage`] puts in the `io::Error` it returns (ureq's error type has
+/// The marker a `TlsStage` puts in the `io::Error` it returns (ureq's error type has
 /// no variant of its own for it), found again by `classify_transport`.
 #[derive(Debug, thiserror::Error)]
 #[error("TLS handshake with {authority} timed out after {seconds}s")]
-pub(super) struct HandshakeTimedOut {
+pub struct HandshakeTimedOut {
     pub authority: String,
     pub seconds: u64,
 }

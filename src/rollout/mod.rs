@@ -1,0 +1,463 @@
+//! The rollout of a renewed component: probe first, pace control-plane restarts,
+//! restart, verify that it serves what is on disk, or roll back; a slot of the
+//! cross-node restart lock around it; the restart history. Below both the pass (which
+//! rolls out each renewed group) and the CA lifecycle (which rolls out what holds a CA
+//! in memory), so neither borrows the other's internals.
+//!
+//! Restarts, probes and the clock go through the [`Edges`]. Without them (a node whose
+//! components do not run here, `--no-restart`, or `renew` without `--restart`:
+//! [`Restarts::without_edges`]) nothing restarts and the caller says what must.
+
+use std::path::PathBuf;
+use std::time::Duration as StdDuration;
+
+use time::{Duration, OffsetDateTime};
+
+use crate::ca::authorities::LoadError;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::coordination::RestartLock;
+use crate::issue::IssueError;
+use crate::model::{Component, FileChange};
+use crate::node::NodeRoot;
+use crate::plan::{DueReason, Group, History, Reload, RestartRecord};
+use crate::report::pass::{message_id, PassReport};
+use crate::report::reload_words;
+use crate::restart::{
+    certs_hash, control_plane_wait, gap_exemption, static_pod_change, RestartError, ServiceManager,
+};
+use crate::verify::before::BeforeRestart;
+use crate::verify::{endpoints, wait_until_served, Prober, VerifyError};
+use crate::write::{Applied, StateDir, WriteError};
+pub(crate) use slot::{owed_restarts, refused, PassLocks};
+
+mod probe;
+mod restarts;
+mod slot;
+pub mod trust;
+
+/// Why a step of the pass failed. Each step's error already names its target, file or
+/// component, so this displays it as it is: the report shows these words.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    /// The CA of the target's route could not be loaded.
+    #[error("{0}")]
+    Ca(#[source] Box<LoadError>),
+    #[error("{0}")]
+    Issue(#[source] Box<IssueError>),
+    /// Writing the renewed files, the manifest annotation or a rollback.
+    #[error("{0}")]
+    Write(#[source] Box<WriteError>),
+    /// Restarting a unit, or preparing a static pod's manifest annotation.
+    #[error("{0}")]
+    Restart(#[source] Box<RestartError>),
+    #[error("{0}")]
+    Verify(#[source] Box<VerifyError>),
+    /// No slot of the cross-node restart lock could be had: nothing was restarted.
+    #[error("{0}")]
+    NoRestartSlot(String),
+}
+
+/// Boxed, so that the pass's `Result`s stay small whatever step failed.
+macro_rules! pass_error_from {
+    ($($variant:ident($error:ty)),*) => {
+        $(impl From<$error> for PassError {
+            fn from(e: $error) -> Self {
+                PassError::$variant(Box::new(e))
+            }
+        })*
+    };
+}
+
+pass_error_from!(
+    Ca(LoadError),
+    Issue(IssueError),
+    Write(WriteError),
+    Restart(RestartError),
+    Verify(VerifyError)
+);
+
+impl From<crate::issue::PlannedError> for PassError {
+    fn from(e: crate::issue::PlannedError) -> Self {
+        match e {
+            crate::issue::PlannedError::Ca(e) => e.into(),
+            crate::issue::PlannedError::Issue(e) => e.into(),
+        }
+    }
+}
+
+/// The running node: what restarts components, what probes them, and the clock.
+#[derive(Clone, Copy)]
+pub struct Edges<'a> {
+    pub services: &'a dyn ServiceManager,
+    pub prober: &'a dyn Prober,
+    pub clock: &'a dyn Clock,
+    /// The cross-node restart lock; `None`: restarts are not coordinated.
+    pub lock: Option<&'a dyn RestartLock>,
+}
+
+/// Whether the pass may restart what it renewed.
+#[derive(Clone, Copy)]
+pub enum Restarts<'a> {
+    /// The node's components run here: restart and verify through these edges.
+    Live(Edges<'a>),
+    /// Files only (`--root DIR` without `--live`): there is nothing running to restart.
+    NotLive,
+    /// The operator restarts: `--no-restart`, or a renewal on request without `--restart`.
+    Operator,
+}
+
+/// How a renewal on request differs from the defaults (`--days`, `--reuse-key`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Overrides {
+    pub days: Option<i64>,
+    pub reuse_key: bool,
+}
+
+/// Everything a pass works with besides the plan.
+pub struct Pass<'a> {
+    pub root: &'a NodeRoot,
+    pub settings: &'a Settings,
+    pub state: &'a StateDir,
+    pub overrides: Overrides,
+    pub restarts: Restarts<'a>,
+}
+
+/// Reads the history of earlier passes (missing or unreadable: empty, and said).
+pub fn load_history(state: &StateDir) -> History {
+    match state.read_json::<History>(HISTORY) {
+        Ok(h) => h.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!("restart history unreadable, starting afresh: {e}");
+            History::default()
+        }
+    }
+}
+
+/// The restarts of earlier passes, in the state directory.
+const HISTORY: &str = "history.json";
+
+fn save_history(state: &StateDir, history: &mut History, now: OffsetDateTime) {
+    // A month of restarts is plenty to pace passes.
+    history.restarts.retain(|r| now - r.at < Duration::days(31));
+    if let Err(e) = state.write_json(HISTORY, history) {
+        tracing::warn!("cannot record the restart history: {e}");
+    }
+}
+
+pub(crate) fn status(msg: &str) {
+    // systemctl status cert-rotator shows where the pass is; a no-op outside systemd.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(msg)]);
+}
+
+/// What a group's renewals wrote, for the restart and a rollback.
+pub(crate) struct Written {
+    /// (node path, backup dir of its change set)
+    pub(crate) files: Vec<(PathBuf, PathBuf)>,
+    pub(crate) serials: Vec<String>,
+}
+
+/// Restarts a component for something other than its own certificates (a CA it holds
+/// in memory, whose copies changed) exactly as a pass restarts a renewed group: the
+/// same pacing of control-plane restarts, history and manifest annotation (`serials`
+/// name what changed), then waits until it serves again. Returns the restart and
+/// verification lines.
+pub fn restart_and_verify(
+    pass: &Pass<'_>,
+    edges: &Edges<'_>,
+    component: &Component,
+    reload: Reload,
+    serials: &[String],
+) -> Result<(Vec<String>, Vec<String>), PassError> {
+    restart_component(pass, edges, component, reload, None, serials)
+}
+
+/// Restarts a static pod by writing `manifest` (its whole new content, e.g. the bytes
+/// it had before a CA rotation that `abort` undoes) instead of setting the restart
+/// annotation, otherwise exactly as [`restart_and_verify`]: paced, under a slot of the
+/// cross-node lock, recorded in the history, then verified. The kubelet recreates the
+/// pod because the content changes; bytes equal to the manifest now restart nothing
+/// (the write is then a no-op for the kubelet) but the pod is still verified.
+pub fn restart_static_pod_with(
+    pass: &Pass<'_>,
+    edges: &Edges<'_>,
+    component: &Component,
+    pod: &str,
+    manifest: &[u8],
+) -> Result<(Vec<String>, Vec<String>), PassError> {
+    let reload = Reload::StaticPod(pod.to_string());
+    restart_component(pass, edges, component, reload, Some(manifest), &[])
+}
+
+/// A component's rollout outside a renewal: a group with no renewed target, so the
+/// probe first never avoids the restart (the served leaf did not change; the CA the
+/// component holds in memory did). It takes a slot of the cross-node restart lock as a
+/// renewal's restart does.
+fn restart_component(
+    pass: &Pass<'_>,
+    edges: &Edges<'_>,
+    component: &Component,
+    reload: Reload,
+    manifest: Option<&[u8]>,
+    serials: &[String],
+) -> Result<(Vec<String>, Vec<String>), PassError> {
+    let mut history = load_history(pass.state);
+    let group = Group {
+        component: Some(component.clone()),
+        reload,
+        targets: Vec::new(),
+        urgent: false,
+    };
+    let comp = component.name();
+    let live = Live {
+        manifest,
+        ..Live::new(pass, edges, &group, &comp)
+    };
+    let done = live.under_restart_slot(|| live.reload_and_verify(serials, &mut history))?;
+    Ok((done.restarted.into_iter().collect(), done.verified))
+}
+
+/// One group on the live node.
+pub(crate) struct Live<'p, 'a> {
+    pass: &'p Pass<'a>,
+    edges: &'p Edges<'a>,
+    group: &'p Group,
+    comp: &'p str,
+    /// A static pod's whole new manifest, written instead of the restart annotation.
+    manifest: Option<&'p [u8]>,
+    /// The moment to reload by itself was given already (the probe before a lock slot):
+    /// a second probe does not wait again.
+    reload_grace_spent: std::cell::Cell<bool>,
+}
+
+/// What reloading one group did.
+struct Reloaded {
+    restarted: Option<String>,
+    /// The restart not made: the component already served its new certificates.
+    avoided: Option<String>,
+    verified: Vec<String>,
+}
+
+impl<'p, 'a> Live<'p, 'a> {
+    /// The rollout of a renewed `group` (its component named `comp`).
+    pub(crate) fn new(
+        pass: &'p Pass<'a>,
+        edges: &'p Edges<'a>,
+        group: &'p Group,
+        comp: &'p str,
+    ) -> Self {
+        Live {
+            pass,
+            edges,
+            group,
+            comp,
+            manifest: None,
+            reload_grace_spent: Default::default(),
+        }
+    }
+
+    /// Restarts and verifies the group, or rolls it back: `Err(why)` when the
+    /// component failed verification (the pass must stop).
+    fn restart_and_verify_or_roll_back(
+        &self,
+        written: &Written,
+        history: &mut History,
+        report: &mut PassReport,
+    ) -> Result<(), String> {
+        let comp = self.comp;
+        match self.reload_and_verify(&written.serials, history) {
+            Ok(done) => {
+                report.restarted.extend(done.restarted);
+                report.restarts_avoided.extend(done.avoided);
+                report.verified.extend(done.verified);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(component = %comp, action = "verify", message_id = message_id::FAILED, "{comp} does not serve its new certificates: {e}; rolling back");
+                report.failed.push(format!("{comp}: {e}"));
+                match self.rollback(written, history) {
+                    Ok(()) => {
+                        tracing::error!(component = %comp, action = "rollback", message_id = message_id::ROLLED_BACK, "{comp}: restored the previous certificates, which it serves again");
+                        report
+                            .rolled_back
+                            .push(format!("{comp}: previous certificates restored and served"));
+                    }
+                    Err(e2) => {
+                        tracing::error!(component = %comp, action = "rollback", message_id = message_id::FAILED, "{comp}: ROLLBACK FAILED: {e2}");
+                        report.failed.push(format!("{comp}: rollback failed: {e2}"));
+                    }
+                }
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Probes first, restarts what must reload (unless it serves the new certificates
+    /// already) and waits until it serves what is on disk.
+    fn reload_and_verify(
+        &self,
+        serials: &[String],
+        history: &mut History,
+    ) -> Result<Reloaded, PassError> {
+        let mut done = Reloaded {
+            restarted: None,
+            avoided: None,
+            verified: Vec::new(),
+        };
+        match self.probe_first() {
+            BeforeRestart::AlreadyServing => done.avoided = Some(self.restart_avoided()),
+            BeforeRestart::Down(why) => {
+                let exempt = gap_exemption(Some(&why), &[]);
+                done.restarted = self.restart(serials, history, exempt)?;
+            }
+            BeforeRestart::Restart => {
+                let exempt = gap_exemption(None, &self.expired_before_the_pass());
+                done.restarted = self.restart(serials, history, exempt)?;
+            }
+        }
+        if let Some(c) = &self.group.component {
+            done.verified = self.verify(c)?;
+        }
+        Ok(done)
+    }
+
+    /// The group's certificates that had expired when the pass planned.
+    fn expired_before_the_pass(&self) -> Vec<&str> {
+        self.group
+            .targets
+            .iter()
+            .filter(|t| t.reason == Some(DueReason::Expired))
+            .map(|t| t.name.as_str())
+            .collect()
+    }
+
+    /// Restarts the group's component. `gap_exempt`: why a control-plane restart need
+    /// not wait for the gap since the last one (see [`gap_exemption`]).
+    fn restart(
+        &self,
+        serials: &[String],
+        history: &mut History,
+        gap_exempt: Option<String>,
+    ) -> Result<Option<String>, PassError> {
+        let settings = self.pass.settings;
+        let clock = self.edges.clock;
+        let comp = self.comp;
+        let timeout = StdDuration::from_secs(settings.run.restart_timeout_seconds);
+        let line = match &self.group.reload {
+            Reload::None | Reload::Itself => return Ok(None),
+            Reload::Unit(unit) => {
+                status(&format!("restarting {unit}"));
+                let r = self.edges.services.restart_unit(unit, timeout)?;
+                format!("{unit}: new run {}", r.invocation_id)
+            }
+            Reload::StaticPod(pod) => {
+                // One control-plane component at a time, a gap between them, unless
+                // there is nothing healthy to protect.
+                let gap = Duration::seconds(settings.run.min_restart_gap_seconds as i64);
+                let wait =
+                    control_plane_wait(history.last_control_plane_restart(), gap, clock.now());
+                match (wait, gap_exempt) {
+                    (Some(wait), None) => {
+                        status(&format!(
+                            "waiting {}s before restarting {pod}",
+                            wait.as_secs()
+                        ));
+                        clock.sleep(wait);
+                    }
+                    (Some(wait), Some(why)) => {
+                        tracing::info!(component = %comp, action = "restart", "restarting {pod} without waiting {}s for the gap: {why}", wait.as_secs());
+                    }
+                    (None, _) => {}
+                }
+                status(&format!("restarting static pod {pod}"));
+                let manifest = settings.kubeadm.manifests_dir.join(format!("{pod}.yaml"));
+                match self.manifest {
+                    Some(bytes) => {
+                        // Never a temp file in the manifests directory: the kubelet
+                        // would run it as a pod.
+                        let change = FileChange {
+                            stage_outside: true,
+                            ..FileChange::file(&manifest, bytes.to_vec(), 0o600, false)
+                        };
+                        self.pass
+                            .state
+                            .apply(&format!("restart {pod}"), &[change])?;
+                        format!("{pod}: manifest {} written back", manifest.display())
+                    }
+                    None => {
+                        let value =
+                            format!("{}-{}", certs_hash(serials), clock.now().unix_timestamp());
+                        let change = static_pod_change(self.pass.root, &manifest, &value)?;
+                        self.pass
+                            .state
+                            .apply(&format!("restart {pod}"), &[change])?;
+                        format!(
+                            "{pod}: manifest {} annotated cert-rotator.k8s.io/certs-hash={value}",
+                            manifest.display()
+                        )
+                    }
+                }
+            }
+        };
+        let now = clock.now();
+        history.restarts.push(RestartRecord {
+            component: comp.to_string(),
+            control_plane: self.group.reload.is_control_plane(),
+            at: now,
+        });
+        save_history(self.pass.state, history, now);
+        tracing::info!(component = %comp, action = "restart", message_id = message_id::RESTARTED, "restarted {comp}: {line}");
+        Ok(Some(line))
+    }
+
+    /// Waits until every endpoint of the component serves the certificate now on disk
+    /// (or answers healthy), within the verification timeout.
+    fn verify(&self, component: &Component) -> Result<Vec<String>, PassError> {
+        let settings = self.pass.settings;
+        if !settings.run.verify {
+            return Ok(vec![format!(
+                "{}: verification switched off",
+                component.name()
+            )]);
+        }
+        let root = self.pass.root;
+        let eps = endpoints(root, &settings.kubeadm, component);
+        status(&format!(
+            "waiting for {} to serve its new certificates",
+            component.name()
+        ));
+        let lines = wait_until_served(
+            self.edges.prober,
+            self.edges.clock,
+            root,
+            component,
+            &eps,
+            StdDuration::from_secs(settings.run.verify_timeout_seconds),
+        )?;
+        for line in &lines {
+            tracing::info!(component = %component.name(), action = "verify", message_id = message_id::VERIFIED, "{line}");
+        }
+        Ok(lines)
+    }
+
+    /// Puts the group's files back from this pass's backup, restarts the component
+    /// again and checks it serves the old certificates.
+    fn rollback(&self, written: &Written, history: &mut History) -> Result<(), PassError> {
+        // Each file from the backup of the change set that wrote it; a file the renewal
+        // created (the kubelet's new client file) has none and stays, the restored
+        // symlink no longer points at it.
+        let applied: Vec<Applied> = written
+            .files
+            .iter()
+            .map(|(file, backup)| Applied::recorded(backup, std::slice::from_ref(file)))
+            .collect();
+        self.pass
+            .state
+            .restore(&format!("roll back {}", self.comp), &applied)?;
+        self.restart(&[], history, None)?;
+        if let Some(c) = &self.group.component {
+            self.verify(c)?;
+        }
+        Ok(())
+    }
+}
