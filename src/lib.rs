@@ -40,6 +40,10 @@ pub mod report;
 pub mod pass;
 /// The cluster's CAs on this node: their copies, renewal, export and import.
 pub mod authority;
+/// The Kubernetes API from the node: a kubeconfig's client, the objects, the Lease.
+pub mod kube;
+/// `cert-rotator signer`: signs Approved CSRs of the configured signerNames.
+pub mod signer;
 /// A kubeadm-faithful node for the demo and the tests.
 pub mod fixture;
 /// The sandbox node of `cert-rotator demo`.

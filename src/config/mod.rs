@@ -14,6 +14,7 @@ use crate::node::{normalize, NodeError, NodeRoot};
 pub mod coordination;
 mod paths;
 pub mod remote;
+pub mod signer;
 
 pub const DEFAULT_CONFIG: &str = "/etc/cert-rotator/config.toml";
 pub const DEFAULT_DROPIN_DIR: &str = "/etc/cert-rotator/config.d";
@@ -94,6 +95,10 @@ pub struct Settings {
     pub metrics_file: PathBuf,
     /// The cross-node restart lock.
     pub coordination: coordination::CoordinationSettings,
+    /// `cert-rotator signer`: the API server and the Lease (docs/csr.md).
+    pub csr: signer::CsrSettings,
+    /// `[[signer]]`: the signerNames `cert-rotator signer` signs for; none by default.
+    pub signer: Vec<signer::SignerSettings>,
 }
 
 /// The rotation queue's pacing. A control plane restarts one component at a time; a
@@ -142,6 +147,8 @@ impl Default for Settings {
             authorities: AuthoritySettings::default(),
             metrics_file: PathBuf::from("/var/lib/cert-rotator/metrics/cert-rotator.prom"),
             coordination: coordination::CoordinationSettings::default(),
+            csr: signer::CsrSettings::default(),
+            signer: Vec::new(),
         }
     }
 }
@@ -520,6 +527,7 @@ fn validate(s: &Settings) -> Result<(), InvalidValue> {
         }
     }
     s.coordination.validate()?;
+    signer::validate(&s.csr, &s.signer)?;
     paths::check(s, &|p: &Path| normalize(p))
 }
 

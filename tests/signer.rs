@@ -1,0 +1,239 @@
+//! The certificates-API signer's own logic (src/signer), without an API server (the
+//! real one judges it in tests/k8s/csr.sh): where a CSR stands (pending, approved,
+//! denied, failed, issued), what a profile allows (usages, key algorithms and sizes,
+//! lifetime within the maximum and the CA's end), bad requests refused with a reason,
+//! and the certificate it issues checked with the real openssl.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine;
+use cert_rotator::ca::remote::build_csr;
+use cert_rotator::config::signer::SignerSettings;
+use cert_rotator::kube::types::{CertificateSigningRequest, CsrCondition, CsrSpec, CsrStatus};
+use cert_rotator::pki::x509::{CertTemplate, Issuer, OID_CN};
+use cert_rotator::pki::{encode_pem, CertFacts, KeyAlgorithm, KeyEncoding, PrivateKey};
+use cert_rotator::signer::decide::{evaluate, lifetime, Phase};
+use cert_rotator::signer::issue::{issue, window};
+use time::OffsetDateTime;
+
+fn profile() -> SignerSettings {
+    SignerSettings {
+        name: "example.com/serving".into(),
+        ca_cert: "/ca.pem".into(),
+        ca_key: "/ca-key.pem".into(),
+        usages: vec![
+            "signing".into(),
+            "key encipherment".into(),
+            "server auth".into(),
+        ],
+        max_duration_seconds: 30 * 24 * 3600,
+        key_algorithms: vec!["rsa".into(), "ecdsa".into()],
+    }
+}
+
+/// A PEM request for CN=svc with a DNS and an IP SAN, signed by `key`.
+fn request(key: &PrivateKey) -> String {
+    let template = CertTemplate {
+        subject: vec![vec![(OID_CN, "svc".into())]],
+        dns_names: vec!["svc.ns.svc.cluster.local".into()],
+        ip_addresses: vec!["192.0.2.24".parse().unwrap()],
+        ..Default::default()
+    };
+    let der = template.issue(key, None).unwrap();
+    build_csr(&der, key).unwrap()
+}
+
+fn csr(pem: &str, usages: &[&str], conditions: &[&str]) -> CertificateSigningRequest {
+    let json = serde_json::json!({
+        "metadata": {"name": "x", "resourceVersion": "7"},
+        "spec": {
+            "request": base64::engine::general_purpose::STANDARD.encode(pem),
+            "signerName": "example.com/serving",
+            "usages": usages,
+        },
+        "status": {"conditions": conditions.iter().map(|c| serde_json::json!({"type": c, "status": "True"})).collect::<Vec<_>>()}
+    });
+    serde_json::from_value(json).unwrap()
+}
+
+fn ecdsa() -> PrivateKey {
+    PrivateKey::generate(KeyAlgorithm::EcdsaP256, KeyEncoding::Sec1).unwrap()
+}
+
+#[test]
+fn a_csr_is_pending_approved_denied_failed_or_issued() {
+    let pem = request(&ecdsa());
+    let phase = |c: &[&str]| Phase::of(&csr(&pem, &["server auth"], c));
+    assert_eq!(phase(&[]), Phase::Pending);
+    assert_eq!(phase(&["Approved"]), Phase::Approved);
+    assert_eq!(phase(&["Denied"]), Phase::Denied);
+    assert_eq!(phase(&["Approved", "Failed"]), Phase::Failed);
+    // Denied wins over a (racing) approval: never signed.
+    assert_eq!(phase(&["Approved", "Denied"]), Phase::Denied);
+    let mut issued = csr(&pem, &["server auth"], &["Approved"]);
+    issued.status.as_mut().unwrap().certificate = Some("LS0t".into());
+    assert_eq!(Phase::of(&issued), Phase::Issued);
+    // A condition explicitly "False" does not count.
+    let mut no = csr(&pem, &["server auth"], &[]);
+    no.status = Some(CsrStatus {
+        conditions: Some(vec![CsrCondition {
+            type_: "Approved".into(),
+            status: "False".into(),
+            reason: None,
+            message: None,
+            rest: Default::default(),
+        }]),
+        ..Default::default()
+    });
+    assert_eq!(Phase::of(&no), Phase::Pending);
+}
+
+#[test]
+fn the_object_round_trips_with_the_fields_it_does_not_name() {
+    let json = serde_json::json!({
+        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": "x", "resourceVersion": "7", "uid": "u-1", "managedFields": [{"manager": "kubectl"}]},
+        "spec": {"request": "", "signerName": "a.b/c", "uid": "42", "extra": {"k": ["v"]}},
+        "status": {"conditions": [{"type": "Approved", "status": "True", "lastUpdateTime": "2026-12-07T00:00:00Z"}]}
+    });
+    let c: CertificateSigningRequest = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&c).unwrap(), json);
+    let _: CsrSpec = c.spec;
+}
+
+#[test]
+fn usages_must_all_be_allowed_by_the_profile() {
+    let pem = request(&ecdsa());
+    let p = profile();
+    // "digital signature" is the profile's "signing".
+    let g = evaluate(
+        &csr(&pem, &["digital signature", "key encipherment", "server auth"], &["Approved"]),
+        &p,
+    )
+    .unwrap();
+    assert_eq!(g.usages.len(), 3);
+    let e = evaluate(
+        &csr(&pem, &["digital signature", "client auth"], &["Approved"]),
+        &p,
+    )
+    .unwrap_err();
+    assert!(e.0.contains("usages client auth are not allowed by signer example.com/serving"), "{}", e.0);
+    let e = evaluate(&csr(&pem, &["cert sign"], &["Approved"]), &p).unwrap_err();
+    assert!(e.0.contains("cert sign"), "{}", e.0);
+    let e = evaluate(&csr(&pem, &[], &["Approved"]), &p).unwrap_err();
+    assert_eq!(e.0, "the CSR asks for no usages");
+}
+
+#[test]
+fn the_lifetime_is_the_asked_one_within_the_maximum() {
+    assert_eq!(lifetime(None, 3600), Duration::from_secs(3600));
+    assert_eq!(lifetime(Some(600), 3600), Duration::from_secs(600));
+    assert_eq!(lifetime(Some(7200), 3600), Duration::from_secs(3600));
+    assert_eq!(lifetime(Some(-5), 3600), Duration::from_secs(3600));
+    assert_eq!(lifetime(Some(0), 3600), Duration::from_secs(3600));
+    // Never past the CA's end, backdated five minutes but not before the CA's start.
+    let now = OffsetDateTime::now_utc();
+    let (nb, na) = window(now, Duration::from_secs(86400), now - time::Duration::minutes(1), now + time::Duration::hours(2)).unwrap();
+    assert_eq!(nb, now - time::Duration::minutes(1));
+    assert_eq!(na, now + time::Duration::hours(2));
+    let (nb, na) = window(now, Duration::from_secs(600), now - time::Duration::days(1), now + time::Duration::days(1)).unwrap();
+    assert_eq!(nb, now - time::Duration::minutes(5));
+    assert_eq!(na, now + time::Duration::minutes(10));
+    assert!(window(now, Duration::from_secs(600), now - time::Duration::days(1), now).is_none());
+}
+
+/// openssl req with `args` (a key spec), the PEM request.
+fn openssl_request(dir: &Path, args: &[&str]) -> String {
+    let out = dir.join("r.csr");
+    let st = Command::new("openssl")
+        .args(["req", "-new", "-nodes", "-subj", "/CN=x", "-keyout"])
+        .arg(dir.join("r.key"))
+        .arg("-out")
+        .arg(&out)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    std::fs::read_to_string(out).unwrap()
+}
+
+#[test]
+fn keys_the_profile_refuses_and_bad_requests_fail_with_a_reason() {
+    let d = tempfile::tempdir().unwrap();
+    let p = profile();
+    let reason = |pem: &str| evaluate(&csr(pem, &["server auth"], &["Approved"]), &p).unwrap_err().0;
+    let ed = openssl_request(d.path(), &["-newkey", "ed25519"]);
+    assert_eq!(reason(&ed), "the request's key is Ed25519; signer example.com/serving issues for rsa, ecdsa keys only");
+    let mut with_ed = profile();
+    with_ed.key_algorithms.push("ed25519".into());
+    assert!(evaluate(&csr(&ed, &["server auth"], &["Approved"]), &with_ed).is_ok());
+    let small = openssl_request(d.path(), &["-newkey", "rsa:1024"]);
+    assert!(reason(&small).contains("RSA-1024; this signer issues for RSA keys of 2048 bits or more"));
+    let p521 = openssl_request(d.path(), &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-521"]);
+    assert!(reason(&p521).contains("EC curve 1.3.132.0.35"), "{}", reason(&p521));
+    assert!(reason("not a pem").starts_with("spec.request is not PEM"));
+    let cert = encode_pem("CERTIFICATE", b"\x30\x00");
+    assert_eq!(reason(&cert), "spec.request holds a CERTIFICATE block, not a CERTIFICATE REQUEST");
+    let junk = encode_pem("CERTIFICATE REQUEST", b"\x30\x03\x02\x01\x00");
+    assert!(reason(&junk).starts_with("spec.request is not a valid PKCS#10 request"));
+    let huge = "A".repeat(200 << 10);
+    assert!(reason(&huge).contains("more than this signer reads"), "{}", reason(&huge));
+    // A request whose signature does not verify: the subject's CN changed after signing.
+    let good = request(&ecdsa());
+    let blocks = cert_rotator::pki::parse_pem(good.as_bytes()).unwrap();
+    let mut der = blocks[0].der.clone();
+    let at = der.windows(3).position(|w| w == b"svc").unwrap();
+    der[at] = b'S';
+    let forged = encode_pem("CERTIFICATE REQUEST", &der);
+    assert!(reason(&forged).contains("does not verify with its own key"), "{}", reason(&forged));
+}
+
+#[test]
+fn the_certificate_is_the_requests_with_the_granted_usages_signed_by_the_ca() {
+    let d = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let ca_key = PrivateKey::generate(KeyAlgorithm::Rsa { bits: 2048 }, KeyEncoding::Pkcs1).unwrap();
+    let ca_der = CertTemplate::ca(vec![vec![(OID_CN, "My Example Signer".into())]], now - time::Duration::hours(1), now + time::Duration::days(365))
+        .issue(&ca_key, None)
+        .unwrap();
+    let ca = CertFacts::from_der(&ca_der).unwrap();
+    let key = ecdsa();
+    let g = evaluate(
+        &csr(&request(&key), &["digital signature", "key encipherment", "server auth"], &["Approved"]),
+        &profile(),
+    )
+    .unwrap();
+    let (nb, na) = window(now, g.lifetime, ca.not_before, ca.not_after).unwrap();
+    let der = issue(&g, &Issuer { cert: &ca, key: &ca_key }, nb, na).unwrap();
+    let facts = CertFacts::from_der(&der).unwrap();
+    assert!(facts.is_signed_by(&ca));
+    assert!(facts.public_key == key.public_key());
+    std::fs::write(d.path().join("ca.pem"), encode_pem("CERTIFICATE", &ca_der)).unwrap();
+    std::fs::write(d.path().join("leaf.pem"), encode_pem("CERTIFICATE", &der)).unwrap();
+    let verify = Command::new("openssl")
+        .args(["verify", "-no-CApath", "-no-CAstore", "-purpose", "sslserver", "-CAfile"])
+        .arg(d.path().join("ca.pem"))
+        .arg(d.path().join("leaf.pem"))
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(d.path().join("leaf.pem"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    for want in [
+        "Subject: CN = svc",
+        "Digital Signature, Key Encipherment",
+        "TLS Web Server Authentication",
+        "CA:FALSE",
+        "DNS:svc.ns.svc.cluster.local, IP Address:192.0.2.24",
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
+    assert!(!text.contains("Client Authentication"));
+    assert_eq!((facts.not_after - facts.not_before).whole_minutes(), 30 * 24 * 60 + 5);
+}
