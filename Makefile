@@ -58,6 +58,7 @@ e2e:
 k8s-e2e:
 	packaging/build.sh
 	tests/k8s/controlplane.sh
+	tests/k8s/csr.sh
 
 demo:
 	cargo run --release -- demo

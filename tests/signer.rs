@@ -109,7 +109,11 @@ fn usages_must_all_be_allowed_by_the_profile() {
     let p = profile();
     // "digital signature" is the profile's "signing".
     let g = evaluate(
-        &csr(&pem, &["digital signature", "key encipherment", "server auth"], &["Approved"]),
+        &csr(
+            &pem,
+            &["digital signature", "key encipherment", "server auth"],
+            &["Approved"],
+        ),
         &p,
     )
     .unwrap();
@@ -119,7 +123,11 @@ fn usages_must_all_be_allowed_by_the_profile() {
         &p,
     )
     .unwrap_err();
-    assert!(e.0.contains("usages client auth are not allowed by signer example.com/serving"), "{}", e.0);
+    assert!(
+        e.0.contains("usages client auth are not allowed by signer example.com/serving"),
+        "{}",
+        e.0
+    );
     let e = evaluate(&csr(&pem, &["cert sign"], &["Approved"]), &p).unwrap_err();
     assert!(e.0.contains("cert sign"), "{}", e.0);
     let e = evaluate(&csr(&pem, &[], &["Approved"]), &p).unwrap_err();
@@ -135,13 +143,31 @@ fn the_lifetime_is_the_asked_one_within_the_maximum() {
     assert_eq!(lifetime(Some(0), 3600), Duration::from_secs(3600));
     // Never past the CA's end, backdated five minutes but not before the CA's start.
     let now = OffsetDateTime::now_utc();
-    let (nb, na) = window(now, Duration::from_secs(86400), now - time::Duration::minutes(1), now + time::Duration::hours(2)).unwrap();
+    let (nb, na) = window(
+        now,
+        Duration::from_secs(86400),
+        now - time::Duration::minutes(1),
+        now + time::Duration::hours(2),
+    )
+    .unwrap();
     assert_eq!(nb, now - time::Duration::minutes(1));
     assert_eq!(na, now + time::Duration::hours(2));
-    let (nb, na) = window(now, Duration::from_secs(600), now - time::Duration::days(1), now + time::Duration::days(1)).unwrap();
+    let (nb, na) = window(
+        now,
+        Duration::from_secs(600),
+        now - time::Duration::days(1),
+        now + time::Duration::days(1),
+    )
+    .unwrap();
     assert_eq!(nb, now - time::Duration::minutes(5));
     assert_eq!(na, now + time::Duration::minutes(10));
-    assert!(window(now, Duration::from_secs(600), now - time::Duration::days(1), now).is_none());
+    assert!(window(
+        now,
+        Duration::from_secs(600),
+        now - time::Duration::days(1),
+        now
+    )
+    .is_none());
 }
 
 /// openssl req with `args` (a key spec), the PEM request.
@@ -155,7 +181,11 @@ fn openssl_request(dir: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     std::fs::read_to_string(out).unwrap()
 }
 
@@ -163,23 +193,46 @@ fn openssl_request(dir: &Path, args: &[&str]) -> String {
 fn keys_the_profile_refuses_and_bad_requests_fail_with_a_reason() {
     let d = tempfile::tempdir().unwrap();
     let p = profile();
-    let reason = |pem: &str| evaluate(&csr(pem, &["server auth"], &["Approved"]), &p).unwrap_err().0;
+    let reason = |pem: &str| {
+        evaluate(&csr(pem, &["server auth"], &["Approved"]), &p)
+            .unwrap_err()
+            .0
+    };
     let ed = openssl_request(d.path(), &["-newkey", "ed25519"]);
-    assert_eq!(reason(&ed), "the request's key is Ed25519; signer example.com/serving issues for rsa, ecdsa keys only");
+    assert_eq!(
+        reason(&ed),
+        "the request's key is Ed25519; signer example.com/serving issues for rsa, ecdsa keys only"
+    );
     let mut with_ed = profile();
     with_ed.key_algorithms.push("ed25519".into());
     assert!(evaluate(&csr(&ed, &["server auth"], &["Approved"]), &with_ed).is_ok());
     let small = openssl_request(d.path(), &["-newkey", "rsa:1024"]);
-    assert!(reason(&small).contains("RSA-1024; this signer issues for RSA keys of 2048 bits or more"));
-    let p521 = openssl_request(d.path(), &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-521"]);
-    assert!(reason(&p521).contains("EC curve 1.3.132.0.35"), "{}", reason(&p521));
+    assert!(
+        reason(&small).contains("RSA-1024; this signer issues for RSA keys of 2048 bits or more")
+    );
+    let p521 = openssl_request(
+        d.path(),
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-521"],
+    );
+    assert!(
+        reason(&p521).contains("EC curve 1.3.132.0.35"),
+        "{}",
+        reason(&p521)
+    );
     assert!(reason("not a pem").starts_with("spec.request is not PEM"));
     let cert = encode_pem("CERTIFICATE", b"\x30\x00");
-    assert_eq!(reason(&cert), "spec.request holds a CERTIFICATE block, not a CERTIFICATE REQUEST");
+    assert_eq!(
+        reason(&cert),
+        "spec.request holds a CERTIFICATE block, not a CERTIFICATE REQUEST"
+    );
     let junk = encode_pem("CERTIFICATE REQUEST", b"\x30\x03\x02\x01\x00");
     assert!(reason(&junk).starts_with("spec.request is not a valid PKCS#10 request"));
     let huge = "A".repeat(200 << 10);
-    assert!(reason(&huge).contains("more than this signer reads"), "{}", reason(&huge));
+    assert!(
+        reason(&huge).contains("more than this signer reads"),
+        "{}",
+        reason(&huge)
+    );
     // A request whose signature does not verify: the subject's CN changed after signing.
     let good = request(&ecdsa());
     let blocks = cert_rotator::pki::parse_pem(good.as_bytes()).unwrap();
@@ -187,38 +240,71 @@ fn keys_the_profile_refuses_and_bad_requests_fail_with_a_reason() {
     let at = der.windows(3).position(|w| w == b"svc").unwrap();
     der[at] = b'S';
     let forged = encode_pem("CERTIFICATE REQUEST", &der);
-    assert!(reason(&forged).contains("does not verify with its own key"), "{}", reason(&forged));
+    assert!(
+        reason(&forged).contains("does not verify with its own key"),
+        "{}",
+        reason(&forged)
+    );
 }
 
 #[test]
 fn the_certificate_is_the_requests_with_the_granted_usages_signed_by_the_ca() {
     let d = tempfile::tempdir().unwrap();
     let now = OffsetDateTime::now_utc();
-    let ca_key = PrivateKey::generate(KeyAlgorithm::Rsa { bits: 2048 }, KeyEncoding::Pkcs1).unwrap();
-    let ca_der = CertTemplate::ca(vec![vec![(OID_CN, "My Example Signer".into())]], now - time::Duration::hours(1), now + time::Duration::days(365))
-        .issue(&ca_key, None)
-        .unwrap();
+    let ca_key =
+        PrivateKey::generate(KeyAlgorithm::Rsa { bits: 2048 }, KeyEncoding::Pkcs1).unwrap();
+    let ca_der = CertTemplate::ca(
+        vec![vec![(OID_CN, "My Example Signer".into())]],
+        now - time::Duration::hours(1),
+        now + time::Duration::days(365),
+    )
+    .issue(&ca_key, None)
+    .unwrap();
     let ca = CertFacts::from_der(&ca_der).unwrap();
     let key = ecdsa();
     let g = evaluate(
-        &csr(&request(&key), &["digital signature", "key encipherment", "server auth"], &["Approved"]),
+        &csr(
+            &request(&key),
+            &["digital signature", "key encipherment", "server auth"],
+            &["Approved"],
+        ),
         &profile(),
     )
     .unwrap();
     let (nb, na) = window(now, g.lifetime, ca.not_before, ca.not_after).unwrap();
-    let der = issue(&g, &Issuer { cert: &ca, key: &ca_key }, nb, na).unwrap();
+    let der = issue(
+        &g,
+        &Issuer {
+            cert: &ca,
+            key: &ca_key,
+        },
+        nb,
+        na,
+    )
+    .unwrap();
     let facts = CertFacts::from_der(&der).unwrap();
     assert!(facts.is_signed_by(&ca));
     assert!(facts.public_key == key.public_key());
     std::fs::write(d.path().join("ca.pem"), encode_pem("CERTIFICATE", &ca_der)).unwrap();
     std::fs::write(d.path().join("leaf.pem"), encode_pem("CERTIFICATE", &der)).unwrap();
     let verify = Command::new("openssl")
-        .args(["verify", "-no-CApath", "-no-CAstore", "-purpose", "sslserver", "-CAfile"])
+        .args([
+            "verify",
+            "-no-CApath",
+            "-no-CAstore",
+            "-purpose",
+            "sslserver",
+            "-CAfile",
+        ])
         .arg(d.path().join("ca.pem"))
         .arg(d.path().join("leaf.pem"))
         .output()
         .unwrap();
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
     let text = Command::new("openssl")
         .args(["x509", "-noout", "-text", "-in"])
         .arg(d.path().join("leaf.pem"))
@@ -235,5 +321,8 @@ fn the_certificate_is_the_requests_with_the_granted_usages_signed_by_the_ca() {
         assert!(text.contains(want), "{want} missing:\n{text}");
     }
     assert!(!text.contains("Client Authentication"));
-    assert_eq!((facts.not_after - facts.not_before).whole_minutes(), 30 * 24 * 60 + 5);
+    assert_eq!(
+        (facts.not_after - facts.not_before).whole_minutes(),
+        30 * 24 * 60 + 5
+    );
 }

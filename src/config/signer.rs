@@ -147,7 +147,11 @@ pub fn validate(csr: &CsrSettings, signers: &[SignerSettings]) -> Result<(), Inv
         }
         for (k, p) in [("ca_cert", &s.ca_cert), ("ca_key", &s.ca_key)] {
             if !p.is_absolute() {
-                return Err(InvalidValue::new(key(k), p, "must be an absolute node path"));
+                return Err(InvalidValue::new(
+                    key(k),
+                    p,
+                    "must be an absolute node path",
+                ));
             }
         }
         if s.usages.is_empty() {

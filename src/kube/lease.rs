@@ -37,6 +37,10 @@ pub fn decide(spec: &LeaseSpec, me: &str, unchanged_for: Duration, duration: Dur
     }
 }
 
+/// The holder and renewTime of a Lease as read: the record whose change restarts the
+/// clock of a candidate waiting for a silent holder.
+type Record = (Option<String>, Option<String>);
+
 /// One candidate for one Lease.
 pub struct Elector {
     pub namespace: String,
@@ -44,7 +48,7 @@ pub struct Elector {
     pub identity: String,
     pub duration: Duration,
     /// The holder and renewTime last seen, and when they were first seen so.
-    seen: Option<((Option<String>, Option<String>), Instant)>,
+    seen: Option<(Record, Instant)>,
 }
 
 impl Elector {
@@ -95,7 +99,7 @@ impl Elector {
             }
             Err(e) => return Err(e),
         };
-        let key = (
+        let key: Record = (
             lease.spec.holder_identity.clone(),
             lease.spec.renew_time.clone(),
         );
@@ -168,9 +172,15 @@ mod tests {
     #[test]
     fn a_lease_is_renewed_by_its_holder_taken_when_stale_or_free_followed_otherwise() {
         let d = Duration::from_secs(15);
-        assert_eq!(decide(&held(Some("me")), "me", Duration::ZERO, d), Decision::Renew);
+        assert_eq!(
+            decide(&held(Some("me")), "me", Duration::ZERO, d),
+            Decision::Renew
+        );
         assert_eq!(decide(&held(None), "me", Duration::ZERO, d), Decision::Take);
-        assert_eq!(decide(&held(Some("")), "me", Duration::ZERO, d), Decision::Take);
+        assert_eq!(
+            decide(&held(Some("")), "me", Duration::ZERO, d),
+            Decision::Take
+        );
         assert_eq!(
             decide(&held(Some("them")), "me", Duration::from_secs(14), d),
             Decision::Follow {

@@ -34,8 +34,12 @@ pub enum ServeError {
 /// What happened to one CSR in one round, for the journal.
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
-    Issued { serial: String },
-    Failed { reason: String },
+    Issued {
+        serial: String,
+    },
+    Failed {
+        reason: String,
+    },
     /// Another writer changed the CSR first (409): the next list decides again.
     Lost,
     Untouched,
@@ -118,7 +122,10 @@ fn round(
     s: &SignerSettings,
     ca_said: &mut BTreeMap<String, String>,
 ) {
-    let path = format!("{CSR_API}?fieldSelector=spec.signerName%3D{}", encode(&s.name));
+    let path = format!(
+        "{CSR_API}?fieldSelector=spec.signerName%3D{}",
+        encode(&s.name)
+    );
     let list: List<CertificateSigningRequest> = match api.get(&path) {
         Ok(l) => l,
         Err(e) => {
@@ -177,8 +184,12 @@ fn handle(
         }
     };
     let issuer = ca.issuer();
-    let Some((nb, na)) = window(now, grant.lifetime, issuer.cert.not_before, issuer.cert.not_after)
-    else {
+    let Some((nb, na)) = window(
+        now,
+        grant.lifetime,
+        issuer.cert.not_before,
+        issuer.cert.not_after,
+    ) else {
         return Ok(Outcome::Untouched);
     };
     let der = match issue(&grant, &issuer, nb, na) {
@@ -263,4 +274,3 @@ fn default_identity() -> String {
     let host = if host.is_empty() { "node".into() } else { host };
     format!("{host}_{}", std::process::id())
 }
-
