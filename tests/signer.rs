@@ -326,3 +326,153 @@ fn the_certificate_is_the_requests_with_the_granted_usages_signed_by_the_ca() {
         30 * 24 * 60 + 5
     );
 }
+
+mod kubelet_serving {
+    use super::*;
+    use cert_rotator::kube::types::{Node, NodeAddress};
+    use cert_rotator::pki::x509::OID_O;
+    use cert_rotator::signer::approve::{judge, Verdict};
+
+    /// A kubelet's serving request as the kubelet makes it (O=system:nodes,
+    /// CN=system:node:NAME, its name and addresses as SANs), requested by `user`.
+    fn kubelet_csr(
+        user: &str,
+        cn: &str,
+        dns: &[&str],
+        ips: &[&str],
+        usages: &[&str],
+    ) -> CertificateSigningRequest {
+        let key = ecdsa();
+        let der = CertTemplate {
+            subject: vec![
+                vec![(OID_O, "system:nodes".into())],
+                vec![(OID_CN, cn.into())],
+            ],
+            dns_names: dns.iter().map(|d| d.to_string()).collect(),
+            ip_addresses: ips.iter().map(|i| i.parse().unwrap()).collect(),
+            ..Default::default()
+        }
+        .issue(&key, None)
+        .unwrap();
+        let mut c = csr(&build_csr(&der, &key).unwrap(), usages, &[]);
+        c.spec.signer_name = "kubernetes.io/kubelet-serving".into();
+        c.spec.username = Some(user.into());
+        c.spec.groups = Some(vec!["system:nodes".into(), "system:authenticated".into()]);
+        c
+    }
+
+    fn node() -> Node {
+        let mut n = Node::default();
+        n.status.addresses = vec![
+            NodeAddress {
+                type_: "InternalIP".into(),
+                address: "192.0.2.10".into(),
+            },
+            NodeAddress {
+                type_: "Hostname".into(),
+                address: "n1".into(),
+            },
+        ];
+        n
+    }
+
+    const SERVING: &[&str] = &["digital signature", "server auth"];
+
+    fn deny(c: &CertificateSigningRequest, n: Option<&Node>) -> String {
+        match judge(c, n, 86400) {
+            Verdict::Deny(m) => m,
+            v => panic!("expected a denial, got {v:?}"),
+        }
+    }
+
+    #[test]
+    fn a_kubelets_own_request_is_approved() {
+        let c = kubelet_csr(
+            "system:node:n1",
+            "system:node:n1",
+            &["n1"],
+            &["192.0.2.10"],
+            SERVING,
+        );
+        assert!(matches!(
+            judge(&c, Some(&node()), 86400),
+            Verdict::Approve(_)
+        ));
+    }
+
+    #[test]
+    fn anything_not_the_nodes_own_is_denied_with_the_reason() {
+        let n = node();
+        let c = kubelet_csr(
+            "kubernetes-admin",
+            "system:node:n1",
+            &["n1"],
+            &["192.0.2.10"],
+            SERVING,
+        );
+        assert!(deny(&c, Some(&n)).contains("not by a node"));
+        let mut c = kubelet_csr(
+            "system:node:n1",
+            "system:node:n1",
+            &["n1"],
+            &["192.0.2.10"],
+            SERVING,
+        );
+        c.spec.groups = Some(vec!["system:authenticated".into()]);
+        assert!(deny(&c, Some(&n)).contains("not by a node"));
+        let c = kubelet_csr(
+            "system:node:n1",
+            "system:node:n2",
+            &["n1"],
+            &["192.0.2.10"],
+            SERVING,
+        );
+        assert!(deny(&c, Some(&n)).contains("CN=system:node:n2"));
+        let c = kubelet_csr(
+            "system:node:n1",
+            "system:node:n1",
+            &["n1", "evil.example"],
+            &["192.0.2.10"],
+            SERVING,
+        );
+        assert!(deny(&c, Some(&n)).contains("DNS SAN evil.example"));
+        let c = kubelet_csr(
+            "system:node:n1",
+            "system:node:n1",
+            &["n1"],
+            &["203.0.113.9"],
+            SERVING,
+        );
+        assert_eq!(
+            deny(&c, Some(&n)),
+            "IP SAN 203.0.113.9 is not one of node n1's addresses"
+        );
+        let c = kubelet_csr(
+            "system:node:n1",
+            "system:node:n1",
+            &["n1"],
+            &["192.0.2.10"],
+            &["server auth", "client auth"],
+        );
+        assert!(deny(&c, Some(&n)).contains("\"client auth\""));
+        let c = kubelet_csr(
+            "system:node:n1",
+            "system:node:n1",
+            &["n1"],
+            &["192.0.2.10"],
+            &["digital signature"],
+        );
+        assert!(deny(&c, Some(&n)).contains("server auth"));
+        let c = kubelet_csr("system:node:n1", "system:node:n1", &["n1"], &[], SERVING);
+        assert_eq!(deny(&c, None), "Node n1 does not exist");
+        let mut c = kubelet_csr(
+            "system:node:n1",
+            "system:node:n1",
+            &["n1"],
+            &["192.0.2.10"],
+            SERVING,
+        );
+        c.spec.expiration_seconds = Some(86401);
+        assert!(deny(&c, Some(&n)).contains("expirationSeconds 86401"));
+    }
+}

@@ -25,6 +25,11 @@ pub struct CsrSettings {
     /// This signer's holder identity in the Lease. Unset: the host name and the
     /// process id.
     pub identity: Option<String>,
+    /// Approve (or deny, with the reason) the kubelets' `kubernetes.io/kubelet-serving`
+    /// CSRs: only a node's own name and addresses (docs/csr.md). Off by default.
+    pub approve_kubelet_serving: bool,
+    /// The longest spec.expirationSeconds such a CSR may ask for.
+    pub kubelet_serving_max_seconds: u64,
 }
 
 impl Default for CsrSettings {
@@ -37,6 +42,8 @@ impl Default for CsrSettings {
             poll_seconds: 2,
             timeout_seconds: 10,
             identity: None,
+            approve_kubelet_serving: false,
+            kubelet_serving_max_seconds: 365 * 24 * 3600,
         }
     }
 }

@@ -128,3 +128,27 @@ pub struct Status {
     #[serde(default)]
     pub reason: String,
 }
+
+/// A Node (core/v1), reduced to what says where it serves.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Node {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub status: NodeStatus,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct NodeStatus {
+    #[serde(default)]
+    pub addresses: Vec<NodeAddress>,
+}
+
+/// One of a Node's addresses: Hostname, InternalIP, ExternalIP, InternalDNS, ExternalDNS.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct NodeAddress {
+    #[serde(rename = "type", default)]
+    pub type_: String,
+    #[serde(default)]
+    pub address: String,
+}

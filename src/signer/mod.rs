@@ -6,9 +6,13 @@
 //! reason) a CSR whose request, key or usages the profile does not allow, and never
 //! touches a CSR that is pending, denied, failed or issued.
 //!
-//! Pure decisions in decide.rs, the request's reading in request.rs, the certificate
+//! It can also approve the kubelets' serving CSRs (`csr.approve_kubelet_serving`,
+//! approve.rs), which the controller-manager then signs.
+//!
+//! Pure decisions in decide.rs and approve.rs, the request's reading in request.rs, the certificate
 //! in issue.rs; the loop that lists, leads and writes in service.rs.
 
+pub mod approve;
 pub mod decide;
 pub mod issue;
 pub mod request;

@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::approve::{judge, requesting_node, Verdict, KUBELET_SERVING};
 use super::decide::{evaluate, Phase, Refusal};
 use super::issue::{issue, window};
 use crate::ca::LocalCa;
 use crate::config::signer::{CsrSettings, SignerSettings};
 use crate::kube::lease::Elector;
-use crate::kube::types::{CertificateSigningRequest, CsrCondition, CsrStatus, List};
+use crate::kube::types::{CertificateSigningRequest, CsrCondition, CsrStatus, List, Node};
 use crate::kube::{b64, ApiClient, ApiError, ClientOptions};
 use crate::node::NodeRoot;
 use crate::pki::{encode_pem, CertFacts};
@@ -25,7 +26,9 @@ const CSR_API: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
 /// Why the service cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("no [[signer]] table is configured: nothing to sign for")]
+    #[error(
+        "no [[signer]] table is configured and csr.approve_kubelet_serving is false: nothing to do"
+    )]
     NoSigner,
     #[error("[csr] kubeconfig {0}")]
     Client(#[source] ApiError),
@@ -52,7 +55,7 @@ pub fn serve(
     signers: &[SignerSettings],
     rounds: Option<u64>,
 ) -> Result<(), ServeError> {
-    if signers.is_empty() {
+    if signers.is_empty() && !csr.approve_kubelet_serving {
         return Err(ServeError::NoSigner);
     }
     let api = ApiClient::from_kubeconfig(
@@ -103,6 +106,9 @@ pub fn serve(
             }
         }
         if leading {
+            if csr.approve_kubelet_serving {
+                approve_round(&api, csr.kubelet_serving_max_seconds);
+            }
             for s in signers {
                 round(root, &api, s, &mut ca_said);
             }
@@ -112,6 +118,54 @@ pub fn serve(
             return Ok(());
         }
         std::thread::sleep(Duration::from_secs(csr.poll_seconds));
+    }
+}
+
+/// One list of the kubelets' serving CSRs, each pending one approved or denied.
+fn approve_round(api: &ApiClient, max_seconds: u64) {
+    let path = format!(
+        "{CSR_API}?fieldSelector=spec.signerName%3D{}",
+        encode(KUBELET_SERVING)
+    );
+    let list: List<CertificateSigningRequest> = match api.get(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(signer = KUBELET_SERVING, "listing CSRs failed: {e}");
+            return;
+        }
+    };
+    for csr in list.items {
+        if csr.spec.signer_name != KUBELET_SERVING || Phase::of(&csr) != Phase::Pending {
+            continue;
+        }
+        let name = csr.metadata.name.clone().unwrap_or_default();
+        // The Node as the API server has it: its addresses decide the IP SANs.
+        let node = match requesting_node(&csr) {
+            Some(n) => match api.get::<Node>(&format!("/api/v1/nodes/{}", encode(&n))) {
+                Ok(node) => Some(node),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => {
+                    tracing::warn!(csr = %name, "reading Node {n} failed: {e}");
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let (kind, reason, message) = match judge(&csr, node.as_ref(), max_seconds) {
+            Verdict::Approve(m) => ("Approved", "CertRotatorApproved", m),
+            Verdict::Deny(m) => ("Denied", "CertRotatorDenied", m),
+        };
+        let mut next = csr;
+        push_condition(&mut next, kind, reason, &message);
+        let path = format!("{CSR_API}/{}/approval", encode(&name));
+        match api.put::<_, serde_json::Value>(&path, &next) {
+            Ok(_) if kind == "Approved" => tracing::info!(csr = %name, "approved: {message}"),
+            Ok(_) => tracing::warn!(csr = %name, "denied: {message}"),
+            Err(e) if e.is_conflict() => {
+                tracing::info!(csr = %name, "the CSR changed before our write (409): left to the next round")
+            }
+            Err(e) => tracing::warn!(csr = %name, "{e}"),
+        }
     }
 }
 
@@ -219,21 +273,7 @@ fn fail(
     reason: &str,
     message: String,
 ) -> Result<Outcome, ApiError> {
-    let now = crate::timefmt::rfc3339(OffsetDateTime::now_utc());
-    let mut status: CsrStatus = csr.status.take().unwrap_or_default();
-    let mut conditions = status.conditions.take().unwrap_or_default();
-    let mut rest = serde_json::Map::new();
-    rest.insert("lastUpdateTime".into(), now.clone().into());
-    rest.insert("lastTransitionTime".into(), now.into());
-    conditions.push(CsrCondition {
-        type_: "Failed".into(),
-        status: "True".into(),
-        reason: Some(reason.into()),
-        message: Some(message.clone()),
-        rest,
-    });
-    status.conditions = Some(conditions);
-    csr.status = Some(status);
+    push_condition(&mut csr, "Failed", reason, &message);
     write_status(api, &csr).map(|written| {
         if written {
             Outcome::Failed { reason: message }
@@ -241,6 +281,25 @@ fn fail(
             Outcome::Lost
         }
     })
+}
+
+/// Appends a condition (status True, now) to the CSR's status.
+fn push_condition(csr: &mut CertificateSigningRequest, kind: &str, reason: &str, message: &str) {
+    let now = crate::timefmt::rfc3339(OffsetDateTime::now_utc());
+    let mut status: CsrStatus = csr.status.take().unwrap_or_default();
+    let mut conditions = status.conditions.take().unwrap_or_default();
+    let mut rest = serde_json::Map::new();
+    rest.insert("lastUpdateTime".into(), now.clone().into());
+    rest.insert("lastTransitionTime".into(), now.into());
+    conditions.push(CsrCondition {
+        type_: kind.into(),
+        status: "True".into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        rest,
+    });
+    status.conditions = Some(conditions);
+    csr.status = Some(status);
 }
 
 /// PUT .../NAME/status with the resourceVersion read: false on 409.

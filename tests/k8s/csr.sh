@@ -15,8 +15,15 @@
 #   3. one signer at a time: two signer processes share the Lease, one holds it, each
 #      CSR gets exactly one certificate; the holder stopped, the other takes over; a CSR
 #      approved while no signer runs is signed when one starts; two signers forced to
-#      lead at once (two Leases) still write exactly one certificate per CSR (the
-#      status write is conditional on resourceVersion).
+#      lead at once (two Leases) on the same CSRs: the API server refuses one write
+#      (409) and each CSR gets exactly one certificate (the status write is conditional
+#      on resourceVersion).
+#   4. the API server restarts: the signer keeps running and signs what is approved next.
+#   5. csr.approve_kubelet_serving with the real kubelet (serverTLSBootstrap: true): its
+#      serving CSR approved by cert-rotator, signed by the controller-manager; the API
+#      server with --kubelet-certificate-authority reaches the kubelet (it could not with
+#      the self-signed kubelet.crt); a kubelet-serving CSR from an administrator, and the
+#      node's own for a foreign IP, are denied with the reason.
 # cfssl runs on the host (the requester's and the administrator's machine in the seed);
 # kubectl, the API server and the signer in the container. Prints "N passed, N failed";
 # the seconds from approval to Issued go to $K8S_RESULTS.
@@ -68,6 +75,7 @@ e2e_exec sh -c 'cat >/etc/cert-rotator/config.d/60-signer.toml' <<'EOC'
 [csr]
 poll_seconds = 1
 lease_duration_seconds = 6
+approve_kubelet_serving = true
 
 [[signer]]
 name = "example.com/serving"
@@ -133,7 +141,7 @@ e2e_check "kubectl get csr shows Approved,Issued within 10 s of kubectl certific
 printf 'csr_issued_seconds %s\n' "$(seconds "$approved_at" "$(date +%s.%N)")" | tee -a "$results" >&2
 kubectl_in get csr my-svc.my-namespace -o jsonpath='{.status.certificate}' | base64 --decode >server.crt
 e2e_check "the certificate verifies against the CA (openssl verify -CAfile ca.pem)" \
-	openssl verify -no-CApath -no-CAstore -CAfile ca.pem server.crt
+	eval 'openssl verify -no-CApath -no-CAstore -CAfile ca.pem server.crt >/dev/null'
 text=$(openssl x509 -in server.crt -noout -text 2>/dev/null)
 e2e_check "it carries the profile's usages: Digital Signature, Key Encipherment; TLS Web Server Authentication; CA:FALSE" \
 	eval '[[ $text == *"Digital Signature, Key Encipherment"* && $text == *"TLS Web Server Authentication"* && $text != *"Client Authentication"* && $text == *"CA:FALSE"* ]]'
@@ -237,22 +245,98 @@ sleep 2
 e2e_check "a CSR approved while no signer runs stays unsigned" eval '[[ -z $(certificate while-down) ]]'
 e2e_exec systemctl start cert-rotator-signer.service
 e2e_check "... and is signed once a signer starts again" e2e_wait_for 30 issued while-down
-# Two signers forced to lead at once: the second uses a Lease of its own.
-e2e_exec sh -c 'cat /etc/cert-rotator/config.d/60-signer.toml; printf "\n"' |
-	sed 's/^lease_duration_seconds = 6$/lease_duration_seconds = 6\nlease_name = "second-lease"/' |
-	e2e_exec sh -c 'cat >/etc/cert-rotator/signer-c.toml'
-e2e_exec systemd-run --quiet --unit=signer-c /usr/bin/cert-rotator --config /etc/cert-rotator/signer-c.toml signer
-both_lead() { [[ -n $(holder) && -n $(kubectl_in -n kube-system get lease second-lease -o jsonpath='{.spec.holderIdentity}' 2>/dev/null) ]]; }
-e2e_check "a second signer with a Lease of its own leads too" e2e_wait_for 15 both_lead
-for i in 1 2 3 4 5 6 7 8; do apply_csr "race-$i" "$ec" '"digital signature", "server auth"'; done
-kubectl_in certificate approve race-1 race-2 race-3 race-4 race-5 race-6 race-7 race-8 >/dev/null
-e2e_check "eight CSRs approved with two leading signers are all issued" \
-	e2e_wait_for 20 all_issued race-1 race-2 race-3 race-4 race-5 race-6 race-7 race-8
-e2e_check "... each exactly once: the status write is conditional on resourceVersion" \
-	once race-1 race-2 race-3 race-4 race-5 race-6 race-7 race-8
-lost=$(e2e_exec journalctl --no-pager -o cat -u cert-rotator-signer.service -u signer-c.service | grep -c "changed before our write")
-printf 'csr_race_conflicts %s\n' "$lost" | tee -a "$results" >&2
-e2e_exec systemctl stop signer-c.service 2>/dev/null
-e2e_exec journalctl --no-pager -u cert-rotator-signer.service -u signer-b.service -u signer-c.service >"$E2E_DIR/signer.journal" 2>/dev/null
+# Two signers forced to lead at once, each on a fresh Lease of its own, started together on
+# the same approved CSRs: both sign, and the API server refuses the second status write of
+# each CSR (409, resourceVersion). Each signer runs one round. Repeated (fresh CSRs and
+# Leases) until a conflict was seen, at most three times: when one signer happens to finish
+# before the other lists, there is no race to judge.
+e2e_exec systemctl stop cert-rotator-signer.service signer-b.service 2>/dev/null
+race_conflicts=0 race_names=()
+race() { # race N: one attempt; the CSRs race-N-1..8
+	local n=$1 x i names=()
+	for x in a b; do
+		e2e_exec sh -c 'sed "s/^lease_duration_seconds = 6\$/&\nlease_name = \"$1\"/" /etc/cert-rotator/config.d/60-signer.toml >"/etc/cert-rotator/$1.toml"' _ "race-$x-$n"
+	done
+	for i in 1 2 3 4 5 6 7 8; do apply_csr "race-$n-$i" "$ec" '"digital signature", "server auth"' && names+=("race-$n-$i"); done
+	kubectl_in certificate approve "${names[@]}" >/dev/null
+	race_names+=("${names[@]}")
+	e2e_exec sh -c 'for x in a b; do systemd-run --quiet --unit="race-$x-$1" /usr/bin/cert-rotator --config "/etc/cert-rotator/race-$x-$1.toml" signer --rounds 1 & done; wait' _ "$n"
+	e2e_wait_for 30 eval "! e2e_exec systemctl is-active --quiet race-a-$n race-b-$n"
+	race_conflicts=$(e2e_exec journalctl --no-pager -o cat -u "race-a-$n" -u "race-b-$n" | grep -c "changed before our write")
+	e2e_log "race $n: $race_conflicts status writes refused with 409"
+}
+for n in 1 2 3; do
+	race "$n"
+	((race_conflicts > 0)) && break
+done
+printf 'csr_race_conflicts %s\n' "$race_conflicts" | tee -a "$results" >&2
+e2e_check "two signers leading at once on the same CSRs: the API server refused a status write (409)" \
+	eval '((race_conflicts > 0))'
+e2e_check "... every CSR issued" all_issued "${race_names[@]}"
+e2e_check "... each exactly once: the status write is conditional on resourceVersion" once "${race_names[@]}"
+
+# --- 4. an API server restart ----------------------------------------------------------
+# The API server restarts (its manifest changes: the flag section 5 needs); the signer
+# keeps running and signs what is approved afterwards.
+e2e_exec systemctl start cert-rotator-signer.service
+e2e_exec sed -i 's|^    - kube-apiserver$|&\n    - --kubelet-certificate-authority=/etc/kubernetes/pki/ca.crt|' /etc/kubernetes/manifests/kube-apiserver.yaml
+apiserver_ready() { kubectl_in --request-timeout=2s get --raw /readyz >/dev/null 2>&1; }
+sleep 3
+e2e_check "the API server restarted (--kubelet-certificate-authority) and is ready again" e2e_wait_for 120 apiserver_ready
+apply_csr after-restart "$ec" '"digital signature", "server auth"'
+kubectl_in certificate approve after-restart >/dev/null
+e2e_check "after the API server restart the signer signs a newly approved CSR" e2e_wait_for 30 issued after-restart
+e2e_check "... without having been restarted itself" \
+	eval '[[ $(e2e_exec systemctl show -P NRestarts cert-rotator-signer.service) == 0 && $(e2e_exec systemctl is-active cert-rotator-signer.service) == active ]]'
+
+# --- 5. the kubelet's serving certificate (csr.approve_kubelet_serving) -------------------
+# The real kubelet with serverTLSBootstrap: true asks for its serving certificate; the
+# signer's approver approves it (the node's own name and addresses), the controller-manager
+# signs it, and the API server, now verifying the kubelet against ca.crt, reaches it.
+proxy_healthz() { [[ $(kubectl_in --request-timeout=5s get --raw "/api/v1/nodes/$K8S_NODE/proxy/healthz" 2>/dev/null) == ok ]]; }
+e2e_check "with the self-signed kubelet.crt, the verifying API server cannot reach the kubelet" \
+	eval '! proxy_healthz'
+e2e_exec sh -c 'grep -q "^serverTLSBootstrap:" /var/lib/kubelet/config.yaml && sed -i "s/^serverTLSBootstrap:.*/serverTLSBootstrap: true/" /var/lib/kubelet/config.yaml || echo "serverTLSBootstrap: true" >>/var/lib/kubelet/config.yaml'
+e2e_exec systemctl restart kubelet.service
+serving_csr() { kubectl_in get csr --no-headers 2>/dev/null | awk '$3 == "kubernetes.io/kubelet-serving" && $4 == "system:node:'"$K8S_NODE"'" { print $1 }' | tail -n1; }
+e2e_check "the kubelet's serving CSR is approved by cert-rotator and issued" \
+	e2e_wait_for 60 eval 'c=$(serving_csr); [[ -n $c ]] && issued "$c"'
+c=$(serving_csr)
+e2e_check "... approved with cert-rotator's reason" \
+	eq "$(kubectl_in get csr "$c" -o jsonpath='{.status.conditions[?(@.type=="Approved")].reason}')" CertRotatorApproved
+e2e_check "the API server verifying the kubelet against ca.crt reaches it (nodes/NODE/proxy/healthz)" \
+	e2e_wait_for 60 proxy_healthz
+e2e_check "the kubelet serves a certificate that verifies against ca.crt" \
+	e2e_exec sh -c 'openssl s_client -connect 127.0.0.1:10250 -CAfile /etc/kubernetes/pki/ca.crt -verify_return_error </dev/null >/dev/null 2>&1'
+# Forged: an administrator asking for the node's serving certificate, and the node itself
+# asking for a foreign IP address.
+forge() { # forge NAME KUBECONFIG SAN
+	e2e_exec sh -euc '
+		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /tmp/$1.key \
+			-subj "/O=system:nodes/CN=system:node:$4" -addext "subjectAltName=$3" -out /tmp/$1.csr 2>/dev/null
+		cat <<EOC | kubectl --kubeconfig "$2" create -f - >/dev/null
+apiVersion: certificates.k8s.io/v1
+kind: CertificateSigningRequest
+metadata:
+  name: $1
+spec:
+  request: $(base64 -w0 /tmp/$1.csr)
+  signerName: kubernetes.io/kubelet-serving
+  usages: [digital signature, server auth]
+EOC' _ "$1" "$2" "$3" "$K8S_NODE"
+}
+denied_with() {
+	local msg
+	msg=$(kubectl_in get csr "$1" -o jsonpath='{.status.conditions[?(@.type=="Denied")].message}' 2>/dev/null)
+	[[ -n $msg && $msg == *"$2"* && -z $(certificate "$1") ]] || return 1
+	e2e_log "$1: Denied: $msg"
+}
+forge forged-by-admin /etc/kubernetes/admin.conf "DNS:$K8S_NODE,IP:$K8S_ADDRESS"
+forge forged-ip /etc/kubernetes/kubelet.conf "DNS:$K8S_NODE,IP:203.0.113.9"
+e2e_check "a kubelet-serving CSR requested by an administrator is denied" \
+	e2e_wait_for 15 denied_with forged-by-admin "not by a node"
+e2e_check "the node's own CSR for a foreign IP address is denied, naming it" \
+	e2e_wait_for 15 denied_with forged-ip "IP SAN 203.0.113.9 is not one of node $K8S_NODE's addresses"
+e2e_exec journalctl --no-pager -u cert-rotator-signer.service -u signer-b.service >"$E2E_DIR/signer.journal" 2>/dev/null
 
 e2e_summary
