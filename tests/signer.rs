@@ -476,3 +476,78 @@ mod kubelet_serving {
         assert!(deny(&c, Some(&n)).contains("expirationSeconds 86401"));
     }
 }
+
+mod client {
+    use std::path::Path;
+
+    use cert_rotator::fixture::temp_control_plane;
+    use cert_rotator::kube::{ApiClient, ClientOptions};
+
+    #[test]
+    fn a_kubeadm_kubeconfig_makes_a_client_and_a_call_that_fails_says_where() {
+        let (d, root) = temp_control_plane();
+        // The fixture's admin.conf, pointed at a port nothing listens on.
+        let conf = d.path().join("etc/kubernetes/admin.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        let server = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .unwrap()
+            .to_string();
+        std::fs::write(&conf, text.replace(&server, "https://127.0.0.1:9")).unwrap();
+        let api = ApiClient::from_kubeconfig(
+            &root,
+            Path::new("/etc/kubernetes/admin.conf"),
+            ClientOptions {
+                connect_timeout_seconds: 2,
+                timeout_seconds: 3,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let e = api
+            .get::<serde_json::Value>("/apis/certificates.k8s.io/v1/certificatesigningrequests")
+            .unwrap_err();
+        assert!(started.elapsed().as_secs() < 5);
+        assert!(
+            e.to_string()
+                .starts_with("GET /apis/certificates.k8s.io/v1/certificatesigningrequests: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_kubeconfig_the_agent_cannot_use_is_refused_naming_the_file() {
+        let (d, root) = temp_control_plane();
+        let open = |p: &str| {
+            ApiClient::from_kubeconfig(&root, Path::new(p), ClientOptions::default())
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        assert!(open("/etc/kubernetes/none.conf").starts_with("/etc/kubernetes/none.conf: "));
+        let token = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority: /etc/kubernetes/pki/ca.crt\n  name: k\ncontexts:\n- context:\n    cluster: k\n    user: u\n  name: c\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: abc\n";
+        std::fs::write(d.path().join("etc/kubernetes/token.conf"), token).unwrap();
+        assert_eq!(
+            open("/etc/kubernetes/token.conf"),
+            "/etc/kubernetes/token.conf: user \"u\" authenticates with a bearer token; the agent needs a client certificate"
+        );
+        let plain = token.replace("https://127.0.0.1:6443", "http://127.0.0.1:6443");
+        std::fs::write(d.path().join("etc/kubernetes/http.conf"), plain).unwrap();
+        assert!(open("/etc/kubernetes/http.conf").contains("has no https:// server"));
+    }
+
+    #[test]
+    fn the_signer_command_with_nothing_to_do_exits_2() {
+        let d = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cert-rotator"))
+            .args(["--root"])
+            .arg(d.path())
+            .args(["signer", "--rounds", "1"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no [[signer]] table is configured"));
+    }
+}
