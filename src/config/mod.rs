@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::node::{normalize, NodeError, NodeRoot};
 
 pub mod coordination;
+pub mod events;
 mod paths;
 pub mod remote;
 pub mod signer;
@@ -99,6 +100,8 @@ pub struct Settings {
     pub csr: signer::CsrSettings,
     /// `[[signer]]`: the signerNames `cert-rotator signer` signs for; none by default.
     pub signer: Vec<signer::SignerSettings>,
+    /// Events on the Node for what a pass did; off by default.
+    pub events: events::EventSettings,
 }
 
 /// The rotation queue's pacing. A control plane restarts one component at a time; a
@@ -149,6 +152,7 @@ impl Default for Settings {
             coordination: coordination::CoordinationSettings::default(),
             csr: signer::CsrSettings::default(),
             signer: Vec::new(),
+            events: events::EventSettings::default(),
         }
     }
 }
@@ -528,6 +532,7 @@ fn validate(s: &Settings) -> Result<(), InvalidValue> {
     }
     s.coordination.validate()?;
     signer::validate(&s.csr, &s.signer)?;
+    s.events.validate()?;
     paths::check(s, &|p: &Path| normalize(p))
 }
 

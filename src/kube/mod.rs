@@ -1,6 +1,7 @@
 //! The Kubernetes API seen from the node: a client built from a kubeconfig (the node's
-//! own files, through the `--root` gate) and the few API objects the agent reads and
-//! writes (CertificateSigningRequest, Lease), as serde structs of their wire form.
+//! own files, through the `--root` gate), the few API objects the agent reads and
+//! writes (CertificateSigningRequest, Lease, Node), as serde structs of their wire form,
+//! and the Events a pass leaves on its Node.
 //!
 //! Hand-written rather than k8s-openapi: measured, k8s-openapi's types for the same
 //! objects add more to the packaged binary than the budget has left
@@ -9,6 +10,7 @@
 //! loses nothing a newer API server added.
 
 mod client;
+pub mod events;
 pub mod lease;
 pub mod types;
 

@@ -24,6 +24,8 @@
 #      server with --kubelet-certificate-authority reaches the kubelet (it could not with
 #      the self-signed kubelet.crt); a kubelet-serving CSR from an administrator, and the
 #      node's own for a foreign IP, are denied with the reason.
+#   6. [events]: a pass that renews and restarts leaves Events on the Node (kubectl get
+#      events); with the API server stopped the pass succeeds, at most the timeout slower.
 # cfssl runs on the host (the requester's and the administrator's machine in the seed);
 # kubectl, the API server and the signer in the container. Prints "N passed, N failed";
 # the seconds from approval to Issued go to $K8S_RESULTS.
@@ -252,15 +254,17 @@ e2e_check "... and is signed once a signer starts again" e2e_wait_for 30 issued 
 # before the other lists, there is no race to judge.
 e2e_exec systemctl stop cert-rotator-signer.service signer-b.service 2>/dev/null
 race_conflicts=0 race_names=()
-race() { # race N: one attempt; the CSRs race-N-1..8
+race() { # race N: one attempt; the CSRs race-N-1..24 (enough writes for the two to overlap)
 	local n=$1 x i names=()
 	for x in a b; do
 		e2e_exec sh -c 'sed "s/^lease_duration_seconds = 6\$/&\nlease_name = \"$1\"/" /etc/cert-rotator/config.d/60-signer.toml >"/etc/cert-rotator/$1.toml"' _ "race-$x-$n"
 	done
-	for i in 1 2 3 4 5 6 7 8; do apply_csr "race-$n-$i" "$ec" '"digital signature", "server auth"' && names+=("race-$n-$i"); done
+	for i in $(seq 1 24); do apply_csr "race-$n-$i" "$ec" '"digital signature", "server auth"' && names+=("race-$n-$i"); done
 	kubectl_in certificate approve "${names[@]}" >/dev/null
 	race_names+=("${names[@]}")
-	e2e_exec sh -c 'for x in a b; do systemd-run --quiet --unit="race-$x-$1" /usr/bin/cert-rotator --config "/etc/cert-rotator/race-$x-$1.toml" signer --rounds 1 & done; wait' _ "$n"
+	e2e_exec sh -c 'for x in a b; do systemd-run --quiet --no-block --unit="race-$x-$1" /usr/bin/cert-rotator --config "/etc/cert-rotator/race-$x-$1.toml" signer --rounds 1; done' _ "$n"
+	# Both have run once every CSR is issued and neither unit is active any more.
+	e2e_wait_for 30 all_issued "${names[@]}"
 	e2e_wait_for 30 eval "! e2e_exec systemctl is-active --quiet race-a-$n race-b-$n"
 	race_conflicts=$(e2e_exec journalctl --no-pager -o cat -u "race-a-$n" -u "race-b-$n" | grep -c "changed before our write")
 	e2e_log "race $n: $race_conflicts status writes refused with 409"
@@ -338,5 +342,55 @@ e2e_check "a kubelet-serving CSR requested by an administrator is denied" \
 e2e_check "the node's own CSR for a foreign IP address is denied, naming it" \
 	e2e_wait_for 15 denied_with forged-ip "IP SAN 203.0.113.9 is not one of node $K8S_NODE's addresses"
 e2e_exec journalctl --no-pager -u cert-rotator-signer.service -u signer-b.service >"$E2E_DIR/signer.journal" 2>/dev/null
+
+# --- 6. Events on the Node ([events]) -------------------------------------------------
+# A pass of the packaged unit that renews admin.conf and scheduler.conf (due by their own
+# window) and restarts kube-scheduler leaves Events on the Node, sent with kubelet.conf's
+# credentials; with the API server stopped the same pass still succeeds, at most
+# events.timeout_seconds slower than without Events.
+e2e_exec sh -c 'cat >/etc/cert-rotator/config.d/70-events.toml' <<'EOC'
+[events]
+enabled = true
+timeout_seconds = 5
+
+[run]
+min_restart_gap_seconds = 5
+
+[targets."admin.conf"]
+remaining_days = 4000
+
+[targets."scheduler.conf"]
+remaining_days = 4000
+EOC
+e2e_exec systemctl start cert-rotator.service
+e2e_check "a pass renewing admin.conf and scheduler.conf succeeds" \
+	eq "$(e2e_exec systemctl show -P Result cert-rotator.service)" success
+node_events() { kubectl_in get events -n default --field-selector "involvedObject.kind=Node,involvedObject.name=$K8S_NODE,reason=$1" -o jsonpath='{.items[*].message}' 2>/dev/null; }
+e2e_check "kubectl get events: CertificateRenewed on the Node for admin.conf and scheduler.conf" \
+	e2e_wait_for 10 eval '[[ $(node_events CertificateRenewed) == *"renewed admin.conf"* && $(node_events CertificateRenewed) == *"renewed scheduler.conf"* ]]'
+e2e_check "kubectl get events: ComponentRestarted on the Node for kube-scheduler" \
+	eval '[[ $(node_events ComponentRestarted) == *kube-scheduler* ]]'
+e2e_exec sh -c 'kubectl --kubeconfig /etc/kubernetes/admin.conf get events -n default --field-selector involvedObject.kind=Node -o wide' >&2
+# The API server stopped (its manifest moved away), scheduler.conf no longer due: each
+# pass renews admin.conf and has an Event to tell.
+e2e_exec sed -i '/^\[targets."scheduler.conf"\]$/,$d' /etc/cert-rotator/config.d/70-events.toml
+e2e_exec mv /etc/kubernetes/manifests/kube-apiserver.yaml /root/kube-apiserver.yaml
+e2e_wait_for 30 eval '! apiserver_ready'
+timed_pass() { # timed_pass: seconds of one pass of the packaged unit; fails unless it succeeded
+	local a b
+	a=$(date +%s.%N)
+	e2e_exec systemctl start cert-rotator.service
+	b=$(date +%s.%N)
+	[[ $(e2e_exec systemctl show -P Result cert-rotator.service) == success ]] || return 1
+	seconds "$a" "$b"
+}
+e2e_exec sed -i 's/^enabled = true$/enabled = false/' /etc/cert-rotator/config.d/70-events.toml
+without=$(timed_pass)
+e2e_exec sed -i 's/^enabled = false$/enabled = true/' /etc/cert-rotator/config.d/70-events.toml
+with=$(timed_pass)
+printf 'events_pass_seconds_without %s\nevents_pass_seconds_with_apiserver_down %s\n' "${without:-?}" "${with:-?}" | tee -a "$results" >&2
+e2e_check "with the API server stopped, a pass with Events enabled succeeds (${with:-failed} s; ${without:-failed} s without Events)" \
+	eval '[[ -n $with && -n $without ]] && awk -v a="$with" -v b="$without" "BEGIN { exit !(a <= b + 5) }"'
+e2e_exec mv /root/kube-apiserver.yaml /etc/kubernetes/manifests/kube-apiserver.yaml
 
 e2e_summary
