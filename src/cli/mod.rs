@@ -131,9 +131,10 @@ pub enum Command {
         command: CaCommand,
     },
     /// The certificates-API signer (docs/csr.md): sign the Approved
-    /// CertificateSigningRequests of the `[[signer]]` signerNames with their CA, one
-    /// signer at a time cluster-wide (a Lease); runs until stopped
-    /// (cert-rotator-signer.service, shipped disabled)
+    /// CertificateSigningRequests of the `[[signer]]` signerNames with their CA (and, with
+    /// csr.approve_kubelet_serving, approve the kubelets' own serving CSRs), one signer at
+    /// a time cluster-wide (a Lease); runs until stopped (cert-rotator-signer.service,
+    /// shipped disabled)
     Signer {
         /// Stop after this many rounds (list, sign, sleep) instead of running on
         #[arg(long, value_name = "N")]
