@@ -168,7 +168,7 @@ apply_csr() {
 	{
 		printf 'apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: %s\nspec:\n' "$name"
 		printf '  request: %s\n  signerName: %s\n  usages: [%s]\n' "$(base64 -w0 "$name.csr")" "${SIGNER:-example.com/serving}" "$usages"
-		[[ -n $exp ]] && printf '  expirationSeconds: %s\n' "$exp"
+		if [[ -n $exp ]]; then printf '  expirationSeconds: %s\n' "$exp"; fi
 	} | kubectl_in apply -f - >/dev/null
 }
 failed_with() { # failed_with NAME WORDS: condition Failed, its message has WORDS, no certificate
@@ -224,10 +224,10 @@ first=$(holder)
 e2e_check "two signers share the Lease: one holds it ($first)" eval '[[ -n $first ]]'
 for i in 1 2 3 4 5; do apply_csr "pair-$i" "$ec" '"digital signature", "server auth"'; done
 for i in 1 2 3 4 5; do kubectl_in certificate approve "pair-$i" >/dev/null; done
-all_issued() { local i; for i in "$@"; do issued "$i" || return 1; done; }
+all_issued() { local i; (($#)) || return 1; for i in "$@"; do issued "$i" || return 1; done; }
 e2e_check "five CSRs approved with two signers running are all issued" \
 	e2e_wait_for 15 all_issued pair-1 pair-2 pair-3 pair-4 pair-5
-once() { local i; for i in "$@"; do [[ $(issued_by "$i") == 1 ]] || { e2e_log "$i: issued $(issued_by "$i") times"; return 1; }; done; }
+once() { local i; (($#)) || return 1; for i in "$@"; do [[ $(issued_by "$i") == 1 ]] || { e2e_log "$i: issued $(issued_by "$i") times"; return 1; }; done; }
 e2e_check "... each exactly once (one \"issued\" record per CSR across both signers)" once pair-1 pair-2 pair-3 pair-4 pair-5
 # The holder stops; the other takes the Lease over once it has seen it unrenewed for
 # lease_duration_seconds.
