@@ -24,6 +24,7 @@
 #      server with --kubelet-certificate-authority reaches the kubelet (it could not with
 #      the self-signed kubelet.crt); a kubelet-serving CSR from an administrator, and the
 #      node's own for a foreign IP, are denied with the reason.
+#   5b. the shipped RBAC manifest: a signer with only that identity signs.
 #   6. [events]: a pass that renews and restarts leaves Events on the Node (kubectl get
 #      events); with the API server stopped the pass succeeds, at most the timeout slower.
 # cfssl runs on the host (the requester's and the administrator's machine in the seed);
@@ -342,6 +343,33 @@ e2e_check "a kubelet-serving CSR requested by an administrator is denied" \
 e2e_check "the node's own CSR for a foreign IP address is denied, naming it" \
 	e2e_wait_for 15 denied_with forged-ip "IP SAN 203.0.113.9 is not one of node $K8S_NODE's addresses"
 e2e_exec journalctl --no-pager -u cert-rotator-signer.service -u signer-b.service >"$E2E_DIR/signer.journal" 2>/dev/null
+
+# --- 5b. the shipped RBAC: a signer with an identity of its own ------------------------
+# The packaged manifest applied; a client certificate CN=cert-rotator-signer from the
+# cluster CA; a signer with only that identity (and a Lease of its own) signs.
+e2e_check "the shipped RBAC manifest applies" \
+	kubectl_in apply -f /usr/share/cert-rotator/kubernetes/cert-rotator-signer-rbac.yaml
+e2e_exec systemctl stop cert-rotator-signer.service
+e2e_exec sh -euc '
+	cd /tmp
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout rbac.key \
+		-subj /CN=cert-rotator-signer -out rbac.csr 2>/dev/null
+	openssl x509 -req -in rbac.csr -CA /etc/kubernetes/pki/ca.crt -CAkey /etc/kubernetes/pki/ca.key \
+		-CAcreateserial -days 1 -out rbac.crt 2>/dev/null
+	install -m 0600 /etc/kubernetes/admin.conf /etc/cert-rotator/rbac.conf
+	kubectl --kubeconfig /etc/cert-rotator/rbac.conf config set-credentials kubernetes-admin \
+		--client-certificate=/tmp/rbac.crt --client-key=/tmp/rbac.key --embed-certs >/dev/null
+	sed "s|^poll_seconds = 1\$|&\nkubeconfig = \"/etc/cert-rotator/rbac.conf\"\nlease_name = \"rbac-lease\"|" \
+		/etc/cert-rotator/config.d/60-signer.toml >/etc/cert-rotator/rbac.toml
+	systemd-run --quiet --unit=signer-rbac /usr/bin/cert-rotator --config /etc/cert-rotator/rbac.toml signer'
+e2e_check "... kubectl auth whoami: the signer's identity is cert-rotator-signer, not an admin" \
+	eval '[[ $(e2e_exec kubectl --kubeconfig /etc/cert-rotator/rbac.conf auth whoami -o jsonpath="{.status.userInfo.username}") == cert-rotator-signer ]]'
+apply_csr rbac-signed "$ec" '"digital signature", "server auth"'
+kubectl_in certificate approve rbac-signed >/dev/null
+e2e_check "... and with only the shipped RBAC it leads and signs" e2e_wait_for 30 issued rbac-signed
+e2e_check "... without a refusal from the API server in its journal" \
+	eval '! e2e_exec journalctl --no-pager -o cat -u signer-rbac.service | grep -qi "forbidden\|HTTP 403"'
+e2e_exec systemctl stop signer-rbac.service
 
 # --- 6. Events on the Node ([events]) -------------------------------------------------
 # A pass of the packaged unit that renews admin.conf and scheduler.conf (due by their own
