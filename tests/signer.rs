@@ -539,6 +539,67 @@ mod client {
     }
 
     #[test]
+    fn a_client_certificate_rustls_refuses_is_an_error_not_a_crash() {
+        // An X.509 v1 certificate (openssl x509 -req without extensions): ureq would
+        // panic on it at the first connection.
+        let (d, root) = temp_control_plane();
+        let w = d.path();
+        let sh = |args: &[&str]| {
+            let o = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(w)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        };
+        sh(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "v1.key",
+            "-subj",
+            "/CN=v1",
+            "-out",
+            "v1.csr",
+        ]);
+        sh(&[
+            "x509", "-req", "-in", "v1.csr", "-signkey", "v1.key", "-days", "1", "-out", "v1.crt",
+        ]);
+        let conf = w.join("etc/kubernetes/admin.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        let b64 = |f: &str| {
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                std::fs::read(w.join(f)).unwrap(),
+            )
+        };
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(key))
+                .unwrap()
+                .to_string()
+        };
+        let edited = text
+            .replace(&value("client-certificate-data: "), &b64("v1.crt"))
+            .replace(&value("client-key-data: "), &b64("v1.key"));
+        std::fs::write(&conf, edited).unwrap();
+        let e = ApiClient::from_kubeconfig(
+            &root,
+            Path::new("/etc/kubernetes/admin.conf"),
+            ClientOptions::default(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("not usable as a TLS client certificate"), "{e}");
+    }
+
+    #[test]
     fn the_signer_command_with_nothing_to_do_exits_2() {
         let d = tempfile::tempdir().unwrap();
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_cert-rotator"))

@@ -12,7 +12,9 @@ use ureq::tls::{Certificate, ClientCert, PrivateKey};
 use zeroize::Zeroizing;
 
 use super::types::Status;
-use crate::ca::remote::client::tls::{https_agent, read_roots, AgentOptions, TlsFileError};
+use crate::ca::remote::client::tls::{
+    https_agent, read_roots, rustls_accepts, AgentOptions, TlsFileError,
+};
 use crate::node::kubeconfig::{self, ClientCredential, ClusterTrust};
 use crate::node::NodeRoot;
 use crate::pki;
@@ -132,6 +134,11 @@ impl ApiClient {
                     .map_err(|r| bad(format!("client-certificate-data: {r}")))?;
                 let key = PrivateKey::from_pem(key_pem)
                     .map_err(|_| bad("client-key-data is not a PEM private key".into()))?;
+                rustls_accepts(&chain, key_pem).map_err(|r| {
+                    bad(format!(
+                        "client-certificate-data is not usable as a TLS client certificate: {r}"
+                    ))
+                })?;
                 ClientCert::new_with_certs(&chain, key)
             }
             ClientCredential::Files {

@@ -354,8 +354,9 @@ e2e_exec sh -euc '
 	cd /tmp
 	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout rbac.key \
 		-subj /CN=cert-rotator-signer -out rbac.csr 2>/dev/null
+	printf "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n" >rbac.ext
 	openssl x509 -req -in rbac.csr -CA /etc/kubernetes/pki/ca.crt -CAkey /etc/kubernetes/pki/ca.key \
-		-CAcreateserial -days 1 -out rbac.crt 2>/dev/null
+		-CAcreateserial -days 1 -extfile rbac.ext -out rbac.crt 2>/dev/null
 	install -m 0600 /etc/kubernetes/admin.conf /etc/cert-rotator/rbac.conf
 	kubectl --kubeconfig /etc/cert-rotator/rbac.conf config set-credentials kubernetes-admin \
 		--client-certificate=/tmp/rbac.crt --client-key=/tmp/rbac.key --embed-certs >/dev/null
