@@ -60,6 +60,7 @@ k8s-e2e:
 	tests/k8s/controlplane.sh
 	tests/k8s/ca_rotate.sh
 	tests/k8s/kubelet_rotation.sh
+	tests/k8s/csr.sh
 
 demo:
 	cargo run --release -- demo

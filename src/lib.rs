@@ -46,6 +46,10 @@ pub mod rollout;
 pub mod authority;
 /// The sequencer: due CAs, then per group issue -> write -> roll out.
 pub mod pass;
+/// The Kubernetes API from the node: a kubeconfig's client, the objects, the Lease.
+pub mod kube;
+/// `cert-rotator signer`: signs Approved CSRs of the configured signerNames.
+pub mod signer;
 /// A kubeadm-faithful node for the demo and the tests.
 pub mod fixture;
 /// The sandbox node of `cert-rotator demo`.

@@ -289,8 +289,8 @@ fn config_toml_shows_the_built_in_defaults() {
             );
         }
     };
-    // Everything but [ca.remote], which is off by default.
-    check(&config_check(root.path(), None), &["extra"]);
+    // Everything but [ca.remote], [[extra]] and [[signer]], which are off by default.
+    check(&config_check(root.path(), None), &["extra", "signer"]);
     // [ca.remote]'s defaults: every key but the required url (the optional paths are
     // unset by default and not printed).
     let remote = work.path().join("remote.toml");
@@ -301,7 +301,29 @@ fn config_toml_shows_the_built_in_defaults() {
     .unwrap();
     let with_remote = config_check(root.path(), Some(&remote));
     assert!(lookup(&with_remote, "ca.remote.attempts").is_some());
-    check(&with_remote, &["extra", "ca.remote.url"]);
+    check(&with_remote, &["extra", "signer", "ca.remote.url"]);
+    // [[signer]]'s defaults: the example shows them for the keys that have one.
+    let signer = work.path().join("signer.toml");
+    std::fs::write(
+        &signer,
+        "[[signer]]\nname = \"a.example/b\"\nca_cert = \"/ca.pem\"\nca_key = \"/ca.key\"\nusages = [\"server auth\"]\n",
+    )
+    .unwrap();
+    let with_signer = config_check(root.path(), Some(&signer));
+    let first = |t: &toml::Table| {
+        t["signer"].as_array().unwrap()[0]
+            .as_table()
+            .unwrap()
+            .clone()
+    };
+    let (built_in, shown) = (first(&with_signer), first(&documented));
+    for k in ["max_duration_seconds", "key_algorithms"] {
+        assert_eq!(
+            built_in[k], shown[k],
+            "config/config.toml shows signer.{k} = {}",
+            shown[k]
+        );
+    }
 }
 
 #[test]

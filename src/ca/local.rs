@@ -62,6 +62,17 @@ impl LocalCa {
     }
 }
 
+impl LocalCa {
+    /// The CA's certificate and key as a signature's issuer (the CSR signer issues
+    /// from parts, not by re-issuing an old certificate).
+    pub fn issuer(&self) -> Issuer<'_> {
+        Issuer {
+            cert: &self.cert,
+            key: &self.key,
+        }
+    }
+}
+
 impl CertificateAuthority for LocalCa {
     fn describe(&self) -> String {
         format!("{} ({})", self.name, self.cert_path.display())

@@ -13,6 +13,7 @@ mod context;
 mod demo;
 mod renew;
 mod run;
+mod signer;
 mod status;
 
 pub use ca::CaCommand;
@@ -129,6 +130,16 @@ pub enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
+    /// The certificates-API signer (docs/csr.md): sign the Approved
+    /// CertificateSigningRequests of the `[[signer]]` signerNames with their CA (and, with
+    /// csr.approve_kubelet_serving, approve the kubelets' own serving CSRs), one signer at
+    /// a time cluster-wide (a Lease); runs until stopped (cert-rotator-signer.service,
+    /// shipped disabled)
+    Signer {
+        /// Stop after this many rounds (list, sign, sleep) instead of running on
+        #[arg(long, value_name = "N")]
+        rounds: Option<u64>,
+    },
     /// Configuration commands
     Config {
         #[command(subcommand)]
@@ -239,6 +250,7 @@ pub fn main() -> ExitCode {
         ),
         Command::Recover => status::recover(&root, cli.config.as_deref()),
         Command::Ca { command } => ca::ca(&root, cli.config.as_deref(), command),
+        Command::Signer { rounds } => signer::signer(&root, cli.config.as_deref(), rounds),
         Command::Config {
             command: ConfigCommand::Check,
         } => status::config_check(&root, cli.config.as_deref()),

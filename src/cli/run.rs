@@ -122,6 +122,13 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
     });
     outln!();
     out!("{}", report.summary());
+    // Told to the cluster when it can be reached, within [events]'s timeout, after the
+    // work: never a reason for the pass to wait or fail.
+    crate::kube::events::tell(
+        root,
+        &settings.events,
+        &crate::kube::events::of_report(&report),
+    );
     let result = PassResult {
         at: OffsetDateTime::now_utc(),
         success: report.ok(),

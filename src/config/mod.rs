@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::node::{normalize, NodeError, NodeRoot};
 
 pub mod coordination;
+pub mod events;
 mod paths;
 pub mod remote;
+pub mod signer;
 
 pub const DEFAULT_CONFIG: &str = "/etc/cert-rotator/config.toml";
 pub const DEFAULT_DROPIN_DIR: &str = "/etc/cert-rotator/config.d";
@@ -94,6 +96,12 @@ pub struct Settings {
     pub metrics_file: PathBuf,
     /// The cross-node restart lock.
     pub coordination: coordination::CoordinationSettings,
+    /// `cert-rotator signer`: the API server and the Lease (docs/csr.md).
+    pub csr: signer::CsrSettings,
+    /// `[[signer]]`: the signerNames `cert-rotator signer` signs for; none by default.
+    pub signer: Vec<signer::SignerSettings>,
+    /// Events on the Node for what a pass did; off by default.
+    pub events: events::EventSettings,
 }
 
 /// The rotation queue's pacing. A control plane restarts one component at a time; a
@@ -142,6 +150,9 @@ impl Default for Settings {
             authorities: AuthoritySettings::default(),
             metrics_file: PathBuf::from("/var/lib/cert-rotator/metrics/cert-rotator.prom"),
             coordination: coordination::CoordinationSettings::default(),
+            csr: signer::CsrSettings::default(),
+            signer: Vec::new(),
+            events: events::EventSettings::default(),
         }
     }
 }
@@ -520,6 +531,8 @@ fn validate(s: &Settings) -> Result<(), InvalidValue> {
         }
     }
     s.coordination.validate()?;
+    signer::validate(&s.csr, &s.signer)?;
+    s.events.validate()?;
     paths::check(s, &|p: &Path| normalize(p))
 }
 

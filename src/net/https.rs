@@ -28,6 +28,32 @@ pub enum TlsFileError {
     NoCertificate { path: PathBuf },
     #[error("{}: not a PEM private key", path.display())]
     NotAKey { path: PathBuf },
+    /// rustls refuses the certificate or key as a client credential (an X.509 v1
+    /// certificate, a key that does not match, an unsupported key type).
+    #[error("{}: not usable as a TLS client certificate: {reason}", path.display())]
+    ClientCertRefused { path: PathBuf, reason: String },
+}
+
+/// Whether rustls (with the aws-lc-rs provider) accepts `chain` and the PEM key as a
+/// client credential. Checked before the agent is built: ureq builds its rustls
+/// configuration at the first connection and panics on a credential rustls refuses.
+pub fn rustls_accepts(chain: &[Certificate<'_>], key_pem: &[u8]) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| e.to_string())?;
+    let chain: Vec<CertificateDer<'static>> = chain
+        .iter()
+        .map(|c| CertificateDer::from(c.der().to_vec()))
+        .collect();
+    rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_client_auth_cert(chain, key)
+    .map(|_| ())
+    .map_err(|e| e.to_string())
 }
 
 /// The certificates of a node PEM file (TLS roots, client chain); at least one.
@@ -69,8 +95,13 @@ pub fn read_client_cert(
         reason: e.problem.to_string(),
     })?;
     let bytes = Zeroizing::new(bytes);
-    let key = ureq::tls::PrivateKey::from_pem(&bytes)
-        .map_err(|_| TlsFileError::NotAKey { path: shown })?;
+    let key = ureq::tls::PrivateKey::from_pem(&bytes).map_err(|_| TlsFileError::NotAKey {
+        path: shown.clone(),
+    })?;
+    rustls_accepts(&chain, &bytes).map_err(|reason| TlsFileError::ClientCertRefused {
+        path: cert.to_path_buf(),
+        reason,
+    })?;
     Ok(ClientCert::new_with_certs(&chain, key))
 }
 

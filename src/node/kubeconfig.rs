@@ -27,6 +27,8 @@ struct NamedContext {
 struct Context {
     #[serde(default)]
     user: Option<String>,
+    #[serde(default)]
+    cluster: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +101,8 @@ pub struct Kubeconfig {
     pub context: String,
     pub user: String,
     pub credential: ClientCredential,
+    /// The cluster entry the current context names (an API client's server and CA).
+    pub cluster: Option<String>,
 }
 
 /// What is wrong with a kubeconfig's content. Like the other content errors of the node
@@ -158,6 +162,7 @@ pub fn parse(bytes: &[u8], node_path: &Path) -> Result<Kubeconfig, KubeconfigErr
     else {
         return Err(KubeconfigError::ContextMissing { context });
     };
+    let cluster = ctx.context.cluster.clone().filter(|c| !c.is_empty());
     let Some(user) = ctx.context.user.filter(|u| !u.is_empty()) else {
         return Err(KubeconfigError::NoUser { context });
     };
@@ -219,6 +224,7 @@ pub fn parse(bytes: &[u8], node_path: &Path) -> Result<Kubeconfig, KubeconfigErr
         context,
         user,
         credential,
+        cluster,
     })
 }
 
@@ -298,6 +304,8 @@ struct Cluster {
     certificate_authority_data: Option<Spanned<String>>,
     #[serde(rename = "certificate-authority", default)]
     certificate_authority: Option<String>,
+    #[serde(default)]
+    server: Option<String>,
 }
 
 /// The CA a kubeconfig's cluster entry trusts.
@@ -320,6 +328,8 @@ pub enum ClusterTrust {
 pub struct ClusterEntry {
     pub name: String,
     pub trust: ClusterTrust,
+    /// `server`: the API server's URL.
+    pub server: Option<String>,
 }
 
 /// Every cluster entry of a kubeconfig and the CA it trusts, whatever the current
@@ -347,6 +357,7 @@ pub fn clusters(bytes: &[u8], node_path: &Path) -> Result<Vec<ClusterEntry>, Kub
         out.push(ClusterEntry {
             name: c.name,
             trust,
+            server: cluster.server.filter(|s| !s.is_empty()),
         });
     }
     Ok(out)

@@ -224,6 +224,22 @@ const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3
 const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 
 /// Whether `cert`'s signature over its TBSCertificate verifies with `issuer`'s key.
+/// Whether `signature` over `message` verifies with `key` under `algorithm`: a
+/// certificate request's proof that its sender holds the key (PKCS#10 self-signature).
+pub fn signature_verifies(
+    message: &[u8],
+    algorithm: &AlgorithmIdentifierRef<'_>,
+    key: &SubjectPublicKeyInfoRef<'_>,
+    signature: &[u8],
+) -> bool {
+    let Some(alg) = verification_algorithm(algorithm, &key.algorithm) else {
+        return false;
+    };
+    UnparsedPublicKey::new(alg, key.subject_public_key.raw_bytes())
+        .verify(message, signature)
+        .is_ok()
+}
+
 fn verify_signature(cert: &RawCertificate<'_>, issuer: &SubjectPublicKeyInfoRef<'_>) -> bool {
     let Some(alg) = verification_algorithm(&cert.signature_algorithm, &issuer.algorithm) else {
         return false;

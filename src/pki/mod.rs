@@ -22,7 +22,7 @@ mod testcerts;
 use der::asn1::ObjectIdentifier;
 use time::OffsetDateTime;
 
-pub use cert::{certificates, serial_hex, CertFacts};
+pub use cert::{certificates, serial_hex, signature_verifies, CertFacts};
 pub use key::{uint_bits, KeyAlgorithm, KeyEncoding, PrivateKey};
 pub use name::name_attributes;
 pub use pem::{encode_pem, parse_pem, PemBlock};

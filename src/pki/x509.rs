@@ -257,7 +257,7 @@ pub fn renew_self_signed(
     sign_tbs(tbs, key)
 }
 
-fn sign_tbs(mut tbs: TbsCertificate, signer: &PrivateKey) -> Result<Vec<u8>, PkiError> {
+pub fn sign_tbs(mut tbs: TbsCertificate, signer: &PrivateKey) -> Result<Vec<u8>, PkiError> {
     tbs.signature = signer.signature_algorithm();
     let tbs_der = tbs.to_der().or_else(|x| e("encoding TBSCertificate", x))?;
     let sig = signer.sign(&tbs_der)?;
@@ -271,7 +271,7 @@ fn sign_tbs(mut tbs: TbsCertificate, signer: &PrivateKey) -> Result<Vec<u8>, Pki
 
 /// An extension with the criticality Go's x509 gives it (KeyUsage and BasicConstraints
 /// critical, the rest not), which is not always the x509-cert crate's default.
-fn ext<T: AssociatedOid + Encode>(value: &T, critical: bool) -> Result<Extension, PkiError> {
+pub fn ext<T: AssociatedOid + Encode>(value: &T, critical: bool) -> Result<Extension, PkiError> {
     Ok(Extension {
         extn_id: T::OID,
         critical,

@@ -165,7 +165,7 @@ pub fn raw_subject(cert_der: &[u8]) -> der::Result<Vec<u8>> {
     subject.to_der()
 }
 
-fn san_of(g: &GeneralName) -> San {
+pub fn san_of(g: &GeneralName) -> San {
     match g {
         GeneralName::DnsName(s) => San::Dns(s.to_string()),
         GeneralName::Rfc822Name(s) => San::Email(s.to_string()),

@@ -73,6 +73,9 @@ impl RemoteError {
             tls::TlsFileError::Pem { path, source } => RemoteError::Pem { path, source },
             tls::TlsFileError::NoCertificate { path } => RemoteError::NoCertificate { path },
             tls::TlsFileError::NotAKey { path } => RemoteError::ClientKey { path },
+            tls::TlsFileError::ClientCertRefused { path, reason } => {
+                RemoteError::Read { path, reason }
+            }
         }
     }
 }

@@ -1,0 +1,202 @@
+//! `[csr]` and `[[signer]]`: the certificates-API signer (`cert-rotator signer`,
+//! docs/csr.md). Off by default: no `[[signer]]` table, nothing signs.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::InvalidValue;
+
+/// `[csr]`: how the signer service reaches the API server and elects one leader.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CsrSettings {
+    /// The kubeconfig (node path) whose user may list CSRs, update their status, sign
+    /// for the configured signer names and hold the Lease.
+    pub kubeconfig: PathBuf,
+    /// The coordination.k8s.io/v1 Lease that lets one signer sign at a time.
+    pub lease_namespace: String,
+    pub lease_name: String,
+    pub lease_duration_seconds: u64,
+    /// Seconds between two lists of the CSRs (and two renewals of the Lease).
+    pub poll_seconds: u64,
+    /// One request to the API server, connect to last byte.
+    pub timeout_seconds: u64,
+    /// This signer's holder identity in the Lease. Unset: the host name and the
+    /// process id.
+    pub identity: Option<String>,
+    /// Approve (or deny, with the reason) the kubelets' `kubernetes.io/kubelet-serving`
+    /// CSRs: only a node's own name and addresses (docs/csr.md). Off by default.
+    pub approve_kubelet_serving: bool,
+    /// The longest spec.expirationSeconds such a CSR may ask for.
+    pub kubelet_serving_max_seconds: u64,
+}
+
+impl Default for CsrSettings {
+    fn default() -> Self {
+        CsrSettings {
+            kubeconfig: PathBuf::from("/etc/kubernetes/admin.conf"),
+            lease_namespace: "kube-system".into(),
+            lease_name: "cert-rotator-signer".into(),
+            lease_duration_seconds: 15,
+            poll_seconds: 2,
+            timeout_seconds: 10,
+            identity: None,
+            approve_kubelet_serving: false,
+            kubelet_serving_max_seconds: 365 * 24 * 3600,
+        }
+    }
+}
+
+/// One `[[signer]]`: a signerName this node signs for, with the CA and the profile.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SignerSettings {
+    /// spec.signerName of the CSRs to sign (`example.com/serving`).
+    pub name: String,
+    /// The CA certificate and key (node paths, PEM), loaded at every signature so a
+    /// renewed CA is used at once and an expired one signs nothing.
+    pub ca_cert: PathBuf,
+    pub ca_key: PathBuf,
+    /// The usages a CSR may ask for, in the API's words ("digital signature",
+    /// "key encipherment", "server auth", ...; "signing" is "digital signature").
+    pub usages: Vec<String>,
+    /// The longest lifetime issued; a CSR's spec.expirationSeconds may ask for less.
+    #[serde(default = "default_max_seconds")]
+    pub max_duration_seconds: u64,
+    /// The key algorithms a CSR may carry: "rsa" (2048 bits or more), "ecdsa" (P-256,
+    /// P-384), "ed25519".
+    #[serde(default = "default_key_algorithms")]
+    pub key_algorithms: Vec<String>,
+}
+
+fn default_max_seconds() -> u64 {
+    365 * 24 * 3600
+}
+
+fn default_key_algorithms() -> Vec<String> {
+    vec!["rsa".into(), "ecdsa".into()]
+}
+
+/// The usages the API defines (certificates.k8s.io/v1 KeyUsage), less "cert sign" and
+/// "crl sign": this signer never issues a CA.
+pub const KNOWN_USAGES: &[&str] = &[
+    "signing",
+    "digital signature",
+    "content commitment",
+    "key encipherment",
+    "key agreement",
+    "data encipherment",
+    "encipher only",
+    "decipher only",
+    "any",
+    "server auth",
+    "client auth",
+    "code signing",
+    "email protection",
+    "s/mime",
+    "ipsec end system",
+    "ipsec tunnel",
+    "ipsec user",
+    "timestamping",
+    "ocsp signing",
+    "microsoft sgc",
+    "netscape sgc",
+];
+
+pub const KEY_ALGORITHMS: &[&str] = &["rsa", "ecdsa", "ed25519"];
+
+/// Checks what serde cannot: names, paths, usages, durations.
+pub fn validate(csr: &CsrSettings, signers: &[SignerSettings]) -> Result<(), InvalidValue> {
+    if !csr.kubeconfig.is_absolute() {
+        return Err(InvalidValue::new(
+            "csr.kubeconfig",
+            &csr.kubeconfig,
+            "must be an absolute node path",
+        ));
+    }
+    for (key, v) in [
+        ("csr.lease_duration_seconds", csr.lease_duration_seconds),
+        ("csr.poll_seconds", csr.poll_seconds),
+        ("csr.timeout_seconds", csr.timeout_seconds),
+    ] {
+        if v == 0 {
+            return Err(InvalidValue::new(key, v, "must be at least 1"));
+        }
+    }
+    if csr.poll_seconds >= csr.lease_duration_seconds {
+        return Err(InvalidValue::new(
+            "csr.poll_seconds",
+            csr.poll_seconds,
+            "must be below csr.lease_duration_seconds, or the Lease expires between two renewals",
+        ));
+    }
+    for (i, s) in signers.iter().enumerate() {
+        let key = |k: &str| format!("signer[{i}].{k}");
+        // The API's own rule for signerName: a domain, a slash, a path.
+        let valid_name = s
+            .name
+            .split_once('/')
+            .is_some_and(|(d, p)| d.contains('.') && !p.is_empty());
+        if !valid_name {
+            return Err(InvalidValue::new(
+                key("name"),
+                &s.name,
+                "must be a signerName: a domain, '/', a path (example.com/serving)",
+            ));
+        }
+        if signers[..i].iter().any(|o| o.name == s.name) {
+            return Err(InvalidValue::new(
+                key("name"),
+                &s.name,
+                "is configured twice",
+            ));
+        }
+        for (k, p) in [("ca_cert", &s.ca_cert), ("ca_key", &s.ca_key)] {
+            if !p.is_absolute() {
+                return Err(InvalidValue::new(
+                    key(k),
+                    p,
+                    "must be an absolute node path",
+                ));
+            }
+        }
+        if s.usages.is_empty() {
+            return Err(InvalidValue::new(
+                key("usages"),
+                &s.usages,
+                "must allow at least one usage",
+            ));
+        }
+        for u in &s.usages {
+            if !KNOWN_USAGES.contains(&u.as_str()) {
+                return Err(InvalidValue::new(
+                    key("usages"),
+                    u,
+                    format!(
+                        "is not a usage this signer issues; known: {}",
+                        KNOWN_USAGES.join(", ")
+                    ),
+                ));
+            }
+        }
+        for a in &s.key_algorithms {
+            if !KEY_ALGORITHMS.contains(&a.as_str()) {
+                return Err(InvalidValue::new(
+                    key("key_algorithms"),
+                    a,
+                    format!("known: {}", KEY_ALGORITHMS.join(", ")),
+                ));
+            }
+        }
+        // The API's minimum for spec.expirationSeconds.
+        if s.max_duration_seconds < 600 {
+            return Err(InvalidValue::new(
+                key("max_duration_seconds"),
+                s.max_duration_seconds,
+                "must be at least 600 (the API's shortest expirationSeconds)",
+            ));
+        }
+    }
+    Ok(())
+}

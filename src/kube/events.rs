@@ -1,0 +1,172 @@
+//! Kubernetes Events on the Node for what a pass did: each renewal, each restart, each
+//! failure and rollback, and each certificate left inside its renewal window
+//! (`CertificateExpirationWarning`, the reason RKE2 and k3s use, so existing dashboards
+//! catch it). Sent with the node's own credentials (kubelet.conf: `system:node:NAME` may
+//! create Events), best effort: all of a pass's Events share one deadline, the first
+//! transport failure ends the sending, and nothing here changes the pass's outcome.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::{ApiClient, ClientOptions};
+use crate::config::events::EventSettings;
+use crate::node::kubeconfig::{self, ClientCredential};
+use crate::node::NodeRoot;
+use crate::pki;
+use crate::report::pass::PassReport;
+
+/// An Event's type, reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeEvent {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn normal(reason: &'static str, message: String) -> NodeEvent {
+    NodeEvent {
+        warning: false,
+        reason,
+        message,
+    }
+}
+
+fn warning(reason: &'static str, message: String) -> NodeEvent {
+    NodeEvent {
+        warning: true,
+        reason,
+        message,
+    }
+}
+
+/// The Events of a pass, pure.
+pub fn of_report(r: &PassReport) -> Vec<NodeEvent> {
+    let mut out = Vec::new();
+    for c in &r.renewed {
+        out.push(normal(
+            "CertificateRenewed",
+            format!(
+                "cert-rotator renewed {} ({}): serial {}, valid until {}",
+                c.name,
+                c.path,
+                c.serial,
+                crate::timefmt::rfc3339(c.not_after)
+            ),
+        ));
+    }
+    for c in &r.ca_renewed {
+        out.push(normal(
+            "CertificateAuthorityRenewed",
+            format!("cert-rotator renewed CA {c}"),
+        ));
+    }
+    for c in &r.restarted {
+        out.push(normal(
+            "ComponentRestarted",
+            format!("cert-rotator restarted {c} to load its renewed certificates"),
+        ));
+    }
+    for f in &r.failed {
+        out.push(warning("CertificateRotationFailed", f.clone()));
+    }
+    for f in &r.rolled_back {
+        out.push(warning(
+            "CertificateRotationRolledBack",
+            format!("cert-rotator rolled back {f}"),
+        ));
+    }
+    for d in r.deferred.iter().chain(&r.not_renewable) {
+        out.push(warning(
+            "CertificateExpirationWarning",
+            format!("inside its renewal window and not renewed by this pass: {d}"),
+        ));
+    }
+    out
+}
+
+/// The Node's name: the CN `system:node:NAME` of the kubeconfig's client certificate.
+fn node_name(root: &NodeRoot, path: &Path) -> Option<String> {
+    let (_, bytes) = root.read_file(path).ok()?;
+    let kc = kubeconfig::parse(&bytes, path).ok()?;
+    let pem = match kc.credential {
+        ClientCredential::Embedded { cert_pem, .. } => cert_pem,
+        ClientCredential::Files { cert, .. } => root.read_file(&cert).ok()?.1,
+        ClientCredential::NotACertificate { .. } => return None,
+    };
+    let certs = pki::certificates(&pki::parse_pem(&pem).ok()?).ok()?;
+    let subject = pki::name_attributes(&certs.first()?.raw_subject).ok()?;
+    subject
+        .into_iter()
+        .find(|(t, _)| t == "CN")
+        .and_then(|(_, v)| v.strip_prefix("system:node:").map(str::to_string))
+}
+
+/// Sends the pass's Events when `[events]` is enabled. Never fails and never takes
+/// longer than `timeout_seconds` (plus the local reading of the kubeconfig).
+pub fn tell(root: &NodeRoot, s: &EventSettings, events: &[NodeEvent]) {
+    if !s.enabled || events.is_empty() {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(s.timeout_seconds);
+    let Some(node) = node_name(root, &s.kubeconfig) else {
+        tracing::warn!(
+            "events: {}: no client certificate of a node (CN system:node:NAME); no Events sent",
+            s.kubeconfig.display()
+        );
+        return;
+    };
+    let api = match ApiClient::from_kubeconfig(
+        root,
+        &s.kubeconfig,
+        ClientOptions {
+            connect_timeout_seconds: s.timeout_seconds.min(2),
+            timeout_seconds: s.timeout_seconds,
+            max_answer_bytes: 1 << 20,
+        },
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("events: {e}; no Events sent");
+            return;
+        }
+    };
+    let mut sent = 0;
+    for e in events {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let now = crate::timefmt::rfc3339(OffsetDateTime::now_utc());
+        let message: String = e.message.chars().take(1000).collect();
+        let body = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": format!("{node}.cert-rotator."), "namespace": "default"},
+            // The kubelet's form for Events about its Node: the uid is the node's name.
+            "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node},
+            "reason": e.reason,
+            "message": message,
+            "type": if e.warning { "Warning" } else { "Normal" },
+            "source": {"component": "cert-rotator", "host": node},
+            "reportingComponent": "cert-rotator",
+            "reportingInstance": node,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        });
+        match api.post::<_, serde_json::Value>("/api/v1/namespaces/default/events", &body) {
+            Ok(_) => sent += 1,
+            Err(err) => {
+                // The API server is unreachable or refuses: the rest would fare alike.
+                tracing::warn!("events: {err}; {} of {} Events sent", sent, events.len());
+                return;
+            }
+        }
+    }
+    tracing::info!(
+        "events: {sent} of {} Events sent on Node {node}",
+        events.len()
+    );
+}

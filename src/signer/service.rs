@@ -1,0 +1,335 @@
+//! The signer's loop: hold the Lease (one signer signs at a time), list each signer's
+//! CSRs, act on the Approved ones, sleep, again. A list every poll rather than a watch:
+//! a restarted signer, an API server restart or a dropped connection loses nothing, as
+//! the next list sees every CSR as it stands. Every status write carries the
+//! resourceVersion the decision was made on, so a CSR another signer wrote in the
+//! meantime is refused with 409 and never signed twice.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::approve::{judge, requesting_node, Verdict, KUBELET_SERVING};
+use super::decide::{evaluate, Phase, Refusal};
+use super::issue::{issue, window};
+use crate::ca::LocalCa;
+use crate::config::signer::{CsrSettings, SignerSettings};
+use crate::kube::lease::Elector;
+use crate::kube::types::{CertificateSigningRequest, CsrCondition, CsrStatus, List, Node};
+use crate::kube::{b64, ApiClient, ApiError, ClientOptions};
+use crate::node::NodeRoot;
+use crate::pki::{encode_pem, CertFacts};
+
+const CSR_API: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+
+/// Why the service cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "no [[signer]] table is configured and csr.approve_kubelet_serving is false: nothing to do"
+    )]
+    NoSigner,
+    #[error("[csr] kubeconfig {0}")]
+    Client(#[source] ApiError),
+}
+
+/// What happened to one CSR in one round, for the journal.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Issued {
+        serial: String,
+    },
+    Failed {
+        reason: String,
+    },
+    /// Another writer changed the CSR first (409): the next list decides again.
+    Lost,
+    Untouched,
+}
+
+/// Runs until killed (`rounds` None) or for that many rounds.
+pub fn serve(
+    root: &NodeRoot,
+    csr: &CsrSettings,
+    signers: &[SignerSettings],
+    rounds: Option<u64>,
+) -> Result<(), ServeError> {
+    if signers.is_empty() && !csr.approve_kubelet_serving {
+        return Err(ServeError::NoSigner);
+    }
+    let api = ApiClient::from_kubeconfig(
+        root,
+        &csr.kubeconfig,
+        ClientOptions {
+            connect_timeout_seconds: csr.timeout_seconds.min(5),
+            timeout_seconds: csr.timeout_seconds,
+            ..Default::default()
+        },
+    )
+    .map_err(ServeError::Client)?;
+    let identity = csr.identity.clone().unwrap_or_else(default_identity);
+    let mut elector = Elector::new(
+        &csr.lease_namespace,
+        &csr.lease_name,
+        &identity,
+        Duration::from_secs(csr.lease_duration_seconds),
+    );
+    tracing::info!(
+        identity = %identity,
+        signers = %signers.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+        "signer started"
+    );
+    // What was last said about each CA that cannot sign, so a broken CA is logged when
+    // it breaks or changes, not at every poll.
+    let mut ca_said: BTreeMap<String, String> = BTreeMap::new();
+    let mut leading = false;
+    let mut n = 0;
+    loop {
+        match elector.try_lead(&api) {
+            Ok(now_leading) => {
+                if now_leading != leading {
+                    tracing::info!(
+                        lease = %format!("{}/{}", csr.lease_namespace, csr.lease_name),
+                        identity = %identity,
+                        "{}",
+                        if now_leading { "leading: this signer signs" } else { "following: another signer holds the lease" }
+                    );
+                }
+                leading = now_leading;
+            }
+            Err(e) => {
+                if leading {
+                    tracing::warn!("lost the lease (cannot renew it): {e}");
+                }
+                leading = false;
+            }
+        }
+        if leading {
+            if csr.approve_kubelet_serving {
+                approve_round(&api, csr.kubelet_serving_max_seconds);
+            }
+            for s in signers {
+                round(root, &api, s, &mut ca_said);
+            }
+        }
+        n += 1;
+        if rounds.is_some_and(|r| n >= r) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(csr.poll_seconds));
+    }
+}
+
+/// One list of the kubelets' serving CSRs, each pending one approved or denied.
+fn approve_round(api: &ApiClient, max_seconds: u64) {
+    let path = format!(
+        "{CSR_API}?fieldSelector=spec.signerName%3D{}",
+        encode(KUBELET_SERVING)
+    );
+    let list: List<CertificateSigningRequest> = match api.get(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(signer = KUBELET_SERVING, "listing CSRs failed: {e}");
+            return;
+        }
+    };
+    for csr in list.items {
+        if csr.spec.signer_name != KUBELET_SERVING || Phase::of(&csr) != Phase::Pending {
+            continue;
+        }
+        let name = csr.metadata.name.clone().unwrap_or_default();
+        // The Node as the API server has it: its addresses decide the IP SANs.
+        let node = match requesting_node(&csr) {
+            Some(n) => match api.get::<Node>(&format!("/api/v1/nodes/{}", encode(&n))) {
+                Ok(node) => Some(node),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => {
+                    tracing::warn!(csr = %name, "reading Node {n} failed: {e}");
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let (kind, reason, message) = match judge(&csr, node.as_ref(), max_seconds) {
+            Verdict::Approve(m) => ("Approved", "CertRotatorApproved", m),
+            Verdict::Deny(m) => ("Denied", "CertRotatorDenied", m),
+        };
+        let mut next = csr;
+        push_condition(&mut next, kind, reason, &message);
+        let path = format!("{CSR_API}/{}/approval", encode(&name));
+        match api.put::<_, serde_json::Value>(&path, &next) {
+            Ok(_) if kind == "Approved" => tracing::info!(csr = %name, "approved: {message}"),
+            Ok(_) => tracing::warn!(csr = %name, "denied: {message}"),
+            Err(e) if e.is_conflict() => {
+                tracing::info!(csr = %name, "the CSR changed before our write (409): left to the next round")
+            }
+            Err(e) => tracing::warn!(csr = %name, "{e}"),
+        }
+    }
+}
+
+/// One list of one signer's CSRs, each Approved one signed or failed.
+fn round(
+    root: &NodeRoot,
+    api: &ApiClient,
+    s: &SignerSettings,
+    ca_said: &mut BTreeMap<String, String>,
+) {
+    let path = format!(
+        "{CSR_API}?fieldSelector=spec.signerName%3D{}",
+        encode(&s.name)
+    );
+    let list: List<CertificateSigningRequest> = match api.get(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(signer = %s.name, "listing CSRs failed: {e}");
+            return;
+        }
+    };
+    for csr in list.items {
+        // The field selector is the API server's; the check is ours.
+        if csr.spec.signer_name != s.name || Phase::of(&csr) != Phase::Approved {
+            continue;
+        }
+        let name = csr.metadata.name.clone().unwrap_or_default();
+        match handle(root, api, s, csr, ca_said) {
+            Ok(Outcome::Issued { serial }) => {
+                tracing::info!(csr = %name, signer = %s.name, serial = %serial, "issued")
+            }
+            Ok(Outcome::Failed { reason }) => {
+                tracing::warn!(csr = %name, signer = %s.name, "failed the CSR: {reason}")
+            }
+            Ok(Outcome::Lost) => {
+                tracing::info!(csr = %name, "the CSR changed before our write (409): left to the next round")
+            }
+            Ok(Outcome::Untouched) => {}
+            Err(e) => tracing::warn!(csr = %name, signer = %s.name, "{e}"),
+        }
+    }
+}
+
+fn handle(
+    root: &NodeRoot,
+    api: &ApiClient,
+    s: &SignerSettings,
+    csr: CertificateSigningRequest,
+    ca_said: &mut BTreeMap<String, String>,
+) -> Result<Outcome, ApiError> {
+    let grant = match evaluate(&csr, s) {
+        Ok(g) => g,
+        Err(Refusal(reason)) => return fail(api, csr, "SignerValidationFailure", reason),
+    };
+    let now = OffsetDateTime::now_utc();
+    // Loaded for each signature: a renewed CA is used at once, an expired one signs
+    // nothing, a missing one is said in the journal and the CSR waits for it.
+    let ca = match LocalCa::load(root, &s.name, &s.ca_cert, &s.ca_key, now) {
+        Ok(ca) => {
+            ca_said.remove(&s.name);
+            ca
+        }
+        Err(e) => {
+            let said = e.to_string();
+            if ca_said.get(&s.name) != Some(&said) {
+                tracing::error!(signer = %s.name, "cannot sign: the CA cannot be used: {said}");
+                ca_said.insert(s.name.clone(), said);
+            }
+            return Ok(Outcome::Untouched);
+        }
+    };
+    let issuer = ca.issuer();
+    let Some((nb, na)) = window(
+        now,
+        grant.lifetime,
+        issuer.cert.not_before,
+        issuer.cert.not_after,
+    ) else {
+        return Ok(Outcome::Untouched);
+    };
+    let der = match issue(&grant, &issuer, nb, na) {
+        Ok(d) => d,
+        Err(e) => return fail(api, csr, "SigningFailed", format!("signing failed: {e}")),
+    };
+    let serial = CertFacts::from_der(&der)
+        .map(|c| c.serial)
+        .unwrap_or_default();
+    let mut next = csr;
+    let mut status = next.status.take().unwrap_or_default();
+    status.certificate = Some(b64(encode_pem("CERTIFICATE", &der).as_bytes()));
+    next.status = Some(status);
+    write_status(api, &next).map(|written| {
+        if written {
+            Outcome::Issued { serial }
+        } else {
+            Outcome::Lost
+        }
+    })
+}
+
+/// Appends the `Failed` condition (the API's way for a signer to refuse).
+fn fail(
+    api: &ApiClient,
+    mut csr: CertificateSigningRequest,
+    reason: &str,
+    message: String,
+) -> Result<Outcome, ApiError> {
+    push_condition(&mut csr, "Failed", reason, &message);
+    write_status(api, &csr).map(|written| {
+        if written {
+            Outcome::Failed { reason: message }
+        } else {
+            Outcome::Lost
+        }
+    })
+}
+
+/// Appends a condition (status True, now) to the CSR's status.
+fn push_condition(csr: &mut CertificateSigningRequest, kind: &str, reason: &str, message: &str) {
+    let now = crate::timefmt::rfc3339(OffsetDateTime::now_utc());
+    let mut status: CsrStatus = csr.status.take().unwrap_or_default();
+    let mut conditions = status.conditions.take().unwrap_or_default();
+    let mut rest = serde_json::Map::new();
+    rest.insert("lastUpdateTime".into(), now.clone().into());
+    rest.insert("lastTransitionTime".into(), now.into());
+    conditions.push(CsrCondition {
+        type_: kind.into(),
+        status: "True".into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        rest,
+    });
+    status.conditions = Some(conditions);
+    csr.status = Some(status);
+}
+
+/// PUT .../NAME/status with the resourceVersion read: false on 409.
+fn write_status(api: &ApiClient, csr: &CertificateSigningRequest) -> Result<bool, ApiError> {
+    let name = csr.metadata.name.clone().unwrap_or_default();
+    match api.put::<_, serde_json::Value>(&format!("{CSR_API}/{}/status", encode(&name)), csr) {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_conflict() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Percent-encodes a path segment or query value (signerNames hold '/').
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The host name and the process id: unique per process, readable in the Lease.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let host = if host.is_empty() { "node".into() } else { host };
+    format!("{host}_{}", std::process::id())
+}
