@@ -43,8 +43,23 @@ k8s_exec() { e2e_exec "$@"; }
 # k8s_kubectl ARGS...: the built kubectl in the container, as kubeadm's admin.
 k8s_kubectl() { e2e_exec kubectl --kubeconfig /etc/kubernetes/admin.conf "$@"; }
 
+# Two runs on one host would fight over those tunables (one restoring them under the other's
+# kubelet), so a script holds K8S_HOST_LOCK from k8s_boot to its exit; a caller already holding
+# it (`flock FILE script`) says so with K8S_HOST_LOCKED=1. Bounded: 30 minutes, then it fails.
+K8S_HOST_LOCK=${K8S_HOST_LOCK:-/run/lock/cert-rotator-k8s.lock}
+k8s_lock_host() {
+	[[ -n ${K8S_HOST_LOCKED:-} ]] && return 0
+	exec {K8S_HOST_LOCK_FD}>>"$K8S_HOST_LOCK" || return 1
+	if ! flock -n "$K8S_HOST_LOCK_FD"; then
+		e2e_log "waiting for another Kubernetes test on this host ($K8S_HOST_LOCK)"
+		flock -w 1800 "$K8S_HOST_LOCK_FD" || { e2e_log "$K8S_HOST_LOCK still held after 30 minutes"; return 1; }
+	fi
+	K8S_HOST_LOCKED=1
+}
+
 k8s_set_sysctls() {
 	local kv k
+	k8s_lock_host || return 1
 	K8S_SAVED_SYSCTLS=()
 	for kv in "${K8S_SYSCTLS[@]}"; do
 		k=${kv%%=*}
