@@ -27,7 +27,7 @@ use crate::restart::{
     certs_hash, control_plane_wait, gap_exemption, static_pod_change, RestartError, ServiceManager,
 };
 use crate::verify::before::{self, BeforeRestart};
-use crate::verify::{endpoints, wait_until_served, Prober, VerifyError};
+use crate::verify::{endpoints, wait_until_served_by, Prober, RestartRequested, VerifyError};
 use crate::write::{Applied, StateDir, WriteError};
 use lock::{owed_restarts, PassLocks};
 pub use restarts::plan_options;
@@ -408,6 +408,7 @@ pub fn execute(
             comp: &comp,
             manifest: None,
             reload_grace_spent: Default::default(),
+            restart_requested: Default::default(),
         };
         if let Some(why) = live.coordinated_restart(&written, &mut history, &mut report, &mut locks)
         {
@@ -507,6 +508,7 @@ pub fn restart_and_verify(
         comp: &comp,
         manifest: None,
         reload_grace_spent: Default::default(),
+        restart_requested: Default::default(),
     };
     // No renewed target: the probe first never avoids this restart (the served leaf
     // did not change; the CA the component holds in memory did). It takes a slot of
@@ -543,6 +545,7 @@ pub fn restart_static_pod_with(
         comp: &comp,
         manifest: Some(manifest),
         reload_grace_spent: Default::default(),
+        restart_requested: Default::default(),
     };
     let done = live.under_restart_slot(|| live.reload_and_verify(&[], &mut history))?;
     Ok((done.restarted.into_iter().collect(), done.verified))
@@ -559,6 +562,9 @@ struct Live<'p, 'a> {
     /// The moment to reload by itself was given already (the probe before a lock slot):
     /// a second probe does not wait again.
     reload_grace_spent: std::cell::Cell<bool>,
+    /// When the last restart was requested: verification counts only answers from a
+    /// process started after it (docs/reloads.md).
+    restart_requested: std::cell::Cell<Option<RestartRequested>>,
 }
 
 /// What reloading one group did.
@@ -661,6 +667,7 @@ impl<'a> Live<'_, 'a> {
             Reload::None | Reload::Itself => return Ok(None),
             Reload::Unit(unit) => {
                 status(&format!("restarting {unit}"));
+                self.mark_restart_requested();
                 let r = self.edges.services.restart_unit(unit, timeout)?;
                 format!("{unit}: new run {}", r.invocation_id)
             }
@@ -684,6 +691,7 @@ impl<'a> Live<'_, 'a> {
                     (None, _) => {}
                 }
                 status(&format!("restarting static pod {pod}"));
+                self.mark_restart_requested();
                 let manifest = settings.kubeadm.manifests_dir.join(format!("{pod}.yaml"));
                 match self.manifest {
                     Some(bytes) => {
@@ -724,8 +732,14 @@ impl<'a> Live<'_, 'a> {
         Ok(Some(line))
     }
 
+    fn mark_restart_requested(&self) {
+        let now = self.edges.prober.process_clock().map(RestartRequested);
+        self.restart_requested.set(now);
+    }
+
     /// Waits until every endpoint of the component serves the certificate now on disk
-    /// (or answers healthy), within the verification timeout.
+    /// (or answers healthy), within the verification timeout, answered by a process
+    /// started after the restart request.
     fn verify(&self, component: &Component) -> Result<Vec<String>, PassError> {
         let settings = self.pass.settings;
         if !settings.run.verify {
@@ -740,13 +754,14 @@ impl<'a> Live<'_, 'a> {
             "waiting for {} to serve its new certificates",
             component.name()
         ));
-        let lines = wait_until_served(
+        let lines = wait_until_served_by(
             self.edges.prober,
             self.edges.clock,
             root,
             component,
             &eps,
             StdDuration::from_secs(settings.run.verify_timeout_seconds),
+            self.restart_requested.get(),
         )?;
         for line in &lines {
             tracing::info!(component = %component.name(), action = "verify", message_id = message_id::VERIFIED, "{line}");

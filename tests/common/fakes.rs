@@ -9,7 +9,9 @@ use std::time::Duration as StdDuration;
 
 use cert_rotator::clock::Clock;
 use cert_rotator::restart::{RestartError, ServiceManager, UnitRestart};
-use cert_rotator::verify::{Check, Endpoint, Prober, Readiness, ServedCert, VerifyError};
+use cert_rotator::verify::{
+    Check, Endpoint, Listener, Listeners, Prober, Readiness, ServedCert, VerifyError,
+};
 use time::OffsetDateTime;
 
 use super::host;
@@ -99,13 +101,16 @@ impl ServiceManager for RecordingServiceManager {
 /// serial they served first (a component that did not reload), and on the ports of
 /// [`until_restarted`](Self::until_restarted), which serve the certificate they had
 /// until their static pod's manifest changes (the kubelet recreated the pod). Health
-/// checks pass.
+/// checks pass. A pod's process (its listener) is a new pid, started at the process
+/// clock's now, once its manifest changed; other ports' listeners cannot be told.
 pub struct FakeProber {
     root: PathBuf,
     stale_ports: BTreeSet<u16>,
     first: Mutex<BTreeMap<u16, String>>,
     probes: Mutex<Vec<String>>,
     pods: Mutex<BTreeMap<u16, PodState>>,
+    /// The process clock: one tick further at each look.
+    ticks: Mutex<u64>,
 }
 
 /// A static pod's endpoint of [`FakeProber::until_restarted`] and
@@ -117,7 +122,39 @@ struct PodState {
     seen: Vec<u8>,
     /// The serial it serves; `None`: it does not answer.
     serial: Option<String>,
+    /// Its process, once it runs.
+    process: Listener,
+    /// Restarted (seen by a look at its listener) but not yet probed: it serves what
+    /// is on disk at its next probe.
+    reload: bool,
 }
+
+impl PodState {
+    fn new(manifest: PathBuf, serial: Option<String>) -> Self {
+        let seen = std::fs::read(&manifest).unwrap();
+        PodState {
+            manifest,
+            seen,
+            serial,
+            process: Listener { pid: 100, started: 1 },
+            reload: false,
+        }
+    }
+
+    /// Whether the manifest changed since the pod last started: then it starts again,
+    /// a new process at `now`.
+    fn restarted(&mut self, now: u64) -> bool {
+        let bytes = std::fs::read(&self.manifest).unwrap();
+        if bytes == self.seen {
+            return false;
+        }
+        self.seen = bytes;
+        self.process = Listener {
+            pid: self.process.pid + 1,
+            started: now,
+        };
+        true
+    }
 
 impl FakeProber {
     /// `stale`: ports that keep serving the certificate of a file as it is now.
@@ -132,7 +169,14 @@ impl FakeProber {
             first: Mutex::new(first),
             probes: Default::default(),
             pods: Default::default(),
+            ticks: Mutex::new(1000),
         }
+    }
+
+    fn tick(&self) -> u64 {
+        let mut t = self.ticks.lock().unwrap();
+        *t += 1;
+        *t
     }
 
     /// A component that loads its certificate only when it starts: each `(port,
@@ -143,17 +187,8 @@ impl FakeProber {
         *p.pods.lock().unwrap() = pods
             .iter()
             .map(|(port, cert, manifest)| {
-                let m = host(root, manifest);
-                let bytes = std::fs::read(&m).unwrap();
                 let serial = Some(serial_of(&host(root, cert)));
-                (
-                    *port,
-                    PodState {
-                        manifest: m,
-                        seen: bytes,
-                        serial,
-                    },
-                )
+                (*port, PodState::new(host(root, manifest), serial))
             })
             .collect();
         p
@@ -165,18 +200,7 @@ impl FakeProber {
         let p = Self::new(root, &[]);
         *p.pods.lock().unwrap() = pods
             .iter()
-            .map(|(port, manifest)| {
-                let m = host(root, manifest);
-                let bytes = std::fs::read(&m).unwrap();
-                (
-                    *port,
-                    PodState {
-                        manifest: m,
-                        seen: bytes,
-                        serial: None,
-                    },
-                )
-            })
+            .map(|(port, manifest)| (*port, PodState::new(host(root, manifest), None)))
             .collect();
         p
     }
@@ -209,9 +233,7 @@ impl Prober for FakeProber {
         let mut first = self.first.lock().unwrap();
         let mut pods = self.pods.lock().unwrap();
         let served = if let Some(pod) = pods.get_mut(&ep.port) {
-            let now = std::fs::read(&pod.manifest).unwrap();
-            if now != pod.seen {
-                pod.seen = now;
+            if pod.restarted(self.tick()) || std::mem::take(&mut pod.reload) {
                 pod.serial = Some(c.serial.clone());
             }
             pod.serial.clone().ok_or_else(|| VerifyError::Connect {
@@ -237,6 +259,23 @@ impl Prober for FakeProber {
     fn ready(&self, ep: &Endpoint, _t: StdDuration) -> Result<Readiness, VerifyError> {
         self.probes.lock().unwrap().push(format!("readyz {ep}"));
         Ok(Readiness::Ready)
+    }
+    fn process_clock(&self) -> Option<u64> {
+        Some(self.tick())
+    }
+    fn listeners(&self, ep: &Endpoint) -> Listeners {
+        let now = self.tick();
+        let mut pods = self.pods.lock().unwrap();
+        let Some(pod) = pods.get_mut(&ep.port) else {
+            return Listeners::Unknown("not a static pod of the fake".into());
+        };
+        if pod.restarted(now) {
+            pod.reload = true;
+        }
+        if pod.serial.is_none() && !pod.reload {
+            return Listeners::None;
+        }
+        Listeners::Found(vec![pod.process])
     }
 }
 
@@ -370,6 +409,12 @@ impl Prober for TimedProber {
     }
     fn ready(&self, ep: &Endpoint, t: StdDuration) -> Result<Readiness, VerifyError> {
         self.inner.ready(ep, t)
+    }
+    fn process_clock(&self) -> Option<u64> {
+        self.inner.process_clock()
+    }
+    fn listeners(&self, ep: &Endpoint) -> Listeners {
+        self.inner.listeners(ep)
     }
 }
 
