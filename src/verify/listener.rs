@@ -139,7 +139,9 @@ impl ProcListeners {
             match procfs::process_start_ticks(&self.dir, pid) {
                 Some(started) => found.push(Listener { pid, started }),
                 None => {
-                    return Listeners::Unknown(format!("the start time of pid {pid} cannot be read"))
+                    return Listeners::Unknown(format!(
+                        "the start time of pid {pid} cannot be read"
+                    ))
                 }
             }
         }
@@ -155,7 +157,10 @@ impl ProcListeners {
         let links: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
         let mut pids = Vec::new();
         for entry in rd.take(MAX_PROCESSES).flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
             else {
                 continue;
             };
@@ -219,7 +224,10 @@ mod tests {
         assert_eq!(listening_inodes(TCP, 2451), [2002]);
         assert_eq!(listening_inodes(TCP, 6443), Vec::<u64>::new());
         assert_eq!(listening_inodes(TCP6, 6443), [4004]);
-        assert_eq!(listening_inodes("garbage\nmore garbage", 6443), Vec::<u64>::new());
+        assert_eq!(
+            listening_inodes("garbage\nmore garbage", 6443),
+            Vec::<u64>::new()
+        );
     }
 
     /// A proc file system in a directory: `uptime`, the socket tables, and processes
@@ -249,25 +257,39 @@ mod tests {
 
     #[test]
     fn the_process_holding_the_listening_socket() {
-        let d = fake_proc(&[(10, 500, &[3003]), (42, 4000, &[1001, 9]), (43, 4100, &[4004])]);
+        let d = fake_proc(&[
+            (10, 500, &[3003]),
+            (42, 4000, &[1001, 9]),
+            (43, 4100, &[4004]),
+        ]);
         let p = ProcListeners::new(d.path());
         assert_eq!(p.now(), Some(500025));
         assert_eq!(
             p.on_port(8080),
-            Listeners::Found(vec![Listener { pid: 42, started: 4000 }])
+            Listeners::Found(vec![Listener {
+                pid: 42,
+                started: 4000
+            }])
         );
         assert_eq!(
             p.on_port(6443),
-            Listeners::Found(vec![Listener { pid: 43, started: 4100 }])
+            Listeners::Found(vec![Listener {
+                pid: 43,
+                started: 4100
+            }])
         );
         assert_eq!(p.on_port(10250), Listeners::None);
         // A socket whose process is not visible here (another pid namespace).
         assert_eq!(
             p.on_port(2451),
-            Listeners::Unknown("no process visible here holds the socket listening on port 2451".into())
+            Listeners::Unknown(
+                "no process visible here holds the socket listening on port 2451".into()
+            )
         );
         let none = ProcListeners::new(d.path().join("nope"));
-        assert!(matches!(none.on_port(8080), Listeners::Unknown(why) if why.contains("net/tcp cannot be read")));
+        assert!(
+            matches!(none.on_port(8080), Listeners::Unknown(why) if why.contains("net/tcp cannot be read"))
+        );
         assert_eq!(none.now(), None);
     }
 
@@ -291,16 +313,28 @@ mod tests {
     fn only_listeners_started_after_the_request_are_new() {
         let l = |pid, started| Listener { pid, started };
         let req = RestartRequested(1000);
-        assert_eq!(judge(&Listeners::Found(vec![l(7, 1000)]), req), Answerer::New(l(7, 1000)));
-        assert_eq!(judge(&Listeners::Found(vec![l(7, 1200)]), req), Answerer::New(l(7, 1200)));
-        assert_eq!(judge(&Listeners::Found(vec![l(6, 999)]), req), Answerer::Old(l(6, 999)));
+        assert_eq!(
+            judge(&Listeners::Found(vec![l(7, 1000)]), req),
+            Answerer::New(l(7, 1000))
+        );
+        assert_eq!(
+            judge(&Listeners::Found(vec![l(7, 1200)]), req),
+            Answerer::New(l(7, 1200))
+        );
+        assert_eq!(
+            judge(&Listeners::Found(vec![l(6, 999)]), req),
+            Answerer::Old(l(6, 999))
+        );
         // Old and new both on the port (SO_REUSEPORT): the old one may still answer.
         assert_eq!(
             judge(&Listeners::Found(vec![l(8, 1200), l(6, 10)]), req),
             Answerer::Old(l(6, 10))
         );
         assert_eq!(judge(&Listeners::None, req), Answerer::NotListening);
-        assert_eq!(judge(&Listeners::Found(vec![]), req), Answerer::NotListening);
+        assert_eq!(
+            judge(&Listeners::Found(vec![]), req),
+            Answerer::NotListening
+        );
         assert_eq!(
             judge(&Listeners::Unknown("why".into()), req),
             Answerer::Unknown("why".into())

@@ -65,7 +65,9 @@ pub enum VerifyError {
     #[error("https://{endpoint}/readyz: {message}")]
     NotReady { endpoint: String, message: String },
     /// A process that started before the restart was requested still listens.
-    #[error("{endpoint} is still answered by pid {pid}, which started before the restart was requested")]
+    #[error(
+        "{endpoint} is still answered by pid {pid}, which started before the restart was requested"
+    )]
     OldProcess { endpoint: String, pid: u32 },
     #[error("{endpoint} still serves serial {served} (want {want})")]
     StaleSerial {
@@ -244,13 +246,8 @@ pub fn wait_until_served_by(
     let deadline = clock.now() + timeout;
     let mut out = Vec::with_capacity(endpoints.len() + 1);
     for ep in endpoints {
-        out.push(until_passes(
-            clock,
-            deadline,
-            timeout,
-            &name,
-            ep,
-            |t| who.answers(ep, || match &ep.check {
+        out.push(until_passes(clock, deadline, timeout, &name, ep, |t| {
+            who.answers(ep, || match &ep.check {
                 Check::ServedCert { cert } => {
                     let want = serial_on_disk(root, cert).map_err(Fatal)?;
                     match prober.served_leaf(ep, t) {
@@ -270,8 +267,8 @@ pub fn wait_until_served_by(
                     .healthy(ep, t)
                     .map(|()| format!("{name} healthy on {ep}"))
                     .map_err(Into::into),
-            }),
-        )?);
+            })
+        })?);
     }
     // kube-apiserver serves TLS, and its new certificate, seconds before it is ready
     // (etcd reached, informers synced, post-start hooks done): a restart is verified
@@ -279,7 +276,9 @@ pub fn wait_until_served_by(
     if let (Component::KubeApiserver, Some(ep)) = (component, endpoints.last()) {
         let mut forbidden_since = None;
         out.push(until_passes(clock, deadline, timeout, &name, ep, |t| {
-            who.answers(ep, || ready_line(prober, clock, ep, t, &name, &mut forbidden_since))
+            who.answers(ep, || {
+                ready_line(prober, clock, ep, t, &name, &mut forbidden_since)
+            })
         })?);
     }
     Ok(out)
@@ -294,24 +293,24 @@ fn ready_line(
     name: &str,
     forbidden_since: &mut Option<OffsetDateTime>,
 ) -> Result<String, TryError> {
-            let why = match prober.ready(ep, t)? {
-                Readiness::Ready => return Ok(format!("{name} ready on {ep} (/readyz)")),
-                Readiness::NotVisible(why) => why,
-                Readiness::Forbidden(why) => {
-                    let since = *forbidden_since.get_or_insert(clock.now());
-                    if clock.now() - since < FORBIDDEN_GRACE {
-                        return Err(VerifyError::NotReady {
-                            endpoint: ep.to_string(),
-                            message: why,
-                        }
-                        .into());
-                    }
-                    why
+    let why = match prober.ready(ep, t)? {
+        Readiness::Ready => return Ok(format!("{name} ready on {ep} (/readyz)")),
+        Readiness::NotVisible(why) => why,
+        Readiness::Forbidden(why) => {
+            let since = *forbidden_since.get_or_insert(clock.now());
+            if clock.now() - since < FORBIDDEN_GRACE {
+                return Err(VerifyError::NotReady {
+                    endpoint: ep.to_string(),
+                    message: why,
                 }
-            };
-            Ok(format!(
-                "{name} readiness not visible on {ep} ({why}): serving verified only"
-            ))
+                .into());
+            }
+            why
+        }
+    };
+    Ok(format!(
+        "{name} readiness not visible on {ep} ({why}): serving verified only"
+    ))
 }
 
 mod answered;

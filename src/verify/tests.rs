@@ -128,7 +128,10 @@ impl Prober for ScriptedProber {
         Some(REQUESTED.0)
     }
     fn listeners(&self, ep: &Endpoint) -> Listeners {
-        self.probes.lock().unwrap().push((format!("listeners {ep}"), Duration::ZERO));
+        self.probes
+            .lock()
+            .unwrap()
+            .push((format!("listeners {ep}"), Duration::ZERO));
         let next = self.listening.lock().unwrap().pop_front();
         next.unwrap_or_else(|| self.listening_last.clone())
     }
@@ -454,7 +457,13 @@ fn answers_of_the_process_of_before_the_restart_do_not_count() {
             "kube-apiserver ready on 127.0.0.1:6443 (/readyz), answered by pid 91 (started 1.25s after the restart request)".into()
         ]
     );
-    let probed: Vec<String> = p.probes.lock().unwrap().iter().map(|p| p.0.clone()).collect();
+    let probed: Vec<String> = p
+        .probes
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p.0.clone())
+        .collect();
     assert_eq!(
         probed,
         [
@@ -518,9 +527,25 @@ fn an_unidentified_listener_falls_back_to_serving_and_ready() {
     let p = ScriptedProber::new(script, || panic!("no more probes"))
         .listening(vec![Listeners::None], pid(92, 100_001));
     let lines = verify_restart(&p, &r, 60).unwrap();
-    assert!(lines[0].ends_with("answered by pid 92 (started 0.01s after the restart request)"), "{lines:?}");
+    assert!(
+        lines[0].ends_with("answered by pid 92 (started 0.01s after the restart request)"),
+        "{lines:?}"
+    );
     // Without a restart request, no listener is looked at.
     let p = ScriptedProber::new(serving(), || panic!("no more probes"));
-    wait_until_served(&p, &StepClock::new(), &r, &Component::KubeApiserver, &[api("127.0.0.1")], Duration::from_secs(5)).unwrap();
-    assert!(p.probes.lock().unwrap().iter().all(|p| !p.0.starts_with("listeners")));
+    wait_until_served(
+        &p,
+        &StepClock::new(),
+        &r,
+        &Component::KubeApiserver,
+        &[api("127.0.0.1")],
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert!(p
+        .probes
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|p| !p.0.starts_with("listeners")));
 }

@@ -136,7 +136,10 @@ impl PodState {
             manifest,
             seen,
             serial,
-            process: Listener { pid: 100, started: 1 },
+            process: Listener {
+                pid: 100,
+                started: 1,
+            },
             reload: false,
         }
     }
@@ -155,6 +158,7 @@ impl PodState {
         };
         true
     }
+}
 
 impl FakeProber {
     /// `stale`: ports that keep serving the certificate of a file as it is now.

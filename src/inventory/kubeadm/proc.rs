@@ -61,10 +61,7 @@ pub fn processes_run_by(proc_dir: &Path, own_pid: u32, owners: &[u32]) -> Vec<Ku
         if !owners.contains(&uid) || !is_kubeadm_executable(&dir.join("exe")) {
             continue;
         }
-        let age_seconds = match (
-            uptime,
-            process_start_ticks(proc_dir, pid),
-        ) {
+        let age_seconds = match (uptime, process_start_ticks(proc_dir, pid)) {
             (Some(up), Some(start)) => Some(up.saturating_sub(start) / USER_HZ),
             _ => None,
         };
