@@ -6,9 +6,12 @@
 //! certificate by itself (docs/reloads.md). Without telling the processes apart, the
 //! old one could pass the verification a second before it stops, and a new one that
 //! fails to start would never be caught. The control-plane static pods use the host's
-//! network, so the listening socket is in this host's `/proc/net/tcp{,6}`; its inode
-//! leads to the process (`/proc/PID/fd/*` -> `socket:[INODE]`), whose start time is
-//! field 22 of `/proc/PID/stat`, on the same clock as `/proc/uptime`.
+//! network, so the listening socket is in this host's `/proc/self/net/tcp{,6}`; its
+//! inode leads to the process (`/proc/PID/fd/*` -> `socket:[INODE]`), whose start time
+//! is field 22 of `/proc/PID/stat`, in clock ticks on `CLOCK_BOOTTIME`. Only per-process
+//! entries are read: the packaged unit's `ProcSubset=pid` hides `/proc/net` and
+//! `/proc/uptime`, and its `ProtectProc=invisible` shows the root agent the processes
+//! of root (the control plane's) but not those of other users (then: not identified).
 //!
 //! The decision ([`judge`]) is pure; [`ProcListeners`] reads a proc file system (the
 //! live system's `/proc`; a test hands a directory of its own).
@@ -104,16 +107,20 @@ impl ProcListeners {
         ProcListeners { dir: dir.into() }
     }
 
-    /// Now, in clock ticks since boot; `None` without a readable `uptime`.
+    /// Now, in clock ticks since boot: `CLOCK_BOOTTIME`, the clock of the start times
+    /// in `stat` (the running system's, whatever the directory).
     pub fn now(&self) -> Option<u64> {
-        procfs::now_ticks(&self.dir)
+        let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+        let ticks = u64::try_from(t.tv_sec()).ok()? * USER_HZ
+            + u64::try_from(t.tv_nsec()).ok()? / (1_000_000_000 / USER_HZ);
+        Some(ticks)
     }
 
     /// The processes listening on TCP `port` (any address, IPv4 or IPv6).
     pub fn on_port(&self, port: u16) -> Listeners {
         let mut inodes = Vec::new();
         let mut tables = 0;
-        for table in ["net/tcp", "net/tcp6"] {
+        for table in ["self/net/tcp", "self/net/tcp6"] {
             if let Some(bytes) = read_bounded(&self.dir.join(table), MAX_SOCKET_TABLE) {
                 tables += 1;
                 inodes.extend(listening_inodes(&String::from_utf8_lossy(&bytes), port));
@@ -122,7 +129,7 @@ impl ProcListeners {
         if tables == 0 {
             return Listeners::Unknown(format!(
                 "{} cannot be read",
-                self.dir.join("net/tcp").display()
+                self.dir.join("self/net/tcp").display()
             ));
         }
         if inodes.is_empty() {
@@ -234,11 +241,9 @@ mod tests {
     /// with their start time and socket descriptors.
     fn fake_proc(procs: &[(u32, u64, &[u64])]) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
-        fs::create_dir(d.path().join("net")).unwrap();
-        fs::write(d.path().join("net/tcp"), TCP).unwrap();
-        fs::write(d.path().join("net/tcp6"), TCP6).unwrap();
-        fs::write(d.path().join("uptime"), "5000.25 100.00\n").unwrap();
-        fs::create_dir(d.path().join("self")).unwrap();
+        fs::create_dir_all(d.path().join("self/net")).unwrap();
+        fs::write(d.path().join("self/net/tcp"), TCP).unwrap();
+        fs::write(d.path().join("self/net/tcp6"), TCP6).unwrap();
         for (pid, started, sockets) in procs {
             let p = d.path().join(pid.to_string());
             fs::create_dir_all(p.join("fd")).unwrap();
@@ -263,7 +268,9 @@ mod tests {
             (43, 4100, &[4004]),
         ]);
         let p = ProcListeners::new(d.path());
-        assert_eq!(p.now(), Some(500025));
+        // Now: since boot, after this test process started.
+        let me = procfs::process_start_ticks(Path::new("/proc"), std::process::id()).unwrap();
+        assert!(p.now().unwrap() >= me);
         assert_eq!(
             p.on_port(8080),
             Listeners::Found(vec![Listener {
@@ -288,9 +295,8 @@ mod tests {
         );
         let none = ProcListeners::new(d.path().join("nope"));
         assert!(
-            matches!(none.on_port(8080), Listeners::Unknown(why) if why.contains("net/tcp cannot be read"))
+            matches!(none.on_port(8080), Listeners::Unknown(why) if why.contains("self/net/tcp cannot be read"))
         );
-        assert_eq!(none.now(), None);
     }
 
     #[test]

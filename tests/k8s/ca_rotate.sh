@@ -47,11 +47,16 @@ certs_in() { e2e_exec grep -c -- '-----BEGIN CERTIFICATE-----' "$1"; }
 serial_of() { e2e_exec openssl x509 -in "$1" -noout -serial; }
 starts() { e2e_exec cat "/run/static-pods/$1.starts" 2>/dev/null || echo 0; }
 # rotate NAME PHASE: one phase command, its output kept; the seconds it took to $results.
+# It runs with the packaged unit's view of /proc and capabilities (ProcSubset=pid: no
+# /proc/net; ProtectProc=invisible; no CAP_SYS_PTRACE), where the agent must still tell
+# which process answers (ready_after).
 rotate() {
 	local t0 rc
 	t0=$(date +%s.%N)
 	PHASE_T0=$t0
-	e2e_exec sh -c 'cert-rotator ca rotate "$1" "$2" >"/run/rotate-$3.out" 2>&1' _ "$1" "$2" "${1//\//-}-$2"
+	e2e_exec sh -c 'systemd-run --quiet --wait --pipe --collect -p ProtectProc=invisible -p ProcSubset=pid \
+		-p "CapabilityBoundingSet=CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE" \
+		cert-rotator ca rotate "$1" "$2" >"/run/rotate-$3.out" 2>&1' _ "$1" "$2" "${1//\//-}-$2"
 	rc=$?
 	e2e_exec cat "/run/rotate-${1//\//-}-$2.out" >"$outputs/rotate-${1//\//-}-$2.out" 2>/dev/null
 	printf 'rotate_%s_%s_seconds %s\n' "${1//\//_}" "$2" "$(seconds "$t0" "$(date +%s.%N)")" >>"$results"
