@@ -111,6 +111,8 @@ pub struct FakeProber {
     pods: Mutex<BTreeMap<u16, PodState>>,
     /// The process clock: one tick further at each look.
     ticks: Mutex<u64>,
+    /// Ports held for ever by the process of before any restart (pid 100).
+    old_ports: BTreeSet<u16>,
 }
 
 /// A static pod's endpoint of [`FakeProber::until_restarted`] and
@@ -174,7 +176,15 @@ impl FakeProber {
             probes: Default::default(),
             pods: Default::default(),
             ticks: Mutex::new(1000),
+            old_ports: BTreeSet::new(),
         }
+    }
+
+    /// The process of before any restart keeps `port` for ever (a kubelet that never
+    /// restarts the pod), serving what is on disk (it reloads its files by itself).
+    pub fn old_process_on(mut self, port: u16) -> Self {
+        self.old_ports.insert(port);
+        self
     }
 
     fn tick(&self) -> u64 {
@@ -269,6 +279,12 @@ impl Prober for FakeProber {
     }
     fn listeners(&self, ep: &Endpoint) -> Listeners {
         let now = self.tick();
+        if self.old_ports.contains(&ep.port) {
+            return Listeners::Found(vec![Listener {
+                pid: 100,
+                started: 1,
+            }]);
+        }
         let mut pods = self.pods.lock().unwrap();
         let Some(pod) = pods.get_mut(&ep.port) else {
             return Listeners::Unknown("not a static pod of the fake".into());
