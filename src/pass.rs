@@ -733,8 +733,8 @@ impl<'a> Live<'_, 'a> {
     }
 
     fn mark_restart_requested(&self) {
-        let now = self.edges.prober.process_clock().map(RestartRequested);
-        self.restart_requested.set(now);
+        self.restart_requested
+            .replace(self.edges.prober.restart_mark());
     }
 
     /// Waits until every endpoint of the component serves the certificate now on disk
@@ -761,7 +761,7 @@ impl<'a> Live<'_, 'a> {
             component,
             &eps,
             StdDuration::from_secs(settings.run.verify_timeout_seconds),
-            self.restart_requested.get(),
+            self.restart_requested.take().as_ref(),
         )?;
         for line in &lines {
             tracing::info!(component = %component.name(), action = "verify", message_id = message_id::VERIFIED, "{line}");

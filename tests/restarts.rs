@@ -474,6 +474,6 @@ fn a_restart_is_verified_by_the_new_process_only() {
     let e = restart(&prober).unwrap_err().to_string();
     assert_eq!(
         e,
-        "not verified within 2s: 10.0.0.10:6443 is still answered by pid 100, which started before the restart was requested"
+        "not verified within 2s: 10.0.0.10:6443 is still answered by pid 100, which was there before the restart was requested"
     );
 }

@@ -4,13 +4,13 @@
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 
-use super::listener::{judge, ticks_between, Answerer, RestartRequested};
+use super::listener::{judge, ticks_between, Answerer, Listener, RestartRequested};
 use super::{Endpoint, Prober, TryError, VerifyError};
 
 /// Who answers the tries of one verification.
 pub(super) struct Who<'a> {
     prober: &'a dyn Prober,
-    requested: Option<RestartRequested>,
+    requested: Option<&'a RestartRequested>,
     component: &'a str,
     /// The endpoints whose listener could not be identified, said once each.
     said: RefCell<BTreeSet<String>>,
@@ -19,7 +19,7 @@ pub(super) struct Who<'a> {
 impl<'a> Who<'a> {
     pub(super) fn new(
         prober: &'a dyn Prober,
-        requested: Option<RestartRequested>,
+        requested: Option<&'a RestartRequested>,
         component: &'a str,
     ) -> Self {
         Who {
@@ -43,17 +43,17 @@ impl<'a> Who<'a> {
             return check();
         };
         match judge(&self.prober.listeners(ep), req) {
-            Answerer::Old(l) => Err(old(ep, l.pid)),
+            Answerer::Old(l) => Err(old(ep, &l)),
             Answerer::Unknown(why) => Ok(self.unidentified(ep, check()?, &why)),
-            Answerer::New(l) => Ok(by(check()?, l.pid, req, l.started)),
+            Answerer::New(l) => Ok(by(check()?, &l, req)),
             Answerer::NotListening => {
                 let line = check()?;
                 match judge(&self.prober.listeners(ep), req) {
                     // It started listening meanwhile: the next try tells who answers.
-                    Answerer::Old(l) => Err(old(ep, l.pid)),
+                    Answerer::Old(l) => Err(old(ep, &l)),
                     Answerer::New(l) => Err(TryError::from(VerifyError::NotReady {
                         endpoint: ep.to_string(),
-                        message: format!("pid {} started listening during the probe", l.pid),
+                        message: format!("{} started listening during the probe", who(&l)),
                     })),
                     Answerer::Unknown(why) => Ok(self.unidentified(ep, line, &why)),
                     Answerer::NotListening => Ok(self.unidentified(
@@ -77,16 +77,35 @@ impl<'a> Who<'a> {
     }
 }
 
-fn old(ep: &Endpoint, pid: u32) -> TryError {
-    TryError::from(VerifyError::OldProcess {
+/// A listener as the log names it: its process, or its socket where the process is
+/// not visible here.
+fn who(l: &Listener) -> String {
+    match l.process {
+        Some(p) => format!("pid {}", p.pid),
+        None => format!(
+            "the socket inode {} (its process not visible here)",
+            l.inode
+        ),
+    }
+}
+
+fn old(ep: &Endpoint, l: &Listener) -> TryError {
+    TryError::from(VerifyError::OldListener {
         endpoint: ep.to_string(),
-        pid,
+        listener: who(l),
     })
 }
 
-fn by(line: String, pid: u32, req: RestartRequested, started: u64) -> String {
-    format!(
-        "{line}, answered by pid {pid} (started {}s after the restart request)",
-        ticks_between(req.0, started)
-    )
+fn by(line: String, l: &Listener, req: &RestartRequested) -> String {
+    match l.process {
+        Some(p) => format!(
+            "{line}, answered by pid {} (started {}s after the restart request)",
+            p.pid,
+            ticks_between(req.at, p.started)
+        ),
+        None => format!(
+            "{line}, answered by a socket opened after the restart request (inode {}; its process not visible here)",
+            l.inode
+        ),
+    }
 }

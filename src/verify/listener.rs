@@ -6,24 +6,34 @@
 //! certificate by itself (docs/reloads.md). Without telling the processes apart, the
 //! old one could pass the verification a second before it stops, and a new one that
 //! fails to start would never be caught. The control-plane static pods use the host's
-//! network, so the listening socket is in this host's `/proc/self/net/tcp{,6}`; its
-//! inode leads to the process (`/proc/PID/fd/*` -> `socket:[INODE]`), whose start time
-//! is field 22 of `/proc/PID/stat`, in clock ticks on `CLOCK_BOOTTIME`. Only per-process
+//! network, so the listening socket is in this host's `/proc/self/net/tcp{,6}`:
+//! a listening socket that was not there when the restart was requested was opened
+//! since, by a new process (socket inode numbers are not reused). Where the process is
+//! visible (`/proc/PID/fd/*` -> `socket:[INODE]`), its pid and start time (field 22 of
+//! `/proc/PID/stat`, clock ticks on `CLOCK_BOOTTIME`) are named too. Only per-process
 //! entries are read: the packaged unit's `ProcSubset=pid` hides `/proc/net` and
-//! `/proc/uptime`, and its `ProtectProc=invisible` shows the root agent the processes
-//! of root (the control plane's) but not those of other users (then: not identified).
+//! `/proc/uptime`; its `ProtectProc=invisible` without `CAP_SYS_PTRACE` hides the
+//! control plane's processes, so there the socket alone tells old from new.
 //!
 //! The decision ([`judge`]) is pure; [`ProcListeners`] reads a proc file system (the
 //! live system's `/proc`; a test hands a directory of its own).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::procfs::{self, read_bounded, USER_HZ};
 
-/// A process listening on a port of this host.
+/// A socket listening on a port of this host, and its process where visible.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Listener {
+    pub inode: u64,
+    pub process: Option<Process>,
+}
+
+/// A process of this host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Process {
     pub pid: u32,
     /// When it started, in clock ticks ([`USER_HZ`]) since boot.
     pub started: u64,
@@ -32,43 +42,51 @@ pub struct Listener {
 /// What listens on a port of this host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Listeners {
-    /// The processes holding the port's listening sockets (at least one).
+    /// The port's listening sockets (at least one).
     Found(Vec<Listener>),
     /// No socket listens on the port here: the component is not (yet) up, or the
     /// endpoint is served from elsewhere (another host or network namespace).
     None,
-    /// The listener cannot be told: why (no permission, a socket whose process is not
-    /// visible here, no proc file system).
+    /// The listeners cannot be told: why (no socket table readable here).
     Unknown(String),
 }
 
-/// When a restart was requested, on the clock of process start times (clock ticks
-/// since boot).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RestartRequested(pub u64);
+/// When a restart was requested: the time, in clock ticks since boot, and the inodes of
+/// every TCP socket listening on this host then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestartRequested {
+    pub at: u64,
+    pub listening: BTreeSet<u64>,
+}
 
 /// Who answers on a port, against a restart request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answerer {
-    /// Every listener started after the request: this one (the first) answers.
+    /// Every listener is new: this one (the first) answers.
     New(Listener),
-    /// A listener started before the request: the process the restart must replace.
+    /// A listener of before the request: the process the restart must replace.
     Old(Listener),
     NotListening,
     Unknown(String),
 }
 
 /// Who answers on a port whose listeners are `found`, for a restart `requested`: new
-/// only when every listener started at or after the request (the clock ticks at 10 ms;
-/// an old process started well before).
-pub fn judge(found: &Listeners, requested: RestartRequested) -> Answerer {
+/// only when no listening socket was there at the request and every visible process
+/// started at or after it (the clock ticks at 10 ms; an old process started well before).
+pub fn judge(found: &Listeners, requested: &RestartRequested) -> Answerer {
     match found {
-        Listeners::Found(ls) => match ls.iter().find(|l| l.started < requested.0) {
-            Some(old) => Answerer::Old(*old),
-            None => ls
-                .first()
-                .map_or(Answerer::NotListening, |l| Answerer::New(*l)),
-        },
+        Listeners::Found(ls) => {
+            let old = |l: &&Listener| {
+                requested.listening.contains(&l.inode)
+                    || l.process.is_some_and(|p| p.started < requested.at)
+            };
+            match ls.iter().find(old) {
+                Some(l) => Answerer::Old(*l),
+                None => ls
+                    .first()
+                    .map_or(Answerer::NotListening, |l| Answerer::New(*l)),
+            }
+        }
         Listeners::None => Answerer::NotListening,
         Listeners::Unknown(why) => Answerer::Unknown(why.clone()),
     }
@@ -116,8 +134,17 @@ impl ProcListeners {
         Some(ticks)
     }
 
-    /// The processes listening on TCP `port` (any address, IPv4 or IPv6).
-    pub fn on_port(&self, port: u16) -> Listeners {
+    /// The restart request now: the time and every listening socket; `None` without a
+    /// readable socket table (verification then does without).
+    pub fn mark(&self) -> Option<RestartRequested> {
+        Some(RestartRequested {
+            at: self.now()?,
+            listening: self.listening(None).ok()?.into_iter().collect(),
+        })
+    }
+
+    /// The inodes of the sockets listening on `port` (every port: `None`), IPv4 and IPv6.
+    fn listening(&self, port: Option<u16>) -> Result<Vec<u64>, String> {
         let mut inodes = Vec::new();
         let mut tables = 0;
         for table in ["self/net/tcp", "self/net/tcp6"] {
@@ -127,42 +154,48 @@ impl ProcListeners {
             }
         }
         if tables == 0 {
-            return Listeners::Unknown(format!(
+            return Err(format!(
                 "{} cannot be read",
                 self.dir.join("self/net/tcp").display()
             ));
         }
-        if inodes.is_empty() {
-            return Listeners::None;
-        }
-        let owners = self.owners(&inodes);
-        if owners.is_empty() {
-            return Listeners::Unknown(format!(
-                "no process visible here holds the socket listening on port {port}"
-            ));
-        }
-        let mut found = Vec::with_capacity(owners.len());
-        for pid in owners {
-            match procfs::process_start_ticks(&self.dir, pid) {
-                Some(started) => found.push(Listener { pid, started }),
-                None => {
-                    return Listeners::Unknown(format!(
-                        "the start time of pid {pid} cannot be read"
-                    ))
-                }
-            }
-        }
-        Listeners::Found(found)
+        Ok(inodes)
     }
 
-    /// The pids whose descriptors include one of the sockets `inodes`, each once, in
-    /// pid order. Processes that vanish or whose descriptors cannot be read are skipped.
-    fn owners(&self, inodes: &[u64]) -> Vec<u32> {
-        let Ok(rd) = fs::read_dir(&self.dir) else {
-            return Vec::new();
+    /// The sockets listening on TCP `port` (any address, IPv4 or IPv6), with their
+    /// processes where visible.
+    pub fn on_port(&self, port: u16) -> Listeners {
+        let inodes = match self.listening(Some(port)) {
+            Ok(i) if i.is_empty() => return Listeners::None,
+            Ok(i) => i,
+            Err(why) => return Listeners::Unknown(why),
         };
-        let links: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
-        let mut pids = Vec::new();
+        let owners = self.owners(&inodes);
+        Listeners::Found(
+            inodes
+                .iter()
+                .map(|&inode| Listener {
+                    inode,
+                    process: owners.get(&inode).and_then(|&pid| {
+                        procfs::process_start_ticks(&self.dir, pid)
+                            .map(|started| Process { pid, started })
+                    }),
+                })
+                .collect(),
+        )
+    }
+
+    /// The process holding each of the sockets `inodes`, where visible. Processes that
+    /// vanish or whose descriptors cannot be read are skipped.
+    fn owners(&self, inodes: &[u64]) -> BTreeMap<u64, u32> {
+        let mut found = BTreeMap::new();
+        let Ok(rd) = fs::read_dir(&self.dir) else {
+            return found;
+        };
+        let links: Vec<(String, u64)> = inodes
+            .iter()
+            .map(|&i| (format!("socket:[{i}]"), i))
+            .collect();
         for entry in rd.take(MAX_PROCESSES).flatten() {
             let Some(pid) = entry
                 .file_name()
@@ -171,31 +204,36 @@ impl ProcListeners {
             else {
                 continue;
             };
-            if holds_any(&entry.path().join("fd"), &links) {
-                pids.push(pid);
+            for inode in held(&entry.path().join("fd"), &links) {
+                found.entry(inode).or_insert(pid);
+            }
+            if found.len() == inodes.len() {
+                break;
             }
         }
-        pids.sort_unstable();
-        pids
+        found
     }
 }
 
-/// Whether a process's `fd` directory links to one of `links`.
-fn holds_any(fd_dir: &Path, links: &[String]) -> bool {
+/// Which of the sockets `links` (`socket:[INODE]`, inode) a process's `fd` directory
+/// links to.
+fn held(fd_dir: &Path, links: &[(String, u64)]) -> Vec<u64> {
     let Ok(fds) = fs::read_dir(fd_dir) else {
-        return false;
+        return Vec::new();
     };
-    fds.take(MAX_FDS).flatten().any(|fd| {
-        fs::read_link(fd.path())
-            .ok()
-            .and_then(|t| t.to_str().map(|t| links.iter().any(|l| l == t)))
-            .unwrap_or(false)
-    })
+    fds.take(MAX_FDS)
+        .flatten()
+        .filter_map(|fd| {
+            let target = fs::read_link(fd.path()).ok()?;
+            let target = target.to_str()?;
+            links.iter().find(|l| l.0 == target).map(|l| l.1)
+        })
+        .collect()
 }
 
-/// The inodes of the sockets listening on `port` in a `/proc/net/tcp` or `tcp6` table:
-/// `sl local_address rem_address st ... inode` with the address `HEX:PORT`.
-fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
+/// The inodes of the sockets listening on `port` (any: `None`) in a `/proc/net/tcp` or
+/// `tcp6` table: `sl local_address rem_address st ... inode`, the address `HEX:PORT`.
+fn listening_inodes(table: &str, port: Option<u16>) -> Vec<u64> {
     table
         .lines()
         .skip(1)
@@ -204,8 +242,8 @@ fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
             let local_port = f.get(1)?.rsplit_once(':')?.1;
             let listening = *f.get(3)? == TCP_LISTEN;
             let inode: u64 = f.get(9)?.parse().ok()?;
-            (listening && u16::from_str_radix(local_port, 16).ok()? == port && inode != 0)
-                .then_some(inode)
+            let local_port = u16::from_str_radix(local_port, 16).ok()?;
+            (listening && port.is_none_or(|p| p == local_port) && inode != 0).then_some(inode)
         })
         .collect()
 }
@@ -227,12 +265,13 @@ mod tests {
     #[test]
     fn listening_sockets_by_port() {
         // 0x1F90 = 8080, 0x0993 = 2451; the established connection on 8080 is not one.
-        assert_eq!(listening_inodes(TCP, 8080), [1001]);
-        assert_eq!(listening_inodes(TCP, 2451), [2002]);
-        assert_eq!(listening_inodes(TCP, 6443), Vec::<u64>::new());
-        assert_eq!(listening_inodes(TCP6, 6443), [4004]);
+        assert_eq!(listening_inodes(TCP, Some(8080)), [1001]);
+        assert_eq!(listening_inodes(TCP, Some(2451)), [2002]);
+        assert_eq!(listening_inodes(TCP, None), [1001, 2002]);
+        assert_eq!(listening_inodes(TCP, Some(6443)), Vec::<u64>::new());
+        assert_eq!(listening_inodes(TCP6, Some(6443)), [4004]);
         assert_eq!(
-            listening_inodes("garbage\nmore garbage", 6443),
+            listening_inodes("garbage\nmore garbage", None),
             Vec::<u64>::new()
         );
     }
@@ -260,6 +299,13 @@ mod tests {
         d
     }
 
+    fn found(inode: u64, process: Option<(u32, u64)>) -> Listeners {
+        Listeners::Found(vec![Listener {
+            inode,
+            process: process.map(|(pid, started)| Process { pid, started }),
+        }])
+    }
+
     #[test]
     fn the_process_holding_the_listening_socket() {
         let d = fake_proc(&[
@@ -268,81 +314,83 @@ mod tests {
             (43, 4100, &[4004]),
         ]);
         let p = ProcListeners::new(d.path());
+        assert_eq!(p.on_port(8080), found(1001, Some((42, 4000))));
+        assert_eq!(p.on_port(6443), found(4004, Some((43, 4100))));
+        assert_eq!(p.on_port(10250), Listeners::None);
+        // A socket whose process is not visible here (ProtectProc, a pid namespace).
+        assert_eq!(p.on_port(2451), found(2002, None));
+        let mark = p.mark().unwrap();
+        assert_eq!(mark.listening, BTreeSet::from([1001, 2002, 4004]));
         // Now: since boot, after this test process started.
         let me = procfs::process_start_ticks(Path::new("/proc"), std::process::id()).unwrap();
-        assert!(p.now().unwrap() >= me);
-        assert_eq!(
-            p.on_port(8080),
-            Listeners::Found(vec![Listener {
-                pid: 42,
-                started: 4000
-            }])
-        );
-        assert_eq!(
-            p.on_port(6443),
-            Listeners::Found(vec![Listener {
-                pid: 43,
-                started: 4100
-            }])
-        );
-        assert_eq!(p.on_port(10250), Listeners::None);
-        // A socket whose process is not visible here (another pid namespace).
-        assert_eq!(
-            p.on_port(2451),
-            Listeners::Unknown(
-                "no process visible here holds the socket listening on port 2451".into()
-            )
-        );
+        assert!(mark.at >= me);
         let none = ProcListeners::new(d.path().join("nope"));
         assert!(
             matches!(none.on_port(8080), Listeners::Unknown(why) if why.contains("self/net/tcp cannot be read"))
         );
+        assert_eq!(none.mark(), None);
     }
 
     #[test]
     fn the_live_proc_shows_our_own_listener() {
+        let p = ProcListeners::default();
+        let before = p.mark();
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let p = ProcListeners::default();
-        match p.on_port(port) {
-            Listeners::Found(ls) => {
+        match (p.on_port(port), before) {
+            (Listeners::Found(ls), Some(before)) => {
                 assert_eq!(ls.len(), 1);
-                assert_eq!(ls[0].pid, std::process::id());
-                assert!(ls[0].started <= p.now().unwrap());
+                assert!(!before.listening.contains(&ls[0].inode));
+                let me = ls[0].process.unwrap();
+                assert_eq!(me.pid, std::process::id());
+                assert!(matches!(
+                    judge(&Listeners::Found(ls.clone()), &before),
+                    Answerer::Old(_)
+                ));
+                let after = p.mark().unwrap();
+                assert!(after.listening.contains(&ls[0].inode));
             }
-            // A sandbox without /proc/net or other processes' fds: nothing to prove here.
+            // A sandbox without /proc/self/net: nothing to prove here.
             other => eprintln!("live /proc not usable here: {other:?}"),
         }
     }
 
     #[test]
-    fn only_listeners_started_after_the_request_are_new() {
-        let l = |pid, started| Listener { pid, started };
-        let req = RestartRequested(1000);
+    fn only_sockets_and_processes_of_after_the_request_are_new() {
+        let req = RestartRequested {
+            at: 1000,
+            listening: BTreeSet::from([55, 66]),
+        };
+        let l = |inode, process: Option<(u32, u64)>| Listener {
+            inode,
+            process: process.map(|(pid, started)| Process { pid, started }),
+        };
+        let judge = |f: Listeners| judge(&f, &req);
         assert_eq!(
-            judge(&Listeners::Found(vec![l(7, 1000)]), req),
-            Answerer::New(l(7, 1000))
+            judge(found(77, Some((7, 1000)))),
+            Answerer::New(l(77, Some((7, 1000))))
         );
+        assert_eq!(judge(found(77, None)), Answerer::New(l(77, None)));
+        // A socket of before the request, whatever its process.
+        assert_eq!(judge(found(55, None)), Answerer::Old(l(55, None)));
         assert_eq!(
-            judge(&Listeners::Found(vec![l(7, 1200)]), req),
-            Answerer::New(l(7, 1200))
+            judge(found(66, Some((7, 1200)))),
+            Answerer::Old(l(66, Some((7, 1200))))
         );
+        // A new socket of a process of before (it opened another one).
         assert_eq!(
-            judge(&Listeners::Found(vec![l(6, 999)]), req),
-            Answerer::Old(l(6, 999))
+            judge(found(77, Some((6, 999)))),
+            Answerer::Old(l(77, Some((6, 999))))
         );
         // Old and new both on the port (SO_REUSEPORT): the old one may still answer.
         assert_eq!(
-            judge(&Listeners::Found(vec![l(8, 1200), l(6, 10)]), req),
-            Answerer::Old(l(6, 10))
+            judge(Listeners::Found(vec![l(78, Some((8, 1200))), l(55, None)])),
+            Answerer::Old(l(55, None))
         );
-        assert_eq!(judge(&Listeners::None, req), Answerer::NotListening);
+        assert_eq!(judge(Listeners::None), Answerer::NotListening);
+        assert_eq!(judge(Listeners::Found(vec![])), Answerer::NotListening);
         assert_eq!(
-            judge(&Listeners::Found(vec![]), req),
-            Answerer::NotListening
-        );
-        assert_eq!(
-            judge(&Listeners::Unknown("why".into()), req),
+            judge(Listeners::Unknown("why".into())),
             Answerer::Unknown("why".into())
         );
         assert_eq!(ticks_between(1000, 1234), "2.34");

@@ -23,7 +23,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 pub use endpoints::endpoints;
-pub use listener::{Listener, Listeners, RestartRequested};
+pub use listener::{Listener, Listeners, Process, RestartRequested};
 pub use probe::TlsProber;
 
 use crate::clock::Clock;
@@ -64,11 +64,9 @@ pub enum VerifyError {
     Unhealthy { endpoint: String, message: String },
     #[error("https://{endpoint}/readyz: {message}")]
     NotReady { endpoint: String, message: String },
-    /// A process that started before the restart was requested still listens.
-    #[error(
-        "{endpoint} is still answered by pid {pid}, which started before the restart was requested"
-    )]
-    OldProcess { endpoint: String, pid: u32 },
+    /// A socket or process of before the restart request still listens.
+    #[error("{endpoint} is still answered by {listener}, which was there before the restart was requested")]
+    OldListener { endpoint: String, listener: String },
     #[error("{endpoint} still serves serial {served} (want {want})")]
     StaleSerial {
         endpoint: String,
@@ -195,10 +193,10 @@ pub trait Prober {
     /// credentials: [`Readiness::Ready`] on 200 `ok`; a server not ready yet (500 with
     /// the failed checks, refused, no answer) is an error.
     fn ready(&self, endpoint: &Endpoint, timeout: Duration) -> Result<Readiness, VerifyError>;
-    /// Now, on the clock of process start times (clock ticks since boot); `None` where
-    /// processes cannot be told apart (verification then does without).
-    fn process_clock(&self) -> Option<u64>;
-    /// The processes listening on the endpoint's port on this host.
+    /// A restart is requested now: the time and what listens on this host then; `None`
+    /// where listeners cannot be told apart (verification then does without).
+    fn restart_mark(&self) -> Option<RestartRequested>;
+    /// The sockets listening on the endpoint's port on this host, and their processes.
     fn listeners(&self, endpoint: &Endpoint) -> Listeners;
 }
 
@@ -227,11 +225,12 @@ pub fn wait_until_served(
 }
 
 /// [`wait_until_served`], after a restart `requested` then: a try counts only when every
-/// process listening on the endpoint's port started after the request (the old one
-/// may still serve, even the new certificate, until it is stopped); each line then
-/// names the pid that answered. Where the listener cannot be identified (no proc file
-/// system, a process not visible here, nothing of this host listening) verification
-/// does as [`wait_until_served`] and says so in the log and the line.
+/// socket listening on the endpoint's port was opened after the request, by a process
+/// started after it where the process is visible (the old one may still serve, even the
+/// new certificate, until it is stopped); each line then names the pid (or socket) that
+/// answered. Where the listener cannot be identified (no socket table, nothing of this
+/// host listening) verification does as [`wait_until_served`] and says so in the log
+/// and the line.
 pub fn wait_until_served_by(
     prober: &dyn Prober,
     clock: &dyn Clock,
@@ -239,7 +238,7 @@ pub fn wait_until_served_by(
     component: &Component,
     endpoints: &[Endpoint],
     timeout: Duration,
-    requested: Option<RestartRequested>,
+    requested: Option<&RestartRequested>,
 ) -> Result<Vec<String>, VerifyError> {
     let name = component.name();
     let who = answered::Who::new(prober, requested, &name);

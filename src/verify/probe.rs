@@ -16,7 +16,7 @@ use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureSch
 
 use super::http::{excerpt, parse_response, response_complete};
 use super::listener::{Listeners, ProcListeners};
-use super::{Endpoint, Prober, Readiness, ServedCert, VerifyError};
+use super::{Endpoint, Prober, Readiness, RestartRequested, ServedCert, VerifyError};
 use crate::pki::CertFacts;
 
 /// Probes over TLS with rustls and its aws-lc-rs provider; tells the listening process
@@ -320,8 +320,8 @@ impl Prober for TlsProber {
         }
     }
 
-    fn process_clock(&self) -> Option<u64> {
-        self.proc.now()
+    fn restart_mark(&self) -> Option<RestartRequested> {
+        self.proc.mark()
     }
 
     fn listeners(&self, endpoint: &Endpoint) -> Listeners {

@@ -124,8 +124,8 @@ impl Prober for ScriptedProber {
             _ => panic!("not a readyz probe: {ep}"),
         }
     }
-    fn process_clock(&self) -> Option<u64> {
-        Some(REQUESTED.0)
+    fn restart_mark(&self) -> Option<RestartRequested> {
+        Some(requested())
     }
     fn listeners(&self, ep: &Endpoint) -> Listeners {
         self.probes
@@ -137,8 +137,14 @@ impl Prober for ScriptedProber {
     }
 }
 
-/// The restart request of the tests, in clock ticks since boot.
-const REQUESTED: RestartRequested = RestartRequested(100_000);
+/// The restart request of the tests: at 1000 s after boot, the old kube-apiserver's
+/// socket (inode 7000) listening.
+fn requested() -> RestartRequested {
+    RestartRequested {
+        at: 100_000,
+        listening: [7000].into(),
+    }
+}
 
 const API_CRT: &str = "/etc/kubernetes/pki/apiserver.crt";
 
@@ -419,7 +425,10 @@ fn an_unreadable_certificate_on_disk_fails_at_once() {
 // ------------------------------------------- which process answers after a restart ---
 
 fn pid(pid: u32, started: u64) -> Listeners {
-    Listeners::Found(vec![Listener { pid, started }])
+    Listeners::Found(vec![Listener {
+        inode: u64::from(pid) * 100,
+        process: Some(Process { pid, started }),
+    }])
 }
 
 /// The kube-apiserver of before the restart: started long before the request.
@@ -435,7 +444,7 @@ fn verify_restart(p: &ScriptedProber, r: &NodeRoot, secs: u64) -> Result<Vec<Str
         &Component::KubeApiserver,
         &[api("127.0.0.1")],
         Duration::from_secs(secs),
-        Some(REQUESTED),
+        Some(&requested()),
     )
 }
 
@@ -494,11 +503,32 @@ fn a_new_process_that_never_comes_up_fails_the_verification() {
         "{e}"
     );
     // The old process for ever (the kubelet never restarted the pod): named in the error.
-    let p = ScriptedProber::new(vec![Answer::Serial(want)], || Answer::Ready)
+    let p = ScriptedProber::new(vec![Answer::Serial(want.clone())], || Answer::Ready)
         .listening(vec![], old_apiserver());
     assert_eq!(
         verify_restart(&p, &r, 5).unwrap_err().to_string(),
-        "not verified within 5s: 127.0.0.1:6443 is still answered by pid 70, which started before the restart was requested"
+        "not verified within 5s: 127.0.0.1:6443 is still answered by pid 70, which was there before the restart was requested"
+    );
+    // Where processes are not visible (the packaged unit's ProtectProc): the socket of
+    // before the request does not count, a socket opened since does.
+    let socket = |inode| {
+        Listeners::Found(vec![Listener {
+            inode,
+            process: None,
+        }])
+    };
+    let p = ScriptedProber::new(vec![Answer::Serial(want.clone()), Answer::Ready], || {
+        panic!("no more probes")
+    })
+    .listening(vec![socket(7000), socket(7000)], socket(7001));
+    assert_eq!(
+        verify_restart(&p, &r, 60).unwrap()[1],
+        "kube-apiserver ready on 127.0.0.1:6443 (/readyz), answered by a socket opened after the restart request (inode 7001; its process not visible here)"
+    );
+    let p = ScriptedProber::new(vec![], || Answer::Ready).listening(vec![], socket(7000));
+    assert_eq!(
+        verify_restart(&p, &r, 5).unwrap_err().to_string(),
+        "not verified within 5s: 127.0.0.1:6443 is still answered by the socket inode 7000 (its process not visible here), which was there before the restart was requested"
     );
 }
 

@@ -10,7 +10,8 @@ use std::time::Duration as StdDuration;
 use cert_rotator::clock::Clock;
 use cert_rotator::restart::{RestartError, ServiceManager, UnitRestart};
 use cert_rotator::verify::{
-    Check, Endpoint, Listener, Listeners, Prober, Readiness, ServedCert, VerifyError,
+    Check, Endpoint, Listener, Listeners, Prober, Process, Readiness, RestartRequested, ServedCert,
+    VerifyError,
 };
 use time::OffsetDateTime;
 
@@ -125,7 +126,7 @@ struct PodState {
     /// The serial it serves; `None`: it does not answer.
     serial: Option<String>,
     /// Its process, once it runs.
-    process: Listener,
+    process: Process,
     /// Restarted (seen by a look at its listener) but not yet probed: it serves what
     /// is on disk at its next probe.
     reload: bool,
@@ -154,7 +155,7 @@ impl PodState {
             return false;
         }
         self.seen = bytes;
-        self.process = Listener {
+        self.process = Process {
             pid: self.process.pid + 1,
             started: now,
         };
@@ -274,8 +275,20 @@ impl Prober for FakeProber {
         self.probes.lock().unwrap().push(format!("readyz {ep}"));
         Ok(Readiness::Ready)
     }
-    fn process_clock(&self) -> Option<u64> {
-        Some(self.tick())
+    fn restart_mark(&self) -> Option<RestartRequested> {
+        // A process's socket inode is its pid: the pods' processes, the old ones.
+        let mut listening: std::collections::BTreeSet<u64> = self
+            .pods
+            .lock()
+            .unwrap()
+            .values()
+            .map(|p| u64::from(p.process.pid))
+            .collect();
+        listening.extend(self.old_ports.iter().map(|_| 100));
+        Some(RestartRequested {
+            at: self.tick(),
+            listening,
+        })
     }
     fn listeners(&self, ep: &Endpoint) -> Listeners {
         let now = self.tick();
@@ -295,7 +308,10 @@ impl Prober for FakeProber {
         if pod.serial.is_none() && !pod.reload {
             return Listeners::None;
         }
-        Listeners::Found(vec![pod.process])
+        Listeners::Found(vec![Listener {
+            inode: u64::from(pod.process.pid),
+            process: Some(pod.process),
+        }])
     }
 }
 
@@ -430,8 +446,8 @@ impl Prober for TimedProber {
     fn ready(&self, ep: &Endpoint, t: StdDuration) -> Result<Readiness, VerifyError> {
         self.inner.ready(ep, t)
     }
-    fn process_clock(&self) -> Option<u64> {
-        self.inner.process_clock()
+    fn restart_mark(&self) -> Option<RestartRequested> {
+        self.inner.restart_mark()
     }
     fn listeners(&self, ep: &Endpoint) -> Listeners {
         self.inner.listeners(ep)

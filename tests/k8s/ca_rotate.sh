@@ -90,25 +90,31 @@ readyz_watch_stop() {
 	grep -v ' down$' "$f" | grep -v ' 200 ' | awk '{ $1 = ""; print }' | sort | uniq -c >&2 || :
 }
 # ready_after OUT: the phase's output OUT says the agent saw kube-apiserver ready on
-# /readyz, answered by pid P; P is the kube-apiserver the static-pods runner started last,
-# and it started during the phase (not the process of before the restart, which serves
-# the new certificate and stays ready until it is stopped: docs/reloads.md). Then kubectl's
+# /readyz, answered by a socket opened after the restart request (inode N: the phase ran
+# in the packaged unit's sandbox, which hides the process) or by pid P. That socket's
+# process (looked up here, as root) or P is the kube-apiserver the static-pods runner
+# started last, during the phase: not the process of before the restart, which serves the
+# new certificate and stays ready until it is stopped (docs/reloads.md). Then kubectl's
 # /readyz answers ok at once and every 0.5 s for 5 s: its failures go to $results.
 ready_after() {
-	local out=$outputs/rotate-$1.out p started i failed=0
-	grep -q 'kube-apiserver ready on .* (/readyz)' "$out" || { e2e_log "$1: no readiness line"; return 1; }
+	local out=$outputs/rotate-$1.out line p inode started runner i failed=0
+	line=$(grep 'kube-apiserver ready on .* (/readyz)' "$out" | tail -n1)
+	[[ -n $line ]] || { e2e_log "$1: no readiness line"; return 1; }
 	for ((i = 0; i < 10; i++)); do
 		k8s_kubectl --request-timeout=2s get --raw /readyz >/dev/null 2>&1 || failed=$((failed + 1))
 		sleep 0.5
 	done
 	printf 'readyz_failed_after_verified_%s %s\n' "${1//-/_}" "$failed" | tee -a "$results" >&2
-	p=$(grep -o 'kube-apiserver ready on .* (/readyz), answered by pid [0-9]*' "$out" | tail -n1 | grep -o '[0-9]*$')
-	[[ -n $p ]] || { e2e_log "$1: the readiness line names no pid: $(grep 'ready on' "$out")"; return 1; }
+	p=$(grep -o 'answered by pid [0-9]*' <<<"$line" | grep -o '[0-9]*$')
+	inode=$(grep -o 'answered by a socket opened after the restart request (inode [0-9]*' <<<"$line" | grep -o '[0-9]*$')
+	if [[ -z $p && -n $inode ]]; then
+		p=$(e2e_exec sh -c 'find /proc/[0-9]*/fd -lname "socket:\[$1\]" 2>/dev/null | head -n1 | cut -d/ -f3' _ "$inode")
+	fi
+	runner=$(e2e_exec cat /run/static-pods/kube-apiserver.pid)
 	started=$(e2e_exec awk -v p="$p" '$2 == "kube-apiserver" && $3 == "started" && $0 ~ (" pid=" p " ") { print $1 }' /run/static-pods/events.log | tail -n1)
-	e2e_log "$1: the agent verified pid $p (runner: pid $(e2e_exec cat /run/static-pods/kube-apiserver.pid), started at ${started:-?}, phase began at $PHASE_T0)"
-	eq "$p" "$(e2e_exec cat /run/static-pods/kube-apiserver.pid)" &&
-		[[ -n $started ]] && awk -v a="$PHASE_T0" -v b="$started" 'BEGIN { exit !(b > a) }' &&
-		((failed == 0))
+	e2e_log "$1: the agent verified ${p:+pid $p}${inode:+ (socket $inode)} (runner: pid $runner, started at ${started:-?}; the phase began at $PHASE_T0): $line"
+	[[ -n $p ]] && eq "$p" "$runner" && [[ -n $started ]] &&
+		awk -v a="$PHASE_T0" -v b="$started" 'BEGIN { exit !(b > a) }' && ((failed == 0))
 }
 # Every file the agent may touch, with its mode and content hash; symlinks by target.
 snapshot() {
