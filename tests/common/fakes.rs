@@ -139,7 +139,7 @@ impl PodState {
             manifest,
             seen,
             serial,
-            process: Listener {
+            process: Process {
                 pid: 100,
                 started: 1,
             },
@@ -294,8 +294,11 @@ impl Prober for FakeProber {
         let now = self.tick();
         if self.old_ports.contains(&ep.port) {
             return Listeners::Found(vec![Listener {
-                pid: 100,
-                started: 1,
+                inode: 100,
+                process: Some(Process {
+                    pid: 100,
+                    started: 1,
+                }),
             }]);
         }
         let mut pods = self.pods.lock().unwrap();
