@@ -733,8 +733,11 @@ impl<'a> Live<'_, 'a> {
     }
 
     fn mark_restart_requested(&self) {
-        self.restart_requested
-            .replace(self.edges.prober.restart_mark());
+        let mark = self.edges.prober.restart_mark();
+        if mark.is_none() {
+            tracing::warn!(component = %self.comp, "cannot read what listens on this host: the restart of {} is verified without telling the new process from the old", self.comp);
+        }
+        self.restart_requested.replace(mark);
     }
 
     /// Waits until every endpoint of the component serves the certificate now on disk
