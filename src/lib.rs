@@ -13,6 +13,8 @@ pub mod clock;
 pub mod timefmt;
 /// PEM, certificates, keys and X.509 building: the one crypto and ASN.1 stack.
 pub mod pki;
+/// The running system's /proc (not under `--root`): bounded reads, start times.
+pub mod procfs;
 /// The node's files under `--root`: the only reader and writer, and kubeconfig parsing.
 pub mod node;
 /// Shared vocabulary with no I/O: components, target kinds, file changes.

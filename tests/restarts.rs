@@ -420,3 +420,60 @@ fn a_pass_that_restarts_nothing_defers_nothing() {
     assert!(all.contains("renewed (3)"), "{all}");
     assert!(!all.contains("deferred"), "{all}");
 }
+
+/// After a restart, only a process started after it counts: kube-apiserver's old process
+/// serves the new files and is ready until it is stopped (docs/reloads.md), so a restart
+/// it survives (the kubelet never recreated the pod, or the new one never came up) fails
+/// the verification; the new process's answers pass it, naming its pid.
+#[test]
+fn a_restart_is_verified_by_the_new_process_only() {
+    let at = now();
+    let d = node(&NodeSpec::control_plane(at));
+    let r = d.path();
+    let root = NodeRoot::new(r);
+    let s = settings();
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
+    let services = RecordingServiceManager::new();
+    let clock = FakeClock::at(at);
+    let restart = |prober: &FakeProber| {
+        let p = Pass {
+            root: &root,
+            settings: &s,
+            state: &state,
+            overrides: Overrides::default(),
+            restarts: Restarts::NotLive,
+        };
+        let edges = Edges {
+            services: &services,
+            prober,
+            clock: &clock,
+            lock: None,
+        };
+        pass::restart_and_verify(
+            &p,
+            &edges,
+            &cert_rotator::model::Component::KubeApiserver,
+            cert_rotator::plan::Reload::StaticPod("kube-apiserver".into()),
+            &["1".into()],
+        )
+    };
+    // The kubelet recreates the pod: verified by its new process.
+    let prober = FakeProber::until_restarted(
+        r,
+        &[(6443, "/etc/kubernetes/pki/apiserver.crt", APISERVER_YAML)],
+    );
+    let (restarted, verified) = restart(&prober).unwrap();
+    assert_eq!(restarted.len(), 1, "{restarted:?}");
+    assert_eq!(verified.len(), 3, "{verified:?}");
+    for line in &verified {
+        assert!(line.contains(", answered by pid 101 (started "), "{line}");
+    }
+    // The old process serves the new certificate, ready, for ever: not verified.
+    let prober = FakeProber::new(r, &[]).old_process_on(6443);
+    clock.advance(time::Duration::minutes(10));
+    let e = restart(&prober).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "not verified within 2s: 10.0.0.10:6443 is still answered by pid 100, which was there before the restart was requested"
+    );
+}

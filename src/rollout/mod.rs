@@ -27,7 +27,7 @@ use crate::restart::{
     certs_hash, control_plane_wait, gap_exemption, static_pod_change, RestartError, ServiceManager,
 };
 use crate::verify::before::BeforeRestart;
-use crate::verify::{endpoints, wait_until_served, Prober, VerifyError};
+use crate::verify::{endpoints, wait_until_served_by, Prober, RestartRequested, VerifyError};
 use crate::write::{Applied, StateDir, WriteError};
 pub(crate) use slot::{owed_restarts, refused, PassLocks};
 
@@ -228,6 +228,9 @@ pub(crate) struct Live<'p, 'a> {
     /// The moment to reload by itself was given already (the probe before a lock slot):
     /// a second probe does not wait again.
     reload_grace_spent: std::cell::Cell<bool>,
+    /// When the last restart was requested: verification counts only answers from a
+    /// process started after it (docs/reloads.md).
+    restart_requested: std::cell::Cell<Option<RestartRequested>>,
 }
 
 /// What reloading one group did.
@@ -253,6 +256,7 @@ impl<'p, 'a> Live<'p, 'a> {
             comp,
             manifest: None,
             reload_grace_spent: Default::default(),
+            restart_requested: Default::default(),
         }
     }
 
@@ -347,6 +351,7 @@ impl<'p, 'a> Live<'p, 'a> {
             Reload::None | Reload::Itself => return Ok(None),
             Reload::Unit(unit) => {
                 status(&format!("restarting {unit}"));
+                self.mark_restart_requested();
                 let r = self.edges.services.restart_unit(unit, timeout)?;
                 format!("{unit}: new run {}", r.invocation_id)
             }
@@ -370,6 +375,7 @@ impl<'p, 'a> Live<'p, 'a> {
                     (None, _) => {}
                 }
                 status(&format!("restarting static pod {pod}"));
+                self.mark_restart_requested();
                 let manifest = settings.kubeadm.manifests_dir.join(format!("{pod}.yaml"));
                 match self.manifest {
                     Some(bytes) => {
@@ -410,8 +416,17 @@ impl<'p, 'a> Live<'p, 'a> {
         Ok(Some(line))
     }
 
+    fn mark_restart_requested(&self) {
+        let mark = self.edges.prober.restart_mark();
+        if mark.is_none() {
+            tracing::warn!(component = %self.comp, "cannot read what listens on this host: the restart of {} is verified without telling the new process from the old", self.comp);
+        }
+        self.restart_requested.replace(mark);
+    }
+
     /// Waits until every endpoint of the component serves the certificate now on disk
-    /// (or answers healthy), within the verification timeout.
+    /// (or answers healthy), within the verification timeout, answered by a process
+    /// started after the restart request.
     fn verify(&self, component: &Component) -> Result<Vec<String>, PassError> {
         let settings = self.pass.settings;
         if !settings.run.verify {
@@ -426,13 +441,14 @@ impl<'p, 'a> Live<'p, 'a> {
             "waiting for {} to serve its new certificates",
             component.name()
         ));
-        let lines = wait_until_served(
+        let lines = wait_until_served_by(
             self.edges.prober,
             self.edges.clock,
             root,
             component,
             &eps,
             StdDuration::from_secs(settings.run.verify_timeout_seconds),
+            self.restart_requested.take().as_ref(),
         )?;
         for line in &lines {
             tracing::info!(component = %component.name(), action = "verify", message_id = message_id::VERIFIED, "{line}");

@@ -202,6 +202,7 @@ pub(crate) fn owed_restarts(
             comp: &p.component,
             manifest: None,
             reload_grace_spent: Default::default(),
+            restart_requested: Default::default(),
         };
         if let Some(why) = live.coordinated_restart(&written, history, report, locks) {
             locks.save(pass.state);

@@ -6,11 +6,14 @@
 //! (controller-manager, scheduler), a health check ([`Check::Healthz`]).
 //! [`Prober`] is the network edge, with one real implementation, [`TlsProber`].
 //! [`wait_until_served`] polls the endpoints until they serve what is on disk, paced by
-//! a [`Clock`] so that a test replays a long wait at once.
+//! a [`Clock`] so that a test replays a long wait at once. After a restart,
+//! [`wait_until_served_by`] counts only answers from a process that started after the
+//! restart was requested ([`listener`]).
 
 pub mod before;
 pub mod endpoints;
 mod http;
+pub mod listener;
 pub mod probe;
 
 use std::io;
@@ -20,6 +23,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 pub use endpoints::endpoints;
+pub use listener::{Listener, Listeners, Process, RestartRequested};
 pub use probe::TlsProber;
 
 use crate::clock::Clock;
@@ -60,6 +64,9 @@ pub enum VerifyError {
     Unhealthy { endpoint: String, message: String },
     #[error("https://{endpoint}/readyz: {message}")]
     NotReady { endpoint: String, message: String },
+    /// A socket or process of before the restart request still listens.
+    #[error("{endpoint} is still answered by {listener}, which was there before the restart was requested")]
+    OldListener { endpoint: String, listener: String },
     #[error("{endpoint} still serves serial {served} (want {want})")]
     StaleSerial {
         endpoint: String,
@@ -186,6 +193,11 @@ pub trait Prober {
     /// credentials: [`Readiness::Ready`] on 200 `ok`; a server not ready yet (500 with
     /// the failed checks, refused, no answer) is an error.
     fn ready(&self, endpoint: &Endpoint, timeout: Duration) -> Result<Readiness, VerifyError>;
+    /// A restart is requested now: the time and what listens on this host then; `None`
+    /// where listeners cannot be told apart (verification then does without).
+    fn restart_mark(&self) -> Option<RestartRequested>;
+    /// The sockets listening on the endpoint's port on this host, and their processes.
+    fn listeners(&self, endpoint: &Endpoint) -> Listeners;
 }
 
 /// Waits until every endpoint of `component` passes its check, all within `timeout`
@@ -209,17 +221,32 @@ pub fn wait_until_served(
     endpoints: &[Endpoint],
     timeout: Duration,
 ) -> Result<Vec<String>, VerifyError> {
+    wait_until_served_by(prober, clock, root, component, endpoints, timeout, None)
+}
+
+/// [`wait_until_served`], after a restart `requested` then: a try counts only when every
+/// socket listening on the endpoint's port was opened after the request, by a process
+/// started after it where the process is visible (the old one may still serve, even the
+/// new certificate, until it is stopped); each line then names the pid (or socket) that
+/// answered. Where the listener cannot be identified (no socket table, nothing of this
+/// host listening) verification does as [`wait_until_served`] and says so in the log
+/// and the line.
+pub fn wait_until_served_by(
+    prober: &dyn Prober,
+    clock: &dyn Clock,
+    root: &NodeRoot,
+    component: &Component,
+    endpoints: &[Endpoint],
+    timeout: Duration,
+    requested: Option<&RestartRequested>,
+) -> Result<Vec<String>, VerifyError> {
     let name = component.name();
+    let who = answered::Who::new(prober, requested, &name);
     let deadline = clock.now() + timeout;
     let mut out = Vec::with_capacity(endpoints.len() + 1);
     for ep in endpoints {
-        out.push(until_passes(
-            clock,
-            deadline,
-            timeout,
-            &name,
-            ep,
-            |t| match &ep.check {
+        out.push(until_passes(clock, deadline, timeout, &name, ep, |t| {
+            who.answers(ep, || match &ep.check {
                 Check::ServedCert { cert } => {
                     let want = serial_on_disk(root, cert).map_err(Fatal)?;
                     match prober.served_leaf(ep, t) {
@@ -239,8 +266,8 @@ pub fn wait_until_served(
                     .healthy(ep, t)
                     .map(|()| format!("{name} healthy on {ep}"))
                     .map_err(Into::into),
-            },
-        )?);
+            })
+        })?);
     }
     // kube-apiserver serves TLS, and its new certificate, seconds before it is ready
     // (etcd reached, informers synced, post-start hooks done): a restart is verified
@@ -248,28 +275,44 @@ pub fn wait_until_served(
     if let (Component::KubeApiserver, Some(ep)) = (component, endpoints.last()) {
         let mut forbidden_since = None;
         out.push(until_passes(clock, deadline, timeout, &name, ep, |t| {
-            let why = match prober.ready(ep, t)? {
-                Readiness::Ready => return Ok(format!("{name} ready on {ep} (/readyz)")),
-                Readiness::NotVisible(why) => why,
-                Readiness::Forbidden(why) => {
-                    let since = *forbidden_since.get_or_insert(clock.now());
-                    if clock.now() - since < FORBIDDEN_GRACE {
-                        return Err(VerifyError::NotReady {
-                            endpoint: ep.to_string(),
-                            message: why,
-                        }
-                        .into());
-                    }
-                    why
-                }
-            };
-            Ok(format!(
-                "{name} readiness not visible on {ep} ({why}): serving verified only"
-            ))
+            who.answers(ep, || {
+                ready_line(prober, clock, ep, t, &name, &mut forbidden_since)
+            })
         })?);
     }
     Ok(out)
 }
+
+/// One `/readyz` try: the line when ready (or readiness not visible after the grace).
+fn ready_line(
+    prober: &dyn Prober,
+    clock: &dyn Clock,
+    ep: &Endpoint,
+    t: Duration,
+    name: &str,
+    forbidden_since: &mut Option<OffsetDateTime>,
+) -> Result<String, TryError> {
+    let why = match prober.ready(ep, t)? {
+        Readiness::Ready => return Ok(format!("{name} ready on {ep} (/readyz)")),
+        Readiness::NotVisible(why) => why,
+        Readiness::Forbidden(why) => {
+            let since = *forbidden_since.get_or_insert(clock.now());
+            if clock.now() - since < FORBIDDEN_GRACE {
+                return Err(VerifyError::NotReady {
+                    endpoint: ep.to_string(),
+                    message: why,
+                }
+                .into());
+            }
+            why
+        }
+    };
+    Ok(format!(
+        "{name} readiness not visible on {ep} ({why}): serving verified only"
+    ))
+}
+
+mod answered;
 
 /// An error no retry can cure: fail at once.
 struct Fatal(VerifyError);

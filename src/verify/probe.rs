@@ -15,12 +15,15 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
 
 use super::http::{excerpt, parse_response, response_complete};
-use super::{Endpoint, Prober, Readiness, ServedCert, VerifyError};
+use super::listener::{Listeners, ProcListeners};
+use super::{Endpoint, Prober, Readiness, RestartRequested, ServedCert, VerifyError};
 use crate::pki::CertFacts;
 
-/// Probes over TLS with rustls and its aws-lc-rs provider.
+/// Probes over TLS with rustls and its aws-lc-rs provider; tells the listening process
+/// from the live system's `/proc` (a prober exists only in a live pass).
 pub struct TlsProber {
     provider: Arc<CryptoProvider>,
+    proc: ProcListeners,
 }
 
 impl Default for TlsProber {
@@ -137,6 +140,7 @@ impl TlsProber {
     pub fn new() -> Self {
         TlsProber {
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            proc: ProcListeners::default(),
         }
     }
 
@@ -314,6 +318,14 @@ impl Prober for TlsProber {
             ))),
             _ => Err(not_ready(format!("answered {status}: {}", excerpt(&body)))),
         }
+    }
+
+    fn restart_mark(&self) -> Option<RestartRequested> {
+        self.proc.mark()
+    }
+
+    fn listeners(&self, endpoint: &Endpoint) -> Listeners {
+        self.proc.on_port(endpoint.port)
     }
 }
 

@@ -51,6 +51,9 @@ struct ScriptedProber {
     script: Mutex<VecDeque<Answer>>,
     last: fn() -> Answer,
     probes: Mutex<Vec<(String, Duration)>>,
+    /// What each look at the listeners finds, then `listening_last` for ever.
+    listening: Mutex<VecDeque<Listeners>>,
+    listening_last: Listeners,
 }
 
 impl ScriptedProber {
@@ -59,7 +62,14 @@ impl ScriptedProber {
             script: Mutex::new(script.into()),
             last,
             probes: Mutex::default(),
+            listening: Mutex::default(),
+            listening_last: Listeners::Unknown("not scripted".into()),
         }
+    }
+    fn listening(mut self, script: Vec<Listeners>, last: Listeners) -> Self {
+        self.listening = Mutex::new(script.into());
+        self.listening_last = last;
+        self
     }
     fn answer(&self, ep: &Endpoint, timeout: Duration) -> Answer {
         self.probes.lock().unwrap().push((ep.to_string(), timeout));
@@ -113,6 +123,26 @@ impl Prober for ScriptedProber {
             Answer::Refused => Err(refused(ep)),
             _ => panic!("not a readyz probe: {ep}"),
         }
+    }
+    fn restart_mark(&self) -> Option<RestartRequested> {
+        Some(requested())
+    }
+    fn listeners(&self, ep: &Endpoint) -> Listeners {
+        self.probes
+            .lock()
+            .unwrap()
+            .push((format!("listeners {ep}"), Duration::ZERO));
+        let next = self.listening.lock().unwrap().pop_front();
+        next.unwrap_or_else(|| self.listening_last.clone())
+    }
+}
+
+/// The restart request of the tests: at 1000 s after boot, the old kube-apiserver's
+/// socket (inode 7000) listening.
+fn requested() -> RestartRequested {
+    RestartRequested {
+        at: 100_000,
+        listening: [7000].into(),
     }
 }
 
@@ -390,4 +420,162 @@ fn an_unreadable_certificate_on_disk_fails_at_once() {
         e.to_string().starts_with("/etc/kubernetes/pki/bad.crt: "),
         "{e}"
     );
+}
+
+// ------------------------------------------- which process answers after a restart ---
+
+fn pid(pid: u32, started: u64) -> Listeners {
+    Listeners::Found(vec![Listener {
+        inode: u64::from(pid) * 100,
+        process: Some(Process { pid, started }),
+    }])
+}
+
+/// The kube-apiserver of before the restart: started long before the request.
+fn old_apiserver() -> Listeners {
+    pid(70, 5_000)
+}
+
+fn verify_restart(p: &ScriptedProber, r: &NodeRoot, secs: u64) -> Result<Vec<String>, VerifyError> {
+    wait_until_served_by(
+        p,
+        &StepClock::new(),
+        r,
+        &Component::KubeApiserver,
+        &[api("127.0.0.1")],
+        Duration::from_secs(secs),
+        Some(&requested()),
+    )
+}
+
+/// The old kube-apiserver keeps serving, with the renewed certificate (it reloads it by
+/// itself) and ready, until it is stopped: its answers do not count; the new process's do.
+#[test]
+fn answers_of_the_process_of_before_the_restart_do_not_count() {
+    let (_d, r, want) = node();
+    let p = ScriptedProber::new(vec![], || Answer::Ready)
+        .listening(vec![old_apiserver(), old_apiserver()], pid(91, 100_125));
+    // Every probe would pass; the old process must not be asked.
+    let mut p = p;
+    p.script = Mutex::new(vec![Answer::Serial(want.clone())].into());
+    let lines = verify_restart(&p, &r, 60).unwrap();
+    assert_eq!(
+        lines,
+        [
+            format!("kube-apiserver serves serial {want} on 127.0.0.1:6443, answered by pid 91 (started 1.25s after the restart request)"),
+            "kube-apiserver ready on 127.0.0.1:6443 (/readyz), answered by pid 91 (started 1.25s after the restart request)".into()
+        ]
+    );
+    let probed: Vec<String> = p
+        .probes
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p.0.clone())
+        .collect();
+    assert_eq!(
+        probed,
+        [
+            "listeners 127.0.0.1:6443",
+            "listeners 127.0.0.1:6443",
+            "listeners 127.0.0.1:6443",
+            "127.0.0.1:6443",
+            "listeners 127.0.0.1:6443",
+            "127.0.0.1:6443"
+        ]
+    );
+}
+
+/// The case the process check exists for: the new kube-apiserver never comes up (a bad
+/// etcd client certificate, say) while the old one served the new certificate and was
+/// ready until it was stopped. Before, the old one passed the verification; now it fails.
+#[test]
+fn a_new_process_that_never_comes_up_fails_the_verification() {
+    let (_d, r, want) = node();
+    let p = ScriptedProber::new(vec![], || Answer::Refused)
+        .listening(vec![old_apiserver(), old_apiserver()], Listeners::None);
+    let mut p = p;
+    p.last = || Answer::Refused;
+    let e = verify_restart(&p, &r, 5).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("not verified within 5s: cannot connect to 127.0.0.1:6443"),
+        "{e}"
+    );
+    // The old process for ever (the kubelet never restarted the pod): named in the error.
+    let p = ScriptedProber::new(vec![Answer::Serial(want.clone())], || Answer::Ready)
+        .listening(vec![], old_apiserver());
+    assert_eq!(
+        verify_restart(&p, &r, 5).unwrap_err().to_string(),
+        "not verified within 5s: 127.0.0.1:6443 is still answered by pid 70, which was there before the restart was requested"
+    );
+    // Where processes are not visible (the packaged unit's ProtectProc): the socket of
+    // before the request does not count, a socket opened since does.
+    let socket = |inode| {
+        Listeners::Found(vec![Listener {
+            inode,
+            process: None,
+        }])
+    };
+    let p = ScriptedProber::new(vec![Answer::Serial(want.clone()), Answer::Ready], || {
+        panic!("no more probes")
+    })
+    .listening(vec![socket(7000), socket(7000)], socket(7001));
+    assert_eq!(
+        verify_restart(&p, &r, 60).unwrap()[1],
+        "kube-apiserver ready on 127.0.0.1:6443 (/readyz), answered by a socket opened after the restart request (inode 7001; its process not visible here)"
+    );
+    let p = ScriptedProber::new(vec![], || Answer::Ready).listening(vec![], socket(7000));
+    assert_eq!(
+        verify_restart(&p, &r, 5).unwrap_err().to_string(),
+        "not verified within 5s: 127.0.0.1:6443 is still answered by the socket inode 7000 (its process not visible here), which was there before the restart was requested"
+    );
+}
+
+/// Where the listener cannot be told, verification does as before the process check and
+/// says so; a listener that appears during the probe is looked at again.
+#[test]
+fn an_unidentified_listener_falls_back_to_serving_and_ready() {
+    let (_d, r, want) = node();
+    let serving = || vec![Answer::Serial(want.clone()), Answer::Ready];
+    let p = ScriptedProber::new(serving(), || panic!("no more probes"))
+        .listening(vec![], Listeners::Unknown("no proc".into()));
+    assert_eq!(
+        verify_restart(&p, &r, 60).unwrap()[1],
+        "kube-apiserver ready on 127.0.0.1:6443 (/readyz) (answering process not identified: no proc)"
+    );
+    // Nothing of this host listens, before and after a passing probe: served elsewhere.
+    let p = ScriptedProber::new(serving(), || panic!("no more probes"))
+        .listening(vec![], Listeners::None);
+    assert_eq!(
+        verify_restart(&p, &r, 60).unwrap()[0],
+        format!("kube-apiserver serves serial {want} on 127.0.0.1:6443 (answering process not identified: nothing on this host listens on port 6443)")
+    );
+    // Nothing listened before the probe, a new process after it: tried again.
+    let mut script = serving();
+    script.insert(0, Answer::Serial(want.clone()));
+    let p = ScriptedProber::new(script, || panic!("no more probes"))
+        .listening(vec![Listeners::None], pid(92, 100_001));
+    let lines = verify_restart(&p, &r, 60).unwrap();
+    assert!(
+        lines[0].ends_with("answered by pid 92 (started 0.01s after the restart request)"),
+        "{lines:?}"
+    );
+    // Without a restart request, no listener is looked at.
+    let p = ScriptedProber::new(serving(), || panic!("no more probes"));
+    wait_until_served(
+        &p,
+        &StepClock::new(),
+        &r,
+        &Component::KubeApiserver,
+        &[api("127.0.0.1")],
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert!(p
+        .probes
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|p| !p.0.starts_with("listeners")));
 }

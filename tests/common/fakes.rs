@@ -9,7 +9,10 @@ use std::time::Duration as StdDuration;
 
 use cert_rotator::clock::Clock;
 use cert_rotator::restart::{RestartError, ServiceManager, UnitRestart};
-use cert_rotator::verify::{Check, Endpoint, Prober, Readiness, ServedCert, VerifyError};
+use cert_rotator::verify::{
+    Check, Endpoint, Listener, Listeners, Prober, Process, Readiness, RestartRequested, ServedCert,
+    VerifyError,
+};
 use time::OffsetDateTime;
 
 use super::host;
@@ -99,13 +102,18 @@ impl ServiceManager for RecordingServiceManager {
 /// serial they served first (a component that did not reload), and on the ports of
 /// [`until_restarted`](Self::until_restarted), which serve the certificate they had
 /// until their static pod's manifest changes (the kubelet recreated the pod). Health
-/// checks pass.
+/// checks pass. A pod's process (its listener) is a new pid, started at the process
+/// clock's now, once its manifest changed; other ports' listeners cannot be told.
 pub struct FakeProber {
     root: PathBuf,
     stale_ports: BTreeSet<u16>,
     first: Mutex<BTreeMap<u16, String>>,
     probes: Mutex<Vec<String>>,
     pods: Mutex<BTreeMap<u16, PodState>>,
+    /// The process clock: one tick further at each look.
+    ticks: Mutex<u64>,
+    /// Ports held for ever by the process of before any restart (pid 100).
+    old_ports: BTreeSet<u16>,
 }
 
 /// A static pod's endpoint of [`FakeProber::until_restarted`] and
@@ -117,6 +125,42 @@ struct PodState {
     seen: Vec<u8>,
     /// The serial it serves; `None`: it does not answer.
     serial: Option<String>,
+    /// Its process, once it runs.
+    process: Process,
+    /// Restarted (seen by a look at its listener) but not yet probed: it serves what
+    /// is on disk at its next probe.
+    reload: bool,
+}
+
+impl PodState {
+    fn new(manifest: PathBuf, serial: Option<String>) -> Self {
+        let seen = std::fs::read(&manifest).unwrap();
+        PodState {
+            manifest,
+            seen,
+            serial,
+            process: Process {
+                pid: 100,
+                started: 1,
+            },
+            reload: false,
+        }
+    }
+
+    /// Whether the manifest changed since the pod last started: then it starts again,
+    /// a new process at `now`.
+    fn restarted(&mut self, now: u64) -> bool {
+        let bytes = std::fs::read(&self.manifest).unwrap();
+        if bytes == self.seen {
+            return false;
+        }
+        self.seen = bytes;
+        self.process = Process {
+            pid: self.process.pid + 1,
+            started: now,
+        };
+        true
+    }
 }
 
 impl FakeProber {
@@ -132,7 +176,22 @@ impl FakeProber {
             first: Mutex::new(first),
             probes: Default::default(),
             pods: Default::default(),
+            ticks: Mutex::new(1000),
+            old_ports: BTreeSet::new(),
         }
+    }
+
+    /// The process of before any restart keeps `port` for ever (a kubelet that never
+    /// restarts the pod), serving what is on disk (it reloads its files by itself).
+    pub fn old_process_on(mut self, port: u16) -> Self {
+        self.old_ports.insert(port);
+        self
+    }
+
+    fn tick(&self) -> u64 {
+        let mut t = self.ticks.lock().unwrap();
+        *t += 1;
+        *t
     }
 
     /// A component that loads its certificate only when it starts: each `(port,
@@ -143,17 +202,8 @@ impl FakeProber {
         *p.pods.lock().unwrap() = pods
             .iter()
             .map(|(port, cert, manifest)| {
-                let m = host(root, manifest);
-                let bytes = std::fs::read(&m).unwrap();
                 let serial = Some(serial_of(&host(root, cert)));
-                (
-                    *port,
-                    PodState {
-                        manifest: m,
-                        seen: bytes,
-                        serial,
-                    },
-                )
+                (*port, PodState::new(host(root, manifest), serial))
             })
             .collect();
         p
@@ -165,18 +215,7 @@ impl FakeProber {
         let p = Self::new(root, &[]);
         *p.pods.lock().unwrap() = pods
             .iter()
-            .map(|(port, manifest)| {
-                let m = host(root, manifest);
-                let bytes = std::fs::read(&m).unwrap();
-                (
-                    *port,
-                    PodState {
-                        manifest: m,
-                        seen: bytes,
-                        serial: None,
-                    },
-                )
-            })
+            .map(|(port, manifest)| (*port, PodState::new(host(root, manifest), None)))
             .collect();
         p
     }
@@ -209,9 +248,7 @@ impl Prober for FakeProber {
         let mut first = self.first.lock().unwrap();
         let mut pods = self.pods.lock().unwrap();
         let served = if let Some(pod) = pods.get_mut(&ep.port) {
-            let now = std::fs::read(&pod.manifest).unwrap();
-            if now != pod.seen {
-                pod.seen = now;
+            if pod.restarted(self.tick()) || std::mem::take(&mut pod.reload) {
                 pod.serial = Some(c.serial.clone());
             }
             pod.serial.clone().ok_or_else(|| VerifyError::Connect {
@@ -237,6 +274,47 @@ impl Prober for FakeProber {
     fn ready(&self, ep: &Endpoint, _t: StdDuration) -> Result<Readiness, VerifyError> {
         self.probes.lock().unwrap().push(format!("readyz {ep}"));
         Ok(Readiness::Ready)
+    }
+    fn restart_mark(&self) -> Option<RestartRequested> {
+        // A process's socket inode is its pid: the pods' processes, the old ones.
+        let mut listening: std::collections::BTreeSet<u64> = self
+            .pods
+            .lock()
+            .unwrap()
+            .values()
+            .map(|p| u64::from(p.process.pid))
+            .collect();
+        listening.extend(self.old_ports.iter().map(|_| 100));
+        Some(RestartRequested {
+            at: self.tick(),
+            listening,
+        })
+    }
+    fn listeners(&self, ep: &Endpoint) -> Listeners {
+        let now = self.tick();
+        if self.old_ports.contains(&ep.port) {
+            return Listeners::Found(vec![Listener {
+                inode: 100,
+                process: Some(Process {
+                    pid: 100,
+                    started: 1,
+                }),
+            }]);
+        }
+        let mut pods = self.pods.lock().unwrap();
+        let Some(pod) = pods.get_mut(&ep.port) else {
+            return Listeners::Unknown("not a static pod of the fake".into());
+        };
+        if pod.restarted(now) {
+            pod.reload = true;
+        }
+        if pod.serial.is_none() && !pod.reload {
+            return Listeners::None;
+        }
+        Listeners::Found(vec![Listener {
+            inode: u64::from(pod.process.pid),
+            process: Some(pod.process),
+        }])
     }
 }
 
@@ -370,6 +448,12 @@ impl Prober for TimedProber {
     }
     fn ready(&self, ep: &Endpoint, t: StdDuration) -> Result<Readiness, VerifyError> {
         self.inner.ready(ep, t)
+    }
+    fn restart_mark(&self) -> Option<RestartRequested> {
+        self.inner.restart_mark()
+    }
+    fn listeners(&self, ep: &Endpoint) -> Listeners {
+        self.inner.listeners(ep)
     }
 }
 

@@ -12,20 +12,16 @@
 //! one running for longer than an upgrade takes stops being a reason to wait.
 
 use std::fs;
-use std::io::Read;
 use std::path::Path;
 
 use super::KubeadmProcess;
+use crate::procfs::{now_ticks, process_start_ticks, read_bounded, USER_HZ};
 
 /// The most processes one scan looks at: a node with more is not one this check must
 /// read in full, and the scan stays bounded.
 const MAX_PROCESSES: usize = 1 << 16;
 /// The most of a command line kept for display.
 pub(super) const MAX_CMDLINE: u64 = 4096;
-/// Clock ticks per second of `stat`'s start time: USER_HZ, which Linux fixes at 100 in
-/// its ABI on every architecture Kubernetes runs on (sysconf would need unsafe code for
-/// the same number).
-const USER_HZ: u64 = 100;
 
 /// The kubeadm processes under a proc file system (`/proc` on the live node; a test
 /// hands a directory of its own) run by one of `owners` (uids). `own_pid` is skipped.
@@ -35,7 +31,7 @@ pub fn processes_run_by(proc_dir: &Path, own_pid: u32, owners: &[u32]) -> Vec<Ku
     let Ok(rd) = fs::read_dir(proc_dir) else {
         return Vec::new();
     };
-    let uptime = read_bounded(&proc_dir.join("uptime"), 128).and_then(|b| uptime_ticks(&b));
+    let uptime = now_ticks(proc_dir);
     let mut out = Vec::new();
     for entry in rd.take(MAX_PROCESSES) {
         let Ok(entry) = entry else { continue };
@@ -65,10 +61,7 @@ pub fn processes_run_by(proc_dir: &Path, own_pid: u32, owners: &[u32]) -> Vec<Ku
         if !owners.contains(&uid) || !is_kubeadm_executable(&dir.join("exe")) {
             continue;
         }
-        let age_seconds = match (
-            uptime,
-            read_bounded(&dir.join("stat"), 4096).and_then(|b| start_ticks(&b)),
-        ) {
+        let age_seconds = match (uptime, process_start_ticks(proc_dir, pid)) {
             (Some(up), Some(start)) => Some(up.saturating_sub(start) / USER_HZ),
             _ => None,
         };
@@ -106,30 +99,6 @@ fn effective_uid(status: &[u8]) -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
-/// The start time (field 22 of `stat`, clock ticks after boot). The name in field 2 may
-/// hold spaces and parentheses: fields are counted after its last `)`.
-fn start_ticks(stat: &[u8]) -> Option<u64> {
-    let text = String::from_utf8_lossy(stat);
-    let rest = &text[text.rfind(')')? + 1..];
-    // After the name: field 3 (state) is the first; 22 is the 20th.
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Seconds since boot from `uptime`, in clock ticks.
-fn uptime_ticks(uptime: &[u8]) -> Option<u64> {
-    let text = String::from_utf8_lossy(uptime);
-    let secs: f64 = text.split_whitespace().next()?.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then_some((secs * USER_HZ as f64) as u64)
-}
-
-/// At most `limit` bytes of a /proc file; `None` when it is gone or unreadable.
-fn read_bounded(path: &Path, limit: u64) -> Option<Vec<u8>> {
-    let f = fs::File::open(path).ok()?;
-    let mut buf = Vec::new();
-    f.take(limit).read_to_end(&mut buf).ok()?;
-    Some(buf)
-}
-
 /// A NUL-separated command line as one line of text, control characters dropped.
 fn render_cmdline(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
@@ -145,15 +114,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stat_status_and_uptime_are_parsed() {
-        let stat = b"4242 (kube adm) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 12345 1000 10 18446744073709551615\n";
-        assert_eq!(start_ticks(stat), Some(12345));
+    fn status_is_parsed() {
         assert_eq!(
             effective_uid(b"Name:\tkubeadm\nUid:\t1000\t0\t0\t0\nGid:\t0\t0\t0\t0\n"),
             Some(0)
         );
         assert_eq!(effective_uid(b"Name:\tkubeadm\n"), None);
-        assert_eq!(uptime_ticks(b"350735.47 234388.90\n"), Some(35073547));
-        assert_eq!(uptime_ticks(b"garbage"), None);
     }
 }
