@@ -449,7 +449,7 @@ fn a_restart_is_verified_by_the_new_process_only() {
             clock: &clock,
             lock: None,
         };
-        pass::restart_and_verify(
+        cert_rotator::rollout::restart_and_verify(
             &p,
             &edges,
             &cert_rotator::model::Component::KubeApiserver,
