@@ -471,6 +471,10 @@ impl<'p, 'a> Live<'p, 'a> {
             .state
             .restore(&format!("roll back {}", self.comp), &applied)?;
         self.restart(&[], history, None)?;
+        // The files are back to what the component loaded before this pass: a process
+        // that never went away (the restart not taken up) serving them is the node as
+        // it was, so the rollback is verified by whatever serves what is on disk.
+        self.restart_requested.take();
         if let Some(c) = &self.group.component {
             self.verify(c)?;
         }

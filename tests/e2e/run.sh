@@ -225,7 +225,10 @@ e2e_check "the first pass restarted the apiserver stand-in" gt "$api_starts_mid"
 # The static-pod stand-in stops; a plain s_server keeps serving the current
 # apiserver.crt and never reloads. The apiserver becomes due through config.
 e2e_exec systemctl stop static-pods.service
-e2e_exec systemd-run --unit=stale-apiserver openssl s_server -quiet -www -accept 6443 \
+# It answers /readyz and /healthz "ok" as kube-apiserver does (`-WWW` serves ./readyz).
+e2e_exec sh -c 'mkdir -p /run/stale-apiserver && printf ok >/run/stale-apiserver/readyz && printf ok >/run/stale-apiserver/healthz'
+e2e_exec systemd-run --unit=stale-apiserver -p WorkingDirectory=/run/stale-apiserver \
+	openssl s_server -quiet -WWW -accept 6443 \
 	-cert /etc/kubernetes/pki/apiserver.crt -key /etc/kubernetes/pki/apiserver.key >/dev/null
 e2e_wait_for 10 served_is 6443 "$api_serial_after" >/dev/null
 # Stopping the static pods stopped etcd, where the restart lock lives: a healthy
