@@ -15,6 +15,23 @@ use std::path::Path;
 /// the same number).
 pub const USER_HZ: u64 = 100;
 
+/// The most processes one scan of `/proc` looks at: the scan stays bounded on any node.
+const MAX_PROCESSES: usize = 1 << 16;
+
+/// The processes listed in `proc_dir` (pid and directory), at most [`MAX_PROCESSES`];
+/// none when it cannot be listed. Entries that are not processes are skipped.
+pub fn processes(proc_dir: &Path) -> impl Iterator<Item = (u32, std::path::PathBuf)> {
+    fs::read_dir(proc_dir)
+        .into_iter()
+        .flatten()
+        .take(MAX_PROCESSES)
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((pid, entry.path()))
+        })
+}
+
 /// At most `limit` bytes of a /proc file; `None` when it is gone or unreadable.
 pub fn read_bounded(path: &Path, limit: u64) -> Option<Vec<u8>> {
     let f = fs::File::open(path).ok()?;
@@ -40,9 +57,22 @@ pub fn uptime_ticks(uptime: &[u8]) -> Option<u64> {
     (secs.is_finite() && secs >= 0.0).then_some((secs * USER_HZ as f64) as u64)
 }
 
-/// Now, in clock ticks since boot, from `proc_dir/uptime`.
+/// Now, in clock ticks since boot, from `proc_dir/uptime`, else from the kernel's boot
+/// clock: the packaged unit's `ProcSubset=pid` hides `/proc/uptime`.
 pub fn now_ticks(proc_dir: &Path) -> Option<u64> {
-    read_bounded(&proc_dir.join("uptime"), 128).and_then(|b| uptime_ticks(&b))
+    read_bounded(&proc_dir.join("uptime"), 128)
+        .and_then(|b| uptime_ticks(&b))
+        .or_else(boot_clock_ticks)
+}
+
+/// Now, in clock ticks since boot, from `CLOCK_BOOTTIME` (the clock `stat`'s start
+/// times are on; suspend included), which no sandbox hides.
+pub fn boot_clock_ticks() -> Option<u64> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    Some(
+        u64::try_from(t.tv_sec()).ok()? * USER_HZ
+            + u64::try_from(t.tv_nsec()).ok()? / (1_000_000_000 / USER_HZ),
+    )
 }
 
 /// When process `pid` started, in clock ticks since boot.

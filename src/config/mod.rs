@@ -163,7 +163,7 @@ impl Default for Settings {
 /// kubelet-server-current.pem), the agent renews it only as a safety net: once
 /// `safety_net_fraction` of its lifetime has passed (client-go's certificate manager
 /// rotates at a jittered 70-90%, so 0.9 is the kubelet's own latest deadline), or when
-/// it is within `run.urgent_days` of expiry or expired. `"agent"` renews it by the
+/// it has expired; never earlier by a days rule (docs). `"agent"` renews it by the
 /// window like any other certificate.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

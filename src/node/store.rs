@@ -78,7 +78,8 @@ impl NodeRoot {
             if std::time::Instant::now() > deadline {
                 return Ok(None);
             }
-            let e = e.map_err(|e| NodeError::io(&node, e))?;
+            // One unreadable entry is skipped, not the whole listing.
+            let Ok(e) = e else { continue };
             let Ok(name) = e.file_name().into_string() else {
                 continue;
             };

@@ -98,9 +98,9 @@ pub fn ticks_between(from: u64, to: u64) -> String {
     format!("{}.{:02}", d / USER_HZ, d % USER_HZ)
 }
 
-/// The most processes one scan looks at, and the most descriptors of one process: the
-/// scan stays bounded on any node.
-const MAX_PROCESSES: usize = 1 << 16;
+/// The longest one search for the processes holding sockets may take.
+const OWNERS_SCAN_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+/// The most descriptors of one process looked at: the scan stays bounded on any node.
 const MAX_FDS: usize = 1 << 16;
 /// The most of `/proc/net/tcp{,6}` read: the kernel lists listening sockets first, so a
 /// node with more connections than fit still shows its listeners.
@@ -128,10 +128,7 @@ impl ProcListeners {
     /// Now, in clock ticks since boot: `CLOCK_BOOTTIME`, the clock of the start times
     /// in `stat` (the running system's, whatever the directory).
     pub fn now(&self) -> Option<u64> {
-        let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
-        let ticks = u64::try_from(t.tv_sec()).ok()? * USER_HZ
-            + u64::try_from(t.tv_nsec()).ok()? / (1_000_000_000 / USER_HZ);
-        Some(ticks)
+        procfs::boot_clock_ticks()
     }
 
     /// The restart request now: the time and every listening socket; `None` without a
@@ -189,22 +186,18 @@ impl ProcListeners {
     /// vanish or whose descriptors cannot be read are skipped.
     fn owners(&self, inodes: &[u64]) -> BTreeMap<u64, u32> {
         let mut found = BTreeMap::new();
-        let Ok(rd) = fs::read_dir(&self.dir) else {
-            return found;
-        };
         let links: Vec<(String, u64)> = inodes
             .iter()
             .map(|&i| (format!("socket:[{i}]"), i))
             .collect();
-        for entry in rd.take(MAX_PROCESSES).flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            for inode in held(&entry.path().join("fd"), &links) {
+        let started = std::time::Instant::now();
+        for (pid, dir) in procfs::processes(&self.dir) {
+            // Bounded in time as well as in count: a try of verification runs every
+            // 500 ms; a socket whose process was not found is judged by its inode alone.
+            if started.elapsed() > OWNERS_SCAN_BUDGET {
+                break;
+            }
+            for inode in held(&dir.join("fd"), &links) {
                 found.entry(inode).or_insert(pid);
             }
             if found.len() == inodes.len() {

@@ -15,11 +15,8 @@ use std::fs;
 use std::path::Path;
 
 use super::KubeadmProcess;
-use crate::procfs::{now_ticks, process_start_ticks, read_bounded, USER_HZ};
+use crate::procfs::{now_ticks, process_start_ticks, processes, read_bounded, USER_HZ};
 
-/// The most processes one scan looks at: a node with more is not one this check must
-/// read in full, and the scan stays bounded.
-const MAX_PROCESSES: usize = 1 << 16;
 /// The most of a command line kept for display.
 pub(super) const MAX_CMDLINE: u64 = 4096;
 
@@ -28,24 +25,12 @@ pub(super) const MAX_CMDLINE: u64 = 4096;
 /// Bounded and race-tolerant: entries that are not numbers, vanish or cannot be read
 /// are skipped.
 pub fn processes_run_by(proc_dir: &Path, own_pid: u32, owners: &[u32]) -> Vec<KubeadmProcess> {
-    let Ok(rd) = fs::read_dir(proc_dir) else {
-        return Vec::new();
-    };
     let uptime = now_ticks(proc_dir);
     let mut out = Vec::new();
-    for entry in rd.take(MAX_PROCESSES) {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for (pid, dir) in processes(proc_dir) {
         if pid == own_pid {
             continue;
         }
-        let dir = entry.path();
         // comm first: the kernel's task name never blocks, while reading a command
         // line takes the process's memory lock; read the rest only for a match.
         let Some(comm) = read_bounded(&dir.join("comm"), 64) else {
