@@ -147,10 +147,17 @@ pub enum KubeconfigError {
     NotSingleLine,
 }
 
+/// A kubeconfig's YAML, its errors quoting nothing of the file: a snippet around a
+/// mistake could be a line of `client-key-data` (errors are logged and printed).
+fn from_yaml<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, KubeconfigError> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    serde_saphyr::from_slice_with_options(bytes, options)
+        .map_err(|e| KubeconfigError::NotYaml(Box::new(e)))
+}
+
 /// Reads a kubeconfig; `node_path` is where it lives, for relative file references.
 pub fn parse(bytes: &[u8], node_path: &Path) -> Result<Kubeconfig, KubeconfigError> {
-    let raw: RawKubeconfig =
-        serde_saphyr::from_slice(bytes).map_err(|e| KubeconfigError::NotYaml(Box::new(e)))?;
+    let raw: RawKubeconfig = from_yaml(bytes)?;
     let Some(context) = raw.current_context.filter(|c| !c.is_empty()) else {
         return Err(KubeconfigError::NoCurrentContext);
     };
@@ -335,8 +342,7 @@ pub struct ClusterEntry {
 /// Every cluster entry of a kubeconfig and the CA it trusts, whatever the current
 /// context (a CA's copies are every entry that embeds it, not only the one in use).
 pub fn clusters(bytes: &[u8], node_path: &Path) -> Result<Vec<ClusterEntry>, KubeconfigError> {
-    let raw: RawClusters =
-        serde_saphyr::from_slice(bytes).map_err(|e| KubeconfigError::NotYaml(Box::new(e)))?;
+    let raw: RawClusters = from_yaml(bytes)?;
     let mut out = Vec::new();
     for c in raw.clusters.unwrap_or_default() {
         let cluster = c.cluster.unwrap_or_default();
@@ -544,5 +550,24 @@ users:
             .unwrap_err()
             .to_string();
         assert!(e.contains("no current-context"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod no_key_in_errors {
+    use super::*;
+
+    /// A broken kubeconfig's error is logged: it must not quote the file (the key).
+    #[test]
+    fn a_yaml_error_quotes_nothing_of_the_file() {
+        let kc = "apiVersion: v1\nusers:\n- name: a\n  user:\n    client-key-data: U0VDUkVUS0VZU0VDUkVUS0VZ\n    : : [\ncurrent-context: a\n";
+        let p = Path::new("/etc/kubernetes/admin.conf");
+        for e in [
+            parse(kc.as_bytes(), p).err(),
+            clusters(kc.as_bytes(), p).err(),
+        ] {
+            let e = e.expect("not YAML").to_string();
+            assert!(!e.contains("U0VDUkVU"), "{e}");
+        }
     }
 }
