@@ -197,6 +197,16 @@ pub fn validate(csr: &CsrSettings, signers: &[SignerSettings]) -> Result<(), Inv
                 "must be at least 600 (the API's shortest expirationSeconds)",
             ));
         }
+        if s.max_duration_seconds > MAX_DURATION_SECONDS {
+            return Err(InvalidValue::new(
+                key("max_duration_seconds"),
+                s.max_duration_seconds,
+                "must be at most 3153600000 (100 years)",
+            ));
+        }
     }
     Ok(())
 }
+
+/// The longest lifetime a signer may be configured to give: 100 years.
+const MAX_DURATION_SECONDS: u64 = 100 * 365 * 24 * 3600;

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use x509_cert::ext::pkix::name::GeneralName;
 
-use super::request::parse_request;
+use super::request::{decode_request, parse_request};
 use crate::kube::types::{CertificateSigningRequest, Node};
 use crate::pki::name_attributes;
 
@@ -70,11 +70,7 @@ fn check(csr: &CertificateSigningRequest, node: Option<&Node>, max: u64) -> Resu
     if !usages.iter().any(|u| u == "server auth") {
         return Err("the CSR does not ask for server auth".into());
     }
-    let pem = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        csr.spec.request.as_bytes(),
-    )
-    .map_err(|e| format!("spec.request is not base64: {e}"))?;
+    let pem = decode_request(&csr.spec.request)?;
     let req = parse_request(&pem)?;
     let subject = name_attributes(&req.raw_subject)
         .map_err(|e| format!("the request's subject is malformed: {e}"))?;

@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use der::asn1::ObjectIdentifier;
 use x509_cert::ext::pkix::KeyUsages;
 
-use super::request::{parse_request, ParsedRequest};
+use super::request::{decode_request, parse_request, ParsedRequest};
 use crate::config::signer::SignerSettings;
 use crate::kube::types::CertificateSigningRequest;
 
@@ -112,17 +111,7 @@ pub fn lifetime(expiration_seconds: Option<i64>, max_seconds: u64) -> Duration {
 /// usages. `Err` is the reason for the `Failed` condition.
 pub fn evaluate(csr: &CertificateSigningRequest, p: &SignerSettings) -> Result<Grant, Refusal> {
     let refuse = |m: String| Refusal(m);
-    // The API carries []byte as base64; the PEM inside is bounded by parse_request.
-    let b64 = csr.spec.request.as_bytes();
-    if b64.len() > super::request::MAX_REQUEST_BYTES * 4 / 3 + 4 {
-        return Err(refuse(format!(
-            "the request is {} bytes of base64, more than this signer reads",
-            b64.len()
-        )));
-    }
-    let pem = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| refuse(format!("spec.request is not base64: {e}")))?;
+    let pem = decode_request(&csr.spec.request).map_err(refuse)?;
     let request = parse_request(&pem).map_err(refuse)?;
     if !p
         .key_algorithms

@@ -30,7 +30,10 @@ pub fn window(
 ) -> Option<(OffsetDateTime, OffsetDateTime)> {
     let not_before = (now - BACKDATE).max(ca_not_before);
     let lifetime = time::Duration::try_from(lifetime).ok()?;
-    let not_after = (now + lifetime).min(ca_not_after);
+    // A lifetime past the calendar's end is capped by the CA's end, never a panic.
+    let not_after = now
+        .checked_add(lifetime)
+        .map_or(ca_not_after, |end| end.min(ca_not_after));
     (not_after > now).then_some((not_before, not_after))
 }
 
@@ -94,4 +97,18 @@ pub fn issue(
         extensions: Some(exts),
     };
     sign_tbs(tbs, issuer.key)
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    #[test]
+    fn a_lifetime_past_the_calendar_ends_with_the_ca() {
+        let now = OffsetDateTime::now_utc();
+        let ca_end = now + time::Duration::days(365);
+        let huge = std::time::Duration::from_secs(1 << 50);
+        let (_, end) = window(now, huge, now - time::Duration::days(1), ca_end).expect("a window");
+        assert_eq!(end, ca_end);
+    }
 }

@@ -14,6 +14,21 @@ use crate::pki::{self, uint_bits};
 /// The largest spec.request accepted (a CSR is a few hundred bytes; an RSA-8192 one
 /// with many SANs stays far below this).
 pub const MAX_REQUEST_BYTES: usize = 64 << 10;
+
+/// `spec.request` (the API carries []byte as base64) decoded to its PEM, bounded before
+/// decoding. `Err` is the reason, in a person's words.
+pub fn decode_request(b64: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    if b64.len() > MAX_REQUEST_BYTES * 4 / 3 + 4 {
+        return Err(format!(
+            "the request is {} bytes of base64, more than this signer reads",
+            b64.len()
+        ));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("spec.request is not base64: {e}"))
+}
 /// The smallest RSA key issued for (NIST SP 800-131A; aws-lc verifies no less).
 pub const MIN_RSA_BITS: usize = 2048;
 

@@ -327,8 +327,9 @@ fn encode(s: &str) -> String {
 
 /// The host name and the process id: unique per process, readable in the Lease.
 fn default_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
         .unwrap_or_default();
     let host = if host.is_empty() { "node".into() } else { host };
     format!("{host}_{}", std::process::id())
