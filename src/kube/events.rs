@@ -135,7 +135,9 @@ pub fn tell(root: &NodeRoot, s: &EventSettings, events: &[NodeEvent]) {
     };
     let mut sent = 0;
     for e in events {
-        if Instant::now() >= deadline {
+        // Each Event gets what is left of the one deadline, so the whole sending ends by it.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             break;
         }
         let now = crate::timefmt::rfc3339(OffsetDateTime::now_utc());
@@ -156,7 +158,11 @@ pub fn tell(root: &NodeRoot, s: &EventSettings, events: &[NodeEvent]) {
             "lastTimestamp": now,
             "count": 1,
         });
-        match api.post::<_, serde_json::Value>("/api/v1/namespaces/default/events", &body) {
+        match api.post_within::<_, serde_json::Value>(
+            "/api/v1/namespaces/default/events",
+            &body,
+            left,
+        ) {
             Ok(_) => sent += 1,
             Err(err) => {
                 // The API server is unreachable or refuses: the rest would fare alike.

@@ -138,7 +138,10 @@ fn approve_round(api: &ApiClient, max_seconds: u64) {
         if csr.spec.signer_name != KUBELET_SERVING || Phase::of(&csr) != Phase::Pending {
             continue;
         }
-        let name = csr.metadata.name.clone().unwrap_or_default();
+        // An object without a name cannot be addressed (no PUT to .../csrs//status).
+        let Some(name) = csr.metadata.name.clone().filter(|n| !n.is_empty()) else {
+            continue;
+        };
         // The Node as the API server has it: its addresses decide the IP SANs.
         let node = match requesting_node(&csr) {
             Some(n) => match api.get::<Node>(&format!("/api/v1/nodes/{}", encode(&n))) {
@@ -192,7 +195,10 @@ fn round(
         if csr.spec.signer_name != s.name || Phase::of(&csr) != Phase::Approved {
             continue;
         }
-        let name = csr.metadata.name.clone().unwrap_or_default();
+        // An object without a name cannot be addressed (no PUT to .../csrs//status).
+        let Some(name) = csr.metadata.name.clone().filter(|n| !n.is_empty()) else {
+            continue;
+        };
         match handle(root, api, s, csr, ca_said) {
             Ok(Outcome::Issued { serial }) => {
                 tracing::info!(csr = %name, signer = %s.name, serial = %serial, "issued")
