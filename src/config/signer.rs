@@ -124,6 +124,20 @@ pub fn validate(csr: &CsrSettings, signers: &[SignerSettings]) -> Result<(), Inv
             return Err(InvalidValue::new(key, v, "must be at least 1"));
         }
     }
+    // They are parts of the Lease's URL path: Kubernetes object names (DNS-1123 labels
+    // for the namespace, subdomains for the name), nothing to encode.
+    for (key, v, max) in [
+        ("csr.lease_namespace", &csr.lease_namespace, 63),
+        ("csr.lease_name", &csr.lease_name, 253),
+    ] {
+        if !is_dns1123_name(v, max) {
+            return Err(InvalidValue::new(
+                key,
+                v,
+                "must be a Kubernetes object name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit",
+            ));
+        }
+    }
     if csr.poll_seconds >= csr.lease_duration_seconds {
         return Err(InvalidValue::new(
             "csr.poll_seconds",
@@ -210,3 +224,34 @@ pub fn validate(csr: &CsrSettings, signers: &[SignerSettings]) -> Result<(), Inv
 
 /// The longest lifetime a signer may be configured to give: 100 years.
 const MAX_DURATION_SECONDS: u64 = 100 * 365 * 24 * 3600;
+
+/// A DNS-1123 subdomain (or, without dots, a label) of at most `max` characters.
+fn is_dns1123_name(v: &str, max: usize) -> bool {
+    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !v.is_empty()
+        && v.len() <= max
+        && v.bytes().all(|b| ok(b) || b == b'-' || b == b'.')
+        && v.bytes().next().is_some_and(ok)
+        && v.bytes().last().is_some_and(ok)
+        && (max > 63 || !v.contains('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_names_are_kubernetes_names() {
+        let mut csr = CsrSettings::default();
+        assert!(validate(&csr, &[]).is_ok());
+        for bad in ["", "Kube-System", "a/b", "x?y", "-a", "a-"] {
+            csr.lease_namespace = bad.into();
+            assert!(validate(&csr, &[]).is_err(), "{bad:?}");
+        }
+        csr.lease_namespace = "kube-system".into();
+        csr.lease_name = "a.b/../c".into();
+        assert!(validate(&csr, &[]).is_err());
+        csr.lease_name = "cert-rotator.signer".into();
+        assert!(validate(&csr, &[]).is_ok());
+    }
+}
