@@ -37,7 +37,16 @@ pub enum TlsFileError {
 /// Whether rustls (with the aws-lc-rs provider) accepts `chain` and the PEM key as a
 /// client credential. Checked before the agent is built: ureq builds its rustls
 /// configuration at the first connection and panics on a credential rustls refuses.
-pub fn rustls_accepts(chain: &[Certificate<'_>], key_pem: &[u8]) -> Result<(), String> {
+pub fn rustls_accepts(chain: &[Certificate<'_>], key_pem: &[u8]) -> Result<(), CredentialRefused> {
+    rustls_check(chain, key_pem).map_err(CredentialRefused)
+}
+
+/// Why rustls refuses a client credential (its words; never the key).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CredentialRefused(String);
+
+fn rustls_check(chain: &[Certificate<'_>], key_pem: &[u8]) -> Result<(), String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| e.to_string())?;
@@ -98,9 +107,9 @@ pub fn read_client_cert(
     let key = ureq::tls::PrivateKey::from_pem(&bytes).map_err(|_| TlsFileError::NotAKey {
         path: shown.clone(),
     })?;
-    rustls_accepts(&chain, &bytes).map_err(|reason| TlsFileError::ClientCertRefused {
+    rustls_accepts(&chain, &bytes).map_err(|e| TlsFileError::ClientCertRefused {
         path: cert.to_path_buf(),
-        reason,
+        reason: e.to_string(),
     })?;
     Ok(ClientCert::new_with_certs(&chain, key))
 }
