@@ -158,4 +158,19 @@ impl FileChange {
             staged_name: None,
         }
     }
+
+    /// A static-pod manifest (0600, as kubeadm writes them), staged in the parent
+    /// directory: a temp file in the manifests directory would be run as a pod.
+    pub fn manifest(path: impl Into<PathBuf>, bytes: Vec<u8>) -> Self {
+        FileChange {
+            stage_outside: true,
+            ..FileChange::file(path, bytes, 0o600, false)
+        }
+    }
+
+    /// Staged outside `manifests_dir` when the file is in it (a restore of any file).
+    pub fn outside_of(mut self, manifests_dir: &std::path::Path) -> Self {
+        self.stage_outside = self.path.starts_with(manifests_dir);
+        self
+    }
 }

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use super::{RestartError, CERTS_HASH_ANNOTATION};
-use crate::model::{FileChange, NewContent};
+use crate::model::FileChange;
 use crate::node::manifest::{check_only_annotation_changed, ManifestError, StaticPodManifest};
 use crate::node::NodeRoot;
 
@@ -66,14 +66,7 @@ pub fn static_pod_change(
             source,
         }
     })?;
-    Ok(FileChange {
-        path: manifest.to_path_buf(),
-        content: NewContent::File(new.into_bytes()),
-        mode: 0o600,
-        secret: false,
-        stage_outside: true,
-        staged_name: None,
-    })
+    Ok(FileChange::manifest(manifest, new.into_bytes()))
 }
 
 /// The manifest text with `metadata.annotations[key] = value`, checked by the model.
@@ -318,6 +311,7 @@ fn set_annotation(text: &str, key: &str, value: &str) -> Result<String, Annotati
 mod tests {
     use super::*;
     use crate::fixture::{self, NodeSpec};
+    use crate::model::NewContent;
     use std::path::PathBuf;
 
     fn node() -> (tempfile::TempDir, NodeRoot) {

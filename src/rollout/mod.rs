@@ -379,12 +379,7 @@ impl<'p, 'a> Live<'p, 'a> {
                 let manifest = settings.kubeadm.manifests_dir.join(format!("{pod}.yaml"));
                 match self.manifest {
                     Some(bytes) => {
-                        // Never a temp file in the manifests directory: the kubelet
-                        // would run it as a pod.
-                        let change = FileChange {
-                            stage_outside: true,
-                            ..FileChange::file(&manifest, bytes.to_vec(), 0o600, false)
-                        };
+                        let change = FileChange::manifest(&manifest, bytes.to_vec());
                         self.pass
                             .state
                             .apply(&format!("restart {pod}"), &[change])?;

@@ -149,15 +149,15 @@ pub(super) fn abort(
         match (&b.copy, &b.link) {
             (Some(copy), _) => {
                 if !as_before(root, b) {
-                    changes.push(FileChange {
-                        stage_outside: b.path.starts_with(&ctx.settings.kubeadm.manifests_dir),
-                        ..FileChange::file(
+                    changes.push(
+                        FileChange::file(
                             &b.path,
                             read_bytes(root, copy)?,
                             0o600,
                             b.path.extension().is_some_and(|e| e == "key"),
                         )
-                    });
+                        .outside_of(&ctx.settings.kubeadm.manifests_dir),
+                    );
                 }
             }
             (None, Some(link)) => {

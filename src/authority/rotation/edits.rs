@@ -180,11 +180,7 @@ pub(super) fn signer_flag_to(
         Some(v) if Path::new(&v) == to => Ok(()),
         _ => {
             let new = files::with_signer_flag(m, &bytes, from, to)?;
-            // Never a temp file in the manifests directory: the kubelet would run it.
-            changes.push(FileChange {
-                stage_outside: true,
-                ..FileChange::file(m, new, 0o600, false)
-            });
+            changes.push(FileChange::manifest(m, new));
             Ok(())
         }
     }

@@ -165,15 +165,15 @@ pub fn abort(ctx: &Ctx<'_>, ca: &'static str) -> Result<Outcome, RotationError> 
         if !is_link && root.read_file(node).ok().map(|x| x.1).as_ref() == Some(&bytes) {
             continue;
         }
-        changes.push(FileChange {
-            stage_outside: node.starts_with(&ctx.settings.kubeadm.manifests_dir),
-            ..FileChange::file(
+        changes.push(
+            FileChange::file(
                 node,
                 bytes,
                 0o600,
                 node.extension().is_some_and(|e| e == "key"),
             )
-        });
+            .outside_of(&ctx.settings.kubeadm.manifests_dir),
+        );
     }
     let mut out = Outcome::default();
     relink_kubelet(ctx, &restore, &mut changes, &mut out);
