@@ -169,26 +169,26 @@ pub enum RunNote<'a> {
     PlanAfterCaRenewal(&'a Plan),
 }
 
-/// `run`, the timer's pass, in its whole order: the plan from `inv` (read under the
-/// lock, after recovery), the state of CA rotations, then the due CAs (so that no leaf
+/// `run`, the timer's pass, in its whole order: the plan from the node `node` (read
+/// once, under the lock, after recovery), the state of CA rotations, then the due CAs (so that no leaf
 /// is renewed against, and capped by, a dying CA), the plan again if a CA was renewed,
 /// then the groups. The CA outcome comes first in the report.
 pub fn run(
     pass: &Pass<'_>,
-    inv: &inventory::Inventory,
+    node: &inventory::NodeReader<'_>,
     now: OffsetDateTime,
     note: &mut dyn FnMut(RunNote<'_>),
 ) -> PassReport {
     let (root, settings, state) = (pass.root, pass.settings, pass.state);
     // A CA rotation in progress whose bundles kubeadm collapsed or whose signer flag
     // `kubeadm upgrade` reverted: loud, with the command that re-applies the phase.
-    for w in crate::authority::rotation::warnings(root, settings, state) {
+    for w in crate::authority::rotation::warnings(node, state) {
         tracing::warn!(action = "ca-rotation", "{w}");
         note(RunNote::Warning(&w));
     }
     // A rotation journal that cannot be used: nobody can tell what phase the CA is in,
     // so nothing renews it and the pass fails naming the journal (docs/ca.md).
-    let broken: Vec<String> = crate::authority::rotation::broken(root, settings, state)
+    let broken: Vec<String> = crate::authority::rotation::broken(node, state)
         .iter()
         .map(|e| e.to_string())
         .collect();
@@ -205,19 +205,20 @@ pub fn run(
     // the broken components the cap does not hold back.
     let plan_of = |inv: &inventory::Inventory| {
         let mut plan = plan_inventory_with(settings, inv, state, now, &plan_options(root));
-        crate::authority::rotation::mark(root, settings, state, &mut plan.authorities_due);
+        crate::authority::rotation::mark(node, state, &mut plan.authorities_due);
         if let Restarts::Live(e) = &pass.restarts {
             let down = broken_deferred(e, root, settings, &plan);
             crate::plan::lift_cap_for_broken(&mut plan, &down);
         }
         plan
     };
-    let plan = plan_of(inv);
+    let plan = plan_of(&node.get().inventory);
     note(RunNote::Plan(&plan));
-    let cas = crate::authority::renew_due(pass, &plan.authorities_due, now);
+    let cas = crate::authority::renew_due(pass, node, &plan.authorities_due, now);
     let plan = if cas.renewed.is_empty() {
         plan
     } else {
+        // The node after the CA renewal's own writes.
         let plan = plan_of(&read_node(root, settings));
         note(RunNote::PlanAfterCaRenewal(&plan));
         plan

@@ -414,9 +414,9 @@ fn run_renews_due_cas_then_plans_again_then_renews_the_leaves() {
         overrides: Overrides::default(),
         restarts: Restarts::NotLive,
     };
-    let inv = cert_rotator::inventory::read_node(&root, &s);
+    let node = cert_rotator::inventory::NodeReader::new(&root, &s);
     let mut notes = Vec::new();
-    let report = pass::run(&p, &inv, now(), &mut |n| {
+    let report = pass::run(&p, &node, now(), &mut |n| {
         notes.push(match n {
             RunNote::Warning(w) => format!("warning {w}"),
             RunNote::Error(e) => format!("error {e}"),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
-use super::copies::CopyError;
+use crate::inventory::anchors::CopyError;
 use crate::node::NodeError;
 use crate::pki::PkiError;
 use crate::rollout::PassError;

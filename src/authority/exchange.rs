@@ -10,10 +10,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::copies::{same_ca, AuthorityCopies, NodeCopies};
 use super::phase::RotationPhase;
 use super::renew::{install_changes, read_key};
 use super::AuthorityError;
+use crate::inventory::anchors::{same_ca, AuthorityCopies, NodeCopies};
 use crate::model::{Component, FileChange};
 use crate::node::NodeRoot;
 use crate::pki::{self, CertFacts, PrivateKey};
@@ -52,7 +52,8 @@ pub fn export(
             name: ca.name.clone(),
             source: Box::new(source.clone()),
         })?;
-    let mut bytes = zeroize::Zeroizing::new(super::copies::bundle_pem(certs).into_bytes());
+    let mut bytes =
+        zeroize::Zeroizing::new(crate::inventory::anchors::bundle_pem(certs).into_bytes());
     if with_key {
         let key = read_key(root, ca)?;
         if !key.matches(&cert) {
@@ -208,7 +209,7 @@ pub fn plan_import(
         new: new.clone(),
         certs: vec![new.clone()],
         changes,
-        restarts: super::copies::restart_order(&ca.name, node.role),
+        restarts: crate::plan::ca_restarts(&ca.name, node.role),
     })
 }
 
@@ -295,7 +296,7 @@ fn plan_bundle(
         new: f.certs[0].clone(),
         certs: f.certs.clone(),
         changes,
-        restarts: super::copies::restart_order(&ca.name, node.role),
+        restarts: crate::plan::ca_restarts(&ca.name, node.role),
     })
 }
 

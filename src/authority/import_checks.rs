@@ -18,11 +18,11 @@ use der::Decode;
 use time::OffsetDateTime;
 use x509_cert::ext::pkix::{KeyUsage, KeyUsages};
 
-use super::copies::AuthorityCopies;
 use super::exchange::Import;
 use super::renew::read_key;
 use super::AuthorityError;
 use crate::config::Settings;
+use crate::inventory::anchors::AuthorityCopies;
 use crate::node::NodeRoot;
 use crate::pki::CertFacts;
 use std::path::Path;

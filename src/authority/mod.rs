@@ -2,9 +2,10 @@
 //! `certificate-authority-data`), renewing a CA with its own key, and moving a CA
 //! certificate between nodes (export / import).
 //!
-//! - [`copies`] reads the node once into [`NodeCopies`] and turns "this copy now holds
-//!   these certificates" into [`FileChange`]s, purely; [`restart_order`] says what holds
-//!   each CA in memory.
+//! - The copies themselves ([`NodeCopies`]: CA files and kubeconfig anchors) are part of
+//!   the node model the inventory reads ([`crate::inventory::NodeModel`]); turning "this
+//!   copy now holds these certificates" into [`FileChange`]s is pure, there;
+//!   [`crate::plan::ca_restarts`] says what holds each CA in memory.
 //! - [`renew`] re-issues a CA certificate with its own key ([`renew::plan_renewal`]).
 //! - [`exchange`] writes an export and checks an import against the node's CAs.
 //! - [`status`] is `ca status`; [`phase`] where a CA stands in a rotation.
@@ -12,7 +13,6 @@
 //!   restarts what holds the CAs, one at a time and verified, as a pass does;
 //!   [`renew_due`] is what `run` does with the CAs that are due.
 
-pub mod copies;
 mod error;
 pub mod exchange;
 pub mod import_checks;
@@ -22,9 +22,9 @@ pub mod renew;
 pub mod rotation;
 pub mod status;
 
-pub use copies::{
-    canonical_name, restart_order, same_ca, AnchorKind, AuthorityCopies, CopyError, NodeCopies,
-    TrustAnchor, CA_NAMES,
+pub use crate::inventory::anchors::{
+    canonical_name, same_ca, AnchorKind, AuthorityCopies, CopyError, NodeCopies, TrustAnchor,
+    CA_NAMES,
 };
 pub use error::AuthorityError;
 pub use phase::{phase_of, RotationPhase};
@@ -32,6 +32,7 @@ pub use renew::{plan_renewal, Renewal};
 
 use time::OffsetDateTime;
 
+use crate::inventory::NodeReader;
 use crate::model::{Component, FileChange};
 use crate::plan::{DueAuthority, Reload};
 use crate::report::pass::message_id;
@@ -218,17 +219,17 @@ pub fn install(
 /// Renews the CAs `names` (each a CA of this node with its key here) with their own
 /// keys: every copy of every one in one crash-safe change set, then what holds them
 /// restarts, one at a time and verified ([`restart`]). `on_written` hears of the
-/// renewals once they are on disk, before the first restart. Reads the node afresh
-/// (the caller holds the lock and has recovered). An error means nothing was written.
+/// renewals once they are on disk, before the first restart. `node`: every copy of the
+/// node's CAs, read under the lock after recovery. An error means nothing was written.
 pub fn renew_with_own_keys(
     pass: &Pass<'_>,
+    node: &NodeCopies,
     names: &[&str],
     days: Option<i64>,
     now: OffsetDateTime,
     on_written: &mut dyn FnMut(&[Renewal]),
 ) -> Result<(Vec<Renewal>, Installed), AuthorityError> {
-    let node = NodeCopies::read(pass.root, pass.settings);
-    check_readable(&node)?;
+    check_readable(node)?;
     let mut renewals = Vec::new();
     for name in names {
         let Some(ca) = node.authority(name) else {
@@ -276,15 +277,20 @@ pub struct DueOutcome {
 
 /// `run`'s first step: renews every due CA it may (`[authorities] renew`, key on the
 /// node) with its own key, all in one change set, then restarts what holds them, before
-/// any leaf is planned; due CAs it may not renew are warned about. Reads the node
-/// afresh (the caller holds the lock and has recovered).
-pub fn renew_due(pass: &Pass<'_>, due: &[DueAuthority], now: OffsetDateTime) -> DueOutcome {
+/// any leaf is planned; due CAs it may not renew are warned about. `node`: the node as
+/// the pass read it (under the lock, after recovery).
+pub fn renew_due(
+    pass: &Pass<'_>,
+    node: &NodeReader<'_>,
+    due: &[DueAuthority],
+    now: OffsetDateTime,
+) -> DueOutcome {
     let mut out = DueOutcome::default();
     // A CA being rotated is the rotation's alone (rotation::guard): renewing it with its
     // own key would put a third certificate where the phase left [old, new].
     let mut free = Vec::new();
     for d in due {
-        let held = match rotation::hold(pass.root, pass.settings, pass.state, &d.name) {
+        let held = match rotation::hold(node, pass.state, &d.name) {
             Ok(None) => {
                 free.push(d.clone());
                 continue;
@@ -324,7 +330,7 @@ pub fn renew_due(pass: &Pass<'_>, due: &[DueAuthority], now: OffsetDateTime) -> 
         return out;
     }
     let names: Vec<&str> = names.iter().map(|d| d.name.as_str()).collect();
-    match renew_with_own_keys(pass, &names, None, now, &mut |_| {}) {
+    match renew_with_own_keys(pass, &node.get().anchors, &names, None, now, &mut |_| {}) {
         Ok((renewals, done)) => {
             for r in &renewals {
                 let w = format!(
@@ -369,9 +375,10 @@ mod tests {
     #[test]
     fn restarts_of_several_cas_are_merged_in_dependency_order() {
         use Component::*;
-        let etcd = restart_order("etcd/ca", crate::inventory::NodeRole::ControlPlane);
-        let fp = restart_order("front-proxy-ca", crate::inventory::NodeRole::ControlPlane);
-        let ca = restart_order("ca", crate::inventory::NodeRole::ControlPlane);
+        let etcd = crate::plan::ca_restarts("etcd/ca", crate::inventory::NodeRole::ControlPlane);
+        let fp =
+            crate::plan::ca_restarts("front-proxy-ca", crate::inventory::NodeRole::ControlPlane);
+        let ca = crate::plan::ca_restarts("ca", crate::inventory::NodeRole::ControlPlane);
         assert_eq!(
             merge_restarts([fp.as_slice(), etcd.as_slice()]),
             [Etcd, KubeApiserver, KubeControllerManager]

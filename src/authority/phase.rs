@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::config::Settings;
+use crate::inventory::NodeReader;
 use crate::write::StateDir;
 
 /// A CA's rotation phase, as `ca status` prints it.
@@ -37,12 +37,12 @@ impl RotationPhase {
 /// state directory (`<state>/rotations/<name>/journal.json`), checked as every use of
 /// it is. Reads only; a journal that cannot be used is `Broken`
 /// ([`super::rotation::broken`] says why).
-pub fn phase_of(settings: &Settings, state: &StateDir, name: &str) -> RotationPhase {
+pub fn phase_of(node: &NodeReader<'_>, state: &StateDir, name: &str) -> RotationPhase {
     use super::rotation::Phase;
-    let Some(name) = super::copies::canonical_name(name) else {
+    let Some(name) = crate::inventory::anchors::canonical_name(name) else {
         return RotationPhase::None;
     };
-    match super::rotation::trusted::read(state.root(), settings, state, name) {
+    match super::rotation::trusted::read(node, state, name) {
         Ok(Some(j)) => match j.phase {
             Phase::Started => RotationPhase::Started,
             Phase::Trusting => RotationPhase::Trusting,

@@ -5,8 +5,8 @@
 
 use time::{Duration, OffsetDateTime};
 
-use super::copies::{same_ca, AuthorityCopies};
 use super::AuthorityError;
+use crate::inventory::anchors::{same_ca, AuthorityCopies};
 use crate::inventory::NodeRole;
 use crate::model::{Component, FileChange};
 use crate::node::NodeRoot;
@@ -135,7 +135,7 @@ pub fn plan_renewal(
         old: issuer.clone(),
         new,
         changes,
-        restarts: super::copies::restart_order(&ca.name, role),
+        restarts: crate::plan::ca_restarts(&ca.name, role),
     })
 }
 
@@ -167,8 +167,8 @@ pub fn pem(cert: &CertFacts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authority::copies::NodeCopies;
     use crate::config::Settings;
+    use crate::inventory::anchors::NodeCopies;
 
     #[test]
     fn a_renewed_ca_keeps_what_leaves_verify_against() {

@@ -4,10 +4,10 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::copies::{AnchorKind, AuthorityCopies, NodeCopies};
 use super::phase::RotationPhase;
 use super::renew::sha256_hex;
 use crate::config::AuthoritySettings;
+use crate::inventory::anchors::{AnchorKind, AuthorityCopies, NodeCopies};
 use crate::inventory::NodeRole;
 use crate::pki::CertFacts;
 use crate::plan::authorities::assess_ca;

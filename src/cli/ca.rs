@@ -18,6 +18,7 @@ use crate::authority::exchange;
 use crate::authority::renew::sha256_hex;
 use crate::authority::status::CaStatusReport;
 use crate::authority::{self, check_readable, phase_of, AuthorityError, Installed, NodeCopies};
+use crate::inventory::NodeReader;
 use crate::node::NodeRoot;
 use crate::plan::authorities::assess_ca;
 use crate::report::pass::message_id;
@@ -124,28 +125,29 @@ fn status(root: &NodeRoot, config_file: Option<&Path>, json: bool) -> ExitCode {
         Ok(c) => c,
         Err(e) => return e.exit(),
     };
-    let node = NodeCopies::read(root, &ctx.settings);
+    let reader = NodeReader::new(root, &ctx.settings);
+    let node = &reader.get().anchors;
     let state = ctx.state();
     let mut report = CaStatusReport::new(
-        &node,
+        node,
         &ctx.settings.authorities,
-        &|name| phase_of(&ctx.settings, &state, name),
+        &|name| phase_of(&reader, &state, name),
         OffsetDateTime::now_utc(),
     );
     // A rotation journal that cannot be used is an error of the node: `ca status` exits
     // 1 naming it, with the way out (docs/ca.md).
     report.errors.extend(
-        crate::authority::rotation::broken(root, &ctx.settings, &state)
+        crate::authority::rotation::broken(&reader, &state)
             .iter()
             .map(|e| e.to_string()),
     );
-    if let Err(e) = not_a_node(root, &node) {
+    if let Err(e) = not_a_node(root, node) {
         if json {
             emit(&format!("{}\n", report.to_json()), ExitCode::from(1));
         }
         return e.exit();
     }
-    for w in crate::authority::rotation::warnings(root, &ctx.settings, &state) {
+    for w in crate::authority::rotation::warnings(&reader, &state) {
         super::errln!("WARNING: {w}");
     }
     let code = if report.has_errors() {
@@ -171,9 +173,10 @@ fn renew(
     let settings = &ctx.settings;
     let now = OffsetDateTime::now_utc();
     // The command line is checked against the node before the lock is taken.
-    let node = NodeCopies::read(root, settings);
-    let selected = authority::select(&node, names).map_err(cli_error)?;
-    not_a_node(root, &node)?;
+    let reader = NodeReader::new(root, settings);
+    let node = &reader.get().anchors;
+    let selected = authority::select(node, names).map_err(cli_error)?;
+    not_a_node(root, node)?;
     let selected = if names.is_empty() {
         let due: Vec<String> = node
             .authorities
@@ -203,7 +206,7 @@ fn renew(
         }
     }
     let state = ctx.state();
-    let selected = not_rotating(root, settings, &state, selected, !names.is_empty())?;
+    let selected = not_rotating(&reader, &state, selected, !names.is_empty())?;
     if selected.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -215,7 +218,8 @@ fn renew(
         // The node is read again under the lock: the recovery may have finished an
         // interrupted write. Written first, then each line: the journal and stdout say
         // what is on disk.
-        authority::renew_with_own_keys(pass, &names, days, now, &mut |renewals| {
+        let node = NodeCopies::read(root, settings);
+        authority::renew_with_own_keys(pass, &node, &names, days, now, &mut |renewals| {
             for r in renewals {
                 outln!(
                     "{}\trenewed\tnot_after={}\tserial={}\tsha256={}",
@@ -238,15 +242,14 @@ fn renew(
 /// changed); a due one picked by default is skipped, saying why. A broken journal is
 /// an error either way.
 fn not_rotating(
-    root: &NodeRoot,
-    settings: &crate::config::Settings,
+    node: &NodeReader<'_>,
     state: &crate::write::StateDir,
     selected: Vec<String>,
     named: bool,
 ) -> Result<Vec<String>, CliError> {
     let mut out = Vec::new();
     for name in selected {
-        match crate::authority::rotation::hold(root, settings, state, &name) {
+        match crate::authority::rotation::hold(node, state, &name) {
             Ok(None) => out.push(name),
             Ok(Some(h)) if named => {
                 return Err(CliError::Failed(format!(
@@ -337,24 +340,26 @@ fn import(root: &NodeRoot, config_file: Option<&Path>, file: &Path) -> Result<Ex
     let f = exchange::read_import(file).map_err(cli_error)?;
     let state = ctx.state();
     // Checked before the lock, so a wrong file changes nothing and waits for no one.
-    let node = NodeCopies::read(root, settings);
-    not_a_node(root, &node)?;
+    let reader = NodeReader::new(root, settings);
+    not_a_node(root, &reader.get().anchors)?;
     exchange::plan_import(
         &f,
-        &node,
-        &|n| phase_of(settings, &state, n),
+        &reader.get().anchors,
+        &|n| phase_of(&reader, &state, n),
         OffsetDateTime::now_utc(),
     )
     .map_err(cli_error)?;
     let Some(_lock) = ctx.lock_and_recover(&state, WhenBusy::Fail)? else {
         return Ok(ExitCode::from(1));
     };
-    let node = NodeCopies::read(root, settings);
-    check_readable(&node).map_err(cli_error)?;
+    // Read again under the lock: the recovery may have finished an interrupted write.
+    let reader = NodeReader::new(root, settings);
+    let node = &reader.get().anchors;
+    check_readable(node).map_err(cli_error)?;
     let imp = exchange::plan_import(
         &f,
-        &node,
-        &|n| phase_of(settings, &state, n),
+        node,
+        &|n| phase_of(&reader, &state, n),
         OffsetDateTime::now_utc(),
     )
     .map_err(cli_error)?;

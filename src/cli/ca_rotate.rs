@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use super::context::{CliError, Context, WhenBusy};
 use super::run::with_edges;
 use super::{errln, outln};
-use crate::authority::copies::canonical_name;
 use crate::authority::rotation::{self, steps::Ctx, Command, RotationError, StartOptions};
+use crate::inventory::anchors::canonical_name;
 use crate::node::NodeRoot;
 
 #[derive(clap::Args, Debug, Clone)]

@@ -29,7 +29,11 @@ pub fn plan(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) 
         OffsetDateTime::now_utc(),
         &crate::pass::plan_options(root),
     );
-    crate::authority::rotation::mark(root, &ctx.settings, &ctx.state(), &mut plan.authorities_due);
+    crate::authority::rotation::mark(
+        &crate::inventory::NodeReader::new(root, &ctx.settings),
+        &ctx.state(),
+        &mut plan.authorities_due,
+    );
     let text = if json {
         // The plan holds strings, numbers and times only: serializing it cannot fail.
         format!(
@@ -85,8 +89,9 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         tracing::warn!("{e}");
     }
     let now = OffsetDateTime::now_utc();
-    let inv = crate::pass::read_node(root, settings);
-    if let Some(n) = NotANode::detect(&inv, root) {
+    // The node, read once under the lock after recovery: the pass works from it.
+    let node = crate::inventory::NodeReader::new(root, settings);
+    if let Some(n) = NotANode::detect(&node.get().inventory, root) {
         // Said plainly, and recorded as a failed pass: an alert must fire, not a
         // "success" on a host the agent cannot look after.
         say(&n.to_string());
@@ -110,7 +115,7 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         return Ok(ExitCode::from(1));
     }
     let report = with_pass(root, settings, &state, |pass| {
-        crate::pass::run(pass, &inv, now, &mut |n| match n {
+        crate::pass::run(pass, &node, now, &mut |n| match n {
             RunNote::Warning(w) => say(&format!("WARNING: {w}")),
             RunNote::Error(e) => say(&format!("ERROR: {e}")),
             RunNote::Plan(plan) => out!("{}", plan_text(plan, root.liveness())),

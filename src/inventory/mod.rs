@@ -5,6 +5,7 @@
 //! configuration and what exists on disk. [`read`] then reads each target into facts or
 //! an error that names the file and the problem. Nothing here writes.
 
+pub mod anchors;
 pub mod kubeadm;
 pub mod kubelet;
 mod layout;
@@ -18,6 +19,54 @@ pub use select::{select, SelectError};
 /// What the node holds, read once: every target and CA of its layout.
 pub fn read_node(root: &crate::node::NodeRoot, settings: &crate::config::Settings) -> Inventory {
     read(&layout(settings, root), root)
+}
+
+/// The node as one command sees it, read once after the lock: its layout, every target
+/// and CA ([`Inventory`]), and every copy of each CA ([`anchors::NodeCopies`]: the CA
+/// files and the kubeconfigs' `certificate-authority-data`). A command reads it again
+/// only after its own writes, never to look something up it already read.
+#[derive(Clone, Debug)]
+pub struct NodeModel {
+    pub layout: Layout,
+    pub inventory: Inventory,
+    pub anchors: anchors::NodeCopies,
+}
+
+/// One command's [`NodeModel`], read on first use and kept: a command that finds it has
+/// nothing to do (no rotation journal, say) reads nothing.
+pub struct NodeReader<'a> {
+    pub root: &'a crate::node::NodeRoot,
+    pub settings: &'a crate::config::Settings,
+    model: std::cell::OnceCell<NodeModel>,
+}
+
+impl<'a> NodeReader<'a> {
+    pub fn new(root: &'a crate::node::NodeRoot, settings: &'a crate::config::Settings) -> Self {
+        NodeReader {
+            root,
+            settings,
+            model: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The model, read now if this is its first use.
+    pub fn get(&self) -> &NodeModel {
+        self.model
+            .get_or_init(|| NodeModel::read(self.root, self.settings))
+    }
+}
+
+impl NodeModel {
+    pub fn read(root: &crate::node::NodeRoot, settings: &crate::config::Settings) -> NodeModel {
+        let layout = layout(settings, root);
+        let inventory = read(&layout, root);
+        let anchors = anchors::NodeCopies::read_in(&layout, root, settings);
+        NodeModel {
+            layout,
+            inventory,
+            anchors,
+        }
+    }
 }
 
 use std::path::PathBuf;

@@ -92,6 +92,24 @@ mod tests {
     use time::Duration;
 
     #[test]
+    fn what_holds_each_ca_restarts_in_order() {
+        use Component::*;
+        assert_eq!(ca_restarts("ca", NodeRole::Worker), [Kubelet]);
+        assert_eq!(
+            ca_restarts("etcd/ca", NodeRole::ControlPlane),
+            [Etcd, KubeApiserver]
+        );
+        assert_eq!(
+            ca_restarts("front-proxy-ca", NodeRole::ControlPlane),
+            [KubeApiserver, KubeControllerManager]
+        );
+        assert_eq!(
+            ca_restarts("ca", NodeRole::ControlPlane),
+            [KubeApiserver, KubeControllerManager, KubeScheduler, Kubelet]
+        );
+    }
+
+    #[test]
     fn a_ca_is_due_under_its_fraction_only() {
         let now = OffsetDateTime::now_utc();
         let d = tempfile::tempdir().unwrap();

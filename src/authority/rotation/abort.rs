@@ -10,6 +10,7 @@ use super::files::{self, CaFiles};
 use super::journal::{self, BackedUp, Phase, RotationJournal};
 use super::steps::{finish_phase, read_bytes, remove, Ctx, Outcome, RotationError};
 use super::Staged;
+use crate::inventory::NodeReader;
 use crate::model::{Component, FileChange, NewContent};
 use crate::node::NodeRoot;
 use crate::rollout::Restarts;
@@ -191,7 +192,8 @@ pub(super) fn abort(
     j.verified = false;
     j.phase_at = ctx.now;
     journal::write(ctx.state, j)?;
-    finish_phase(ctx, f, j, s, out)?;
+    // An abort is settled by restarts alone: the node is read again only if needed.
+    finish_phase(ctx, &NodeReader::new(root, ctx.settings), f, j, s, out)?;
     Ok(())
 }
 

@@ -10,8 +10,7 @@ use super::journal::{Phase, RotationJournal};
 use super::phase::expected_ca_files;
 use super::phase::Which;
 use super::Staged;
-use crate::config::Settings;
-use crate::inventory::Inventory;
+use crate::inventory::NodeModel;
 use crate::node::NodeRoot;
 use crate::pki::{CertFacts, PrivateKey};
 
@@ -60,13 +59,13 @@ fn names(ws: &[Which]) -> String {
 /// Every way the node's files differ from what `phase` promises, each naming its file.
 pub fn problems(
     root: &NodeRoot,
-    settings: &Settings,
     f: &CaFiles,
     j: &RotationJournal,
     s: &Staged,
-    inv: &Inventory,
+    node: &NodeModel,
     phase: Phase,
 ) -> Vec<String> {
+    let inv = &node.inventory;
     let mut out = Vec::new();
     if phase == Phase::Aborted {
         return out;
@@ -146,13 +145,13 @@ pub fn problems(
             }
         }
     }
-    let copies = crate::authority::copies::NodeCopies::read(root, settings);
-    for t in copies
+    for t in node
+        .anchors
         .authority(f.name)
         .map(|a| a.anchors.as_slice())
         .unwrap_or_default()
     {
-        if t.kind == crate::authority::copies::AnchorKind::CaFile {
+        if t.kind == crate::inventory::anchors::AnchorKind::CaFile {
             continue;
         }
         let got: Vec<Which> = t.certs.iter().map(|c| which(c, s)).collect();

@@ -11,9 +11,9 @@ use super::files::{self, CaFiles};
 use super::journal::{self, RotationJournal};
 use super::stage;
 use super::Staged;
-use crate::authority::copies::{AnchorKind, NodeCopies};
 use crate::ca::authorities::Authorities;
-use crate::config::Settings;
+use crate::inventory::anchors::{AnchorKind, NodeCopies};
+use crate::inventory::NodeModel;
 use crate::issue;
 use crate::model::{FileChange, NewContent};
 use crate::node::kubeconfig::replace_cluster_ca;
@@ -96,12 +96,8 @@ pub(super) fn set(
 }
 
 /// The kubeconfig copies of this CA: (resolved node path, cluster entry).
-pub fn kubeconfig_copies(
-    root: &NodeRoot,
-    settings: &Settings,
-    f: &CaFiles,
-) -> Vec<(PathBuf, String)> {
-    copies_in_kubeconfigs(&NodeCopies::read(root, settings), f.name)
+pub fn kubeconfig_copies(node: &NodeModel, f: &CaFiles) -> Vec<(PathBuf, String)> {
+    copies_in_kubeconfigs(&node.anchors, f.name)
 }
 
 fn copies_in_kubeconfigs(nc: &NodeCopies, ca: &str) -> Vec<(PathBuf, String)> {
@@ -122,12 +118,12 @@ fn copies_in_kubeconfigs(nc: &NodeCopies, ca: &str) -> Vec<(PathBuf, String)> {
 /// set already writes to that kubeconfig (a re-issued client certificate).
 pub(super) fn kubeconfigs_to(
     root: &NodeRoot,
-    settings: &Settings,
+    node: &NodeModel,
     f: &CaFiles,
     changes: &mut Vec<FileChange>,
     bundle: &[&CertFacts],
 ) -> Result<(), RotationError> {
-    let nc = NodeCopies::read(root, settings);
+    let nc = &node.anchors;
     if let Some(e) = nc.unreadable.first() {
         return Err(RotationError::Refused(format!(
             "{e}: the CA copy in it cannot be updated; fix or remove the file first"
@@ -136,7 +132,7 @@ pub(super) fn kubeconfigs_to(
     let pem = files::bundle_pem(bundle);
     with_cluster_ca(
         changes,
-        &copies_in_kubeconfigs(&nc, f.name),
+        &copies_in_kubeconfigs(nc, f.name),
         pem.as_bytes(),
         &|p| read_bytes(root, p),
     )
@@ -188,6 +184,7 @@ pub(super) fn signer_flag_to(
 
 pub(super) fn trust_changes(
     ctx: &Ctx<'_>,
+    node: &NodeModel,
     f: &CaFiles,
     j: &RotationJournal,
     s: &Staged,
@@ -213,12 +210,13 @@ pub(super) fn trust_changes(
         files::bundle_pem(&[&s.old, &s.new]).into_bytes(),
         false,
     )?;
-    kubeconfigs_to(root, ctx.settings, f, &mut changes, &[&s.old, &s.new])?;
+    kubeconfigs_to(root, node, f, &mut changes, &[&s.old, &s.new])?;
     Ok(changes)
 }
 
 pub(super) fn issue_changes(
     ctx: &Ctx<'_>,
+    node: &NodeModel,
     f: &CaFiles,
     j: &mut RotationJournal,
     s: &Staged,
@@ -268,8 +266,8 @@ pub(super) fn issue_changes(
     // Every leaf of this CA from the new one, as a renewal would issue it (same
     // identity, new key), then the kubeconfigs' CA data on top of the client
     // certificates just re-issued into them.
-    merge_issued(&mut changes, issue_leaves(ctx, f, s, &dir)?);
-    kubeconfigs_to(root, ctx.settings, f, &mut changes, &[&s.old, &s.new])?;
+    merge_issued(&mut changes, issue_leaves(ctx, node, f, s, &dir)?);
+    kubeconfigs_to(root, node, f, &mut changes, &[&s.old, &s.new])?;
     // Serving chains: leaf, then X, for clients that trust only the old CA.
     for path in &f.serving {
         if !root.exists(path) {
@@ -309,11 +307,12 @@ pub(super) fn issue_changes(
 /// [`crate::issue::prepare_planned`], the pass's own issuing path.
 fn issue_leaves(
     ctx: &Ctx<'_>,
+    node: &NodeModel,
     f: &CaFiles,
     s: &Staged,
     dir: &Path,
 ) -> Result<Vec<FileChange>, RotationError> {
-    let mut inv = crate::inventory::read_node(ctx.root, ctx.settings);
+    let mut inv = node.inventory.clone();
     inv.certificates
         .retain(|o| files::leaf_of(o, f.name).is_some_and(|r| !r.cert.is_signed_by(&s.new)));
     let given = CaOverride {
@@ -337,6 +336,7 @@ fn issue_leaves(
 
 pub(super) fn finish_changes(
     ctx: &Ctx<'_>,
+    node: &NodeModel,
     f: &CaFiles,
     j: &RotationJournal,
     s: &Staged,
@@ -344,8 +344,7 @@ pub(super) fn finish_changes(
 ) -> Result<Vec<FileChange>, RotationError> {
     let root = ctx.root;
     // Nothing of the old CA may be left in use: it stops being trusted now.
-    let inv = crate::inventory::read_node(root, ctx.settings);
-    let stale: Vec<String> = files::leaves(&inv, f.name)
+    let stale: Vec<String> = files::leaves(&node.inventory, f.name)
         .into_iter()
         .filter(|(_, r)| !r.cert.is_signed_by(&s.new))
         .map(|(o, r)| format!("{} ({})", o.target.name, r.cert_file.display()))
@@ -380,7 +379,7 @@ pub(super) fn finish_changes(
         // Back to kubeadm's manifest: ca.crt is a single certificate again.
         signer_flag_to(root, f, &mut changes, signer, &f.cert)?;
     }
-    kubeconfigs_to(root, ctx.settings, f, &mut changes, &[&s.new])?;
+    kubeconfigs_to(root, node, f, &mut changes, &[&s.new])?;
     for path in &f.serving {
         if !root.exists(path) {
             continue;

@@ -31,7 +31,7 @@ pub enum RotationError {
     #[error("{0}")]
     Signer(Box<LoadError>),
     #[error("{0}")]
-    Copy(Box<crate::authority::copies::CopyError>),
+    Copy(Box<crate::inventory::anchors::CopyError>),
     /// The journal or a staged file is not what the agent wrote: nothing was changed.
     #[error("{0}")]
     Journal(Box<JournalError>),
@@ -69,7 +69,7 @@ rotation_error_from!(
     Issue(IssueError),
     Ca(CaError),
     Signer(LoadError),
-    Copy(crate::authority::copies::CopyError),
+    Copy(crate::inventory::anchors::CopyError),
     Journal(JournalError)
 );
 

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Settings;
-use crate::inventory::{self, Inventory, Reading, Signer, TargetState};
+use crate::inventory::{self, Inventory, NodeRole, Reading, Signer, TargetState};
 use crate::model::Component;
 use crate::node::manifest::StaticPodManifest;
 use crate::node::NodeRoot;
@@ -46,7 +46,8 @@ pub struct CaFiles {
 }
 
 impl CaFiles {
-    pub fn of(settings: &Settings, root: &NodeRoot, name: &'static str) -> CaFiles {
+    /// `role`: the node's ([`crate::inventory::Layout::role`]), which decides what restarts.
+    pub fn of(settings: &Settings, role: NodeRole, name: &'static str) -> CaFiles {
         let k = &settings.kubeadm;
         let pki = &k.pki_dir;
         let (cert, key) = match name {
@@ -64,8 +65,7 @@ impl CaFiles {
             ),
             _ => (None, Vec::new()),
         };
-        let role = inventory::layout(settings, root).role;
-        let restart = crate::authority::copies::restart_order(name, role);
+        let restart = crate::plan::ca_restarts(name, role);
         CaFiles {
             name,
             cert,

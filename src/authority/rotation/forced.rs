@@ -29,6 +29,7 @@ use super::files::{self, CaFiles};
 use super::journal;
 use super::steps::{node_err, read_bytes, remove, Ctx, Outcome, RotationError};
 use super::trusted::{self, Known};
+use crate::inventory::NodeReader;
 use crate::model::{FileChange, NewContent};
 use crate::pki::PrivateKey;
 
@@ -81,10 +82,11 @@ fn copies(
 /// Runs `ca rotate NAME abort --force-from-backups`.
 pub fn abort(ctx: &Ctx<'_>, ca: &'static str) -> Result<Outcome, RotationError> {
     let root = ctx.root;
-    let f = CaFiles::of(ctx.settings, root, ca);
+    let node = NodeReader::new(root, ctx.settings);
+    let f = CaFiles::of(ctx.settings, node.get().layout.role, ca);
     let dir = journal::rotation_dir(ctx.state, ca);
     let journal_path = journal::journal_path(ctx.state, ca);
-    let broken = match trusted::read(root, ctx.settings, ctx.state, ca) {
+    let broken = match trusted::read(&node, ctx.state, ca) {
         Ok(Some(_)) => {
             return Err(refused(
                 &f,
@@ -109,7 +111,7 @@ pub fn abort(ctx: &Ctx<'_>, ca: &'static str) -> Result<Outcome, RotationError> 
     let backup = dir.join("backup");
     let mut found = Vec::new();
     copies(ctx, &f, &backup, 0, &mut found)?;
-    let known = Known::of(root, ctx.settings, &f);
+    let known = Known::of(node.get(), ctx.settings, &f);
     let mut restore: Vec<(PathBuf, PathBuf)> = Vec::new();
     for copy in found {
         let rel = copy.strip_prefix(&backup).unwrap_or(&copy);

@@ -17,8 +17,7 @@ use std::path::PathBuf;
 use super::journal::{self, Phase};
 use super::steps::load_staged;
 use super::trusted::{self, JournalError};
-use crate::config::Settings;
-use crate::node::NodeRoot;
+use crate::inventory::NodeReader;
 use crate::write::StateDir;
 
 /// A CA that a rotation in progress holds.
@@ -62,15 +61,14 @@ impl std::fmt::Display for Hold {
 /// Whether a rotation in progress holds CA `ca` (`ca`, `front-proxy-ca`, `etcd/ca` or
 /// kubeadm's `etcd-ca`). An unreadable or untrustworthy journal is an error.
 pub fn hold(
-    root: &NodeRoot,
-    settings: &Settings,
+    node: &NodeReader<'_>,
     state: &StateDir,
     ca: &str,
 ) -> Result<Option<Hold>, JournalError> {
-    let Some(name) = crate::authority::copies::canonical_name(ca) else {
+    let Some(name) = crate::inventory::anchors::canonical_name(ca) else {
         return Ok(None);
     };
-    Ok(trusted::read(root, settings, state, name)?
+    Ok(trusted::read(node, state, name)?
         .filter(|j| j.phase != Phase::Finished)
         .map(|j| Hold {
             ca: name.to_string(),
@@ -82,14 +80,9 @@ pub fn hold(
 
 /// Marks the due CAs a rotation holds (or whose journal cannot be used), so that the
 /// plan says why they are not renewed.
-pub fn mark(
-    root: &NodeRoot,
-    settings: &Settings,
-    state: &StateDir,
-    due: &mut [crate::plan::DueAuthority],
-) {
+pub fn mark(node: &NodeReader<'_>, state: &StateDir, due: &mut [crate::plan::DueAuthority]) {
     for d in due {
-        d.held = match hold(root, settings, state, &d.name) {
+        d.held = match hold(node, state, &d.name) {
             Ok(h) => h.map(|h| h.to_string()),
             Err(e) => Some(format!(
                 "its rotation journal {} cannot be used",
@@ -101,10 +94,10 @@ pub fn mark(
 
 /// Every rotation journal of this node that cannot be used: `run` and `ca status` fail
 /// naming each.
-pub fn broken(root: &NodeRoot, settings: &Settings, state: &StateDir) -> Vec<JournalError> {
+pub fn broken(node: &NodeReader<'_>, state: &StateDir) -> Vec<JournalError> {
     crate::authority::CA_NAMES
         .iter()
-        .filter_map(|ca| trusted::read(root, settings, state, ca).err())
+        .filter_map(|ca| trusted::read(node, state, ca).err())
         .collect()
 }
 
@@ -112,26 +105,26 @@ pub fn broken(root: &NodeRoot, settings: &Settings, state: &StateDir) -> Vec<Jou
 /// longer hold what its phase promises (kubeadm collapsed a bundle, reverted the
 /// signer flag), with the command that re-applies the phase. A broken journal is not
 /// warned about here: [`broken`] makes it an error.
-pub fn warnings(root: &NodeRoot, settings: &Settings, state: &StateDir) -> Vec<String> {
+pub fn warnings(node: &NodeReader<'_>, state: &StateDir) -> Vec<String> {
     let mut out = Vec::new();
     for ca in crate::authority::CA_NAMES {
-        let Ok(Some(j)) = trusted::read(root, settings, state, ca) else {
+        let Ok(Some(j)) = trusted::read(node, state, ca) else {
             continue;
         };
         if !matches!(j.phase, Phase::Trusting | Phase::Issuing) {
             continue;
         }
         let dir = journal::rotation_dir(state, ca);
-        let s = match load_staged(root, &dir, &j) {
+        let s = match load_staged(node.root, &dir, &j) {
             Ok(s) => s,
             Err(e) => {
                 out.push(format!("CA rotation of {ca}: {e}"));
                 continue;
             }
         };
-        let f = super::files::CaFiles::of(settings, root, ca);
-        let inv = crate::inventory::read_node(root, settings);
-        let problems = super::check::problems(root, settings, &f, &j, &s, &inv, j.phase);
+        let model = node.get();
+        let f = super::files::CaFiles::of(node.settings, model.layout.role, ca);
+        let problems = super::check::problems(node.root, &f, &j, &s, model, j.phase);
         if !problems.is_empty() {
             out.push(format!(
                 "CA rotation of {ca} (phase {}): the node no longer holds what the phase promises: {}; run `cert-rotator ca rotate {ca} {}` to re-apply it",

@@ -171,7 +171,7 @@ pub fn write(state: &StateDir, j: &RotationJournal) -> Result<(), WriteError> {
 pub fn phase_of(state: &StateDir, ca: &str) -> &'static str {
     match read(
         state,
-        crate::authority::copies::canonical_name(ca).unwrap_or(ca),
+        crate::inventory::anchors::canonical_name(ca).unwrap_or(ca),
     ) {
         Ok(Some(j)) if j.phase != Phase::Aborted => j.phase.name(),
         Ok(_) => "none",

@@ -8,6 +8,7 @@ use super::error::{node_err, RotationError};
 use super::files::{self, CaFiles};
 use super::journal::{self, Phase, RotationJournal};
 use super::Staged;
+use crate::inventory::NodeReader;
 use crate::model::Component;
 use crate::rollout::Restarts;
 
@@ -15,17 +16,17 @@ use crate::rollout::Restarts;
 /// and records the phase verified. An aborted rotation's directory is removed then.
 pub(super) fn finish_phase(
     ctx: &Ctx<'_>,
+    node: &NodeReader<'_>,
     f: &CaFiles,
     j: &mut RotationJournal,
     s: &Staged,
     out: &mut Outcome,
 ) -> Result<(), RotationError> {
-    let inv = crate::inventory::read_node(ctx.root, ctx.settings);
     if j.phase == Phase::Aborted {
         // The manifests the restarts write back are checked after them.
         not_restored(ctx, j, &restarted_by_manifest(ctx, j))?;
     } else {
-        let problems = check::problems(ctx.root, ctx.settings, f, j, s, &inv, j.phase);
+        let problems = check::problems(ctx.root, f, j, s, node.get(), j.phase);
         if !problems.is_empty() {
             return Err(RotationError::Check {
                 phase: j.phase.name(),

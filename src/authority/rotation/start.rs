@@ -13,21 +13,16 @@ use super::files::{self, CaFiles};
 use super::journal::{self, BackedUp, Phase, RotationJournal};
 use super::stage;
 use crate::config::Settings;
-use crate::node::NodeRoot;
+use crate::inventory::NodeModel;
 
 /// Every node file a rotation of this CA may touch.
-pub(super) fn touched(root: &NodeRoot, settings: &Settings, f: &CaFiles) -> Vec<PathBuf> {
+pub(super) fn touched(node: &NodeModel, settings: &Settings, f: &CaFiles) -> Vec<PathBuf> {
     let mut v = vec![f.cert.clone(), f.key.clone()];
     v.extend(f.signer.iter().cloned());
     v.push(f.kcm_manifest.clone());
     v.extend(f.manifests(settings));
-    v.extend(
-        kubeconfig_copies(root, settings, f)
-            .into_iter()
-            .map(|(p, _)| p),
-    );
-    let inv = crate::inventory::read_node(root, settings);
-    for (o, r) in files::leaves(&inv, f.name) {
+    v.extend(kubeconfig_copies(node, f).into_iter().map(|(p, _)| p));
+    for (o, r) in files::leaves(&node.inventory, f.name) {
         v.push(o.target.path.clone());
         v.push(r.cert_file.clone());
         v.extend(r.key_file.iter().cloned());
@@ -43,6 +38,7 @@ pub(super) fn touched(root: &NodeRoot, settings: &Settings, f: &CaFiles) -> Vec<
 
 pub(super) fn start(
     ctx: &Ctx<'_>,
+    node: &NodeModel,
     f: &CaFiles,
     previous: Option<&RotationJournal>,
     opts: &StartOptions,
@@ -100,7 +96,7 @@ pub(super) fn start(
         write_state_file(root, &dir.join(CROSS), stage::pem(x).as_bytes(), 0o600)?;
     }
     let mut backups = Vec::new();
-    for p in touched(ctx.root, ctx.settings, f) {
+    for p in touched(node, ctx.settings, f) {
         let meta = root.symlink_metadata(&p).map_err(node_err(&p))?;
         let b = match meta {
             None => BackedUp {

@@ -27,6 +27,7 @@ use super::journal::{self, Phase, RotationJournal};
 use super::phase::{self, Command, Decision, Observed, Recorded, Which};
 use super::stage;
 use super::start::start;
+use crate::inventory::NodeReader;
 use crate::node::NodeRoot;
 use crate::pki::PrivateKey;
 
@@ -45,10 +46,14 @@ pub fn rotate(
     cmd: Command,
     opts: &StartOptions,
 ) -> Result<Outcome, RotationError> {
-    let f = CaFiles::of(ctx.settings, ctx.root, ca);
+    // The node as this command finds it, read once: the decision, the drift check and
+    // the phase's change set all work from it; only the settling after the write reads
+    // the node again.
+    let node = NodeReader::new(ctx.root, ctx.settings);
+    let f = CaFiles::of(ctx.settings, node.get().layout.role, ca);
     let dir = journal::rotation_dir(ctx.state, ca);
     // The journal and the CA it staged: both or neither.
-    let rotation = match super::trusted::read(ctx.root, ctx.settings, ctx.state, ca)? {
+    let rotation = match super::trusted::read(&node, ctx.state, ca)? {
         Some(j) => {
             let s = load_staged(ctx.root, &dir, &j)?;
             Some((j, s))
@@ -60,16 +65,7 @@ pub fn rotate(
         Some((j, s)) => {
             let (bundle, key) = check::observe_ca(ctx.root, &f, s);
             let drift = matches!(j.phase, Phase::Trusting | Phase::Issuing | Phase::Finished)
-                && !check::problems(
-                    ctx.root,
-                    ctx.settings,
-                    &f,
-                    j,
-                    s,
-                    &crate::inventory::read_node(ctx.root, ctx.settings),
-                    j.phase,
-                )
-                .is_empty();
+                && !check::problems(ctx.root, &f, j, s, node.get(), j.phase).is_empty();
             Observed {
                 bundle,
                 key,
@@ -117,14 +113,21 @@ pub fn rotate(
                 "{ca}: the {} phase's files are in place; restarting and verifying",
                 j.phase.name()
             ));
-            finish_phase(ctx, &f, &mut j, &s, &mut out)?;
+            finish_phase(ctx, &node, &f, &mut j, &s, &mut out)?;
             return Ok(out);
         }
         Decision::Run => {}
     }
     let edit = match cmd {
         Command::Start => {
-            start(ctx, &f, rotation.as_ref().map(|(j, _)| j), opts, &mut out)?;
+            start(
+                ctx,
+                node.get(),
+                &f,
+                rotation.as_ref().map(|(j, _)| j),
+                opts,
+                &mut out,
+            )?;
             return Ok(out);
         }
         Command::Abort => {
@@ -141,9 +144,9 @@ pub fn rotate(
     j.pending = Some(target);
     journal::write(ctx.state, &j)?;
     let changes = match edit {
-        Edit::Trust => trust_changes(ctx, &f, &j, &s)?,
-        Edit::Issue => issue_changes(ctx, &f, &mut j, &s)?,
-        Edit::Finish => finish_changes(ctx, &f, &j, &s, &dir)?,
+        Edit::Trust => trust_changes(ctx, node.get(), &f, &j, &s)?,
+        Edit::Issue => issue_changes(ctx, node.get(), &f, &mut j, &s)?,
+        Edit::Finish => finish_changes(ctx, node.get(), &f, &j, &s, &dir)?,
     };
     // Recorded before the write: an abort after a crash removes what it created.
     journal::write(ctx.state, &j)?;
@@ -170,7 +173,15 @@ pub fn rotate(
     j.verified = false;
     j.phase_at = ctx.now;
     journal::write(ctx.state, &j)?;
-    finish_phase(ctx, &f, &mut j, &s, &mut out)?;
+    // The node after this command's own write.
+    finish_phase(
+        ctx,
+        &NodeReader::new(ctx.root, ctx.settings),
+        &f,
+        &mut j,
+        &s,
+        &mut out,
+    )?;
     Ok(out)
 }
 

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use super::files::{self, CaFiles};
 use super::journal::{self, RotationJournal};
 use crate::config::Settings;
+use crate::inventory::{NodeModel, NodeReader};
 use crate::model::TargetKind;
 use crate::node::{normalize, NodeError, NodeRoot};
 use crate::write::StateDir;
@@ -87,10 +88,10 @@ pub struct Known {
 
 impl Known {
     /// What this node's layout, inventory and CA files say a rotation of `f` may touch.
-    pub fn of(root: &NodeRoot, settings: &Settings, f: &CaFiles) -> Known {
+    pub fn of(node: &NodeModel, settings: &Settings, f: &CaFiles) -> Known {
         let k = &settings.kubeadm;
-        let layout = crate::inventory::layout(settings, root);
-        let mut files = super::steps::touched(root, settings, f);
+        let layout = &node.layout;
+        let mut files = super::steps::touched(node, settings, f);
         let mut leaves = Vec::new();
         for t in &layout.targets {
             files.push(t.path.clone());
@@ -106,7 +107,7 @@ impl Known {
             ca_files.push(a.key.clone());
         }
         for name in crate::authority::CA_NAMES {
-            let c = CaFiles::of(settings, root, name);
+            let c = CaFiles::of(settings, layout.role, name);
             ca_files.push(c.cert);
             ca_files.push(c.key);
         }
@@ -123,8 +124,7 @@ impl Known {
         }
         // Leaves are read through the inventory, which resolves kubelet-*-current.pem:
         // their resolved files are leaves too.
-        let inv = crate::inventory::read_node(root, settings);
-        for (_, r) in files::leaves(&inv, f.name) {
+        for (_, r) in files::leaves(&node.inventory, f.name) {
             leaves.push(r.cert_file.clone());
             leaves.extend(r.key_file.iter().cloned());
         }
@@ -174,17 +174,24 @@ pub fn copy_path(state: &StateDir, ca: &str, node_path: &Path) -> PathBuf {
 
 /// The journal of `ca`'s rotation, read and checked against what the agent could have
 /// written on this node ([`check`]).
+/// The node is read (once per command, through `node`) only when there is a journal.
 pub fn read(
-    root: &NodeRoot,
-    settings: &Settings,
+    node: &NodeReader<'_>,
     state: &StateDir,
     ca: &'static str,
 ) -> Result<Option<RotationJournal>, JournalError> {
     let Some(j) = journal::read(state, ca)? else {
         return Ok(None);
     };
-    let f = CaFiles::of(settings, root, ca);
-    check(root, state, &f, &Known::of(root, settings, &f), &j)?;
+    let model = node.get();
+    let f = CaFiles::of(node.settings, model.layout.role, ca);
+    check(
+        node.root,
+        state,
+        &f,
+        &Known::of(model, node.settings, &f),
+        &j,
+    )?;
     Ok(Some(j))
 }
 

@@ -14,8 +14,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::{Layout, NodeRole};
 use crate::config::{ExtraKind, Settings};
-use crate::inventory::{self, NodeRole};
 use crate::model::FileChange;
 use crate::node::kubeconfig::{self, ClusterTrust, KubeconfigError};
 use crate::node::{NodeError, NodeRoot};
@@ -33,10 +33,6 @@ pub fn canonical_name(arg: &str) -> Option<&'static str> {
         _ => None,
     }
 }
-
-/// What holds a CA in memory and must restart, in order, once its copies changed: the
-/// plan's rule ([`crate::plan::ca_restarts`]), here beside the copies it follows from.
-pub use crate::plan::ca_restarts as restart_order;
 
 /// Why the copies of a CA cannot be read or rewritten: the file and what is wrong.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -216,7 +212,11 @@ impl NodeCopies {
     /// user kubeconfigs, `[[extra]]` kubeconfigs), and assigns each embedded CA to the
     /// node CA it holds a certificate of.
     pub fn read(root: &NodeRoot, settings: &Settings) -> NodeCopies {
-        let layout = inventory::layout(settings, root);
+        Self::read_in(&super::layout(settings, root), root, settings)
+    }
+
+    /// [`NodeCopies::read`] with the layout the command already computed.
+    pub fn read_in(layout: &Layout, root: &NodeRoot, settings: &Settings) -> NodeCopies {
         let mut authorities: Vec<AuthorityCopies> = layout
             .authorities
             .iter()
@@ -374,7 +374,6 @@ fn kubeconfig_anchors(path: &Path, bytes: Vec<u8>) -> Result<Vec<TrustAnchor>, C
 mod tests {
     use super::*;
     use crate::fixture;
-    use crate::model::Component;
 
     fn node() -> (tempfile::TempDir, NodeRoot, Settings) {
         let (d, root) = fixture::temp_control_plane();
@@ -499,7 +498,6 @@ mod tests {
                 PathBuf::from("/etc/kubernetes/kubelet.conf")
             ]
         );
-        assert_eq!(restart_order("ca", copies.role), [Component::Kubelet]);
     }
 
     #[test]
@@ -513,22 +511,9 @@ mod tests {
     }
 
     #[test]
-    fn names_and_restart_orders() {
+    fn names() {
         assert_eq!(canonical_name("etcd-ca"), Some("etcd/ca"));
         assert_eq!(canonical_name("etcd/ca"), Some("etcd/ca"));
         assert_eq!(canonical_name("apiserver"), None);
-        use Component::*;
-        assert_eq!(
-            restart_order("etcd/ca", NodeRole::ControlPlane),
-            [Etcd, KubeApiserver]
-        );
-        assert_eq!(
-            restart_order("front-proxy-ca", NodeRole::ControlPlane),
-            [KubeApiserver, KubeControllerManager]
-        );
-        assert_eq!(
-            restart_order("ca", NodeRole::ControlPlane),
-            [KubeApiserver, KubeControllerManager, KubeScheduler, Kubelet]
-        );
     }
 }
