@@ -79,6 +79,7 @@ e2e_exec sh -c 'cat >/etc/cert-rotator/config.d/60-signer.toml' <<'EOC'
 poll_seconds = 1
 lease_duration_seconds = 6
 approve_kubelet_serving = true
+timeout_seconds = 4
 
 [[signer]]
 name = "example.com/serving"
