@@ -1,0 +1,71 @@
+//! The summary of a node's inventory that `run` puts on its Node with `[events]
+//! node_summary` (src/kube/summary.rs), from a fixture kubeadm node: the earliest expiry
+//! as a date label, the count of certificates inside their window, and one annotation
+//! entry per certificate saying who renews it. The real API server takes the patch in
+//! tests/k8s/csr.sh.
+
+mod common;
+
+use cert_rotator::config::Settings;
+use cert_rotator::kube::summary::{NodeSummary, CERTIFICATES, DUE, NEXT_EXPIRY};
+use cert_rotator::node::NodeRoot;
+use common::{fixture, Duration, NodeSpec, OffsetDateTime, Validity};
+use serde_json::Value;
+
+#[test]
+fn a_control_plane_summed_up_for_kubectl_get_nodes() {
+    let now = OffsetDateTime::now_utc();
+    let spec = NodeSpec::control_plane(now)
+        .with_kubelet_config(fixture::KubeletConfigSpec::kubeadm())
+        .with("apiserver", Validity::days(365, Duration::days(20)))
+        .with("scheduler.conf", Validity::days(365, -Duration::days(1)))
+        .with(
+            "kubelet-client-current.pem",
+            Validity::days(365, Duration::days(100)),
+        );
+    let d = tempfile::tempdir().unwrap();
+    fixture::build(d.path(), &spec).unwrap();
+    let root = NodeRoot::new(d.path());
+    let inv = cert_rotator::pass::read_node(&root, &Settings::default());
+    let s = NodeSummary::of(&inv, now);
+
+    // scheduler.conf ended yesterday: the earliest expiry, UTC date.
+    let yesterday = (now - Duration::days(1)).date().to_string();
+    assert_eq!(s.next_expiry.as_deref(), Some(yesterday.as_str()));
+    // apiserver (20 of 365 days left) and scheduler.conf (expired) are due; the kubelet's
+    // client certificate (100 days left) is the kubelet's, not yet the safety net's.
+    assert_eq!(s.due, 2, "{}", s.annotation);
+    let patch = s.patch();
+    assert_eq!(patch["metadata"]["labels"][DUE], "2");
+    assert_eq!(patch["metadata"]["labels"][NEXT_EXPIRY], yesterday.as_str());
+    let a: Value = serde_json::from_str(
+        patch["metadata"]["annotations"][CERTIFICATES]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let entry = |name: &str| {
+        a["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in {a}"))
+            .clone()
+    };
+    assert_eq!(entry("apiserver")["state"], "due");
+    assert_eq!(entry("scheduler.conf")["state"], "expired");
+    assert_eq!(entry("admin.conf")["state"], "ok");
+    assert_eq!(entry("admin.conf")["renewedBy"], "cert-rotator");
+    assert_eq!(entry("kubelet-client-current.pem")["renewedBy"], "kubelet");
+    assert!(entry("apiserver")["notAfter"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    assert_eq!(
+        a["certificates"].as_array().unwrap().len(),
+        inv.certificates.len()
+    );
+    assert!(a.get("omitted").is_none());
+    assert!(s.annotation.len() < 4096, "{}", s.annotation.len());
+}
