@@ -69,3 +69,49 @@ fn a_control_plane_summed_up_for_kubectl_get_nodes() {
     assert!(a.get("omitted").is_none());
     assert!(s.annotation.len() < 4096, "{}", s.annotation.len());
 }
+
+/// The summary and 20 Events against an API server that accepts connections and never
+/// answers: together they cost the pass no more than the one `events.timeout_seconds`.
+#[test]
+fn an_api_server_that_never_answers_costs_events_and_summary_one_timeout() {
+    use cert_rotator::config::events::EventSettings;
+    use cert_rotator::kube::events::{of_report, tell_all};
+    use cert_rotator::report::pass::PassReport;
+
+    let (d, root) = cert_rotator::fixture::temp_control_plane();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = format!("https://{}", silent.local_addr().unwrap());
+    let conf = d.path().join("etc/kubernetes/kubelet.conf");
+    let pointed: Vec<String> = std::fs::read_to_string(&conf)
+        .unwrap()
+        .lines()
+        .map(|l| match l.split_once("server: ") {
+            Some((indent, _)) => format!("{indent}server: {at}"),
+            None => l.to_string(),
+        })
+        .collect();
+    std::fs::write(&conf, pointed.join("\n")).unwrap();
+    let summary = NodeSummary::of(
+        &cert_rotator::pass::read_node(&root, &Settings::default()),
+        OffsetDateTime::now_utc(),
+    );
+    let events = of_report(&PassReport {
+        restarted: vec!["kube-scheduler".into(); 20],
+        ..Default::default()
+    });
+    for (enabled, node_summary) in [(false, true), (true, true)] {
+        let s = EventSettings {
+            enabled,
+            node_summary,
+            timeout_seconds: 2,
+            ..Default::default()
+        };
+        let started = std::time::Instant::now();
+        tell_all(&root, &s, &events, Some(&summary));
+        let took = started.elapsed();
+        assert!(
+            took.as_secs_f64() < 3.0,
+            "{enabled} {node_summary}: {took:?}"
+        );
+    }
+}

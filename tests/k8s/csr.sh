@@ -32,8 +32,8 @@
 #      shows) and cert-rotator.io/due (its count of due certificates), and the annotation
 #      cert-rotator.io/certificates is JSON naming every certificate; set with
 #      kubelet.conf's credentials through NodeRestriction (which refuses the same node a
-#      kubernetes.io label); with the API server stopped the pass succeeds, at most the
-#      timeout slower.
+#      kubernetes.io label, and any label on another Node); with the API server stopped
+#      the pass succeeds, at most the timeout slower.
 #   8. the approver's kubelet_serving_dns_patterns and kubelet_serving_ip_prefixes: the
 #      node's own CSR for a name of the pattern and an address of the prefix is approved
 #      and issued; one for another node's name under the pattern, or an address outside
@@ -470,6 +470,12 @@ EOC
 	# on their own Node, yet took cert-rotator.io's.
 	e2e_check "NodeRestriction refuses the node a kubernetes.io label on its own Node (it is enforced)" \
 		eval '! e2e_exec kubectl --kubeconfig /etc/kubernetes/kubelet.conf label node "$K8S_NODE" node-restriction.kubernetes.io/x=y >/dev/null 2>&1'
+	# No node overwrites another's summary: a second Node object (made by the admin), the
+	# same merge patch with this node's credentials is refused.
+	kubectl_in create -f - >/dev/null <<<'{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "summary-other-node"}}'
+	e2e_check "... and refuses this node's credentials the summary labels on another Node" \
+		eval '! e2e_exec kubectl --kubeconfig /etc/kubernetes/kubelet.conf patch node summary-other-node --type merge -p "{\"metadata\":{\"labels\":{\"cert-rotator.io/due\":\"0\"}}}" >/dev/null 2>&1 && [[ -z $(kubectl_in get node summary-other-node -o jsonpath="{.metadata.labels.cert-rotator\.io/due}") ]]'
+	kubectl_in delete node summary-other-node >/dev/null 2>&1
 	# The API server stopped: the pass still succeeds, at most events.timeout_seconds slower.
 	e2e_exec mv /etc/kubernetes/manifests/kube-apiserver.yaml /root/kube-apiserver.yaml
 	e2e_wait_for 30 eval '! apiserver_ready'
