@@ -438,7 +438,7 @@ e2e_exec mv /root/kube-apiserver.yaml /etc/kubernetes/manifests/kube-apiserver.y
 # Its own section: the passes of section 6's configuration (admin.conf due by its window),
 # Events off, the summary on.
 summary_section() {
-	local want_expiry want_due names labels annotation without with
+	local want_expiry want_due names labels annotation without with refused
 	e2e_check "the API server is back (section 6 stopped it)" e2e_wait_for 120 apiserver_ready
 	e2e_exec sh -c 'cat >/etc/cert-rotator/config.d/75-summary.toml' <<'EOC'
 [events]
@@ -473,8 +473,11 @@ EOC
 	# No node overwrites another's summary: a second Node object (made by the admin), the
 	# same merge patch with this node's credentials is refused.
 	kubectl_in create -f - >/dev/null <<<'{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "summary-other-node"}}'
-	e2e_check "... and refuses this node's credentials the summary labels on another Node" \
-		eval '! e2e_exec kubectl --kubeconfig /etc/kubernetes/kubelet.conf patch node summary-other-node --type merge -p "{\"metadata\":{\"labels\":{\"cert-rotator.io/due\":\"0\"}}}" >/dev/null 2>&1 && [[ -z $(kubectl_in get node summary-other-node -o jsonpath="{.metadata.labels.cert-rotator\.io/due}") ]]'
+	refused=$(e2e_exec kubectl --kubeconfig /etc/kubernetes/kubelet.conf patch node summary-other-node --type merge \
+		-p '{"metadata":{"labels":{"cert-rotator.io/due":"0"}}}' 2>&1)
+	e2e_log "the node patching another Node: $refused"
+	e2e_check "... and refuses this node's credentials the summary labels on another Node (Forbidden)" \
+		eval '[[ $refused == *"is forbidden"* && -n $(kubectl_in get node summary-other-node -o name) && -z $(kubectl_in get node summary-other-node -o jsonpath="{.metadata.labels.cert-rotator\.io/due}") ]]'
 	kubectl_in delete node summary-other-node >/dev/null 2>&1
 	# The API server stopped: the pass still succeeds, at most events.timeout_seconds slower.
 	e2e_exec mv /etc/kubernetes/manifests/kube-apiserver.yaml /root/kube-apiserver.yaml
