@@ -473,11 +473,17 @@ EOC
 	# No node overwrites another's summary: a second Node object (made by the admin), the
 	# same merge patch with this node's credentials is refused.
 	kubectl_in create -f - >/dev/null <<<'{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "summary-other-node"}}'
-	refused=$(e2e_exec kubectl --kubeconfig /etc/kubernetes/kubelet.conf patch node summary-other-node --type merge \
-		-p '{"metadata":{"labels":{"cert-rotator.io/due":"0"}}}' 2>&1)
-	e2e_log "the node patching another Node: $refused"
-	e2e_check "... and refuses this node's credentials the summary labels on another Node (Forbidden)" \
-		eval '[[ $refused == *"is forbidden"* && -n $(kubectl_in get node summary-other-node -o name) && -z $(kubectl_in get node summary-other-node -o jsonpath="{.metadata.labels.cert-rotator\.io/due}") ]]'
+	# The PATCH itself, raw (kubectl patch would GET the Node first, which the Node
+	# authorizer refuses before NodeRestriction is asked), with kubelet.conf's certificate.
+	refused=$(e2e_exec sh -c '
+		body="{\"metadata\":{\"labels\":{\"cert-rotator.io/due\":\"0\"}}}"
+		server=$(sed -n "s|^ *server: https://||p" /etc/kubernetes/kubelet.conf | head -n1)
+		pem=/var/lib/kubelet/pki/kubelet-client-current.pem
+		printf "PATCH /api/v1/nodes/summary-other-node HTTP/1.1\r\nHost: %s\r\nContent-Type: application/merge-patch+json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s" "$server" "${#body}" "$body" |
+			timeout 10 openssl s_client -quiet -connect "$server" -cert $pem -key $pem -CAfile /etc/kubernetes/pki/ca.crt 2>/dev/null' | tr -d '\r')
+	e2e_log "the node patching another Node: $(grep -o '"message":"[^"]*"' <<<"$refused")"
+	e2e_check "... and refuses this node's credentials the summary labels on another Node (PATCH: 403)" \
+		eval '[[ $refused == "HTTP/1.1 403"* && -n $(kubectl_in get node summary-other-node -o name) && -z $(kubectl_in get node summary-other-node -o jsonpath="{.metadata.labels.cert-rotator\.io/due}") ]]'
 	kubectl_in delete node summary-other-node >/dev/null 2>&1
 	# The API server stopped: the pass still succeeds, at most events.timeout_seconds slower.
 	e2e_exec mv /etc/kubernetes/manifests/kube-apiserver.yaml /root/kube-apiserver.yaml
