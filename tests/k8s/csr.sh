@@ -481,7 +481,7 @@ EOC
 		pem=/var/lib/kubelet/pki/kubelet-client-current.pem
 		printf "PATCH /api/v1/nodes/summary-other-node HTTP/1.1\r\nHost: %s\r\nContent-Type: application/merge-patch+json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s" "$server" "${#body}" "$body" |
 			timeout 10 openssl s_client -quiet -connect "$server" -cert $pem -key $pem -CAfile /etc/kubernetes/pki/ca.crt 2>/dev/null' | tr -d '\r')
-	e2e_log "the node patching another Node: $(grep -o '"message":"[^"]*"' <<<"$refused")"
+	e2e_log "the node patching another Node: $(grep -o '"message":"\([^"\\]\|\\.\)*"' <<<"$refused")"
 	e2e_check "... and refuses this node's credentials the summary labels on another Node (PATCH: 403)" \
 		eval '[[ $refused == "HTTP/1.1 403"* && -n $(kubectl_in get node summary-other-node -o name) && -z $(kubectl_in get node summary-other-node -o jsonpath="{.metadata.labels.cert-rotator\.io/due}") ]]'
 	kubectl_in delete node summary-other-node >/dev/null 2>&1
