@@ -680,6 +680,7 @@ mod events {
             enabled: true,
             kubeconfig: PathBuf::from("/etc/kubernetes/kubelet.conf"),
             timeout_seconds: 2,
+            ..Default::default()
         };
         let started = Instant::now();
         tell(&root, &s, &of_report(&r));

@@ -128,11 +128,19 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
     outln!();
     out!("{}", report.summary());
     // Told to the cluster when it can be reached, within [events]'s timeout, after the
-    // work: never a reason for the pass to wait or fail.
-    crate::kube::events::tell(
+    // work: never a reason for the pass to wait or fail. The summary is of the node as
+    // the pass left it.
+    let summary = settings.events.node_summary.then(|| {
+        crate::kube::summary::NodeSummary::of(
+            &crate::pass::read_node(root, settings),
+            OffsetDateTime::now_utc(),
+        )
+    });
+    crate::kube::events::tell_all(
         root,
         &settings.events,
         &crate::kube::events::of_report(&report),
+        summary.as_ref(),
     );
     let result = PassResult {
         at: OffsetDateTime::now_utc(),

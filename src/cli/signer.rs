@@ -21,7 +21,7 @@ pub fn signer(root: &NodeRoot, config_file: Option<&Path>, rounds: Option<u64>) 
             // Nothing configured is the operator's to fix (2); a kubeconfig that cannot
             // be used may be a node still being set up (1, systemd retries).
             ExitCode::from(match e {
-                ServeError::NoSigner => 2,
+                ServeError::NoSigner | ServeError::Config(_) => 2,
                 ServeError::Client(_) => 1,
             })
         }

@@ -15,6 +15,7 @@ pub mod coordination;
 pub mod events;
 mod paths;
 pub mod remote;
+pub mod san_rules;
 pub mod signer;
 
 pub const DEFAULT_CONFIG: &str = "/etc/cert-rotator/config.toml";

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::san_rules::SanRules;
 use super::InvalidValue;
 
 /// `[csr]`: how the signer service reaches the API server and elects one leader.
@@ -30,6 +31,22 @@ pub struct CsrSettings {
     pub approve_kubelet_serving: bool,
     /// The longest spec.expirationSeconds such a CSR may ask for.
     pub kubelet_serving_max_seconds: u64,
+    /// DNS SANs allowed beyond the node's name and DNS addresses: patterns where `*` is
+    /// one label and `{node}` the node's name (`{node}.nodes.example.internal`).
+    pub kubelet_serving_dns_patterns: Vec<String>,
+    /// IP SANs allowed beyond the Node's status.addresses: CIDR prefixes.
+    pub kubelet_serving_ip_prefixes: Vec<String>,
+}
+
+impl CsrSettings {
+    /// The approver's extra DNS patterns and IP prefixes, parsed (checked at load by
+    /// [`validate`], so the service's call cannot fail on a loaded configuration).
+    pub fn san_rules(&self) -> Result<SanRules, InvalidValue> {
+        SanRules::parse(
+            &self.kubelet_serving_dns_patterns,
+            &self.kubelet_serving_ip_prefixes,
+        )
+    }
 }
 
 impl Default for CsrSettings {
@@ -44,6 +61,8 @@ impl Default for CsrSettings {
             identity: None,
             approve_kubelet_serving: false,
             kubelet_serving_max_seconds: 365 * 24 * 3600,
+            kubelet_serving_dns_patterns: Vec::new(),
+            kubelet_serving_ip_prefixes: Vec::new(),
         }
     }
 }
@@ -145,6 +164,19 @@ pub fn validate(csr: &CsrSettings, signers: &[SignerSettings]) -> Result<(), Inv
             "must be below csr.lease_duration_seconds, or the Lease expires between two renewals",
         ));
     }
+    // A round renews the Lease before starting a request that could end after it
+    // expires (lease_duration - timeout since the renewal): that needs room.
+    if csr.timeout_seconds >= csr.lease_duration_seconds {
+        return Err(InvalidValue::new(
+            "csr.timeout_seconds",
+            csr.timeout_seconds,
+            format!(
+                "must be below csr.lease_duration_seconds ({}): one request must fit in the Lease's time, or a signer could write after another took the Lease over",
+                csr.lease_duration_seconds
+            ),
+        ));
+    }
+    csr.san_rules()?;
     for (i, s) in signers.iter().enumerate() {
         let key = |k: &str| format!("signer[{i}].{k}");
         // The API's own rule for signerName: a domain, a slash, a path.
@@ -253,5 +285,40 @@ mod tests {
         assert!(validate(&csr, &[]).is_err());
         csr.lease_name = "cert-rotator.signer".into();
         assert!(validate(&csr, &[]).is_ok());
+    }
+
+    #[test]
+    fn a_request_must_fit_in_the_lease() {
+        let mut csr = CsrSettings {
+            lease_duration_seconds: 10,
+            poll_seconds: 2,
+            timeout_seconds: 10,
+            ..Default::default()
+        };
+        let e = validate(&csr, &[]).unwrap_err();
+        assert_eq!(e.key, "csr.timeout_seconds");
+        assert!(e.problem.contains("below csr.lease_duration_seconds (10)"));
+        csr.timeout_seconds = 9;
+        assert!(validate(&csr, &[]).is_ok());
+    }
+
+    #[test]
+    fn approver_patterns_and_prefixes_are_checked_at_load() {
+        let mut csr = CsrSettings {
+            kubelet_serving_dns_patterns: vec!["{node}.nodes.example.internal".into()],
+            kubelet_serving_ip_prefixes: vec!["10.0.0.0/8".into(), "fd00::/8".into()],
+            ..Default::default()
+        };
+        assert!(validate(&csr, &[]).is_ok());
+        csr.kubelet_serving_ip_prefixes.push("10.0.0.1/8".into());
+        let e = validate(&csr, &[]).unwrap_err();
+        assert_eq!(e.key, "csr.kubelet_serving_ip_prefixes");
+        assert!(e.to_string().contains("host bits"), "{e}");
+        csr.kubelet_serving_ip_prefixes.pop();
+        csr.kubelet_serving_dns_patterns.push("*.*".into());
+        assert_eq!(
+            validate(&csr, &[]).unwrap_err().key,
+            "csr.kubelet_serving_dns_patterns"
+        );
     }
 }

@@ -205,6 +205,24 @@ impl ApiClient {
         self.answer("POST", path, r)
     }
 
+    /// A JSON merge patch (RFC 7386) that ends, answered or not, `within` from now.
+    pub fn merge_patch_within<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        within: std::time::Duration,
+    ) -> Reply<T> {
+        let r = self
+            .agent
+            .patch(format!("{}{path}", self.server))
+            .header("Content-Type", "application/merge-patch+json")
+            .config()
+            .timeout_global(Some(within))
+            .build()
+            .send(json(body, "PATCH", path)?);
+        self.answer("PATCH", path, r)
+    }
+
     /// A replace. Carrying `metadata.resourceVersion`, it is conditional: a 409 when the
     /// object changed since it was read ([`ApiError::is_conflict`]).
     pub fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Reply<T> {

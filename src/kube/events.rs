@@ -2,8 +2,9 @@
 //! failure and rollback, and each certificate left inside its renewal window
 //! (`CertificateExpirationWarning`, the reason RKE2 and k3s use, so existing dashboards
 //! catch it). Sent with the node's own credentials (kubelet.conf: `system:node:NAME` may
-//! create Events), best effort: all of a pass's Events share one deadline, the first
-//! transport failure ends the sending, and nothing here changes the pass's outcome.
+//! create Events), best effort: all of a pass's Events and the summary on the Node
+//! (super::summary) share one deadline, the first transport failure ends the sending,
+//! and nothing here changes the pass's outcome.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::{ApiClient, ClientOptions};
+use super::summary::NodeSummary;
+use super::{ApiClient, ApiError, ClientOptions};
 use crate::config::events::EventSettings;
 use crate::node::kubeconfig::{self, ClientCredential};
 use crate::node::NodeRoot;
@@ -107,13 +109,27 @@ fn node_name(root: &NodeRoot, path: &Path) -> Option<String> {
 /// Sends the pass's Events when `[events]` is enabled. Never fails and never takes
 /// longer than `timeout_seconds` (plus the local reading of the kubeconfig).
 pub fn tell(root: &NodeRoot, s: &EventSettings, events: &[NodeEvent]) {
-    if !s.enabled || events.is_empty() {
+    tell_all(root, s, events, None)
+}
+
+/// Sends the pass's Events (when `enabled`), then the summary onto the Node (when
+/// `node_summary`), all within one deadline of `timeout_seconds` (plus the local reading
+/// of the kubeconfig). Never fails: what cannot be sent is said in the journal.
+pub fn tell_all(
+    root: &NodeRoot,
+    s: &EventSettings,
+    events: &[NodeEvent],
+    summary: Option<&NodeSummary>,
+) {
+    let events = if s.enabled { events } else { &[] };
+    let summary = summary.filter(|_| s.node_summary);
+    if events.is_empty() && summary.is_none() {
         return;
     }
     let deadline = Instant::now() + Duration::from_secs(s.timeout_seconds);
     let Some(node) = node_name(root, &s.kubeconfig) else {
         tracing::warn!(
-            "events: {}: no client certificate of a node (CN system:node:NAME); no Events sent",
+            "events: {}: no client certificate of a node (CN system:node:NAME); nothing sent to the cluster",
             s.kubeconfig.display()
         );
         return;
@@ -129,10 +145,50 @@ pub fn tell(root: &NodeRoot, s: &EventSettings, events: &[NodeEvent]) {
     ) {
         Ok(a) => a,
         Err(e) => {
-            tracing::warn!("events: {e}; no Events sent");
+            tracing::warn!("events: {e}; nothing sent to the cluster");
             return;
         }
     };
+    if !send_events(&api, &node, events, deadline) {
+        return;
+    }
+    // The name is part of the URL path: a Kubernetes object name, nothing to encode.
+    let summary = summary.filter(|_| {
+        let ok = node
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !ok {
+            tracing::warn!("events: {node:?} is not a Node name; no summary sent");
+        }
+        ok
+    });
+    if let Some(summary) = summary {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            tracing::warn!("events: no time left for the summary on Node {node}");
+            return;
+        }
+        match api.merge_patch_within::<_, serde_json::Value>(
+            &format!("/api/v1/nodes/{node}"),
+            &summary.patch(),
+            left,
+        ) {
+            Ok(_) => tracing::info!(
+                "events: summary on Node {node}: next expiry {}, {} due",
+                summary.next_expiry.as_deref().unwrap_or("none"),
+                summary.due
+            ),
+            Err(e) => tracing::warn!("events: the summary on Node {node}: {e}"),
+        }
+    }
+}
+
+/// Posts the Events within the deadline; false when the API server could not be
+/// reached (what would follow would fare alike).
+fn send_events(api: &ApiClient, node: &str, events: &[NodeEvent], deadline: Instant) -> bool {
+    if events.is_empty() {
+        return true;
+    }
     let mut sent = 0;
     for e in events {
         // Each Event gets what is left of the one deadline, so the whole sending ends by it.
@@ -165,9 +221,10 @@ pub fn tell(root: &NodeRoot, s: &EventSettings, events: &[NodeEvent]) {
         ) {
             Ok(_) => sent += 1,
             Err(err) => {
-                // The API server is unreachable or refuses: the rest would fare alike.
                 tracing::warn!("events: {err}; {} of {} Events sent", sent, events.len());
-                return;
+                // Refused (403, 422): the Node may still take its summary. Unreachable:
+                // it would fare alike.
+                return !matches!(err, ApiError::Transport { .. });
             }
         }
     }
@@ -175,4 +232,5 @@ pub fn tell(root: &NodeRoot, s: &EventSettings, events: &[NodeEvent]) {
         "events: {sent} of {} Events sent on Node {node}",
         events.len()
     );
+    true
 }

@@ -1,7 +1,7 @@
 //! The Kubernetes API seen from the node: a client built from a kubeconfig (the node's
 //! own files, through the `--root` gate), the few API objects the agent reads and
 //! writes (CertificateSigningRequest, Lease, Node), as serde structs of their wire form,
-//! and the Events a pass leaves on its Node.
+//! and the Events and the inventory's summary a pass leaves on its Node.
 //!
 //! Hand-written rather than k8s-openapi: measured, k8s-openapi's types for the same
 //! objects add more to the packaged binary than the budget has left
@@ -12,6 +12,7 @@
 mod client;
 pub mod events;
 pub mod lease;
+pub mod summary;
 pub mod types;
 
 pub use client::{b64, ApiClient, ApiError, ClientOptions, Reply};

@@ -4,15 +4,16 @@
 //! every part names the requesting node and nothing else: requested by
 //! `system:node:NAME` in `system:nodes`; subject CN `system:node:NAME`, O
 //! `system:nodes`; usages within digital signature, key encipherment, server auth; every
-//! DNS SAN the node's name or one of the Node's DNS addresses; every IP SAN one of the
-//! Node's IP addresses; the duration asked within the maximum. Denied with the reason
-//! otherwise.
+//! DNS SAN the node's name, one of the Node's DNS addresses or a configured pattern;
+//! every IP SAN one of the Node's IP addresses or in a configured prefix; the duration
+//! asked within the maximum. Denied with the reason otherwise.
 
 use std::net::IpAddr;
 
 use x509_cert::ext::pkix::name::GeneralName;
 
 use super::request::{decode_request, parse_request};
+use crate::config::san_rules::SanRules;
 use crate::kube::types::{CertificateSigningRequest, Node};
 use crate::pki::name_attributes;
 
@@ -38,15 +39,36 @@ pub fn requesting_node(csr: &CertificateSigningRequest) -> Option<String> {
 /// The verdict on a pending kubelet-serving CSR; `node` is the requesting node's Node
 /// object (None: it does not exist).
 pub fn judge(csr: &CertificateSigningRequest, node: Option<&Node>, max_seconds: u64) -> Verdict {
-    match check(csr, node, max_seconds) {
+    judge_with(csr, node, max_seconds, &SanRules::default())
+}
+
+/// [`judge`] with the configured DNS patterns and IP prefixes (`[csr]
+/// kubelet_serving_dns_patterns`, `kubelet_serving_ip_prefixes`) allowed too.
+pub fn judge_with(
+    csr: &CertificateSigningRequest,
+    node: Option<&Node>,
+    max_seconds: u64,
+    rules: &SanRules,
+) -> Verdict {
+    match check(csr, node, max_seconds, rules) {
         Ok(name) => Verdict::Approve(format!(
-            "cert-rotator: the request names node {name} and only its addresses"
+            "cert-rotator: the request names node {name} and only its addresses{}",
+            if rules == &SanRules::default() {
+                ""
+            } else {
+                " or the configured names and prefixes"
+            }
         )),
         Err(reason) => Verdict::Deny(reason),
     }
 }
 
-fn check(csr: &CertificateSigningRequest, node: Option<&Node>, max: u64) -> Result<String, String> {
+fn check(
+    csr: &CertificateSigningRequest,
+    node: Option<&Node>,
+    max: u64,
+    rules: &SanRules,
+) -> Result<String, String> {
     let Some(name) = requesting_node(csr) else {
         return Err(format!(
             "requested by {:?}, not by a node (system:node:NAME in system:nodes)",
@@ -97,11 +119,13 @@ fn check(csr: &CertificateSigningRequest, node: Option<&Node>, max: u64) -> Resu
                 a.address == d
                     && matches!(a.type_.as_str(), "Hostname" | "InternalDNS" | "ExternalDNS")
             })
+            || rules.dns_allowed(d, &name)
     };
     let ip_ok = |ip: &IpAddr| {
         addresses
             .iter()
             .any(|a| a.address.parse::<IpAddr>().ok().as_ref() == Some(ip))
+            || rules.ip_allowed(ip)
     };
     let sans = req.san.map(|s| s.0).unwrap_or_default();
     if sans.is_empty() {
@@ -112,8 +136,13 @@ fn check(csr: &CertificateSigningRequest, node: Option<&Node>, max: u64) -> Resu
             GeneralName::DnsName(d) if dns_ok(d.as_str()) => {}
             GeneralName::DnsName(d) => {
                 return Err(format!(
-                    "DNS SAN {} is neither node {name}'s name nor one of its DNS addresses",
-                    d.as_str()
+                    "DNS SAN {} is neither node {name}'s name nor one of its DNS addresses{}",
+                    d.as_str(),
+                    if rules.dns_patterns.is_empty() {
+                        ""
+                    } else {
+                        " nor a configured pattern"
+                    }
                 ))
             }
             GeneralName::IpAddress(o) => {
@@ -125,7 +154,14 @@ fn check(csr: &CertificateSigningRequest, node: Option<&Node>, max: u64) -> Resu
                 match ip {
                     Some(ip) if ip_ok(&ip) => {}
                     Some(ip) => {
-                        return Err(format!("IP SAN {ip} is not one of node {name}'s addresses"))
+                        return Err(format!(
+                            "IP SAN {ip} is not one of node {name}'s addresses{}",
+                            if rules.ip_prefixes.is_empty() {
+                                ""
+                            } else {
+                                " nor in a configured prefix"
+                            }
+                        ))
                     }
                     None => return Err("an IP SAN is neither IPv4 nor IPv6".into()),
                 }

@@ -3,18 +3,21 @@
 //! a restarted signer, an API server restart or a dropped connection loses nothing, as
 //! the next list sees every CSR as it stands. Every status write carries the
 //! resourceVersion the decision was made on, so a CSR another signer wrote in the
-//! meantime is refused with 409 and never signed twice.
+//! meantime is refused with 409 and never signed twice. A round stops before a write
+//! that could land after the Lease expired ([`Term`]), renews it and goes on.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
-use super::approve::{judge, requesting_node, Verdict, KUBELET_SERVING};
+use super::approve::{judge_with, requesting_node, Verdict, KUBELET_SERVING};
 use super::decide::{evaluate, Phase, Refusal};
 use super::issue::{issue, window};
 use crate::ca::LocalCa;
+use crate::config::san_rules::SanRules;
 use crate::config::signer::{CsrSettings, SignerSettings};
+use crate::config::InvalidValue;
 use crate::kube::lease::Elector;
 use crate::kube::types::{CertificateSigningRequest, CsrCondition, CsrStatus, List, Node};
 use crate::kube::{b64, ApiClient, ApiError, ClientOptions};
@@ -32,6 +35,38 @@ pub enum ServeError {
     NoSigner,
     #[error("[csr] kubeconfig {0}")]
     Client(#[source] ApiError),
+    #[error("{0}")]
+    Config(#[from] InvalidValue),
+}
+
+/// The time this signer may still write in after a renewal of the Lease: the Lease's
+/// duration less one request's timeout, so the last write started ends (answered or
+/// timed out) before another signer can take the Lease over. Checked before every write:
+/// a round of many CSRs, each up to a timeout, would otherwise outlast the Lease.
+#[derive(Clone, Copy, Debug)]
+struct Term {
+    /// Taken before the renewal's first request: its renewTime, and another candidate's
+    /// clock, start no earlier.
+    renewed_at: Instant,
+    budget: Duration,
+}
+
+impl Term {
+    fn new(renewed_at: Instant, lease: Duration, timeout: Duration) -> Term {
+        Term {
+            renewed_at,
+            budget: lease.saturating_sub(timeout),
+        }
+    }
+
+    /// Whether a write started at `now` might end after the Lease.
+    fn over_at(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.renewed_at) >= self.budget
+    }
+
+    fn over(&self) -> bool {
+        self.over_at(Instant::now())
+    }
 }
 
 /// What happened to one CSR in one round, for the journal.
@@ -58,6 +93,7 @@ pub fn serve(
     if signers.is_empty() && !csr.approve_kubelet_serving {
         return Err(ServeError::NoSigner);
     }
+    let rules = csr.san_rules()?;
     let api = ApiClient::from_kubeconfig(
         root,
         &csr.kubeconfig,
@@ -86,6 +122,7 @@ pub fn serve(
     let mut leading = false;
     let mut n = 0;
     loop {
+        let renewed_at = Instant::now();
         match elector.try_lead(&api) {
             Ok(now_leading) => {
                 if now_leading != leading {
@@ -105,24 +142,41 @@ pub fn serve(
                 leading = false;
             }
         }
+        let term = Term::new(
+            renewed_at,
+            Duration::from_secs(csr.lease_duration_seconds),
+            Duration::from_secs(csr.timeout_seconds),
+        );
+        let mut cut = false;
         if leading {
             if csr.approve_kubelet_serving {
-                approve_round(&api, csr.kubelet_serving_max_seconds);
+                cut = !approve_round(&api, csr.kubelet_serving_max_seconds, &rules, &term);
             }
             for s in signers {
-                round(root, &api, s, &mut ca_said);
+                if cut {
+                    break;
+                }
+                cut = !round(root, &api, s, &mut ca_said, &term);
             }
         }
         n += 1;
         if rounds.is_some_and(|r| n >= r) {
             return Ok(());
         }
+        if cut {
+            // What is left is acted on right after the renewal, not a poll later.
+            tracing::info!(
+                "the round reached lease_duration_seconds - timeout_seconds since the Lease's renewal: renewing it before going on"
+            );
+            continue;
+        }
         std::thread::sleep(Duration::from_secs(csr.poll_seconds));
     }
 }
 
-/// One list of the kubelets' serving CSRs, each pending one approved or denied.
-fn approve_round(api: &ApiClient, max_seconds: u64) {
+/// One list of the kubelets' serving CSRs, each pending one approved or denied. False
+/// when it stopped because the term since the Lease's renewal ran out.
+fn approve_round(api: &ApiClient, max_seconds: u64, rules: &SanRules, term: &Term) -> bool {
     let path = format!(
         "{CSR_API}?fieldSelector=spec.signerName%3D{}",
         encode(KUBELET_SERVING)
@@ -131,7 +185,7 @@ fn approve_round(api: &ApiClient, max_seconds: u64) {
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(signer = KUBELET_SERVING, "listing CSRs failed: {e}");
-            return;
+            return true;
         }
     };
     for csr in list.items {
@@ -154,10 +208,13 @@ fn approve_round(api: &ApiClient, max_seconds: u64) {
             },
             None => None,
         };
-        let (kind, reason, message) = match judge(&csr, node.as_ref(), max_seconds) {
+        let (kind, reason, message) = match judge_with(&csr, node.as_ref(), max_seconds, rules) {
             Verdict::Approve(m) => ("Approved", "CertRotatorApproved", m),
             Verdict::Deny(m) => ("Denied", "CertRotatorDenied", m),
         };
+        if term.over() {
+            return false;
+        }
         let mut next = csr;
         push_condition(&mut next, kind, reason, &message);
         let path = format!("{CSR_API}/{}/approval", encode(&name));
@@ -170,15 +227,18 @@ fn approve_round(api: &ApiClient, max_seconds: u64) {
             Err(e) => tracing::warn!(csr = %name, "{e}"),
         }
     }
+    true
 }
 
-/// One list of one signer's CSRs, each Approved one signed or failed.
+/// One list of one signer's CSRs, each Approved one signed or failed. False when it
+/// stopped because the term since the Lease's renewal ran out.
 fn round(
     root: &NodeRoot,
     api: &ApiClient,
     s: &SignerSettings,
     ca_said: &mut BTreeMap<String, String>,
-) {
+    term: &Term,
+) -> bool {
     let path = format!(
         "{CSR_API}?fieldSelector=spec.signerName%3D{}",
         encode(&s.name)
@@ -187,7 +247,7 @@ fn round(
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(signer = %s.name, "listing CSRs failed: {e}");
-            return;
+            return true;
         }
     };
     for csr in list.items {
@@ -199,6 +259,10 @@ fn round(
         let Some(name) = csr.metadata.name.clone().filter(|n| !n.is_empty()) else {
             continue;
         };
+        // handle's one API call is the write.
+        if term.over() {
+            return false;
+        }
         match handle(root, api, s, csr, ca_said) {
             Ok(Outcome::Issued { serial }) => {
                 tracing::info!(csr = %name, signer = %s.name, serial = %serial, "issued")
@@ -213,6 +277,7 @@ fn round(
             Err(e) => tracing::warn!(csr = %name, signer = %s.name, "{e}"),
         }
     }
+    true
 }
 
 fn handle(
@@ -339,4 +404,29 @@ fn default_identity() -> String {
         .unwrap_or_default();
     let host = if host.is_empty() { "node".into() } else { host };
     format!("{host}_{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_term_ends_one_timeout_before_the_lease() {
+        let t0 = Instant::now();
+        let term = Term::new(t0, Duration::from_secs(15), Duration::from_secs(10));
+        assert!(!term.over_at(t0));
+        assert!(!term.over_at(t0 + Duration::from_millis(4999)));
+        assert!(term.over_at(t0 + Duration::from_secs(5)));
+        assert!(term.over_at(t0 + Duration::from_secs(60)));
+        // A clock read before the renewal (never, but monotonic clocks are compared).
+        let late = Term::new(
+            t0 + Duration::from_secs(1),
+            Duration::from_secs(15),
+            Duration::from_secs(10),
+        );
+        assert!(!late.over_at(t0));
+        // A configuration that leaves no time (refused at load) writes nothing.
+        let none = Term::new(t0, Duration::from_secs(10), Duration::from_secs(10));
+        assert!(none.over_at(t0));
+    }
 }

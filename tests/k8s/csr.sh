@@ -27,6 +27,17 @@
 #   5b. the shipped RBAC manifest: a signer with only that identity signs.
 #   6. [events]: a pass that renews and restarts leaves Events on the Node (kubectl get
 #      events); with the API server stopped the pass succeeds, at most the timeout slower.
+#   7. [events] node_summary: after a pass, `kubectl get node -L` shows the labels
+#      cert-rotator.io/next-expiry (the date of the earliest notAfter `status --json`
+#      shows) and cert-rotator.io/due (its count of due certificates), and the annotation
+#      cert-rotator.io/certificates is JSON naming every certificate; set with
+#      kubelet.conf's credentials through NodeRestriction (which refuses the same node a
+#      kubernetes.io label, and any label on another Node); with the API server stopped
+#      the pass succeeds, at most the timeout slower.
+#   8. the approver's kubelet_serving_dns_patterns and kubelet_serving_ip_prefixes: the
+#      node's own CSR for a name of the pattern and an address of the prefix is approved
+#      and issued; one for another node's name under the pattern, or an address outside
+#      the prefixes, is denied naming the SAN.
 # cfssl runs on the host (the requester's and the administrator's machine in the seed);
 # kubectl, the API server and the signer in the container. Prints "N passed, N failed";
 # the seconds from approval to Issued go to $K8S_RESULTS.
@@ -79,6 +90,7 @@ e2e_exec sh -c 'cat >/etc/cert-rotator/config.d/60-signer.toml' <<'EOC'
 poll_seconds = 1
 lease_duration_seconds = 6
 approve_kubelet_serving = true
+timeout_seconds = 4
 
 [[signer]]
 name = "example.com/serving"
@@ -421,5 +433,99 @@ printf 'events_pass_seconds_without %s\nevents_pass_seconds_with_apiserver_down 
 e2e_check "with the API server stopped, a pass with Events enabled succeeds (${with:-failed} s; ${without:-failed} s without Events)" \
 	eval '[[ -n $with && -n $without ]] && awk -v a="$with" -v b="$without" "BEGIN { exit !(a <= b + 5) }"'
 e2e_exec mv /root/kube-apiserver.yaml /etc/kubernetes/manifests/kube-apiserver.yaml
+
+# --- 7. the summary on the Node ([events] node_summary) ---------------------------------
+# Its own section: the passes of section 6's configuration (admin.conf due by its window),
+# Events off, the summary on.
+summary_section() {
+	local want_expiry want_due names labels annotation without with refused
+	e2e_check "the API server is back (section 6 stopped it)" e2e_wait_for 120 apiserver_ready
+	e2e_exec sh -c 'cat >/etc/cert-rotator/config.d/75-summary.toml' <<'EOC'
+[events]
+enabled = false
+node_summary = true
+timeout_seconds = 5
+EOC
+	e2e_exec systemctl start cert-rotator.service
+	e2e_check "a pass with node_summary succeeds" \
+		eq "$(e2e_exec systemctl show -P Result cert-rotator.service)" success
+	# What the node holds, as `status --json` reads it right after the pass.
+	e2e_exec cert-rotator status --json >"$E2E_DIR/summary-status.json" 2>/dev/null
+	want_expiry=$(jq -r '[.certificates[] | .not_after | select(. != null)] | min | .[0:10]' "$E2E_DIR/summary-status.json")
+	want_due=$(jq -r '[.certificates[] | select(.due)] | length' "$E2E_DIR/summary-status.json")
+	labels=$(kubectl_in get node "$K8S_NODE" --no-headers -L cert-rotator.io/next-expiry -L cert-rotator.io/due 2>/dev/null)
+	kubectl_in get node "$K8S_NODE" -L cert-rotator.io/next-expiry -L cert-rotator.io/due >&2
+	e2e_check "kubectl get node -L: next-expiry $want_expiry (the earliest notAfter) and due $want_due, as status --json says" \
+		eval '[[ -n $want_expiry && $(awk "{ print \$(NF-1), \$NF }" <<<"$labels") == "$want_expiry $want_due" ]]'
+	annotation=$(kubectl_in get node "$K8S_NODE" -o jsonpath='{.metadata.annotations.cert-rotator\.io/certificates}' 2>/dev/null)
+	names=$(jq -r '[.certificates[].name] | sort | join(" ")' "$E2E_DIR/summary-status.json")
+	e2e_check "the annotation cert-rotator.io/certificates is JSON with an entry for each of the node's certificates" \
+		eval '[[ -n $names && $(jq -r "[.certificates[].name] | sort | join(\" \")" <<<"$annotation" 2>/dev/null) == "$names" ]]'
+	e2e_check "... each with notAfter, state and who renews it (kubelet-client-current.pem: the kubelet)" \
+		eval '[[ $(jq -r ".certificates[] | select(.name == \"kubelet-client-current.pem\") | .renewedBy" <<<"$annotation") == kubelet && $(jq -r ".certificates[] | select(.name == \"apiserver\") | .state + \" \" + .notAfter" <<<"$annotation") == ok\ 20* ]]'
+	e2e_log "annotation: $(head -c 300 <<<"$annotation")..."
+	e2e_check "... sent with kubelet.conf's credentials (the journal of the pass says so)" \
+		eval 'e2e_exec journalctl --no-pager -o cat -u cert-rotator.service | grep -q "events: summary on Node $K8S_NODE: next expiry $want_expiry, $want_due due"'
+	# NodeRestriction is at work: the node's credentials may not set a kubernetes.io label
+	# on their own Node, yet took cert-rotator.io's.
+	e2e_check "NodeRestriction refuses the node a kubernetes.io label on its own Node (it is enforced)" \
+		eval '! e2e_exec kubectl --kubeconfig /etc/kubernetes/kubelet.conf label node "$K8S_NODE" node-restriction.kubernetes.io/x=y >/dev/null 2>&1'
+	# No node overwrites another's summary: a second Node object (made by the admin), the
+	# same merge patch with this node's credentials is refused.
+	kubectl_in create -f - >/dev/null <<<'{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "summary-other-node"}}'
+	# The PATCH itself, raw (kubectl patch would GET the Node first, which the Node
+	# authorizer refuses before NodeRestriction is asked), with kubelet.conf's certificate.
+	refused=$(e2e_exec sh -c '
+		body="{\"metadata\":{\"labels\":{\"cert-rotator.io/due\":\"0\"}}}"
+		server=$(sed -n "s|^ *server: https://||p" /etc/kubernetes/kubelet.conf | head -n1)
+		pem=/var/lib/kubelet/pki/kubelet-client-current.pem
+		printf "PATCH /api/v1/nodes/summary-other-node HTTP/1.1\r\nHost: %s\r\nContent-Type: application/merge-patch+json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s" "$server" "${#body}" "$body" |
+			timeout 10 openssl s_client -quiet -connect "$server" -cert $pem -key $pem -CAfile /etc/kubernetes/pki/ca.crt 2>/dev/null' | tr -d '\r')
+	e2e_log "the node patching another Node: $(grep -o '"message":"\([^"\\]\|\\.\)*"' <<<"$refused")"
+	e2e_check "... and refuses this node's credentials the summary labels on another Node (PATCH: 403)" \
+		eval '[[ $refused == "HTTP/1.1 403"* && -n $(kubectl_in get node summary-other-node -o name) && -z $(kubectl_in get node summary-other-node -o jsonpath="{.metadata.labels.cert-rotator\.io/due}") ]]'
+	kubectl_in delete node summary-other-node >/dev/null 2>&1
+	# The API server stopped: the pass still succeeds, at most events.timeout_seconds slower.
+	e2e_exec mv /etc/kubernetes/manifests/kube-apiserver.yaml /root/kube-apiserver.yaml
+	e2e_wait_for 30 eval '! apiserver_ready'
+	e2e_exec sed -i 's/^node_summary = true$/node_summary = false/' /etc/cert-rotator/config.d/75-summary.toml
+	without=$(timed_pass)
+	e2e_exec sed -i 's/^node_summary = false$/node_summary = true/' /etc/cert-rotator/config.d/75-summary.toml
+	with=$(timed_pass)
+	printf 'summary_pass_seconds_without %s\nsummary_pass_seconds_with_apiserver_down %s\n' "${without:-?}" "${with:-?}" | tee -a "$results" >&2
+	e2e_check "with the API server stopped, a pass with node_summary succeeds (${with:-failed} s; ${without:-failed} s without)" \
+		eval '[[ -n $with && -n $without ]] && awk -v a="$with" -v b="$without" "BEGIN { exit !(a <= b + 5) }"'
+	e2e_exec mv /root/kube-apiserver.yaml /etc/kubernetes/manifests/kube-apiserver.yaml
+	e2e_exec rm -f /etc/cert-rotator/config.d/75-summary.toml
+}
+summary_section
+
+# --- 8. the approver's DNS patterns and IP prefixes -------------------------------------
+approver_rules_section() {
+	local dns=$K8S_NODE.nodes.example.internal
+	e2e_check "the API server is back (section 7 stopped it)" e2e_wait_for 120 apiserver_ready
+	e2e_exec sh -c 'cat >/etc/cert-rotator/config.d/65-approver-rules.toml' <<'EOC'
+[csr]
+kubelet_serving_dns_patterns = ["{node}.nodes.example.internal", "*.lb.example.internal"]
+kubelet_serving_ip_prefixes = ["10.96.0.0/12", "fd00::/8"]
+EOC
+	e2e_check "config check accepts the patterns and prefixes" e2e_exec sh -c 'cert-rotator config check >/dev/null'
+	e2e_exec systemctl restart cert-rotator-signer.service
+	forge rules-in /etc/kubernetes/kubelet.conf "DNS:$K8S_NODE,DNS:$dns,DNS:api.lb.example.internal,IP:$K8S_ADDRESS,IP:10.96.0.7,IP:fd00::7"
+	forge rules-other-node /etc/kubernetes/kubelet.conf "DNS:other.nodes.example.internal,IP:10.96.0.8"
+	forge rules-two-labels /etc/kubernetes/kubelet.conf "DNS:a.b.lb.example.internal"
+	forge rules-ip-out /etc/kubernetes/kubelet.conf "DNS:$dns,IP:10.112.0.1"
+	e2e_check "the node's CSR for $dns, api.lb.example.internal, 10.96.0.7 and fd00::7 is approved by cert-rotator and issued" \
+		e2e_wait_for 30 eval 'issued rules-in && [[ $(kubectl_in get csr rules-in -o jsonpath="{.status.conditions[?(@.type==\"Approved\")].reason}") == CertRotatorApproved ]]'
+	e2e_check "... for another node's name under {node}: denied, naming it" \
+		e2e_wait_for 15 denied_with rules-other-node "DNS SAN other.nodes.example.internal is neither node $K8S_NODE's name nor one of its DNS addresses nor a configured pattern"
+	e2e_check "... two labels where the pattern has one '*': denied" \
+		e2e_wait_for 15 denied_with rules-two-labels "DNS SAN a.b.lb.example.internal"
+	e2e_check "... an address outside the prefixes: denied, naming it" \
+		e2e_wait_for 15 denied_with rules-ip-out "IP SAN 10.112.0.1 is not one of node $K8S_NODE's addresses nor in a configured prefix"
+	e2e_exec systemctl stop cert-rotator-signer.service
+	e2e_exec rm -f /etc/cert-rotator/config.d/65-approver-rules.toml
+}
+approver_rules_section
 
 e2e_summary

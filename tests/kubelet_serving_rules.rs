@@ -1,0 +1,161 @@
+//! The kubelet-serving approver with `[csr] kubelet_serving_dns_patterns` and
+//! `kubelet_serving_ip_prefixes` (src/config/san_rules.rs, src/signer/approve.rs),
+//! without an API server: a node's request for a name of a configured pattern and an
+//! address of a configured prefix is approved, one beyond them denied with the reason,
+//! and a bad pattern or prefix is a configuration error naming the key and the file
+//! (`config check`). The real API server judges the same in tests/k8s/csr.sh.
+
+mod common;
+
+use base64::Engine;
+use cert_rotator::ca::remote::build_csr;
+use cert_rotator::config::san_rules::SanRules;
+use cert_rotator::kube::types::{CertificateSigningRequest, Node, NodeAddress};
+use cert_rotator::pki::x509::{CertTemplate, OID_CN, OID_O};
+use cert_rotator::pki::{KeyAlgorithm, KeyEncoding, PrivateKey};
+use cert_rotator::signer::approve::{judge_with, Verdict};
+
+/// Node n1's own serving request (O=system:nodes, CN=system:node:n1) for these SANs.
+fn request(dns: &[&str], ips: &[&str]) -> CertificateSigningRequest {
+    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256, KeyEncoding::Sec1).unwrap();
+    let der = CertTemplate {
+        subject: vec![
+            vec![(OID_O, "system:nodes".into())],
+            vec![(OID_CN, "system:node:n1".into())],
+        ],
+        dns_names: dns.iter().map(|d| d.to_string()).collect(),
+        ip_addresses: ips.iter().map(|i| i.parse().unwrap()).collect(),
+        ..Default::default()
+    }
+    .issue(&key, None)
+    .unwrap();
+    let pem = build_csr(&der, &key).unwrap();
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "csr-1", "resourceVersion": "7"},
+        "spec": {
+            "request": base64::engine::general_purpose::STANDARD.encode(pem),
+            "signerName": "kubernetes.io/kubelet-serving",
+            "usages": ["digital signature", "server auth"],
+            "username": "system:node:n1",
+            "groups": ["system:nodes", "system:authenticated"],
+        }
+    }))
+    .unwrap()
+}
+
+fn node() -> Node {
+    let mut n = Node::default();
+    n.status.addresses = vec![NodeAddress {
+        type_: "InternalIP".into(),
+        address: "192.0.2.10".into(),
+    }];
+    n
+}
+
+fn rules() -> SanRules {
+    SanRules::parse(
+        &[
+            "{node}.nodes.example.internal".into(),
+            "*.svc.example.internal".into(),
+        ],
+        &["10.0.0.0/8".into(), "fd00::/8".into()],
+    )
+    .unwrap()
+}
+
+fn verdict(dns: &[&str], ips: &[&str], rules: &SanRules) -> Verdict {
+    judge_with(&request(dns, ips), Some(&node()), 86400, rules)
+}
+
+#[test]
+fn names_of_a_pattern_and_addresses_of_a_prefix_are_approved() {
+    let v = verdict(
+        &[
+            "n1",
+            "n1.nodes.example.internal",
+            "metrics.svc.example.internal",
+        ],
+        &["192.0.2.10", "10.20.30.40", "fd00::10"],
+        &rules(),
+    );
+    assert!(
+        matches!(&v, Verdict::Approve(m) if m.contains("configured")),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn beyond_the_patterns_and_prefixes_is_denied_naming_the_san() {
+    let r = rules();
+    let deny = |dns: &[&str], ips: &[&str]| match verdict(dns, ips, &r) {
+        Verdict::Deny(m) => m,
+        v => panic!("{dns:?} {ips:?}: expected a denial, got {v:?}"),
+    };
+    // Another node's name under {node}, two labels for one '*', a foreign address.
+    assert_eq!(
+        deny(&["n2.nodes.example.internal"], &[]),
+        "DNS SAN n2.nodes.example.internal is neither node n1's name nor one of its DNS addresses nor a configured pattern"
+    );
+    assert!(deny(&["a.b.svc.example.internal"], &[]).contains("a.b.svc.example.internal"));
+    assert_eq!(
+        deny(&["n1"], &["203.0.113.9"]),
+        "IP SAN 203.0.113.9 is not one of node n1's addresses nor in a configured prefix"
+    );
+    assert!(deny(&["n1"], &["fe80::1"]).contains("fe80::1"));
+}
+
+#[test]
+fn without_rules_only_the_nodes_own_are_approved() {
+    let none = SanRules::default();
+    assert!(matches!(
+        verdict(&["n1"], &["192.0.2.10"], &none),
+        Verdict::Approve(_)
+    ));
+    match verdict(&["n1"], &["10.0.0.1"], &none) {
+        Verdict::Deny(m) => assert_eq!(m, "IP SAN 10.0.0.1 is not one of node n1's addresses"),
+        v => panic!("{v:?}"),
+    }
+}
+
+#[test]
+fn config_check_names_the_file_and_the_key_of_a_bad_pattern_or_prefix() {
+    for (line, key, words) in [
+        (
+            "kubelet_serving_dns_patterns = [\"*.*\"]",
+            "csr.kubelet_serving_dns_patterns",
+            "literal label",
+        ),
+        (
+            "kubelet_serving_ip_prefixes = [\"10.0.0.0/40\"]",
+            "csr.kubelet_serving_ip_prefixes",
+            "0 to 32",
+        ),
+        (
+            "kubelet_serving_ip_prefixes = [\"10.0.0.0\"]",
+            "csr.kubelet_serving_ip_prefixes",
+            "CIDR",
+        ),
+        (
+            "timeout_seconds = 15",
+            "csr.timeout_seconds",
+            "below csr.lease_duration_seconds",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, format!("[csr]\n{line}\n")).unwrap();
+        let out = std::process::Command::new(common::bin())
+            .args(["--root", &dir.path().display().to_string()])
+            .arg("--config")
+            .arg(&file)
+            .args(["config", "check"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{line}: accepted");
+        assert!(
+            err.contains(&file.display().to_string()) && err.contains(key) && err.contains(words),
+            "{line}: {err}"
+        );
+    }
+}
