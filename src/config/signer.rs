@@ -66,7 +66,11 @@ pub struct SignerSettings {
     pub ca_key: Option<PathBuf>,
     /// The cfssl server that signs instead (the `[ca.remote]` table's keys, less
     /// `ca_cert`, `targets` and `lifetime_margin_days`; docs/csr.md).
-    #[serde(default)]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "signer_cfssl"
+    )]
     pub cfssl: Option<RemoteSettings>,
     /// The usages a CSR may ask for, in the API's words ("digital signature",
     /// "key encipherment", "server auth", ...; "signing" is "digital signature").
@@ -78,6 +82,22 @@ pub struct SignerSettings {
     /// P-384), "ed25519".
     #[serde(default = "default_key_algorithms")]
     pub key_algorithms: Vec<String>,
+}
+
+/// The keys of `[ca.remote]` a signer's cfssl table does not take.
+const NOT_FOR_SIGNERS: [&str; 3] = ["ca_cert", "targets", "lifetime_margin_days"];
+
+/// A signer's cfssl table as `config check` prints it: without the keys it does not take.
+fn signer_cfssl<S: serde::Serializer>(c: &Option<RemoteSettings>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::Error;
+    let Some(c) = c else {
+        return s.serialize_none();
+    };
+    let mut table = toml::Table::try_from(c).map_err(S::Error::custom)?;
+    for k in NOT_FOR_SIGNERS {
+        table.remove(k);
+    }
+    table.serialize(s)
 }
 
 fn default_max_seconds() -> u64 {
@@ -230,7 +250,11 @@ fn check_ca(s: &SignerSettings, key: &dyn Fn(&str) -> String) -> Result<(), Inva
         if p.is_absolute() {
             Ok(())
         } else {
-            Err(InvalidValue::new(key(k), p, "must be an absolute node path"))
+            Err(InvalidValue::new(
+                key(k),
+                p,
+                "must be an absolute node path",
+            ))
         }
     };
     absolute("ca_cert", &s.ca_cert)?;
@@ -282,7 +306,11 @@ fn check_cfssl(c: &RemoteSettings, key: &dyn Fn(&str) -> String) -> Result<(), I
         ("client_key", &c.client_key),
     ] {
         if let Some(p) = p.as_ref().filter(|p| !p.is_absolute()) {
-            return Err(InvalidValue::new(key(k), p, "must be an absolute node path"));
+            return Err(InvalidValue::new(
+                key(k),
+                p,
+                "must be an absolute node path",
+            ));
         }
     }
     c.validate().map_err(|e| InvalidValue {
@@ -364,7 +392,10 @@ timeout_seconds = 5
         ))
         .unwrap();
         let c = remote[0].cfssl.as_ref().unwrap();
-        assert_eq!((c.profile.as_str(), c.attempts, c.timeout_seconds), ("server", 1, 5));
+        assert_eq!(
+            (c.profile.as_str(), c.attempts, c.timeout_seconds),
+            ("server", 1, 5)
+        );
         assert!(remote[0].ca_key.is_none());
     }
 
@@ -382,23 +413,48 @@ timeout_seconds = 5
             "{neither}"
         );
         let relative = check(&format!("{HEAD}ca_key = \"ca-key.pem\"\n")).unwrap_err();
-        assert!(relative.contains("signer[0].ca_key") && relative.contains("absolute"), "{relative}");
+        assert!(
+            relative.contains("signer[0].ca_key") && relative.contains("absolute"),
+            "{relative}"
+        );
         // The [ca.remote] checks, under the signer's key.
-        let http = check(&format!("{HEAD}[signer.cfssl]\nurl = \"http://127.0.0.1:8888\"\n"))
-            .unwrap_err();
-        assert!(http.starts_with("signer[0].cfssl = ") && http.contains("plain http"), "{http}");
+        let http = check(&format!(
+            "{HEAD}[signer.cfssl]\nurl = \"http://127.0.0.1:8888\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            http.starts_with("signer[0].cfssl = ") && http.contains("plain http"),
+            "{http}"
+        );
         let no_url = check(&format!("{HEAD}[signer.cfssl]\nprofile = \"server\"\n")).unwrap_err();
-        assert!(no_url.contains("signer[0].cfssl") && no_url.contains("url: missing"), "{no_url}");
+        assert!(
+            no_url.contains("signer[0].cfssl") && no_url.contains("url: missing"),
+            "{no_url}"
+        );
         let attempts = check(&format!("{HEAD}{cfssl}attempts = 0\n")).unwrap_err();
-        assert!(attempts.contains("attempts = 0: must be 1 to 10"), "{attempts}");
+        assert!(
+            attempts.contains("attempts = 0: must be 1 to 10"),
+            "{attempts}"
+        );
         // What a signer's cfssl table does not take.
         let ca = check(&format!("{HEAD}{cfssl}ca_cert = \"/ca.pem\"\n")).unwrap_err();
-        assert!(ca.starts_with("signer[0].cfssl.ca_cert = ") && ca.contains("[[signer]] table itself"), "{ca}");
-        let targets = check(&format!("{HEAD}{cfssl}[signer.cfssl.targets.\"x\"]\nprofile = \"p\"\n"))
-            .unwrap_err();
-        assert!(targets.starts_with("signer[0].cfssl.targets = "), "{targets}");
+        assert!(
+            ca.starts_with("signer[0].cfssl.ca_cert = ") && ca.contains("[[signer]] table itself"),
+            "{ca}"
+        );
+        let targets = check(&format!(
+            "{HEAD}{cfssl}[signer.cfssl.targets.\"x\"]\nprofile = \"p\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            targets.starts_with("signer[0].cfssl.targets = "),
+            "{targets}"
+        );
         let key = check(&format!("{HEAD}{cfssl}auth_key_file = \"auth.key\"\n")).unwrap_err();
-        assert!(key.starts_with("signer[0].cfssl.auth_key_file = ") && key.contains("absolute"), "{key}");
+        assert!(
+            key.starts_with("signer[0].cfssl.auth_key_file = ") && key.contains("absolute"),
+            "{key}"
+        );
         let unknown = check(&format!("{HEAD}{cfssl}uri = \"x\"\n")).unwrap_err();
         assert!(unknown.contains("unknown field `uri`"), "{unknown}");
     }

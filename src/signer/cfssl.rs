@@ -38,12 +38,19 @@ pub enum Unfit {
     OtherKey,
     #[error("cfssl returned a CA certificate (CA:TRUE)")]
     Ca,
-    #[error("cfssl changed the subject: the request asks for {asked:?}, the certificate has {got:?}")]
+    #[error(
+        "cfssl changed the subject: the request asks for {asked:?}, the certificate has {got:?}"
+    )]
     Subject { asked: String, got: String },
-    #[error("cfssl changed the SANs: the request asks for [{}], the certificate has [{}]", list(asked), list(got))]
+    #[error(
+        "cfssl changed the SANs: the request asks for [{}], the certificate has [{}]",
+        list(asked),
+        list(got)
+    )]
     Sans { asked: Vec<San>, got: Vec<San> },
     #[error(
-        "cfssl's profile {profile:?} gives usages {} that signer {signer} does not allow (it issues {}); fix the profile's usages",
+        "{} gives usages {} that signer {signer} does not allow (it issues {}); fix the profile's usages",
+        shown(profile),
         extra.join(", "), allowed.join(", ")
     )]
     ExtraUsages {
@@ -53,7 +60,8 @@ pub enum Unfit {
         allowed: Vec<String>,
     },
     #[error(
-        "cfssl's profile {profile:?} does not give usages {} the CSR asks for; fix the profile's usages",
+        "{} does not give usages {} the CSR asks for; fix the profile's usages",
+        shown(profile),
         missing.join(", ")
     )]
     MissingUsages {
@@ -72,9 +80,9 @@ pub enum Unfit {
         not_after: OffsetDateTime,
     },
     #[error(
-        "cfssl's profile {profile:?} gives a certificate ending {} (after {}), past the CA's end {}: \
+        "{} gives a certificate of {} ending {}, past the CA's end {}: \
          it would outlive its CA; set the profile's expiry shorter",
-        rfc3339(*not_after), days(*lifetime), rfc3339(*ca_end)
+        shown(profile), days(*lifetime), rfc3339(*not_after), rfc3339(*ca_end)
     )]
     OutlivesCa {
         profile: String,
@@ -83,9 +91,9 @@ pub enum Unfit {
         ca_end: OffsetDateTime,
     },
     #[error(
-        "cfssl's profile {profile:?} gives {} but the CSR may have at most {} ({}); \
+        "{} gives {} but the CSR may have at most {} ({}); \
          cfssl cannot be asked for a lifetime, its profile's expiry sets it",
-        days(*got), days(*allowed), why
+        shown(profile), days(*got), days(*allowed), why
     )]
     TooLong {
         profile: String,
@@ -98,7 +106,11 @@ pub enum Unfit {
 /// The body of the sign request (before the authsign wrapping): the CSR's PEM as the
 /// requester made it, the profile and label, and `hosts` = the request's SANs (cfssl
 /// sets the SANs from `hosts`; an empty list would mean none).
-pub fn request_body(grant: &Grant, request_pem: &str, s: &SignerSettings) -> Result<Vec<u8>, Unfit> {
+pub fn request_body(
+    grant: &Grant,
+    request_pem: &str,
+    s: &SignerSettings,
+) -> Result<Vec<u8>, Unfit> {
     let sans: Vec<San> = grant
         .request
         .san
@@ -167,7 +179,11 @@ pub fn check_issued(pem: &str, e: &Expected<'_>) -> Result<Vec<u8>, Unfit> {
             got: cert.subject.clone(),
         });
     }
-    let asked_sans: BTreeSet<San> = req.san.iter().flat_map(|s| s.0.iter().map(san_of)).collect();
+    let asked_sans: BTreeSet<San> = req
+        .san
+        .iter()
+        .flat_map(|s| s.0.iter().map(san_of))
+        .collect();
     if id.sans != asked_sans {
         return Err(Unfit::Sans {
             asked: asked_sans.into_iter().collect(),
@@ -268,6 +284,15 @@ fn check_usages(id: &Identity, e: &Expected<'_>) -> Result<(), Unfit> {
         });
     }
     Ok(())
+}
+
+/// The profile as the operator configured it.
+fn shown(profile: &str) -> String {
+    if profile.is_empty() {
+        "cfssl's default profile".into()
+    } else {
+        format!("cfssl's profile {profile:?}")
+    }
 }
 
 fn list(s: &[San]) -> String {
