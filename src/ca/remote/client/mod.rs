@@ -51,7 +51,9 @@ pub enum RemoteError {
     NoCertificate { path: PathBuf },
     #[error("{}: not a PEM private key (client_key of the cfssl table)", path.display())]
     ClientKey { path: PathBuf },
-    #[error("no system root certificates found ({errors} errors); set the cfssl table's tls_ca_bundle")]
+    #[error(
+        "no system root certificates found ({errors} errors); set the cfssl table's tls_ca_bundle"
+    )]
     NoSystemRoots { errors: usize },
     /// One exchange failed in a way retrying cannot help.
     #[error("cfssl {url}: {failure}")]
