@@ -22,7 +22,8 @@ fn profile() -> SignerSettings {
     SignerSettings {
         name: "example.com/serving".into(),
         ca_cert: "/ca.pem".into(),
-        ca_key: "/ca-key.pem".into(),
+        ca_key: Some("/ca-key.pem".into()),
+        cfssl: None,
         usages: vec![
             "signing".into(),
             "key encipherment".into(),

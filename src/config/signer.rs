@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::remote::RemoteSettings;
 use super::san_rules::SanRules;
 use super::InvalidValue;
 
@@ -68,15 +69,28 @@ impl Default for CsrSettings {
 }
 
 /// One `[[signer]]`: a signerName this node signs for, with the CA and the profile.
+/// The CA is either local (`ca_cert` and `ca_key`) or a cfssl server (`ca_cert` and a
+/// `cfssl` table), never both.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SignerSettings {
     /// spec.signerName of the CSRs to sign (`example.com/serving`).
     pub name: String,
-    /// The CA certificate and key (node paths, PEM), loaded at every signature so a
-    /// renewed CA is used at once and an expired one signs nothing.
+    /// The CA certificate (node path, PEM), loaded at every signature so a renewed CA is
+    /// used at once and an expired one signs nothing. With `cfssl`: the CA the server
+    /// signs with, which every returned certificate must verify against.
     pub ca_cert: PathBuf,
-    pub ca_key: PathBuf,
+    /// The CA key (node path, PEM): this node signs. Unset when `cfssl` signs.
+    #[serde(default)]
+    pub ca_key: Option<PathBuf>,
+    /// The cfssl server that signs instead (the `[ca.remote]` table's keys, less
+    /// `ca_cert`, `targets` and `lifetime_margin_days`; docs/csr.md).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "signer_cfssl"
+    )]
+    pub cfssl: Option<RemoteSettings>,
     /// The usages a CSR may ask for, in the API's words ("digital signature",
     /// "key encipherment", "server auth", ...; "signing" is "digital signature").
     pub usages: Vec<String>,
@@ -87,6 +101,22 @@ pub struct SignerSettings {
     /// P-384), "ed25519".
     #[serde(default = "default_key_algorithms")]
     pub key_algorithms: Vec<String>,
+}
+
+/// The keys of `[ca.remote]` a signer's cfssl table does not take.
+const NOT_FOR_SIGNERS: [&str; 3] = ["ca_cert", "targets", "lifetime_margin_days"];
+
+/// A signer's cfssl table as `config check` prints it: without the keys it does not take.
+fn signer_cfssl<S: serde::Serializer>(c: &Option<RemoteSettings>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::Error;
+    let Some(c) = c else {
+        return s.serialize_none();
+    };
+    let mut table = toml::Table::try_from(c).map_err(S::Error::custom)?;
+    for k in NOT_FOR_SIGNERS {
+        table.remove(k);
+    }
+    table.serialize(s)
 }
 
 fn default_max_seconds() -> u64 {
@@ -198,15 +228,7 @@ pub fn validate(csr: &CsrSettings, signers: &[SignerSettings]) -> Result<(), Inv
                 "is configured twice",
             ));
         }
-        for (k, p) in [("ca_cert", &s.ca_cert), ("ca_key", &s.ca_key)] {
-            if !p.is_absolute() {
-                return Err(InvalidValue::new(
-                    key(k),
-                    p,
-                    "must be an absolute node path",
-                ));
-            }
-        }
+        check_ca(s, &key)?;
         if s.usages.is_empty() {
             return Err(InvalidValue::new(
                 key("usages"),
@@ -252,6 +274,82 @@ pub fn validate(csr: &CsrSettings, signers: &[SignerSettings]) -> Result<(), Inv
         }
     }
     Ok(())
+}
+
+/// The CA of one `[[signer]]`: local files or a cfssl server, never both, never neither.
+fn check_ca(s: &SignerSettings, key: &dyn Fn(&str) -> String) -> Result<(), InvalidValue> {
+    let absolute = |k: &str, p: &PathBuf| {
+        if p.is_absolute() {
+            Ok(())
+        } else {
+            Err(InvalidValue::new(
+                key(k),
+                p,
+                "must be an absolute node path",
+            ))
+        }
+    };
+    absolute("ca_cert", &s.ca_cert)?;
+    match (&s.ca_key, &s.cfssl) {
+        (Some(_), Some(_)) => Err(InvalidValue::new(
+            key("ca_key"),
+            &s.ca_key,
+            "and a cfssl table are both set: a signer signs with its local CA key or through cfssl, not both",
+        )),
+        (None, None) => Err(InvalidValue::new(
+            key("ca_key"),
+            "",
+            "missing: set ca_key (the local CA key) or a cfssl table (a cfssl server signs)",
+        )),
+        (Some(k), None) => absolute("ca_key", k),
+        (None, Some(c)) => check_cfssl(c, &|k| key(&format!("cfssl.{k}"))),
+    }
+}
+
+/// The `[ca.remote]` checks, and the keys that mean nothing for a signer refused: the
+/// CA is the signer's `ca_cert`, the lifetime is checked against the CSR's.
+fn check_cfssl(c: &RemoteSettings, key: &dyn Fn(&str) -> String) -> Result<(), InvalidValue> {
+    let unused = RemoteSettings::default();
+    if let Some(p) = &c.ca_cert {
+        return Err(InvalidValue::new(
+            key("ca_cert"),
+            p,
+            "is not a key of a signer's cfssl table: set ca_cert in the [[signer]] table itself",
+        ));
+    }
+    if !c.targets.is_empty() {
+        return Err(InvalidValue::new(
+            key("targets"),
+            c.targets.keys().collect::<Vec<_>>(),
+            "is not a key of a signer's cfssl table (targets are [ca.remote]'s): use profile and label",
+        ));
+    }
+    if c.lifetime_margin_days != unused.lifetime_margin_days {
+        return Err(InvalidValue::new(
+            key("lifetime_margin_days"),
+            c.lifetime_margin_days,
+            "is not a key of a signer's cfssl table: the CSR's expirationSeconds and max_duration_seconds bound the lifetime",
+        ));
+    }
+    for (k, p) in [
+        ("auth_key_file", &c.auth_key_file),
+        ("tls_ca_bundle", &c.tls_ca_bundle),
+        ("client_cert", &c.client_cert),
+        ("client_key", &c.client_key),
+    ] {
+        if let Some(p) = p.as_ref().filter(|p| !p.is_absolute()) {
+            return Err(InvalidValue::new(
+                key(k),
+                p,
+                "must be an absolute node path",
+            ));
+        }
+    }
+    c.validate().map_err(|e| InvalidValue {
+        key: key("url").trim_end_matches(".url").to_string(),
+        value: format!("{{ url = {:?} }}", c.url),
+        problem: e.to_string(),
+    })
 }
 
 /// The longest lifetime a signer may be configured to give: 100 years.
@@ -320,5 +418,111 @@ mod tests {
             validate(&csr, &[]).unwrap_err().key,
             "csr.kubelet_serving_dns_patterns"
         );
+    }
+
+    /// The `[[signer]]` tables of a TOML text, checked: the error's text.
+    fn check(toml_text: &str) -> Result<Vec<SignerSettings>, String> {
+        #[derive(Deserialize)]
+        struct Doc {
+            signer: Vec<SignerSettings>,
+        }
+        let doc: Doc = toml::from_str(toml_text).map_err(|e| e.message().to_string())?;
+        validate(&CsrSettings::default(), &doc.signer).map_err(|e| e.to_string())?;
+        Ok(doc.signer)
+    }
+
+    const HEAD: &str = r#"
+[[signer]]
+name = "example.com/serving"
+ca_cert = "/etc/example-ca/ca.pem"
+usages = ["signing", "key encipherment", "server auth"]
+"#;
+
+    #[test]
+    fn a_signer_signs_with_local_ca_files_or_through_cfssl() {
+        let local = check(&format!("{HEAD}ca_key = \"/etc/example-ca/ca-key.pem\"\n")).unwrap();
+        assert_eq!(
+            local[0].ca_key.as_deref(),
+            Some(std::path::Path::new("/etc/example-ca/ca-key.pem"))
+        );
+        assert!(local[0].cfssl.is_none());
+        let remote = check(&format!(
+            r#"{HEAD}
+[signer.cfssl]
+url = "https://127.0.0.1:8888"
+profile = "server"
+auth_key_file = "/etc/cert-rotator/cfssl-auth.key"
+tls_ca_bundle = "/etc/example-ca/ca.pem"
+attempts = 1
+timeout_seconds = 5
+"#
+        ))
+        .unwrap();
+        let c = remote[0].cfssl.as_ref().unwrap();
+        assert_eq!(
+            (c.profile.as_str(), c.attempts, c.timeout_seconds),
+            ("server", 1, 5)
+        );
+        assert!(remote[0].ca_key.is_none());
+    }
+
+    #[test]
+    fn local_and_cfssl_are_exclusive_and_errors_name_the_key() {
+        let cfssl = "[signer.cfssl]\nurl = \"https://127.0.0.1:8888\"\n";
+        let both = check(&format!("{HEAD}ca_key = \"/k.pem\"\n{cfssl}")).unwrap_err();
+        assert!(
+            both.starts_with("signer[0].ca_key = ") && both.contains("not both"),
+            "{both}"
+        );
+        let neither = check(HEAD).unwrap_err();
+        assert!(
+            neither.starts_with("signer[0].ca_key = ") && neither.contains("or a cfssl table"),
+            "{neither}"
+        );
+        let relative = check(&format!("{HEAD}ca_key = \"ca-key.pem\"\n")).unwrap_err();
+        assert!(
+            relative.contains("signer[0].ca_key") && relative.contains("absolute"),
+            "{relative}"
+        );
+        // The [ca.remote] checks, under the signer's key.
+        let http = check(&format!(
+            "{HEAD}[signer.cfssl]\nurl = \"http://127.0.0.1:8888\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            http.starts_with("signer[0].cfssl = ") && http.contains("plain http"),
+            "{http}"
+        );
+        let no_url = check(&format!("{HEAD}[signer.cfssl]\nprofile = \"server\"\n")).unwrap_err();
+        assert!(
+            no_url.contains("signer[0].cfssl") && no_url.contains("url: missing"),
+            "{no_url}"
+        );
+        let attempts = check(&format!("{HEAD}{cfssl}attempts = 0\n")).unwrap_err();
+        assert!(
+            attempts.contains("attempts = 0: must be 1 to 10"),
+            "{attempts}"
+        );
+        // What a signer's cfssl table does not take.
+        let ca = check(&format!("{HEAD}{cfssl}ca_cert = \"/ca.pem\"\n")).unwrap_err();
+        assert!(
+            ca.starts_with("signer[0].cfssl.ca_cert = ") && ca.contains("[[signer]] table itself"),
+            "{ca}"
+        );
+        let targets = check(&format!(
+            "{HEAD}{cfssl}[signer.cfssl.targets.\"x\"]\nprofile = \"p\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            targets.starts_with("signer[0].cfssl.targets = "),
+            "{targets}"
+        );
+        let key = check(&format!("{HEAD}{cfssl}auth_key_file = \"auth.key\"\n")).unwrap_err();
+        assert!(
+            key.starts_with("signer[0].cfssl.auth_key_file = ") && key.contains("absolute"),
+            "{key}"
+        );
+        let unknown = check(&format!("{HEAD}{cfssl}uri = \"x\"\n")).unwrap_err();
+        assert!(unknown.contains("unknown field `uri`"), "{unknown}");
     }
 }

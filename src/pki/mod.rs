@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 
 pub use cert::{certificates, serial_hex, signature_verifies, CertFacts};
 pub use key::{uint_bits, KeyAlgorithm, KeyEncoding, PrivateKey};
-pub use name::name_attributes;
+pub use name::{name_attributes, name_to_string};
 pub use pem::{encode_pem, parse_pem, PemBlock};
 
 /// A problem with the content of a PKI file or with building a certificate. The caller

@@ -1,6 +1,7 @@
 //! `cert-rotator signer`: the signer of the certificates API (docs/csr.md). It signs
 //! the Approved CertificateSigningRequests of the signerNames configured in
-//! `[[signer]]` with a CA whose files are on this node, writing `status.certificate`
+//! `[[signer]]` with a CA whose files are on this node, or through a cfssl server
+//! (cfssl.rs: the project's one cfssl client, nothing it returns trusted), writing `status.certificate`
 //! through the `/status` subresource exactly as the seed's administrator does with
 //! `cfssl sign` and `kubectl replace --raw`; it fails (condition `Failed`, with the
 //! reason) a CSR whose request, key or usages the profile does not allow, and never
@@ -13,6 +14,7 @@
 //! in issue.rs; the loop that lists, leads and writes in service.rs.
 
 pub mod approve;
+pub mod cfssl;
 pub mod decide;
 pub mod issue;
 pub mod request;

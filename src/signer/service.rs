@@ -12,9 +12,13 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use super::approve::{judge_with, requesting_node, Verdict, KUBELET_SERVING};
-use super::decide::{evaluate, Phase, Refusal};
+use super::cfssl::{check_issued, request_body, Expected};
+use super::decide::{evaluate, Grant, Phase, Refusal};
 use super::issue::{issue, window};
-use crate::ca::LocalCa;
+use super::request::decode_request;
+use crate::ca::remote::RemoteClient;
+use crate::ca::{load_ca_bundle, LocalCa};
+use crate::config::remote::RemoteSettings;
 use crate::config::san_rules::SanRules;
 use crate::config::signer::{CsrSettings, SignerSettings};
 use crate::config::InvalidValue;
@@ -80,7 +84,9 @@ enum Outcome {
     },
     /// Another writer changed the CSR first (409): the next list decides again.
     Lost,
-    Untouched,
+    /// The CA or its server cannot sign now: the signer's other CSRs wait for the next
+    /// round too.
+    Waiting,
 }
 
 /// Runs until killed (`rounds` None) or for that many rounds.
@@ -273,7 +279,7 @@ fn round(
             Ok(Outcome::Lost) => {
                 tracing::info!(csr = %name, "the CSR changed before our write (409): left to the next round")
             }
-            Ok(Outcome::Untouched) => {}
+            Ok(Outcome::Waiting) => break,
             Err(e) => tracing::warn!(csr = %name, signer = %s.name, "{e}"),
         }
     }
@@ -292,34 +298,14 @@ fn handle(
         Err(Refusal(reason)) => return fail(api, csr, "SignerValidationFailure", reason),
     };
     let now = OffsetDateTime::now_utc();
-    // Loaded for each signature: a renewed CA is used at once, an expired one signs
-    // nothing, a missing one is said in the journal and the CSR waits for it.
-    let ca = match LocalCa::load(root, &s.name, &s.ca_cert, &s.ca_key, now) {
-        Ok(ca) => {
-            ca_said.remove(&s.name);
-            ca
-        }
-        Err(e) => {
-            let said = e.to_string();
-            if ca_said.get(&s.name) != Some(&said) {
-                tracing::error!(signer = %s.name, "cannot sign: the CA cannot be used: {said}");
-                ca_said.insert(s.name.clone(), said);
-            }
-            return Ok(Outcome::Untouched);
-        }
+    let signature = match &s.cfssl {
+        None => sign_locally(root, s, &grant, now, ca_said),
+        Some(c) => sign_with_cfssl(root, s, c, &csr, &grant, now, ca_said),
     };
-    let issuer = ca.issuer();
-    let Some((nb, na)) = window(
-        now,
-        grant.lifetime,
-        issuer.cert.not_before,
-        issuer.cert.not_after,
-    ) else {
-        return Ok(Outcome::Untouched);
-    };
-    let der = match issue(&grant, &issuer, nb, na) {
-        Ok(d) => d,
-        Err(e) => return fail(api, csr, "SigningFailed", format!("signing failed: {e}")),
+    let der = match signature {
+        Signature::Der(d) => d,
+        Signature::Refused(reason, message) => return fail(api, csr, reason, message),
+        Signature::Wait => return Ok(Outcome::Waiting),
     };
     let serial = CertFacts::from_der(&der)
         .map(|c| c.serial)
@@ -335,6 +321,111 @@ fn handle(
             Outcome::Lost
         }
     })
+}
+
+/// What signing one granted CSR came to.
+enum Signature {
+    Der(Vec<u8>),
+    /// The CSR gets `Failed` with this reason and message.
+    Refused(&'static str, String),
+    /// The CA or its server cannot sign now: said in the journal, the CSR waits.
+    Wait,
+}
+
+/// Says in the journal why a signer cannot sign, when that changes (not at every poll).
+fn cannot_sign(said: &mut BTreeMap<String, String>, s: &SignerSettings, why: String) -> Signature {
+    if said.get(&s.name) != Some(&why) {
+        tracing::error!(signer = %s.name, "cannot sign: {why}");
+        said.insert(s.name.clone(), why);
+    }
+    Signature::Wait
+}
+
+/// Signs with the CA key on this node.
+fn sign_locally(
+    root: &NodeRoot,
+    s: &SignerSettings,
+    grant: &Grant,
+    now: OffsetDateTime,
+    ca_said: &mut BTreeMap<String, String>,
+) -> Signature {
+    let Some(key) = &s.ca_key else {
+        return cannot_sign(ca_said, s, "neither ca_key nor a cfssl table is set".into());
+    };
+    // Loaded for each signature: a renewed CA is used at once, an expired one signs
+    // nothing, a missing one is said in the journal and the CSR waits for it.
+    let ca = match LocalCa::load(root, &s.name, &s.ca_cert, key, now) {
+        Ok(ca) => {
+            ca_said.remove(&s.name);
+            ca
+        }
+        Err(e) => return cannot_sign(ca_said, s, format!("the CA cannot be used: {e}")),
+    };
+    let issuer = ca.issuer();
+    let Some((nb, na)) = window(
+        now,
+        grant.lifetime,
+        issuer.cert.not_before,
+        issuer.cert.not_after,
+    ) else {
+        return Signature::Wait;
+    };
+    match issue(grant, &issuer, nb, na) {
+        Ok(d) => Signature::Der(d),
+        Err(e) => Signature::Refused("SigningFailed", format!("signing failed: {e}")),
+    }
+}
+
+/// Has the cfssl server sign the CSR's own request, and checks what it returns. The
+/// server refusing, unreachable or timing out is no reason to fail the CSR: it waits,
+/// and the journal names the server.
+fn sign_with_cfssl(
+    root: &NodeRoot,
+    s: &SignerSettings,
+    c: &RemoteSettings,
+    csr: &CertificateSigningRequest,
+    grant: &Grant,
+    now: OffsetDateTime,
+    said: &mut BTreeMap<String, String>,
+) -> Signature {
+    let ca = match load_ca_bundle(root, &s.ca_cert, now) {
+        Ok(b) => b,
+        Err(e) => return cannot_sign(said, s, format!("the CA cannot be used: {e}")),
+    };
+    // evaluate() read it already: PEM, so ASCII.
+    let pem = decode_request(&csr.spec.request)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let body = match request_body(grant, &pem, s) {
+        Ok(b) => b,
+        Err(u) => return Signature::Refused("SignerValidationFailure", u.to_string()),
+    };
+    // Made for each signature, as the local CA is loaded: a new auth key or TLS bundle
+    // is used at once.
+    let client = match RemoteClient::new(root, c) {
+        Ok(c) => c,
+        Err(e) => return cannot_sign(said, s, format!("the cfssl client: {e}")),
+    };
+    let name = csr.metadata.name.as_deref().unwrap_or_default();
+    let answer = match client.sign(name, &body) {
+        Ok(a) => a,
+        Err(e) => return cannot_sign(said, s, format!("{e}; the CSR waits")),
+    };
+    if said.remove(&s.name).is_some() {
+        tracing::info!(signer = %s.name, "cfssl {} signs again", client.endpoint());
+    }
+    let expected = Expected {
+        grant,
+        signer: s,
+        ca_path: &s.ca_cert,
+        ca: &ca,
+        asked_expiration: csr.spec.expiration_seconds.is_some_and(|x| x > 0),
+        now,
+    };
+    match check_issued(&answer, &expected) {
+        Ok(der) => Signature::Der(der),
+        Err(u) => Signature::Refused("CfsslCertificateRefused", u.to_string()),
+    }
 }
 
 /// Appends the `Failed` condition (the API's way for a signer to refuse).

@@ -12,6 +12,9 @@
 #      under the server-only profile, an Ed25519 key the profile does not allow, an
 #      RSA-1024 key; left pending with the reason in the journal: a signer whose CA file
 #      is missing. spec.expirationSeconds is honoured.
+#   2b. a [[signer]] whose CA is a cfssl server (tests/k8s/csr_cfssl.sh): the seed's
+#      workflow issued through a real `cfssl serve`; a certificate the checks refuse
+#      fails the CSR with the reason; cfssl down, the CSR waits and is issued once it is back.
 #   3. one signer at a time: two signer processes share the Lease, one holds it, each
 #      CSR gets exactly one certificate; the holder stopped, the other takes over; a CSR
 #      approved while no signer runs is signed when one starts; two signers forced to
@@ -223,6 +226,11 @@ e2e_check "... and says why in the journal, naming the file" \
 	eval 'e2e_exec journalctl -u cert-rotator-signer.service --no-pager -o cat | grep -q "cannot sign: the CA cannot be used: /etc/example-ca/missing.pem"'
 e2e_check "the signer is still running after all of that" \
 	eq "$(e2e_exec systemctl is-active cert-rotator-signer.service)" active
+
+# --- 2b. a [[signer]] through a cfssl server ------------------------------------------
+# shellcheck source-path=SCRIPTDIR source=csr_cfssl.sh
+. "$here/csr_cfssl.sh"
+csr_cfssl_section
 
 # --- 3. one signer at a time -----------------------------------------------------------
 # issued_by CSR: how many "issued" records all signer processes wrote for CSR.

@@ -129,17 +129,22 @@ impl Identity {
     /// cfssl's `hosts`: every SAN, as cfssl parses it back (IP, email, else DNS name;
     /// newer cfssl also URIs). A SAN that hosts cannot carry is refused here.
     pub fn hosts(&self) -> Result<Vec<String>, CsrError> {
-        self.san_list
-            .iter()
-            .map(|s| match s {
-                San::Dns(d) => Ok(d.clone()),
-                San::Ip(ip) => Ok(ip.to_string()),
-                San::Email(m) => Ok(m.clone()),
-                San::Uri(u) => Ok(u.clone()),
-                San::Other(_) => Err(CsrError::UnsupportedSan { san: s.clone() }),
-            })
-            .collect()
+        hosts_of(&self.san_list)
     }
+}
+
+/// cfssl's `hosts` for these SANs, in their order (cfssl sets a certificate's SANs from
+/// `hosts`, not from the CSR): IP, email, else DNS name; newer cfssl also URIs.
+pub fn hosts_of(sans: &[San]) -> Result<Vec<String>, CsrError> {
+    sans.iter()
+        .map(|s| match s {
+            San::Dns(d) => Ok(d.clone()),
+            San::Ip(ip) => Ok(ip.to_string()),
+            San::Email(m) => Ok(m.clone()),
+            San::Uri(u) => Ok(u.clone()),
+            San::Other(_) => Err(CsrError::UnsupportedSan { san: s.clone() }),
+        })
+        .collect()
 }
 
 /// The subject of a certificate's DER as the bytes it holds, not re-encoded: walks

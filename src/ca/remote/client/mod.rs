@@ -32,8 +32,8 @@ use wire::CfsslResponse;
 pub use wire::CfsslSignRequest;
 
 /// Why the client could not be made or a sign request failed. Setup errors name the
-/// file or the `[ca.remote]` key; exchange errors name the cfssl URL. Never a key's
-/// content.
+/// file or the key of the cfssl table (`[ca.remote]` or a `[[signer]]`'s); exchange
+/// errors name the cfssl URL. Never a key's content.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
     #[error("[ca.remote] {0}")]
@@ -49,9 +49,11 @@ pub enum RemoteError {
     Pem { path: PathBuf, source: PkiError },
     #[error("{}: no CERTIFICATE block", path.display())]
     NoCertificate { path: PathBuf },
-    #[error("{}: not a PEM private key (client_key of [ca.remote])", path.display())]
+    #[error("{}: not a PEM private key (client_key of the cfssl table)", path.display())]
     ClientKey { path: PathBuf },
-    #[error("[ca.remote] no system root certificates found ({errors} errors); set tls_ca_bundle")]
+    #[error(
+        "no system root certificates found ({errors} errors); set the cfssl table's tls_ca_bundle"
+    )]
     NoSystemRoots { errors: usize },
     /// One exchange failed in a way retrying cannot help.
     #[error("cfssl {url}: {failure}")]
