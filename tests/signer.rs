@@ -621,21 +621,51 @@ mod events {
     use cert_rotator::config::events::EventSettings;
     use cert_rotator::fixture::temp_control_plane;
     use cert_rotator::kube::events::{of_report, tell};
-    use cert_rotator::report::pass::{PassReport, RenewedCert};
+    use cert_rotator::plan::Reload;
+    use cert_rotator::report::event::{Deferral, Failure, PassEvent, RenewedCert, Restart};
+    use cert_rotator::report::pass::PassReport;
     use time::OffsetDateTime;
+
+    fn restarted(unit: &str) -> PassEvent {
+        PassEvent::Restarted {
+            component: unit.into(),
+            how: Restart::Unit {
+                unit: unit.into(),
+                invocation: "0".into(),
+            },
+        }
+    }
 
     #[test]
     fn a_pass_becomes_one_event_per_renewal_restart_failure_and_certificate_left_due() {
         let r = PassReport {
-            renewed: vec![RenewedCert {
-                name: "apiserver".into(),
-                path: "/etc/kubernetes/pki/apiserver.crt".into(),
-                serial: "ab".into(),
-                not_after: OffsetDateTime::UNIX_EPOCH,
-            }],
-            restarted: vec!["kube-scheduler".into()],
-            failed: vec!["etcd/server: signing failed".into()],
-            deferred: vec!["admin.conf (at most 2 restarts a pass)".into()],
+            events: vec![
+                PassEvent::Deferred {
+                    target: "admin.conf".into(),
+                    path: "/etc/kubernetes/admin.conf".into(),
+                    why: Deferral::Planned("at most 2 restarts a pass".into()),
+                },
+                PassEvent::Renewed {
+                    cert: RenewedCert {
+                        name: "apiserver".into(),
+                        path: "/etc/kubernetes/pki/apiserver.crt".into(),
+                        serial: "ab".into(),
+                        not_after: OffsetDateTime::UNIX_EPOCH,
+                    },
+                    component: "kube-apiserver".into(),
+                },
+                PassEvent::Failed(Failure::Renewal {
+                    target: "etcd/server".into(),
+                    path: "/etc/kubernetes/pki/etcd/server.crt".into(),
+                    component: "etcd".into(),
+                    error: "signing failed".into(),
+                }),
+                restarted("kube-scheduler"),
+                PassEvent::MustRestart {
+                    component: "kubelet".into(),
+                    reload: Reload::Unit("kubelet.service".into()),
+                },
+            ],
             ..Default::default()
         };
         let reasons: Vec<(bool, &str)> = of_report(&r)
@@ -673,7 +703,7 @@ mod events {
         )
         .unwrap();
         let r = PassReport {
-            restarted: vec!["kubelet".into(); 20],
+            events: vec![restarted("kubelet"); 20],
             ..Default::default()
         };
         let s = EventSettings {

@@ -12,8 +12,9 @@ use crate::config;
 use crate::inventory;
 use crate::inventory::kubeadm::skips;
 use crate::node::NodeRoot;
-use crate::pass::{Edges, Overrides, Pass, Restarts, RunNote};
+use crate::pass::RunNote;
 use crate::report::{plan_text, MetricsInput, NotANode, PassResult};
+use crate::rollout::{Edges, Overrides, Pass, Restarts};
 use crate::write::StateDir;
 
 /// `plan`, `run --dry-run`: what a pass would do; writes nothing.
@@ -85,7 +86,7 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         tracing::warn!("{e}");
     }
     let now = OffsetDateTime::now_utc();
-    let inv = crate::pass::read_node(root, settings);
+    let inv = inventory::read_node(root, settings);
     if let Some(n) = NotANode::detect(&inv, root) {
         // Said plainly, and recorded as a failed pass: an alert must fire, not a
         // "success" on a host the agent cannot look after.
@@ -129,20 +130,8 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         &settings.events,
         &crate::kube::events::of_report(&report),
     );
-    let result = PassResult {
-        at: OffsetDateTime::now_utc(),
-        success: report.ok(),
-        renewed: report.renewed.len(),
-        failed: report.failed.len(),
-        warnings: report.warnings.len(),
-        // Set from this pass and the previous record by write_last_pass.
-        last_success: None,
-        restarts_avoided: report.restarts_avoided.len(),
-        skipped: None,
-        restarts_awaiting_lock: report.awaiting_lock.len(),
-        rollouts_stopped: report.rollouts_stopped.len(),
-    };
-    write_last_pass(root, &state, &result);
+    // The last success is set from this pass and the previous record by write_last_pass.
+    write_last_pass(root, &state, &report.result(OffsetDateTime::now_utc()));
     write_metrics(root, settings, &state);
     Ok(if report.ok() {
         ExitCode::SUCCESS
