@@ -438,3 +438,7 @@ impl PassReport {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "pass_tests.rs"]
+mod tests;
