@@ -1,7 +1,8 @@
 //! The journal's line for each [`PassEvent`], with its structured fields and stable
 //! MESSAGE_ID (docs/logging.md). Each line keeps the target of the module that made the
 //! event (`cert_rotator::pass`, `cert_rotator::rollout`, ...), so a `CERT_ROTATOR_LOG`
-//! filter by module selects what it always did.
+//! filter by module selects what it always did, and each field its old form (a `%`
+//! field is written bare, a string field quoted, by the stderr formatter).
 
 use super::event::{Deferral, Failure, PassEvent, Verification, Warning};
 use super::pass::{
@@ -76,7 +77,7 @@ pub fn log(e: &PassEvent) {
             group,
             unmarked,
         } => {
-            tracing::error!(target: "cert_rotator::rollout::slot", component = %component, group = %group, action = "verify", message_id = FAILED, "{}", rollout_stopped_line(component, group, unmarked))
+            tracing::error!(target: "cert_rotator::rollout::slot", component = %component, group = group.as_str(), action = "verify", message_id = FAILED, "{}", rollout_stopped_line(component, group, unmarked))
         }
         PassEvent::Warned(w) => log_warning(w),
         PassEvent::Verified {
@@ -145,7 +146,7 @@ fn log_warning(w: &Warning) {
             group,
             error,
         } => {
-            tracing::warn!(target: "cert_rotator::rollout::slot", component = %component, group = %group, "coordination: cannot give the restart slot back: {error}")
+            tracing::warn!(target: "cert_rotator::rollout::slot", component = %component, group = group.as_str(), "coordination: cannot give the restart slot back: {error}")
         }
     }
 }
