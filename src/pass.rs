@@ -18,14 +18,17 @@ use crate::issue;
 use crate::model::Component;
 use crate::node::NodeRoot;
 use crate::plan::{Plan, PlanOptions, PlannedTarget, Reload};
-use crate::report::pass::{message_id, Outcome, PassReport, RenewedCert, TargetResult};
-use crate::report::reload_words;
-use crate::rollout::{owed_restarts, status, Live, PassLocks, Written};
+use crate::report::event::{Deferral, Failure, PassEvent, RenewedCert, Warning};
+use crate::report::pass::{Outcome, PassReport, TargetResult};
+use crate::rollout::{owed_restarts, status, Live, PassLocks, Stopped, Written};
 use crate::verify::before;
 use crate::verify::endpoints;
 use crate::write::StateDir;
 
-// The rollout's vocabulary, where the pass's callers have always found it.
+// What a caller of the library hands the pass ([`execute`] takes a `Pass`; its restart
+// history and lock record are read where the pass's tests look), re-exported on purpose:
+// the pass is the library's entry point, the rollout below it an implementation detail.
+// The command line imports these from `rollout` itself.
 pub use crate::inventory::read_node;
 pub use crate::rollout::{load_history, trust, Edges, Overrides, Pass, PassError, Restarts};
 
@@ -180,6 +183,7 @@ pub fn run(
     note: &mut dyn FnMut(RunNote<'_>),
 ) -> PassReport {
     let (root, settings, state) = (pass.root, pass.settings, pass.state);
+    let mut report = PassReport::default();
     // A CA rotation in progress whose bundles kubeadm collapsed or whose signer flag
     // `kubeadm upgrade` reverted: loud, with the command that re-applies the phase.
     for w in crate::authority::rotation::warnings(node, state) {
@@ -188,17 +192,12 @@ pub fn run(
     }
     // A rotation journal that cannot be used: nobody can tell what phase the CA is in,
     // so nothing renews it and the pass fails naming the journal (docs/ca.md).
-    let broken: Vec<String> = crate::authority::rotation::broken(node, state)
-        .iter()
-        .map(|e| e.to_string())
-        .collect();
-    for e in &broken {
-        tracing::error!(
-            action = "ca-rotation",
-            message_id = message_id::FAILED,
-            "{e}"
-        );
-        note(RunNote::Error(e));
+    for e in crate::authority::rotation::broken(node, state) {
+        let error = e.to_string();
+        report.emit(PassEvent::Failed(Failure::RotationJournal {
+            error: error.clone(),
+        }));
+        note(RunNote::Error(&error));
     }
     // The same plan before and after a CA renewal: what this pass can do (where
     // nothing restarts the restart cap defers nothing), the CAs a rotation holds, and
@@ -214,8 +213,8 @@ pub fn run(
     };
     let plan = plan_of(&node.get().inventory);
     note(RunNote::Plan(&plan));
-    let cas = crate::authority::renew_due(pass, node, &plan.authorities_due, now);
-    let plan = if cas.renewed.is_empty() {
+    let renewed = crate::authority::renew_due(pass, node, &plan.authorities_due, now, &mut report);
+    let plan = if renewed == 0 {
         plan
     } else {
         // The node after the CA renewal's own writes.
@@ -223,28 +222,7 @@ pub fn run(
         note(RunNote::PlanAfterCaRenewal(&plan));
         plan
     };
-    let mut report = execute(pass, &plan, &mut |_| {});
-    report.ca_renewed = cas
-        .renewed
-        .iter()
-        .map(|r| {
-            format!(
-                "{} serial={} not_after={} sha256={}",
-                r.name,
-                r.serial,
-                crate::timefmt::rfc3339(r.not_after),
-                r.sha256
-            )
-        })
-        .collect();
-    let done = cas.installed;
-    report.restarted.splice(0..0, done.restarted);
-    report.verified.splice(0..0, done.verified);
-    report.not_performed.splice(0..0, done.not_performed);
-    report.must_restart.splice(0..0, done.must_restart);
-    report.failed.splice(0..0, cas.failed);
-    report.failed.splice(0..0, broken);
-    report.warnings.splice(0..0, cas.warnings);
+    execute_into(pass, &plan, &mut report, &mut |_| {});
     report
 }
 
@@ -257,6 +235,17 @@ pub fn execute(
     on_result: &mut dyn FnMut(&TargetResult),
 ) -> PassReport {
     let mut report = PassReport::default();
+    execute_into(pass, plan, &mut report, on_result);
+    report
+}
+
+/// [`execute`], adding to `report` (after what `run` did before the groups).
+fn execute_into(
+    pass: &Pass<'_>,
+    plan: &Plan,
+    report: &mut PassReport,
+    on_result: &mut dyn FnMut(&TargetResult),
+) {
     let mut history = load_history(pass.state);
     let mut record = |report: &mut PassReport, r: TargetResult| {
         on_result(&r);
@@ -264,33 +253,39 @@ pub fn execute(
     };
     for b in &plan.absent {
         record(
-            &mut report,
+            report,
             blocked_result(&b.name, &b.path, Outcome::Skipped(b.why.clone())),
         );
     }
     for b in &plan.not_renewable {
-        report
-            .not_renewable
-            .push(format!("{} {}: {}", b.name, b.path, b.why));
+        report.emit(PassEvent::NotRenewable {
+            target: b.name.clone(),
+            path: b.path.clone(),
+            why: b.why.clone(),
+        });
         record(
-            &mut report,
+            report,
             blocked_result(&b.name, &b.path, Outcome::Skipped(b.why.clone())),
         );
     }
     for b in &plan.unreadable {
-        report
-            .failed
-            .push(format!("{} {}: {}", b.name, b.path, b.why));
-        tracing::error!(cert_name = %b.name, cert_path = %b.path, action = "read", message_id = message_id::FAILED, "unreadable: {}", b.why);
+        report.emit(PassEvent::Failed(Failure::Unreadable {
+            target: b.name.clone(),
+            path: b.path.clone(),
+            why: b.why.clone(),
+        }));
         record(
-            &mut report,
+            report,
             blocked_result(&b.name, &b.path, Outcome::Failed(b.why.clone())),
         );
     }
     for d in &plan.deferred {
         for t in &d.group.targets {
-            report.deferred.push(format!("{} ({})", t.name, d.why));
-            tracing::info!(cert_name = %t.name, cert_path = %t.path, action = "defer", message_id = message_id::DEFERRED, "deferred: {}", d.why);
+            report.emit(PassEvent::Deferred {
+                target: t.name.clone(),
+                path: t.path.clone(),
+                why: Deferral::Planned(d.why.clone()),
+            });
         }
     }
     let mut cas = Authorities::new(pass.root, pass.settings, &plan.authorities, plan.now);
@@ -298,14 +293,18 @@ pub fn execute(
         Ok(l) => l,
         Err(e) => return crate::rollout::refused(report, plan, &e),
     };
-    let mut stop: Option<String> = owed_restarts(pass, plan, &mut locks, &mut history, &mut report);
+    let mut stop: Option<Stopped> = owed_restarts(pass, plan, &mut locks, &mut history, report);
     for (i, group) in plan.groups.iter().enumerate() {
         let comp = group.component_name();
-        if let Some(why) = &stop {
+        if let Some(stopped) = &stop {
             for t in &group.targets {
-                report
-                    .deferred
-                    .push(format!("{} (pass stopped: {why})", t.name));
+                report.emit(PassEvent::Deferred {
+                    target: t.name.clone(),
+                    path: t.path.clone(),
+                    why: Deferral::PassStopped {
+                        failed: stopped.component.clone(),
+                    },
+                });
             }
             continue;
         }
@@ -319,7 +318,7 @@ pub fn execute(
         let mut written = Written::none();
         let mut any_failed = false;
         for t in &group.targets {
-            let outcome = match renew(pass, plan.now, &mut cas, t, &comp, &mut report) {
+            let outcome = match renew(pass, plan.now, &mut cas, t, &comp, report) {
                 Ok((applied_files, backup_dir, serial, not_after)) => {
                     written
                         .files
@@ -330,13 +329,17 @@ pub fn execute(
                 Err(e) => {
                     let why = e.to_string();
                     any_failed = true;
-                    tracing::error!(cert_name = %t.name, cert_path = %t.path, component = %comp, action = "renew", message_id = message_id::FAILED, "renewal failed: {why}");
-                    report.failed.push(format!("{}: {why}", t.name));
+                    report.emit(PassEvent::Failed(Failure::Renewal {
+                        target: t.name.clone(),
+                        path: t.path.clone(),
+                        component: comp.clone(),
+                        error: why.clone(),
+                    }));
                     Outcome::Failed(why)
                 }
             };
             record(
-                &mut report,
+                report,
                 TargetResult {
                     name: t.name.clone(),
                     path: t.target.path.clone(),
@@ -359,26 +362,27 @@ pub fn execute(
             Restarts::Live(edges) => edges,
             Restarts::NotLive => {
                 if group.reload != Reload::None {
-                    report.not_performed.push(format!(
-                        "{comp}: {}, then verify (--root is not the live node)",
-                        reload_words(&group.reload)
-                    ));
+                    report.emit(PassEvent::NotPerformed {
+                        component: comp,
+                        reload: group.reload.clone(),
+                    });
                 }
                 continue;
             }
             Restarts::Operator => {
                 if group.reload.is_restart() {
-                    report
-                        .must_restart
-                        .push(format!("{comp} ({})", reload_words(&group.reload)));
+                    report.emit(PassEvent::MustRestart {
+                        component: comp,
+                        reload: group.reload.clone(),
+                    });
                 }
                 continue;
             }
         };
         let live = Live::new(pass, edges, group, &comp);
-        if let Some(why) = live.coordinated_restart(&written, &mut history, &mut report, &mut locks)
+        if let Some(stopped) = live.coordinated_restart(&written, &mut history, report, &mut locks)
         {
-            stop = Some(why);
+            stop = Some(stopped);
         }
     }
     locks.save(pass.state);
@@ -387,7 +391,6 @@ pub fn execute(
     } else {
         "pass finished with failures"
     });
-    report
 }
 
 fn blocked_result(name: &str, path: &str, outcome: Outcome) -> TargetResult {
@@ -421,17 +424,22 @@ fn renew(
         .apply(&format!("renew {}", t.name), &prepared.changes)?;
     for w in prepared.warnings {
         // A CA near its end caps every leaf it signs: the operator must hear it.
-        tracing::warn!(cert_name = %t.name, component = %comp, action = "renew", "{w}");
-        report.warnings.push(w);
+        report.emit(PassEvent::Warned(Warning::Renewal {
+            target: t.name.clone(),
+            component: comp.to_string(),
+            text: w,
+        }));
     }
     let serial = prepared.new_cert.serial.clone();
     let not_after = prepared.new_cert.not_after;
-    tracing::info!(cert_name = %t.name, cert_path = %t.path, serial = %serial, not_after = %crate::timefmt::rfc3339(not_after), component = %comp, action = "renew", message_id = message_id::RENEWED, "renewed {}", t.name);
-    report.renewed.push(RenewedCert {
-        name: t.name.clone(),
-        path: t.path.clone(),
-        serial: serial.clone(),
-        not_after,
+    report.emit(PassEvent::Renewed {
+        cert: RenewedCert {
+            name: t.name.clone(),
+            path: t.path.clone(),
+            serial: serial.clone(),
+            not_after,
+        },
+        component: comp.to_string(),
     });
     Ok((
         applied.entries.iter().map(|e| e.path.clone()).collect(),

@@ -377,8 +377,8 @@ fn on_the_live_node_what_holds_the_ca_restarts_in_order_each_verified() {
         let serials: Vec<String> = renewals.iter().map(|x| x.new.serial.clone()).collect();
         let done = authority::install(&pass, "renew CA ca, etcd/ca", &changes, &restarts, &serials)
             .unwrap();
-        let order: Vec<&str> = done
-            .restarted
+        let restarted = done.restarted();
+        let order: Vec<&str> = restarted
             .iter()
             .map(|l| l.split(':').next().unwrap())
             .collect();
@@ -409,22 +409,22 @@ fn on_the_live_node_what_holds_the_ca_restarts_in_order_each_verified() {
             authority::renew::pem(&renewals[0].new).into_bytes()
         );
         if fail_kubelet {
-            let f = done.failed.clone().expect("the kubelet's restart failed");
+            let f = done.failed().expect("the kubelet's restart failed");
             assert!(f.starts_with("kubelet:"), "{f}");
             assert!(
-                !done.verified.iter().any(|v| v.starts_with("kubelet")),
+                !done.verified().iter().any(|v| v.starts_with("kubelet")),
                 "{done:?}"
             );
         } else {
-            assert!(done.failed.is_none(), "{done:?}");
+            assert!(done.failed().is_none(), "{done:?}");
             assert!(
-                done.verified
+                done.verified()
                     .iter()
                     .any(|v| v.starts_with("etcd serves serial")),
                 "{done:?}"
             );
             assert!(
-                done.verified.iter().any(|v| v.starts_with("kubelet")),
+                done.verified().iter().any(|v| v.starts_with("kubelet")),
                 "{done:?}"
             );
         }

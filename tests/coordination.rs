@@ -192,8 +192,8 @@ fn three_control_plane_nodes_restart_their_apiservers_one_at_a_time() {
     eprintln!("three locked passes: {:?}: {iv:?}", t0.elapsed());
     for r in &reports {
         assert!(r.ok(), "{}", r.summary());
-        assert_eq!(r.restarted.len(), 1, "{}", r.summary());
-        assert!(r.awaiting_lock.is_empty(), "{}", r.summary());
+        assert_eq!(r.restarted().len(), 1, "{}", r.summary());
+        assert!(r.awaiting_lock().is_empty(), "{}", r.summary());
     }
     assert_eq!(iv.len(), 3, "{iv:?}");
     assert!(
@@ -210,7 +210,7 @@ fn three_control_plane_nodes_restart_their_apiservers_one_at_a_time() {
     let fresh: [tempfile::TempDir; 3] =
         std::array::from_fn(|_| agent_node(Duration::days(10), None, "https://127.0.0.1:1"));
     let (reports, iv) = three_at_once(&fresh, false);
-    assert!(reports.iter().all(|r| r.restarted.len() == 1));
+    assert!(reports.iter().all(|r| r.restarted().len() == 1));
     assert!(
         overlaps(&iv),
         "without the lock the restarts should overlap: {iv:#?}"
@@ -317,10 +317,10 @@ fn unreachable_etcd_defers_a_healthy_restart_and_lets_an_expired_node_proceed() 
     let prober = restarting_apiserver(r);
     let rep = agent_pass(r, &settings("healthy"), true, &prober);
     assert!(rep.ok(), "{}", rep.summary());
-    assert_eq!(rep.renewed.len(), 1);
-    assert!(rep.restarted.is_empty(), "{}", rep.summary());
+    assert_eq!(rep.renewed().len(), 1);
+    assert!(rep.restarted().is_empty(), "{}", rep.summary());
     assert_eq!(manifest(r), before, "restarted without the lock");
-    let why = rep.awaiting_lock.join("\n");
+    let why = rep.awaiting_lock().join("\n");
     assert!(
         why.contains("kube-apiserver") && why.contains("unreachable"),
         "{why}"
@@ -342,13 +342,13 @@ fn unreachable_etcd_defers_a_healthy_restart_and_lets_an_expired_node_proceed() 
     let started = Instant::now();
     let rep = agent_pass(x.path(), &settings("expired"), true, &prober);
     assert!(rep.ok(), "{}", rep.summary());
-    assert_eq!(rep.restarted.len(), 1, "{}", rep.summary());
+    assert_eq!(rep.restarted().len(), 1, "{}", rep.summary());
     assert!(
         started.elapsed() >= delay,
         "{:?} < {delay:?}",
         started.elapsed()
     );
-    let w = rep.warnings.join("\n");
+    let w = rep.warnings().join("\n");
     assert!(
         w.contains("without the restart lock") && w.contains("expired"),
         "{w}"
@@ -360,8 +360,8 @@ fn unreachable_etcd_defers_a_healthy_restart_and_lets_an_expired_node_proceed() 
     point_at(r, &cluster.endpoints.join(","));
     let rep = agent_pass(r, &settings("healthy"), true, &prober_for(r));
     assert!(rep.ok(), "{}", rep.summary());
-    assert!(rep.renewed.is_empty(), "{}", rep.summary());
-    assert_eq!(rep.restarted.len(), 1, "{}", rep.summary());
+    assert!(rep.renewed().is_empty(), "{}", rep.summary());
+    assert_eq!(rep.restarted().len(), 1, "{}", rep.summary());
     assert!(manifest(r).contains("cert-rotator.k8s.io/certs-hash"));
     assert!(lock_state(r).pending.is_empty());
     assert!(cluster.keys().is_empty(), "{:?}", cluster.keys());
@@ -383,8 +383,8 @@ fn a_failed_verification_keeps_the_group_stopped_until_that_node_succeeds() {
     let stale = FakeProber::new(f.path(), &[(6443, "/etc/kubernetes/pki/apiserver.crt")]);
     let rep = agent_pass(f.path(), &settings("node-f"), true, &stale);
     assert!(!rep.ok());
-    assert_eq!(rep.rolled_back.len(), 1, "{}", rep.summary());
-    assert_eq!(rep.rollouts_stopped.len(), 1, "{}", rep.summary());
+    assert_eq!(rep.rolled_back().len(), 1, "{}", rep.summary());
+    assert_eq!(rep.rollouts_stopped().len(), 1, "{}", rep.summary());
     let failed = format!("{PREFIX}/control-plane/failed/node-f");
     assert_eq!(cluster.keys(), std::slice::from_ref(&failed));
     let out = cluster.etcdctl(&["get", "--print-value-only", &failed]);
@@ -394,22 +394,22 @@ fn a_failed_verification_keeps_the_group_stopped_until_that_node_succeeds() {
 
     // Another node's healthy apiserver waits: no wait for a stopped group, said why.
     let rep = agent_pass(g.path(), &settings("node-g"), true, &prober_for(g.path()));
-    assert!(rep.restarted.is_empty(), "{}", rep.summary());
-    let why = rep.awaiting_lock.join("\n");
+    assert!(rep.restarted().is_empty(), "{}", rep.summary());
+    let why = rep.awaiting_lock().join("\n");
     assert!(why.contains("stopped") && why.contains("node-f"), "{why}");
 
     // f again, reloading this time: its own mark does not block it, and its success
     // clears the mark.
     let rep = agent_pass(f.path(), &settings("node-f"), true, &prober_for(f.path()));
     assert!(rep.ok(), "{}", rep.summary());
-    assert_eq!(rep.restarted.len(), 1);
+    assert_eq!(rep.restarted().len(), 1);
     assert!(cluster.keys().is_empty(), "{:?}", cluster.keys());
     assert!(lock_state(f.path()).failed_groups.is_empty());
 
     // The group open again, g's owed restart goes through.
     let rep = agent_pass(g.path(), &settings("node-g"), true, &prober_for(g.path()));
     assert!(rep.ok(), "{}", rep.summary());
-    assert_eq!(rep.restarted.len(), 1, "{}", rep.summary());
+    assert_eq!(rep.restarted().len(), 1, "{}", rep.summary());
     assert!(lock_state(g.path()).pending.is_empty());
 
     // An operator's `etcdctl del` (docs/coordination.md) clears a mark as well.
@@ -477,7 +477,7 @@ fn a_busy_group_is_waited_for_on_the_pass_clock_then_released_after_verify() {
     let lock = FakeLock::new("cp-a", vec![busy(), busy(), busy()]);
     let rep = fake_pass(d.path(), &settings("cp-a"), &lock, &clock);
     assert!(rep.ok(), "{}", rep.summary());
-    assert_eq!(rep.restarted.len(), 1);
+    assert_eq!(rep.restarted().len(), 1);
     assert_eq!(policy_sleeps(&clock), [coordination::POLL; 3]);
     assert_eq!(
         lock.calls(),
@@ -506,16 +506,16 @@ fn busy_past_the_wait_defers_and_an_expired_component_goes_after_its_delay() {
             .collect(),
     );
     let rep = fake_pass(d.path(), &s, &lock, &clock);
-    assert!(rep.restarted.is_empty(), "{}", rep.summary());
+    assert!(rep.restarted().is_empty(), "{}", rep.summary());
     assert_eq!(
         policy_sleeps(&clock),
         [coordination::POLL; 2],
         "waited about wait_seconds"
     );
     assert!(
-        rep.awaiting_lock[0].contains("cp-other"),
+        rep.awaiting_lock()[0].contains("cp-other"),
         "{:?}",
-        rep.awaiting_lock
+        rep.awaiting_lock()
     );
     assert_eq!(lock_state(d.path()).pending.len(), 1);
 
@@ -527,7 +527,7 @@ fn busy_past_the_wait_defers_and_an_expired_component_goes_after_its_delay() {
     // then the per-node delay, one more try, then the restart without the lock.
     let lock = FakeLock::new("cp-x", vec![Some(FakeLock::unreachable()); 20]);
     let rep = fake_pass(x.path(), &settings("cp-x"), &lock, &clock);
-    assert_eq!(rep.restarted.len(), 1, "{}", rep.summary());
+    assert_eq!(rep.restarted().len(), 1, "{}", rep.summary());
     let slept = policy_sleeps(&clock);
     let (delay, retries) = slept.split_last().expect("slept");
     assert_eq!(
@@ -549,11 +549,11 @@ fn busy_past_the_wait_defers_and_an_expired_component_goes_after_its_delay() {
         lock.calls()
     );
     assert!(
-        rep.warnings
+        rep.warnings()
             .iter()
             .any(|w| w.contains("without the restart lock")),
         "{:?}",
-        rep.warnings
+        rep.warnings()
     );
 }
 

@@ -78,9 +78,12 @@ fn a_tree_under_root_with_live_restarts_through_the_edges() {
         manifest(r).contains("cert-rotator.k8s.io/certs-hash:"),
         "the static pod restarts by its manifest under DIR"
     );
-    assert!(report.not_performed.is_empty() && report.must_restart.is_empty());
+    assert!(report.not_performed().is_empty() && report.must_restart().is_empty());
     assert!(
-        report.verified.iter().any(|v| v.contains("kube-scheduler")),
+        report
+            .verified()
+            .iter()
+            .any(|v| v.contains("kube-scheduler")),
         "{}",
         report.summary()
     );
@@ -98,7 +101,7 @@ fn a_tree_under_root_without_live_restarts_nothing() {
     assert!(report.ok(), "{}", report.summary());
     assert!(services.restarted().is_empty());
     assert_eq!(manifest(r), before);
-    assert!(!report.not_performed.is_empty(), "{}", report.summary());
+    assert!(!report.not_performed().is_empty(), "{}", report.summary());
 }
 
 #[test]
@@ -116,14 +119,14 @@ fn a_running_node_with_no_restart_restarts_nothing_and_lists_what_must() {
     assert!(report.ok(), "{}", report.summary());
     assert!(services.restarted().is_empty(), "nothing restarted");
     assert_eq!(manifest(r), before, "no manifest annotated");
-    assert_eq!(report.renewed.len(), 2, "{}", report.summary());
-    let must = report.must_restart.join("\n");
+    assert_eq!(report.renewed().len(), 2, "{}", report.summary());
+    let must = report.must_restart().join("\n");
     assert!(
         must.contains("kube-scheduler") && must.contains("kubelet"),
         "{}",
         report.summary()
     );
-    assert!(report.not_performed.is_empty());
+    assert!(report.not_performed().is_empty());
     assert!(report.summary().contains("must restart, one at a time"));
 }
 

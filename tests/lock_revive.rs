@@ -171,20 +171,20 @@ fn an_all_expired_control_plane_node_revives_in_under_30_s_under_the_lock() {
     // For benches/revive.sh (timings are the benchmark's business).
     eprintln!(
         "revive_locked: {} certificates renewed, {} restarts, pass work {} ms, slept {} s on the pass's clock",
-        rep.renewed.len(),
-        rep.restarted.len(),
+        rep.renewed().len(),
+        rep.restarted().len(),
         started.elapsed().as_millis(),
         slept.as_secs()
     );
     assert!(rep.ok(), "{}", rep.summary());
-    assert_eq!(rep.renewed.len(), 14, "{}", rep.summary());
+    assert_eq!(rep.renewed().len(), 14, "{}", rep.summary());
     assert_eq!(
         services.restarted(),
         ["kubelet.service"],
         "{}",
         rep.summary()
     );
-    assert_eq!(rep.restarted.len(), 4, "{}", rep.summary());
+    assert_eq!(rep.restarted().len(), 4, "{}", rep.summary());
     assert!(
         slept < StdDuration::from_secs(30),
         "slept {slept:?}: {:?}\n{:?}",
@@ -202,11 +202,11 @@ fn an_all_expired_control_plane_node_revives_in_under_30_s_under_the_lock() {
         lock.calls()
     );
     assert!(
-        rep.warnings
+        rep.warnings()
             .iter()
             .all(|w| !w.contains("without the restart lock")),
         "{:?}",
-        rep.warnings
+        rep.warnings()
     );
 }
 
@@ -229,7 +229,7 @@ fn the_spread_delay_is_paid_once_per_pass() {
     let clock = FakeClock::at(now());
     let services = RecordingServiceManager::new();
     let rep = live_pass(r, &s, &lock, &clock, &services);
-    assert_eq!(rep.restarted.len(), 4, "{}", rep.summary());
+    assert_eq!(rep.restarted().len(), 4, "{}", rep.summary());
     let slept = clock.slept();
     assert_eq!(
         slept.iter().filter(|d| **d == delay).count(),

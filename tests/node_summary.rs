@@ -9,6 +9,7 @@ mod common;
 use cert_rotator::config::Settings;
 use cert_rotator::kube::summary::{NodeSummary, CERTIFICATES, DUE, NEXT_EXPIRY};
 use cert_rotator::node::NodeRoot;
+use cert_rotator::report::event::{PassEvent, Restart};
 use common::{fixture, Duration, NodeSpec, OffsetDateTime, Validity};
 use serde_json::Value;
 
@@ -95,8 +96,15 @@ fn an_api_server_that_never_answers_costs_events_and_summary_one_timeout() {
         &cert_rotator::pass::read_node(&root, &Settings::default()),
         OffsetDateTime::now_utc(),
     );
+    let restarted = PassEvent::Restarted {
+        component: "kube-scheduler".into(),
+        how: Restart::Unit {
+            unit: "kube-scheduler".into(),
+            invocation: "0".into(),
+        },
+    };
     let events = of_report(&PassReport {
-        restarted: vec!["kube-scheduler".into(); 20],
+        events: vec![restarted; 20],
         ..Default::default()
     });
     for (enabled, node_summary) in [(false, true), (true, true)] {

@@ -90,7 +90,7 @@ fn a_pass_renews_groups_restarts_each_component_once_and_verifies() {
     let prober = FakeProber::new(r, &[]);
     let report = live_pass(&root, &s, &state, &plan, &services, &prober);
     assert!(report.ok(), "{}", report.summary());
-    let renewed: Vec<&str> = report.renewed.iter().map(|c| c.name.as_str()).collect();
+    let renewed: Vec<&str> = report.renewed().iter().map(|c| c.name.as_str()).collect();
     // Expired first, then by renew_at; apiserver and front-proxy-client in one group.
     assert_eq!(
         renewed,
@@ -111,8 +111,8 @@ fn a_pass_renews_groups_restarts_each_component_once_and_verifies() {
         ["kubelet.service"],
         "the kubelet restarts once, through systemd"
     );
-    let restarted: Vec<&str> = report
-        .restarted
+    let restarted = report.restarted();
+    let restarted: Vec<&str> = restarted
         .iter()
         .map(|l| l.split(':').next().unwrap())
         .collect();
@@ -124,8 +124,8 @@ fn a_pass_renews_groups_restarts_each_component_once_and_verifies() {
         "{}",
         report.summary()
     );
-    assert_eq!(report.restarts_avoided.len(), 1, "{}", report.summary());
-    assert!(report.restarts_avoided[0].starts_with("kube-apiserver:"));
+    assert_eq!(report.restarts_avoided().len(), 1, "{}", report.summary());
+    assert!(report.restarts_avoided()[0].starts_with("kube-apiserver:"));
     // Static pods: the manifest content changes by one annotation; nothing else in the dir.
     let sched =
         std::fs::read_to_string(host(r, "/etc/kubernetes/manifests/kube-scheduler.yaml")).unwrap();
@@ -151,10 +151,10 @@ fn a_pass_renews_groups_restarts_each_component_once_and_verifies() {
         "etcd reloads by itself"
     );
     // Verified: the apiserver serves apiserver.crt's new serial, etcd its server cert.
-    let served = report.verified.join("\n");
+    let served = report.verified().join("\n");
     let new_api = report
-        .renewed
-        .iter()
+        .renewed()
+        .into_iter()
         .find(|c| c.name == "apiserver")
         .unwrap();
     assert!(
@@ -192,13 +192,13 @@ fn a_component_that_does_not_serve_its_new_certificate_is_rolled_back() {
     assert!(!report.ok());
     assert!(
         report
-            .failed
+            .failed()
             .iter()
             .any(|f| f.starts_with("kube-apiserver") && f.contains("still serves serial")),
         "{}",
         report.summary()
     );
-    assert_eq!(report.rolled_back.len(), 1, "{}", report.summary());
+    assert_eq!(report.rolled_back().len(), 1, "{}", report.summary());
     assert_eq!(
         std::fs::read(&crt).unwrap(),
         old_crt,
@@ -250,7 +250,7 @@ fn the_restart_cap_defers_to_the_next_pass_and_history_keeps_the_gap() {
         assert!(report.ok(), "{}", report.summary());
         order.extend(
             report
-                .restarted
+                .restarted()
                 .iter()
                 .map(|l| l.split(':').next().unwrap().to_string()),
         );
@@ -427,13 +427,13 @@ fn run_renews_due_cas_then_plans_again_then_renews_the_leaves() {
         })
     });
     assert_eq!(notes, ["plan 3", "plan after 0"], "{report:#?}");
-    assert_eq!(report.ca_renewed.len(), 3, "{report:#?}");
-    assert!(report.failed.is_empty(), "{report:#?}");
-    assert!(report.deferred.is_empty(), "{:#?}", report.deferred);
+    assert_eq!(report.ca_renewed().len(), 3, "{report:#?}");
+    assert!(report.failed().is_empty(), "{report:#?}");
+    assert!(report.deferred().is_empty(), "{:#?}", report.deferred());
     // Signed by the renewed CA, so not capped at the old one's end (100 days).
     let apiserver = report
-        .renewed
-        .iter()
+        .renewed()
+        .into_iter()
         .find(|c| c.name == "apiserver")
         .expect("apiserver renewed");
     assert!(
@@ -441,14 +441,14 @@ fn run_renews_due_cas_then_plans_again_then_renews_the_leaves() {
         "{apiserver:?}"
     );
     assert!(
-        report.warnings.iter().all(|w| !w.contains("capped")),
+        report.warnings().iter().all(|w| !w.contains("capped")),
         "{:#?}",
-        report.warnings
+        report.warnings()
     );
     // What holds the CAs comes first among what the operator must restart.
     assert!(
-        report.not_performed[0].starts_with("etcd:"),
+        report.not_performed()[0].starts_with("etcd:"),
         "{:#?}",
-        report.not_performed
+        report.not_performed()
     );
 }

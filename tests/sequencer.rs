@@ -61,13 +61,13 @@ fn a_forced_plan_renews_exactly_the_selection_and_reports_each_as_it_completes()
     // What must restart to load it is said, not done.
     assert!(
         report
-            .must_restart
+            .must_restart()
             .iter()
             .any(|m| m.starts_with("kube-apiserver")),
         "{:?}",
-        report.must_restart
+        report.must_restart()
     );
-    assert!(report.restarted.is_empty());
+    assert!(report.restarted().is_empty());
 }
 
 #[test]
@@ -148,7 +148,7 @@ fn an_unreadable_ca_certificate_fails_the_pass_naming_it() {
     assert!(!report.ok());
     assert!(
         report
-            .failed
+            .failed()
             .iter()
             .any(|f| f.contains("/etc/kubernetes/pki/ca.crt")),
         "{}",
@@ -233,7 +233,7 @@ fn a_pass_replayed_on_a_fake_clock_paces_control_plane_restarts_on_it() {
     let started = std::time::Instant::now();
     let report = pass::execute(&p, &plan, &mut |_| {});
     assert!(report.ok(), "{}", report.summary());
-    assert_eq!(report.restarted.len(), 2, "{}", report.summary());
+    assert_eq!(report.restarted().len(), 2, "{}", report.summary());
     // First the 5 s an apiserver gets to reload by itself (docs/reloads.md; this one
     // does not), probed every 500 ms; then the gap before the second restart.
     let mut expected = vec![std::time::Duration::from_millis(500); 10];

@@ -120,13 +120,13 @@ fn a_rollback_never_restores_a_file_the_record_names_outside_the_nodes_certifica
         "root:x:0:0:root:/root:/bin/bash\n"
     );
     assert!(!rep.ok(), "{}", rep.summary());
-    let all = rep.failed.join("\n");
+    let all = rep.failed().join("\n");
     assert!(
         all.contains("/var/lib/cert-rotator/restart-lock.json"),
         "{all}"
     );
     assert!(all.contains("/etc/passwd"), "{all}");
-    assert!(rep.renewed.is_empty(), "{}", rep.summary());
+    assert!(rep.renewed().is_empty(), "{}", rep.summary());
     assert_eq!(node_files(r), before, "{}", rep.summary());
 }
 
@@ -157,7 +157,7 @@ fn a_unit_the_record_names_is_not_restarted_unless_a_target_restarts_it() {
         "{:?}",
         services.restarted()
     );
-    let all = rep.failed.join("\n");
+    let all = rep.failed().join("\n");
     assert!(
         all.contains("restart-lock.json") && all.contains("\"sshd.service\""),
         "{all}"
@@ -206,7 +206,7 @@ fn backups_outside_the_state_directory_and_unknown_groups_are_refused() {
         let prober = FakeProber::new(r, &[]);
         let services = RecordingServiceManager::new();
         let rep = live_pass(r, &prober, &services);
-        let all = rep.failed.join("\n");
+        let all = rep.failed().join("\n");
         assert!(all.contains(expect), "{expect:?} not in {all}");
         assert!(services.restarted().is_empty());
         assert_eq!(node_files(r), before, "{}", rep.summary());
@@ -249,7 +249,7 @@ fn what_the_agent_itself_owes_is_still_restarted() {
     let services = RecordingServiceManager::new();
     let rep = live_pass(r, &prober, &services);
     assert!(rep.ok(), "{}", rep.summary());
-    assert_eq!(rep.restarted.len(), 1, "{}", rep.summary());
+    assert_eq!(rep.restarted().len(), 1, "{}", rep.summary());
 }
 
 #[test]

@@ -35,8 +35,8 @@ use time::OffsetDateTime;
 use crate::inventory::NodeReader;
 use crate::model::{Component, FileChange};
 use crate::plan::{DueAuthority, Reload};
-use crate::report::pass::message_id;
-use crate::report::reload_words;
+use crate::report::event::{CaKept, Failure, PassEvent, RenewedCa};
+use crate::report::pass::{section, PassReport, Section};
 use crate::rollout::{restart_and_verify, restart_static_pod_with, Pass, Restarts};
 
 /// The CAs named on a command line, as `status` names them, in the order given and
@@ -78,18 +78,40 @@ pub fn check_readable(node: &NodeCopies) -> Result<(), AuthorityError> {
 pub struct Installed {
     /// Node paths written.
     pub written: Vec<String>,
-    pub restarted: Vec<String>,
-    pub verified: Vec<String>,
-    /// The node runs here but restarts are the operator's (`--no-restart`): what
-    /// must restart.
-    pub must_restart: Vec<String>,
-    /// Files only (`--root DIR` without `--live`): what would restart where the node
-    /// runs.
-    pub not_performed: Vec<String>,
-    /// A restart or verification that failed (the ones after it were not done).
-    pub failed: Option<String>,
+    /// What the restarts did, in order, each already in the journal: restarts and
+    /// verifications; on a node whose components do not run here (`--root DIR` without
+    /// `--live`) what would restart there; where restarts are the operator's
+    /// (`--no-restart`) what must restart; a restart or verification that failed (the
+    /// ones after it were not done).
+    pub events: Vec<PassEvent>,
     /// Components left unrestarted after a failure.
     pub not_restarted: Vec<String>,
+}
+
+impl Installed {
+    pub fn restarted(&self) -> Vec<String> {
+        section(&self.events, Section::Restarted)
+    }
+
+    pub fn verified(&self) -> Vec<String> {
+        section(&self.events, Section::Verified)
+    }
+
+    pub fn must_restart(&self) -> Vec<String> {
+        section(&self.events, Section::MustRestart)
+    }
+
+    pub fn not_performed(&self) -> Vec<String> {
+        section(&self.events, Section::NotPerformed)
+    }
+
+    /// The restart or verification that failed.
+    pub fn failed(&self) -> Option<String> {
+        self.events.iter().find_map(|e| match e {
+            PassEvent::Failed(Failure::CaRestart { error, .. }) => Some(error.clone()),
+            _ => None,
+        })
+    }
 }
 
 /// How a component reloads a CA it holds: as for its own certificates, except etcd,
@@ -147,7 +169,7 @@ pub fn write(
 /// the live node through its edges, else listed for the operator. `serials` name the
 /// new CA certificates (the static pods' manifest annotation).
 ///
-/// A restart that fails is recorded in [`Installed::failed`] and stops the rest; the
+/// A restart that fails is recorded ([`Installed::failed`]) and stops the rest; the
 /// files stay: a CA renewed with its own key is trusted by everything the old one was,
 /// so undoing the write would not make a failing component healthier.
 pub fn restart(pass: &Pass<'_>, restarts: &[Component], serials: &[String]) -> Installed {
@@ -164,6 +186,7 @@ pub fn restart_writing(
     manifest_of: impl Fn(&Component) -> Option<Vec<u8>>,
 ) -> Installed {
     let mut done = Installed::default();
+    let mut failed = false;
     for c in restarts {
         let reload = reload_for_ca(c);
         let done_one = |edges: &crate::rollout::Edges<'_>| match (&reload, manifest_of(c)) {
@@ -173,30 +196,31 @@ pub fn restart_writing(
             _ => restart_and_verify(pass, edges, c, reload.clone(), serials),
         };
         match &pass.restarts {
-            Restarts::Live(_) if done.failed.is_some() => done.not_restarted.push(c.name()),
+            Restarts::Live(_) if failed => done.not_restarted.push(c.name()),
             Restarts::Live(edges) => match done_one(edges) {
-                Ok((r, v)) => {
-                    done.restarted.extend(r);
-                    done.verified.extend(v);
-                }
+                Ok(events) => done.events.extend(events),
                 Err(e) => {
                     let e = AuthorityError::Restart {
                         component: c.name(),
                         source: Box::new(e),
                     };
-                    tracing::error!(component = %c.name(), action = "restart", message_id = message_id::FAILED, "{e}");
-                    done.failed = Some(e.to_string());
+                    let f = PassEvent::Failed(Failure::CaRestart {
+                        component: c.name(),
+                        error: e.to_string(),
+                    });
+                    crate::report::journal::log(&f);
+                    done.events.push(f);
+                    failed = true;
                 }
             },
-            Restarts::NotLive => done.not_performed.push(format!(
-                "{}: {}, then verify (--root is not the live node)",
-                c.name(),
-                reload_words(&reload)
-            )),
-            Restarts::Operator => {
-                done.must_restart
-                    .push(format!("{} ({})", c.name(), reload_words(&reload)))
-            }
+            Restarts::NotLive => done.events.push(PassEvent::NotPerformed {
+                component: c.name(),
+                reload,
+            }),
+            Restarts::Operator => done.events.push(PassEvent::MustRestart {
+                component: c.name(),
+                reload,
+            }),
         }
     }
     done
@@ -256,36 +280,24 @@ pub fn renew_with_own_keys(
     Ok((renewals, done))
 }
 
-/// One CA renewed by `run`.
-#[derive(Clone, Debug)]
-pub struct RenewedCa {
-    pub name: String,
-    pub serial: String,
-    pub not_after: OffsetDateTime,
-    pub sha256: String,
-}
-
-/// What `run` did with the due CAs.
-#[derive(Clone, Debug, Default)]
-pub struct DueOutcome {
-    pub renewed: Vec<RenewedCa>,
-    pub installed: Installed,
-    /// Loud lines for the journal and the summary.
-    pub warnings: Vec<String>,
-    pub failed: Vec<String>,
-}
-
 /// `run`'s first step: renews every due CA it may (`[authorities] renew`, key on the
 /// node) with its own key, all in one change set, then restarts what holds them, before
-/// any leaf is planned; due CAs it may not renew are warned about. `node`: the node as
-/// the pass read it (under the lock, after recovery).
+/// any leaf is planned; due CAs it may not renew are warned about. What it did goes to
+/// `report`; returns how many CAs it renewed. `node`: the node as the pass read it (under
+/// the lock, after recovery).
 pub fn renew_due(
     pass: &Pass<'_>,
     node: &NodeReader<'_>,
     due: &[DueAuthority],
     now: OffsetDateTime,
-) -> DueOutcome {
-    let mut out = DueOutcome::default();
+    report: &mut PassReport,
+) -> usize {
+    let kept = |d: &DueAuthority, why: CaKept| PassEvent::CaNotRenewed {
+        name: d.name.clone(),
+        reason: d.reason.clone(),
+        not_after: d.not_after,
+        why,
+    };
     // A CA being rotated is the rotation's alone (rotation::guard): renewing it with its
     // own key would put a third certificate where the phase left [old, new].
     let mut free = Vec::new();
@@ -299,73 +311,43 @@ pub fn renew_due(
             // `run` fails on the broken journal itself (rotation::broken).
             Err(e) => format!("its rotation journal {} cannot be used", e.path().display()),
         };
-        let w = format!(
-            "CA {} is due ({}, ends {}) and is not renewed: {held}",
-            d.name,
-            d.reason,
-            crate::timefmt::rfc3339(d.not_after)
-        );
-        tracing::warn!(ca = %d.name, action = "ca-renew", message_id = message_id::CA_RENEWED, "{w}");
-        out.warnings.push(w);
+        report.emit(kept(d, CaKept::Held(held)));
     }
     let due = free.as_slice();
     for d in due.iter().filter(|d| !d.automatic) {
-        let why = if d.has_key {
-            "[authorities] renew = false"
-        } else {
-            "its key is not on this node"
-        };
-        let w = format!(
-            "CA {} is due ({}, ends {}) and is not renewed automatically ({why}): run `cert-rotator ca renew {}` where its key is (docs/ca.md)",
-            d.name,
-            d.reason,
-            crate::timefmt::rfc3339(d.not_after),
-            d.name
-        );
-        tracing::warn!(ca = %d.name, action = "ca-renew", message_id = message_id::CA_RENEWED, "{w}");
-        out.warnings.push(w);
+        report.emit(kept(d, CaKept::NotAutomatic { has_key: d.has_key }));
     }
-    let names: Vec<&DueAuthority> = due.iter().filter(|d| d.automatic).collect();
+    let names: Vec<&str> = due
+        .iter()
+        .filter(|d| d.automatic)
+        .map(|d| d.name.as_str())
+        .collect();
     if names.is_empty() {
-        return out;
+        return 0;
     }
-    let names: Vec<&str> = names.iter().map(|d| d.name.as_str()).collect();
     match renew_with_own_keys(pass, &node.get().anchors, &names, None, now, &mut |_| {}) {
         Ok((renewals, done)) => {
+            // The restarts first (they happened first, and are in the journal already),
+            // then the renewals, loud: the other nodes need the new certificates.
+            report.extend(done.events);
             for r in &renewals {
-                let w = format!(
-                    "renewed CA {} with its own key: serial {}, ends {} (was {}); every copy on this node updated. The other nodes of the cluster need it too: `cert-rotator ca export {} FILE` here, `ca import FILE` there (docs/ca.md)",
-                    r.name,
-                    r.new.serial,
-                    crate::timefmt::rfc3339(r.new.not_after),
-                    crate::timefmt::rfc3339(r.old.not_after),
-                    r.name
-                );
-                tracing::warn!(ca = %r.name, serial = %r.new.serial, not_after = %crate::timefmt::rfc3339(r.new.not_after), action = "ca-renew", message_id = message_id::CA_RENEWED, "{w}");
-                out.warnings.push(w);
-                out.renewed.push(RenewedCa {
+                report.emit(PassEvent::CaRenewed(RenewedCa {
                     name: r.name.clone(),
                     serial: r.new.serial.clone(),
                     not_after: r.new.not_after,
+                    was_not_after: r.old.not_after,
                     sha256: renew::sha256_hex(&r.new),
-                });
+                }));
             }
-            if let Some(f) = &done.failed {
-                out.failed.push(format!("CA renewal: {f}"));
-            }
-            out.installed = done;
+            renewals.len()
         }
         Err(e) => {
-            let why = format!("CA renewal: {e}");
-            tracing::error!(
-                action = "ca-renew",
-                message_id = message_id::FAILED,
-                "{why}"
-            );
-            out.failed.push(why);
+            report.emit(PassEvent::Failed(Failure::CaRenewal {
+                error: e.to_string(),
+            }));
+            0
         }
     }
-    out
 }
 
 #[cfg(test)]

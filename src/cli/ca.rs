@@ -277,16 +277,17 @@ fn finish(installed: Result<Installed, AuthorityError>) -> Result<ExitCode, CliE
             }
         }
     };
-    section("restarted", &done.restarted);
-    section("verified", &done.verified);
-    section("not performed (not the live node)", &done.not_performed);
-    if !done.must_restart.is_empty() {
+    section("restarted", &done.restarted());
+    section("verified", &done.verified());
+    section("not performed (not the live node)", &done.not_performed());
+    let must_restart = done.must_restart();
+    if !must_restart.is_empty() {
         outln!("Restart these, one at a time, to load the renewed CA (or run again without --no-restart):");
-        for m in &done.must_restart {
+        for m in &must_restart {
             outln!("  {m}");
         }
     }
-    if let Some(f) = &done.failed {
+    if let Some(f) = &done.failed() {
         say(&format!("FAILED: {f}"));
         if !done.not_restarted.is_empty() {
             say(&format!(

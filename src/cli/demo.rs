@@ -11,8 +11,8 @@ use super::DemoKeys;
 use crate::config;
 use crate::inventory;
 use crate::node::{Liveness, NodeRoot};
-use crate::pass::{Overrides, Pass, Restarts};
 use crate::report::{plan_text, Status};
+use crate::rollout::{Overrides, Pass, Restarts};
 
 pub fn demo(keep: Option<PathBuf>, build_only: bool, keys: DemoKeys) -> ExitCode {
     let tmp;
@@ -106,7 +106,7 @@ pub fn demo(keep: Option<PathBuf>, build_only: bool, keys: DemoKeys) -> ExitCode
     let still_due = after.certificates.iter().filter(|c| c.due).count();
     outln!(
         "\n{} certificates renewed, {still_due} still due.",
-        report.renewed.len()
+        report.renewed().len()
     );
     if report.ok() && !after.has_errors() {
         ExitCode::SUCCESS

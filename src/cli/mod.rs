@@ -20,8 +20,9 @@ pub use ca::CaCommand;
 pub use renew::{cert_renew_main, CertRenewCli};
 
 use crate::node::{Liveness, NodeRoot};
-use crate::pass::{Overrides, Selection};
+use crate::pass::Selection;
 use crate::plan::route::CaOverride;
+use crate::rollout::Overrides;
 use renew::RenewRequest;
 
 /// Shown under both programs' --help: what `init_logging` reads.

@@ -15,9 +15,10 @@ use super::{init_logging, IssueArgs, LOG_HELP};
 use crate::ca::remote::RemoteSettings;
 use crate::config;
 use crate::node::NodeRoot;
-use crate::pass::{Overrides, Pass, Restarts, Selection};
+use crate::pass::Selection;
 use crate::plan::route::CaOverride;
 use crate::report::pass::Outcome;
+use crate::rollout::{Overrides, Pass, Restarts};
 
 /// A renewal on request: `renew`, `renew-all` or `cert-renew`.
 pub struct RenewRequest<'a> {
@@ -91,7 +92,7 @@ fn renew_selected(root: &NodeRoot, req: RenewRequest<'_>) -> Result<ExitCode, Cl
     } else {
         run(Restarts::Operator)
     };
-    for w in &report.warnings {
+    for w in &report.warnings() {
         errln!("WARNING: {w}");
     }
     if req.restart {

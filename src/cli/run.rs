@@ -12,8 +12,9 @@ use crate::config;
 use crate::inventory;
 use crate::inventory::kubeadm::skips;
 use crate::node::NodeRoot;
-use crate::pass::{Edges, Overrides, Pass, Restarts, RunNote};
+use crate::pass::RunNote;
 use crate::report::{plan_text, MetricsInput, NotANode, PassResult};
+use crate::rollout::{Edges, Overrides, Pass, Restarts};
 use crate::write::StateDir;
 
 /// `plan`, `run --dry-run`: what a pass would do; writes nothing.
@@ -142,20 +143,8 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         &crate::kube::events::of_report(&report),
         summary.as_ref(),
     );
-    let result = PassResult {
-        at: OffsetDateTime::now_utc(),
-        success: report.ok(),
-        renewed: report.renewed.len(),
-        failed: report.failed.len(),
-        warnings: report.warnings.len(),
-        // Set from this pass and the previous record by write_last_pass.
-        last_success: None,
-        restarts_avoided: report.restarts_avoided.len(),
-        skipped: None,
-        restarts_awaiting_lock: report.awaiting_lock.len(),
-        rollouts_stopped: report.rollouts_stopped.len(),
-    };
-    write_last_pass(root, &state, &result);
+    // The last success is set from this pass and the previous record by write_last_pass.
+    write_last_pass(root, &state, &report.result(OffsetDateTime::now_utc()));
     write_metrics(root, settings, &state);
     Ok(if report.ok() {
         ExitCode::SUCCESS

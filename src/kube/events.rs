@@ -1,10 +1,11 @@
-//! Kubernetes Events on the Node for what a pass did: each renewal, each restart, each
-//! failure and rollback, and each certificate left inside its renewal window
-//! (`CertificateExpirationWarning`, the reason RKE2 and k3s use, so existing dashboards
-//! catch it). Sent with the node's own credentials (kubelet.conf: `system:node:NAME` may
-//! create Events), best effort: all of a pass's Events and the summary on the Node
-//! (super::summary) share one deadline, the first transport failure ends the sending,
-//! and nothing here changes the pass's outcome.
+//! Kubernetes Events on the Node for what a pass did (worded by
+//! [`crate::report::node_events`] from the pass's events): each renewal, each restart,
+//! each failure and rollback, and each certificate left inside its renewal window
+//! (`CertificateExpirationWarning`, the reason RKE2 and k3s use). Sent with the node's
+//! own credentials (kubelet.conf: `system:node:NAME` may create Events), best effort:
+//! all of a pass's Events and the summary on the Node (super::summary) share one
+//! deadline, the first transport failure ends the sending, and nothing here changes the
+//! pass's outcome.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,76 +19,8 @@ use crate::config::events::EventSettings;
 use crate::node::kubeconfig::{self, ClientCredential};
 use crate::node::NodeRoot;
 use crate::pki;
-use crate::report::pass::PassReport;
-
-/// An Event's type, reason and message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeEvent {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub message: String,
-}
-
-fn normal(reason: &'static str, message: String) -> NodeEvent {
-    NodeEvent {
-        warning: false,
-        reason,
-        message,
-    }
-}
-
-fn warning(reason: &'static str, message: String) -> NodeEvent {
-    NodeEvent {
-        warning: true,
-        reason,
-        message,
-    }
-}
-
-/// The Events of a pass, pure.
-pub fn of_report(r: &PassReport) -> Vec<NodeEvent> {
-    let mut out = Vec::new();
-    for c in &r.renewed {
-        out.push(normal(
-            "CertificateRenewed",
-            format!(
-                "cert-rotator renewed {} ({}): serial {}, valid until {}",
-                c.name,
-                c.path,
-                c.serial,
-                crate::timefmt::rfc3339(c.not_after)
-            ),
-        ));
-    }
-    for c in &r.ca_renewed {
-        out.push(normal(
-            "CertificateAuthorityRenewed",
-            format!("cert-rotator renewed CA {c}"),
-        ));
-    }
-    for c in &r.restarted {
-        out.push(normal(
-            "ComponentRestarted",
-            format!("cert-rotator restarted {c} to load its renewed certificates"),
-        ));
-    }
-    for f in &r.failed {
-        out.push(warning("CertificateRotationFailed", f.clone()));
-    }
-    for f in &r.rolled_back {
-        out.push(warning(
-            "CertificateRotationRolledBack",
-            format!("cert-rotator rolled back {f}"),
-        ));
-    }
-    for d in r.deferred.iter().chain(&r.not_renewable) {
-        out.push(warning(
-            "CertificateExpirationWarning",
-            format!("inside its renewal window and not renewed by this pass: {d}"),
-        ));
-    }
-    out
-}
+// What the Events say is report/'s: this module sends them.
+pub use crate::report::node_events::{of_report, NodeEvent};
 
 /// The Node's name: the CN `system:node:NAME` of the kubeconfig's client certificate.
 fn node_name(root: &NodeRoot, path: &Path) -> Option<String> {

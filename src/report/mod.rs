@@ -1,9 +1,12 @@
-//! The renderers of `status` (table and JSON), the plan for people, the pass summary,
-//! the Prometheus textfile and the last-pass record. Everything here turns facts into
-//! text or bytes; the command line writes them. (`ca status` is rendered by
-//! authority/status.rs, and the pass and the CA lifecycle still word their own lines.)
+//! The renderers of `status` (table and JSON), the plan for people, the pass's events
+//! (its summary, journal lines and Kubernetes Events), the Prometheus textfile and the
+//! last-pass record. Everything here turns facts into text or bytes; the command line
+//! writes them. (`ca status` is rendered by authority/status.rs.)
 
+pub mod event;
+pub mod journal;
 pub mod metrics;
+pub mod node_events;
 pub mod pass;
 pub mod plan;
 pub mod status;

@@ -21,8 +21,9 @@ use crate::issue::IssueError;
 use crate::model::{Component, FileChange};
 use crate::node::NodeRoot;
 use crate::plan::{DueReason, Group, History, Reload, RestartRecord};
-use crate::report::pass::{message_id, PassReport};
-use crate::report::reload_words;
+use crate::report::event::{Failure, PassEvent, Restart, Verification};
+use crate::report::journal;
+use crate::report::pass::PassReport;
 use crate::restart::{
     certs_hash, control_plane_wait, gap_exemption, static_pod_change, RestartError, ServiceManager,
 };
@@ -161,14 +162,14 @@ pub(crate) struct Written {
 /// in memory, whose copies changed) exactly as a pass restarts a renewed group: the
 /// same pacing of control-plane restarts, history and manifest annotation (`serials`
 /// name what changed), then waits until it serves again. Returns the restart and
-/// verification lines.
+/// verification events (already in the journal).
 pub fn restart_and_verify(
     pass: &Pass<'_>,
     edges: &Edges<'_>,
     component: &Component,
     reload: Reload,
     serials: &[String],
-) -> Result<(Vec<String>, Vec<String>), PassError> {
+) -> Result<Vec<PassEvent>, PassError> {
     restart_component(pass, edges, component, reload, None, serials)
 }
 
@@ -184,7 +185,7 @@ pub fn restart_static_pod_with(
     component: &Component,
     pod: &str,
     manifest: &[u8],
-) -> Result<(Vec<String>, Vec<String>), PassError> {
+) -> Result<Vec<PassEvent>, PassError> {
     let reload = Reload::StaticPod(pod.to_string());
     restart_component(pass, edges, component, reload, Some(manifest), &[])
 }
@@ -200,7 +201,7 @@ fn restart_component(
     reload: Reload,
     manifest: Option<&[u8]>,
     serials: &[String],
-) -> Result<(Vec<String>, Vec<String>), PassError> {
+) -> Result<Vec<PassEvent>, PassError> {
     let mut history = load_history(pass.state);
     let group = Group {
         component: Some(component.clone()),
@@ -213,8 +214,7 @@ fn restart_component(
         manifest,
         ..Live::new(pass, edges, &group, &comp)
     };
-    let done = live.under_restart_slot(|| live.reload_and_verify(serials, &mut history))?;
-    Ok((done.restarted.into_iter().collect(), done.verified))
+    live.under_restart_slot(|| live.reload_and_verify(serials, &mut history))
 }
 
 /// One group on the live node.
@@ -233,12 +233,10 @@ pub(crate) struct Live<'p, 'a> {
     restart_requested: std::cell::Cell<Option<RestartRequested>>,
 }
 
-/// What reloading one group did.
-struct Reloaded {
-    restarted: Option<String>,
-    /// The restart not made: the component already served its new certificates.
-    avoided: Option<String>,
-    verified: Vec<String>,
+/// A component failed verification after its restart: the pass stops, and defers the
+/// groups after it.
+pub(crate) struct Stopped {
+    pub(crate) component: String,
 }
 
 impl<'p, 'a> Live<'p, 'a> {
@@ -260,67 +258,60 @@ impl<'p, 'a> Live<'p, 'a> {
         }
     }
 
-    /// Restarts and verifies the group, or rolls it back: `Err(why)` when the
-    /// component failed verification (the pass must stop).
+    /// Restarts and verifies the group, or rolls it back: the error of the step that
+    /// failed (the component failed verification: the pass must stop).
     fn restart_and_verify_or_roll_back(
         &self,
         written: &Written,
         history: &mut History,
         report: &mut PassReport,
-    ) -> Result<(), String> {
-        let comp = self.comp;
+    ) -> Result<(), PassError> {
+        let component = self.comp.to_string();
         match self.reload_and_verify(&written.serials, history) {
             Ok(done) => {
-                report.restarted.extend(done.restarted);
-                report.restarts_avoided.extend(done.avoided);
-                report.verified.extend(done.verified);
+                report.extend(done);
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(component = %comp, action = "verify", message_id = message_id::FAILED, "{comp} does not serve its new certificates: {e}; rolling back");
-                report.failed.push(format!("{comp}: {e}"));
+                report.emit(PassEvent::Failed(Failure::Verification {
+                    component: component.clone(),
+                    error: e.to_string(),
+                }));
                 match self.rollback(written, history) {
-                    Ok(()) => {
-                        tracing::error!(component = %comp, action = "rollback", message_id = message_id::ROLLED_BACK, "{comp}: restored the previous certificates, which it serves again");
-                        report
-                            .rolled_back
-                            .push(format!("{comp}: previous certificates restored and served"));
-                    }
-                    Err(e2) => {
-                        tracing::error!(component = %comp, action = "rollback", message_id = message_id::FAILED, "{comp}: ROLLBACK FAILED: {e2}");
-                        report.failed.push(format!("{comp}: rollback failed: {e2}"));
-                    }
+                    Ok(()) => report.emit(PassEvent::RolledBack { component }),
+                    Err(e2) => report.emit(PassEvent::Failed(Failure::Rollback {
+                        component,
+                        error: e2.to_string(),
+                    })),
                 }
-                Err(e.to_string())
+                Err(e)
             }
         }
     }
 
     /// Probes first, restarts what must reload (unless it serves the new certificates
-    /// already) and waits until it serves what is on disk.
+    /// already) and waits until it serves what is on disk. Returns what it did (the
+    /// restart or the restart avoided, then the verification), each already in the
+    /// journal.
     fn reload_and_verify(
         &self,
         serials: &[String],
         history: &mut History,
-    ) -> Result<Reloaded, PassError> {
-        let mut done = Reloaded {
-            restarted: None,
-            avoided: None,
-            verified: Vec::new(),
-        };
+    ) -> Result<Vec<PassEvent>, PassError> {
+        let mut done: Vec<PassEvent> = Vec::new();
         match self.probe_first() {
-            BeforeRestart::AlreadyServing => done.avoided = Some(self.restart_avoided()),
+            BeforeRestart::AlreadyServing => done.push(self.restart_avoided()),
             BeforeRestart::Down(why) => {
                 let exempt = gap_exemption(Some(&why), &[]);
-                done.restarted = self.restart(serials, history, exempt)?;
+                done.extend(self.restart(serials, history, exempt)?);
             }
             BeforeRestart::Restart => {
                 let exempt = gap_exemption(None, &self.expired_before_the_pass());
-                done.restarted = self.restart(serials, history, exempt)?;
+                done.extend(self.restart(serials, history, exempt)?);
             }
         }
         if let Some(c) = &self.group.component {
-            done.verified = self.verify(c)?;
+            done.extend(self.verify(c)?);
         }
         Ok(done)
     }
@@ -342,18 +333,21 @@ impl<'p, 'a> Live<'p, 'a> {
         serials: &[String],
         history: &mut History,
         gap_exempt: Option<String>,
-    ) -> Result<Option<String>, PassError> {
+    ) -> Result<Option<PassEvent>, PassError> {
         let settings = self.pass.settings;
         let clock = self.edges.clock;
         let comp = self.comp;
         let timeout = StdDuration::from_secs(settings.run.restart_timeout_seconds);
-        let line = match &self.group.reload {
+        let how = match &self.group.reload {
             Reload::None | Reload::Itself => return Ok(None),
             Reload::Unit(unit) => {
                 status(&format!("restarting {unit}"));
                 self.mark_restart_requested();
                 let r = self.edges.services.restart_unit(unit, timeout)?;
-                format!("{unit}: new run {}", r.invocation_id)
+                Restart::Unit {
+                    unit: unit.clone(),
+                    invocation: r.invocation_id,
+                }
             }
             Reload::StaticPod(pod) => {
                 // One control-plane component at a time, a gap between them, unless
@@ -383,7 +377,10 @@ impl<'p, 'a> Live<'p, 'a> {
                         self.pass
                             .state
                             .apply(&format!("restart {pod}"), &[change])?;
-                        format!("{pod}: manifest {} written back", manifest.display())
+                        Restart::ManifestWritten {
+                            pod: pod.clone(),
+                            manifest,
+                        }
                     }
                     None => {
                         let value =
@@ -392,10 +389,11 @@ impl<'p, 'a> Live<'p, 'a> {
                         self.pass
                             .state
                             .apply(&format!("restart {pod}"), &[change])?;
-                        format!(
-                            "{pod}: manifest {} annotated cert-rotator.k8s.io/certs-hash={value}",
-                            manifest.display()
-                        )
+                        Restart::Annotated {
+                            pod: pod.clone(),
+                            manifest,
+                            hash: value,
+                        }
                     }
                 }
             }
@@ -407,8 +405,12 @@ impl<'p, 'a> Live<'p, 'a> {
             at: now,
         });
         save_history(self.pass.state, history, now);
-        tracing::info!(component = %comp, action = "restart", message_id = message_id::RESTARTED, "restarted {comp}: {line}");
-        Ok(Some(line))
+        let restarted = PassEvent::Restarted {
+            component: comp.to_string(),
+            how,
+        };
+        journal::log(&restarted);
+        Ok(Some(restarted))
     }
 
     fn mark_restart_requested(&self) {
@@ -422,13 +424,15 @@ impl<'p, 'a> Live<'p, 'a> {
     /// Waits until every endpoint of the component serves the certificate now on disk
     /// (or answers healthy), within the verification timeout, answered by a process
     /// started after the restart request.
-    fn verify(&self, component: &Component) -> Result<Vec<String>, PassError> {
+    /// Returns what it found, already in the journal.
+    fn verify(&self, component: &Component) -> Result<Vec<PassEvent>, PassError> {
         let settings = self.pass.settings;
+        let verified = |check| PassEvent::Verified {
+            component: component.name(),
+            check,
+        };
         if !settings.run.verify {
-            return Ok(vec![format!(
-                "{}: verification switched off",
-                component.name()
-            )]);
+            return Ok(vec![verified(Verification::SwitchedOff)]);
         }
         let root = self.pass.root;
         let eps = endpoints(root, &settings.kubeadm, component);
@@ -445,10 +449,12 @@ impl<'p, 'a> Live<'p, 'a> {
             StdDuration::from_secs(settings.run.verify_timeout_seconds),
             self.restart_requested.take().as_ref(),
         )?;
-        for line in &lines {
-            tracing::info!(component = %component.name(), action = "verify", message_id = message_id::VERIFIED, "{line}");
-        }
-        Ok(lines)
+        let found: Vec<PassEvent> = lines
+            .into_iter()
+            .map(|l| verified(Verification::Served(l)))
+            .collect();
+        found.iter().for_each(journal::log);
+        Ok(found)
     }
 
     /// Puts the group's files back from this pass's backup, restarts the component

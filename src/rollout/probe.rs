@@ -5,7 +5,8 @@ use std::time::Duration as StdDuration;
 
 use time::Duration;
 
-use super::{message_id, reload_words, status, Live};
+use super::{status, Live};
+use crate::report::event::PassEvent;
 use crate::verify::before::{self, BeforeRestart};
 use crate::verify::endpoints;
 
@@ -59,14 +60,13 @@ impl Live<'_, '_> {
         }
     }
 
-    /// Says and returns why the component is not restarted.
-    pub(super) fn restart_avoided(&self) -> String {
-        let comp = self.comp;
-        let line = format!(
-            "{comp}: already serves its new certificates (it reloaded them itself): not restarted ({} not performed)",
-            reload_words(&self.group.reload)
-        );
-        tracing::info!(component = %comp, action = "restart", message_id = message_id::RESTART_AVOIDED, "{line}");
-        line
+    /// The restart not made, said in the journal.
+    pub(super) fn restart_avoided(&self) -> PassEvent {
+        let avoided = PassEvent::RestartAvoided {
+            component: self.comp.to_string(),
+            reload: self.group.reload.clone(),
+        };
+        crate::report::journal::log(&avoided);
+        avoided
     }
 }

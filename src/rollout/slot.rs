@@ -8,12 +8,13 @@ use std::time::Duration as StdDuration;
 use time::OffsetDateTime;
 
 use super::trust::{check_lock_state, UntrustedState};
-use super::{status, Edges, Live, Pass, PassError, Restarts, Written};
+use super::{status, Edges, Live, Pass, PassError, Restarts, Stopped, Written};
 use crate::coordination::{
     self, Decision, HeldSlot, LockState, PassSpread, PendingRestart, RestartLock,
 };
 use crate::plan::{Group, History, Plan, Reload};
-use crate::report::pass::{message_id, PassReport};
+use crate::report::event::{Deferral, Failure, PassEvent, Warning};
+use crate::report::pass::PassReport;
 use crate::verify::before::BeforeRestart;
 use crate::verify::{endpoints, Check};
 use crate::write::StateDir;
@@ -155,14 +156,14 @@ impl PassLocks {
 
 /// Restarts that earlier passes owe (no restart slot then) for components this pass's
 /// plan does not renew again: their files are no longer due, but the component still
-/// runs with the old certificates. `Some(why)` when the pass must stop.
+/// runs with the old certificates. `Some` when the pass must stop.
 pub(crate) fn owed_restarts(
     pass: &Pass<'_>,
     plan: &Plan,
     locks: &mut PassLocks,
     history: &mut History,
     report: &mut PassReport,
-) -> Option<String> {
+) -> Option<Stopped> {
     let Restarts::Live(edges) = &pass.restarts else {
         return None;
     };
@@ -204,9 +205,9 @@ pub(crate) fn owed_restarts(
             reload_grace_spent: Default::default(),
             restart_requested: Default::default(),
         };
-        if let Some(why) = live.coordinated_restart(&written, history, report, locks) {
+        if let Some(stopped) = live.coordinated_restart(&written, history, report, locks) {
             locks.save(pass.state);
-            return Some(why);
+            return Some(stopped);
         }
     }
     locks.save(pass.state);
@@ -225,30 +226,34 @@ impl Written {
 
 /// The pass refused before it changed anything: said, every planned renewal
 /// deferred, the report failed.
-pub(crate) fn refused(mut report: PassReport, plan: &Plan, e: &UntrustedState) -> PassReport {
-    tracing::error!(action = "read", message_id = message_id::FAILED, "{e}");
-    report.failed.push(e.to_string());
+pub(crate) fn refused(report: &mut PassReport, plan: &Plan, e: &UntrustedState) {
+    report.emit(PassEvent::Failed(Failure::UntrustedState {
+        error: e.to_string(),
+    }));
     for t in plan.groups.iter().flat_map(|g| &g.targets) {
-        report
-            .deferred
-            .push(format!("{} (pass refused: {})", t.name, e.path.display()));
+        report.emit(PassEvent::Deferred {
+            target: t.name.clone(),
+            path: t.path.clone(),
+            why: Deferral::PassRefused {
+                record: e.path.clone(),
+            },
+        });
     }
-    report
 }
 
 impl<'a> Live<'_, 'a> {
     /// The group's restart under the cross-node lock: take a slot of its group (or
     /// restart a broken component without one), restart and verify, then give the slot
     /// back; keep it when verification failed, so the group's rollout stops. Without a
-    /// slot the restart is owed to the next pass and the files stay written. `Some(why)`
-    /// when the pass must stop.
+    /// slot the restart is owed to the next pass and the files stay written. `Some` when
+    /// the pass must stop.
     pub(crate) fn coordinated_restart(
         &self,
         written: &Written,
         history: &mut History,
         report: &mut PassReport,
         locks: &mut PassLocks,
-    ) -> Option<String> {
+    ) -> Option<Stopped> {
         // A component that already serves what was written restarts nothing: it needs
         // no slot (and must not wait for one when the lock is out of reach). Probed
         // here only when a slot is at stake; the restart step probes first anyway.
@@ -285,9 +290,9 @@ impl<'a> Live<'_, 'a> {
             }
         }
         locks.save(self.pass.state);
-        result
-            .err()
-            .map(|_| format!("{} failed verification", self.comp))
+        result.err().map(|_| Stopped {
+            component: self.comp.to_string(),
+        })
     }
 
     /// A restart outside a renewal (a CA's copies changed): `f` restarts and verifies
@@ -377,10 +382,7 @@ impl<'a> Live<'_, 'a> {
         ) {
             Decision::Held(slot) => Ok(Some(slot)),
             Decision::Unlocked { why } => {
-                tracing::warn!(component = %comp, action = "restart", group = %group.name, "{comp}: restarting without the restart lock: {why}");
-                report
-                    .warnings
-                    .push(format!("{comp}: restarted without the restart lock: {why}"));
+                self.restarted_unlocked(group, why, report);
                 Ok(None)
             }
             Decision::Deferred { why, kind } => {
@@ -408,12 +410,21 @@ impl<'a> Live<'_, 'a> {
         if let Ok(slot) = lock.acquire(group, self.comp) {
             return Ok(Some(slot));
         }
-        let comp = self.comp;
-        tracing::warn!(component = %comp, action = "restart", group = %group.name, "{comp}: restarting without the restart lock: {why}");
-        report
-            .warnings
-            .push(format!("{comp}: restarted without the restart lock: {why}"));
+        self.restarted_unlocked(group, why.to_string(), report);
         Ok(None)
+    }
+
+    fn restarted_unlocked(
+        &self,
+        group: &coordination::LockGroup,
+        why: String,
+        report: &mut PassReport,
+    ) {
+        report.emit(PassEvent::Warned(Warning::RestartedWithoutLock {
+            component: self.comp.to_string(),
+            group: group.name.clone(),
+            why,
+        }));
     }
 
     /// No slot: the files stay written (they are valid; the component has not loaded
@@ -425,10 +436,11 @@ impl<'a> Live<'_, 'a> {
         report: &mut PassReport,
         locks: &mut PassLocks,
     ) {
-        let comp = self.comp;
-        tracing::warn!(component = %comp, action = "defer", message_id = message_id::DEFERRED, "{comp}: not restarted, the next pass restarts it: {why}");
-        report.awaiting_lock.push(format!("{comp}: {why}"));
-        locks.owe(comp, written, why, self.edges.clock.now());
+        report.emit(PassEvent::AwaitingLock {
+            component: self.comp.to_string(),
+            why: why.to_string(),
+        });
+        locks.owe(self.comp, written, why, self.edges.clock.now());
     }
 
     fn give_back(
@@ -440,13 +452,11 @@ impl<'a> Live<'_, 'a> {
     ) {
         match slot.release() {
             Ok(()) => locks.mark_failed(group, false),
-            Err(e) => {
-                tracing::warn!(component = %self.comp, group, "coordination: cannot give the restart slot back: {e}");
-                report.warnings.push(format!(
-                    "{}: restart slot of group {group} not given back: {e}",
-                    self.comp
-                ));
-            }
+            Err(e) => report.emit(PassEvent::Warned(Warning::SlotNotGivenBack {
+                component: self.comp.to_string(),
+                group: group.to_string(),
+                error: e.to_string(),
+            })),
         }
     }
 
@@ -454,19 +464,18 @@ impl<'a> Live<'_, 'a> {
         &self,
         slot: Box<dyn HeldSlot + 'a>,
         group: &str,
-        why: &str,
+        why: &PassError,
         report: &mut PassReport,
         locks: &mut PassLocks,
     ) {
         let comp = self.comp;
         let e = slot.keep_failed(&format!("{comp}: {why}"));
         locks.mark_failed(group, true);
-        let line = match e {
-            Ok(()) => format!("{comp}: restarts of group {group} stay stopped across the cluster until this node's next verified restart or an operator clears it (docs/coordination.md)"),
-            Err(e) => format!("{comp}: could not mark group {group} stopped: {e}"),
-        };
-        tracing::error!(component = %comp, group, action = "verify", message_id = message_id::FAILED, "{line}");
-        report.rollouts_stopped.push(line);
+        report.emit(PassEvent::RolloutStopped {
+            component: comp.to_string(),
+            group: group.to_string(),
+            unmarked: e.err().map(|e| e.to_string()),
+        });
     }
 
     /// Why the component is already broken, if it is: a certificate of the group had

@@ -263,13 +263,13 @@ fn restart(ctx: &Ctx<'_>, f: &CaFiles, out: &mut Outcome) -> Result<(), Rotation
     let pass = ctx.pass();
     let done = crate::authority::restart(&pass, &present(ctx, f), &[]);
     out.lines.extend(
-        done.restarted
+        done.restarted()
             .iter()
             .map(|l| format!("{}: restarted {l}", f.name)),
     );
-    out.must_restart.extend(done.not_performed);
-    out.must_restart.extend(done.must_restart);
-    match done.failed {
+    out.must_restart.extend(done.not_performed());
+    out.must_restart.extend(done.must_restart());
+    match done.failed() {
         Some(e) => Err(RotationError::RestartFailed(e)),
         None => Ok(()),
     }

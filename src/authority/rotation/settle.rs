@@ -111,18 +111,18 @@ pub(super) fn restart_list(
         before_start(ctx.root, j, &manifest_of(ctx, pod))
     });
     out.lines.extend(
-        done.restarted
+        done.restarted()
             .iter()
             .map(|l| format!("{}: restarted {l}", f.name)),
     );
     out.lines.extend(
-        done.verified
+        done.verified()
             .iter()
             .map(|l| format!("{}: verified {l}", f.name)),
     );
-    out.must_restart.extend(done.not_performed);
-    out.must_restart.extend(done.must_restart);
-    match done.failed {
+    out.must_restart.extend(done.not_performed());
+    out.must_restart.extend(done.must_restart());
+    match done.failed() {
         Some(e) => Err(RotationError::RestartFailed(format!(
             "{e} (not restarted: {})",
             if done.not_restarted.is_empty() {
