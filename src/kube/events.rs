@@ -5,7 +5,6 @@
 //! create Events), best effort: all of a pass's Events share one deadline, the first
 //! transport failure ends the sending, and nothing here changes the pass's outcome.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -13,9 +12,7 @@ use time::OffsetDateTime;
 
 use super::{ApiClient, ClientOptions};
 use crate::config::events::EventSettings;
-use crate::node::kubeconfig::{self, ClientCredential};
 use crate::node::NodeRoot;
-use crate::pki;
 use crate::report::pass::PassReport;
 
 /// An Event's type, reason and message.
@@ -87,23 +84,6 @@ pub fn of_report(r: &PassReport) -> Vec<NodeEvent> {
     out
 }
 
-/// The Node's name: the CN `system:node:NAME` of the kubeconfig's client certificate.
-fn node_name(root: &NodeRoot, path: &Path) -> Option<String> {
-    let (_, bytes) = root.read_file(path).ok()?;
-    let kc = kubeconfig::parse(&bytes, path).ok()?;
-    let pem = match kc.credential {
-        ClientCredential::Embedded { cert_pem, .. } => cert_pem,
-        ClientCredential::Files { cert, .. } => root.read_file(&cert).ok()?.1,
-        ClientCredential::NotACertificate { .. } => return None,
-    };
-    let certs = pki::certificates(&pki::parse_pem(&pem).ok()?).ok()?;
-    let subject = pki::name_attributes(&certs.first()?.raw_subject).ok()?;
-    subject
-        .into_iter()
-        .find(|(t, _)| t == "CN")
-        .and_then(|(_, v)| v.strip_prefix("system:node:").map(str::to_string))
-}
-
 /// Sends the pass's Events when `[events]` is enabled. Never fails and never takes
 /// longer than `timeout_seconds` (plus the local reading of the kubeconfig).
 pub fn tell(root: &NodeRoot, s: &EventSettings, events: &[NodeEvent]) {
@@ -111,7 +91,7 @@ pub fn tell(root: &NodeRoot, s: &EventSettings, events: &[NodeEvent]) {
         return;
     }
     let deadline = Instant::now() + Duration::from_secs(s.timeout_seconds);
-    let Some(node) = node_name(root, &s.kubeconfig) else {
+    let Some(node) = crate::inventory::serving::node_name_of(root, &s.kubeconfig) else {
         tracing::warn!(
             "events: {}: no client certificate of a node (CN system:node:NAME); no Events sent",
             s.kubeconfig.display()

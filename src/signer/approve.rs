@@ -16,7 +16,7 @@ use super::request::{decode_request, parse_request};
 use crate::kube::types::{CertificateSigningRequest, Node};
 use crate::pki::name_attributes;
 
-pub const KUBELET_SERVING: &str = "kubernetes.io/kubelet-serving";
+pub use crate::kube::serving::KUBELET_SERVING;
 const NODE_PREFIX: &str = "system:node:";
 const NODES_GROUP: &str = "system:nodes";
 const USAGES: &[&str] = &["digital signature", "key encipherment", "server auth"];
