@@ -620,7 +620,8 @@ mod events {
 
     use cert_rotator::config::events::EventSettings;
     use cert_rotator::fixture::temp_control_plane;
-    use cert_rotator::kube::events::{of_report, tell};
+    use cert_rotator::kube::events::tell;
+    use cert_rotator::report::events::of_report;
     use cert_rotator::report::pass::{PassReport, RenewedCert};
     use time::OffsetDateTime;
 

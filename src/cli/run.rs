@@ -127,7 +127,7 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
     crate::kube::events::tell(
         root,
         &settings.events,
-        &crate::kube::events::of_report(&report),
+        &crate::report::events::of_report(&report),
     );
     let result = PassResult {
         at: OffsetDateTime::now_utc(),

@@ -151,3 +151,94 @@ pub fn template(
     let der = t.issue(key, issuer.as_ref()).map_err(pki_error)?;
     CertFacts::from_der(&der).map_err(pki_error)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::ca::remote::{Identity, San};
+    use crate::ca::{CertificateAuthority, LocalCa};
+    use crate::issue::{prepare, RenewOptions};
+    use crate::model::NewContent;
+    use crate::plan::DueReason;
+
+    /// `cluster-ca` on a control plane: the self-signed kubelet.crt, not due by its
+    /// dates, is due (serving-issuer) and routed to the local CA; issued for the node's
+    /// identity, it verifies against the CA, names the node, serves only, and leaves its
+    /// throwaway CA behind.
+    #[test]
+    fn cluster_ca_makes_kubelet_crt_due_and_issues_it_for_the_node() {
+        let (_dir, root) = crate::fixture::temp_control_plane();
+        let now = OffsetDateTime::now_utc();
+        let mut settings = Settings::default();
+        let inv = crate::inventory::read_node(&root, &settings);
+        let plan = crate::plan::make_plan(&settings, &inv, &Default::default(), now);
+        let due = |p: &crate::plan::Plan| {
+            p.groups
+                .iter()
+                .flat_map(|g| &g.targets)
+                .find(|t| t.name == "kubelet.crt")
+                .cloned()
+        };
+        assert!(due(&plan).is_none(), "self-signed: due by its dates only");
+        settings.kubelet.serving = ServingMode::ClusterCa;
+        let inv = crate::inventory::read_node(&root, &settings);
+        let plan = crate::plan::make_plan(&settings, &inv, &Default::default(), now);
+        let t = due(&plan).expect("kubelet.crt due under cluster-ca");
+        assert_eq!(t.reason, Some(DueReason::ServingIssuer));
+        assert_eq!(t.route, CaRoute::Local("ca".into()));
+        let s = t.target.serving.as_ref().unwrap();
+        assert_eq!(s.facts.client_name.as_deref(), Some("cp-1"));
+        let id = facts::identity(&s.facts, &s.kubeconfig, None, &["10.0.0.10".into()]).unwrap();
+        let ca = LocalCa::load(
+            &root,
+            "ca",
+            Path::new("/etc/kubernetes/pki/ca.crt"),
+            Path::new("/etc/kubernetes/pki/ca.key"),
+            now,
+        )
+        .unwrap();
+        let opts = RenewOptions {
+            days: None,
+            reuse_key: false,
+            now,
+            switch_issuer: true,
+            serving: Some(id),
+        };
+        let p = prepare(&t.target, &t.reading, Some(&ca), &opts).unwrap();
+        assert!(p.new_cert.is_signed_by(ca.certificate().unwrap()));
+        assert_eq!(p.new_cert.subject, "O=system:nodes, CN=system:node:cp-1");
+        let got = Identity::of(&p.new_cert.der).unwrap();
+        assert!(
+            got.sans.contains(&San::Dns("cp-1".into())),
+            "{:?}",
+            got.sans
+        );
+        assert!(got.sans.contains(&San::Ip("10.0.0.10".parse().unwrap())));
+        assert_eq!(
+            got.ext_key_usage.into_iter().collect::<Vec<_>>(),
+            [EKU_SERVER]
+        );
+        assert!(!got.is_ca);
+        let file = |name: &str| {
+            p.changes
+                .iter()
+                .find(|c| c.path.file_name().is_some_and(|n| n == name))
+                .unwrap()
+        };
+        let NewContent::File(crt) = &file("kubelet.crt").content else {
+            panic!("kubelet.crt is a file");
+        };
+        assert_eq!(
+            String::from_utf8_lossy(crt)
+                .matches("BEGIN CERTIFICATE")
+                .count(),
+            1,
+            "the throwaway CA is not kept"
+        );
+        assert!(file("kubelet.key").secret);
+    }
+}

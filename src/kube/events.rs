@@ -4,6 +4,7 @@
 //! catch it). Sent with the node's own credentials (kubelet.conf: `system:node:NAME` may
 //! create Events), best effort: all of a pass's Events share one deadline, the first
 //! transport failure ends the sending, and nothing here changes the pass's outcome.
+//! Which Events a pass leaves: `report::events`.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,6 @@ use time::OffsetDateTime;
 use super::{ApiClient, ClientOptions};
 use crate::config::events::EventSettings;
 use crate::node::NodeRoot;
-use crate::report::pass::PassReport;
 
 /// An Event's type, reason and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,65 +23,22 @@ pub struct NodeEvent {
     pub message: String,
 }
 
-fn normal(reason: &'static str, message: String) -> NodeEvent {
-    NodeEvent {
-        warning: false,
-        reason,
-        message,
+impl NodeEvent {
+    pub fn normal(reason: &'static str, message: String) -> NodeEvent {
+        NodeEvent {
+            warning: false,
+            reason,
+            message,
+        }
     }
-}
 
-fn warning(reason: &'static str, message: String) -> NodeEvent {
-    NodeEvent {
-        warning: true,
-        reason,
-        message,
+    pub fn warning(reason: &'static str, message: String) -> NodeEvent {
+        NodeEvent {
+            warning: true,
+            reason,
+            message,
+        }
     }
-}
-
-/// The Events of a pass, pure.
-pub fn of_report(r: &PassReport) -> Vec<NodeEvent> {
-    let mut out = Vec::new();
-    for c in &r.renewed {
-        out.push(normal(
-            "CertificateRenewed",
-            format!(
-                "cert-rotator renewed {} ({}): serial {}, valid until {}",
-                c.name,
-                c.path,
-                c.serial,
-                crate::timefmt::rfc3339(c.not_after)
-            ),
-        ));
-    }
-    for c in &r.ca_renewed {
-        out.push(normal(
-            "CertificateAuthorityRenewed",
-            format!("cert-rotator renewed CA {c}"),
-        ));
-    }
-    for c in &r.restarted {
-        out.push(normal(
-            "ComponentRestarted",
-            format!("cert-rotator restarted {c} to load its renewed certificates"),
-        ));
-    }
-    for f in &r.failed {
-        out.push(warning("CertificateRotationFailed", f.clone()));
-    }
-    for f in &r.rolled_back {
-        out.push(warning(
-            "CertificateRotationRolledBack",
-            format!("cert-rotator rolled back {f}"),
-        ));
-    }
-    for d in r.deferred.iter().chain(&r.not_renewable) {
-        out.push(warning(
-            "CertificateExpirationWarning",
-            format!("inside its renewal window and not renewed by this pass: {d}"),
-        ));
-    }
-    out
 }
 
 /// Sends the pass's Events when `[events]` is enabled. Never fails and never takes

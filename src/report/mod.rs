@@ -3,6 +3,7 @@
 //! text or bytes; the command line writes them. (`ca status` is rendered by
 //! authority/status.rs, and the pass and the CA lifecycle still word their own lines.)
 
+pub mod events;
 pub mod metrics;
 pub mod pass;
 pub mod plan;
