@@ -30,7 +30,8 @@
 #       kubelet.conf's credentials (approved by the approver, signed by the
 #       controller-manager), key made on the node; with the API server stopped (end of
 #       6) the pass fails kubelet.crt within serving_timeout_seconds, changes nothing of
-#       it and renews the rest.
+#       it and renews the rest; so it does when nobody approves (the CSR named, left
+#       pending) and when the API server hangs (SIGSTOP).
 #   5b. the shipped RBAC manifest: a signer with only that identity signs.
 #   6. [events]: a pass that renews and restarts leaves Events on the Node (kubectl get
 #      events); with the API server stopped the pass succeeds, at most the timeout slower.
@@ -503,7 +504,38 @@ e2e_check "... naming kubelet.crt, serving = \"csr\" and what failed" eval '[[ -
 e2e_check "... kubelet.crt and kubelet.key unchanged" eq "$(e2e_exec sha256sum "$kcrt" "$kkey")" "$before"
 e2e_check "... and the rest of the pass went on: admin.conf renewed" \
 	eval '[[ $(e2e_exec sha256sum /etc/kubernetes/admin.conf) != "$admin_before" ]]'
-e2e_exec rm -f /etc/cert-rotator/config.d/65-serving.toml
 e2e_exec mv /root/kube-apiserver.yaml /etc/kubernetes/manifests/kube-apiserver.yaml
+# csr_pass_fails WORDS: a pass with kubelet.crt due under serving = "csr" (5 s) fails
+# within the bound, its journal says WORDS about kubelet.crt, and kubelet.crt and
+# kubelet.key are unchanged.
+csr_pass_fails() {
+	local before took line
+	serving_mode csr 5
+	e2e_exec sh -c 'printf "\n[targets.\"kubelet.crt\"]\nremaining_days = 4000\n" >>/etc/cert-rotator/config.d/65-serving.toml'
+	before=$(e2e_exec sha256sum "$kcrt" "$kkey")
+	a=$(date +%s.%N)
+	e2e_exec systemctl start cert-rotator.service
+	took=$(seconds "$a" "$(date +%s.%N)")
+	line=$(e2e_exec journalctl -u cert-rotator.service --no-pager -o cat -n 200 | grep "renewal failed: kubelet.crt: .*$1" | tail -n1)
+	e2e_log "pass: $took s; journal: $line"
+	[[ $(e2e_exec systemctl show -P Result cert-rotator.service) != success && -n $line ]] &&
+		awk -v t="$took" 'BEGIN { exit !(t < 20) }' &&
+		[[ $(e2e_exec sha256sum "$kcrt" "$kkey") == "$before" ]]
+}
+e2e_wait_for 120 apiserver_ready
+# Nobody approves (the signer service stopped): the CSR is left pending, named.
+e2e_exec systemctl stop cert-rotator-signer.service
+e2e_check "serving = \"csr\", no approver: the pass fails kubelet.crt after 5 s (serving_timeout_seconds), naming the CSR left pending; nothing changed" \
+	csr_pass_fails 'CSR cert-rotator-kubelet-serving-[a-z0-9]*: not approved within 5 s'
+e2e_check "... the CSR is there, Pending, for an approver" \
+	eval '[[ $(kubectl_in get csr --no-headers | awk "/^cert-rotator-kubelet-serving-/ && /Pending/" | wc -l) -ge 1 ]]'
+# An API server that accepts connections and never answers (stopped with SIGSTOP): the
+# same bound holds.
+apiserver_pid=$(e2e_exec pgrep -o -x kube-apiserver)
+e2e_exec kill -STOP "$apiserver_pid"
+e2e_check "serving = \"csr\", the API server hanging: the pass fails kubelet.crt within the bound, nothing changed" \
+	csr_pass_fails 'serving = "csr": /etc/kubernetes/kubelet.conf: GET /api/v1/nodes/'
+e2e_exec kill -CONT "$apiserver_pid"
+e2e_exec rm -f /etc/cert-rotator/config.d/65-serving.toml
 
 e2e_summary
