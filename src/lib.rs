@@ -29,6 +29,9 @@ pub mod inventory;
 pub mod plan;
 /// The CA seam: the local CA key or a remote cfssl server signs.
 pub mod ca;
+/// The Kubernetes API from the node: a kubeconfig's client, the objects, the Lease,
+/// Events, and the certificates API as kubelet.crt's CA (`[kubelet] serving = "csr"`).
+pub mod kube;
 /// A planned target and its CA to the exact file changes that renew it.
 pub mod issue;
 /// Crash-safe change sets with backups, the state directory and its lock.
@@ -48,8 +51,6 @@ pub mod rollout;
 pub mod authority;
 /// The sequencer: due CAs, then per group issue -> write -> roll out.
 pub mod pass;
-/// The Kubernetes API from the node: a kubeconfig's client, the objects, the Lease.
-pub mod kube;
 /// `cert-rotator signer`: signs Approved CSRs of the configured signerNames.
 pub mod signer;
 /// A kubeadm-faithful node for the demo and the tests.

@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use cert_rotator::config::events::EventSettings;
 use cert_rotator::fixture::temp_control_plane;
-use cert_rotator::kube::events::{of_report, tell};
+use cert_rotator::kube::events::tell;
 use cert_rotator::plan::Reload;
 use cert_rotator::report::event::{Deferral, Failure, PassEvent, RenewedCert, Restart};
+use cert_rotator::report::node_events::of_report;
 use cert_rotator::report::pass::PassReport;
 use time::OffsetDateTime;
 

@@ -1,5 +1,5 @@
 //! The summary of a node's inventory that `run` puts on its Node with `[events]
-//! node_summary` (src/kube/summary.rs), from a fixture kubeadm node: the earliest expiry
+//! node_summary` (src/report/node_summary.rs), from a fixture kubeadm node: the earliest expiry
 //! as a date label, the count of certificates inside their window, and one annotation
 //! entry per certificate saying who renews it. The real API server takes the patch in
 //! tests/k8s/csr.sh.
@@ -7,9 +7,9 @@
 mod common;
 
 use cert_rotator::config::Settings;
-use cert_rotator::kube::summary::{NodeSummary, CERTIFICATES, DUE, NEXT_EXPIRY};
 use cert_rotator::node::NodeRoot;
 use cert_rotator::report::event::{PassEvent, Restart};
+use cert_rotator::report::node_summary::{NodeSummary, CERTIFICATES, DUE, NEXT_EXPIRY};
 use common::{fixture, Duration, NodeSpec, OffsetDateTime, Validity};
 use serde_json::Value;
 
@@ -76,7 +76,8 @@ fn a_control_plane_summed_up_for_kubectl_get_nodes() {
 #[test]
 fn an_api_server_that_never_answers_costs_events_and_summary_one_timeout() {
     use cert_rotator::config::events::EventSettings;
-    use cert_rotator::kube::events::{of_report, tell_all};
+    use cert_rotator::kube::events::tell_all;
+    use cert_rotator::report::node_events::of_report;
     use cert_rotator::report::pass::PassReport;
 
     let (d, root) = cert_rotator::fixture::temp_control_plane();
@@ -115,7 +116,7 @@ fn an_api_server_that_never_answers_costs_events_and_summary_one_timeout() {
             ..Default::default()
         };
         let started = std::time::Instant::now();
-        tell_all(&root, &s, &events, Some(&summary));
+        tell_all(&root, &s, &events, Some(&summary.node_patch()));
         let took = started.elapsed();
         assert!(
             took.as_secs_f64() < 3.0,

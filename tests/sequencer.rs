@@ -178,6 +178,7 @@ fn no_renewal_writes_a_certificate_born_expired() {
         reuse_key: false,
         now: now(),
         switch_issuer: false,
+        serving: None,
     };
     let e = issue::prepare(&o.target, &reading, None, &opts)
         .unwrap_err()

@@ -69,6 +69,11 @@ impl<'a> Authorities<'a> {
         }
     }
 
+    /// The node the CAs' files are read from (and other edges of issuing read through).
+    pub fn root(&self) -> &'a NodeRoot {
+        self.root
+    }
+
     /// The CA that signs along `route`; `Ok(None)` for kubelet.crt's own throwaway CA.
     pub fn signer(
         &mut self,
@@ -77,6 +82,12 @@ impl<'a> Authorities<'a> {
         let key = match route {
             CaRoute::SelfBundled => return Ok(None),
             CaRoute::NotRenewable(why) => return Err(LoadError::NotRenewable(why.clone())),
+            // The certificates API: issue.rs opens it with the kubelet's credentials.
+            CaRoute::KubeletCsr => {
+                return Err(LoadError::NotRenewable(
+                    "kubelet.crt through the certificates API is not a CA of this node".into(),
+                ))
+            }
             CaRoute::Given(_) => CaKey::Given,
             CaRoute::Local(name) => CaKey::Local(name.clone()),
             CaRoute::Remote { authority, .. } => CaKey::Remote(authority.clone()),
@@ -115,9 +126,9 @@ impl<'a> Authorities<'a> {
                 ))
             }
             CaRoute::Remote { authority, .. } => self.load_remote(authority.as_deref()),
-            CaRoute::SelfBundled | CaRoute::NotRenewable(_) => Err(LoadError::NotRenewable(
-                "no CA signs along this route".into(),
-            )),
+            CaRoute::SelfBundled | CaRoute::NotRenewable(_) | CaRoute::KubeletCsr => Err(
+                LoadError::NotRenewable("no CA signs along this route".into()),
+            ),
         }
     }
 

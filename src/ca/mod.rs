@@ -59,6 +59,13 @@ pub enum CaError {
     },
     #[error("{target}: signing failed: {source}")]
     Signing { target: String, source: PkiError },
+    /// The certificates API (kubelet.crt with `[kubelet] serving = "csr"`): the CSR's
+    /// exchange with the API server, or its refusal (Denied, Failed, no answer in time).
+    #[error("{target}: {source}")]
+    CertificatesApi {
+        target: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The remote CA: the request, the exchange with cfssl, or a refused answer.
     #[error("{target}: {source}")]
     Remote {

@@ -132,15 +132,16 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
     // work: never a reason for the pass to wait or fail. The summary is of the node as
     // the pass left it.
     let summary = settings.events.node_summary.then(|| {
-        crate::kube::summary::NodeSummary::of(
+        crate::report::node_summary::NodeSummary::of(
             &crate::pass::read_node(root, settings),
             OffsetDateTime::now_utc(),
         )
+        .node_patch()
     });
     crate::kube::events::tell_all(
         root,
         &settings.events,
-        &crate::kube::events::of_report(&report),
+        &crate::report::node_events::of_report(&report),
         summary.as_ref(),
     );
     // The last success is set from this pass and the previous record by write_last_pass.

@@ -16,6 +16,7 @@ pub mod events;
 mod paths;
 pub mod remote;
 pub mod san_rules;
+pub mod serving;
 pub mod signer;
 
 pub const DEFAULT_CONFIG: &str = "/etc/cert-rotator/config.toml";
@@ -172,6 +173,12 @@ pub struct KubeletSettings {
     pub client_rotation: KubeletRotation,
     pub server_rotation: KubeletRotation,
     pub safety_net_fraction: f64,
+    /// Who issues kubelet.crt (docs/csr.md, "kubelet.crt a client can verify").
+    pub serving: serving::ServingMode,
+    /// The kubelet's own credentials: the Node lookup and the CSR of `serving = "csr"`.
+    pub serving_kubeconfig: PathBuf,
+    /// `serving = "csr"`: the most the CSR exchange (create, wait, fetch) takes.
+    pub serving_timeout_seconds: u64,
 }
 
 impl Default for KubeletSettings {
@@ -180,6 +187,9 @@ impl Default for KubeletSettings {
             client_rotation: KubeletRotation::SafetyNet,
             server_rotation: KubeletRotation::SafetyNet,
             safety_net_fraction: 0.9,
+            serving: serving::ServingMode::SelfSigned,
+            serving_kubeconfig: PathBuf::from("/etc/kubernetes/kubelet.conf"),
+            serving_timeout_seconds: 60,
         }
     }
 }
@@ -534,6 +544,7 @@ fn validate(s: &Settings) -> Result<(), InvalidValue> {
     s.coordination.validate()?;
     signer::validate(&s.csr, &s.signer)?;
     s.events.validate()?;
+    serving::validate(&s.kubelet)?;
     paths::check(s, &|p: &Path| normalize(p))
 }
 

@@ -67,6 +67,7 @@ mod tests {
         KubeletConfiguration {
             rotate_certificates: rotate,
             server_tls_bootstrap: server,
+            ..Default::default()
         }
     }
 

@@ -32,6 +32,7 @@ pub fn layout(settings: &Settings, root: &NodeRoot) -> Layout {
             optional,
             window: settings.window,
             handover: None,
+            serving: None,
         })
     };
     use Component::*;
@@ -172,16 +173,19 @@ pub fn layout(settings: &Settings, root: &NodeRoot) -> Layout {
         Some(Kubelet),
         !conf_uses_current,
     );
+    let kubelet_config = super::kubelet::read_config(root);
     // Absent when the kubelet's serving certificate is bootstrapped through the API.
+    // Where the kubelet's configuration names its files (tlsCertFile,
+    // tlsPrivateKeyFile), there: that is what it serves.
+    let (serving_cert, serving_key) = kubelet_config.serving_files(kubelet_pki);
     add(
         "kubelet.crt",
         KubeletServing,
-        kubelet_pki.join("kubelet.crt"),
-        Some(kubelet_pki.join("kubelet.key")),
+        serving_cert,
+        Some(serving_key),
         Some(Kubelet),
         true,
     );
-    let kubelet_config = super::kubelet::read_config(root);
     // With serverTLSBootstrap the kubelet serves a certificate the cluster signed, behind
     // the symlink it keeps current; optional: its CSR may not be approved yet.
     if kubelet_config.bootstraps_server() {
@@ -195,6 +199,10 @@ pub fn layout(settings: &Settings, root: &NodeRoot) -> Layout {
         );
     }
     super::kubelet::hand_over(&mut targets, &kubelet_config, settings);
+    let serving = super::serving::read(root, settings);
+    for t in targets.iter_mut().filter(|t| t.kind == KubeletServing) {
+        t.serving = serving.clone();
+    }
 
     for x in &settings.extra {
         let component = x
@@ -217,6 +225,7 @@ pub fn layout(settings: &Settings, root: &NodeRoot) -> Layout {
                 optional: false,
                 window,
                 handover: None,
+                serving: None,
             })
         };
         match x.kind {

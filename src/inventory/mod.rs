@@ -8,6 +8,7 @@
 pub mod anchors;
 pub mod kubeadm;
 pub mod kubelet;
+pub mod serving;
 mod layout;
 mod read;
 mod select;
@@ -106,6 +107,9 @@ pub struct Target {
     /// `rotateCertificates`, kubelet-server-current.pem with `serverTLSBootstrap`): the
     /// window gives way to the safety net. `None`: the agent's, by the window.
     pub handover: Option<Handover>,
+    /// kubelet.crt issued by the cluster (`[kubelet] serving`), with what the node's
+    /// files say about its names. `None`: renewed as it is.
+    pub serving: Option<Arc<serving::ServingPlan>>,
 }
 
 /// A certificate the kubelet renews itself through the CSR API while it can: the agent

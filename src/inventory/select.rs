@@ -83,6 +83,7 @@ fn detect(root: &NodeRoot, path: &Path) -> Result<Target, SelectError> {
         optional: false,
         window: Default::default(),
         handover: None,
+        serving: None,
     };
     let has = |marker: &[u8]| bytes.windows(marker.len()).any(|w| w == marker);
     if !has(b"-----BEGIN CERTIFICATE-----") {

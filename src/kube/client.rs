@@ -186,6 +186,23 @@ impl ApiClient {
         self.answer("POST", path, r)
     }
 
+    /// A GET that ends, answered or not, `within` from now (shorter than the client's
+    /// own timeout): for callers that share one deadline across calls.
+    pub fn get_within<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        within: std::time::Duration,
+    ) -> Reply<T> {
+        let r = self
+            .agent
+            .get(format!("{}{path}", self.server))
+            .config()
+            .timeout_global(Some(within))
+            .build()
+            .call();
+        self.answer("GET", path, r)
+    }
+
     /// A POST that ends, answered or not, `within` from now (shorter than the client's
     /// own timeout): for callers that share one deadline across calls.
     pub fn post_within<B: Serialize, T: DeserializeOwned>(

@@ -3,40 +3,51 @@
 //! each failure and rollback, and each certificate left inside its renewal window
 //! (`CertificateExpirationWarning`, the reason RKE2 and k3s use). Sent with the node's
 //! own credentials (kubelet.conf: `system:node:NAME` may create Events), best effort:
-//! all of a pass's Events and the summary on the Node (super::summary) share one
+//! all of a pass's Events and the summary on the Node (crate::report::node_summary) share one
 //! deadline, the first transport failure ends the sending, and nothing here changes the
 //! pass's outcome.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::summary::NodeSummary;
 use super::{ApiClient, ApiError, ClientOptions};
 use crate::config::events::EventSettings;
-use crate::node::kubeconfig::{self, ClientCredential};
 use crate::node::NodeRoot;
-use crate::pki;
-// What the Events say is report/'s: this module sends them.
-pub use crate::report::node_events::{of_report, NodeEvent};
 
-/// The Node's name: the CN `system:node:NAME` of the kubeconfig's client certificate.
-fn node_name(root: &NodeRoot, path: &Path) -> Option<String> {
-    let (_, bytes) = root.read_file(path).ok()?;
-    let kc = kubeconfig::parse(&bytes, path).ok()?;
-    let pem = match kc.credential {
-        ClientCredential::Embedded { cert_pem, .. } => cert_pem,
-        ClientCredential::Files { cert, .. } => root.read_file(&cert).ok()?.1,
-        ClientCredential::NotACertificate { .. } => return None,
-    };
-    let certs = pki::certificates(&pki::parse_pem(&pem).ok()?).ok()?;
-    let subject = pki::name_attributes(&certs.first()?.raw_subject).ok()?;
-    subject
-        .into_iter()
-        .find(|(t, _)| t == "CN")
-        .and_then(|(_, v)| v.strip_prefix("system:node:").map(str::to_string))
+/// An Event's type, reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeEvent {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl NodeEvent {
+    pub fn normal(reason: &'static str, message: String) -> NodeEvent {
+        NodeEvent {
+            warning: false,
+            reason,
+            message,
+        }
+    }
+
+    pub fn warning(reason: &'static str, message: String) -> NodeEvent {
+        NodeEvent {
+            warning: true,
+            reason,
+            message,
+        }
+    }
+}
+
+/// A JSON merge patch of the node's own Node object (the summary of its certificates,
+/// made by crate::report::node_summary), and how the journal says what it holds.
+#[derive(Clone, Debug)]
+pub struct NodePatch {
+    pub body: serde_json::Value,
+    pub said: String,
 }
 
 /// Sends the pass's Events when `[events]` is enabled. Never fails and never takes
@@ -52,7 +63,7 @@ pub fn tell_all(
     root: &NodeRoot,
     s: &EventSettings,
     events: &[NodeEvent],
-    summary: Option<&NodeSummary>,
+    summary: Option<&NodePatch>,
 ) {
     let events = if s.enabled { events } else { &[] };
     let summary = summary.filter(|_| s.node_summary);
@@ -60,7 +71,7 @@ pub fn tell_all(
         return;
     }
     let deadline = Instant::now() + Duration::from_secs(s.timeout_seconds);
-    let Some(node) = node_name(root, &s.kubeconfig) else {
+    let Some(node) = crate::inventory::serving::node_name_of(root, &s.kubeconfig) else {
         tracing::warn!(
             "events: {}: no client certificate of a node (CN system:node:NAME); nothing sent to the cluster",
             s.kubeconfig.display()
@@ -103,14 +114,10 @@ pub fn tell_all(
         }
         match api.merge_patch_within::<_, serde_json::Value>(
             &format!("/api/v1/nodes/{node}"),
-            &summary.patch(),
+            &summary.body,
             left,
         ) {
-            Ok(_) => tracing::info!(
-                "events: summary on Node {node}: next expiry {}, {} due",
-                summary.next_expiry.as_deref().unwrap_or("none"),
-                summary.due
-            ),
+            Ok(_) => tracing::info!("events: summary on Node {node}: {}", summary.said),
             Err(e) => tracing::warn!("events: the summary on Node {node}: {e}"),
         }
     }

@@ -12,7 +12,7 @@
 mod client;
 pub mod events;
 pub mod lease;
-pub mod summary;
+pub mod serving;
 pub mod types;
 
 pub use client::{b64, ApiClient, ApiError, ClientOptions, Reply};

@@ -10,6 +10,8 @@
 //! is read as a generic YAML value, so any other field, or an odd layout, is ignored
 //! rather than refused; a field of the wrong type is an error naming the field.
 
+use std::path::{Path, PathBuf};
+
 use serde_json::Value;
 
 /// kubeadm's kubelet configuration file (no setting names it: kubeadm always writes it
@@ -27,6 +29,8 @@ pub enum KubeletConfigError {
     NotAMapping,
     #[error("{field} is not a boolean")]
     NotABool { field: &'static str },
+    #[error("{field} is not a string")]
+    NotAString { field: &'static str },
 }
 
 /// The fields of a KubeletConfiguration the agent reads. `None`: the key is absent
@@ -35,6 +39,10 @@ pub enum KubeletConfigError {
 pub struct KubeletConfiguration {
     pub rotate_certificates: Option<bool>,
     pub server_tls_bootstrap: Option<bool>,
+    /// `tlsCertFile` and `tlsPrivateKeyFile`: the serving certificate's files when not
+    /// the kubelet's own kubelet.crt and kubelet.key.
+    pub tls_cert_file: Option<String>,
+    pub tls_private_key_file: Option<String>,
 }
 
 impl KubeletConfiguration {
@@ -56,9 +64,17 @@ impl KubeletConfiguration {
             Some(Value::Bool(b)) => Ok(Some(*b)),
             Some(_) => Err(KubeletConfigError::NotABool { field }),
         };
+        let string = |field: &'static str| match map.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(KubeletConfigError::NotAString { field }),
+        };
         Ok(KubeletConfiguration {
             rotate_certificates: flag("rotateCertificates")?,
             server_tls_bootstrap: flag("serverTLSBootstrap")?,
+            tls_cert_file: string("tlsCertFile")?,
+            tls_private_key_file: string("tlsPrivateKeyFile")?,
         })
     }
 
@@ -72,6 +88,21 @@ impl KubeletConfiguration {
     /// `false`).
     pub fn bootstraps_server(&self) -> bool {
         self.server_tls_bootstrap.unwrap_or(false)
+    }
+
+    /// The serving certificate and key the kubelet reads: `tlsCertFile` and
+    /// `tlsPrivateKeyFile` when both are set and absolute (the kubelet needs both), else
+    /// kubelet.crt and kubelet.key in its certificate directory.
+    pub fn serving_files(&self, kubelet_pki: &Path) -> (PathBuf, PathBuf) {
+        match (&self.tls_cert_file, &self.tls_private_key_file) {
+            (Some(c), Some(k)) if c.starts_with('/') && k.starts_with('/') => {
+                (PathBuf::from(c), PathBuf::from(k))
+            }
+            _ => (
+                kubelet_pki.join("kubelet.crt"),
+                kubelet_pki.join("kubelet.key"),
+            ),
+        }
     }
 }
 

@@ -188,7 +188,12 @@ impl Group {
 /// short, not a CA): the broken CA file is the cause, and is named first.
 fn route_of(settings: &Settings, inv: &Inventory, target: &Target, reading: &Reading) -> CaRoute {
     let key_of = |name: &str| inv.authority(name).map(|a| (a.def.key.clone(), a.has_key));
-    let route = ca_route(settings, &target.name, &reading.signer, &key_of);
+    let serving = target
+        .serving
+        .as_ref()
+        .and_then(|s| route::serving_route(settings, s.mode, &key_of));
+    let route =
+        serving.unwrap_or_else(|| ca_route(settings, &target.name, &reading.signer, &key_of));
     let broken: Vec<String> = inv
         .authorities
         .iter()
@@ -411,7 +416,13 @@ pub fn make_plan_with(
             r.cert.not_after,
             now,
         );
-        let Some(reason) = a.reason else { continue };
+        let serving_due = t
+            .serving
+            .as_ref()
+            .is_some_and(|s| route::serving_issuer_due(s.mode, &r.signer));
+        let Some(reason) = a.reason.or(serving_due.then_some(DueReason::ServingIssuer)) else {
+            continue;
+        };
         let route = route_of(settings, inv, t, r);
         if let CaRoute::NotRenewable(why) = route {
             not_renewable.push(blocked(t, why));

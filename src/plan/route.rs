@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::config::serving::ServingMode;
 use crate::config::{CaChoice, Settings};
 use crate::inventory::Signer;
 
@@ -34,6 +35,9 @@ pub enum CaRoute {
         /// kubelet.crt leaves its throwaway CA for the cluster CA.
         switch_issuer: bool,
     },
+    /// kubelet.crt through the certificates API (`[kubelet] serving = "csr"`): signer
+    /// `kubernetes.io/kubelet-serving`, requested with the kubelet's credentials.
+    KubeletCsr,
     /// Why nothing on or for this node can renew it.
     NotRenewable(String),
 }
@@ -47,6 +51,38 @@ impl CaRoute {
             _ => false,
         }
     }
+}
+
+/// The route of kubelet.crt under `[kubelet] serving` (`None`: self-signed, routed as
+/// any target): `csr` through the certificates API; `cluster-ca` by the cluster CA's key
+/// on the node, else `[ca.remote]`, else not renewable, said why. Pure.
+pub fn serving_route(
+    settings: &Settings,
+    mode: ServingMode,
+    key_of: &dyn Fn(&str) -> Option<(PathBuf, bool)>,
+) -> Option<CaRoute> {
+    match mode {
+        ServingMode::SelfSigned => None,
+        ServingMode::Csr => Some(CaRoute::KubeletCsr),
+        ServingMode::ClusterCa => Some(match key_of("ca") {
+            Some((_, true)) => CaRoute::Local("ca".into()),
+            _ if settings.ca.remote.is_some() => CaRoute::Remote {
+                authority: Some("ca".into()),
+                switch_issuer: true,
+            },
+            key => CaRoute::NotRenewable(format!(
+                "[kubelet] serving = \"cluster-ca\" but the cluster CA key {} is not on this node and no [ca.remote] is configured (serving = \"csr\" asks the API server instead)",
+                key.map(|(k, _)| k.display().to_string())
+                    .unwrap_or_else(|| "ca.key".into())
+            )),
+        }),
+    }
+}
+
+/// Whether kubelet.crt must be issued again now because `[kubelet] serving` wants the
+/// cluster CA's signature and it has another (its own throwaway CA, at first). Pure.
+pub fn serving_issuer_due(mode: ServingMode, signer: &Signer) -> bool {
+    mode != ServingMode::SelfSigned && *signer != Signer::Authority("ca".into())
 }
 
 /// Routes a target by its `[targets."NAME"] ca` (else `[ca] default`) and its signer:
@@ -212,6 +248,47 @@ mod tests {
             replaces_issuer: true,
         });
         assert!(rotation.switches_issuer(&Signer::Authority("ca".into())));
+    }
+
+    #[test]
+    fn serving_modes_route_kubelet_crt_and_make_it_due_until_the_cluster_ca_signed_it() {
+        let s = with(CaChoice::Auto, false);
+        assert_eq!(serving_route(&s, ServingMode::SelfSigned, &key(true)), None);
+        assert_eq!(
+            serving_route(&s, ServingMode::Csr, &key(true)),
+            Some(CaRoute::KubeletCsr)
+        );
+        assert_eq!(
+            serving_route(&s, ServingMode::ClusterCa, &key(true)),
+            Some(CaRoute::Local("ca".into()))
+        );
+        let Some(CaRoute::NotRenewable(why)) =
+            serving_route(&s, ServingMode::ClusterCa, &key(false))
+        else {
+            panic!("cluster-ca without the key nor a remote");
+        };
+        assert!(
+            why.contains("/pki/ca.key") && why.contains("\"csr\""),
+            "{why}"
+        );
+        let remote = with(CaChoice::Auto, true);
+        assert_eq!(
+            serving_route(&remote, ServingMode::ClusterCa, &key(false)),
+            Some(CaRoute::Remote {
+                authority: Some("ca".into()),
+                switch_issuer: true
+            })
+        );
+        let ca = Signer::Authority("ca".into());
+        for mode in [ServingMode::ClusterCa, ServingMode::Csr] {
+            assert!(serving_issuer_due(mode, &Signer::Bundled));
+            assert!(serving_issuer_due(mode, &Signer::Unknown));
+            assert!(!serving_issuer_due(mode, &ca));
+        }
+        assert!(!serving_issuer_due(
+            ServingMode::SelfSigned,
+            &Signer::Bundled
+        ));
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub enum DueReason {
     /// Not due: the kubelet rotates it itself; `renew_at` is the safety net's instant.
     /// Shown by `status` as the reason it is left alone, never a reason to renew.
     KubeletRotates,
+    /// kubelet.crt not issued by the cluster CA while `[kubelet] serving` says it must
+    /// be (`cluster-ca`, `csr`): the operator set the mode to get a certificate clients
+    /// can verify now, not at the next renewal.
+    ServingIssuer,
 }
 
 impl DueReason {
@@ -53,6 +57,7 @@ impl DueReason {
                 decimal(fraction * 100.0)
             )),
             DueReason::KubeletRotates => Cow::Borrowed("kubelet-rotates"),
+            DueReason::ServingIssuer => Cow::Borrowed("serving-issuer"),
         }
     }
 }
@@ -87,6 +92,7 @@ impl PartialEq for DueReason {
                 DueReason::KubeletOverdue { fraction: b },
             ) => a.to_bits() == b.to_bits(),
             (DueReason::KubeletRotates, DueReason::KubeletRotates) => true,
+            (DueReason::ServingIssuer, DueReason::ServingIssuer) => true,
             _ => false,
         }
     }

@@ -7,6 +7,7 @@ pub mod event;
 pub mod journal;
 pub mod metrics;
 pub mod node_events;
+pub mod node_summary;
 pub mod pass;
 pub mod plan;
 pub mod status;

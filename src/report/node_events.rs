@@ -5,28 +5,14 @@
 
 use super::pass::PassReport;
 
-/// An Event's type, reason and message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeEvent {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub message: String,
-}
+pub use crate::kube::events::NodeEvent;
 
 fn normal(reason: &'static str, message: String) -> NodeEvent {
-    NodeEvent {
-        warning: false,
-        reason,
-        message,
-    }
+    NodeEvent::normal(reason, message)
 }
 
 fn warning(reason: &'static str, message: String) -> NodeEvent {
-    NodeEvent {
-        warning: true,
-        reason,
-        message,
-    }
+    NodeEvent::warning(reason, message)
 }
 
 /// The Events of a pass, by kind (renewals, CA renewals, restarts, failures, rollbacks,

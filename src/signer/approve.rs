@@ -17,7 +17,7 @@ use crate::config::san_rules::SanRules;
 use crate::kube::types::{CertificateSigningRequest, Node};
 use crate::pki::name_attributes;
 
-pub const KUBELET_SERVING: &str = "kubernetes.io/kubelet-serving";
+pub use crate::kube::serving::KUBELET_SERVING;
 const NODE_PREFIX: &str = "system:node:";
 const NODES_GROUP: &str = "system:nodes";
 const USAGES: &[&str] = &["digital signature", "key encipherment", "server auth"];

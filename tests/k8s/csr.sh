@@ -27,6 +27,14 @@
 #      server with --kubelet-certificate-authority reaches the kubelet (it could not with
 #      the self-signed kubelet.crt); a kubelet-serving CSR from an administrator, and the
 #      node's own for a foreign IP, are denied with the reason.
+#   5a. [kubelet] serving: "cluster-ca" re-issues the self-signed kubelet.crt from the
+#       cluster CA at the next pass (not due by its dates), the kubelet reloads it, the
+#       verifying API server reaches it; "csr" gets it through the certificates API with
+#       kubelet.conf's credentials (approved by the approver, signed by the
+#       controller-manager), key made on the node; with the API server stopped (end of
+#       6) the pass fails kubelet.crt within serving_timeout_seconds, changes nothing of
+#       it and renews the rest; so it does when nobody approves (the CSR named, left
+#       pending) and when the API server hangs (SIGSTOP).
 #   5b. the shipped RBAC manifest: a signer with only that identity signs.
 #   6. [events]: a pass that renews and restarts leaves Events on the Node (kubectl get
 #      events); with the API server stopped the pass succeeds, at most the timeout slower.
@@ -321,6 +329,63 @@ e2e_check "... without having been restarted itself" \
 proxy_healthz() { [[ $(kubectl_in --request-timeout=5s get --raw "/api/v1/nodes/$K8S_NODE/proxy/healthz" 2>/dev/null) == ok ]]; }
 e2e_check "with the self-signed kubelet.crt, the verifying API server cannot reach the kubelet" \
 	eval '! proxy_healthz'
+
+# --- 5a. kubelet.crt issued by the cluster ([kubelet] serving) --------------------------
+# cluster-ca: the next pass re-issues the self-signed kubelet.crt (not due by its dates:
+# reason serving-issuer) from the cluster CA for the node's name and address; the kubelet
+# reloads it by itself and the verifying API server reaches it. csr: with a fresh
+# self-signed kubelet.crt, the pass asks the certificates API with kubelet.conf's
+# credentials; the signer's approver approves, the controller-manager signs.
+kcrt=/var/lib/kubelet/pki/kubelet.crt kkey=/var/lib/kubelet/pki/kubelet.key
+serving_mode() { printf '[kubelet]\nserving = "%s"\nserving_timeout_seconds = %s\n' "$1" "${2:-60}" | e2e_exec sh -c 'cat >/etc/cert-rotator/config.d/65-serving.toml'; }
+kubelet_pid() { e2e_exec systemctl show -P MainPID kubelet.service; }
+kcrt_text() { e2e_exec openssl x509 -in "$kcrt" -noout -subject -ext subjectAltName,keyUsage,extendedKeyUsage 2>/dev/null; }
+from_cluster_ca() { # the file holds one certificate, verifying against ca.crt, for this node
+	local t
+	t=$(kcrt_text)
+	e2e_exec openssl verify -no-CApath -no-CAstore -CAfile /etc/kubernetes/pki/ca.crt "$kcrt" >/dev/null 2>&1 &&
+		[[ $(e2e_exec grep -c 'BEGIN CERTIFICATE' "$kcrt") == 1 ]] &&
+		[[ $t == *"O = system:nodes, CN = system:node:$K8S_NODE"* && $t == *"DNS:$K8S_NODE"* && $t == *"IP Address:$K8S_ADDRESS"* ]] &&
+		[[ $t == *"Digital Signature, Key Encipherment"* && $t == *"TLS Web Server Authentication"* ]] || {
+		e2e_log "kubelet.crt: $t"
+		return 1
+	}
+}
+serves_verifiably() { e2e_exec sh -c 'openssl s_client -connect 127.0.0.1:10250 -CAfile /etc/kubernetes/pki/ca.crt -verify_return_error </dev/null >/dev/null 2>&1'; }
+serving_mode cluster-ca
+pid=$(kubelet_pid)
+plan_line=$(e2e_exec cert-rotator plan 2>&1 | grep kubelet.crt)
+e2e_check "serving = \"cluster-ca\": cert-rotator plan has the self-signed kubelet.crt due, although not by its dates (serving-issuer)" \
+	eval '[[ $plan_line == *serving-issuer* ]] || { e2e_log "plan: $plan_line"; false; }'
+e2e_exec systemctl start cert-rotator.service
+e2e_check "serving = \"cluster-ca\": the next pass succeeds" \
+	eq "$(e2e_exec systemctl show -P Result cert-rotator.service)" success
+e2e_check "... kubelet.crt re-issued by the cluster CA: O=system:nodes, CN=system:node:$K8S_NODE, DNS:$K8S_NODE, IP:$K8S_ADDRESS, server auth" from_cluster_ca
+e2e_check "... kubelet.key 0600" eq "$(e2e_exec stat -c %a "$kkey")" 600
+e2e_check "... the kubelet serves it, verifiable with ca.crt, without having been restarted" \
+	eval 'e2e_wait_for 10 serves_verifiably && [[ $(kubelet_pid) == "$pid" ]]'
+e2e_check "... and the API server verifying the kubelet reaches it (nodes/NODE/proxy/healthz)" \
+	e2e_wait_for 30 proxy_healthz
+# Back to a kubelet.crt the kubelet makes itself, self-signed.
+e2e_exec sh -c "rm -f $kcrt $kkey && systemctl restart kubelet.service"
+e2e_wait_for 60 eval 'e2e_exec test -s "$kcrt" && ! serves_verifiably'
+e2e_check "the kubelet made itself a new self-signed kubelet.crt: the API server cannot verify it" \
+	e2e_wait_for 30 eval '! proxy_healthz'
+serving_mode csr
+e2e_exec systemctl start cert-rotator.service
+e2e_check "serving = \"csr\": the next pass succeeds" \
+	eq "$(e2e_exec systemctl show -P Result cert-rotator.service)" success
+kcsr=$(kubectl_in get csr --no-headers 2>/dev/null | awk '$1 ~ /^cert-rotator-kubelet-serving-/ { print $1 }' | tail -n1)
+e2e_check "... its CSR ($kcsr) for kubernetes.io/kubelet-serving was requested as system:node:$K8S_NODE (kubelet.conf) and issued" \
+	eval '[[ -n $kcsr && $(kubectl_in get csr "$kcsr" -o jsonpath="{.spec.signerName} {.spec.username}") == "kubernetes.io/kubelet-serving system:node:$K8S_NODE" ]] && issued "$kcsr"'
+e2e_check "... approved by cert-rotator's approver" \
+	eq "$(kubectl_in get csr "$kcsr" -o jsonpath='{.status.conditions[?(@.type=="Approved")].reason}')" CertRotatorApproved
+e2e_check "... for the key installed as kubelet.key (0600), made on the node: only its public half was sent" \
+	eval '[[ $(kubectl_in get csr "$kcsr" -o jsonpath="{.spec.request}" | base64 -d | openssl req -noout -pubkey) == "$(e2e_exec openssl pkey -in "$kkey" -pubout)" && $(e2e_exec stat -c %a "$kkey") == 600 ]]'
+e2e_check "... kubelet.crt is the certificate the controller-manager signed with the cluster CA, for this node" \
+	eval 'from_cluster_ca && [[ $(kubectl_in get csr "$kcsr" -o jsonpath="{.status.certificate}" | base64 -d | openssl x509 -noout -serial) == "$(e2e_exec openssl x509 -in "$kcrt" -noout -serial)" ]]'
+e2e_check "... and the API server verifying the kubelet reaches it" e2e_wait_for 30 proxy_healthz
+e2e_exec rm -f /etc/cert-rotator/config.d/65-serving.toml
 e2e_exec sh -c 'grep -q "^serverTLSBootstrap:" /var/lib/kubelet/config.yaml && sed -i "s/^serverTLSBootstrap:.*/serverTLSBootstrap: true/" /var/lib/kubelet/config.yaml || echo "serverTLSBootstrap: true" >>/var/lib/kubelet/config.yaml'
 e2e_exec systemctl restart kubelet.service
 serving_csr() { kubectl_in get csr --no-headers 2>/dev/null | awk '$3 == "kubernetes.io/kubelet-serving" && $4 == "system:node:'"$K8S_NODE"'" { print $1 }' | tail -n1; }
@@ -440,7 +505,58 @@ with=$(timed_pass)
 printf 'events_pass_seconds_without %s\nevents_pass_seconds_with_apiserver_down %s\n' "${without:-?}" "${with:-?}" | tee -a "$results" >&2
 e2e_check "with the API server stopped, a pass with Events enabled succeeds (${with:-failed} s; ${without:-failed} s without Events)" \
 	eval '[[ -n $with && -n $without ]] && awk -v a="$with" -v b="$without" "BEGIN { exit !(a <= b + 5) }"'
+# serving = "csr" with the API server stopped: kubelet.crt (made due) fails within the
+# bound with a message naming it and the API server, nothing of it changes on disk, and
+# the pass renews the rest (admin.conf).
+serving_mode csr 10
+e2e_exec sh -c 'printf "\n[targets.\"kubelet.crt\"]\nremaining_days = 4000\n" >>/etc/cert-rotator/config.d/65-serving.toml'
+before=$(e2e_exec sha256sum "$kcrt" "$kkey")
+admin_before=$(e2e_exec sha256sum /etc/kubernetes/admin.conf)
+a=$(date +%s.%N)
+e2e_exec systemctl start cert-rotator.service
+took=$(seconds "$a" "$(date +%s.%N)")
+printf 'serving_csr_pass_seconds_with_apiserver_down %s\n' "$took" | tee -a "$results" >&2
+e2e_check "serving = \"csr\" with the API server stopped: the pass fails, within the bound ($took s: 10 s for the CSR, 5 s for Events)" \
+	eval '[[ $(e2e_exec systemctl show -P Result cert-rotator.service) != success ]] && awk -v t="$took" "BEGIN { exit !(t < 30) }"'
+failed_line=$(e2e_exec journalctl -u cert-rotator.service --no-pager -o cat -n 200 | grep 'kubelet.crt: \[kubelet\] serving = "csr": /etc/kubernetes/kubelet.conf: ' | tail -n1)
+e2e_log "journal: $failed_line"
+e2e_check "... naming kubelet.crt, serving = \"csr\" and what failed" eval '[[ -n $failed_line ]]'
+e2e_check "... kubelet.crt and kubelet.key unchanged" eq "$(e2e_exec sha256sum "$kcrt" "$kkey")" "$before"
+e2e_check "... and the rest of the pass went on: admin.conf renewed" \
+	eval '[[ $(e2e_exec sha256sum /etc/kubernetes/admin.conf) != "$admin_before" ]]'
 e2e_exec mv /root/kube-apiserver.yaml /etc/kubernetes/manifests/kube-apiserver.yaml
+# csr_pass_fails WORDS: a pass with kubelet.crt due under serving = "csr" (5 s) fails
+# within the bound, its journal says WORDS about kubelet.crt, and kubelet.crt and
+# kubelet.key are unchanged.
+csr_pass_fails() {
+	local before took line
+	serving_mode csr 5
+	e2e_exec sh -c 'printf "\n[targets.\"kubelet.crt\"]\nremaining_days = 4000\n" >>/etc/cert-rotator/config.d/65-serving.toml'
+	before=$(e2e_exec sha256sum "$kcrt" "$kkey")
+	a=$(date +%s.%N)
+	e2e_exec systemctl start cert-rotator.service
+	took=$(seconds "$a" "$(date +%s.%N)")
+	line=$(e2e_exec journalctl -u cert-rotator.service --no-pager -o cat -n 200 | grep "renewal failed: kubelet.crt: .*$1" | tail -n1)
+	e2e_log "pass: $took s; journal: $line"
+	[[ $(e2e_exec systemctl show -P Result cert-rotator.service) != success && -n $line ]] &&
+		awk -v t="$took" 'BEGIN { exit !(t < 20) }' &&
+		[[ $(e2e_exec sha256sum "$kcrt" "$kkey") == "$before" ]]
+}
+e2e_wait_for 120 apiserver_ready
+# Nobody approves (the signer service stopped): the CSR is left pending, named.
+e2e_exec systemctl stop cert-rotator-signer.service
+e2e_check "serving = \"csr\", no approver: the pass fails kubelet.crt after 5 s (serving_timeout_seconds), naming the CSR left pending; nothing changed" \
+	csr_pass_fails 'CSR cert-rotator-kubelet-serving-[a-z0-9]*: not approved within 5 s'
+e2e_check "... the CSR is there, Pending, for an approver" \
+	eval '[[ $(kubectl_in get csr --no-headers | awk "/^cert-rotator-kubelet-serving-/ && /Pending/" | wc -l) -ge 1 ]]'
+# An API server that accepts connections and never answers (stopped with SIGSTOP): the
+# same bound holds.
+apiserver_pid=$(e2e_exec pgrep -o -x kube-apiserver)
+e2e_exec kill -STOP "$apiserver_pid"
+e2e_check "serving = \"csr\", the API server hanging: the pass fails kubelet.crt within the bound, nothing changed" \
+	csr_pass_fails 'serving = "csr": /etc/kubernetes/kubelet.conf: GET /api/v1/nodes/'
+e2e_exec kill -CONT "$apiserver_pid"
+e2e_exec rm -f /etc/cert-rotator/config.d/65-serving.toml
 
 # --- 7. the summary on the Node ([events] node_summary) ---------------------------------
 # Its own section: the passes of section 6's configuration (admin.conf due by its window),

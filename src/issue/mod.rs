@@ -1,7 +1,12 @@
 //! Issuing: from a planned target (as the inventory read it) to the exact set of file
 //! changes that renew it. Reads nothing: the key, the kubeconfig's bytes and the
 //! kubelet's symlink come with the plan. The CA is a trait object; writing is the
-//! `write` module's job.
+//! `write` module's job. kubelet.crt issued by the cluster (`[kubelet] serving`) is
+//! issued for the identity serving.rs derives, by the CA of its route.
+
+mod serving;
+
+pub use serving::ServingError;
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +57,9 @@ pub enum IssueError {
     },
     #[error("{target}: {}: the bundled CA that signed kubelet.crt is not in the file", cert_file.display())]
     BundledCaMissing { target: String, cert_file: PathBuf },
+    /// kubelet.crt as `[kubelet] serving` says: its identity or the certificates API.
+    #[error("{0}")]
+    Serving(Box<ServingError>),
 }
 
 impl From<CaError> for IssueError {
@@ -70,6 +78,9 @@ pub struct RenewOptions {
     pub now: OffsetDateTime,
     /// Sign a kubelet.crt that its own throwaway CA signed with the given CA instead.
     pub switch_issuer: bool,
+    /// Issue kubelet.crt for this identity (`[kubelet] serving`) rather than the old
+    /// certificate's.
+    pub serving: Option<crate::inventory::serving::ServingIdentity>,
 }
 
 /// A renewal ready to be written.
@@ -152,11 +163,23 @@ pub fn prepare(
             not_after = cac.not_after;
         }
     }
+    // kubelet.crt for the identity `[kubelet] serving` wants: the CA issues that.
+    let template = match &opts.serving {
+        Some(id) => Some(serving::template(
+            &target.name,
+            id,
+            key,
+            not_before,
+            not_after,
+            ca_cert,
+        )?),
+        None => None,
+    };
     let (leaf_der, extra_certs) = match ca {
         Some(ca) => {
             let signed = ca.sign(&SigningRequest {
                 target: &target.name,
-                old: &reading.cert,
+                old: template.as_ref().unwrap_or(&reading.cert),
                 key,
                 not_before,
                 not_after,
@@ -166,7 +189,7 @@ pub fn prepare(
             warnings.extend(signed.warnings);
             let der = signed.der;
             // Intermediates that followed the leaf stay; a throwaway CA left behind does not.
-            let chain = if opts.switch_issuer {
+            let chain = if opts.switch_issuer || template.is_some() {
                 Vec::new()
             } else {
                 reading.chain.iter().map(|c| c.der.clone()).collect()
@@ -174,7 +197,7 @@ pub fn prepare(
             (der, chain)
         }
         None => {
-            if reading.signer != Signer::Bundled {
+            if reading.signer != Signer::Bundled || template.is_some() {
                 return Err(refuse(format!(
                     "signed by {} and no CA to renew it with",
                     reading.signer.label()
@@ -435,16 +458,22 @@ pub fn prepare_planned(
     reuse_key: bool,
     now: OffsetDateTime,
 ) -> Result<Prepared, PlannedError> {
+    let (identity, api) = serving::resolve(cas.root(), t, settings)
+        .map_err(|e| PlannedError::Issue(IssueError::Serving(Box::new(e))))?;
     let mut opts = RenewOptions {
         days,
         reuse_key,
         now,
-        switch_issuer: t.route.switches_issuer(&t.reading.signer),
+        switch_issuer: t.route.switches_issuer(&t.reading.signer) || identity.is_some(),
+        serving: identity,
     };
     if let (CaRoute::Remote { .. }, Some(remote), None) = (&t.route, &settings.ca.remote, days) {
         opts.days = remote.days_for(&t.name);
     }
-    let ca = cas.signer(&t.route).map_err(PlannedError::Ca)?;
+    let ca = match (&t.route, &api) {
+        (CaRoute::KubeletCsr, Some(api)) => Some(api as &dyn CertificateAuthority),
+        _ => cas.signer(&t.route).map_err(PlannedError::Ca)?,
+    };
     prepare(&t.target, &t.reading, ca, &opts).map_err(PlannedError::Issue)
 }
 
@@ -498,6 +527,7 @@ mod tests {
             reuse_key,
             now: OffsetDateTime::now_utc(),
             switch_issuer: false,
+            serving: None,
         };
         let e = prepare(&o.target, reading, Some(&ca), &opts(true)).unwrap_err();
         assert!(

@@ -8,14 +8,15 @@
 //! NodeRestriction admission plugin already let a node's own credentials (kubelet.conf)
 //! patch its own Node object and nothing else's, so no RBAC is needed and no node can
 //! overwrite another's summary. Labels outside kubernetes.io and k8s.io are the ones
-//! NodeRestriction leaves to a node. Pure: the sending is in super::events.
+//! NodeRestriction leaves to a node. Pure: crate::kube::events sends it.
 
 use serde::Serialize;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
+use super::status::CertificateStatus;
 use crate::inventory::Inventory;
-use crate::report::status::CertificateStatus;
+use crate::kube::events::NodePatch;
 use crate::timefmt::rfc3339;
 
 pub const NEXT_EXPIRY: &str = "cert-rotator.io/next-expiry";
@@ -95,6 +96,18 @@ impl NodeSummary {
             next_expiry: next.map(date),
             due,
             annotation: annotation(now, &entries, MAX_ANNOTATION_BYTES),
+        }
+    }
+
+    /// The patch the Node gets, and how the journal says it.
+    pub fn node_patch(&self) -> NodePatch {
+        NodePatch {
+            body: self.patch(),
+            said: format!(
+                "next expiry {}, {} due",
+                self.next_expiry.as_deref().unwrap_or("none"),
+                self.due
+            ),
         }
     }
 
