@@ -245,7 +245,7 @@ hyperfine -N --style basic --warmup 10 --min-runs 100 \
     --export-csv "$WORK/cat.csv" \
     -n "status --json" "$BIN --root $NODE status --json" \
     -n "cat" "$CAT_CMD" \
-    -n "--version" "$BIN --version" \
+    -n "start-up" "$BIN --version" \
     "${base_args[@]}"
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -355,7 +355,7 @@ printf '    %-24s median %7s ms   cpu %7s ms\n' "status --json" "$(ms "$s_med")"
 printf '    %-24s median %7s ms   cpu %7s ms\n' "cat" "$(ms "$c_med")" "$(ms "$c_cpu")"
 # The start-up alone (exec, dynamic linking, relocation, std's set-up): the part of
 # status's time that is not reading (for information, not judged).
-read -r v_med v_cpu < <(cat_row "--version")
+read -r v_med v_cpu < <(cat_row "start-up")
 printf '    %-24s median %7s ms   cpu %7s ms   (start-up only)\n' "--version" "$(ms "$v_med")" "$(ms "$v_cpu")"
 if [[ -n $BASE ]]; then
     read -r b_med b_cpu < <(cat_row "baseline status --json")
