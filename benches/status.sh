@@ -138,12 +138,16 @@ grep -q '"error": "' "$WORK/status.json" && die "status reported an error on the
 
 # G4's `cat`: exactly the files status opens on this node, as strace sees them (the
 # certificates, keys and kubeconfigs; the kubelet's symlink resolved), fixed at setup.
+# openat2: the gate opens a path without symlinks with it (RESOLVE_NO_SYMLINKS).
 mapfile -t read_files < <(
-    strace -f -qq -e trace=openat -e status=successful "$BIN" --root "$NODE" status --json 2>&1 >/dev/null |
+    strace -f -qq -e trace=openat,openat2 -e status=successful "$BIN" --root "$NODE" status --json 2>&1 >/dev/null |
         grep -o "\"$NODE/[^\"]*\"" | tr -d '"' | sort -u |
         while read -r f; do [[ -f $f ]] && echo "$f"; done
 )
 ((${#read_files[@]} > 0)) || die "strace saw status open no file of the node"
+# At least one file per certificate read: fewer means strace missed an open.
+((${#read_files[@]} >= loop_certs)) ||
+    die "strace saw status open ${#read_files[@]} files for $loop_certs certificates (a system call not traced?)"
 CAT_CMD="cat ${read_files[*]}"
 
 # --- nodes with extra certificates -------------------------------------------------------
@@ -241,6 +245,7 @@ hyperfine -N --style basic --warmup 10 --min-runs 100 \
     --export-csv "$WORK/cat.csv" \
     -n "status --json" "$BIN --root $NODE status --json" \
     -n "cat" "$CAT_CMD" \
+    -n "start-up" "$BIN --version" \
     "${base_args[@]}"
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -348,6 +353,10 @@ ratio=$(awk -v a="$s_med" -v b="$c_med" 'BEGIN {printf "%.2f", a / b}')
 cpu_ratio=$(awk -v a="$s_cpu" -v b="$c_cpu" 'BEGIN {printf "%.2f", a / b}')
 printf '    %-24s median %7s ms   cpu %7s ms\n' "status --json" "$(ms "$s_med")" "$(ms "$s_cpu")"
 printf '    %-24s median %7s ms   cpu %7s ms\n' "cat" "$(ms "$c_med")" "$(ms "$c_cpu")"
+# The start-up alone (exec, dynamic linking, relocation, std's set-up): the part of
+# status's time that is not reading (for information, not judged).
+read -r v_med v_cpu < <(cat_row "start-up")
+printf '    %-24s median %7s ms   cpu %7s ms   (start-up only)\n' "--version" "$(ms "$v_med")" "$(ms "$v_cpu")"
 if [[ -n $BASE ]]; then
     read -r b_med b_cpu < <(cat_row "baseline status --json")
     printf '    %-24s median %7s ms   cpu %7s ms   (%sx cat)\n' "baseline status --json" "$(ms "$b_med")" "$(ms "$b_cpu")" \

@@ -407,8 +407,15 @@ fn span_of<T>(s: &Spanned<T>) -> Option<ByteSpan> {
 }
 
 fn decode_b64(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    // kubeadm writes the value on one line: decoded as it is, without a copy.
+    if s.bytes()
+        .all(|b| b.is_ascii() && !(b as char).is_whitespace())
+    {
+        return b64.decode(s);
+    }
     let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(compact)
+    b64.decode(compact)
 }
 
 #[cfg(test)]

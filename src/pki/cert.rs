@@ -5,7 +5,10 @@
 //! aws-lc-rs. Names, the serial and the TBSCertificate are taken as the bytes the file
 //! holds (never re-encoded), so comparisons and signature checks see what the signer saw.
 
-use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use aws_lc_rs::signature::{self, ParsedPublicKey, UnparsedPublicKey, VerificationAlgorithm};
 use der::asn1::{AnyRef, BitStringRef, IntRef, ObjectIdentifier};
 use der::oid::AssociatedOid;
 use der::{Decode, Encode, Reader, Sequence, SliceReader};
@@ -42,6 +45,31 @@ pub struct CertFacts {
     pub raw_issuer: Vec<u8>,
     /// The subjectPublicKey bits of the SPKI (RSAPublicKey DER, or the EC point).
     pub public_key: Vec<u8>,
+    /// This certificate's key as an issuer's: parsed on the first signature checked
+    /// with it, then kept (see [`IssuerKey`]).
+    issuer_key: IssuerKey,
+}
+
+/// A certificate's public key parsed for checking the signatures it made. A CA checks
+/// every certificate of its kind, and aws-lc parses the key and sets up an RSA
+/// modulus's Montgomery constants for each [`UnparsedPublicKey::verify`], a third of a
+/// verification; a parsed key keeps them. Bound to the algorithm of the first check
+/// (one CA signs with one algorithm); a check with another one parses anew.
+#[derive(Clone, Default)]
+struct IssuerKey(OnceLock<Option<ParsedKey>>);
+
+#[derive(Clone)]
+struct ParsedKey {
+    /// The key's named curve (ECDSA), which picks the algorithm with the signature's.
+    curve: Option<ObjectIdentifier>,
+    key: ParsedPublicKey,
+}
+
+impl std::fmt::Debug for IssuerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A cache of `public_key`, which the certificate's Debug already shows.
+        f.write_str("IssuerKey")
+    }
 }
 
 /// Certificate ::= SEQUENCE, with the TBSCertificate kept as its bytes for the signature.
@@ -73,28 +101,27 @@ struct RawTbs<'a> {
     extensions: Option<Vec<Extension>>,
 }
 
-/// A certificate decoded down to its TBSCertificate.
-struct Decoded<'a> {
-    cert: RawCertificate<'a>,
-    tbs: RawTbs<'a>,
-}
-
-fn decode(der: &[u8]) -> Result<Decoded<'_>, PkiError> {
+/// The outer SEQUENCE only: the signed bytes, the algorithm and the signature.
+fn decode_outer(der: &[u8]) -> Result<RawCertificate<'_>, PkiError> {
     let mut reader = SliceReader::new(der).map_err(PkiError::MalformedCertificate)?;
     let cert = RawCertificate::decode(&mut reader).map_err(PkiError::MalformedCertificate)?;
     if !reader.is_finished() {
         return Err(PkiError::TrailingBytes);
     }
-    let tbs = cert
+    Ok(cert)
+}
+
+/// A certificate decoded down to its TBSCertificate.
+fn decode(der: &[u8]) -> Result<RawTbs<'_>, PkiError> {
+    decode_outer(der)?
         .tbs_certificate
         .decode_as::<RawTbs<'_>>()
-        .map_err(PkiError::MalformedCertificate)?;
-    Ok(Decoded { cert, tbs })
+        .map_err(PkiError::MalformedCertificate)
 }
 
 impl CertFacts {
     pub fn from_der(der: &[u8]) -> Result<Self, PkiError> {
-        let Decoded { tbs, .. } = decode(der)?;
+        let tbs = decode(der)?;
         // A well-formed (minimal) INTEGER; its content octets are the serial as written.
         tbs.serial_number
             .decode_as::<IntRef<'_>>()
@@ -134,6 +161,7 @@ impl CertFacts {
                 .subject_public_key
                 .raw_bytes()
                 .to_vec(),
+            issuer_key: IssuerKey::default(),
         })
     }
 
@@ -145,10 +173,34 @@ impl CertFacts {
         if self.raw_issuer != ca.raw_subject {
             return false;
         }
-        let (Ok(me), Ok(them)) = (decode(&self.der), decode(&ca.der)) else {
+        // The outer SEQUENCE is enough: `from_der` decoded the rest when it made `self`.
+        let Ok(me) = decode_outer(&self.der) else {
             return false;
         };
-        verify_signature(&me.cert, &them.tbs.subject_public_key_info)
+        let Ok(tbs) = me.tbs_certificate.to_der() else {
+            return false;
+        };
+        let signature = me.signature.raw_bytes();
+        let parsed = ca.issuer_key.0.get_or_init(|| {
+            let them = decode(&ca.der).ok()?;
+            let spki = &them.subject_public_key_info;
+            let curve = key_curve(&spki.algorithm);
+            let alg = verification_algorithm(&me.signature_algorithm, curve)?;
+            let key = ParsedPublicKey::new(alg, spki.subject_public_key.raw_bytes()).ok()?;
+            Some(ParsedKey { curve, key })
+        });
+        match parsed {
+            Some(p)
+                if verification_algorithm(&me.signature_algorithm, p.curve)
+                    .is_some_and(|alg| std::ptr::addr_eq(alg, p.key.algorithm())) =>
+            {
+                p.key.verify_sig(&tbs, signature).is_ok()
+            }
+            // Another algorithm than the first check's, or a key aws-lc refused: the
+            // one-off path decides (and refuses alike).
+            _ => decode(&ca.der)
+                .is_ok_and(|them| verify_signature(&me, &them.subject_public_key_info)),
+        }
     }
 
     pub fn lifetime(&self) -> time::Duration {
@@ -232,7 +284,7 @@ pub fn signature_verifies(
     key: &SubjectPublicKeyInfoRef<'_>,
     signature: &[u8],
 ) -> bool {
-    let Some(alg) = verification_algorithm(algorithm, &key.algorithm) else {
+    let Some(alg) = verification_algorithm(algorithm, key_curve(&key.algorithm)) else {
         return false;
     };
     UnparsedPublicKey::new(alg, key.subject_public_key.raw_bytes())
@@ -241,7 +293,8 @@ pub fn signature_verifies(
 }
 
 fn verify_signature(cert: &RawCertificate<'_>, issuer: &SubjectPublicKeyInfoRef<'_>) -> bool {
-    let Some(alg) = verification_algorithm(&cert.signature_algorithm, &issuer.algorithm) else {
+    let curve = key_curve(&issuer.algorithm);
+    let Some(alg) = verification_algorithm(&cert.signature_algorithm, curve) else {
         return false;
     };
     let Ok(tbs) = cert.tbs_certificate.to_der() else {
@@ -254,15 +307,13 @@ fn verify_signature(cert: &RawCertificate<'_>, issuer: &SubjectPublicKeyInfoRef<
 
 /// The aws-lc-rs algorithm for a signature algorithm identifier: RSA PKCS#1 v1.5 with
 /// SHA-1 (old certificates), SHA-256, SHA-384 or SHA-512; RSA-PSS by its hash; ECDSA by
-/// the issuer key's curve (P-256, P-384) and the hash; Ed25519. `None` for the rest.
+/// the issuer key's curve (P-256, P-384, [`key_curve`]) and the hash; Ed25519. `None`
+/// for the rest.
 fn verification_algorithm(
     sig: &AlgorithmIdentifierRef<'_>,
-    key: &AlgorithmIdentifierRef<'_>,
+    curve: Option<ObjectIdentifier>,
 ) -> Option<&'static dyn VerificationAlgorithm> {
-    let curve = || {
-        key.parameters
-            .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
-    };
+    let curve = || curve;
     Some(match sig.oid {
         o if o == OID_SHA1_RSA || o == OID_SHA1_RSA_OIW => {
             &signature::RSA_PKCS1_1024_8192_SHA1_FOR_LEGACY_USE_ONLY
@@ -297,9 +348,19 @@ fn verification_algorithm(
     })
 }
 
+/// The named curve of an EC key's algorithm identifier; `None` for other keys.
+fn key_curve(key: &AlgorithmIdentifierRef<'_>) -> Option<ObjectIdentifier> {
+    key.parameters
+        .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
+}
+
 /// Lower-case hex of a DER INTEGER's content bytes without leading zeros.
 pub fn serial_hex(raw: &[u8]) -> String {
-    let s: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let mut s = String::with_capacity(2 * raw.len());
+    for b in raw {
+        // Writing into a String cannot fail.
+        let _ = write!(s, "{b:02x}");
+    }
     let t = s.trim_start_matches('0');
     if t.is_empty() {
         "0".into()
