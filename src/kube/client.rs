@@ -211,15 +211,8 @@ impl ApiClient {
         body: &B,
         within: std::time::Duration,
     ) -> Reply<T> {
-        let r = self
-            .agent
-            .post(format!("{}{path}", self.server))
-            .header("Content-Type", "application/json")
-            .config()
-            .timeout_global(Some(within))
-            .build()
-            .send(json(body, "POST", path)?);
-        self.answer("POST", path, r)
+        let request = self.agent.post(format!("{}{path}", self.server));
+        self.send_within(request, "POST", "application/json", path, body, within)
     }
 
     /// A JSON merge patch (RFC 7386) that ends, answered or not, `within` from now.
@@ -229,15 +222,28 @@ impl ApiClient {
         body: &B,
         within: std::time::Duration,
     ) -> Reply<T> {
-        let r = self
-            .agent
-            .patch(format!("{}{path}", self.server))
-            .header("Content-Type", "application/merge-patch+json")
+        let request = self.agent.patch(format!("{}{path}", self.server));
+        let merge = "application/merge-patch+json";
+        self.send_within(request, "PATCH", merge, path, body, within)
+    }
+
+    /// `body` as JSON of `content_type` through `request`, ending `within` from now.
+    fn send_within<B: Serialize, T: DeserializeOwned>(
+        &self,
+        request: ureq::RequestBuilder<ureq::typestate::WithBody>,
+        method: &'static str,
+        content_type: &str,
+        path: &str,
+        body: &B,
+        within: std::time::Duration,
+    ) -> Reply<T> {
+        let r = request
+            .header("Content-Type", content_type)
             .config()
             .timeout_global(Some(within))
             .build()
-            .send(json(body, "PATCH", path)?);
-        self.answer("PATCH", path, r)
+            .send(json(body, method, path)?);
+        self.answer(method, path, r)
     }
 
     /// A replace. Carrying `metadata.resourceVersion`, it is conditional: a 409 when the
