@@ -174,3 +174,16 @@ impl FileChange {
         self
     }
 }
+
+/// A DNS-1123 subdomain (or, without dots, a label) of at most `max` characters: what a
+/// Kubernetes object name (a Node's: 253) must be. Checked wherever a name read from a
+/// file or a setting becomes part of an API URL path or a certificate's DNS name.
+pub fn is_dns1123_name(v: &str, max: usize) -> bool {
+    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !v.is_empty()
+        && v.len() <= max
+        && v.bytes().all(|b| ok(b) || b == b'-' || b == b'.')
+        && v.bytes().next().is_some_and(ok)
+        && v.bytes().last().is_some_and(ok)
+        && (max > 63 || !v.contains('.'))
+}

@@ -23,7 +23,7 @@ enum Part {
 }
 
 impl DnsPattern {
-    pub fn parse(s: &str) -> Result<DnsPattern, String> {
+    fn parse(s: &str) -> Result<DnsPattern, String> {
         if s.len() > 253 {
             return Err("is longer than a DNS name (253 characters)".into());
         }
@@ -64,7 +64,9 @@ impl DnsPattern {
         let got: Vec<&str> = name.split('.').collect();
         got.len() == want.len()
             && got.iter().zip(&want).all(|(g, w)| match w {
-                None => !g.is_empty(),
+                // One real label: never a literal `*` (a wildcard SAN would cover every
+                // other node's name) nor anything a DNS label cannot hold.
+                None => is_label(g),
                 Some(l) => g == l,
             })
     }
@@ -88,7 +90,7 @@ pub struct IpPrefix {
 }
 
 impl IpPrefix {
-    pub fn parse(s: &str) -> Result<IpPrefix, String> {
+    fn parse(s: &str) -> Result<IpPrefix, String> {
         let (addr, len) = s
             .split_once('/')
             .ok_or("is not in CIDR form ADDRESS/LENGTH (10.0.0.0/8, fd00::/8)")?;
@@ -198,6 +200,9 @@ mod tests {
         assert!(!pat.matches(".nodes.example.internal", "n1"));
         assert!(!pat.matches("n1.nodes.example.internal.evil", "n1"));
         assert!(!pat.matches("n1.xnodes.example.internal", "n1"));
+        // A wildcard SAN would cover every other node's name: never matched by `*`.
+        assert!(!pat.matches("*.nodes.example.internal", "n1"));
+        assert!(!pat.matches("n_1.nodes.example.internal", "n1"));
         let mid = p("api.*.example.com");
         assert!(mid.matches("api.eu.example.com", "n1"));
         assert!(!mid.matches("api.example.com", "n1"));

@@ -355,16 +355,7 @@ fn check_cfssl(c: &RemoteSettings, key: &dyn Fn(&str) -> String) -> Result<(), I
 /// The longest lifetime a signer may be configured to give: 100 years.
 const MAX_DURATION_SECONDS: u64 = 100 * 365 * 24 * 3600;
 
-/// A DNS-1123 subdomain (or, without dots, a label) of at most `max` characters.
-fn is_dns1123_name(v: &str, max: usize) -> bool {
-    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    !v.is_empty()
-        && v.len() <= max
-        && v.bytes().all(|b| ok(b) || b == b'-' || b == b'.')
-        && v.bytes().next().is_some_and(ok)
-        && v.bytes().last().is_some_and(ok)
-        && (max > 63 || !v.contains('.'))
-}
+use crate::model::is_dns1123_name;
 
 #[cfg(test)]
 mod tests {

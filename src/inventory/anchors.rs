@@ -157,7 +157,12 @@ impl AuthorityCopies {
             if bytes == base {
                 continue;
             }
-            let change = FileChange::file(&a.path, bytes, 0o644, false);
+            // A kubeconfig holds a client key: written as a renewal writes it (never more
+            // open than 0600); the CA file is public.
+            let change = match a.kind {
+                AnchorKind::CaFile => FileChange::file(&a.path, bytes, 0o644, false),
+                AnchorKind::Kubeconfig { .. } => FileChange::file(&a.path, bytes, 0o600, true),
+            };
             match prior {
                 Some(i) => out[i] = change,
                 None => out.push(change),

@@ -62,7 +62,8 @@ impl ServingFacts {
             .or_else(|| self.hostname_override.clone())
             .or_else(|| self.host_name.clone())
             .map(|n| n.trim().to_lowercase())
-            .filter(|n| !n.is_empty())
+            // A Node name: it goes into the API's URL path and the certificate's SANs.
+            .filter(|n| crate::model::is_dns1123_name(n, 253))
     }
 }
 
@@ -219,6 +220,8 @@ pub fn node_name_of(root: &NodeRoot, path: &Path) -> Option<String> {
         .into_iter()
         .find(|(t, _)| t == "CN")
         .and_then(|(_, v)| v.strip_prefix("system:node:").map(str::to_string))
+        // A Node name: it goes into the API's URL path.
+        .filter(|n| crate::model::is_dns1123_name(n, 253))
 }
 
 /// Reads what the node's files say, for `[kubelet] serving` other than self-signed.

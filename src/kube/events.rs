@@ -96,16 +96,7 @@ pub fn tell_all(
     if !send_events(&api, &node, events, deadline) {
         return;
     }
-    // The name is part of the URL path: a Kubernetes object name, nothing to encode.
-    let summary = summary.filter(|_| {
-        let ok = node
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-        if !ok {
-            tracing::warn!("events: {node:?} is not a Node name; no summary sent");
-        }
-        ok
-    });
+    // The name is part of the URL path: node_name_of gives only Kubernetes object names.
     if let Some(summary) = summary {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {

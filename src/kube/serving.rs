@@ -152,7 +152,19 @@ impl ServingCsr {
             .client
             .post_within(CSRS, &body, self.left())
             .map_err(|e| ServingCsrError::Create(Box::new(e)))?;
-        let name = created.metadata.name.clone().unwrap_or_default();
+        // The name goes into the URL of every read that follows.
+        let name = created
+            .metadata
+            .name
+            .clone()
+            .filter(|n| crate::model::is_dns1123_name(n, 253))
+            .ok_or_else(|| {
+                ServingCsrError::Create(Box::new(ApiError::Decode {
+                    method: "POST",
+                    path: CSRS.into(),
+                    reason: "the created CSR has no usable metadata.name".into(),
+                }))
+            })?;
         tracing::info!(csr = %name, signer = KUBELET_SERVING, kubeconfig = %self.kubeconfig, "kubelet.crt: CSR created; waiting for its approval and certificate");
         let mut approved = false;
         let mut csr = created;

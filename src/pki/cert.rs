@@ -60,8 +60,10 @@ struct IssuerKey(OnceLock<Option<ParsedKey>>);
 
 #[derive(Clone)]
 struct ParsedKey {
-    /// The key's named curve (ECDSA), which picks the algorithm with the signature's.
-    curve: Option<ObjectIdentifier>,
+    /// The DER of the signature AlgorithmIdentifier the key was parsed for: a child
+    /// signed with any other algorithm is checked on the one-off path, so the algorithm
+    /// field is enforced exactly as there.
+    signature_algorithm: Vec<u8>,
     key: ParsedPublicKey,
 }
 
@@ -181,19 +183,21 @@ impl CertFacts {
             return false;
         };
         let signature = me.signature.raw_bytes();
+        let Ok(signature_algorithm) = me.signature_algorithm.to_der() else {
+            return false;
+        };
         let parsed = ca.issuer_key.0.get_or_init(|| {
             let them = decode(&ca.der).ok()?;
             let spki = &them.subject_public_key_info;
-            let curve = key_curve(&spki.algorithm);
-            let alg = verification_algorithm(&me.signature_algorithm, curve)?;
+            let alg = verification_algorithm(&me.signature_algorithm, key_curve(&spki.algorithm))?;
             let key = ParsedPublicKey::new(alg, spki.subject_public_key.raw_bytes()).ok()?;
-            Some(ParsedKey { curve, key })
+            Some(ParsedKey {
+                signature_algorithm: signature_algorithm.clone(),
+                key,
+            })
         });
         match parsed {
-            Some(p)
-                if verification_algorithm(&me.signature_algorithm, p.curve)
-                    .is_some_and(|alg| std::ptr::addr_eq(alg, p.key.algorithm())) =>
-            {
+            Some(p) if p.signature_algorithm == signature_algorithm => {
                 p.key.verify_sig(&tbs, signature).is_ok()
             }
             // Another algorithm than the first check's, or a key aws-lc refused: the

@@ -16,6 +16,7 @@ use super::cfssl::{check_issued, request_body, Expected};
 use super::decide::{evaluate, Grant, Phase, Refusal};
 use super::issue::{issue, window};
 use super::request::decode_request;
+use crate::ca::remote::client::{Failure, RemoteError};
 use crate::ca::remote::RemoteClient;
 use crate::ca::{load_ca_bundle, LocalCa};
 use crate::config::remote::RemoteSettings;
@@ -87,6 +88,12 @@ enum Outcome {
     /// The CA or its server cannot sign now: the signer's other CSRs wait for the next
     /// round too.
     Waiting,
+    /// cfssl refused this one request: the CSR stays Approved for the next round (a
+    /// refusal may be the signer's configuration, fixed by the operator), and the
+    /// signer's other CSRs go on.
+    Skipped,
+    /// The term since the Lease's renewal ran out before the write: renew first.
+    TermOver,
 }
 
 /// Runs until killed (`rounds` None) or for that many rounds.
@@ -265,11 +272,10 @@ fn round(
         let Some(name) = csr.metadata.name.clone().filter(|n| !n.is_empty()) else {
             continue;
         };
-        // handle's one API call is the write.
         if term.over() {
             return false;
         }
-        match handle(root, api, s, csr, ca_said) {
+        match handle(root, api, s, csr, ca_said, term) {
             Ok(Outcome::Issued { serial }) => {
                 tracing::info!(csr = %name, signer = %s.name, serial = %serial, "issued")
             }
@@ -280,6 +286,8 @@ fn round(
                 tracing::info!(csr = %name, "the CSR changed before our write (409): left to the next round")
             }
             Ok(Outcome::Waiting) => break,
+            Ok(Outcome::Skipped) => continue,
+            Ok(Outcome::TermOver) => return false,
             Err(e) => tracing::warn!(csr = %name, signer = %s.name, "{e}"),
         }
     }
@@ -292,6 +300,7 @@ fn handle(
     s: &SignerSettings,
     csr: CertificateSigningRequest,
     ca_said: &mut BTreeMap<String, String>,
+    term: &Term,
 ) -> Result<Outcome, ApiError> {
     let grant = match evaluate(&csr, s) {
         Ok(g) => g,
@@ -306,7 +315,13 @@ fn handle(
         Signature::Der(d) => d,
         Signature::Refused(reason, message) => return fail(api, csr, reason, message),
         Signature::Wait => return Ok(Outcome::Waiting),
+        Signature::Skip => return Ok(Outcome::Skipped),
     };
+    // Signing may have taken a while (a cfssl server's retries): the one write happens
+    // only within the term of the Lease this signer renewed.
+    if term.over() {
+        return Ok(Outcome::TermOver);
+    }
     let serial = CertFacts::from_der(&der)
         .map(|c| c.serial)
         .unwrap_or_default();
@@ -328,6 +343,8 @@ enum Signature {
     Der(Vec<u8>),
     /// The CSR gets `Failed` with this reason and message.
     Refused(&'static str, String),
+    /// cfssl refused this request: said in the journal, this CSR waits, the others go on.
+    Skip,
     /// The CA or its server cannot sign now: said in the journal, the CSR waits.
     Wait,
 }
@@ -409,6 +426,16 @@ fn sign_with_cfssl(
     let name = csr.metadata.name.as_deref().unwrap_or_default();
     let answer = match client.sign(name, &body) {
         Ok(a) => a,
+        // cfssl answered and refused this request: it waits, the signer's others go on.
+        Err(
+            e @ RemoteError::Exchange {
+                failure: Failure::Refused(_) | Failure::NoCertificate,
+                ..
+            },
+        ) => {
+            cannot_sign(said, s, format!("{e}; CSR {name} waits"));
+            return Signature::Skip;
+        }
         Err(e) => return cannot_sign(said, s, format!("{e}; the CSR waits")),
     };
     if said.remove(&s.name).is_some() {
