@@ -64,9 +64,9 @@ rotate() {
 }
 # poll_start / poll_stop NAME: apiserver-poll with admin.conf as it is now (the client keeps
 # the CA and client certificate it read at start); its counts to $results as NAME_*.
-poll_start() { e2e_exec sh -c 'apiserver-poll --duration 1200s >/run/poll.json 2>/run/poll.err & echo $! >/run/poll.pid'; }
+poll_start() { apiserver_poll_start 1200; }
 poll_stop() {
-	e2e_exec sh -c 'kill -TERM "$(cat /run/poll.pid)"; sleep 1; cat /run/poll.json' >"$outputs/poll-$1.json"
+	apiserver_poll_stop >"$outputs/poll-$1.json"
 	POLL_REQUESTS=$(jq -r .requests "$outputs/poll-$1.json" 2>/dev/null)
 	POLL_FAILED=$(jq -r .failed "$outputs/poll-$1.json" 2>/dev/null)
 	printf '%s_requests %s\n%s_failed %s\n' "$1" "${POLL_REQUESTS:-?}" "$1" "${POLL_FAILED:-?}" | tee -a "$results" >&2

@@ -128,12 +128,12 @@ starts() { e2e_exec cat "/run/static-pods/$1.starts" 2>/dev/null || echo 0; }
 declare -A before_starts=()
 for c in kube-apiserver kube-controller-manager kube-scheduler etcd; do before_starts[$c]=$(starts "$c"); done
 kubelet_run=$(e2e_exec systemctl show -P InvocationID kubelet.service)
-e2e_exec sh -c 'apiserver-poll --duration 600s >/run/poll.json 2>/run/poll.err & echo $! >/run/poll.pid'
+apiserver_poll_start 600
 sleep 2
 e2e_check "renew-all --restart on the healthy control plane succeeds" \
 	e2e_exec sh -c 'cert-rotator renew-all --restart >/run/renew-all.out 2>&1'
 sleep 2
-e2e_exec sh -c 'kill -TERM "$(cat /run/poll.pid)"; sleep 1; cat /run/poll.json' >"$E2E_DIR/poll.json"
+apiserver_poll_stop >"$E2E_DIR/poll.json"
 restarted=()
 for c in kube-apiserver kube-controller-manager kube-scheduler etcd; do
 	[[ $(starts "$c") != "${before_starts[$c]}" ]] && restarted+=("$c")

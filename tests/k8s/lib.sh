@@ -161,6 +161,24 @@ _k8s_on_exit() {
 	_e2e_on_exit
 }
 
+# --- apiserver-poll, the old-credentials client -----------------------------------------
+
+# apiserver_poll_start SECONDS: apiserver-poll in the container on admin.conf as it is now.
+apiserver_poll_start() {
+	e2e_exec sh -c 'apiserver-poll --duration "$1s" >/run/poll.json 2>/run/poll.err & echo $! >/run/poll.pid' _ "$1"
+}
+# apiserver_poll_stop: SIGTERM, then wait (up to 15 s) for it to print its JSON and exit, and
+# print that JSON. A round can be inside two 2-second requests when the signal comes (the
+# apiserver restarting answers slowly), so a fixed short sleep can read an empty file.
+# Its stderr follows on our stderr when the JSON is missing.
+apiserver_poll_stop() {
+	e2e_exec sh -c '
+		pid=$(cat /run/poll.pid); kill -TERM "$pid" 2>/dev/null
+		i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 75 ]; do sleep 0.2; i=$((i + 1)); done
+		cat /run/poll.json
+		[ -s /run/poll.json ] || { echo "apiserver-poll printed nothing; its stderr:"; cat /run/poll.err; } >&2'
+}
+
 # --- checks shared by the test scripts -------------------------------------------------
 
 # whoami_is KUBECONFIG USER GROUP: kubectl auth whoami with KUBECONFIG is USER in GROUP.
