@@ -4,8 +4,8 @@
 //! (`CertificateExpirationWarning`, the reason RKE2 and k3s use). Sent with the node's
 //! own credentials (kubelet.conf: `system:node:NAME` may create Events), best effort:
 //! all of a pass's Events and the summary on the Node (crate::report::node_summary) share one
-//! deadline, the first transport failure ends the sending, and nothing here changes the
-//! pass's outcome.
+//! deadline, the first transport failure ends the sending (an object the API server
+//! refuses is said and the others still go), and nothing here changes the pass's outcome.
 
 use std::time::{Duration, Instant};
 
@@ -93,75 +93,127 @@ pub fn tell_all(
             return;
         }
     };
-    if !send_events(&api, &node, events, deadline) {
-        return;
-    }
+    let post = |body: &serde_json::Value, left: Duration| {
+        api.post_within::<_, serde_json::Value>(EVENTS_PATH, body, left)
+            .map(|_| ())
+    };
     // The name is part of the URL path: node_name_of gives only Kubernetes object names.
-    if let Some(summary) = summary {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            tracing::warn!("events: no time left for the summary on Node {node}");
-            return;
-        }
-        match api.merge_patch_within::<_, serde_json::Value>(
-            &format!("/api/v1/nodes/{node}"),
-            &summary.body,
-            left,
-        ) {
-            Ok(_) => tracing::info!("events: summary on Node {node}: {}", summary.said),
-            Err(e) => tracing::warn!("events: the summary on Node {node}: {e}"),
-        }
-    }
+    let patch = |body: &serde_json::Value, left: Duration| {
+        api.merge_patch_within::<_, serde_json::Value>(&format!("/api/v1/nodes/{node}"), body, left)
+            .map(|_| ())
+    };
+    deliver(post, patch, &node, events, summary, deadline);
 }
 
-/// Posts the Events within the deadline; false when the API server could not be
-/// reached (what would follow would fare alike).
-fn send_events(api: &ApiClient, node: &str, events: &[NodeEvent], deadline: Instant) -> bool {
-    if events.is_empty() {
-        return true;
-    }
-    let mut sent = 0;
-    for e in events {
+const EVENTS_PATH: &str = "/api/v1/namespaces/default/events";
+
+/// What became of a pass's Events and summary: for the journal, and for the tests.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Delivery {
+    sent: usize,
+    /// The objects the API server refused (an Event's reason, or the Node for its
+    /// summary), each said once in the journal with the status.
+    refused: Vec<String>,
+    summary_sent: bool,
+    /// A transport failure or the deadline ended the sending.
+    cut_short: bool,
+}
+
+/// Posts the Events, then patches the summary, all by `deadline`. A refusal (403, 409,
+/// 422: an answer) is about that one object: it is said and the rest still go. Only a
+/// transport failure (refused, reset, timed out: what follows would fare alike) or the
+/// deadline ends the sending.
+fn deliver(
+    mut post: impl FnMut(&serde_json::Value, Duration) -> Result<(), ApiError>,
+    mut patch: impl FnMut(&serde_json::Value, Duration) -> Result<(), ApiError>,
+    node: &str,
+    events: &[NodeEvent],
+    summary: Option<&NodePatch>,
+    deadline: Instant,
+) -> Delivery {
+    let mut d = Delivery::default();
+    for (i, e) in events.iter().enumerate() {
         // Each Event gets what is left of the one deadline, so the whole sending ends by it.
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
+            tracing::warn!(
+                "events: no time left for {} of {} Events on Node {node}",
+                events.len() - i,
+                events.len()
+            );
+            d.cut_short = true;
             break;
         }
-        let now = crate::timefmt::rfc3339(OffsetDateTime::now_utc());
-        let message: String = e.message.chars().take(1000).collect();
-        let body = json!({
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": format!("{node}.cert-rotator."), "namespace": "default"},
-            // The kubelet's form for Events about its Node: the uid is the node's name.
-            "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node},
-            "reason": e.reason,
-            "message": message,
-            "type": if e.warning { "Warning" } else { "Normal" },
-            "source": {"component": "cert-rotator", "host": node},
-            "reportingComponent": "cert-rotator",
-            "reportingInstance": node,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        });
-        match api.post_within::<_, serde_json::Value>(
-            "/api/v1/namespaces/default/events",
-            &body,
-            left,
-        ) {
-            Ok(_) => sent += 1,
+        match post(&event_body(node, e), left) {
+            Ok(()) => d.sent += 1,
+            Err(err @ ApiError::Transport { .. }) => {
+                tracing::warn!(
+                    "events: {err}; {} of {} Events sent on Node {node}",
+                    d.sent,
+                    events.len()
+                );
+                d.cut_short = true;
+                break;
+            }
             Err(err) => {
-                tracing::warn!("events: {err}; {} of {} Events sent", sent, events.len());
-                // Refused (403, 422): the Node may still take its summary. Unreachable:
-                // it would fare alike.
-                return !matches!(err, ApiError::Transport { .. });
+                tracing::warn!("events: Event {} on Node {node} refused: {err}", e.reason);
+                d.refused.push(format!("Event {}", e.reason));
             }
         }
     }
-    tracing::info!(
-        "events: {sent} of {} Events sent on Node {node}",
-        events.len()
-    );
-    true
+    if !events.is_empty() && !d.cut_short {
+        tracing::info!(
+            "events: {} of {} Events sent on Node {node}",
+            d.sent,
+            events.len()
+        );
+    }
+    let Some(summary) = summary.filter(|_| !d.cut_short) else {
+        return d;
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        tracing::warn!("events: no time left for the summary on Node {node}");
+        d.cut_short = true;
+        return d;
+    }
+    match patch(&summary.body, left) {
+        Ok(()) => {
+            tracing::info!("events: summary on Node {node}: {}", summary.said);
+            d.summary_sent = true;
+        }
+        Err(err) => {
+            tracing::warn!("events: the summary on Node {node}: {err}");
+            if !matches!(err, ApiError::Transport { .. }) {
+                d.refused.push(format!("Node {node}"));
+            }
+        }
+    }
+    d
 }
+
+/// An Event about the Node `node`, as the kubelet makes them.
+fn event_body(node: &str, e: &NodeEvent) -> serde_json::Value {
+    let now = crate::timefmt::rfc3339(OffsetDateTime::now_utc());
+    let message: String = e.message.chars().take(1000).collect();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": format!("{node}.cert-rotator."), "namespace": "default"},
+        // The kubelet's form for Events about its Node: the uid is the node's name.
+        "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node},
+        "reason": e.reason,
+        "message": message,
+        "type": if e.warning { "Warning" } else { "Normal" },
+        "source": {"component": "cert-rotator", "host": node},
+        "reportingComponent": "cert-rotator",
+        "reportingInstance": node,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    })
+}
+
+#[cfg(test)]
+#[path = "events_tests.rs"]
+mod tests;
