@@ -10,11 +10,11 @@ use super::context::{CliError, Context, WhenBusy};
 use super::{emit, say};
 use crate::config;
 use crate::inventory;
-use crate::inventory::kubeadm::skips;
 use crate::node::NodeRoot;
 use crate::pass::RunNote;
 use crate::report::{plan_text, MetricsInput, NotANode, PassResult};
 use crate::rollout::{Edges, Overrides, Pass, Restarts};
+use crate::write::kubeadm_skips as skips;
 use crate::write::StateDir;
 
 /// `plan`, `run --dry-run`: what a pass would do; writes nothing.

@@ -38,7 +38,7 @@ pub fn status(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool
         Err(e) => Some(e.to_string()),
     };
     // Passes skipped in a row for kubeadm: how long nothing was renewed.
-    let kubeadm_skipped = match inventory::kubeadm::skips::read(&loaded.state()) {
+    let kubeadm_skipped = match crate::write::kubeadm_skips::read(&loaded.state()) {
         Ok(s) => s.map(|s| s.describe(OffsetDateTime::now_utc())),
         Err(e) => Some(e.to_string()),
     };

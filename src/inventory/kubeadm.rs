@@ -37,7 +37,6 @@ use crate::config::KubeadmPaths;
 use crate::node::NodeRoot;
 
 mod proc;
-pub mod skips;
 
 pub use proc::processes_run_by;
 

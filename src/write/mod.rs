@@ -33,6 +33,7 @@ use time::OffsetDateTime;
 
 use crate::node::NodeError;
 
+pub mod kubeadm_skips;
 pub mod state;
 mod trust;
 

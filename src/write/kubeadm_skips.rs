@@ -1,12 +1,13 @@
 //! How long passes have been skipped for kubeadm: `<state>/kubeadm-skipped.json`,
 //! written by `run` when it skips, removed by the first pass that goes ahead, shown by
 //! `status`. A kubeadm that never finishes must be visible before the no-recent-success
-//! alert fires, and an operator must see since when nothing was renewed.
+//! alert fires, and an operator must see since when nothing was renewed. One of the
+//! agent's records in the state directory (beside journal.json), so it lives with them.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::write::{StateDir, WriteError};
+use super::{StateDir, WriteError};
 
 /// The record's name in the state directory.
 pub const FILE: &str = "kubeadm-skipped.json";
