@@ -21,7 +21,8 @@ use crate::authority::{self, check_readable, phase_of, AuthorityError, Installed
 use crate::inventory::NodeReader;
 use crate::node::NodeRoot;
 use crate::plan::authorities::assess_ca;
-use crate::report::pass::message_id;
+use crate::report::event::{CaCommandEvent, RenewedCa};
+use crate::report::journal;
 use crate::timefmt::rfc3339;
 
 #[derive(Subcommand, Debug)]
@@ -228,8 +229,13 @@ fn renew(
                     r.new.serial,
                     sha256_hex(&r.new)
                 );
-                tracing::warn!(ca = %r.name, serial = %r.new.serial, not_after = %rfc3339(r.new.not_after), action = "ca-renew", message_id = message_id::CA_RENEWED,
-                    "renewed CA {} with its own key: serial {}, ends {} (was {}); every copy on this node updated", r.name, r.new.serial, rfc3339(r.new.not_after), rfc3339(r.old.not_after));
+                journal::log_ca_command(&CaCommandEvent::Renewed(RenewedCa {
+                    name: r.name.clone(),
+                    serial: r.new.serial.clone(),
+                    not_after: r.new.not_after,
+                    was_not_after: r.old.not_after,
+                    sha256: sha256_hex(&r.new),
+                }));
             }
         })
         .map(|(_, done)| done)
@@ -404,8 +410,13 @@ fn import(root: &NodeRoot, config_file: Option<&Path>, file: &Path) -> Result<Ex
                     imp.new.serial,
                     sha256_hex(&imp.new)
                 );
-                tracing::warn!(ca = %imp.name, serial = %imp.new.serial, action = "ca-import", message_id = message_id::CA_RENEWED,
-                "installed CA {} from {}: serial {}, ends {} (was serial {}); every copy on this node updated", imp.name, file.display(), imp.new.serial, rfc3339(imp.new.not_after), imp.old.serial);
+                journal::log_ca_command(&CaCommandEvent::Imported {
+                    name: imp.name.clone(),
+                    serial: imp.new.serial.clone(),
+                    not_after: imp.new.not_after,
+                    was_serial: imp.old.serial.clone(),
+                    from: file.to_path_buf(),
+                });
             }
             let mut done = authority::restart(pass, &imp.restarts, &serials);
             done.written = written;

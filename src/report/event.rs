@@ -109,6 +109,24 @@ pub struct RenewedCa {
     pub sha256: String,
 }
 
+/// What `ca renew` or `ca import` did to one CA (their stdout lines are the command's;
+/// report/journal.rs words the journal's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CaCommandEvent {
+    /// `ca renew`: renewed with its own key, every copy on this node updated.
+    Renewed(RenewedCa),
+    /// `ca import`: installed from another node's export, every copy updated.
+    Imported {
+        name: String,
+        serial: String,
+        not_after: OffsetDateTime,
+        /// The serial of the certificate it replaces.
+        was_serial: String,
+        /// The export file (a path as the operator gave it).
+        from: PathBuf,
+    },
+}
+
 /// Why a due CA is not renewed by `run`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CaKept {

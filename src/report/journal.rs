@@ -4,7 +4,7 @@
 //! filter by module selects what it always did, and each field its old form (a `%`
 //! field is written bare, a string field quoted, by the stderr formatter).
 
-use super::event::{Deferral, Failure, PassEvent, Verification, Warning};
+use super::event::{CaCommandEvent, Deferral, Failure, PassEvent, Verification, Warning};
 use super::pass::{
     avoided_line, ca_kept_line, ca_renewed_warning, restart_line, rollout_stopped_line,
 };
@@ -91,6 +91,27 @@ pub fn log(e: &PassEvent) {
     }
 }
 
+/// Writes the journal line of what `ca renew` or `ca import` did (the target stays the
+/// command's module, as before these lines were typed).
+pub fn log_ca_command(e: &CaCommandEvent) {
+    match e {
+        CaCommandEvent::Renewed(r) => {
+            tracing::warn!(target: "cert_rotator::cli::ca", ca = %r.name, serial = %r.serial, not_after = %rfc3339(r.not_after), action = "ca-renew", message_id = CA_RENEWED,
+                "renewed CA {} with its own key: serial {}, ends {} (was {}); every copy on this node updated", r.name, r.serial, rfc3339(r.not_after), rfc3339(r.was_not_after))
+        }
+        CaCommandEvent::Imported {
+            name,
+            serial,
+            not_after,
+            was_serial,
+            from,
+        } => {
+            tracing::warn!(target: "cert_rotator::cli::ca", ca = %name, serial = %serial, action = "ca-import", message_id = CA_RENEWED,
+                "installed CA {name} from {}: serial {serial}, ends {} (was serial {was_serial}); every copy on this node updated", from.display(), rfc3339(*not_after))
+        }
+    }
+}
+
 fn log_failure(f: &Failure) {
     match f {
         Failure::RotationJournal { error } => {
@@ -150,3 +171,7 @@ fn log_warning(w: &Warning) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "journal_tests.rs"]
+mod tests;
