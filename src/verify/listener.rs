@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use crate::procfs::{self, read_bounded, USER_HZ};
@@ -140,14 +141,15 @@ impl ProcListeners {
         })
     }
 
-    /// The inodes of the sockets listening on `port` (every port: `None`), IPv4 and IPv6.
-    fn listening(&self, port: Option<u16>) -> Result<Vec<u64>, String> {
+    /// The inodes of the sockets listening for `wanted` (every socket: `None`), IPv4 and
+    /// IPv6.
+    fn listening(&self, wanted: Option<&Wanted>) -> Result<Vec<u64>, String> {
         let mut inodes = Vec::new();
         let mut tables = 0;
         for table in ["self/net/tcp", "self/net/tcp6"] {
             if let Some(bytes) = read_bounded(&self.dir.join(table), MAX_SOCKET_TABLE) {
                 tables += 1;
-                inodes.extend(listening_inodes(&String::from_utf8_lossy(&bytes), port));
+                inodes.extend(listening_inodes(&String::from_utf8_lossy(&bytes), wanted));
             }
         }
         if tables == 0 {
@@ -159,10 +161,12 @@ impl ProcListeners {
         Ok(inodes)
     }
 
-    /// The sockets listening on TCP `port` (any address, IPv4 or IPv6), with their
-    /// processes where visible.
-    pub fn on_port(&self, port: u16) -> Listeners {
-        let inodes = match self.listening(Some(port)) {
+    /// The sockets that serve TCP `host`:`port` (IPv4 or IPv6: bound to that address or
+    /// to every address of its family; see [`Wanted`]), with their processes where
+    /// visible.
+    pub fn on_endpoint(&self, host: &str, port: u16) -> Listeners {
+        let wanted = Wanted::new(host, port);
+        let inodes = match self.listening(Some(&wanted)) {
             Ok(i) if i.is_empty() => return Listeners::None,
             Ok(i) => i,
             Err(why) => return Listeners::Unknown(why),
@@ -224,170 +228,88 @@ fn held(fd_dir: &Path, links: &[(String, u64)]) -> Vec<u64> {
         .collect()
 }
 
-/// The inodes of the sockets listening on `port` (any: `None`) in a `/proc/net/tcp` or
-/// `tcp6` table: `sl local_address rem_address st ... inode`, the address `HEX:PORT`.
-fn listening_inodes(table: &str, port: Option<u16>) -> Vec<u64> {
+/// The listening sockets that serve an endpoint: its port, and the addresses it may be
+/// reached at. Another process on the same port but another address (127.0.0.2:6443
+/// beside an apiserver on 0.0.0.0:6443) serves a different endpoint, and must not be
+/// taken for the component.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Wanted {
+    port: u16,
+    /// Empty for a host name other than `localhost`: resolving it here could wait on
+    /// DNS, so such an endpoint is matched by its port alone.
+    addrs: Vec<IpAddr>,
+}
+
+impl Wanted {
+    fn new(host: &str, port: u16) -> Wanted {
+        let addrs = match host.trim_start_matches('[').trim_end_matches(']') {
+            "localhost" => vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
+            h => h.parse::<IpAddr>().map(|a| vec![a]).unwrap_or_default(),
+        };
+        Wanted { port, addrs }
+    }
+
+    /// Whether a socket listening on `local`:`port` serves this endpoint.
+    fn served_by(&self, local: IpAddr, port: u16) -> bool {
+        port == self.port && (self.addrs.is_empty() || self.addrs.iter().any(|&a| serves(local, a)))
+    }
+}
+
+/// Whether a socket bound to `local` accepts connections to `endpoint`: the same
+/// address, the unspecified address of its family, or for an IPv4 endpoint an IPv6
+/// socket on `::` (dual-stack: Go's listeners, the control plane's, clear IPV6_V6ONLY
+/// for a wildcard address, and /proc/net/tcp6 does not show the flag) or on the
+/// endpoint's v4-mapped address.
+fn serves(local: IpAddr, endpoint: IpAddr) -> bool {
+    // An IPv6 socket connecting to ::ffff:a.b.c.d reaches the IPv4 address.
+    let endpoint = endpoint.to_canonical();
+    match (local, endpoint) {
+        (l, e) if l == e => true,
+        (IpAddr::V4(l), IpAddr::V4(_)) => l.is_unspecified(),
+        (IpAddr::V6(l), IpAddr::V6(_)) => l.is_unspecified(),
+        (IpAddr::V6(l), IpAddr::V4(e)) => l.is_unspecified() || l.to_ipv4_mapped() == Some(e),
+        (IpAddr::V4(_), IpAddr::V6(_)) => false,
+    }
+}
+
+/// An address of a `/proc/net/tcp{,6}` table: the bytes of the address in network
+/// order, printed as 32-bit words in the host's order (`%08X` each), then `:PORT`.
+fn table_address(field: &str) -> Option<(IpAddr, u16)> {
+    let (addr, port) = field.rsplit_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    if !addr.is_ascii() || addr.is_empty() || addr.len() % 8 != 0 {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(16);
+    for i in (0..addr.len()).step_by(8) {
+        let word = u32::from_str_radix(&addr[i..i + 8], 16).ok()?;
+        bytes.extend_from_slice(&word.to_ne_bytes());
+    }
+    let ip = match bytes.len() {
+        4 => IpAddr::from(<[u8; 4]>::try_from(bytes.as_slice()).ok()?),
+        16 => IpAddr::from(<[u8; 16]>::try_from(bytes.as_slice()).ok()?),
+        _ => return None,
+    };
+    Some((ip, port))
+}
+
+/// The inodes of the sockets listening for `wanted` (any: `None`) in a `/proc/net/tcp`
+/// or `tcp6` table: `sl local_address rem_address st ... inode`.
+fn listening_inodes(table: &str, wanted: Option<&Wanted>) -> Vec<u64> {
     table
         .lines()
         .skip(1)
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
-            let local_port = f.get(1)?.rsplit_once(':')?.1;
+            let (local, port) = table_address(f.get(1)?)?;
             let listening = *f.get(3)? == TCP_LISTEN;
             let inode: u64 = f.get(9)?.parse().ok()?;
-            let local_port = u16::from_str_radix(local_port, 16).ok()?;
-            (listening && port.is_none_or(|p| p == local_port) && inode != 0).then_some(inode)
+            let wanted = wanted.is_none_or(|w| w.served_by(local, port));
+            (listening && wanted && inode != 0).then_some(inode)
         })
         .collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::symlink;
-
-    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1001 1 0000000000000000 100 0 0 10 0
-   1: 0A00000A:0993 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2002 1 0000000000000000 100 0 0 10 0
-   2: 0100007F:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 3003 1 0000000000000000 20 4 30 10 -1
-";
-    const TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 00000000000000000000000000000000:192B 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4004 1 0000000000000000 100 0 0 10 0
-";
-
-    #[test]
-    fn listening_sockets_by_port() {
-        // 0x1F90 = 8080, 0x0993 = 2451; the established connection on 8080 is not one.
-        assert_eq!(listening_inodes(TCP, Some(8080)), [1001]);
-        assert_eq!(listening_inodes(TCP, Some(2451)), [2002]);
-        assert_eq!(listening_inodes(TCP, None), [1001, 2002]);
-        assert_eq!(listening_inodes(TCP, Some(6443)), Vec::<u64>::new());
-        assert_eq!(listening_inodes(TCP6, Some(6443)), [4004]);
-        assert_eq!(
-            listening_inodes("garbage\nmore garbage", None),
-            Vec::<u64>::new()
-        );
-    }
-
-    /// A proc file system in a directory: `uptime`, the socket tables, and processes
-    /// with their start time and socket descriptors.
-    fn fake_proc(procs: &[(u32, u64, &[u64])]) -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        fs::create_dir_all(d.path().join("self/net")).unwrap();
-        fs::write(d.path().join("self/net/tcp"), TCP).unwrap();
-        fs::write(d.path().join("self/net/tcp6"), TCP6).unwrap();
-        for (pid, started, sockets) in procs {
-            let p = d.path().join(pid.to_string());
-            fs::create_dir_all(p.join("fd")).unwrap();
-            fs::write(
-                p.join("stat"),
-                format!("{pid} (kube-apiserver) S 1 {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 9 0 {started} 1 1\n"),
-            )
-            .unwrap();
-            symlink("/dev/null", p.join("fd/0")).unwrap();
-            for (n, s) in sockets.iter().enumerate() {
-                symlink(format!("socket:[{s}]"), p.join(format!("fd/{}", n + 3))).unwrap();
-            }
-        }
-        d
-    }
-
-    fn found(inode: u64, process: Option<(u32, u64)>) -> Listeners {
-        Listeners::Found(vec![Listener {
-            inode,
-            process: process.map(|(pid, started)| Process { pid, started }),
-        }])
-    }
-
-    #[test]
-    fn the_process_holding_the_listening_socket() {
-        let d = fake_proc(&[
-            (10, 500, &[3003]),
-            (42, 4000, &[1001, 9]),
-            (43, 4100, &[4004]),
-        ]);
-        let p = ProcListeners::new(d.path());
-        assert_eq!(p.on_port(8080), found(1001, Some((42, 4000))));
-        assert_eq!(p.on_port(6443), found(4004, Some((43, 4100))));
-        assert_eq!(p.on_port(10250), Listeners::None);
-        // A socket whose process is not visible here (ProtectProc, a pid namespace).
-        assert_eq!(p.on_port(2451), found(2002, None));
-        let mark = p.mark().unwrap();
-        assert_eq!(mark.listening, BTreeSet::from([1001, 2002, 4004]));
-        // Now: since boot, after this test process started.
-        let me = procfs::process_start_ticks(Path::new("/proc"), std::process::id()).unwrap();
-        assert!(mark.at >= me);
-        let none = ProcListeners::new(d.path().join("nope"));
-        assert!(
-            matches!(none.on_port(8080), Listeners::Unknown(why) if why.contains("self/net/tcp cannot be read"))
-        );
-        assert_eq!(none.mark(), None);
-    }
-
-    #[test]
-    fn the_live_proc_shows_our_own_listener() {
-        let p = ProcListeners::default();
-        let before = p.mark();
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        match (p.on_port(port), before) {
-            (Listeners::Found(ls), Some(before)) => {
-                assert_eq!(ls.len(), 1);
-                assert!(!before.listening.contains(&ls[0].inode));
-                let me = ls[0].process.unwrap();
-                assert_eq!(me.pid, std::process::id());
-                assert!(matches!(
-                    judge(&Listeners::Found(ls.clone()), &before),
-                    Answerer::Old(_)
-                ));
-                let after = p.mark().unwrap();
-                assert!(after.listening.contains(&ls[0].inode));
-            }
-            // A sandbox without /proc/self/net: nothing to prove here.
-            other => eprintln!("live /proc not usable here: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn only_sockets_and_processes_of_after_the_request_are_new() {
-        let req = RestartRequested {
-            at: 1000,
-            listening: BTreeSet::from([55, 66]),
-        };
-        let l = |inode, process: Option<(u32, u64)>| Listener {
-            inode,
-            process: process.map(|(pid, started)| Process { pid, started }),
-        };
-        let judge = |f: Listeners| judge(&f, &req);
-        assert_eq!(
-            judge(found(77, Some((7, 1000)))),
-            Answerer::New(l(77, Some((7, 1000))))
-        );
-        assert_eq!(judge(found(77, None)), Answerer::New(l(77, None)));
-        // A socket of before the request, whatever its process.
-        assert_eq!(judge(found(55, None)), Answerer::Old(l(55, None)));
-        assert_eq!(
-            judge(found(66, Some((7, 1200)))),
-            Answerer::Old(l(66, Some((7, 1200))))
-        );
-        // A new socket of a process of before (it opened another one).
-        assert_eq!(
-            judge(found(77, Some((6, 999)))),
-            Answerer::Old(l(77, Some((6, 999))))
-        );
-        // Old and new both on the port (SO_REUSEPORT): the old one may still answer.
-        assert_eq!(
-            judge(Listeners::Found(vec![l(78, Some((8, 1200))), l(55, None)])),
-            Answerer::Old(l(55, None))
-        );
-        assert_eq!(judge(Listeners::None), Answerer::NotListening);
-        assert_eq!(judge(Listeners::Found(vec![])), Answerer::NotListening);
-        assert_eq!(
-            judge(Listeners::Unknown("why".into())),
-            Answerer::Unknown("why".into())
-        );
-        assert_eq!(ticks_between(1000, 1234), "2.34");
-        assert_eq!(ticks_between(1000, 1005), "0.05");
-        assert_eq!(ticks_between(1000, 900), "0.00");
-    }
-}
+#[path = "listener_tests.rs"]
+mod tests;

@@ -325,7 +325,7 @@ impl Prober for TlsProber {
     }
 
     fn listeners(&self, endpoint: &Endpoint) -> Listeners {
-        self.proc.on_port(endpoint.port)
+        self.proc.on_endpoint(&endpoint.host, endpoint.port)
     }
 }
 
