@@ -187,6 +187,10 @@ pub struct Reading {
     /// A kubeconfig whose client certificate is the kubelet's
     /// kubelet-client-current.pem symlink: renewed by client-go's symlink scheme.
     pub kubelet_link: Option<PathBuf>,
+    /// The DNS and IP SANs of kubelet.crt issued by the cluster (`[kubelet] serving`
+    /// other than self-signed), for the plan to compare with what is wanted; `None`
+    /// for every other target.
+    pub alt_names: Option<crate::pki::AltNames>,
 }
 
 #[derive(Clone, Debug)]

@@ -192,6 +192,17 @@ fn read_reading(
             (Some(k), Some(kf))
         }
     };
+    // Only where the plan asks (serving-sans): the other targets' SANs are copied, never
+    // compared.
+    let alt_names = match &t.serving {
+        Some(s)
+            if t.kind == TargetKind::KubeletServing
+                && s.mode != crate::config::serving::ServingMode::SelfSigned =>
+        {
+            Some(crate::pki::alt_names(&cert.der).map_err(at(&cert_file))?)
+        }
+        _ => None,
+    };
     let Some(key) = key else {
         // A configured directory certificate without a key: watched, not renewable.
         return Ok(Found::Cert(Box::new(Reading {
@@ -205,6 +216,7 @@ fn read_reading(
             key: None,
             source,
             kubelet_link,
+            alt_names,
         })));
     };
     if !key.matches(&cert) {
@@ -227,6 +239,7 @@ fn read_reading(
         key: Some(Arc::new(key)),
         source,
         kubelet_link,
+        alt_names,
     })))
 }
 

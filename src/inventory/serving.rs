@@ -11,6 +11,9 @@
 //! `/var/lib/kubelet/kubeadm-flags.env`, the packages' `/etc/default/kubelet` or
 //! `/etc/sysconfig/kubelet`), the host name, and the SANs of the certificate in place
 //! (so an address learnt from the Node earlier is not lost while the API is down).
+//! Either way the certificate carries the names the node's files want
+//! ([`ServingFacts::wanted`]), and one it lacks makes it due (reason `serving-sans`), so
+//! an address change re-issues it.
 //!
 //! Reading the files here; deriving the names is pure ([`identity`]).
 
@@ -22,7 +25,7 @@ use crate::config::serving::ServingMode;
 use crate::config::Settings;
 use crate::node::kubeconfig::{self, ClientCredential};
 use crate::node::NodeRoot;
-use crate::pki;
+use crate::pki::{self, AltNames};
 
 /// The files that hold the kubelet's command-line flags, in the order systemd reads
 /// them (the later wins, as in kubeadm's drop-in).
@@ -39,6 +42,9 @@ pub struct ServingPlan {
     /// The kubelet's kubeconfig (its own credentials).
     pub kubeconfig: PathBuf,
     pub facts: ServingFacts,
+    /// The names kubelet.crt must carry by what the node's files say
+    /// ([`ServingFacts::wanted`]): one it lacks makes it due (`serving-sans`).
+    pub wanted: AltNames,
 }
 
 /// What the node's files say about the kubelet's name and addresses.
@@ -64,6 +70,28 @@ impl ServingFacts {
             .map(|n| n.trim().to_lowercase())
             // A Node name: it goes into the API's URL path and the certificate's SANs.
             .filter(|n| crate::model::is_dns1123_name(n, 253))
+    }
+
+    /// The names kubelet.crt must carry whatever the Node object says: the Node's name,
+    /// the kubelet's host name (`--hostname-override`, else the host's, which the
+    /// kubelet reports as the Node's Hostname address) and its `--node-ip` addresses
+    /// (its InternalIP). Not the host name beside an override: the Node does not list
+    /// it, so a certificate issued from the Node's addresses would never carry it. Pure.
+    pub fn wanted(&self) -> AltNames {
+        let mut w = AltNames::default();
+        if let Some(name) = self.node_name() {
+            w.add_dns(&name);
+        }
+        if let Some(host) = self.hostname_override.as_ref().or(self.host_name.as_ref()) {
+            let host = host.trim().to_lowercase();
+            if crate::model::is_dns1123_name(&host, 253) {
+                w.add_dns(&host);
+            }
+        }
+        for ip in &self.node_ips {
+            w.add_ip(*ip);
+        }
+        w
     }
 }
 
@@ -128,7 +156,9 @@ pub fn identity(
         }
     };
     match node {
-        // What the kubelet's own serving CSR carries (and the approver allows).
+        // What the kubelet's own serving CSR carries (and the approver allows), and
+        // what the node's files want (the same names on a kubeadm node; were one missing
+        // from the Node, the certificate would be due again at every pass).
         Some(addresses) => {
             for a in addresses {
                 let ip = matches!(a.kind.as_str(), "InternalIP" | "ExternalIP");
@@ -138,6 +168,13 @@ pub fn identity(
                 {
                     add(&a.value);
                 }
+            }
+            let wanted = facts.wanted();
+            for d in &wanted.dns {
+                add(d);
+            }
+            for ip in &wanted.ips {
+                add(&ip.to_string());
             }
         }
         None => {
@@ -247,15 +284,17 @@ pub fn read(root: &NodeRoot, settings: &Settings) -> Option<Arc<ServingPlan>> {
                 .to_string()
         })
         .find(|n| !n.is_empty());
+    let facts = ServingFacts {
+        client_name: node_name_of(root, &k.serving_kubeconfig),
+        hostname_override,
+        node_ips,
+        host_name,
+    };
     Some(Arc::new(ServingPlan {
         mode: k.serving,
         kubeconfig: k.serving_kubeconfig.clone(),
-        facts: ServingFacts {
-            client_name: node_name_of(root, &k.serving_kubeconfig),
-            hostname_override,
-            node_ips,
-            host_name,
-        },
+        wanted: facts.wanted(),
+        facts,
     }))
 }
 
@@ -302,6 +341,30 @@ mod tests {
     }
 
     #[test]
+    fn the_wanted_names_are_the_node_name_the_kubelets_host_name_and_node_ips() {
+        let mut f = ServingFacts {
+            client_name: Some("cp-1".into()),
+            host_name: Some("Cp-1".into()),
+            node_ips: vec![ip("192.0.2.10"), ip("fd00::10")],
+            ..Default::default()
+        };
+        let w = f.wanted();
+        assert_eq!(w.dns, ["cp-1"]);
+        assert_eq!(w.ips, [ip("192.0.2.10"), ip("fd00::10")]);
+        // An override is the kubelet's host name; the host's own is then not the Node's.
+        f.hostname_override = Some("cp-1.example.org".into());
+        assert_eq!(f.wanted().dns, ["cp-1", "cp-1.example.org"]);
+        // Whatever the Node lists, the certificate carries what is wanted.
+        let node = [Address {
+            kind: "Hostname".into(),
+            value: "cp-1".into(),
+        }];
+        let id = identity(&f, Path::new("/k"), Some(&node), &[]).unwrap();
+        assert_eq!(id.dns, ["cp-1", "cp-1.example.org"]);
+        assert_eq!(id.ips, [ip("192.0.2.10"), ip("fd00::10")]);
+    }
+
+    #[test]
     fn the_nodes_addresses_decide_when_the_api_server_gave_them() {
         let f = ServingFacts {
             client_name: Some("cp-1".into()),
@@ -322,8 +385,13 @@ mod tests {
         ];
         let id = identity(&f, Path::new("/k"), Some(&node), &["stale".into()]).unwrap();
         assert_eq!(id.common_name(), "system:node:cp-1");
-        assert_eq!(id.dns, ["cp-1", "cp-1.example.org"]);
-        assert_eq!(id.ips, [ip("192.0.2.10"), ip("2001:db8::1")]);
+        // The Node's, then what the node's files want (the host name, --node-ip) where
+        // the Node does not list it; not the stale SAN of the certificate in place.
+        assert_eq!(id.dns, ["cp-1", "cp-1.example.org", "other"]);
+        assert_eq!(
+            id.ips,
+            [ip("192.0.2.10"), ip("2001:db8::1"), ip("198.51.100.1")]
+        );
         // Without the API: the files, then what the certificate in place names.
         let id = identity(
             &f,

@@ -90,18 +90,18 @@ pub fn resolve(
         }
         (Ok(api), _) => (Some(api), None),
     };
-    let existing = crate::ca::remote::Identity::of(&t.reading.cert.der)
-        .map(|i| {
-            i.san_list
-                .iter()
-                .filter_map(|s| match s {
-                    crate::ca::remote::San::Dns(d) => Some(d.clone()),
-                    crate::ca::remote::San::Ip(ip) => Some(ip.to_string()),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        })
+    // The inventory read them for the plan (serving-sans).
+    let have = t
+        .reading
+        .alt_names
+        .clone()
+        .or_else(|| crate::pki::alt_names(&t.reading.cert.der).ok())
         .unwrap_or_default();
+    let existing: Vec<String> = have
+        .dns
+        .into_iter()
+        .chain(have.ips.iter().map(ToString::to_string))
+        .collect();
     let id = facts::identity(
         &plan.facts,
         &plan.kubeconfig,
@@ -240,5 +240,28 @@ mod tests {
             "the throwaway CA is not kept"
         );
         assert!(file("kubelet.key").secret);
+
+        // Installed, it names what the node's files want: not due.
+        for c in &p.changes {
+            if let NewContent::File(bytes) = &c.content {
+                std::fs::write(root.host(&c.path), bytes).unwrap();
+            }
+        }
+        let inv = crate::inventory::read_node(&root, &settings);
+        let plan = crate::plan::make_plan(&settings, &inv, &Default::default(), now);
+        assert!(due(&plan).is_none(), "issued for the node: not due");
+        // The kubelet's address changes (--node-ip): due again, by its names.
+        let flags = root.host(Path::new("/var/lib/kubelet/kubeadm-flags.env"));
+        std::fs::write(flags, "KUBELET_KUBEADM_ARGS=\"--node-ip=10.0.0.99\"\n").unwrap();
+        let inv = crate::inventory::read_node(&root, &settings);
+        let plan = crate::plan::make_plan(&settings, &inv, &Default::default(), now);
+        let t = due(&plan).expect("kubelet.crt due for its new address");
+        assert_eq!(t.reason, Some(DueReason::ServingSans));
+        assert_eq!(t.reason.unwrap().to_string(), "serving-sans");
+        // Self-signed: the kubelet's business, whatever its names.
+        settings.kubelet.serving = ServingMode::SelfSigned;
+        let inv = crate::inventory::read_node(&root, &settings);
+        let plan = crate::plan::make_plan(&settings, &inv, &Default::default(), now);
+        assert!(due(&plan).is_none());
     }
 }

@@ -10,6 +10,7 @@ mod cert;
 mod key;
 mod name;
 mod pem;
+mod sans;
 pub mod x509;
 
 #[cfg(test)]
@@ -26,6 +27,7 @@ pub use cert::{certificates, serial_hex, signature_verifies, CertFacts};
 pub use key::{uint_bits, KeyAlgorithm, KeyEncoding, PrivateKey};
 pub use name::{name_attributes, name_to_string};
 pub use pem::{encode_pem, parse_pem, PemBlock};
+pub use sans::{alt_names, AltNames};
 
 /// A problem with the content of a PKI file or with building a certificate. The caller
 /// adds the path.

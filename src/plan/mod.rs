@@ -416,11 +416,14 @@ pub fn make_plan_with(
             r.cert.not_after,
             now,
         );
-        let serving_due = t
-            .serving
-            .as_ref()
-            .is_some_and(|s| route::serving_issuer_due(s.mode, &r.signer));
-        let Some(reason) = a.reason.or(serving_due.then_some(DueReason::ServingIssuer)) else {
+        let serving = t.serving.as_deref();
+        let issuer_due = serving.is_some_and(|s| route::serving_issuer_due(s.mode, &r.signer));
+        let sans_due = serving.is_some_and(|s| route::serving_sans_due(s, r));
+        let Some(reason) = a
+            .reason
+            .or(issuer_due.then_some(DueReason::ServingIssuer))
+            .or(sans_due.then_some(DueReason::ServingSans))
+        else {
             continue;
         };
         let route = route_of(settings, inv, t, r);

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use crate::config::serving::ServingMode;
 use crate::config::{CaChoice, Settings};
-use crate::inventory::Signer;
+use crate::inventory::serving::ServingPlan;
+use crate::inventory::{Reading, Signer};
 
 /// The CA an operator named on the command line (`--ca-cert`/`--ca-key`, node paths),
 /// or the new CA a rotation staged (`ca rotate NAME issue`).
@@ -83,6 +84,18 @@ pub fn serving_route(
 /// cluster CA's signature and it has another (its own throwaway CA, at first). Pure.
 pub fn serving_issuer_due(mode: ServingMode, signer: &Signer) -> bool {
     mode != ServingMode::SelfSigned && *signer != Signer::Authority("ca".into())
+}
+
+/// Whether kubelet.crt must be issued again now because it lacks a name the node's files
+/// want (`serving.wanted`: the Node's name, the kubelet's host name, `--node-ip`), such
+/// as after an address change. Only where the cluster issues it (a self-signed one is
+/// the kubelet's business) and its names were read. Pure.
+pub fn serving_sans_due(serving: &ServingPlan, reading: &Reading) -> bool {
+    serving.mode != ServingMode::SelfSigned
+        && reading
+            .alt_names
+            .as_ref()
+            .is_some_and(|have| !have.missing(&serving.wanted).is_empty())
 }
 
 /// Routes a target by its `[targets."NAME"] ca` (else `[ca] default`) and its signer:

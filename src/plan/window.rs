@@ -37,6 +37,10 @@ pub enum DueReason {
     /// be (`cluster-ca`, `csr`): the operator set the mode to get a certificate clients
     /// can verify now, not at the next renewal.
     ServingIssuer,
+    /// kubelet.crt issued by the cluster (`[kubelet] serving` = `cluster-ca`, `csr`)
+    /// that no longer names the node's name, host name or `--node-ip` addresses (an
+    /// address change): clients that connect by the new address cannot verify it.
+    ServingSans,
 }
 
 impl DueReason {
@@ -58,6 +62,7 @@ impl DueReason {
             )),
             DueReason::KubeletRotates => Cow::Borrowed("kubelet-rotates"),
             DueReason::ServingIssuer => Cow::Borrowed("serving-issuer"),
+            DueReason::ServingSans => Cow::Borrowed("serving-sans"),
         }
     }
 }
@@ -93,6 +98,7 @@ impl PartialEq for DueReason {
             ) => a.to_bits() == b.to_bits(),
             (DueReason::KubeletRotates, DueReason::KubeletRotates) => true,
             (DueReason::ServingIssuer, DueReason::ServingIssuer) => true,
+            (DueReason::ServingSans, DueReason::ServingSans) => true,
             _ => false,
         }
     }
