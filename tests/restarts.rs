@@ -10,6 +10,7 @@ mod common;
 use std::time::Duration as StdDuration;
 
 use cert_rotator::config::Settings;
+use cert_rotator::inventory::NodeReader;
 use cert_rotator::node::NodeRoot;
 use cert_rotator::pass::{self, Edges, Overrides, Pass, Restarts};
 use cert_rotator::plan::Plan;
@@ -27,9 +28,11 @@ fn on_fake_clock(
     prober: &FakeProber,
     clock: &FakeClock,
 ) -> PassReport {
+    let node = NodeReader::new(root, s);
     let p = Pass {
         root,
         settings: s,
+        node: &node,
         state,
         overrides: Overrides::default(),
         restarts: Restarts::Live(Edges {
@@ -373,7 +376,7 @@ fn the_restart_cap_does_not_hold_back_a_broken_component() {
         clock: &clock,
         lock: None,
     };
-    assert!(pass::broken_deferred(&edges, &root, &s, &plan).is_empty());
+    assert!(pass::broken_deferred(&edges, &NodeReader::new(&root, &s), &plan).is_empty());
     let down = FakeProber::down_until_restarted(r, &[(6443, APISERVER_YAML)]);
     let edges = Edges {
         services: &services,
@@ -381,7 +384,7 @@ fn the_restart_cap_does_not_hold_back_a_broken_component() {
         clock: &clock,
         lock: None,
     };
-    let broken = pass::broken_deferred(&edges, &root, &s, &plan);
+    let broken = pass::broken_deferred(&edges, &NodeReader::new(&root, &s), &plan);
     assert_eq!(broken.len(), 1);
     assert!(broken[0].1.contains("127.0.0.1:6443") || broken[0].1.contains("10.0.0.10:6443"));
     cert_rotator::plan::lift_cap_for_broken(&mut plan, &broken);
@@ -436,9 +439,11 @@ fn a_restart_is_verified_by_the_new_process_only() {
     let services = RecordingServiceManager::new();
     let clock = FakeClock::at(at);
     let restart = |prober: &FakeProber| {
+        let node = NodeReader::new(&root, &s);
         let p = Pass {
             root: &root,
             settings: &s,
+            node: &node,
             state: &state,
             overrides: Overrides::default(),
             restarts: Restarts::NotLive,
