@@ -214,7 +214,7 @@ fn renew(
         return Ok(ExitCode::from(1));
     };
     let names: Vec<&str> = selected.iter().map(String::as_str).collect();
-    // Under the lock: the reader of before it is not reused.
+    // The node under the lock: the reader of before the lock is not reused.
     let locked = NodeReader::new(root, settings);
     let installed = with_pass(&locked, &state, |pass| {
         // The node is read again under the lock: the recovery may have finished an

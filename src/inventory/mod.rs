@@ -63,10 +63,11 @@ impl<'a> NodeReader<'a> {
 
     /// Where `component` serves and what to check there (its static pod manifest's
     /// flags or the kubelet's configuration, else kubeadm's defaults), read on the
-    /// first call for it and kept for the command: the probe before a restart, the
-    /// restart lock's check for a broken component, the verification after it and the
-    /// rollback's all look at the same endpoints. The agent's own manifest writes (the
-    /// restart annotation, a rotation's CA flags) never change where a component listens.
+    /// first call for it and kept for the command: the broken check of a deferred
+    /// group, the probe before a restart, the restart lock's check for a broken
+    /// component and the verification after a restart or a rollback all look at the
+    /// same endpoints. The agent's own manifest writes (the restart annotation, a
+    /// rotation's signer flag) never change where a component listens.
     pub fn endpoints(&self, component: &Component) -> Rc<[Endpoint]> {
         if let Some(known) = self.endpoints.borrow().get(component) {
             return Rc::clone(known);
