@@ -17,13 +17,14 @@ pub mod pki;
 pub mod procfs;
 /// The node's files under `--root`: the only reader and writer, and kubeconfig parsing.
 pub mod node;
-/// Shared vocabulary with no I/O: components, target kinds, file changes.
+/// Shared vocabulary with no I/O: components, target kinds, file changes, endpoints.
 pub mod model;
 /// config.toml and config.d merged into validated settings.
 pub mod config;
 /// The agent's HTTPS client: TLS roots and client certificates from node files, timeouts.
 pub mod net;
-/// Which certificates and CAs this node holds, read from its files.
+/// Which certificates and CAs this node holds, and where its components listen, read
+/// from its files.
 pub mod inventory;
 /// The pure plan: what is due, who signs it, in which order, what restarts.
 pub mod plan;

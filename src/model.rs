@@ -187,3 +187,52 @@ pub fn is_dns1123_name(v: &str, max: usize) -> bool {
         && v.bytes().last().is_some_and(ok)
         && (max > 63 || !v.contains('.'))
 }
+
+/// Where a component listens, and what to check there.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// An IP address (IPv6 without brackets) or a host name.
+    pub host: String,
+    pub port: u16,
+    pub check: Check,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Check {
+    /// The leaf served here must be the first certificate of this file (node path).
+    ServedCert { cert: PathBuf },
+    /// `GET /healthz` must answer 200 `ok`: the component serves a certificate it made
+    /// itself in memory, so there is no file to compare with, but a healthy answer shows
+    /// it runs again with its (renewed) kubeconfig.
+    Healthz,
+}
+
+impl Endpoint {
+    /// Where the certificate of the node file `cert` must be served.
+    pub fn served(host: &str, port: u16, cert: &str) -> Self {
+        Endpoint {
+            host: host.into(),
+            port,
+            check: Check::ServedCert { cert: cert.into() },
+        }
+    }
+
+    /// A component whose health answers on loopback (`/healthz`).
+    pub fn healthz(port: u16) -> Self {
+        Endpoint {
+            host: "127.0.0.1".into(),
+            port,
+            check: Check::Healthz,
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}

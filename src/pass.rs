@@ -22,7 +22,6 @@ use crate::report::event::{Deferral, Failure, PassEvent, RenewedCert, Warning};
 use crate::report::pass::{Outcome, PassReport, TargetResult};
 use crate::rollout::{owed_restarts, status, Live, PassLocks, Stopped, Written};
 use crate::verify::before;
-use crate::verify::endpoints;
 use crate::write::StateDir;
 
 // What a caller of the library hands the pass ([`execute`] takes a `Pass`; its restart
@@ -72,8 +71,7 @@ pub fn plan_run_with(
 /// broken, so the restart cap does not hold them back ([`crate::plan::lift_cap_for_broken`]).
 pub fn broken_deferred(
     edges: &Edges<'_>,
-    root: &NodeRoot,
-    settings: &Settings,
+    node: &inventory::NodeReader<'_>,
     plan: &Plan,
 ) -> Vec<(Component, String)> {
     let mut out: Vec<(Component, String)> = Vec::new();
@@ -84,8 +82,8 @@ pub fn broken_deferred(
         if out.iter().any(|(x, _)| x == c) {
             continue;
         }
-        let eps = endpoints(root, &settings.kubeadm, c);
-        if let Some(why) = before::is_down(edges.prober, root, &eps) {
+        let eps = node.endpoints(c);
+        if let Some(why) = before::is_down(edges.prober, node.root, &eps) {
             tracing::info!(component = %c.name(), "{} is down ({why}): its renewals are not held back by the restart cap", c.name());
             out.push((c.clone(), why));
         }
@@ -172,17 +170,12 @@ pub enum RunNote<'a> {
     PlanAfterCaRenewal(&'a Plan),
 }
 
-/// `run`, the timer's pass, in its whole order: the plan from the node `node` (read
+/// `run`, the timer's pass, in its whole order: the plan from the pass's node (read
 /// once, under the lock, after recovery), the state of CA rotations, then the due CAs (so that no leaf
 /// is renewed against, and capped by, a dying CA), the plan again if a CA was renewed,
 /// then the groups. The CA outcome comes first in the report.
-pub fn run(
-    pass: &Pass<'_>,
-    node: &inventory::NodeReader<'_>,
-    now: OffsetDateTime,
-    note: &mut dyn FnMut(RunNote<'_>),
-) -> PassReport {
-    let (root, settings, state) = (pass.root, pass.settings, pass.state);
+pub fn run(pass: &Pass<'_>, now: OffsetDateTime, note: &mut dyn FnMut(RunNote<'_>)) -> PassReport {
+    let (root, settings, state, node) = (pass.root, pass.settings, pass.state, pass.node);
     let mut report = PassReport::default();
     // A CA rotation in progress whose bundles kubeadm collapsed or whose signer flag
     // `kubeadm upgrade` reverted: loud, with the command that re-applies the phase.
@@ -206,7 +199,7 @@ pub fn run(
         let mut plan = plan_inventory_with(settings, inv, state, now, &plan_options(root));
         crate::authority::rotation::mark(node, state, &mut plan.authorities_due);
         if let Restarts::Live(e) = &pass.restarts {
-            let down = broken_deferred(e, root, settings, &plan);
+            let down = broken_deferred(e, node, &plan);
             crate::plan::lift_cap_for_broken(&mut plan, &down);
         }
         plan

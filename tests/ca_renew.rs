@@ -351,9 +351,11 @@ fn on_the_live_node_what_holds_the_ca_restarts_in_order_each_verified() {
         }
         let prober = FakeProber::new(r, &[]);
         let clock = FakeClock::at(now());
+        let node = cert_rotator::inventory::NodeReader::new(&root, &s);
         let pass = Pass {
             root: &root,
             settings: &s,
+            node: &node,
             state: &state,
             overrides: Overrides::default(),
             restarts: Restarts::Live(Edges {

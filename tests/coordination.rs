@@ -109,9 +109,11 @@ fn agent_pass(r: &Path, s: &Settings, locked: bool, prober: &dyn Prober) -> Pass
     let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
     let plan = pass::plan_run(&root, s, &state, now());
     let services = RecordingServiceManager::new();
+    let node = cert_rotator::inventory::NodeReader::new(&root, s);
     let p = Pass {
         root: &root,
         settings: s,
+        node: &node,
         state: &state,
         overrides: Overrides::default(),
         restarts: Restarts::Live(Edges {
@@ -441,9 +443,11 @@ fn fake_pass(r: &Path, s: &Settings, lock: &FakeLock, clock: &FakeClock) -> Pass
     let plan = pass::plan_run(&root, s, &state, clock.now());
     let services = RecordingServiceManager::new();
     let prober = restarting_apiserver(r);
+    let node = cert_rotator::inventory::NodeReader::new(&root, s);
     let p = Pass {
         root: &root,
         settings: s,
+        node: &node,
         state: &state,
         overrides: Overrides::default(),
         restarts: Restarts::Live(Edges {

@@ -53,9 +53,11 @@ fn pass_on(root: &NodeRoot, services: &RecordingServiceManager) -> PassReport {
         clock: &SystemClock,
         lock: None,
     }));
+    let node = cert_rotator::inventory::NodeReader::new(root, &s);
     let p = Pass {
         root,
         settings: &s,
+        node: &node,
         state: &state,
         overrides: Overrides::default(),
         restarts,

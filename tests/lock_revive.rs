@@ -140,9 +140,11 @@ fn live_pass(
     let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
     let plan = pass::plan_run(&root, s, &state, clock.now());
     let prober = FakeProber::down_until_restarted(r, &[(6443, APISERVER_YAML)]);
+    let node = cert_rotator::inventory::NodeReader::new(&root, s);
     let p = Pass {
         root: &root,
         settings: s,
+        node: &node,
         state: &state,
         overrides: Overrides::default(),
         restarts: Restarts::Live(Edges {

@@ -7,9 +7,12 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use cert_rotator::config::Settings;
+use cert_rotator::inventory::NodeReader;
 use cert_rotator::node::NodeRoot;
 use cert_rotator::pass::{self, Edges, Overrides, Pass, Restarts};
 use cert_rotator::plan::Plan;
@@ -27,9 +30,11 @@ fn on_fake_clock(
     prober: &FakeProber,
     clock: &FakeClock,
 ) -> PassReport {
+    let node = NodeReader::new(root, s);
     let p = Pass {
         root,
         settings: s,
+        node: &node,
         state,
         overrides: Overrides::default(),
         restarts: Restarts::Live(Edges {
@@ -373,7 +378,7 @@ fn the_restart_cap_does_not_hold_back_a_broken_component() {
         clock: &clock,
         lock: None,
     };
-    assert!(pass::broken_deferred(&edges, &root, &s, &plan).is_empty());
+    assert!(pass::broken_deferred(&edges, &NodeReader::new(&root, &s), &plan).is_empty());
     let down = FakeProber::down_until_restarted(r, &[(6443, APISERVER_YAML)]);
     let edges = Edges {
         services: &services,
@@ -381,7 +386,7 @@ fn the_restart_cap_does_not_hold_back_a_broken_component() {
         clock: &clock,
         lock: None,
     };
-    let broken = pass::broken_deferred(&edges, &root, &s, &plan);
+    let broken = pass::broken_deferred(&edges, &NodeReader::new(&root, &s), &plan);
     assert_eq!(broken.len(), 1);
     assert!(broken[0].1.contains("127.0.0.1:6443") || broken[0].1.contains("10.0.0.10:6443"));
     cert_rotator::plan::lift_cap_for_broken(&mut plan, &broken);
@@ -436,9 +441,11 @@ fn a_restart_is_verified_by_the_new_process_only() {
     let services = RecordingServiceManager::new();
     let clock = FakeClock::at(at);
     let restart = |prober: &FakeProber| {
+        let node = NodeReader::new(&root, &s);
         let p = Pass {
             root: &root,
             settings: &s,
+            node: &node,
             state: &state,
             overrides: Overrides::default(),
             restarts: Restarts::NotLive,
@@ -479,5 +486,98 @@ fn a_restart_is_verified_by_the_new_process_only() {
     assert_eq!(
         e,
         "not verified within 2s: 10.0.0.10:6443 is still answered by pid 100, which was there before the restart was requested"
+    );
+}
+
+/// Counts, per component, the inventory's reads of where it listens (its debug line
+/// `read where the component listens`, with the `component` and `endpoints` fields).
+#[derive(Clone, Default)]
+struct EndpointReads(Arc<Mutex<BTreeMap<String, usize>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for EndpointReads {
+    fn on_event(&self, e: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        #[derive(Default)]
+        struct Fields {
+            component: Option<String>,
+            endpoints: bool,
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                match f.name() {
+                    "component" => self.component = Some(format!("{v:?}")),
+                    "endpoints" => self.endpoints = true,
+                    _ => {}
+                }
+            }
+        }
+        if e.metadata().target() != "cert_rotator::inventory" {
+            return;
+        }
+        let mut f = Fields::default();
+        e.record(&mut f);
+        if let (Some(c), true) = (f.component, f.endpoints) {
+            *self.0.lock().unwrap().entry(c).or_default() += 1;
+        }
+    }
+}
+
+/// One `run` reads each component's endpoints once, however many steps look at them:
+/// the broken check of a deferred group, the probe before the restart lock and before
+/// the restart, the lock's check for a broken component, and the verification.
+#[test]
+fn one_run_reads_each_components_endpoints_once() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let at = now();
+    let spec = NodeSpec::control_plane(at)
+        .with("scheduler.conf", Validity::days(365, Duration::days(20)))
+        .with("apiserver", Validity::days(365, Duration::days(50)));
+    let d = node(&spec);
+    let r = d.path();
+    let root = NodeRoot::new(r).with_liveness(cert_rotator::node::Liveness::Live);
+    let mut s = settings();
+    // The cap defers kube-apiserver, which is down: lifted as broken.
+    s.run.max_restarts_per_pass = 1;
+    s.coordination.id = Some("cp-a".into());
+    s.coordination.wait_seconds = 0;
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
+    let services = RecordingServiceManager::new();
+    let clock = FakeClock::at(at);
+    let prober = FakeProber::down_until_restarted(r, &[(6443, APISERVER_YAML)]);
+    // The control-plane group's first slot is refused: the lock checks whether the
+    // component is already broken.
+    let lock = common::fakes::FakeLock::new("cp-a", vec![Some(common::fakes::FakeLock::busy("x"))]);
+    let node = NodeReader::new(&root, &s);
+    let p = Pass {
+        root: &root,
+        settings: &s,
+        node: &node,
+        state: &state,
+        overrides: Overrides::default(),
+        restarts: Restarts::Live(Edges {
+            services: &services,
+            prober: &prober,
+            clock: &clock,
+            lock: Some(&lock),
+        }),
+    };
+    let reads = EndpointReads::default();
+    let subscriber = tracing_subscriber::registry().with(reads.clone());
+    let report = tracing::subscriber::with_default(subscriber, || pass::run(&p, at, &mut |_| {}));
+    assert!(report.ok(), "{}", report.summary());
+    // kube-apiserver restarted without the slot (broken); kube-scheduler waits for one.
+    assert_eq!(report.restarted().len(), 1, "{}", report.summary());
+    assert!(
+        lock.calls().iter().any(|c| c.starts_with("acquire")),
+        "{:?}",
+        lock.calls()
+    );
+    assert_eq!(
+        *reads.0.lock().unwrap(),
+        BTreeMap::from([
+            ("kube-apiserver".to_string(), 1),
+            ("kube-scheduler".to_string(), 1)
+        ]),
+        "{}",
+        report.summary()
     );
 }

@@ -30,9 +30,11 @@ fn live_pass(
     services: &RecordingServiceManager,
     prober: &dyn Prober,
 ) -> PassReport {
+    let node = cert_rotator::inventory::NodeReader::new(root, s);
     let p = Pass {
         root,
         settings: s,
+        node: &node,
         state,
         overrides: Overrides::default(),
         restarts: Restarts::Live(Edges {
@@ -407,16 +409,17 @@ fn run_renews_due_cas_then_plans_again_then_renews_the_leaves() {
     let root = NodeRoot::new(d.path());
     let s = Settings::default();
     let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
+    let node = cert_rotator::inventory::NodeReader::new(&root, &s);
     let p = Pass {
         root: &root,
         settings: &s,
+        node: &node,
         state: &state,
         overrides: Overrides::default(),
         restarts: Restarts::NotLive,
     };
-    let node = cert_rotator::inventory::NodeReader::new(&root, &s);
     let mut notes = Vec::new();
-    let report = pass::run(&p, &node, now(), &mut |n| {
+    let report = pass::run(&p, now(), &mut |n| {
         notes.push(match n {
             RunNote::Warning(w) => format!("warning {w}"),
             RunNote::Error(e) => format!("error {e}"),

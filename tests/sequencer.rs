@@ -19,10 +19,11 @@ fn host(r: &Path, p: &str) -> PathBuf {
     r.join(p.trim_start_matches('/'))
 }
 
-fn offline_pass<'a>(root: &'a NodeRoot, s: &'a Settings, state: &'a StateDir) -> Pass<'a> {
+fn offline_pass<'a>(node: &'a inventory::NodeReader<'a>, state: &'a StateDir) -> Pass<'a> {
     Pass {
-        root,
-        settings: s,
+        root: node.root,
+        settings: node.settings,
+        node,
         state,
         overrides: Overrides::default(),
         restarts: Restarts::Operator,
@@ -49,9 +50,11 @@ fn a_forced_plan_renews_exactly_the_selection_and_reports_each_as_it_completes()
         .collect();
     assert_eq!(planned, ["etcd/server", "admin.conf", "apiserver"]);
     let mut seen = Vec::new();
-    let report = pass::execute(&offline_pass(&root, &s, &state), &plan, &mut |t| {
-        seen.push(t.name.clone())
-    });
+    let report = pass::execute(
+        &offline_pass(&inventory::NodeReader::new(&root, &s), &state),
+        &plan,
+        &mut |t| seen.push(t.name.clone()),
+    );
     assert!(report.ok(), "{}", report.summary());
     assert_eq!(seen, ["etcd/server", "admin.conf", "apiserver"]);
     assert!(report
@@ -107,7 +110,11 @@ fn a_ca_key_that_does_not_load_fails_its_leaves_and_the_others_go_on() {
     let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
     let plan = pass::plan_run(&root, &s, &state, now());
     let before = std::fs::read(host(r, "/etc/kubernetes/pki/apiserver.crt")).unwrap();
-    let report = pass::execute(&offline_pass(&root, &s, &state), &plan, &mut |_| {});
+    let report = pass::execute(
+        &offline_pass(&inventory::NodeReader::new(&root, &s), &state),
+        &plan,
+        &mut |_| {},
+    );
     assert!(!report.ok());
     let outcome = |name: &str| {
         report
@@ -144,7 +151,11 @@ fn an_unreadable_ca_certificate_fails_the_pass_naming_it() {
     let s = Settings::default();
     let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
     let plan = pass::plan_run(&root, &s, &state, now());
-    let report = pass::execute(&offline_pass(&root, &s, &state), &plan, &mut |_| {});
+    let report = pass::execute(
+        &offline_pass(&inventory::NodeReader::new(&root, &s), &state),
+        &plan,
+        &mut |_| {},
+    );
     assert!(!report.ok());
     assert!(
         report
@@ -219,9 +230,11 @@ fn a_pass_replayed_on_a_fake_clock_paces_control_plane_restarts_on_it() {
             "/etc/kubernetes/manifests/kube-apiserver.yaml",
         )],
     );
+    let node = inventory::NodeReader::new(&root, &s);
     let p = Pass {
         root: &root,
         settings: &s,
+        node: &node,
         state: &state,
         overrides: Overrides::default(),
         restarts: Restarts::Live(Edges {

@@ -62,9 +62,11 @@ fn live_pass(r: &Path, prober: &dyn Prober, services: &RecordingServiceManager) 
     let clock = FakeClock::at(now());
     let plan = pass::plan_run(&root, &s, &state, clock.now());
     let lock = FakeLock::new("cp-a", vec![]);
+    let node = cert_rotator::inventory::NodeReader::new(&root, &s);
     let p = Pass {
         root: &root,
         settings: &s,
+        node: &node,
         state: &state,
         overrides: Overrides::default(),
         restarts: Restarts::Live(Edges {
@@ -334,9 +336,11 @@ fn a_restart_history_from_the_future_holds_a_pass_up_for_two_gaps_at_most() {
         )],
     );
     let services = RecordingServiceManager::new();
+    let node = cert_rotator::inventory::NodeReader::new(&root, &s);
     let p = Pass {
         root: &root,
         settings: &s,
+        node: &node,
         state: &state,
         overrides: Overrides::default(),
         restarts: Restarts::Live(Edges {

@@ -215,7 +215,9 @@ fn renew(
         return Ok(ExitCode::from(1));
     };
     let names: Vec<&str> = selected.iter().map(String::as_str).collect();
-    let installed = with_pass(root, settings, &state, |pass| {
+    // The node under the lock: the reader of before the lock is not reused.
+    let locked = NodeReader::new(root, settings);
+    let installed = with_pass(&locked, &state, |pass| {
         // The node is read again under the lock: the recovery may have finished an
         // interrupted write. Written first, then each line: the journal and stdout say
         // what is on disk.
@@ -397,8 +399,7 @@ fn import(root: &NodeRoot, config_file: Option<&Path>, file: &Path) -> Result<Ex
         String::new()
     };
     let installed = with_pass(
-        root,
-        settings,
+        &reader,
         &state,
         |pass| -> Result<Installed, AuthorityError> {
             let written = authority::write(pass, &format!("import CA {}", imp.name), &imp.changes)?;

@@ -86,9 +86,11 @@ pub fn demo(keep: Option<PathBuf>, build_only: bool, keys: DemoKeys) -> ExitCode
         &crate::pass::plan_options(&root),
     );
     out!("{}", plan_text(&plan, root.liveness()));
+    let node = inventory::NodeReader::new(&root, &settings);
     let pass = Pass {
         root: &root,
         settings: &settings,
+        node: &node,
         state: &state,
         overrides: Overrides::default(),
         restarts: Restarts::NotLive,

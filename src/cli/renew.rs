@@ -76,10 +76,12 @@ fn renew_selected(root: &NodeRoot, req: RenewRequest<'_>) -> Result<ExitCode, Cl
         OffsetDateTime::now_utc(),
     );
     let explicit = matches!(req.selection, Selection::Named(_));
+    let node = crate::inventory::NodeReader::new(root, settings);
     let run = |restarts: Restarts<'_>| {
         let pass = Pass {
             root,
             settings,
+            node: &node,
             state: &state,
             overrides: req.overrides,
             restarts,

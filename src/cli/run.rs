@@ -115,8 +115,8 @@ fn run_pass(root: &NodeRoot, config_file: Option<&std::path::Path>) -> Result<Ex
         write_metrics(root, settings, &state);
         return Ok(ExitCode::from(1));
     }
-    let report = with_pass(root, settings, &state, |pass| {
-        crate::pass::run(pass, &node, now, &mut |n| match n {
+    let report = with_pass(&node, &state, |pass| {
+        crate::pass::run(pass, now, &mut |n| match n {
             RunNote::Warning(w) => say(&format!("WARNING: {w}")),
             RunNote::Error(e) => say(&format!("ERROR: {e}")),
             RunNote::Plan(plan) => out!("{}", plan_text(plan, root.liveness())),
@@ -213,18 +213,19 @@ fn write_metrics(root: &NodeRoot, settings: &config::Settings, state: &StateDir)
     }
 }
 
-/// Runs `f` with a pass on the node's edges ([`with_edges`]), without overrides: `run`
-/// and the CA commands.
+/// Runs `f` with a pass on `node` and its edges ([`with_edges`]), without overrides:
+/// `run` and the CA commands.
 pub fn with_pass<R>(
-    root: &NodeRoot,
-    settings: &config::Settings,
+    node: &inventory::NodeReader<'_>,
     state: &StateDir,
     f: impl FnOnce(&Pass<'_>) -> R,
 ) -> R {
+    let (root, settings) = (node.root, node.settings);
     with_edges(root, settings, |restarts| {
         f(&Pass {
             root,
             settings,
+            node,
             state,
             overrides: Overrides::default(),
             restarts,

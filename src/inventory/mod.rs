@@ -6,6 +6,7 @@
 //! an error that names the file and the problem. Nothing here writes.
 
 pub mod anchors;
+mod endpoints;
 pub mod kubeadm;
 pub mod kubelet;
 pub mod serving;
@@ -34,11 +35,14 @@ pub struct NodeModel {
 }
 
 /// One command's [`NodeModel`], read on first use and kept: a command that finds it has
-/// nothing to do (no rotation journal, say) reads nothing.
+/// nothing to do (no rotation journal, say) reads nothing. Each component's endpoints
+/// ([`NodeReader::endpoints`]) are read apart from the model, on first use too: only a
+/// command that probes a component reads its manifest for them (`status` never does).
 pub struct NodeReader<'a> {
     pub root: &'a crate::node::NodeRoot,
     pub settings: &'a crate::config::Settings,
     model: std::cell::OnceCell<NodeModel>,
+    endpoints: std::cell::RefCell<BTreeMap<Component, Rc<[Endpoint]>>>,
 }
 
 impl<'a> NodeReader<'a> {
@@ -47,6 +51,7 @@ impl<'a> NodeReader<'a> {
             root,
             settings,
             model: std::cell::OnceCell::new(),
+            endpoints: Default::default(),
         }
     }
 
@@ -54,6 +59,26 @@ impl<'a> NodeReader<'a> {
     pub fn get(&self) -> &NodeModel {
         self.model
             .get_or_init(|| NodeModel::read(self.root, self.settings))
+    }
+
+    /// Where `component` serves and what to check there (its static pod manifest's
+    /// flags or the kubelet's configuration, else kubeadm's defaults), read on the
+    /// first call for it and kept for the command: the broken check of a deferred
+    /// group, the probe before a restart, the restart lock's check for a broken
+    /// component and the verification after a restart or a rollback all look at the
+    /// same endpoints. The agent's own manifest writes (the restart annotation, a
+    /// rotation's signer flag) never change where a component listens.
+    pub fn endpoints(&self, component: &Component) -> Rc<[Endpoint]> {
+        if let Some(known) = self.endpoints.borrow().get(component) {
+            return Rc::clone(known);
+        }
+        let read: Rc<[Endpoint]> =
+            endpoints::read_endpoints(self.root, &self.settings.kubeadm, component).into();
+        tracing::debug!(component = %component.name(), endpoints = ?read, "read where the component listens");
+        self.endpoints
+            .borrow_mut()
+            .insert(component.clone(), Rc::clone(&read));
+        read
     }
 }
 
@@ -70,13 +95,15 @@ impl NodeModel {
     }
 }
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::config::{ExtraKind, Settings, WindowSettings};
-use crate::model::{Component, TargetKind};
+use crate::model::{Component, Endpoint, TargetKind};
 use crate::node::kubeconfig::{self, ClientCredential, KubeconfigError};
 use crate::node::{NodeError, NodeRoot};
 use crate::pki::{self, CertFacts, KeyAlgorithm, KeyEncoding, PkiError, PrivateKey};

@@ -17,6 +17,7 @@ use crate::ca::authorities::LoadError;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::coordination::RestartLock;
+use crate::inventory::NodeReader;
 use crate::issue::IssueError;
 use crate::model::{Component, FileChange};
 use crate::node::NodeRoot;
@@ -28,8 +29,9 @@ use crate::restart::{
     certs_hash, control_plane_wait, gap_exemption, static_pod_change, RestartError, ServiceManager,
 };
 use crate::verify::before::BeforeRestart;
-use crate::verify::{endpoints, wait_until_served_by, Prober, RestartRequested, VerifyError};
+use crate::verify::{wait_until_served_by, Prober, RestartRequested, VerifyError};
 use crate::write::{Applied, StateDir, WriteError};
+pub use slot::NoRestartSlot;
 pub(crate) use slot::{owed_restarts, refused, PassLocks};
 
 mod probe;
@@ -56,7 +58,7 @@ pub enum PassError {
     Verify(#[source] Box<VerifyError>),
     /// No slot of the cross-node restart lock could be had: nothing was restarted.
     #[error("{0}")]
-    NoRestartSlot(String),
+    NoRestartSlot(#[source] Box<NoRestartSlot>),
 }
 
 /// Boxed, so that the pass's `Result`s stay small whatever step failed.
@@ -75,7 +77,8 @@ pass_error_from!(
     Issue(IssueError),
     Write(WriteError),
     Restart(RestartError),
-    Verify(VerifyError)
+    Verify(VerifyError),
+    NoRestartSlot(NoRestartSlot)
 );
 
 impl From<crate::issue::PlannedError> for PassError {
@@ -119,6 +122,9 @@ pub struct Overrides {
 pub struct Pass<'a> {
     pub root: &'a NodeRoot,
     pub settings: &'a Settings,
+    /// The command's one model of the node (over `root` and `settings`): where each
+    /// component listens is read from it once, however often it is probed.
+    pub node: &'a NodeReader<'a>,
     pub state: &'a StateDir,
     pub overrides: Overrides,
     pub restarts: Restarts<'a>,
@@ -434,8 +440,7 @@ impl<'p, 'a> Live<'p, 'a> {
         if !settings.run.verify {
             return Ok(vec![verified(Verification::SwitchedOff)]);
         }
-        let root = self.pass.root;
-        let eps = endpoints(root, &settings.kubeadm, component);
+        let eps = self.pass.node.endpoints(component);
         status(&format!(
             "waiting for {} to serve its new certificates",
             component.name()
@@ -443,7 +448,7 @@ impl<'p, 'a> Live<'p, 'a> {
         let lines = wait_until_served_by(
             self.edges.prober,
             self.edges.clock,
-            root,
+            self.pass.root,
             component,
             &eps,
             StdDuration::from_secs(settings.run.verify_timeout_seconds),

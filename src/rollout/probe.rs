@@ -8,7 +8,6 @@ use time::Duration;
 use super::{status, Live};
 use crate::report::event::PassEvent;
 use crate::verify::before::{self, BeforeRestart};
-use crate::verify::endpoints;
 
 /// How long a component that reloads every renewed file by itself is given to serve
 /// the new certificate before it is restarted after all (docs/reloads.md: the
@@ -27,7 +26,7 @@ impl Live<'_, '_> {
             return BeforeRestart::Restart;
         }
         let root = self.pass.root;
-        let eps = endpoints(root, &self.pass.settings.kubeadm, component);
+        let eps = self.pass.node.endpoints(component);
         status(&format!("probing {} before restarting it", self.comp));
         let renewed: Vec<before::Renewed> = self
             .group

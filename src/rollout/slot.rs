@@ -16,8 +16,21 @@ use crate::plan::{Group, History, Plan, Reload};
 use crate::report::event::{Deferral, Failure, PassEvent, Warning};
 use crate::report::pass::PassReport;
 use crate::verify::before::BeforeRestart;
-use crate::verify::{endpoints, Check};
+use crate::verify::Check;
 use crate::write::StateDir;
+
+/// No slot of the cross-node restart lock could be had for a component's restart:
+/// nothing was restarted, and a pass owes the restart to the next one.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{component}: not restarted: {why}")]
+pub struct NoRestartSlot {
+    pub component: String,
+    /// The lock group whose slot was refused.
+    pub group: String,
+    /// The lock's answer (a busy group, a backend out of reach), or the answer an
+    /// earlier restart of this pass had from it for the same group.
+    pub why: String,
+}
 
 /// The restart lock's record of this pass (docs/coordination.md): restarts owed by
 /// earlier passes, groups kept stopped, and the groups whose slot this pass could not
@@ -276,8 +289,8 @@ impl<'a> Live<'_, 'a> {
         }
         let slot = match self.take_restart_slot(lock_group.as_ref(), report, locks) {
             Ok(slot) => slot,
-            Err(why) => {
-                self.defer_restart(written, &why, report, locks);
+            Err(no_slot) => {
+                self.defer_restart(written, &no_slot, report, locks);
                 return None;
             }
         };
@@ -339,33 +352,41 @@ impl<'a> Live<'_, 'a> {
                 tracing::warn!(component = %comp, action = "restart", group = %group.name, "{comp}: restarting without the restart lock: {why}");
                 f()
             }
-            Decision::Deferred { why, .. } => Err(PassError::NoRestartSlot(format!(
-                "{comp}: not restarted: {why}"
-            ))),
+            Decision::Deferred { why, .. } => Err(NoRestartSlot {
+                component: comp.to_string(),
+                group: group.name,
+                why,
+            }
+            .into()),
         }
     }
 
     /// `Ok(Some(slot))`: restart holding it; `Ok(None)`: restart without (no lock, a
-    /// restart that takes none, or a broken component); `Err(why)`: defer.
+    /// restart that takes none, or a broken component); `Err`: defer.
     fn take_restart_slot(
         &self,
         group: Option<&coordination::LockGroup>,
         report: &mut PassReport,
         locks: &mut PassLocks,
-    ) -> Result<Option<Box<dyn HeldSlot + 'a>>, String> {
+    ) -> Result<Option<Box<dyn HeldSlot + 'a>>, NoRestartSlot> {
         let (Some(lock), Some(group)) = (self.edges.lock, group) else {
             return Ok(None);
         };
         let comp = self.comp;
         let c = &self.pass.settings.coordination;
+        let no_slot = |why: &str| NoRestartSlot {
+            component: comp.to_string(),
+            group: group.name.clone(),
+            why: why.to_string(),
+        };
         if let Some(why) = locks.refused.get(&group.name) {
             // This pass already could not have a slot of this group: the component is
             // deferred at once unless it is broken.
             if let Some(broken) = self.already_broken() {
                 let delay = locks.spread.take(lock, &self.pass.settings.coordination);
-                return self.unlocked(lock, group, &format!("{broken}; {why}"), delay, report);
+                return Ok(self.unlocked(lock, group, &format!("{broken}; {why}"), delay, report));
             }
-            return Err(why.clone());
+            return Err(no_slot(why));
         }
         status(&format!(
             "taking a restart slot of group {} for {comp}",
@@ -387,8 +408,9 @@ impl<'a> Live<'_, 'a> {
             }
             Decision::Deferred { why, kind } => {
                 tracing::debug!(component = %comp, kind, "no restart slot");
-                locks.refused.insert(group.name.clone(), why.clone());
-                Err(why)
+                let e = no_slot(&why);
+                locks.refused.insert(group.name.clone(), why);
+                Err(e)
             }
         }
     }
@@ -403,15 +425,15 @@ impl<'a> Live<'_, 'a> {
         why: &str,
         delay: StdDuration,
         report: &mut PassReport,
-    ) -> Result<Option<Box<dyn HeldSlot + 'a>>, String> {
+    ) -> Option<Box<dyn HeldSlot + 'a>> {
         if !delay.is_zero() {
             self.edges.clock.sleep(delay);
         }
         if let Ok(slot) = lock.acquire(group, self.comp) {
-            return Ok(Some(slot));
+            return Some(slot);
         }
         self.restarted_unlocked(group, why.to_string(), report);
-        Ok(None)
+        None
     }
 
     fn restarted_unlocked(
@@ -432,15 +454,15 @@ impl<'a> Live<'_, 'a> {
     fn defer_restart(
         &self,
         written: &Written,
-        why: &str,
+        no_slot: &NoRestartSlot,
         report: &mut PassReport,
         locks: &mut PassLocks,
     ) {
         report.emit(PassEvent::AwaitingLock {
-            component: self.comp.to_string(),
-            why: why.to_string(),
+            component: no_slot.component.clone(),
+            why: no_slot.why.clone(),
         });
-        locks.owe(self.comp, written, why, self.edges.clock.now());
+        locks.owe(self.comp, written, &no_slot.why, self.edges.clock.now());
     }
 
     fn give_back(
@@ -492,9 +514,9 @@ impl<'a> Live<'_, 'a> {
         }
         let c = self.group.component.as_ref()?;
         let timeout = StdDuration::from_secs(5);
-        for ep in endpoints(self.pass.root, &self.pass.settings.kubeadm, c) {
+        for ep in self.pass.node.endpoints(c).iter() {
             match &ep.check {
-                Check::ServedCert { .. } => match self.edges.prober.served_leaf(&ep, timeout) {
+                Check::ServedCert { .. } => match self.edges.prober.served_leaf(ep, timeout) {
                     Err(e) => return Some(format!("it fails its probe: {e}")),
                     Ok(s) if s.not_after <= now => {
                         return Some(format!(
@@ -505,7 +527,7 @@ impl<'a> Live<'_, 'a> {
                     Ok(_) => {}
                 },
                 Check::Healthz => {
-                    if let Err(e) = self.edges.prober.healthy(&ep, timeout) {
+                    if let Err(e) = self.edges.prober.healthy(ep, timeout) {
                         return Some(format!("it fails its probe: {e}"));
                     }
                 }

@@ -1,9 +1,10 @@
 //! Verification: is the renewed certificate really what the component now serves?
 //!
-//! [`endpoints`] says, from the node's files alone, where each component listens and
-//! what to check there: the certificate file whose leaf must be served
-//! ([`Check::ServedCert`]), or, for components that serve a self-made certificate
-//! (controller-manager, scheduler), a health check ([`Check::Healthz`]).
+//! The inventory says, from the node's files alone, where each component listens and
+//! what to check there ([`crate::inventory::NodeReader::endpoints`]): the certificate
+//! file whose leaf must be served ([`Check::ServedCert`]), or, for components that
+//! serve a self-made certificate (controller-manager, scheduler), a health check
+//! ([`Check::Healthz`]).
 //! [`Prober`] is the network edge, with one real implementation, [`TlsProber`].
 //! [`wait_until_served`] polls the endpoints until they serve what is on disk, paced by
 //! a [`Clock`] so that a test replays a long wait at once. After a restart,
@@ -11,7 +12,6 @@
 //! restart was requested ([`listener`]).
 
 pub mod before;
-pub mod endpoints;
 mod http;
 pub mod listener;
 pub mod probe;
@@ -22,9 +22,10 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-pub use endpoints::endpoints;
 pub use listener::{Listener, Listeners, Process, RestartRequested};
 pub use probe::TlsProber;
+// What the probes are given: the vocabulary of [`crate::model`], as the node's files say it.
+pub use crate::model::{Check, Endpoint};
 
 use crate::clock::Clock;
 use crate::model::Component;
@@ -95,55 +96,6 @@ pub enum VerifyError {
         #[source]
         last: Box<VerifyError>,
     },
-}
-
-/// Where a component listens, and what to check there.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Endpoint {
-    /// An IP address (IPv6 without brackets) or a host name.
-    pub host: String,
-    pub port: u16,
-    pub check: Check,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Check {
-    /// The leaf served here must be the first certificate of this file (node path).
-    ServedCert { cert: PathBuf },
-    /// `GET /healthz` must answer 200 `ok`: the component serves a certificate it made
-    /// itself in memory, so there is no file to compare with, but a healthy answer shows
-    /// it runs again with its (renewed) kubeconfig.
-    Healthz,
-}
-
-impl Endpoint {
-    /// Where the certificate of the node file `cert` must be served.
-    pub fn served(host: &str, port: u16, cert: &str) -> Self {
-        Endpoint {
-            host: host.into(),
-            port,
-            check: Check::ServedCert { cert: cert.into() },
-        }
-    }
-
-    /// A component whose health answers on loopback (`/healthz`).
-    pub fn healthz(port: u16) -> Self {
-        Endpoint {
-            host: "127.0.0.1".into(),
-            port,
-            check: Check::Healthz,
-        }
-    }
-}
-
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
 }
 
 /// The certificate a server presented.

@@ -11,6 +11,7 @@ use super::journal::RotationJournal;
 use super::stage;
 use super::Staged;
 use crate::config::Settings;
+use crate::inventory::NodeReader;
 use crate::node::NodeRoot;
 use crate::pki::{CertFacts, PrivateKey};
 use crate::rollout::{Overrides, Pass, Restarts};
@@ -45,11 +46,13 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// The pass whose restart path (one at a time, paced, verified, under the lock) a
-    /// phase, an abort or a forced abort restarts through.
-    pub fn pass(&self) -> Pass<'a> {
+    /// phase, an abort or a forced abort restarts through, on `node` (the command's
+    /// reader of this node: each component's endpoints read once).
+    pub fn pass<'b>(&'b self, node: &'b NodeReader<'b>) -> Pass<'b> {
         Pass {
             root: self.root,
             settings: self.settings,
+            node,
             state: self.state,
             overrides: Overrides::default(),
             restarts: self.restarts,

@@ -260,7 +260,8 @@ fn relink_kubelet(
 
 /// What holds the CA restarts, as after `abort`.
 fn restart(ctx: &Ctx<'_>, f: &CaFiles, out: &mut Outcome) -> Result<(), RotationError> {
-    let pass = ctx.pass();
+    let node = NodeReader::new(ctx.root, ctx.settings);
+    let pass = ctx.pass(&node);
     let done = crate::authority::restart(&pass, &present(ctx, f), &[]);
     out.lines.extend(
         done.restarted()

@@ -102,7 +102,8 @@ pub(super) fn restart_list(
     present: &[Component],
     out: &mut Outcome,
 ) -> Result<(), RotationError> {
-    let pass = ctx.pass();
+    let node = NodeReader::new(ctx.root, ctx.settings);
+    let pass = ctx.pass(&node);
     // The same restarts as `ca renew` and a pass: one at a time, paced, each verified;
     // the static pods' annotation names the new CA and the phase.
     let serials = [j.new_sha256.clone(), j.phase.name().to_string()];

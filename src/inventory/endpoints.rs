@@ -1,7 +1,8 @@
 //! Where each component listens and what to check there, from the node's files alone:
 //! the flags of its static pod manifest, or the kubelet's configuration file. Paths
 //! that kubeadm would default come from the configured layout
-//! ([`KubeadmPaths`]).
+//! ([`KubeadmPaths`]). Read through [`super::NodeReader::endpoints`], once per
+//! component and command: verification probes them, it does not find them.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,19 +10,21 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{Check, Endpoint};
 use crate::config::KubeadmPaths;
-use crate::model::Component;
+use crate::model::{Check, Component, Endpoint};
+use crate::node::kubelet_config::KUBELET_CONFIG;
 use crate::node::manifest::StaticPodManifest;
 use crate::node::NodeRoot;
-
-pub use crate::node::kubelet_config::KUBELET_CONFIG;
 
 /// Where `component` serves and what to check there, from its static pod manifest in
 /// `kubeadm.manifests_dir` or the kubelet's config file. Missing or unreadable files
 /// give kubeadm's defaults (logged); components whose listening address cannot be
 /// known (other units and static pods) give none.
-pub fn endpoints(root: &NodeRoot, kubeadm: &KubeadmPaths, component: &Component) -> Vec<Endpoint> {
+pub(super) fn read_endpoints(
+    root: &NodeRoot,
+    kubeadm: &KubeadmPaths,
+    component: &Component,
+) -> Vec<Endpoint> {
     let manifest =
         |name: &str| manifest_flags(root, &kubeadm.manifests_dir.join(format!("{name}.yaml")));
     let pki = &kubeadm.pki_dir;
@@ -217,7 +220,7 @@ mod tests {
         let k = KubeadmPaths::default();
         let api = "/etc/kubernetes/pki/apiserver.crt";
         assert_eq!(
-            endpoints(&r, &k, &Component::KubeApiserver),
+            read_endpoints(&r, &k, &Component::KubeApiserver),
             [
                 Endpoint::served("10.0.0.10", 6443, api),
                 Endpoint::served("127.0.0.1", 6443, api)
@@ -225,14 +228,14 @@ mod tests {
         );
         let etcd = "/etc/kubernetes/pki/etcd/server.crt";
         assert_eq!(
-            endpoints(&r, &k, &Component::Etcd),
+            read_endpoints(&r, &k, &Component::Etcd),
             [
                 Endpoint::served("127.0.0.1", 2379, etcd),
                 Endpoint::served("10.0.0.10", 2379, etcd)
             ]
         );
         assert_eq!(
-            endpoints(&r, &k, &Component::Kubelet),
+            read_endpoints(&r, &k, &Component::Kubelet),
             [Endpoint::served(
                 "127.0.0.1",
                 10250,
@@ -240,15 +243,15 @@ mod tests {
             )]
         );
         assert_eq!(
-            endpoints(&r, &k, &Component::KubeControllerManager),
+            read_endpoints(&r, &k, &Component::KubeControllerManager),
             [Endpoint::healthz(10257)]
         );
         assert_eq!(
-            endpoints(&r, &k, &Component::KubeScheduler),
+            read_endpoints(&r, &k, &Component::KubeScheduler),
             [Endpoint::healthz(10259)]
         );
-        assert!(endpoints(&r, &k, &Component::Unit("x.service".into())).is_empty());
-        assert!(endpoints(&r, &k, &Component::StaticPod("x".into())).is_empty());
+        assert!(read_endpoints(&r, &k, &Component::Unit("x.service".into())).is_empty());
+        assert!(read_endpoints(&r, &k, &Component::StaticPod("x".into())).is_empty());
     }
 
     #[test]
@@ -259,7 +262,7 @@ mod tests {
         let m = k.manifests_dir.as_path();
         // Nothing on disk: kubeadm's defaults.
         assert_eq!(
-            endpoints(&r, &k, &Component::KubeApiserver),
+            read_endpoints(&r, &k, &Component::KubeApiserver),
             [Endpoint::served(
                 "127.0.0.1",
                 6443,
@@ -267,7 +270,7 @@ mod tests {
             )]
         );
         assert_eq!(
-            endpoints(&r, &k, &Component::Etcd),
+            read_endpoints(&r, &k, &Component::Etcd),
             [Endpoint::served(
                 "127.0.0.1",
                 2379,
@@ -284,7 +287,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            endpoints(&r, &k, &Component::KubeApiserver),
+            read_endpoints(&r, &k, &Component::KubeApiserver),
             [Endpoint::served("192.168.1.5", 8443, "/srv/a.crt")]
         );
         std::fs::write(
@@ -293,7 +296,7 @@ mod tests {
         )
         .unwrap();
         let etcd = "/etc/kubernetes/pki/etcd/server.crt";
-        let got = endpoints(&r, &k, &Component::Etcd);
+        let got = read_endpoints(&r, &k, &Component::Etcd);
         assert_eq!(
             got,
             [
@@ -307,14 +310,14 @@ mod tests {
             pod("    - --secure-port=0\n"),
         )
         .unwrap();
-        assert!(endpoints(&r, &k, &Component::KubeScheduler).is_empty());
+        assert!(read_endpoints(&r, &k, &Component::KubeScheduler).is_empty());
         std::fs::write(
             r.host(&m.join("kube-controller-manager.yaml")),
             "{{{ not yaml",
         )
         .unwrap();
         assert_eq!(
-            endpoints(&r, &k, &Component::KubeControllerManager),
+            read_endpoints(&r, &k, &Component::KubeControllerManager),
             [Endpoint::healthz(10257)]
         );
         std::fs::create_dir_all(r.host(Path::new("/var/lib/kubelet"))).unwrap();
@@ -324,12 +327,48 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            endpoints(&r, &k, &Component::Kubelet),
+            read_endpoints(&r, &k, &Component::Kubelet),
             [Endpoint::served(
                 "127.0.0.1",
                 10350,
                 "/var/lib/kubelet/pki/kubelet-server-current.pem"
             )]
+        );
+    }
+
+    /// One command reads a component's endpoints once: every later look (the probe
+    /// first, the lock's broken check, the verification, a rollback) gets what the
+    /// first read, and reading them reads nothing else of the node.
+    #[test]
+    fn a_reader_reads_each_components_endpoints_once() {
+        let (_d, r) = node();
+        let s = crate::config::Settings::default();
+        let reader = super::super::NodeReader::new(&r, &s);
+        let first = reader.endpoints(&Component::KubeScheduler);
+        assert_eq!(*first, [Endpoint::healthz(10259)]);
+        assert!(reader.model.get().is_none(), "the model was read too");
+        // Changed behind the command's back: the command keeps what it read.
+        let m = s.kubeadm.manifests_dir.join("kube-scheduler.yaml");
+        std::fs::write(
+            r.host(&m),
+            "spec:\n  containers:\n  - command: [kube-scheduler, --secure-port=11259]\n",
+        )
+        .unwrap();
+        let again = reader.endpoints(&Component::KubeScheduler);
+        assert!(std::rc::Rc::ptr_eq(&first, &again));
+        assert_eq!(reader.endpoints.borrow().len(), 1);
+        // Another component is read on its own first use.
+        assert_eq!(
+            reader.endpoints(&Component::KubeControllerManager).as_ref(),
+            [Endpoint::healthz(10257)]
+        );
+        assert_eq!(reader.endpoints.borrow().len(), 2);
+        // The next command reads the node anew.
+        assert_eq!(
+            super::super::NodeReader::new(&r, &s)
+                .endpoints(&Component::KubeScheduler)
+                .as_ref(),
+            [Endpoint::healthz(11259)]
         );
     }
 
@@ -346,7 +385,7 @@ mod tests {
             ..KubeadmPaths::default()
         };
         assert_eq!(
-            endpoints(&r, &k, &Component::KubeApiserver),
+            read_endpoints(&r, &k, &Component::KubeApiserver),
             [Endpoint::served(
                 "127.0.0.1",
                 6443,
@@ -354,7 +393,7 @@ mod tests {
             )]
         );
         assert_eq!(
-            endpoints(&r, &k, &Component::Etcd),
+            read_endpoints(&r, &k, &Component::Etcd),
             [Endpoint::served(
                 "127.0.0.1",
                 2379,
@@ -362,7 +401,7 @@ mod tests {
             )]
         );
         assert_eq!(
-            endpoints(&r, &k, &Component::Kubelet),
+            read_endpoints(&r, &k, &Component::Kubelet),
             [Endpoint::served(
                 "127.0.0.1",
                 10250,
@@ -376,7 +415,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            endpoints(&r, &k, &Component::KubeScheduler),
+            read_endpoints(&r, &k, &Component::KubeScheduler),
             [Endpoint::healthz(11259)]
         );
     }
