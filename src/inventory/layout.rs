@@ -148,9 +148,11 @@ pub fn layout_in(settings: &Settings, files: &super::NodeFiles<'_>) -> Layout {
     let conf_uses_current = match read.as_ref().as_ref().map(|f| &f.kubeconfig) {
         Ok(Ok(kc)) => match &kc.credential {
             ClientCredential::Files { cert, .. } => {
-                let a = root.resolve(cert).ok();
-                let b = root.resolve(&current).ok();
-                *cert == current || (a.is_some() && a == b)
+                // kubeadm's own path needs no walk; another may lead to the same file.
+                *cert == current || {
+                    let a = root.resolve(cert).ok();
+                    a.is_some() && a == root.resolve(&current).ok()
+                }
             }
             ClientCredential::Embedded { .. } | ClientCredential::NotACertificate { .. } => false,
         },
