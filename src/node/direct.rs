@@ -71,6 +71,14 @@ pub(super) fn entry_how() -> OpenHow {
         .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS)
 }
 
+/// Opens what the path leads to, only to learn where that is (`O_PATH`: a symlink at the
+/// end is refused like any other, so the walk follows it).
+pub(super) fn follow_how() -> OpenHow {
+    OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS)
+}
+
 impl NodeRoot {
     /// `normal` (a node path in [`super::normalize`]'s form) opened by the kernel alone.
     pub(super) fn open_direct(&self, normal: &Path, how: OpenHow) -> Direct {
@@ -147,6 +155,15 @@ mod tests {
             Direct::Opened(_)
         ));
         assert!(matches!(open("/etc/k/a", entry_how()), Direct::Walk));
+        // What it leads to: a link at the end is the walk's.
+        assert!(matches!(
+            open("/etc/kubernetes/a", follow_how()),
+            Direct::Walk
+        ));
+        assert!(matches!(
+            open("/etc/kubernetes", follow_how()),
+            Direct::Opened(_)
+        ));
         // A file used as a directory concerns the path: the walk says what is wrong,
         // and the fast path stays on.
         assert!(matches!(
