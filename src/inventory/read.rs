@@ -86,22 +86,26 @@ pub fn read_target_in(
     files: &NodeFiles<'_>,
     authorities: &[ObservedAuthority],
 ) -> TargetState {
-    let root = files.root();
-    if !root.exists(&t.path) {
-        return if t.optional {
-            TargetState::Missing
-        } else {
-            TargetState::Error(
-                InventoryError::NotFound {
-                    path: t.path.clone(),
-                }
-                .to_string(),
-            )
-        };
-    }
     match read_reading(t, files, authorities) {
         Ok(Found::Cert(r)) => TargetState::Read(r),
         Ok(Found::NotManaged(why)) => TargetState::NotManaged(why),
+        // Every target's own file is read first: nothing at its path is an absent target
+        // (asked only then, so a present one costs no look before its read). A dangling
+        // symlink is something: its read says where it leads.
+        Err(InventoryError::Node(e))
+            if e.path == t.path && e.is_not_found() && !files.root().exists(&t.path) =>
+        {
+            if t.optional {
+                TargetState::Missing
+            } else {
+                TargetState::Error(
+                    InventoryError::NotFound {
+                        path: t.path.clone(),
+                    }
+                    .to_string(),
+                )
+            }
+        }
         // Shown to operators as it is: the typed error stays inside the inventory.
         Err(e) => TargetState::Error(e.to_string()),
     }
