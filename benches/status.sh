@@ -138,10 +138,11 @@ grep -q '"error": "' "$WORK/status.json" && die "status reported an error on the
 
 # G4's `cat`: exactly the files status opens on this node, as strace sees them (the
 # certificates, keys and kubeconfigs; the kubelet's symlink resolved), fixed at setup.
-# openat2: the gate opens a path without symlinks with it (RESOLVE_NO_SYMLINKS).
+# openat2: the gate opens a path without symlinks with it (RESOLVE_NO_SYMLINKS). An O_PATH
+# open only looks at an entry (whether it exists, where a path leads) and reads nothing.
 mapfile -t read_files < <(
     strace -f -qq -e trace=openat,openat2 -e status=successful "$BIN" --root "$NODE" status --json 2>&1 >/dev/null |
-        grep -o "\"$NODE/[^\"]*\"" | tr -d '"' | sort -u |
+        grep -v O_PATH | grep -o "\"$NODE/[^\"]*\"" | tr -d '"' | sort -u |
         while read -r f; do [[ -f $f ]] && echo "$f"; done
 )
 ((${#read_files[@]} > 0)) || die "strace saw status open no file of the node"

@@ -19,11 +19,13 @@ pub fn status(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool
         Ok(c) => c,
         Err(e) => return e.exit(),
     };
-    let layout = inventory::layout(&loaded.settings, root);
+    // One reading of the node: a kubeconfig the layout looked at is not read again.
+    let files = inventory::NodeFiles::new(root);
+    let layout = inventory::layout_in(&loaded.settings, &files);
     // Only the authorities are kept: every target is read, shown and dropped in turn,
     // so memory does not grow with the number of certificates.
     let observed = inventory::read_authorities(&layout, root);
-    let read = |t: &inventory::Target| inventory::read_target(t, root, &observed);
+    let read = |t: &inventory::Target| inventory::read_target_in(t, &files, &observed);
     let now = report::status::whole_second(OffsetDateTime::now_utc());
     let authorities =
         report::status::authority_statuses(&observed, &loaded.settings.authorities, now);

@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::files::{KubeconfigFile, NodeFiles};
 use super::{Layout, NodeRole};
 use crate::config::{ExtraKind, Settings};
 use crate::model::FileChange;
@@ -217,11 +218,14 @@ impl NodeCopies {
     /// user kubeconfigs, `[[extra]]` kubeconfigs), and assigns each embedded CA to the
     /// node CA it holds a certificate of.
     pub fn read(root: &NodeRoot, settings: &Settings) -> NodeCopies {
-        Self::read_in(&super::layout(settings, root), root, settings)
+        let files = NodeFiles::new(root);
+        Self::read_in(&super::layout_in(settings, &files), &files, settings)
     }
 
-    /// [`NodeCopies::read`] with the layout the command already computed.
-    pub fn read_in(layout: &Layout, root: &NodeRoot, settings: &Settings) -> NodeCopies {
+    /// [`NodeCopies::read`] with the layout the command already computed, within one
+    /// reading of the node: a kubeconfig the inventory read is not read again.
+    pub fn read_in(layout: &Layout, files: &NodeFiles<'_>, settings: &Settings) -> NodeCopies {
+        let root = files.root();
         let mut authorities: Vec<AuthorityCopies> = layout
             .authorities
             .iter()
@@ -233,18 +237,19 @@ impl NodeCopies {
             if !root.exists(&path) {
                 continue;
             }
-            let (resolved, bytes) = match root.read_file(&path) {
-                Ok(r) => r,
+            let read = files.kubeconfig(&path);
+            let file = match read.as_ref() {
+                Ok(f) => f,
                 Err(e) => {
-                    unreadable.push(CopyError::node(e));
+                    unreadable.push(CopyError::Node(e.clone()));
                     continue;
                 }
             };
-            if seen.contains(&resolved) {
+            if seen.contains(&file.resolved) {
                 continue;
             }
-            seen.push(resolved.clone());
-            match kubeconfig_anchors(&resolved, bytes) {
+            seen.push(file.resolved.clone());
+            match kubeconfig_anchors(file) {
                 Ok(anchors) => {
                     for anchor in anchors {
                         if let Some(a) = authorities.iter_mut().find(|a| {
@@ -344,15 +349,15 @@ fn read_ca_file(root: &NodeRoot, name: &str, cert: &Path, key: &Path) -> Authori
 }
 
 /// The embedded CAs of a kubeconfig, one anchor per cluster entry that has one.
-fn kubeconfig_anchors(path: &Path, bytes: Vec<u8>) -> Result<Vec<TrustAnchor>, CopyError> {
-    let entries = kubeconfig::clusters(&bytes, path).map_err(|e| CopyError::Kubeconfig {
+fn kubeconfig_anchors(file: &KubeconfigFile) -> Result<Vec<TrustAnchor>, CopyError> {
+    let path = &file.resolved;
+    let entries = file.clusters.as_ref().map_err(|e| CopyError::Kubeconfig {
         path: path.to_path_buf(),
-        source: Arc::new(e),
+        source: e.clone(),
     })?;
-    let source = Arc::new(bytes);
     let mut out = Vec::new();
     for e in entries {
-        let ClusterTrust::Embedded { pem, .. } = e.trust else {
+        let ClusterTrust::Embedded { pem, .. } = &e.trust else {
             // A file reference is that file's copy (ca.crt itself, or one of the
             // operator's); the system roots are no copy of ours.
             continue;
@@ -362,14 +367,16 @@ fn kubeconfig_anchors(path: &Path, bytes: Vec<u8>) -> Result<Vec<TrustAnchor>, C
             cluster: e.name.clone(),
             source: Box::new(source),
         };
-        let certs = pki::parse_pem(&pem)
+        let certs = pki::parse_pem(pem)
             .and_then(|b| pki::certificates(&b))
             .map_err(at)?;
         out.push(TrustAnchor {
             path: path.to_path_buf(),
-            kind: AnchorKind::Kubeconfig { cluster: e.name },
+            kind: AnchorKind::Kubeconfig {
+                cluster: e.name.clone(),
+            },
             certs,
-            source: source.clone(),
+            source: file.bytes.clone(),
         });
     }
     Ok(out)

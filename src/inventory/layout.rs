@@ -8,6 +8,13 @@ use super::*;
 
 /// Decides the node's targets from the settings and what exists under the root.
 pub fn layout(settings: &Settings, root: &NodeRoot) -> Layout {
+    layout_in(settings, &super::NodeFiles::new(root))
+}
+
+/// [`layout`] within one reading of the node: the kubeconfigs it looks at are read once
+/// for the inventory too.
+pub fn layout_in(settings: &Settings, files: &super::NodeFiles<'_>) -> Layout {
+    let root = files.root();
     let k = &settings.kubeadm;
     let pki = &k.pki_dir;
     let confs = &k.kubeconfig_dir;
@@ -137,21 +144,19 @@ pub fn layout(settings: &Settings, root: &NodeRoot) -> Layout {
     // certificate is reported once, as kubelet-client-current.pem.
     let kubelet_conf = confs.join("kubelet.conf");
     let current = kubelet_pki.join("kubelet-client-current.pem");
-    let conf_uses_current = match root.read(&kubelet_conf) {
-        Ok(bytes) => match kubeconfig::parse(&bytes, &kubelet_conf) {
-            Ok(kc) => match kc.credential {
-                ClientCredential::Files { cert, .. } => {
-                    let a = root.resolve(&cert).ok();
-                    let b = root.resolve(&current).ok();
-                    cert == current || (a.is_some() && a == b)
+    let read = files.kubeconfig(&kubelet_conf);
+    let conf_uses_current = match read.as_ref().as_ref().map(|f| &f.kubeconfig) {
+        Ok(Ok(kc)) => match &kc.credential {
+            ClientCredential::Files { cert, .. } => {
+                // kubeadm's own path needs no walk; another may lead to the same file.
+                *cert == current || {
+                    let a = root.resolve(cert).ok();
+                    a.is_some() && a == root.resolve(&current).ok()
                 }
-                ClientCredential::Embedded { .. } | ClientCredential::NotACertificate { .. } => {
-                    false
-                }
-            },
-            Err(_) => false,
+            }
+            ClientCredential::Embedded { .. } | ClientCredential::NotACertificate { .. } => false,
         },
-        Err(_) => false,
+        Ok(Err(_)) | Err(_) => false,
     };
     let conf_present = root.exists(&kubelet_conf);
     if !conf_uses_current {
@@ -199,7 +204,7 @@ pub fn layout(settings: &Settings, root: &NodeRoot) -> Layout {
         );
     }
     super::kubelet::hand_over(&mut targets, &kubelet_config, settings);
-    let serving = super::serving::read(root, settings);
+    let serving = super::serving::read(files, settings);
     for t in targets.iter_mut().filter(|t| t.kind == KubeletServing) {
         t.serving = serving.clone();
     }

@@ -7,6 +7,7 @@
 
 pub mod anchors;
 mod endpoints;
+pub mod files;
 pub mod kubeadm;
 pub mod kubelet;
 pub mod serving;
@@ -14,8 +15,9 @@ mod layout;
 mod read;
 mod select;
 
-pub use layout::layout;
-pub use read::{read, read_authorities, read_target};
+pub use files::NodeFiles;
+pub use layout::{layout, layout_in};
+pub use read::{read, read_authorities, read_in, read_target, read_target_in};
 pub use select::{select, SelectError};
 
 /// What the node holds, read once: every target and CA of its layout.
@@ -84,9 +86,12 @@ impl<'a> NodeReader<'a> {
 
 impl NodeModel {
     pub fn read(root: &crate::node::NodeRoot, settings: &crate::config::Settings) -> NodeModel {
-        let layout = layout(settings, root);
-        let inventory = read(&layout, root);
-        let anchors = anchors::NodeCopies::read_in(&layout, root, settings);
+        // One reading: the layout, the inventory and the CA copies share each
+        // kubeconfig, read and parsed once.
+        let files = NodeFiles::new(root);
+        let layout = layout_in(settings, &files);
+        let inventory = read_in(&layout, &files);
+        let anchors = anchors::NodeCopies::read_in(&layout, &files, settings);
         NodeModel {
             layout,
             inventory,
@@ -104,7 +109,7 @@ use serde::Serialize;
 
 use crate::config::{ExtraKind, Settings, WindowSettings};
 use crate::model::{Component, Endpoint, TargetKind};
-use crate::node::kubeconfig::{self, ClientCredential, KubeconfigError};
+use crate::node::kubeconfig::{ClientCredential, KubeconfigError};
 use crate::node::{NodeError, NodeRoot};
 use crate::pki::{self, CertFacts, KeyAlgorithm, KeyEncoding, PkiError, PrivateKey};
 
@@ -337,6 +342,51 @@ mod tests {
                 "{}",
                 t.name
             );
+        }
+    }
+
+    /// One reading of the node reads and parses each kubeconfig once: the inventory's
+    /// reading of admin.conf and its CA copy are the same bytes, not a second read.
+    #[test]
+    fn the_model_reads_each_kubeconfig_once_for_inventory_and_anchors() {
+        let (_d, root) = crate::fixture::temp_control_plane();
+        let s = Settings::default();
+        let files = NodeFiles::new(&root);
+        let layout = layout_in(&s, &files);
+        let inventory = read_in(&layout, &files);
+        let anchors = anchors::NodeCopies::read_in(&layout, &files, &s);
+        // admin.conf, super-admin.conf, controller-manager.conf, scheduler.conf,
+        // kubelet.conf and /root/.kube/config: each read once by the three of them.
+        assert_eq!(files.kubeconfigs_read(), 6);
+        let ca = anchors.authority("ca").unwrap();
+        let mut shared = 0;
+        for o in &inventory.certificates {
+            let TargetState::Read(r) = &o.state else {
+                continue;
+            };
+            if o.target.kind != TargetKind::Kubeconfig {
+                continue;
+            }
+            let anchor = ca
+                .anchors
+                .iter()
+                .find(|a| a.path == r.cert_file)
+                .unwrap_or_else(|| panic!("{}: no CA copy", o.target.name));
+            assert!(Arc::ptr_eq(&anchor.source, &r.source), "{}", o.target.name);
+            shared += 1;
+        }
+        assert!(shared >= 4, "{shared}");
+        // What a separate read of the model finds is the same.
+        let model = NodeModel::read(&root, &s);
+        let alone = anchors::NodeCopies::read(&root, &s);
+        for (a, b) in model.anchors.authorities.iter().zip(&alone.authorities) {
+            let paths = |c: &anchors::AuthorityCopies| {
+                c.anchors
+                    .iter()
+                    .map(|a| (a.path.clone(), a.kind.clone(), a.source.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(paths(a), paths(b));
         }
     }
 

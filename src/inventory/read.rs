@@ -8,13 +8,18 @@ use super::*;
 
 /// Reads every target and authority of the layout.
 pub fn read(layout: &Layout, root: &NodeRoot) -> Inventory {
-    let authorities = read_authorities(layout, root);
+    read_in(layout, &NodeFiles::new(root))
+}
+
+/// [`read`] within one reading of the node: each kubeconfig is read once.
+pub fn read_in(layout: &Layout, files: &NodeFiles<'_>) -> Inventory {
+    let authorities = read_authorities(layout, files.root());
     let certificates = layout
         .targets
         .iter()
         .map(|t| Observed {
             target: t.clone(),
-            state: read_target(t, root, &authorities),
+            state: read_target_in(t, files, &authorities),
         })
         .collect();
     Inventory {
@@ -71,21 +76,36 @@ fn read_file(root: &NodeRoot, path: &Path) -> Result<(PathBuf, Vec<u8>), Invento
 /// One target, as [`read`] reads it: `status` reads targets one at a time so that what
 /// it holds does not grow with their number.
 pub fn read_target(t: &Target, root: &NodeRoot, authorities: &[ObservedAuthority]) -> TargetState {
-    if !root.exists(&t.path) {
-        return if t.optional {
-            TargetState::Missing
-        } else {
-            TargetState::Error(
-                InventoryError::NotFound {
-                    path: t.path.clone(),
-                }
-                .to_string(),
-            )
-        };
-    }
-    match read_reading(t, root, authorities) {
+    read_target_in(t, &NodeFiles::new(root), authorities)
+}
+
+/// [`read_target`] within one reading of the node: a kubeconfig the layout already read
+/// is not read again.
+pub fn read_target_in(
+    t: &Target,
+    files: &NodeFiles<'_>,
+    authorities: &[ObservedAuthority],
+) -> TargetState {
+    match read_reading(t, files, authorities) {
         Ok(Found::Cert(r)) => TargetState::Read(r),
         Ok(Found::NotManaged(why)) => TargetState::NotManaged(why),
+        // Every target's own file is read first: nothing at its path is an absent target
+        // (asked only then, so a present one costs no look before its read). A dangling
+        // symlink is something: its read says where it leads.
+        Err(InventoryError::Node(e))
+            if e.path == t.path && e.is_not_found() && !files.root().exists(&t.path) =>
+        {
+            if t.optional {
+                TargetState::Missing
+            } else {
+                TargetState::Error(
+                    InventoryError::NotFound {
+                        path: t.path.clone(),
+                    }
+                    .to_string(),
+                )
+            }
+        }
         // Shown to operators as it is: the typed error stays inside the inventory.
         Err(e) => TargetState::Error(e.to_string()),
     }
@@ -99,11 +119,12 @@ enum Found {
 
 fn read_reading(
     t: &Target,
-    root: &NodeRoot,
+    files: &NodeFiles<'_>,
     authorities: &[ObservedAuthority],
 ) -> Result<Found, InventoryError> {
+    let root = files.root();
     // (file the certs came from, cert blocks' file bytes, separate key file)
-    let mut source: Option<Vec<u8>> = None;
+    let mut source: Option<Arc<Vec<u8>>> = None;
     let mut kubelet_link = None;
     let (cert_file, cert_bytes, key_source): (PathBuf, Vec<u8>, KeySource) = match t.kind {
         TargetKind::Certificate | TargetKind::KubeletServing => {
@@ -119,12 +140,20 @@ fn read_reading(
             (f.clone(), b, KeySource::SameFile(f))
         }
         TargetKind::Kubeconfig => {
-            let (f, b) = read_file(root, &t.path)?;
-            let kc = kubeconfig::parse(&b, &t.path).map_err(|e| InventoryError::Kubeconfig {
-                path: f.clone(),
-                source: Arc::new(e),
-            })?;
-            source = Some(b);
+            let read = files.kubeconfig(&t.path);
+            let file = read
+                .as_ref()
+                .as_ref()
+                .map_err(|e| InventoryError::Node(e.clone()))?;
+            let f = file.resolved.clone();
+            let kc = file
+                .kubeconfig
+                .clone()
+                .map_err(|source| InventoryError::Kubeconfig {
+                    path: f.clone(),
+                    source,
+                })?;
+            source = Some(file.bytes.clone());
             match kc.credential {
                 ClientCredential::Embedded {
                     cert_pem, key_pem, ..
@@ -164,8 +193,12 @@ fn read_reading(
             }
         }
     };
-    let blocks = pki::parse_pem(&cert_bytes).map_err(at(&cert_file))?;
-    let source = Arc::new(source.unwrap_or_else(|| cert_bytes.clone()));
+    // The target's own file is the certificate file itself, unless it is a kubeconfig.
+    let own_file = source.is_none();
+    let mut cert_bytes = cert_bytes;
+    let source = source.unwrap_or_else(|| Arc::new(std::mem::take(&mut cert_bytes)));
+    let pem: &[u8] = if own_file { &source } else { &cert_bytes };
+    let blocks = pki::parse_pem(pem).map_err(at(&cert_file))?;
     let mut certs = pki::certificates(&blocks).map_err(at(&cert_file))?;
     if certs.is_empty() {
         return Err(InventoryError::NoCertificate { path: cert_file });

@@ -21,9 +21,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::NodeFiles;
 use crate::config::serving::ServingMode;
 use crate::config::Settings;
-use crate::node::kubeconfig::{self, ClientCredential};
+use crate::node::kubeconfig::ClientCredential;
 use crate::node::NodeRoot;
 use crate::pki::{self, AltNames};
 
@@ -244,11 +245,16 @@ pub fn flags_of(texts: &[String]) -> (Option<String>, Vec<IpAddr>) {
 
 /// The Node's name: the CN `system:node:NAME` of the kubeconfig's client certificate.
 pub fn node_name_of(root: &NodeRoot, path: &Path) -> Option<String> {
-    let (_, bytes) = root.read_file(path).ok()?;
-    let kc = kubeconfig::parse(&bytes, path).ok()?;
-    let pem = match kc.credential {
-        ClientCredential::Embedded { cert_pem, .. } => cert_pem,
-        ClientCredential::Files { cert, .. } => root.read_file(&cert).ok()?.1,
+    node_name_in(&NodeFiles::new(root), path)
+}
+
+/// [`node_name_of`] within one reading of the node (the layout's).
+fn node_name_in(files: &NodeFiles<'_>, path: &Path) -> Option<String> {
+    let read = files.kubeconfig(path);
+    let kc = read.as_ref().as_ref().ok()?.kubeconfig.as_ref().ok()?;
+    let pem = match &kc.credential {
+        ClientCredential::Embedded { cert_pem, .. } => cert_pem.clone(),
+        ClientCredential::Files { cert, .. } => files.root().read_file(cert).ok()?.1,
         ClientCredential::NotACertificate { .. } => return None,
     };
     let certs = pki::certificates(&pki::parse_pem(&pem).ok()?).ok()?;
@@ -262,7 +268,8 @@ pub fn node_name_of(root: &NodeRoot, path: &Path) -> Option<String> {
 }
 
 /// Reads what the node's files say, for `[kubelet] serving` other than self-signed.
-pub fn read(root: &NodeRoot, settings: &Settings) -> Option<Arc<ServingPlan>> {
+pub fn read(files: &NodeFiles<'_>, settings: &Settings) -> Option<Arc<ServingPlan>> {
+    let root = files.root();
     let k = &settings.kubelet;
     if k.serving == ServingMode::SelfSigned {
         return None;
@@ -285,7 +292,7 @@ pub fn read(root: &NodeRoot, settings: &Settings) -> Option<Arc<ServingPlan>> {
         })
         .find(|n| !n.is_empty());
     let facts = ServingFacts {
-        client_name: node_name_of(root, &k.serving_kubeconfig),
+        client_name: node_name_in(files, &k.serving_kubeconfig),
         hostname_override,
         node_ips,
         host_name,

@@ -157,7 +157,60 @@ fn from_yaml<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Kubeconf
 
 /// Reads a kubeconfig; `node_path` is where it lives, for relative file references.
 pub fn parse(bytes: &[u8], node_path: &Path) -> Result<Kubeconfig, KubeconfigError> {
-    let raw: RawKubeconfig = from_yaml(bytes)?;
+    credential_of(from_yaml(bytes)?, node_path)
+}
+
+/// Both readings of one kubeconfig: the current user's credential ([`parse`]) and every
+/// cluster entry ([`clusters`]), each with the result it has alone.
+#[derive(Debug)]
+pub struct Parsed {
+    pub kubeconfig: Result<Kubeconfig, KubeconfigError>,
+    pub clusters: Result<Vec<ClusterEntry>, KubeconfigError>,
+}
+
+/// [`RawKubeconfig`] and [`RawClusters`] in one document pass.
+#[derive(Deserialize)]
+struct RawBoth {
+    #[serde(rename = "current-context", default)]
+    current_context: Option<String>,
+    #[serde(default)]
+    contexts: Option<Vec<NamedContext>>,
+    #[serde(default)]
+    users: Option<Vec<NamedUser>>,
+    #[serde(default)]
+    clusters: Option<Vec<NamedCluster>>,
+}
+
+/// [`parse`] and [`clusters`] from one YAML parse: the node model reads a kubeconfig for
+/// its inventory and its CA copies alike, and the YAML is most of a kubeconfig's cost.
+pub fn parse_both(bytes: &[u8], node_path: &Path) -> Parsed {
+    match from_yaml::<RawBoth>(bytes) {
+        Ok(raw) => Parsed {
+            kubeconfig: credential_of(
+                RawKubeconfig {
+                    current_context: raw.current_context,
+                    contexts: raw.contexts,
+                    users: raw.users,
+                },
+                node_path,
+            ),
+            clusters: clusters_of(
+                RawClusters {
+                    clusters: raw.clusters,
+                },
+                node_path,
+            ),
+        },
+        // Apart, as each reads it alone: a part one of them does not look at (users
+        // that are no list, say) must not fail the other, and each error stays its own.
+        Err(_) => Parsed {
+            kubeconfig: parse(bytes, node_path),
+            clusters: clusters(bytes, node_path),
+        },
+    }
+}
+
+fn credential_of(raw: RawKubeconfig, node_path: &Path) -> Result<Kubeconfig, KubeconfigError> {
     let Some(context) = raw.current_context.filter(|c| !c.is_empty()) else {
         return Err(KubeconfigError::NoCurrentContext);
     };
@@ -342,7 +395,10 @@ pub struct ClusterEntry {
 /// Every cluster entry of a kubeconfig and the CA it trusts, whatever the current
 /// context (a CA's copies are every entry that embeds it, not only the one in use).
 pub fn clusters(bytes: &[u8], node_path: &Path) -> Result<Vec<ClusterEntry>, KubeconfigError> {
-    let raw: RawClusters = from_yaml(bytes)?;
+    clusters_of(from_yaml(bytes)?, node_path)
+}
+
+fn clusters_of(raw: RawClusters, node_path: &Path) -> Result<Vec<ClusterEntry>, KubeconfigError> {
     let mut out = Vec::new();
     for c in raw.clusters.unwrap_or_default() {
         let cluster = c.cluster.unwrap_or_default();
@@ -521,6 +577,26 @@ users:
             .unwrap_err()
             .to_string();
         assert!(err.contains("no certificate-authority-data"), "{err}");
+    }
+
+    /// One parse gives what the two give alone, also when one part is broken.
+    #[test]
+    fn both_readings_from_one_parse_are_each_as_alone() {
+        let p = Path::new("/etc/kubernetes/admin.conf");
+        let no_list = KC.replace("users:\n- name: other", "users: 5\nx:\n- name: other");
+        let no_context = KC.replace("current-context: kubernetes-admin@kubernetes\n", "");
+        for text in [KC.to_string(), no_list, no_context, "{{{ no".to_string()] {
+            let both = parse_both(text.as_bytes(), p);
+            let alone = (parse(text.as_bytes(), p), clusters(text.as_bytes(), p));
+            assert_eq!(
+                format!("{:?}", both.kubeconfig),
+                format!("{:?}", alone.0),
+                "{text}"
+            );
+            assert_eq!(format!("{:?}", both.clusters), format!("{:?}", alone.1));
+        }
+        let broken = parse_both(KC.replace("users:\n", "users: 5\nx:\n").as_bytes(), p);
+        assert!(broken.kubeconfig.is_err() && broken.clusters.is_ok());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! every symlink inside the root and refuses one that would leave it ([`resolve`]),
 //! reads only regular files of a bounded size, and is the only writer ([`store`]).
 
+mod direct;
 mod error;
 pub mod kubeconfig;
 pub mod kubelet_config;
@@ -15,6 +16,7 @@ pub mod manifest;
 mod resolve;
 mod store;
 
+use direct::Direct;
 pub use error::{Escape, NodeError, Problem};
 pub use liveness::Liveness;
 pub use store::failpoint;
@@ -169,9 +171,12 @@ impl NodeRoot {
     /// regular file of at most [`MAX_FILE_SIZE`] bytes. A FIFO, socket or device is
     /// refused without blocking (opened non-blocking, checked on the descriptor).
     pub fn open_file(&self, path: &Path) -> Result<NodeFile, NodeError> {
-        let (resolved, file) = match self.open_without_links(path) {
-            Some(opened) => opened,
-            None => {
+        let normal = normalize(path);
+        let (resolved, file) = match self.open_direct(&normal, direct::read_how(READ_FLAGS)) {
+            Direct::Opened(fd) => (normal, Ok(File::from(fd))),
+            // What the walk would report: no symlink on the way, so none at the end.
+            Direct::Absent(e) => return Err(failure(path, &normal, Problem::Io(e))),
+            Direct::Walk => {
                 let resolved = self.resolve(path)?;
                 let host = self.host(&resolved);
                 let file = OpenOptions::new()
@@ -221,23 +226,6 @@ impl NodeRoot {
         })
     }
 
-    /// The common case in one system call: a path with no symlink at any depth, opened
-    /// by the kernel with `RESOLVE_NO_SYMLINKS` (Linux 5.6), so there is nothing to
-    /// resolve and nothing can change between a check and the open. `None` when that
-    /// open fails for any reason (a symlink on the way, no such file, an older kernel, a
-    /// seccomp filter): [`NodeRoot::resolve`] then walks the path and says what is wrong.
-    /// Its success is the walk's result, as the walk would find the same: every
-    /// component as written ([`normalize`] has folded the path's own `..`).
-    fn open_without_links(&self, path: &Path) -> Option<(PathBuf, io::Result<File>)> {
-        use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
-        let resolved = normalize(path);
-        let how = OpenHow::new()
-            .flags(OFlag::from_bits_retain(READ_FLAGS) | OFlag::O_RDONLY | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
-        let fd = openat2(nix::fcntl::AT_FDCWD, &self.host(&resolved), how).ok()?;
-        Some((resolved, Ok(File::from(fd))))
-    }
-
     fn not_found(&self, path: &Path, resolved: &Path, e: io::Error) -> NodeError {
         // A symlink at the path itself that leads nowhere is named as such.
         let leaf_is_link = self
@@ -276,6 +264,11 @@ impl NodeRoot {
     /// refuses (a link out of the root, a loop) counts too: reading it will say what is
     /// wrong, rather than the file passing for absent.
     pub fn exists(&self, node_path: &Path) -> bool {
+        match self.open_direct(&normalize(node_path), direct::entry_how()) {
+            Direct::Opened(_) => return true,
+            Direct::Absent(_) => return false,
+            Direct::Walk => {}
+        }
         match self.symlink_metadata(node_path) {
             Ok(m) => m.is_some(),
             Err(e) => !e.is_not_found(),

@@ -12,6 +12,7 @@
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
+use super::direct::{self, Direct};
 use super::{normalize, Escape, NodeError, NodeRoot, Problem};
 
 /// Symlinks followed in one resolution before it counts as a loop (Linux's MAXSYMLINKS).
@@ -98,7 +99,13 @@ impl NodeRoot {
     /// returns the node path of the final file, which need not exist. A link that would
     /// leave the root, or a loop, is an error naming the path.
     pub fn resolve(&self, node_path: &Path) -> Result<PathBuf, NodeError> {
-        self.walk(node_path, true)
+        // No symlink on the way (to the end, or to where the path stops existing): the
+        // path leads where it is written (see `direct`).
+        let normal = normalize(node_path);
+        match self.open_direct(&normal, direct::follow_how()) {
+            Direct::Opened(_) | Direct::Absent(_) => Ok(normal),
+            Direct::Walk => self.walk(node_path, true),
+        }
     }
 
     /// The entry itself (its directory resolved, its last component not followed): the

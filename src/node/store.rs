@@ -8,11 +8,24 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::direct::Direct;
 use super::{normalize, NodeError, NodeRoot, Problem};
 
 impl NodeRoot {
     /// The entry's metadata without following it; `None` when nothing is there.
     pub fn symlink_metadata(&self, path: &Path) -> Result<Option<Metadata>, NodeError> {
+        // No symlink on the way: the entry is where the path says (see `direct`).
+        let normal = normalize(path);
+        match self.open_direct(&normal, super::direct::entry_how()) {
+            Direct::Opened(fd) => {
+                return File::from(fd)
+                    .metadata()
+                    .map(Some)
+                    .map_err(|e| NodeError::io(&normal, e))
+            }
+            Direct::Absent(_) => return Ok(None),
+            Direct::Walk => {}
+        }
         let (node, host) = self.entry(path)?;
         match fs::symlink_metadata(&host) {
             Ok(m) => Ok(Some(m)),

@@ -6,7 +6,7 @@
 //! holds (never re-encoded), so comparisons and signature checks see what the signer saw.
 
 use std::fmt::Write as _;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use aws_lc_rs::signature::{self, ParsedPublicKey, UnparsedPublicKey, VerificationAlgorithm};
 use der::asn1::{AnyRef, BitStringRef, IntRef, ObjectIdentifier};
@@ -55,8 +55,46 @@ pub struct CertFacts {
 /// modulus's Montgomery constants for each [`UnparsedPublicKey::verify`], a third of a
 /// verification; a parsed key keeps them. Bound to the algorithm of the first check
 /// (one CA signs with one algorithm); a check with another one parses anew.
-#[derive(Clone, Default)]
-struct IssuerKey(OnceLock<Option<ParsedKey>>);
+///
+/// It also remembers the verdicts for the last few certificates it checked, by their
+/// whole DER: a node holds the same certificate in more than one place (kubeadm tells
+/// the admin to copy admin.conf to ~/.kube/config), and the verdict for the same bytes
+/// under the same key is the same. Bounded, so memory stays flat in the number of
+/// certificates a command reads.
+#[derive(Default)]
+struct IssuerKey {
+    parsed: OnceLock<Option<ParsedKey>>,
+    verdicts: Mutex<Vec<(Vec<u8>, bool)>>,
+}
+
+/// How many verdicts an issuer's key remembers.
+const VERDICTS: usize = 16;
+
+impl Clone for IssuerKey {
+    fn clone(&self) -> Self {
+        IssuerKey {
+            parsed: self.parsed.clone(),
+            verdicts: Mutex::new(self.verdicts.lock().map(|v| v.clone()).unwrap_or_default()),
+        }
+    }
+}
+
+impl IssuerKey {
+    /// The verdict already reached for exactly these bytes, if it is remembered.
+    fn recall(&self, der: &[u8]) -> Option<bool> {
+        let v = self.verdicts.lock().ok()?;
+        v.iter().find(|(d, _)| d == der).map(|(_, ok)| *ok)
+    }
+
+    fn remember(&self, der: &[u8], ok: bool) {
+        if let Ok(mut v) = self.verdicts.lock() {
+            if v.len() == VERDICTS {
+                v.remove(0);
+            }
+            v.push((der.to_vec(), ok));
+        }
+    }
+}
 
 #[derive(Clone)]
 struct ParsedKey {
@@ -175,6 +213,16 @@ impl CertFacts {
         if self.raw_issuer != ca.raw_subject {
             return false;
         }
+        if let Some(ok) = ca.issuer_key.recall(&self.der) {
+            return ok;
+        }
+        let ok = self.verify_with(ca);
+        ca.issuer_key.remember(&self.der, ok);
+        ok
+    }
+
+    /// The signature check of [`CertFacts::is_signed_by`], every time.
+    fn verify_with(&self, ca: &CertFacts) -> bool {
         // The outer SEQUENCE is enough: `from_der` decoded the rest when it made `self`.
         let Ok(me) = decode_outer(&self.der) else {
             return false;
@@ -186,7 +234,7 @@ impl CertFacts {
         let Ok(signature_algorithm) = me.signature_algorithm.to_der() else {
             return false;
         };
-        let parsed = ca.issuer_key.0.get_or_init(|| {
+        let parsed = ca.issuer_key.parsed.get_or_init(|| {
             let them = decode(&ca.der).ok()?;
             let spki = &them.subject_public_key_info;
             let alg = verification_algorithm(&me.signature_algorithm, key_curve(&spki.algorithm))?;

@@ -138,3 +138,44 @@ fn the_signature_decides_not_the_authority_key_id() {
     assert_eq!(forged.authority_key_id, ca.subject_key_id);
     assert!(!forged.is_signed_by(&ca));
 }
+
+/// The same bytes checked again get the remembered verdict; other bytes, even a copy
+/// with one bit of its signature flipped, are checked anew.
+#[test]
+fn a_verdict_is_remembered_for_the_same_bytes_only() {
+    let ca_key =
+        PrivateKey::generate(KeyAlgorithm::Rsa { bits: 2048 }, KeyEncoding::Pkcs8).unwrap();
+    let ca_t = CertTemplate {
+        subject: vec![vec![(super::x509::OID_CN, "kubernetes".into())]],
+        is_ca: true,
+        ..Default::default()
+    };
+    let ca = CertFacts::from_der(&ca_t.issue(&ca_key, None).unwrap()).unwrap();
+    let issuer = Issuer {
+        cert: &ca,
+        key: &ca_key,
+    };
+    let leaf_t = CertTemplate {
+        subject: vec![vec![(super::x509::OID_CN, "kubernetes-admin".into())]],
+        ..Default::default()
+    };
+    let der = leaf_t.issue(&key(), Some(&issuer)).unwrap();
+    let admin = CertFacts::from_der(&der).unwrap();
+    let copy = CertFacts::from_der(&der).unwrap();
+    assert!(admin.is_signed_by(&ca));
+    assert!(copy.is_signed_by(&ca));
+    let mut bad = der.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let forged = CertFacts::from_der(&bad).unwrap();
+    assert!(!forged.is_signed_by(&ca));
+    assert!(!forged.is_signed_by(&ca));
+    assert!(admin.is_signed_by(&ca));
+    // More certificates than it remembers: each still gets its own verdict.
+    for _ in 0..20 {
+        let other = CertFacts::from_der(&leaf_t.issue(&key(), Some(&issuer)).unwrap()).unwrap();
+        assert!(other.is_signed_by(&ca));
+    }
+    assert!(!forged.is_signed_by(&ca));
+    assert!(admin.is_signed_by(&ca.clone()));
+}

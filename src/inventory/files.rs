@@ -1,0 +1,85 @@
+//! One reading of the node's files: the gate, and each kubeconfig read and parsed at most
+//! once.
+//!
+//! A kubeconfig is looked at by the layout (does kubelet.conf point at the kubelet's
+//! symlink, whose client certificate names the Node), by the inventory (the current
+//! user's client certificate) and by the CA copies (every cluster's
+//! `certificate-authority-data`). Each used to read and parse it again; YAML is most of
+//! what a kubeconfig costs. [`NodeFiles`] reads it once, bounded and through the
+//! `--root` gate as every read is, parses both readings in one pass
+//! ([`kubeconfig::parse_both`]) and hands the same bytes and results to each of them.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::node::kubeconfig::{self, ClusterEntry, Kubeconfig, KubeconfigError};
+use crate::node::{NodeError, NodeRoot};
+
+/// A kubeconfig as read once: where it is, its bytes, and both of its readings.
+#[derive(Debug)]
+pub struct KubeconfigFile {
+    /// Node path of the file itself, every symlink resolved.
+    pub resolved: PathBuf,
+    /// The bytes as read: a renewal or a CA change rewrites them in place.
+    pub bytes: Arc<Vec<u8>>,
+    /// The current context's user and its credential (relative file references taken
+    /// from the path asked for, as kubectl takes them).
+    pub kubeconfig: Result<Kubeconfig, Arc<KubeconfigError>>,
+    /// Every cluster entry and the CA it trusts.
+    pub clusters: Result<Vec<ClusterEntry>, Arc<KubeconfigError>>,
+}
+
+/// What reading one kubeconfig gave: the file, or the gate's error (shared, since each
+/// reader reports it in its own terms).
+pub type KubeconfigRead = Rc<Result<KubeconfigFile, Arc<NodeError>>>;
+
+/// The node's files for one reading of the node: the gate, and the kubeconfigs read so
+/// far, by the node path asked for.
+pub struct NodeFiles<'a> {
+    root: &'a NodeRoot,
+    kubeconfigs: RefCell<Vec<(PathBuf, KubeconfigRead)>>,
+}
+
+impl<'a> NodeFiles<'a> {
+    pub fn new(root: &'a NodeRoot) -> Self {
+        NodeFiles {
+            root,
+            kubeconfigs: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn root(&self) -> &'a NodeRoot {
+        self.root
+    }
+
+    /// The kubeconfig at `path`, read and parsed on its first use. A file that cannot be
+    /// read gives the same error to every reader; nothing is read twice.
+    pub fn kubeconfig(&self, path: &Path) -> KubeconfigRead {
+        if let Some((_, k)) = self.kubeconfigs.borrow().iter().find(|(p, _)| p == path) {
+            return k.clone();
+        }
+        let read = Rc::new(read_kubeconfig(self.root, path));
+        self.kubeconfigs
+            .borrow_mut()
+            .push((path.to_path_buf(), read.clone()));
+        read
+    }
+
+    /// How many kubeconfigs were read (each once).
+    pub fn kubeconfigs_read(&self) -> usize {
+        self.kubeconfigs.borrow().len()
+    }
+}
+
+fn read_kubeconfig(root: &NodeRoot, path: &Path) -> Result<KubeconfigFile, Arc<NodeError>> {
+    let (resolved, bytes) = root.read_file(path).map_err(Arc::new)?;
+    let parsed = kubeconfig::parse_both(&bytes, path);
+    Ok(KubeconfigFile {
+        resolved,
+        bytes: Arc::new(bytes),
+        kubeconfig: parsed.kubeconfig.map_err(Arc::new),
+        clusters: parsed.clusters.map_err(Arc::new),
+    })
+}

@@ -1,0 +1,183 @@
+//! The common case in one system call: a node path with no symlink at any depth, opened
+//! by the kernel with `openat2(..., RESOLVE_NO_SYMLINKS)` (Linux 5.6).
+//!
+//! When that open succeeds no component was a symlink, so the gate's walk ([`resolve`])
+//! would have found the path as it is written: the kernel made the check and the open
+//! one step, and nothing can change between them. When it fails with ENOENT, every
+//! component up to the missing one was a real directory (a symlink stops the kernel
+//! with ELOOP first), so the walk would find nothing there either. Any other failure (a
+//! symlink on the way, such as the kubelet's `kubelet-client-current.pem`, a permission,
+//! a file used as a directory) leaves it to the walk, which follows links inside the
+//! root and says what is wrong.
+//!
+//! Where `openat2` itself is unavailable (an older kernel, a seccomp filter that refuses
+//! it) every open would pay for a failed call first; the first such answer turns the
+//! fast path off for the rest of the process ([`unavailable`]).
+//!
+//! [`resolve`]: super::resolve
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+
+use super::NodeRoot;
+
+/// Whether `openat2` is worth trying in this process: cleared for good by the first
+/// answer that says the call itself is unavailable. The kernel and a seccomp filter are
+/// the process's, so one answer holds for every root and path.
+static USABLE: AtomicBool = AtomicBool::new(true);
+
+/// What the kernel said about a normal node path, opened without following symlinks.
+pub(super) enum Direct {
+    /// Opened: no symlink at any depth.
+    Opened(OwnedFd),
+    /// Nothing there, and no symlink on the way to where it is missing.
+    Absent(io::Error),
+    /// Anything else: the walk decides.
+    Walk,
+}
+
+/// Whether a failure of `openat2` says the call is unavailable here, rather than
+/// something about one path: ENOSYS (a kernel before 5.6, or a seccomp filter's default
+/// answer), EPERM (what older seccomp profiles answer for a call they do not know), E2BIG
+/// and EINVAL (a kernel that does not know this `struct open_how` or a resolve flag).
+/// ELOOP (a symlink on the way), ENOENT, EACCES, ENOTDIR, ENXIO ... concern one path
+/// and must not turn it off. EPERM and EINVAL can also, rarely, concern one file (a
+/// fanotify denial, a name the file system refuses); turning the fast path off then
+/// costs only speed: the walk gives the same answers.
+pub(super) fn unavailable(e: Errno) -> bool {
+    matches!(
+        e,
+        Errno::ENOSYS | Errno::EPERM | Errno::E2BIG | Errno::EINVAL
+    )
+}
+
+/// Opens for reading: the gate's flags, never following a symlink.
+pub(super) fn read_how(flags: i32) -> OpenHow {
+    OpenHow::new()
+        .flags(OFlag::from_bits_retain(flags) | OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS)
+}
+
+/// Opens the entry itself, to learn what is there (`O_PATH | O_NOFOLLOW`: a symlink at
+/// the end is opened as the link, not followed nor refused).
+pub(super) fn entry_how() -> OpenHow {
+    OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS)
+}
+
+/// Opens what the path leads to, only to learn where that is (`O_PATH`: a symlink at the
+/// end is refused like any other, so the walk follows it).
+pub(super) fn follow_how() -> OpenHow {
+    OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS)
+}
+
+impl NodeRoot {
+    /// `normal` (a node path in [`super::normalize`]'s form) opened by the kernel alone.
+    pub(super) fn open_direct(&self, normal: &Path, how: OpenHow) -> Direct {
+        if !USABLE.load(Ordering::Relaxed) {
+            return Direct::Walk;
+        }
+        match openat2(nix::fcntl::AT_FDCWD, &self.host(normal), how) {
+            Ok(fd) => Direct::Opened(fd),
+            Err(Errno::ENOENT) => Direct::Absent(io::Error::from(Errno::ENOENT)),
+            Err(e) => {
+                if unavailable(e) {
+                    USABLE.store(false, Ordering::Relaxed);
+                }
+                Direct::Walk
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unavailable_call_turns_the_fast_path_off() {
+        for e in [Errno::ENOSYS, Errno::EPERM, Errno::E2BIG, Errno::EINVAL] {
+            assert!(unavailable(e), "{e}");
+        }
+        for e in [
+            Errno::ELOOP,
+            Errno::ENOENT,
+            Errno::EACCES,
+            Errno::ENOTDIR,
+            Errno::ENXIO,
+            Errno::EISDIR,
+            Errno::EMFILE,
+            Errno::ENAMETOOLONG,
+            Errno::EXDEV,
+            Errno::EAGAIN,
+        ] {
+            assert!(!unavailable(e), "{e}");
+        }
+    }
+
+    /// What each answer of the kernel leads to, on a kernel that has openat2.
+    #[test]
+    fn a_path_without_links_is_opened_and_any_link_goes_to_the_walk() {
+        let d = tempfile::tempdir().unwrap();
+        let root = NodeRoot::new(d.path().canonicalize().unwrap());
+        std::fs::create_dir_all(d.path().join("etc/kubernetes")).unwrap();
+        std::fs::write(d.path().join("etc/kubernetes/admin.conf"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc/kubernetes", d.path().join("etc/k")).unwrap();
+        std::os::unix::fs::symlink("admin.conf", d.path().join("etc/kubernetes/a")).unwrap();
+        let open = |p: &str, how| root.open_direct(Path::new(p), how);
+        let how = || read_how(0);
+        assert!(matches!(
+            open("/etc/kubernetes/admin.conf", how()),
+            Direct::Opened(_)
+        ));
+        // Missing at the end or on the way, with no link before it.
+        for p in ["/etc/kubernetes/none.conf", "/none/x/y"] {
+            let Direct::Absent(e) = open(p, how()) else {
+                panic!("{p}")
+            };
+            assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        }
+        // A link anywhere, even before a missing name, is the walk's.
+        for p in ["/etc/k/admin.conf", "/etc/kubernetes/a", "/etc/k/none.conf"] {
+            assert!(matches!(open(p, how()), Direct::Walk), "{p}");
+        }
+        // The entry itself: a link at the end is there, not followed.
+        assert!(matches!(
+            open("/etc/kubernetes/a", entry_how()),
+            Direct::Opened(_)
+        ));
+        assert!(matches!(open("/etc/k/a", entry_how()), Direct::Walk));
+        // What it leads to: a link at the end is the walk's.
+        assert!(matches!(
+            open("/etc/kubernetes/a", follow_how()),
+            Direct::Walk
+        ));
+        assert!(matches!(
+            open("/etc/kubernetes", follow_how()),
+            Direct::Opened(_)
+        ));
+        // A file used as a directory concerns the path: the walk says what is wrong,
+        // and the fast path stays on.
+        assert!(matches!(
+            open("/etc/kubernetes/admin.conf/x", how()),
+            Direct::Walk
+        ));
+        assert!(USABLE.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn an_absent_path_is_the_os_error_the_walk_reports() {
+        let e = io::Error::from(Errno::ENOENT);
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        let std = std::fs::File::open("/nonexistent/cert-rotator/x").unwrap_err();
+        assert_eq!(e.to_string(), std.to_string());
+    }
+}
