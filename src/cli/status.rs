@@ -22,10 +22,13 @@ pub fn status(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool
     // One reading of the node: a kubeconfig the layout looked at is not read again.
     let files = inventory::NodeFiles::new(root);
     let layout = inventory::layout_in(&loaded.settings, &files);
+    // What the layout read and no target reads (kubelet.conf pointing at the kubelet's
+    // own file) is not needed again.
+    files.retain(|p| layout.targets.iter().any(|t| t.path == p));
     // Only the authorities are kept: every target is read, shown and dropped in turn,
     // so memory does not grow with the number of certificates.
     let observed = inventory::read_authorities(&layout, root);
-    let read = |t: &inventory::Target| inventory::read_target_in(t, &files, &observed);
+    let read = |t: &inventory::Target| read_once(t, &files, &observed);
     let now = report::status::whole_second(OffsetDateTime::now_utc());
     let authorities =
         report::status::authority_statuses(&observed, &loaded.settings.authorities, now);
@@ -101,6 +104,18 @@ pub fn status(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool
     }
     let certificate_errors = status.certificates.iter().any(|c| c.error.is_some());
     emit(&status.to_table(), code(certificate_errors))
+}
+
+/// One target read and its kubeconfig let go of: a kubeconfig (up to 4 MiB, its private
+/// key perhaps embedded) is held only while its row is made, not until `status` exits.
+fn read_once(
+    t: &inventory::Target,
+    files: &inventory::NodeFiles<'_>,
+    observed: &[inventory::ObservedAuthority],
+) -> inventory::TargetState {
+    let state = inventory::read_target_in(t, files, observed);
+    files.forget(&t.path);
+    state
 }
 
 /// Standard output a reader may leave early (`status --json | head`): once the pipe is
@@ -187,5 +202,36 @@ pub fn recover(root: &NodeRoot, config_file: Option<&std::path::Path>) -> ExitCo
             say(&e.to_string());
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::inventory::{NodeFiles, TargetState};
+    use crate::model::TargetKind;
+
+    /// `status` streams its targets: once a kubeconfig target's row is made, its bytes
+    /// and parse (private key included) are no longer held for the rest of the run.
+    #[test]
+    fn a_kubeconfig_target_is_not_held_after_its_read() {
+        let (_d, root) = crate::fixture::temp_control_plane();
+        let s = Settings::default();
+        let files = NodeFiles::new(&root);
+        let layout = inventory::layout_in(&s, &files);
+        let observed = inventory::read_authorities(&layout, &root);
+        let mut kubeconfigs = 0;
+        for t in layout
+            .targets
+            .iter()
+            .filter(|t| t.kind == TargetKind::Kubeconfig)
+        {
+            let state = read_once(t, &files, &observed);
+            assert!(matches!(state, TargetState::Read(_)), "{}", t.name);
+            assert!(!files.holds(&t.path), "{} still held", t.name);
+            kubeconfigs += 1;
+        }
+        assert!(kubeconfigs >= 4, "{kubeconfigs}");
     }
 }

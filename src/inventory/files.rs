@@ -67,6 +67,23 @@ impl<'a> NodeFiles<'a> {
         read
     }
 
+    /// Lets go of the kubeconfig at `path`, its bytes and its parse (an embedded private
+    /// key included): a reader that goes through the targets one at a time keeps only
+    /// what another reader still needs. A later use reads it again.
+    pub fn forget(&self, path: &Path) {
+        self.kubeconfigs.borrow_mut().retain(|(p, _)| p != path);
+    }
+
+    /// Keeps only the kubeconfigs at the paths `keep` accepts.
+    pub fn retain(&self, keep: impl Fn(&Path) -> bool) {
+        self.kubeconfigs.borrow_mut().retain(|(p, _)| keep(p));
+    }
+
+    /// Whether the kubeconfig at `path` is held.
+    pub fn holds(&self, path: &Path) -> bool {
+        self.kubeconfigs.borrow().iter().any(|(p, _)| p == path)
+    }
+
     /// How many kubeconfigs were read (each once).
     pub fn kubeconfigs_read(&self) -> usize {
         self.kubeconfigs.borrow().len()
