@@ -18,6 +18,7 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -82,15 +83,28 @@ pub(super) fn follow_how() -> OpenHow {
 impl NodeRoot {
     /// `normal` (a node path in [`super::normalize`]'s form) opened by the kernel alone.
     pub(super) fn open_direct(&self, normal: &Path, how: OpenHow) -> Direct {
-        if !USABLE.load(Ordering::Relaxed) {
+        self.open_direct_with(normal, how, &USABLE)
+    }
+
+    /// [`Self::open_direct`], with whether `openat2` is worth trying kept in `usable`
+    /// (the process's flag; a test's own).
+    fn open_direct_with(&self, normal: &Path, how: OpenHow, usable: &AtomicBool) -> Direct {
+        if !usable.load(Ordering::Relaxed) {
             return Direct::Walk;
         }
-        match openat2(nix::fcntl::AT_FDCWD, &self.host(normal), how) {
+        let host = self.host(normal);
+        // A NUL byte cannot be passed to the kernel: nix answers EINVAL without a call,
+        // which would read as "openat2 unavailable". Such a path (from a kubeconfig or
+        // the configuration) is about itself only: the walk says what is wrong with it.
+        if host.as_os_str().as_bytes().contains(&0) {
+            return Direct::Walk;
+        }
+        match openat2(nix::fcntl::AT_FDCWD, &host, how) {
             Ok(fd) => Direct::Opened(fd),
             Err(Errno::ENOENT) => Direct::Absent(io::Error::from(Errno::ENOENT)),
             Err(e) => {
                 if unavailable(e) {
-                    USABLE.store(false, Ordering::Relaxed);
+                    usable.store(false, Ordering::Relaxed);
                 }
                 Direct::Walk
             }
@@ -121,6 +135,29 @@ mod tests {
         ] {
             assert!(!unavailable(e), "{e}");
         }
+    }
+
+    /// A path with a NUL byte goes to the walk and leaves the fast path on: nix's
+    /// EINVAL for it says nothing about the kernel. The flag is the test's own, so tests
+    /// running at the same time neither see nor change the process's.
+    #[test]
+    fn a_path_with_a_nul_byte_leaves_the_fast_path_on() {
+        let d = tempfile::tempdir().unwrap();
+        let root = NodeRoot::new(d.path().canonicalize().unwrap());
+        let usable = AtomicBool::new(true);
+        for p in ["/etc/kubernetes/admin\0.conf", "/etc/\0/x"] {
+            for how in [read_how(0), entry_how(), follow_how()] {
+                let answer = root.open_direct_with(Path::new(p), how, &usable);
+                assert!(matches!(answer, Direct::Walk), "{p:?}");
+            }
+        }
+        assert!(usable.load(Ordering::Relaxed));
+        // What the check stands in front of: nix's answer for such a path.
+        let nul = d.path().join("admin\0.conf");
+        assert_eq!(
+            openat2(nix::fcntl::AT_FDCWD, &nul, read_how(0)).unwrap_err(),
+            Errno::EINVAL
+        );
     }
 
     /// What each answer of the kernel leads to, on a kernel that has openat2.
