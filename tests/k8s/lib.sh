@@ -170,11 +170,19 @@ apiserver_poll_start() {
 # apiserver_poll_stop: SIGTERM, then wait (up to 15 s) for it to print its JSON and exit, and
 # print that JSON. A round can be inside two 2-second requests when the signal comes (the
 # apiserver restarting answers slowly), so a fixed short sleep can read an empty file.
+# One still running after that is killed (said on stderr) and prints nothing here: its JSON
+# would be partial, or land later in the next result, so the check fails visibly instead.
 # Its stderr follows on our stderr when the JSON is missing.
 apiserver_poll_stop() {
 	e2e_exec sh -c '
 		pid=$(cat /run/poll.pid); kill -TERM "$pid" 2>/dev/null
 		i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 75 ]; do sleep 0.2; i=$((i + 1)); done
+		if kill -0 "$pid" 2>/dev/null; then
+			kill -KILL "$pid" 2>/dev/null
+			echo "apiserver-poll (pid $pid) still running 15 s after SIGTERM: killed, its JSON dropped; its stderr:" >&2
+			cat /run/poll.err >&2
+			exit 1
+		fi
 		cat /run/poll.json
 		[ -s /run/poll.json ] || { echo "apiserver-poll printed nothing; its stderr:"; cat /run/poll.err; } >&2'
 }
