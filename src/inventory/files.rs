@@ -9,7 +9,7 @@
 //! `--root` gate as every read is, parses both readings in one pass
 //! ([`kubeconfig::parse_both`]) and hands the same bytes and results to each of them.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -40,6 +40,9 @@ pub type KubeconfigRead = Rc<Result<KubeconfigFile, Arc<NodeError>>>;
 pub struct NodeFiles<'a> {
     root: &'a NodeRoot,
     kubeconfigs: RefCell<Vec<(PathBuf, KubeconfigRead)>>,
+    /// Kubeconfigs read from the node so far, each read counted (a read again after
+    /// [`Self::forget`] too).
+    reads: Cell<usize>,
 }
 
 impl<'a> NodeFiles<'a> {
@@ -47,6 +50,7 @@ impl<'a> NodeFiles<'a> {
         NodeFiles {
             root,
             kubeconfigs: RefCell::new(Vec::new()),
+            reads: Cell::new(0),
         }
     }
 
@@ -60,6 +64,7 @@ impl<'a> NodeFiles<'a> {
         if let Some((_, k)) = self.kubeconfigs.borrow().iter().find(|(p, _)| p == path) {
             return k.clone();
         }
+        self.reads.set(self.reads.get() + 1);
         let read = Rc::new(read_kubeconfig(self.root, path));
         self.kubeconfigs
             .borrow_mut()
@@ -84,9 +89,10 @@ impl<'a> NodeFiles<'a> {
         self.kubeconfigs.borrow().iter().any(|(p, _)| p == path)
     }
 
-    /// How many kubeconfigs were read (each once).
+    /// How many times a kubeconfig was read from the node: each read counted, not each
+    /// file held.
     pub fn kubeconfigs_read(&self) -> usize {
-        self.kubeconfigs.borrow().len()
+        self.reads.get()
     }
 }
 
@@ -99,4 +105,30 @@ fn read_kubeconfig(root: &NodeRoot, path: &Path) -> Result<KubeconfigFile, Arc<N
         kubeconfig: parsed.kubeconfig.map_err(Arc::new),
         clusters: parsed.clusters.map_err(Arc::new),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads are counted as they happen, not as files held: a kubeconfig asked for twice
+    /// is read once, and once let go of, read again.
+    #[test]
+    fn each_read_of_a_kubeconfig_is_counted() {
+        let (_d, root) = crate::fixture::temp_control_plane();
+        let files = NodeFiles::new(&root);
+        let admin = Path::new("/etc/kubernetes/admin.conf");
+        let first = files.kubeconfig(admin);
+        assert!(first.as_ref().is_ok());
+        assert!(Rc::ptr_eq(&first, &files.kubeconfig(admin)));
+        assert_eq!(files.kubeconfigs_read(), 1);
+        drop(first);
+        files.forget(admin);
+        assert!(!files.holds(admin));
+        assert!(files.kubeconfig(admin).as_ref().is_ok());
+        assert!(files.holds(admin));
+        assert_eq!(files.kubeconfigs_read(), 2);
+        files.retain(|p| p != admin);
+        assert!(!files.holds(admin));
+    }
 }

@@ -379,6 +379,7 @@ mod tests {
         // What a separate read of the model finds is the same.
         let model = NodeModel::read(&root, &s);
         let alone = anchors::NodeCopies::read(&root, &s);
+        assert_eq!(model.anchors.authorities.len(), alone.authorities.len());
         for (a, b) in model.anchors.authorities.iter().zip(&alone.authorities) {
             let paths = |c: &anchors::AuthorityCopies| {
                 c.anchors
