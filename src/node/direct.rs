@@ -99,6 +99,8 @@ impl NodeRoot {
         if host.as_os_str().as_bytes().contains(&0) {
             return Direct::Walk;
         }
+        #[cfg(test)]
+        tests::CALLS.with(|c| c.set(c.get() + 1));
         match openat2(nix::fcntl::AT_FDCWD, &host, how) {
             Ok(fd) => Direct::Opened(fd),
             Err(Errno::ENOENT) => Direct::Absent(io::Error::from(Errno::ENOENT)),
@@ -115,6 +117,11 @@ impl NodeRoot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// `openat2` calls made on this thread (each test runs on its own).
+        pub(super) static CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
 
     #[test]
     fn only_an_unavailable_call_turns_the_fast_path_off() {
@@ -242,6 +249,39 @@ mod tests {
         usable.store(true, Ordering::Relaxed);
         let answer = root.open_direct_with(Path::new("/ca.crt"), read_how(0), &usable);
         assert!(matches!(answer, Direct::Opened(_)));
+    }
+
+    /// A path the kernel left to the walk (a symlink at the end, as the kubelet's
+    /// `kubelet-client-current.pem`) costs one `openat2`, not a second failing one.
+    #[test]
+    fn a_path_with_a_link_asks_the_kernel_once() {
+        let d = tempfile::tempdir().unwrap();
+        if !openat2_here(d.path()) {
+            return;
+        }
+        std::fs::create_dir_all(d.path().join("pki")).unwrap();
+        std::fs::write(d.path().join("pki/kubelet-client-1.pem"), b"x").unwrap();
+        std::os::unix::fs::symlink(
+            "/pki/kubelet-client-1.pem",
+            d.path().join("pki/kubelet-client-current.pem"),
+        )
+        .unwrap();
+        let root = NodeRoot::new(d.path().canonicalize().unwrap());
+        let current = Path::new("/pki/kubelet-client-current.pem");
+        std::os::unix::fs::symlink("/pki", d.path().join("k")).unwrap();
+        let calls = |f: &dyn Fn()| {
+            let before = CALLS.with(|c| c.get());
+            f();
+            CALLS.with(|c| c.get()) - before
+        };
+        let usable = || USABLE.load(Ordering::Relaxed);
+        // Where another test turned the process's fast path off, nothing is asked.
+        let once = |n: usize| n == usize::from(usable());
+        assert!(once(calls(&|| assert!(root.open_file(current).is_ok()))));
+        assert!(once(calls(&|| assert!(root.exists(current)))));
+        let missing = Path::new("/k/none.pem");
+        assert!(once(calls(&|| assert!(!root.exists(missing)))));
+        assert!(once(calls(&|| assert!(root.read_file(missing).is_err()))));
     }
 
     #[test]

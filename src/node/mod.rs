@@ -176,8 +176,9 @@ impl NodeRoot {
             Direct::Opened(fd) => (normal, Ok(File::from(fd))),
             // What the walk would report: no symlink on the way, so none at the end.
             Direct::Absent(e) => return Err(failure(path, &normal, Problem::Io(e))),
+            // The walk itself: `resolve` would ask the kernel the same question again.
             Direct::Walk => {
-                let resolved = self.resolve(path)?;
+                let resolved = self.walk(path, true)?;
                 let host = self.host(&resolved);
                 let file = OpenOptions::new()
                     .read(true)
@@ -269,7 +270,8 @@ impl NodeRoot {
             Direct::Absent(_) => return false,
             Direct::Walk => {}
         }
-        match self.symlink_metadata(node_path) {
+        // The walk itself: `symlink_metadata` would ask the kernel the same question again.
+        match self.symlink_metadata_walked(node_path) {
             Ok(m) => m.is_some(),
             Err(e) => !e.is_not_found(),
         }

@@ -26,6 +26,14 @@ impl NodeRoot {
             Direct::Absent(_) => return Ok(None),
             Direct::Walk => {}
         }
+        self.symlink_metadata_walked(path)
+    }
+
+    /// [`Self::symlink_metadata`] found by the walk, for a path the kernel left to it.
+    pub(super) fn symlink_metadata_walked(
+        &self,
+        path: &Path,
+    ) -> Result<Option<Metadata>, NodeError> {
         let (node, host) = self.entry(path)?;
         match fs::symlink_metadata(&host) {
             Ok(m) => Ok(Some(m)),
