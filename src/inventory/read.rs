@@ -225,12 +225,12 @@ fn read_reading(
             (Some(k), Some(kf))
         }
     };
-    // Only where the plan asks (serving-sans): the other targets' SANs are copied, never
-    // compared.
+    // Only where the plan asks (serving-sans, cluster-ca only): the other targets' SANs
+    // are copied, never compared.
     let alt_names = match &t.serving {
         Some(s)
             if t.kind == TargetKind::KubeletServing
-                && s.mode != crate::config::serving::ServingMode::SelfSigned =>
+                && s.mode == crate::config::serving::ServingMode::ClusterCa =>
         {
             Some(crate::pki::alt_names(&cert.der).map_err(at(&cert_file))?)
         }
