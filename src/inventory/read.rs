@@ -225,14 +225,14 @@ fn read_reading(
             (Some(k), Some(kf))
         }
     };
-    // Only where the plan asks (serving-sans): the other targets' SANs are copied, never
-    // compared.
+    // Only where the plan asks (serving-sans, cluster-ca only): the other targets' SANs
+    // are copied, never compared.
     let alt_names = match &t.serving {
         Some(s)
             if t.kind == TargetKind::KubeletServing
-                && s.mode != crate::config::serving::ServingMode::SelfSigned =>
+                && s.mode == crate::config::serving::ServingMode::ClusterCa =>
         {
-            Some(crate::pki::alt_names(&cert.der).map_err(at(&cert_file))?)
+            Some(serving_names(&cert.der, &cert_file))
         }
         _ => None,
     };
@@ -318,4 +318,55 @@ fn identify_signer(
         return Signer::SelfSigned;
     }
     Signer::Unknown
+}
+
+/// kubelet.crt's DNS and IP SANs for the plan (serving-sans). Undecodable names are no
+/// names, with a warning naming the file: the certificate stays readable and renewable
+/// (then due for serving-sans), as it was before its names were read. (Today
+/// `CertFacts` already refuses a certificate whose SAN extension does not decode, so
+/// this is the seam's guard, not a path a node reaches.)
+fn serving_names(der: &[u8], file: &Path) -> crate::pki::AltNames {
+    crate::pki::alt_names(der).unwrap_or_else(|e| {
+        tracing::warn!(file = %file.display(), error = %e, "kubelet.crt's subject alternative names cannot be decoded; taking it as naming nothing");
+        crate::pki::AltNames::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::serving::ServingMode;
+    use crate::config::Settings;
+    use crate::inventory::TargetState;
+    use crate::pki::{self, AltNames};
+
+    /// Names that cannot be decoded are no names (so under cluster-ca kubelet.crt is
+    /// due for serving-sans), not an error that leaves the target unreadable.
+    #[test]
+    fn undecodable_names_are_no_names() {
+        let (_dir, root) = crate::fixture::temp_control_plane();
+        let file = Path::new("/var/lib/kubelet/pki/kubelet.crt");
+        let text = std::fs::read(root.host(file)).unwrap();
+        let der = &pki::parse_pem(&text).unwrap()[0].der;
+        assert!(!super::serving_names(der, file).dns.is_empty());
+        let broken = &der[..der.len() / 2];
+        assert!(pki::alt_names(broken).is_err());
+        assert_eq!(super::serving_names(broken, file), AltNames::default());
+        let mut settings = Settings::default();
+        settings.kubelet.serving = ServingMode::ClusterCa;
+        let inv = crate::inventory::read_node(&root, &settings);
+        let o = inv
+            .certificates
+            .iter()
+            .find(|o| o.target.name == "kubelet.crt")
+            .unwrap();
+        let TargetState::Read(r) = &o.state else {
+            panic!("kubelet.crt is readable: {:?}", o.state);
+        };
+        let serving = o.target.serving.as_ref().unwrap();
+        let mut nameless = (**r).clone();
+        nameless.alt_names = Some(AltNames::default());
+        assert!(crate::plan::route::serving_sans_due(serving, &nameless));
+    }
 }

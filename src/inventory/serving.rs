@@ -11,9 +11,10 @@
 //! `/var/lib/kubelet/kubeadm-flags.env`, the packages' `/etc/default/kubelet` or
 //! `/etc/sysconfig/kubelet`), the host name, and the SANs of the certificate in place
 //! (so an address learnt from the Node earlier is not lost while the API is down).
-//! Either way the certificate carries the names the node's files want
+//! Under `cluster-ca` the certificate also carries the names the node's files want
 //! ([`ServingFacts::wanted`]), and one it lacks makes it due (reason `serving-sans`), so
-//! an address change re-issues it.
+//! an address change re-issues it. Not under `csr`: an approver allows only what the
+//! Node lists, so a wanted name beyond it would be denied at every pass.
 //!
 //! Reading the files here; deriving the names is pure ([`identity`]).
 
@@ -44,7 +45,8 @@ pub struct ServingPlan {
     pub kubeconfig: PathBuf,
     pub facts: ServingFacts,
     /// The names kubelet.crt must carry by what the node's files say
-    /// ([`ServingFacts::wanted`]): one it lacks makes it due (`serving-sans`).
+    /// ([`ServingFacts::wanted`]): under `cluster-ca`, one it lacks makes it due
+    /// (`serving-sans`).
     pub wanted: AltNames,
 }
 
@@ -127,12 +129,14 @@ pub enum IdentityError {
 }
 
 /// The names of kubelet.crt. `node` is the Node's addresses when the API server gave
-/// them; else the node's files and the DNS and IP SANs of the certificate in place
-/// (`existing`). Pure.
+/// them, then `wanted` beside them (`cluster-ca`: what the node's files want; `csr`:
+/// none, as an approver allows only what the Node lists); else the node's files and the
+/// DNS and IP SANs of the certificate in place (`existing`). Pure.
 pub fn identity(
     facts: &ServingFacts,
     kubeconfig: &Path,
     node: Option<&[Address]>,
+    wanted: Option<&AltNames>,
     existing: &[String],
 ) -> Result<ServingIdentity, IdentityError> {
     let name = facts.node_name().ok_or_else(|| IdentityError::NoNodeName {
@@ -157,9 +161,10 @@ pub fn identity(
         }
     };
     match node {
-        // What the kubelet's own serving CSR carries (and the approver allows), and
-        // what the node's files want (the same names on a kubeadm node; were one missing
-        // from the Node, the certificate would be due again at every pass).
+        // What the kubelet's own serving CSR carries (and the approver allows); under
+        // cluster-ca also what the node's files want (the same names on a kubeadm node;
+        // were one missing from the Node, the certificate would be due again at every
+        // pass). Not under csr: an approver denies a name the Node does not list.
         Some(addresses) => {
             for a in addresses {
                 let ip = matches!(a.kind.as_str(), "InternalIP" | "ExternalIP");
@@ -170,12 +175,13 @@ pub fn identity(
                     add(&a.value);
                 }
             }
-            let wanted = facts.wanted();
-            for d in &wanted.dns {
-                add(d);
-            }
-            for ip in &wanted.ips {
-                add(&ip.to_string());
+            if let Some(w) = wanted {
+                for d in &w.dns {
+                    add(d);
+                }
+                for ip in &w.ips {
+                    add(&ip.to_string());
+                }
             }
         }
         None => {
@@ -343,7 +349,14 @@ mod tests {
         assert_eq!(f.node_name().as_deref(), Some("override"));
         f.client_name = Some("cp-1".into());
         assert_eq!(f.node_name().as_deref(), Some("cp-1"));
-        let e = identity(&ServingFacts::default(), Path::new("/k.conf"), None, &[]).unwrap_err();
+        let e = identity(
+            &ServingFacts::default(),
+            Path::new("/k.conf"),
+            None,
+            None,
+            &[],
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("/k.conf"), "{e}");
     }
 
@@ -361,14 +374,19 @@ mod tests {
         // An override is the kubelet's host name; the host's own is then not the Node's.
         f.hostname_override = Some("cp-1.example.org".into());
         assert_eq!(f.wanted().dns, ["cp-1", "cp-1.example.org"]);
-        // Whatever the Node lists, the certificate carries what is wanted.
+        // cluster-ca: whatever the Node lists, the certificate carries what is wanted.
         let node = [Address {
             kind: "Hostname".into(),
             value: "cp-1".into(),
         }];
-        let id = identity(&f, Path::new("/k"), Some(&node), &[]).unwrap();
+        let w = f.wanted();
+        let id = identity(&f, Path::new("/k"), Some(&node), Some(&w), &[]).unwrap();
         assert_eq!(id.dns, ["cp-1", "cp-1.example.org"]);
         assert_eq!(id.ips, [ip("192.0.2.10"), ip("fd00::10")]);
+        // csr: only what the Node lists (an approver denies the rest).
+        let id = identity(&f, Path::new("/k"), Some(&node), None, &[]).unwrap();
+        assert_eq!(id.dns, ["cp-1"]);
+        assert!(id.ips.is_empty());
     }
 
     #[test]
@@ -390,10 +408,23 @@ mod tests {
             a("ExternalIP", "2001:db8::1"),
             a("InternalIP", "not-an-ip"),
         ];
-        let id = identity(&f, Path::new("/k"), Some(&node), &["stale".into()]).unwrap();
+        // csr: the Node's addresses only, as the kubelet's own CSR; not the files' nor
+        // the stale SAN of the certificate in place.
+        let id = identity(&f, Path::new("/k"), Some(&node), None, &["stale".into()]).unwrap();
         assert_eq!(id.common_name(), "system:node:cp-1");
-        // The Node's, then what the node's files want (the host name, --node-ip) where
-        // the Node does not list it; not the stale SAN of the certificate in place.
+        assert_eq!(id.dns, ["cp-1", "cp-1.example.org"]);
+        assert_eq!(id.ips, [ip("192.0.2.10"), ip("2001:db8::1")]);
+        // cluster-ca: the Node's, then what the node's files want (the host name,
+        // --node-ip) where the Node does not list it.
+        let w = f.wanted();
+        let id = identity(
+            &f,
+            Path::new("/k"),
+            Some(&node),
+            Some(&w),
+            &["stale".into()],
+        )
+        .unwrap();
         assert_eq!(id.dns, ["cp-1", "cp-1.example.org", "other"]);
         assert_eq!(
             id.ips,
@@ -404,6 +435,7 @@ mod tests {
             &f,
             Path::new("/k"),
             None,
+            Some(&w),
             &["cp-1".into(), "192.0.2.10".into()],
         )
         .unwrap();

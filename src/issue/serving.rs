@@ -106,6 +106,8 @@ pub fn resolve(
         &plan.facts,
         &plan.kubeconfig,
         addresses.as_deref(),
+        // csr: only what the Node lists, which an approver allows.
+        (!csr).then_some(&plan.wanted),
         &existing,
     )
     .map_err(|source| ServingError::Identity {
@@ -192,7 +194,14 @@ mod tests {
         assert_eq!(t.route, CaRoute::Local("ca".into()));
         let s = t.target.serving.as_ref().unwrap();
         assert_eq!(s.facts.client_name.as_deref(), Some("cp-1"));
-        let id = facts::identity(&s.facts, &s.kubeconfig, None, &["10.0.0.10".into()]).unwrap();
+        let id = facts::identity(
+            &s.facts,
+            &s.kubeconfig,
+            None,
+            Some(&s.wanted),
+            &["10.0.0.10".into()],
+        )
+        .unwrap();
         let ca = LocalCa::load(
             &root,
             "ca",
@@ -258,6 +267,12 @@ mod tests {
         let t = due(&plan).expect("kubelet.crt due for its new address");
         assert_eq!(t.reason, Some(DueReason::ServingSans));
         assert_eq!(t.reason.unwrap().to_string(), "serving-sans");
+        // csr: an approver allows only what the Node lists, so the names never make it
+        // due (a request naming more would be denied at every pass).
+        settings.kubelet.serving = ServingMode::Csr;
+        let inv = crate::inventory::read_node(&root, &settings);
+        let plan = crate::plan::make_plan(&settings, &inv, &Default::default(), now);
+        assert!(due(&plan).is_none(), "csr: serving-sans does not apply");
         // Self-signed: the kubelet's business, whatever its names.
         settings.kubelet.serving = ServingMode::SelfSigned;
         let inv = crate::inventory::read_node(&root, &settings);

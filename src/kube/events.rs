@@ -4,8 +4,9 @@
 //! (`CertificateExpirationWarning`, the reason RKE2 and k3s use). Sent with the node's
 //! own credentials (kubelet.conf: `system:node:NAME` may create Events), best effort:
 //! all of a pass's Events and the summary on the Node (crate::report::node_summary) share one
-//! deadline, the first transport failure ends the sending (an object the API server
-//! refuses is said and the others still go), and nothing here changes the pass's outcome.
+//! deadline, the first transport failure or answer that would be the same for every
+//! object (401, 429, 5xx) ends the sending (an object the API server refuses, 403, 409,
+//! 422, is said and the others still go), and nothing here changes the pass's outcome.
 
 use std::time::{Duration, Instant};
 
@@ -115,14 +116,16 @@ struct Delivery {
     /// summary), each said once in the journal with the status.
     refused: Vec<String>,
     summary_sent: bool,
-    /// A transport failure or the deadline ended the sending.
+    /// A transport failure, an answer for every object (401, 429, 5xx) or the deadline
+    /// ended the sending.
     cut_short: bool,
 }
 
 /// Posts the Events, then patches the summary, all by `deadline`. A refusal (403, 409,
 /// 422: an answer) is about that one object: it is said and the rest still go. Only a
-/// transport failure (refused, reset, timed out: what follows would fare alike) or the
-/// deadline ends the sending.
+/// transport failure (refused, reset, timed out), an answer that would be the same for
+/// every object (401, 429, 5xx: [`ends_the_sending`]) or the deadline ends the sending,
+/// with one warning.
 fn deliver(
     mut post: impl FnMut(&serde_json::Value, Duration) -> Result<(), ApiError>,
     mut patch: impl FnMut(&serde_json::Value, Duration) -> Result<(), ApiError>,
@@ -146,7 +149,7 @@ fn deliver(
         }
         match post(&event_body(node, e), left) {
             Ok(()) => d.sent += 1,
-            Err(err @ ApiError::Transport { .. }) => {
+            Err(err) if ends_the_sending(&err) => {
                 tracing::warn!(
                     "events: {err}; {} of {} Events sent on Node {node}",
                     d.sent,
@@ -184,12 +187,24 @@ fn deliver(
         }
         Err(err) => {
             tracing::warn!("events: the summary on Node {node}: {err}");
-            if !matches!(err, ApiError::Transport { .. }) {
+            if !ends_the_sending(&err) {
                 d.refused.push(format!("Node {node}"));
             }
         }
     }
     d
+}
+
+/// Whether `err` would answer every object alike, so the rest are not tried (one
+/// warning): the API server unreachable, the credentials refused (401), too many
+/// requests (429) or the server failing (5xx). A refusal of the object itself (403,
+/// 409, 422, ...) is said for it and the others still go.
+fn ends_the_sending(err: &ApiError) -> bool {
+    match err {
+        ApiError::Transport { .. } => true,
+        ApiError::Http { status, .. } => matches!(status, 401 | 429 | 500..=599),
+        _ => false,
+    }
 }
 
 /// An Event about the Node `node`, as the kubelet makes them.

@@ -102,6 +102,20 @@ fn a_transport_failure_ends_the_sending_and_skips_the_summary() {
 }
 
 #[test]
+fn refused_credentials_throttling_or_a_failing_server_end_the_sending() {
+    for status in [401, 429, 500, 503] {
+        let (d, posted, patched) = run(vec![Ok(()), Err(refusal(status))], Ok(()), 5);
+        assert_eq!(posted, ["event 0", "event 1"], "HTTP {status}");
+        assert!(!patched, "HTTP {status}");
+        assert!(d.cut_short && d.refused.is_empty(), "HTTP {status}: {d:?}");
+        assert_eq!(d.sent, 1);
+        // The summary alone: not said as a refusal of the Node.
+        let (d, _, patched) = run(vec![], Err(refusal(status)), 1);
+        assert!(patched && !d.summary_sent && d.refused.is_empty(), "{d:?}");
+    }
+}
+
+#[test]
 fn a_refused_summary_is_said_as_the_node() {
     let (d, posted, patched) = run(vec![], Err(refusal(403)), 2);
     assert_eq!(posted.len(), 2);

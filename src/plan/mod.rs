@@ -431,7 +431,11 @@ pub fn make_plan_with(
             not_renewable.push(blocked(t, why));
             continue;
         }
-        if let Some(why) = no_gain(inv, &route, r.cert.not_after) {
+        // Re-issued for its issuer or its names (serving-issuer, serving-sans, whatever
+        // reason comes first), kubelet.crt changes even when its dates cannot, and is not
+        // due for them again: no "nothing to gain" there.
+        let reissue = issuer_due || sans_due;
+        if let Some(why) = no_gain(inv, &route, r.cert.not_after).filter(|_| !reissue) {
             // Every daily pass would renew (and restart) again for nothing: a renewal
             // is capped at the CA's end, so it cannot outlive what is there.
             not_renewable.push(blocked(t, why));

@@ -247,3 +247,50 @@ fn a_due_leaf_whose_ca_ends_first_is_not_renewed_for_nothing() {
     assert!(planned.contains(&"admin.conf"), "{planned:?}");
     assert!(!planned.contains(&"apiserver"), "{planned:?}");
 }
+
+#[test]
+fn a_kubelet_crt_reissued_for_its_issuer_or_names_is_not_blocked_by_its_cas_end() {
+    // The CA ends in 20 days, before kubelet.crt (300 days left, not due by its dates).
+    // Re-issued by the cluster CA or for its names it changes, capped or not: planned.
+    let now = OffsetDateTime::now_utc();
+    let mut spec =
+        NodeSpec::control_plane(now).with("kubelet.crt", Validity::days(365, Duration::days(300)));
+    spec.ca_validity = Validity::days(3650, Duration::days(20));
+    let mut settings = Settings::default();
+    settings.kubelet.serving = crate::config::serving::ServingMode::ClusterCa;
+    let d = tempfile::tempdir().unwrap();
+    fixture::build(d.path(), &spec).unwrap();
+    let root = NodeRoot::new(d.path());
+    let mut inv = inventory::read(&inventory::layout(&settings, &root), &root);
+    let reason_of = |plan: &Plan| {
+        let mut planned = plan.groups.iter().flat_map(|g| &g.targets);
+        planned.find(|t| t.name == "kubelet.crt").map(|t| t.reason)
+    };
+    let plan = make_plan(&settings, &inv, &History::default(), now);
+    assert_eq!(
+        reason_of(&plan),
+        Some(Some(DueReason::ServingIssuer)),
+        "{:?}",
+        plan.not_renewable
+    );
+    // Signed by the cluster CA already, but lacking a name the node's files want.
+    let o = inv
+        .certificates
+        .iter_mut()
+        .find(|o| o.target.name == "kubelet.crt")
+        .unwrap();
+    let inventory::TargetState::Read(r) = &mut o.state else {
+        panic!("kubelet.crt is read");
+    };
+    r.signer = inventory::Signer::Authority("ca".into());
+    let mut s = (**o.target.serving.as_ref().unwrap()).clone();
+    s.wanted.add_dns("cp-1.new.example");
+    o.target.serving = Some(std::sync::Arc::new(s));
+    let plan = make_plan(&settings, &inv, &History::default(), now);
+    assert_eq!(
+        reason_of(&plan),
+        Some(Some(DueReason::ServingSans)),
+        "{:?}",
+        plan.not_renewable
+    );
+}

@@ -88,10 +88,12 @@ pub fn serving_issuer_due(mode: ServingMode, signer: &Signer) -> bool {
 
 /// Whether kubelet.crt must be issued again now because it lacks a name the node's files
 /// want (`serving.wanted`: the Node's name, the kubelet's host name, `--node-ip`), such
-/// as after an address change. Only where the cluster issues it (a self-signed one is
-/// the kubelet's business) and its names were read. Pure.
+/// as after an address change. Only under `cluster-ca`, where we issue it and can always
+/// include them (self-signed is the kubelet's business; under `csr` an approver allows
+/// only what the Node lists, so a name beyond it would be denied at every pass), and
+/// where its names were read. Pure.
 pub fn serving_sans_due(serving: &ServingPlan, reading: &Reading) -> bool {
-    serving.mode != ServingMode::SelfSigned
+    serving.mode == ServingMode::ClusterCa
         && reading
             .alt_names
             .as_ref()

@@ -37,8 +37,8 @@ pub enum DueReason {
     /// be (`cluster-ca`, `csr`): the operator set the mode to get a certificate clients
     /// can verify now, not at the next renewal.
     ServingIssuer,
-    /// kubelet.crt issued by the cluster (`[kubelet] serving` = `cluster-ca`, `csr`)
-    /// that no longer names the node's name, host name or `--node-ip` addresses (an
+    /// kubelet.crt issued by the cluster CA (`[kubelet] serving` = `cluster-ca`; not
+    /// `csr`, where an approver allows only what the Node lists) that no longer names the node's name, host name or `--node-ip` addresses (an
     /// address change): clients that connect by the new address cannot verify it.
     ServingSans,
 }
