@@ -75,11 +75,8 @@ impl DnsPattern {
 /// A DNS label as a name a certificate may carry: letters, digits and '-', 1 to 63,
 /// not starting or ending with '-'.
 fn is_label(l: &str) -> bool {
-    !l.is_empty()
-        && l.len() <= 63
-        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !l.starts_with('-')
-        && !l.ends_with('-')
+    // One DNS label, in any case (a SAN's case does not matter): the shared name check.
+    crate::model::is_dns1123_name(&l.to_ascii_lowercase(), 63)
 }
 
 /// An IP prefix in CIDR form (`10.0.0.0/8`, `fd00::/8`), without host bits.

@@ -83,7 +83,7 @@ pub enum AnchorKind {
 }
 
 /// One copy of a CA: a file (or a kubeconfig entry) and the certificates it holds now.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TrustAnchor {
     /// Node path of the file itself, every symlink resolved (so a symlinked
     /// /root/.kube/config is written through to admin.conf, once).
@@ -93,6 +93,18 @@ pub struct TrustAnchor {
     pub certs: Vec<CertFacts>,
     /// The file's bytes as read: a change is computed from them.
     pub source: Arc<Vec<u8>>,
+}
+
+// Not derived: a kubeconfig's bytes hold its client key; a `{:?}` shows their length.
+impl std::fmt::Debug for TrustAnchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustAnchor")
+            .field("path", &self.path)
+            .field("kind", &self.kind)
+            .field("certs", &self.certs)
+            .field("source", &format_args!("<{} bytes>", self.source.len()))
+            .finish()
+    }
 }
 
 impl TrustAnchor {

@@ -18,7 +18,6 @@ use crate::node::kubeconfig::{self, ClusterEntry, Kubeconfig, KubeconfigError};
 use crate::node::{NodeError, NodeRoot};
 
 /// A kubeconfig as read once: where it is, its bytes, and both of its readings.
-#[derive(Debug)]
 pub struct KubeconfigFile {
     /// Node path of the file itself, every symlink resolved.
     pub resolved: PathBuf,
@@ -29,6 +28,18 @@ pub struct KubeconfigFile {
     pub kubeconfig: Result<Kubeconfig, Arc<KubeconfigError>>,
     /// Every cluster entry and the CA it trusts.
     pub clusters: Result<Vec<ClusterEntry>, Arc<KubeconfigError>>,
+}
+
+// Not derived: the bytes hold the client key (client-key-data); a `{:?}` shows their length.
+impl std::fmt::Debug for KubeconfigFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeconfigFile")
+            .field("resolved", &self.resolved)
+            .field("bytes", &format_args!("<{} bytes>", self.bytes.len()))
+            .field("kubeconfig", &self.kubeconfig)
+            .field("clusters", &self.clusters)
+            .finish()
+    }
 }
 
 /// What reading one kubeconfig gave: the file, or the gate's error (shared, since each

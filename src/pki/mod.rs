@@ -10,7 +10,7 @@ mod cert;
 mod key;
 mod name;
 mod pem;
-mod sans;
+pub mod sans;
 pub mod x509;
 
 #[cfg(test)]

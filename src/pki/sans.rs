@@ -1,6 +1,7 @@
 //! A certificate's DNS and IP subject alternative names, for asking whether it still
 //! names what it must (kubelet.crt and the node's addresses).
 
+use std::fmt;
 use std::net::IpAddr;
 
 use der::oid::AssociatedOid;
@@ -10,6 +11,58 @@ use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::Certificate;
 
 use super::PkiError;
+
+/// One subject alternative name, normalised for comparison.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum San {
+    Dns(String),
+    Ip(IpAddr),
+    Email(String),
+    Uri(String),
+    /// otherName, directoryName, registeredID, ...: not expressible in cfssl's hosts.
+    Other(String),
+}
+
+impl fmt::Display for San {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            San::Dns(s) => write!(f, "DNS:{s}"),
+            San::Ip(ip) => write!(f, "IP:{ip}"),
+            San::Email(s) => write!(f, "email:{s}"),
+            San::Uri(s) => write!(f, "URI:{s}"),
+            San::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// One name of a SubjectAltName extension as a [`San`] (the one reading of SANs: the
+/// cfssl requests, the certificates API's checks and kubelet.crt's names alike).
+pub fn san_of(g: &GeneralName) -> San {
+    match g {
+        GeneralName::DnsName(s) => San::Dns(s.to_string()),
+        GeneralName::Rfc822Name(s) => San::Email(s.to_string()),
+        GeneralName::UniformResourceIdentifier(s) => San::Uri(s.to_string()),
+        GeneralName::IpAddress(o) => {
+            let b = o.as_bytes();
+            if let Ok(v4) = <[u8; 4]>::try_from(b) {
+                San::Ip(IpAddr::from(v4))
+            } else if let Ok(v6) = <[u8; 16]>::try_from(b) {
+                let v6 = std::net::Ipv6Addr::from(v6);
+                // Go writes IPv4 addresses as 4 bytes; an IPv4-mapped one is the same host.
+                match v6.to_ipv4_mapped() {
+                    Some(v4) => San::Ip(IpAddr::V4(v4)),
+                    None => San::Ip(IpAddr::V6(v6)),
+                }
+            } else {
+                San::Other(format!("IP:<{} bytes>", b.len()))
+            }
+        }
+        GeneralName::OtherName(o) => San::Other(format!("otherName:{}", o.type_id)),
+        GeneralName::DirectoryName(n) => San::Other(format!("dirName:{n}")),
+        GeneralName::RegisteredId(o) => San::Other(format!("RID:{o}")),
+        GeneralName::EdiPartyName(_) => San::Other("ediPartyName".into()),
+    }
+}
 
 /// DNS names (lower-case) and IP addresses (an IPv4-mapped IPv6 one as IPv4, as Go
 /// writes it), each once.
@@ -65,16 +118,9 @@ pub fn alt_names(der: &[u8]) -> Result<AltNames, PkiError> {
             }
         })?;
         for g in &san.0 {
-            match g {
-                GeneralName::DnsName(d) => out.add_dns(d.as_str()),
-                GeneralName::IpAddress(o) => {
-                    let b = o.as_bytes();
-                    if let Ok(v4) = <[u8; 4]>::try_from(b) {
-                        out.add_ip(IpAddr::from(v4));
-                    } else if let Ok(v6) = <[u8; 16]>::try_from(b) {
-                        out.add_ip(IpAddr::from(v6));
-                    }
-                }
+            match san_of(g) {
+                San::Dns(d) => out.add_dns(&d),
+                San::Ip(ip) => out.add_ip(ip),
                 _ => {}
             }
         }

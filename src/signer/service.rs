@@ -311,17 +311,17 @@ fn handle(
         None => sign_locally(root, s, &grant, now, ca_said),
         Some(c) => sign_with_cfssl(root, s, c, &csr, &grant, now, ca_said),
     };
+    // Signing may have taken a while (a cfssl server's retries): the one write, Issued
+    // or Failed alike, happens only within the term of the Lease this signer renewed.
+    if term.over() {
+        return Ok(Outcome::TermOver);
+    }
     let der = match signature {
         Signature::Der(d) => d,
         Signature::Refused(reason, message) => return fail(api, csr, reason, message),
         Signature::Wait => return Ok(Outcome::Waiting),
         Signature::Skip => return Ok(Outcome::Skipped),
     };
-    // Signing may have taken a while (a cfssl server's retries): the one write happens
-    // only within the term of the Lease this signer renewed.
-    if term.over() {
-        return Ok(Outcome::TermOver);
-    }
     let serial = CertFacts::from_der(&der)
         .map(|c| c.serial)
         .unwrap_or_default();

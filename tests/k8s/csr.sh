@@ -366,6 +366,22 @@ e2e_check "... the kubelet serves it, verifiable with ca.crt, without having bee
 	eval 'e2e_wait_for 10 serves_verifiably && [[ $(kubelet_pid) == "$pid" ]]'
 e2e_check "... and the API server verifying the kubelet reaches it (nodes/NODE/proxy/healthz)" \
 	e2e_wait_for 30 proxy_healthz
+# The kubelet's names change: an operator gives it --hostname-override in
+# /etc/default/kubelet. The next plan finds kubelet.crt no longer names it (serving-sans,
+# though not due by its dates nor by its issuer) and the pass re-issues it with the new
+# name beside the old ones. The file goes again before the kubelet is next restarted.
+wrote_default=no
+e2e_exec sh -c 'test ! -e /etc/default/kubelet && printf "KUBELET_EXTRA_ARGS=--hostname-override=%s\n" "$1" >/etc/default/kubelet' _ "$K8S_NODE-alt" && wrote_default=yes
+plan_line=$(e2e_exec cert-rotator plan 2>&1 | grep kubelet.crt)
+e2e_check "serving = \"cluster-ca\", --hostname-override added: cert-rotator plan has kubelet.crt due for its names (serving-sans)" \
+	eval '[[ $plan_line == *serving-sans* ]] || { e2e_log "plan: $plan_line"; false; }'
+e2e_exec systemctl start cert-rotator.service
+e2e_check "... the next pass succeeds; kubelet.crt from the cluster CA names $K8S_NODE-alt beside $K8S_NODE and $K8S_ADDRESS" \
+	eval '[[ $(e2e_exec systemctl show -P Result cert-rotator.service) == success && $(kcrt_text) == *"DNS:$K8S_NODE-alt"* && $(kubelet_pid) == "$pid" ]] && from_cluster_ca'
+plan_line=$(e2e_exec cert-rotator plan 2>&1 | grep kubelet.crt)
+e2e_check "... and it is not due again" \
+	eval '[[ $plan_line != *serving-sans* && $plan_line != *serving-issuer* ]] || { e2e_log "plan: $plan_line"; false; }'
+[[ $wrote_default == yes ]] && e2e_exec rm -f /etc/default/kubelet
 # Back to a kubelet.crt the kubelet makes itself, self-signed.
 e2e_exec sh -c "rm -f $kcrt $kkey && systemctl restart kubelet.service"
 e2e_wait_for 60 eval 'e2e_exec test -s "$kcrt" && ! serves_verifiably'

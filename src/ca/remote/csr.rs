@@ -3,19 +3,17 @@
 //! new key.
 
 use std::collections::BTreeSet;
-use std::fmt;
-use std::net::IpAddr;
 
 use der::asn1::{AnyRef, BitString, ObjectIdentifier, SetOfVec};
 use der::oid::AssociatedOid;
 use der::{Decode, Encode, Reader, SliceReader, Tag, TagNumber, Tagged};
 use x509_cert::attr::Attribute;
-use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAltName};
 use x509_cert::name::Name;
 use x509_cert::request::{CertReq, CertReqInfo, ExtensionReq, Version};
 use x509_cert::Certificate;
 
+pub use crate::pki::sans::{san_of, San};
 use crate::pki::{encode_pem, PkiError, PrivateKey};
 
 pub(crate) const OID_SAN: ObjectIdentifier = SubjectAltName::OID;
@@ -63,29 +61,6 @@ pub struct Identity {
     pub key_usage: Vec<String>,
     pub ext_key_usage: BTreeSet<ObjectIdentifier>,
     pub is_ca: bool,
-}
-
-/// One subject alternative name, normalised for comparison.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum San {
-    Dns(String),
-    Ip(IpAddr),
-    Email(String),
-    Uri(String),
-    /// otherName, directoryName, registeredID, ...: not expressible in cfssl's hosts.
-    Other(String),
-}
-
-impl fmt::Display for San {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            San::Dns(s) => write!(f, "DNS:{s}"),
-            San::Ip(ip) => write!(f, "IP:{ip}"),
-            San::Email(s) => write!(f, "email:{s}"),
-            San::Uri(s) => write!(f, "URI:{s}"),
-            San::Other(s) => f.write_str(s),
-        }
-    }
 }
 
 impl Identity {
@@ -168,33 +143,6 @@ pub fn raw_subject(cert_der: &[u8]) -> der::Result<Vec<u8>> {
     let _validity: AnyRef<'_> = fields.decode()?;
     let subject: AnyRef<'_> = fields.decode()?;
     subject.to_der()
-}
-
-pub fn san_of(g: &GeneralName) -> San {
-    match g {
-        GeneralName::DnsName(s) => San::Dns(s.to_string()),
-        GeneralName::Rfc822Name(s) => San::Email(s.to_string()),
-        GeneralName::UniformResourceIdentifier(s) => San::Uri(s.to_string()),
-        GeneralName::IpAddress(o) => {
-            let b = o.as_bytes();
-            if let Ok(v4) = <[u8; 4]>::try_from(b) {
-                San::Ip(IpAddr::from(v4))
-            } else if let Ok(v6) = <[u8; 16]>::try_from(b) {
-                let v6 = std::net::Ipv6Addr::from(v6);
-                // Go writes IPv4 addresses as 4 bytes; an IPv4-mapped one is the same host.
-                match v6.to_ipv4_mapped() {
-                    Some(v4) => San::Ip(IpAddr::V4(v4)),
-                    None => San::Ip(IpAddr::V6(v6)),
-                }
-            } else {
-                San::Other(format!("IP:<{} bytes>", b.len()))
-            }
-        }
-        GeneralName::OtherName(o) => San::Other(format!("otherName:{}", o.type_id)),
-        GeneralName::DirectoryName(n) => San::Other(format!("dirName:{n}")),
-        GeneralName::RegisteredId(o) => San::Other(format!("RID:{o}")),
-        GeneralName::EdiPartyName(_) => San::Other("ediPartyName".into()),
-    }
 }
 
 /// A PKCS#10 CSR for `key` with the old certificate's identity: its subject as is (the
