@@ -335,7 +335,6 @@ fn on_the_live_node_what_holds_the_ca_restarts_in_order_each_verified() {
     use cert_rotator::authority::{self, renew::read_key, NodeCopies};
     use cert_rotator::config::Settings;
     use cert_rotator::node::NodeRoot;
-    use cert_rotator::pass::{Edges, Overrides, Pass, Restarts};
     use cert_rotator::write::StateDir;
     use common::fakes::{FakeClock, FakeProber, RecordingServiceManager};
 
@@ -351,20 +350,7 @@ fn on_the_live_node_what_holds_the_ca_restarts_in_order_each_verified() {
         }
         let prober = FakeProber::new(r, &[]);
         let clock = FakeClock::at(now());
-        let node = cert_rotator::inventory::NodeReader::new(&root, &s);
-        let pass = Pass {
-            root: &root,
-            settings: &s,
-            node: &node,
-            state: &state,
-            overrides: Overrides::default(),
-            restarts: Restarts::Live(Edges {
-                services: &services,
-                prober: &prober,
-                clock: &clock,
-                lock: None,
-            }),
-        };
+        let pass = TestPass::new(&root, &s, &state).live(&services, &prober, &clock);
         let node = NodeCopies::read(&root, &s);
         let renewals: Vec<_> = ["ca", "etcd/ca"]
             .iter()
@@ -377,8 +363,9 @@ fn on_the_live_node_what_holds_the_ca_restarts_in_order_each_verified() {
         let changes: Vec<_> = renewals.iter().flat_map(|x| x.changes.clone()).collect();
         let restarts = authority::merge_restarts(renewals.iter().map(|x| x.restarts.as_slice()));
         let serials: Vec<String> = renewals.iter().map(|x| x.new.serial.clone()).collect();
-        let done = authority::install(&pass, "renew CA ca, etcd/ca", &changes, &restarts, &serials)
-            .unwrap();
+        let done = pass.with(|p| {
+            authority::install(p, "renew CA ca, etcd/ca", &changes, &restarts, &serials).unwrap()
+        });
         let restarted = done.restarted();
         let order: Vec<&str> = restarted
             .iter()

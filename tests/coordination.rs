@@ -24,7 +24,7 @@ use cert_rotator::config::Settings;
 use cert_rotator::coordination::etcd::{EtcdLock, PREFIX};
 use cert_rotator::coordination::{self, LockError, LockGroup, LockState, RestartLock};
 use cert_rotator::node::NodeRoot;
-use cert_rotator::pass::{self, Edges, Overrides, Pass, Restarts};
+use cert_rotator::pass;
 use cert_rotator::report::pass::PassReport;
 use cert_rotator::verify::Prober;
 use cert_rotator::write::StateDir;
@@ -109,21 +109,10 @@ fn agent_pass(r: &Path, s: &Settings, locked: bool, prober: &dyn Prober) -> Pass
     let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
     let plan = pass::plan_run(&root, s, &state, now());
     let services = RecordingServiceManager::new();
-    let node = cert_rotator::inventory::NodeReader::new(&root, s);
-    let p = Pass {
-        root: &root,
-        settings: s,
-        node: &node,
-        state: &state,
-        overrides: Overrides::default(),
-        restarts: Restarts::Live(Edges {
-            services: &services,
-            prober,
-            clock: &SystemClock,
-            lock: lock.as_ref().map(|l| l as &dyn RestartLock),
-        }),
-    };
-    pass::execute(&p, &plan, &mut |_| {})
+    TestPass::new(&root, s, &state)
+        .live(&services, prober, &SystemClock)
+        .lock(lock.as_ref().map(|l| l as &dyn RestartLock))
+        .execute(&plan)
 }
 
 fn lock_state(r: &Path) -> LockState {
@@ -443,21 +432,10 @@ fn fake_pass(r: &Path, s: &Settings, lock: &FakeLock, clock: &FakeClock) -> Pass
     let plan = pass::plan_run(&root, s, &state, clock.now());
     let services = RecordingServiceManager::new();
     let prober = restarting_apiserver(r);
-    let node = cert_rotator::inventory::NodeReader::new(&root, s);
-    let p = Pass {
-        root: &root,
-        settings: s,
-        node: &node,
-        state: &state,
-        overrides: Overrides::default(),
-        restarts: Restarts::Live(Edges {
-            services: &services,
-            prober: &prober,
-            clock,
-            lock: Some(lock),
-        }),
-    };
-    pass::execute(&p, &plan, &mut |_| {})
+    TestPass::new(&root, s, &state)
+        .live(&services, &prober, clock)
+        .lock(Some(lock))
+        .execute(&plan)
 }
 
 /// The lock policy's sleeps. The pass also gives a component that reloads every renewed

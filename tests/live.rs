@@ -11,7 +11,7 @@ use std::path::Path;
 use cert_rotator::clock::SystemClock;
 use cert_rotator::config::Settings;
 use cert_rotator::node::{Liveness, NodeRoot};
-use cert_rotator::pass::{self, Edges, Overrides, Pass, Restarts};
+use cert_rotator::pass::{self, Restarts};
 use cert_rotator::report::pass::PassReport;
 use cert_rotator::write::StateDir;
 use common::fakes::{FakeProber, RecordingServiceManager};
@@ -47,22 +47,12 @@ fn pass_on(root: &NodeRoot, services: &RecordingServiceManager) -> PassReport {
     let state = StateDir::new(root, &s.state_dir, s.keep_backups);
     let plan = pass::plan_run_with(root, &s, &state, now(), &pass::plan_options(root));
     let prober = FakeProber::new(root.dir(), &[]);
-    let restarts = Restarts::without_edges(root).unwrap_or(Restarts::Live(Edges {
-        services,
-        prober: &prober,
-        clock: &SystemClock,
-        lock: None,
-    }));
-    let node = cert_rotator::inventory::NodeReader::new(root, &s);
-    let p = Pass {
-        root,
-        settings: &s,
-        node: &node,
-        state: &state,
-        overrides: Overrides::default(),
-        restarts,
-    };
-    pass::execute(&p, &plan, &mut |_| {})
+    let p = TestPass::new(root, &s, &state);
+    match Restarts::without_edges(root) {
+        Some(restarts) => p.restarts(restarts),
+        None => p.live(services, &prober, &SystemClock),
+    }
+    .execute(&plan)
 }
 
 #[test]

@@ -20,7 +20,7 @@ use cert_rotator::config::Settings;
 use cert_rotator::coordination::etcd::{EtcdAccess, EtcdLock};
 use cert_rotator::coordination::{self, HeldSlot, LockError, LockGroup, RestartLock};
 use cert_rotator::node::NodeRoot;
-use cert_rotator::pass::{self, Edges, Overrides, Pass, Restarts};
+use cert_rotator::pass;
 use cert_rotator::report::pass::PassReport;
 use cert_rotator::write::StateDir;
 use common::etcd::Cluster;
@@ -140,21 +140,10 @@ fn live_pass(
     let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
     let plan = pass::plan_run(&root, s, &state, clock.now());
     let prober = FakeProber::down_until_restarted(r, &[(6443, APISERVER_YAML)]);
-    let node = cert_rotator::inventory::NodeReader::new(&root, s);
-    let p = Pass {
-        root: &root,
-        settings: s,
-        node: &node,
-        state: &state,
-        overrides: Overrides::default(),
-        restarts: Restarts::Live(Edges {
-            services,
-            prober: &prober,
-            clock,
-            lock: Some(lock),
-        }),
-    };
-    pass::execute(&p, &plan, &mut |_| {})
+    TestPass::new(&root, s, &state)
+        .live(services, &prober, clock)
+        .lock(Some(lock))
+        .execute(&plan)
 }
 
 /// The packaged defaults (lock backend `auto`: the node's etcd), on the FakeClock.

@@ -14,38 +14,11 @@ use std::time::Duration as StdDuration;
 use cert_rotator::config::Settings;
 use cert_rotator::inventory::NodeReader;
 use cert_rotator::node::NodeRoot;
-use cert_rotator::pass::{self, Edges, Overrides, Pass, Restarts};
-use cert_rotator::plan::Plan;
-use cert_rotator::report::pass::{section, PassReport, Section};
+use cert_rotator::pass::{self, Edges};
+use cert_rotator::report::pass::{section, Section};
 use cert_rotator::write::StateDir;
 use common::fakes::{FakeClock, FakeProber, RecordingServiceManager};
 use common::*;
-
-fn on_fake_clock(
-    root: &NodeRoot,
-    s: &Settings,
-    state: &StateDir,
-    plan: &Plan,
-    services: &RecordingServiceManager,
-    prober: &FakeProber,
-    clock: &FakeClock,
-) -> PassReport {
-    let node = NodeReader::new(root, s);
-    let p = Pass {
-        root,
-        settings: s,
-        node: &node,
-        state,
-        overrides: Overrides::default(),
-        restarts: Restarts::Live(Edges {
-            services,
-            prober,
-            clock,
-            lock: None,
-        }),
-    };
-    pass::execute(&p, plan, &mut |_| {})
-}
 
 fn settings() -> Settings {
     let mut s = Settings::default();
@@ -72,7 +45,9 @@ fn a_component_already_serving_its_new_certificate_is_not_restarted() {
     let prober = FakeProber::new(r, &[]);
     let services = RecordingServiceManager::new();
     let clock = FakeClock::at(at);
-    let report = on_fake_clock(&root, &s, &state, &plan, &services, &prober, &clock);
+    let report = TestPass::new(&root, &s, &state)
+        .live(&services, &prober, &clock)
+        .execute(&plan);
     assert!(report.ok(), "{}", report.summary());
     assert_eq!(report.renewed().len(), 1);
     assert!(report.restarted().is_empty(), "{}", report.summary());
@@ -152,7 +127,9 @@ fn an_apiserver_serving_anew_is_not_restarted_for_the_client_certificates_it_rel
     let prober = FakeProber::new(r, &[]);
     let services = RecordingServiceManager::new();
     let clock = FakeClock::at(at);
-    let report = on_fake_clock(&root, &s, &state, &plan, &services, &prober, &clock);
+    let report = TestPass::new(&root, &s, &state)
+        .live(&services, &prober, &clock)
+        .execute(&plan);
     assert!(report.ok(), "{}", report.summary());
     assert_eq!(report.renewed().len(), 5, "{}", report.summary());
     assert_eq!(report.restarts_avoided().len(), 1, "{}", report.summary());
@@ -183,15 +160,9 @@ fn the_kubelet_serving_kubelet_crt_anew_is_not_restarted_but_one_that_loads_it_a
     let plan = pass::plan_run(&root, &s, &state, at);
     let services = RecordingServiceManager::new();
     let prober = FakeProber::new(r, &[]);
-    let report = on_fake_clock(
-        &root,
-        &s,
-        &state,
-        &plan,
-        &services,
-        &prober,
-        &FakeClock::at(at),
-    );
+    let report = TestPass::new(&root, &s, &state)
+        .live(&services, &prober, &FakeClock::at(at))
+        .execute(&plan);
     assert!(report.ok(), "{}", report.summary());
     assert!(services.restarted().is_empty(), "{}", report.summary());
     assert_eq!(report.restarts_avoided().len(), 1);
@@ -209,15 +180,9 @@ fn the_kubelet_serving_kubelet_crt_anew_is_not_restarted_but_one_that_loads_it_a
     let plan = pass::plan_run(&root, &s, &state, at);
     let services = RecordingServiceManager::new();
     let prober = FakeProber::new(r, &[]);
-    let report = on_fake_clock(
-        &root,
-        &s,
-        &state,
-        &plan,
-        &services,
-        &prober,
-        &FakeClock::at(at),
-    );
+    let report = TestPass::new(&root, &s, &state)
+        .live(&services, &prober, &FakeClock::at(at))
+        .execute(&plan);
     assert!(report.ok(), "{}", report.summary());
     assert_eq!(services.restarted(), ["kubelet.service"]);
     assert!(report.restarts_avoided().is_empty());
@@ -247,7 +212,9 @@ fn an_all_expired_node_revives_in_one_pass_without_waiting() {
     let services = RecordingServiceManager::new();
     let clock = FakeClock::at(at);
     let started = std::time::Instant::now();
-    let report = on_fake_clock(&root, &s, &state, &plan, &services, &prober, &clock);
+    let report = TestPass::new(&root, &s, &state)
+        .live(&services, &prober, &clock)
+        .execute(&plan);
     // For benches/revive.sh (never asserted: timings are the benchmark's business).
     eprintln!(
         "revive: {} certificates renewed, {} restarts, pass work {} ms, slept {} s on the pass's clock",
@@ -307,7 +274,9 @@ fn a_healthy_control_plane_keeps_its_gaps() {
     let services = RecordingServiceManager::new();
     let clock = FakeClock::at(at);
     let started = std::time::Instant::now();
-    let report = on_fake_clock(&root, &s, &state, &plan, &services, &prober, &clock);
+    let report = TestPass::new(&root, &s, &state)
+        .live(&services, &prober, &clock)
+        .execute(&plan);
     eprintln!(
         "healthy: {} certificates renewed, {} restarts, pass work {} ms, slept {} s on the pass's clock",
         report.renewed().len(),
@@ -342,7 +311,9 @@ fn a_component_that_is_down_restarts_without_the_gap() {
     let prober = FakeProber::down_until_restarted(r, &[(6443, APISERVER_YAML)]);
     let services = RecordingServiceManager::new();
     let clock = FakeClock::at(at);
-    let report = on_fake_clock(&root, &s, &state, &plan, &services, &prober, &clock);
+    let report = TestPass::new(&root, &s, &state)
+        .live(&services, &prober, &clock)
+        .execute(&plan);
     assert!(report.ok(), "{}", report.summary());
     assert_eq!(report.restarted().len(), 2, "{}", report.summary());
     assert!(clock.slept().is_empty(), "{:?}", clock.slept());
@@ -392,7 +363,9 @@ fn the_restart_cap_does_not_hold_back_a_broken_component() {
     cert_rotator::plan::lift_cap_for_broken(&mut plan, &broken);
     assert!(plan.deferred.is_empty());
     assert_eq!(plan.groups.len(), 2);
-    let report = on_fake_clock(&root, &s, &state, &plan, &services, &down, &clock);
+    let report = TestPass::new(&root, &s, &state)
+        .live(&services, &down, &clock)
+        .execute(&plan);
     assert!(report.ok(), "{}", report.summary());
     assert_eq!(report.restarted().len(), 2, "{}", report.summary());
 }
@@ -441,28 +414,22 @@ fn a_restart_is_verified_by_the_new_process_only() {
     let services = RecordingServiceManager::new();
     let clock = FakeClock::at(at);
     let restart = |prober: &FakeProber| {
-        let node = NodeReader::new(&root, &s);
-        let p = Pass {
-            root: &root,
-            settings: &s,
-            node: &node,
-            state: &state,
-            overrides: Overrides::default(),
-            restarts: Restarts::NotLive,
-        };
+        // Files only: the restart's edges are handed to it, not taken from the pass.
         let edges = Edges {
             services: &services,
             prober,
             clock: &clock,
             lock: None,
         };
-        cert_rotator::rollout::restart_and_verify(
-            &p,
-            &edges,
-            &cert_rotator::model::Component::KubeApiserver,
-            cert_rotator::plan::Reload::StaticPod("kube-apiserver".into()),
-            &["1".into()],
-        )
+        TestPass::new(&root, &s, &state).with(|p| {
+            cert_rotator::rollout::restart_and_verify(
+                p,
+                &edges,
+                &cert_rotator::model::Component::KubeApiserver,
+                cert_rotator::plan::Reload::StaticPod("kube-apiserver".into()),
+                &["1".into()],
+            )
+        })
     };
     // The kubelet recreates the pod: verified by its new process.
     let prober = FakeProber::until_restarted(
@@ -546,23 +513,13 @@ fn one_run_reads_each_components_endpoints_once() {
     // The control-plane group's first slot is refused: the lock checks whether the
     // component is already broken.
     let lock = common::fakes::FakeLock::new("cp-a", vec![Some(common::fakes::FakeLock::busy("x"))]);
-    let node = NodeReader::new(&root, &s);
-    let p = Pass {
-        root: &root,
-        settings: &s,
-        node: &node,
-        state: &state,
-        overrides: Overrides::default(),
-        restarts: Restarts::Live(Edges {
-            services: &services,
-            prober: &prober,
-            clock: &clock,
-            lock: Some(&lock),
-        }),
-    };
+    let p = TestPass::new(&root, &s, &state)
+        .live(&services, &prober, &clock)
+        .lock(Some(&lock));
     let reads = EndpointReads::default();
     let subscriber = tracing_subscriber::registry().with(reads.clone());
-    let report = tracing::subscriber::with_default(subscriber, || pass::run(&p, at, &mut |_| {}));
+    let report =
+        tracing::subscriber::with_default(subscriber, || p.with(|p| pass::run(p, at, &mut |_| {})));
     assert!(report.ok(), "{}", report.summary());
     // kube-apiserver restarted without the slot (broken); kube-scheduler waits for one.
     assert_eq!(report.restarted().len(), 1, "{}", report.summary());

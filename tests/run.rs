@@ -12,40 +12,11 @@ use std::time::Duration as StdDuration;
 use cert_rotator::clock::SystemClock;
 use cert_rotator::config::Settings;
 use cert_rotator::node::NodeRoot;
-use cert_rotator::pass::{self, Edges, Overrides, Pass, Restarts};
-use cert_rotator::plan::Plan;
-use cert_rotator::report::pass::PassReport;
+use cert_rotator::pass;
 use cert_rotator::restart::ServiceManager;
-use cert_rotator::verify::Prober;
 use cert_rotator::write::StateDir;
 use common::fakes::{FakeProber, RecordedRestart, RecordingServiceManager};
 use common::*;
-
-/// A pass on the live edges of the tests: the recording service manager and a prober.
-fn live_pass(
-    root: &NodeRoot,
-    s: &Settings,
-    state: &StateDir,
-    plan: &Plan,
-    services: &RecordingServiceManager,
-    prober: &dyn Prober,
-) -> PassReport {
-    let node = cert_rotator::inventory::NodeReader::new(root, s);
-    let p = Pass {
-        root,
-        settings: s,
-        node: &node,
-        state,
-        overrides: Overrides::default(),
-        restarts: Restarts::Live(Edges {
-            services,
-            prober,
-            clock: &SystemClock,
-            lock: None,
-        }),
-    };
-    pass::execute(&p, plan, &mut |_| {})
-}
 
 fn settings() -> Settings {
     let mut s = Settings::default();
@@ -90,7 +61,9 @@ fn a_pass_renews_groups_restarts_each_component_once_and_verifies() {
     let plan = pass::plan_run(&root, &s, &state, now());
     let services = RecordingServiceManager::new();
     let prober = FakeProber::new(r, &[]);
-    let report = live_pass(&root, &s, &state, &plan, &services, &prober);
+    let report = TestPass::new(&root, &s, &state)
+        .live(&services, &prober, &SystemClock)
+        .execute(&plan);
     assert!(report.ok(), "{}", report.summary());
     let renewed: Vec<&str> = report.renewed().iter().map(|c| c.name.as_str()).collect();
     // Expired first, then by renew_at; apiserver and front-proxy-client in one group.
@@ -190,7 +163,9 @@ fn a_component_that_does_not_serve_its_new_certificate_is_rolled_back() {
     // Order: controller-manager.conf (10 days) before apiserver (20 days)? renew_at decides.
     let services = RecordingServiceManager::new();
     let prober = FakeProber::new(r, &[(6443, "/etc/kubernetes/pki/apiserver.crt")]);
-    let report = live_pass(&root, &s, &state, &plan, &services, &prober);
+    let report = TestPass::new(&root, &s, &state)
+        .live(&services, &prober, &SystemClock)
+        .execute(&plan);
     assert!(!report.ok());
     assert!(
         report
@@ -248,7 +223,9 @@ fn the_restart_cap_defers_to_the_next_pass_and_history_keeps_the_gap() {
         let plan = pass::plan_run(&root, &s, &state, now());
         assert_eq!(plan.groups.len(), 1, "pass {pass_no}: one restart per pass");
         assert_eq!(plan.deferred.len(), 3 - pass_no);
-        let report = live_pass(&root, &s, &state, &plan, &services, &prober);
+        let report = TestPass::new(&root, &s, &state)
+            .live(&services, &prober, &SystemClock)
+            .execute(&plan);
         assert!(report.ok(), "{}", report.summary());
         order.extend(
             report
@@ -409,24 +386,17 @@ fn run_renews_due_cas_then_plans_again_then_renews_the_leaves() {
     let root = NodeRoot::new(d.path());
     let s = Settings::default();
     let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
-    let node = cert_rotator::inventory::NodeReader::new(&root, &s);
-    let p = Pass {
-        root: &root,
-        settings: &s,
-        node: &node,
-        state: &state,
-        overrides: Overrides::default(),
-        restarts: Restarts::NotLive,
-    };
     let mut notes = Vec::new();
-    let report = pass::run(&p, now(), &mut |n| {
-        notes.push(match n {
-            RunNote::Warning(w) => format!("warning {w}"),
-            RunNote::Error(e) => format!("error {e}"),
-            RunNote::Plan(plan) => format!("plan {}", plan.authorities_due.len()),
-            RunNote::PlanAfterCaRenewal(plan) => {
-                format!("plan after {}", plan.authorities_due.len())
-            }
+    let report = TestPass::new(&root, &s, &state).with(|p| {
+        pass::run(p, now(), &mut |n| {
+            notes.push(match n {
+                RunNote::Warning(w) => format!("warning {w}"),
+                RunNote::Error(e) => format!("error {e}"),
+                RunNote::Plan(plan) => format!("plan {}", plan.authorities_due.len()),
+                RunNote::PlanAfterCaRenewal(plan) => {
+                    format!("plan after {}", plan.authorities_due.len())
+                }
+            })
         })
     });
     assert_eq!(notes, ["plan 3", "plan after 0"], "{report:#?}");

@@ -10,7 +10,7 @@ use cert_rotator::config::Settings;
 use cert_rotator::inventory::{self, TargetState};
 use cert_rotator::issue::{self, RenewOptions};
 use cert_rotator::node::NodeRoot;
-use cert_rotator::pass::{self, Overrides, Pass, Restarts, Selection};
+use cert_rotator::pass::{self, Restarts, Selection};
 use cert_rotator::report::pass::Outcome;
 use cert_rotator::write::StateDir;
 use common::*;
@@ -19,15 +19,9 @@ fn host(r: &Path, p: &str) -> PathBuf {
     r.join(p.trim_start_matches('/'))
 }
 
-fn offline_pass<'a>(node: &'a inventory::NodeReader<'a>, state: &'a StateDir) -> Pass<'a> {
-    Pass {
-        root: node.root,
-        settings: node.settings,
-        node,
-        state,
-        overrides: Overrides::default(),
-        restarts: Restarts::Operator,
-    }
+/// A pass whose restarts the operator does (`--no-restart`).
+fn offline_pass<'a>(root: &'a NodeRoot, s: &'a Settings, state: &'a StateDir) -> TestPass<'a> {
+    TestPass::new(root, s, state).restarts(Restarts::Operator)
 }
 
 #[test]
@@ -50,11 +44,8 @@ fn a_forced_plan_renews_exactly_the_selection_and_reports_each_as_it_completes()
         .collect();
     assert_eq!(planned, ["etcd/server", "admin.conf", "apiserver"]);
     let mut seen = Vec::new();
-    let report = pass::execute(
-        &offline_pass(&inventory::NodeReader::new(&root, &s), &state),
-        &plan,
-        &mut |t| seen.push(t.name.clone()),
-    );
+    let report = offline_pass(&root, &s, &state)
+        .with(|p| pass::execute(p, &plan, &mut |t| seen.push(t.name.clone())));
     assert!(report.ok(), "{}", report.summary());
     assert_eq!(seen, ["etcd/server", "admin.conf", "apiserver"]);
     assert!(report
@@ -110,11 +101,7 @@ fn a_ca_key_that_does_not_load_fails_its_leaves_and_the_others_go_on() {
     let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
     let plan = pass::plan_run(&root, &s, &state, now());
     let before = std::fs::read(host(r, "/etc/kubernetes/pki/apiserver.crt")).unwrap();
-    let report = pass::execute(
-        &offline_pass(&inventory::NodeReader::new(&root, &s), &state),
-        &plan,
-        &mut |_| {},
-    );
+    let report = offline_pass(&root, &s, &state).execute(&plan);
     assert!(!report.ok());
     let outcome = |name: &str| {
         report
@@ -151,11 +138,7 @@ fn an_unreadable_ca_certificate_fails_the_pass_naming_it() {
     let s = Settings::default();
     let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
     let plan = pass::plan_run(&root, &s, &state, now());
-    let report = pass::execute(
-        &offline_pass(&inventory::NodeReader::new(&root, &s), &state),
-        &plan,
-        &mut |_| {},
-    );
+    let report = offline_pass(&root, &s, &state).execute(&plan);
     assert!(!report.ok());
     assert!(
         report
@@ -204,7 +187,6 @@ fn no_renewal_writes_a_certificate_born_expired() {
 /// control-plane restarts on that clock (no real wait) and stamps the history with it.
 #[test]
 fn a_pass_replayed_on_a_fake_clock_paces_control_plane_restarts_on_it() {
-    use cert_rotator::pass::Edges;
     use common::fakes::{FakeClock, FakeProber, RecordingServiceManager};
     let at = now();
     let spec = NodeSpec::control_plane(at)
@@ -230,22 +212,10 @@ fn a_pass_replayed_on_a_fake_clock_paces_control_plane_restarts_on_it() {
             "/etc/kubernetes/manifests/kube-apiserver.yaml",
         )],
     );
-    let node = inventory::NodeReader::new(&root, &s);
-    let p = Pass {
-        root: &root,
-        settings: &s,
-        node: &node,
-        state: &state,
-        overrides: Overrides::default(),
-        restarts: Restarts::Live(Edges {
-            services: &services,
-            prober: &prober,
-            clock: &clock,
-            lock: None,
-        }),
-    };
     let started = std::time::Instant::now();
-    let report = pass::execute(&p, &plan, &mut |_| {});
+    let report = TestPass::new(&root, &s, &state)
+        .live(&services, &prober, &clock)
+        .execute(&plan);
     assert!(report.ok(), "{}", report.summary());
     assert_eq!(report.restarted().len(), 2, "{}", report.summary());
     // First the 5 s an apiserver gets to reload by itself (docs/reloads.md; this one

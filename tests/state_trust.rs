@@ -12,7 +12,7 @@ use cert_rotator::config::coordination::CoordinationSettings;
 use cert_rotator::config::Settings;
 use cert_rotator::coordination::{self, LockState, PendingRestart};
 use cert_rotator::node::NodeRoot;
-use cert_rotator::pass::{self, Edges, Overrides, Pass, Restarts};
+use cert_rotator::pass;
 use cert_rotator::report::pass::PassReport;
 use cert_rotator::verify::Prober;
 use cert_rotator::write::StateDir;
@@ -62,21 +62,10 @@ fn live_pass(r: &Path, prober: &dyn Prober, services: &RecordingServiceManager) 
     let clock = FakeClock::at(now());
     let plan = pass::plan_run(&root, &s, &state, clock.now());
     let lock = FakeLock::new("cp-a", vec![]);
-    let node = cert_rotator::inventory::NodeReader::new(&root, &s);
-    let p = Pass {
-        root: &root,
-        settings: &s,
-        node: &node,
-        state: &state,
-        overrides: Overrides::default(),
-        restarts: Restarts::Live(Edges {
-            services,
-            prober,
-            clock: &clock,
-            lock: Some(&lock),
-        }),
-    };
-    pass::execute(&p, &plan, &mut |_| {})
+    TestPass::new(&root, &s, &state)
+        .live(services, prober, &clock)
+        .lock(Some(&lock))
+        .execute(&plan)
 }
 
 /// Node files but the agent's own state.
@@ -336,21 +325,9 @@ fn a_restart_history_from_the_future_holds_a_pass_up_for_two_gaps_at_most() {
         )],
     );
     let services = RecordingServiceManager::new();
-    let node = cert_rotator::inventory::NodeReader::new(&root, &s);
-    let p = Pass {
-        root: &root,
-        settings: &s,
-        node: &node,
-        state: &state,
-        overrides: Overrides::default(),
-        restarts: Restarts::Live(Edges {
-            services: &services,
-            prober: &prober,
-            clock: &clock,
-            lock: None,
-        }),
-    };
-    let rep = pass::execute(&p, &plan, &mut |_| {});
+    let rep = TestPass::new(&root, &s, &state)
+        .live(&services, &prober, &clock)
+        .execute(&plan);
     assert!(rep.ok(), "{}", rep.summary());
     let slept: std::time::Duration = clock.slept().iter().sum();
     // Two gaps at most, and the 5 s this apiserver stand-in (which never reloads by

@@ -6,6 +6,7 @@ pub mod ca;
 pub mod cfssl;
 pub mod fakes;
 pub mod rotation;
+pub mod test_pass;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub use cert_rotator::fixture::{self, NodeSpec, Validity};
+pub use test_pass::TestPass;
 pub use time::{Duration, OffsetDateTime};
 
 pub fn bin() -> PathBuf {
