@@ -127,7 +127,11 @@ fn a_stuck_member_does_not_hide_the_healthy_one() {
         .unwrap()
         .release()
         .unwrap();
-    assert!(started.elapsed() < StdDuration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < StdDuration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(cluster.keys().is_empty());
 }
 
@@ -153,10 +157,11 @@ struct Hostile {
 
 impl Hostile {
     fn start(dir: &Path, answer: fn(&str, usize) -> Answer) -> Hostile {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.crt"))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(dir.join("server.crt"))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
         let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
         let config = Arc::new(
             rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -169,7 +174,10 @@ impl Hostile {
             .unwrap(),
         );
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let url = format!(
+            "https://127.0.0.1:{}",
+            listener.local_addr().unwrap().port()
+        );
         let keepalives: Arc<Mutex<Vec<Instant>>> = Arc::default();
         let log = Arc::clone(&keepalives);
         std::thread::spawn(move || {
@@ -209,7 +217,8 @@ fn serve(
                 let _ = tls.write_all(format!("{}{body}", head(body.len())).as_bytes());
             }
             Answer::CutShort => {
-                let _ = tls.write_all(format!("{}{{\"result\":{{\"ID\":\"1\",", head(60)).as_bytes());
+                let _ =
+                    tls.write_all(format!("{}{{\"result\":{{\"ID\":\"1\",", head(60)).as_bytes());
                 let _ = tls.flush();
                 return;
             }
@@ -235,7 +244,11 @@ fn read_request(tls: &mut impl Read) -> Option<String> {
     let head = String::from_utf8_lossy(&data[..end]).to_string();
     let len: usize = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
         .unwrap_or(0);
     while data.len() < end + len {
         let n = tls.read(&mut buf).ok().filter(|n| *n > 0)?;
@@ -266,8 +279,11 @@ fn keepalive_answers_cut_short_or_with_an_error_in_a_200_keep_the_lease_renewed(
     let a = agent_node(Duration::days(10), None, "https://127.0.0.1:1");
     let d = tempfile::tempdir().unwrap();
     for f in ["ca.crt", "ca.key"] {
-        std::fs::copy(host(a.path(), &format!("/etc/kubernetes/pki/etcd/{f}")), d.path().join(f))
-            .unwrap();
+        std::fs::copy(
+            host(a.path(), &format!("/etc/kubernetes/pki/etcd/{f}")),
+            d.path().join(f),
+        )
+        .unwrap();
     }
     serving_cert(d.path());
     // A stand-in: no real etcd answers this way on purpose.
@@ -288,7 +304,11 @@ fn keepalive_answers_cut_short_or_with_an_error_in_a_200_keep_the_lease_renewed(
     // Never a TTL (3 s) without a renewal sent, up to the release.
     let mut last = StdDuration::ZERO;
     for t in times.iter().chain([&released.duration_since(held)]) {
-        assert!(*t - last < StdDuration::from_secs(3), "a gap of {:?} in {times:?}", *t - last);
+        assert!(
+            *t - last < StdDuration::from_secs(3),
+            "a gap of {:?} in {times:?}",
+            *t - last
+        );
         last = *t;
     }
     assert!(times.len() >= 5, "{times:?}");

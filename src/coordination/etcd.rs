@@ -8,8 +8,9 @@
 //!   slot is taken by a transaction whose compares say the slot key does not exist and
 //!   no other node's failed mark does, so two nodes never hold the same slot and a
 //!   stopped rollout stays stopped. The lease is kept alive from a thread while the
-//!   component restarts and verifies, and revoked on release; an agent killed in
-//!   between frees its slot `lease_ttl_seconds` after its last keep-alive.
+//!   component restarts and verifies (etcd/keeper.rs: failed keep-alives are retried until
+//!   the TTL really passed), and revoked on release; an agent killed in between frees
+//!   its slot `lease_ttl_seconds` after its last keep-alive.
 //! - `PREFIX/<group>/failed/<id>` = `{"id","purpose","at","why"}`, without a lease: left
 //!   when a restarted component failed verification. It blocks every other node of the
 //!   group until this node's next verified restart in the group deletes it, or an
@@ -339,7 +340,8 @@ impl RestartLock for EtcdLock {
             }), deadline);
             match ok {
                 Ok(true) => {
-                    let keeper = Keeper::start(Arc::clone(&self.gw), lease.clone(), timing, granted);
+                    let keeper =
+                        Keeper::start(Arc::clone(&self.gw), lease.clone(), timing, granted);
                     tracing::info!(group = %group.name, component = %purpose, "coordination: holding {key} (lease {lease}, TTL {}s)", timing.ttl.as_secs());
                     return Ok(Box::new(EtcdSlot {
                         lock: self,

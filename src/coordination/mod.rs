@@ -141,7 +141,8 @@ pub trait RestartLock: Send + Sync {
 /// A slot this node holds.
 pub trait HeldSlot {
     /// The restarted component verified: give the slot back (and clear this node's
-    /// failed mark, if it left one earlier).
+    /// failed mark, if it left one earlier). [`LockError::Lost`] when the slot was
+    /// found no longer this node's: its lease ended while the component restarted.
     fn release(self: Box<Self>) -> Result<(), LockError>;
     /// The restarted component failed verification: keep the group stopped (a
     /// persistent mark in etcd; the FleetLock slot stays held).

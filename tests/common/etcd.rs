@@ -206,7 +206,6 @@ impl Drop for Cluster {
 
 // ------------------------------------------------------------------ agents ---
 
-
 /// A control-plane fixture node whose apiserver certificate is due (or expired), with
 /// the etcd CA and etcd client certificate of `pki_from` (the nodes of one cluster
 /// share them, as kubeadm's do) and its kube-apiserver manifest pointing at
@@ -285,4 +284,3 @@ pub fn agent_pass(r: &Path, s: &Settings, locked: bool, prober: &dyn Prober) -> 
         .lock(lock.as_ref().map(|l| l as &dyn RestartLock))
         .execute(&plan)
 }
-

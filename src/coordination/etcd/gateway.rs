@@ -104,12 +104,20 @@ pub(super) fn answer(reply: Reply) -> Result<Value, String> {
     let status = reply.status;
     let text = match reply.body {
         Ok(t) => t,
-        Err(e) => return Err(format!("HTTP {status}, but its body could not be read: {e}")),
+        Err(e) => {
+            return Err(format!(
+                "HTTP {status}, but its body could not be read: {e}"
+            ))
+        }
     };
     let v: Option<Value> = serde_json::from_str(&text).ok();
-    let err = v.as_ref().and_then(|v| v.get("error").or_else(|| v.get("message")));
+    let err = v
+        .as_ref()
+        .and_then(|v| v.get("error").or_else(|| v.get("message")));
     if status != 200 {
-        let msg = err.map(error_text).unwrap_or_else(|| clip(&text).to_string());
+        let msg = err
+            .map(error_text)
+            .unwrap_or_else(|| clip(&text).to_string());
         return Err(format!("HTTP {status}: {msg}"));
     }
     match v {
@@ -143,7 +151,10 @@ pub(super) fn ttl_of(v: &Value) -> Result<Option<u64>, String> {
 /// without a `result` says nothing of the lease.
 pub(super) fn renewal(v: &Value) -> Result<Renewal, String> {
     let Some(result) = v.get("result").filter(|r| r.is_object()) else {
-        return Err(format!("keep-alive answered without a result: {}", clip(&v.to_string())));
+        return Err(format!(
+            "keep-alive answered without a result: {}",
+            clip(&v.to_string())
+        ));
     };
     Ok(match ttl_of(result)? {
         Some(t) => Renewal::Renewed(Duration::from_secs(t)),

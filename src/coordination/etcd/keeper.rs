@@ -53,7 +53,9 @@ impl Keeper {
         let said = Arc::clone(&lost);
         let thread = std::thread::spawn(move || {
             if let Some(why) = keep(&gw, &lease, t, granted, &rx) {
-                tracing::error!("coordination: {why}: the restart slot is lost, another node may take it");
+                tracing::error!(
+                    "coordination: {why}: the restart slot is lost, another node may take it"
+                );
                 *said.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
             }
         });
@@ -99,7 +101,9 @@ fn keep(
         match gw.keepalive(lease, (sent + gw.timeout).min(expires)) {
             Ok(Renewal::Renewed(ttl)) => {
                 if let Some(e) = last_error.take() {
-                    tracing::info!("coordination: keep-alive of lease {lease} succeeded again after: {e}");
+                    tracing::info!(
+                        "coordination: keep-alive of lease {lease} succeeded again after: {e}"
+                    );
                 }
                 // The renewal took effect at the latest when it was sent: counting from
                 // then never overestimates the lease.
