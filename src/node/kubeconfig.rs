@@ -151,14 +151,16 @@ pub enum KubeconfigError {
     Aliased {
         entry: String,
         field: &'static str,
-        alias: String,
+        // Boxed: the error travels inside the issue errors, kept small (clippy's
+        // result_large_err).
+        alias: Box<str>,
     },
     /// The value carries a YAML anchor that another entry's value is an alias of.
     #[error("{entry}: {field} carries a YAML anchor that {other} is an alias of: renewing it in place would change that entry too; edit it by hand (give each entry its own value)")]
     AnchorShared {
         entry: String,
         field: &'static str,
-        other: String,
+        other: Box<str>,
     },
 }
 
@@ -584,7 +586,7 @@ fn own_value(
         return Err(KubeconfigError::Aliased {
             entry: entry.to_string(),
             field,
-            alias: alias.to_string(),
+            alias: alias.into(),
         });
     }
     let tied = values
@@ -594,7 +596,7 @@ fn own_value(
         return Err(KubeconfigError::AnchorShared {
             entry: entry.to_string(),
             field,
-            other: format!("{}'s {}", w.entry, w.field),
+            other: format!("{}'s {}", w.entry, w.field).into(),
         });
     }
     Ok(())
