@@ -249,37 +249,27 @@ fn a_value_another_user_is_an_alias_of_is_not_replaced() {
 /// The same for a cluster's certificate-authority-data (a CA rotation's edit).
 #[test]
 fn a_cluster_ca_tied_to_another_by_yaml_anchors_is_not_replaced() {
-    let kc = KC.replace("certificate-authority-data: Q0E=", "certificate-authority-data: &ca Q0E=")
-        .replace(
-            "contexts:\n",
-            "- cluster:\n    certificate-authority-data: *ca\n    server: https://b:6443\n  name: b\ncontexts:\n",
-        );
-    let e = replace_cluster_ca(kc.as_bytes(), Path::new("/a"), &[("b", b"NEWCA")])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("cluster \"b\": certificate-authority-data is a YAML alias (*ca)"),
-        "{e}"
-    );
-    let e = replace_cluster_ca(kc.as_bytes(), Path::new("/a"), &[("kubernetes", b"NEWCA")])
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("cluster \"kubernetes\": certificate-authority-data carries a YAML anchor that cluster \"b\"'s certificate-authority-data is an alias of"), "{e}");
+    let refused = |kc: &str, cluster: &str| {
+        replace_cluster_ca(kc.as_bytes(), Path::new("/a"), &[(cluster, b"NEWCA")])
+            .unwrap_err()
+            .to_string()
+    };
+    let anchored = KC.replace("authority-data: Q0E=", "authority-data: &ca Q0E=");
+    let b =
+        "- cluster:\n    certificate-authority-data: *ca\n    server: https://b:6443\n  name: b\n";
+    let kc = anchored.replace("contexts:\n", &format!("{b}contexts:\n"));
+    let e = refused(&kc, "b");
+    let alias = "cluster \"b\": certificate-authority-data is a YAML alias (*ca)";
+    assert!(e.contains(alias), "{e}");
+    let e = refused(&kc, "kubernetes");
+    let anchor = "cluster \"kubernetes\": certificate-authority-data carries a YAML anchor that cluster \"b\"'s certificate-authority-data is an alias of";
+    assert!(e.contains(anchor), "{e}");
     // A user's client certificate an alias of the cluster's CA data ties them too.
-    let kc = KC
-        .replace(
-            "certificate-authority-data: Q0E=",
-            "certificate-authority-data: &ca Q0E=",
-        )
-        .replace(
-            "client-certificate-data: Q0VSVA==",
-            "client-certificate-data: *ca",
-        );
-    let e = replace_cluster_ca(kc.as_bytes(), Path::new("/a"), &[("kubernetes", b"NEWCA")])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("user \"kubernetes-admin\"'s client-certificate-data is an alias of"),
-        "{e}"
+    let kc = anchored.replace(
+        "client-certificate-data: Q0VSVA==",
+        "client-certificate-data: *ca",
     );
+    let e = refused(&kc, "kubernetes");
+    let user = "user \"kubernetes-admin\"'s client-certificate-data is an alias of";
+    assert!(e.contains(user), "{e}");
 }
