@@ -227,12 +227,21 @@ mod unreadable_subject {
             rdn(CN, Tag::Utf8String, b"system:node:n1"),
         ];
         rdns.extend(extra);
-        judge_with(&with_subject(rdns), Some(&node()), 86_400, &SanRules::default())
+        judge_with(
+            &with_subject(rdns),
+            Some(&node()),
+            86_400,
+            &SanRules::default(),
+        )
     }
 
     #[test]
     fn a_subject_value_that_does_not_decode_is_denied_not_skipped() {
-        assert!(matches!(judged(None), Verdict::Approve(_)), "{:?}", judged(None));
+        assert!(
+            matches!(judged(None), Verdict::Approve(_)),
+            "{:?}",
+            judged(None)
+        );
         // Read as strings by an approver in Go: an OU, a second O, a second CN.
         for (oid, value) in [
             (OU, &b"\xffanything"[..]),

@@ -216,7 +216,10 @@ mod tests {
         let long = theirs(Some(60));
         assert_eq!(decide(&long, "me", Duration::from_secs(15), ours), follow);
         assert_eq!(decide(&long, "me", Duration::from_secs(59), ours), follow);
-        assert_eq!(decide(&long, "me", Duration::from_secs(60), ours), Decision::Take);
+        assert_eq!(
+            decide(&long, "me", Duration::from_secs(60), ours),
+            Decision::Take
+        );
         // A shorter term of the holder's does not shorten our wait, nor does a
         // missing or negative one.
         for spec in [theirs(Some(5)), theirs(None), theirs(Some(-1))] {

@@ -31,7 +31,8 @@ impl Resting {
     pub fn failed(&mut self, signer: &str, now: Instant) -> Duration {
         let failures = self.signers.get(signer).map_or(0, |(n, _)| *n) + 1;
         let rest = rest_after(failures);
-        self.signers.insert(signer.to_string(), (failures, now + rest));
+        self.signers
+            .insert(signer.to_string(), (failures, now + rest));
         rest
     }
 

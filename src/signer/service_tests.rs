@@ -157,7 +157,11 @@ fn a_resting_signers_round_lists_nothing() {
         ..Default::default()
     };
     let api = ApiClient::from_kubeconfig(&root, std::path::Path::new("/signer.conf"), o).unwrap();
-    let term = Term::new(Instant::now(), Duration::from_secs(15), Duration::from_secs(2));
+    let term = Term::new(
+        Instant::now(),
+        Duration::from_secs(15),
+        Duration::from_secs(2),
+    );
     let mut memory = Memory::default();
     memory.resting.failed(&s.name, Instant::now());
     let started = Instant::now();

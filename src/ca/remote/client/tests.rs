@@ -157,7 +157,14 @@ fn a_server_that_never_answers_costs_the_pass_one_targets_tries() {
     let started = Instant::now();
     let e = client.sign("apiserver", b"{}").unwrap_err();
     assert!(
-        matches!(&e, RemoteError::GaveUp { last: Failure::TlsHandshakeTimeout { .. }, attempts: 2, .. }),
+        matches!(
+            &e,
+            RemoteError::GaveUp {
+                last: Failure::TlsHandshakeTimeout { .. },
+                attempts: 2,
+                ..
+            }
+        ),
         "{e:?}"
     );
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
@@ -175,7 +182,11 @@ fn a_server_that_never_answers_costs_the_pass_one_targets_tries() {
         );
         assert!(e.transport_failure().is_some());
     }
-    assert!(at.elapsed() < StdDuration::from_millis(500), "{:?}", at.elapsed());
+    assert!(
+        at.elapsed() < StdDuration::from_millis(500),
+        "{:?}",
+        at.elapsed()
+    );
     assert!(started.elapsed() < StdDuration::from_secs(10));
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
@@ -227,7 +238,8 @@ fn no_try_starts_nor_lasts_past_the_deadline() {
         "{e:?}"
     );
     assert!(
-        e.to_string().ends_with("(stopped after 1 attempt(s): the Lease term ends)"),
+        e.to_string()
+            .ends_with("(stopped after 1 attempt(s): the Lease term ends)"),
         "{e}"
     );
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
