@@ -1,10 +1,10 @@
 //! The signer service's own rules: the Lease's term, and a cfssl server asked within it.
 
 use super::*;
+use crate::ca::remote::client::tests::silent_listener;
 use crate::pki::x509::{CertTemplate, OID_CN};
 use crate::pki::{KeyAlgorithm, KeyEncoding, PrivateKey};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 #[test]
 fn a_term_ends_one_timeout_before_the_lease() {
@@ -24,23 +24,6 @@ fn a_term_ends_one_timeout_before_the_lease() {
     // A configuration that leaves no time (refused at load) writes nothing.
     let none = Term::new(t0, Duration::from_secs(10), Duration::from_secs(10));
     assert!(none.over_at(t0));
-}
-
-/// A stand-in for a hung cfssl server, which no real one can be made to be: a TCP
-/// listener that accepts and never speaks. Its port and the connections it accepted.
-fn silent_server() -> (u16, Arc<AtomicUsize>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming().flatten() {
-            count.fetch_add(1, Ordering::SeqCst);
-            held.push(s);
-        }
-    });
-    (port, accepted)
 }
 
 /// An approved CSR for CN=my-pod, and a signer for it through the cfssl at `port`
@@ -96,7 +79,7 @@ fn cfssl_signer(port: u16) -> (tempfile::TempDir, SignerSettings, CertificateSig
 
 #[test]
 fn a_silent_cfssl_is_asked_within_the_term_only_then_rests() {
-    let (port, accepted) = silent_server();
+    let (port, accepted) = silent_listener();
     let (d, s, csr) = cfssl_signer(port);
     let root = NodeRoot::new(d.path());
     let grant = evaluate(&csr, &s).unwrap();
@@ -129,8 +112,8 @@ fn a_silent_cfssl_is_asked_within_the_term_only_then_rests() {
 fn a_resting_signers_round_lists_nothing() {
     // The API server and cfssl alike accept and never answer: a round that asked either
     // would take its timeout.
-    let (api_port, api_accepted) = silent_server();
-    let (port, accepted) = silent_server();
+    let (api_port, api_accepted) = silent_listener();
+    let (port, accepted) = silent_listener();
     let (d, s, _) = cfssl_signer(port);
     let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256, KeyEncoding::Sec1).unwrap();
     let cert = CertTemplate {

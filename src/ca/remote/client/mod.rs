@@ -541,4 +541,4 @@ fn backoff(base_ms: u64, attempt: u32) -> StdDuration {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -65,10 +65,10 @@ fn authsign_body_is_the_hmac_of_the_request_bytes() {
     assert_eq!(plain.body(b"abc"), b"abc");
 }
 
-/// A stand-in for a hung server, which no real cfssl can be made to be: a TCP listener
-/// that accepts and never speaks. Its port, the count of connections it accepted, and
-/// a node root with a TLS bundle for a client of it.
-fn silent_server() -> (u16, Arc<AtomicUsize>, tempfile::TempDir) {
+/// A stand-in for a hung server, which no real cfssl (nor API server) can be made to
+/// be: a TCP listener that accepts and never speaks. Its port and the count of
+/// connections it accepted. Shared with the signer service's tests.
+pub(crate) fn silent_listener() -> (u16, Arc<AtomicUsize>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -80,6 +80,12 @@ fn silent_server() -> (u16, Arc<AtomicUsize>, tempfile::TempDir) {
             held.push(s);
         }
     });
+    (port, accepted)
+}
+
+/// A [`silent_listener`] and a node root with a TLS bundle for a client of it.
+fn silent_server() -> (u16, Arc<AtomicUsize>, tempfile::TempDir) {
+    let (port, accepted) = silent_listener();
     let d = tempfile::tempdir().unwrap();
     std::fs::write(
         d.path().join("b.pem"),
