@@ -441,7 +441,19 @@ impl RemoteClient {
         let resp = post.header("Content-Type", "application/json").send(body);
         let mut resp = match resp {
             Ok(r) => r,
-            Err(e) => return classify_transport(e),
+            Err(e) => {
+                return match classify_transport(e) {
+                    // The handshake stage names the agent's whole-request timeout when
+                    // the request's was cut to `left`: the try lasted `left` at most.
+                    Attempt::Transient(Failure::TlsHandshakeTimeout { authority, seconds }) => {
+                        Attempt::Transient(Failure::TlsHandshakeTimeout {
+                            authority,
+                            seconds: seconds.min(left.as_secs_f64().ceil() as u64),
+                        })
+                    }
+                    other => other,
+                };
+            }
         };
         let status = resp.status().as_u16();
         let text = match resp
