@@ -312,10 +312,8 @@ fn execute_into(
         let mut any_failed = false;
         for t in &group.targets {
             let outcome = match renew(pass, plan.now, &mut cas, t, &comp, report) {
-                Ok((applied_files, backup_dir, serial, not_after)) => {
-                    written
-                        .files
-                        .extend(applied_files.into_iter().map(|f| (f, backup_dir.clone())));
+                Ok((applied_files, serial, not_after)) => {
+                    written.files.extend(applied_files);
                     written.serials.push(serial.clone());
                     Outcome::Renewed { serial, not_after }
                 }
@@ -394,8 +392,8 @@ fn blocked_result(name: &str, path: &str, outcome: Outcome) -> TargetResult {
     }
 }
 
-/// Issues and writes one planned target: (files written, their backup dir, serial,
-/// not_after).
+/// Issues and writes one planned target: (files written with the backup directory of
+/// their before-images, serial, not_after).
 fn renew(
     pass: &Pass<'_>,
     now: OffsetDateTime,
@@ -403,7 +401,7 @@ fn renew(
     t: &PlannedTarget,
     comp: &str,
     report: &mut PassReport,
-) -> Result<(Vec<PathBuf>, PathBuf, String, OffsetDateTime), PassError> {
+) -> Result<(Vec<(PathBuf, PathBuf)>, String, OffsetDateTime), PassError> {
     let prepared = issue::prepare_planned(
         t,
         cas,
@@ -434,10 +432,5 @@ fn renew(
         },
         component: comp.to_string(),
     });
-    Ok((
-        applied.entries.iter().map(|e| e.path.clone()).collect(),
-        applied.backup_dir,
-        serial,
-        not_after,
-    ))
+    Ok((applied.files(), serial, not_after))
 }
