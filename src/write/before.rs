@@ -171,3 +171,89 @@ impl Applied {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::NodeRoot;
+    use std::fs;
+
+    const CONF: &str = "/etc/kubernetes/scheduler.conf";
+
+    fn kubeconfig(ca: &str, client: &str) -> Vec<u8> {
+        format!("clusters:\n- cluster:\n    certificate-authority-data: {ca}\nusers:\n- user:\n    client-certificate-data: {client}\n").into_bytes()
+    }
+
+    fn node() -> (tempfile::TempDir, NodeRoot) {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("etc/kubernetes")).unwrap();
+        fs::write(d.path().join(&CONF[1..]), kubeconfig("OLD-CA", "OLD-LEAF")).unwrap();
+        let root = NodeRoot::new(d.path());
+        (d, root)
+    }
+
+    fn write(s: &StateDir, label: &str, bytes: Vec<u8>) -> Applied {
+        s.apply(label, &[FileChange::file(CONF, bytes, 0o600, true)])
+            .unwrap()
+    }
+
+    #[test]
+    fn a_leaf_rollback_keeps_the_ca_renewals_edit_of_the_same_kubeconfig() {
+        let (d, root) = node();
+        let s = StateDir::new(&root, Path::new("/var/lib/cr"), 10);
+        // One pass: the CA renewal rewrites the CA data, then the leaf is renewed.
+        let ca = write(&s, "renew CA", kubeconfig("NEW-CA", "OLD-LEAF"));
+        let leaf = write(&s, "renew scheduler.conf", kubeconfig("NEW-CA", "NEW-LEAF"));
+        assert_eq!(ca.backup_dir, leaf.backup_dir, "one generation per pass");
+        let written = leaf.files();
+        assert_eq!(written[0].1, leaf.backup_dir.join(".before/1"));
+        // The leaf's group fails verification and rolls back.
+        let back = s.rollback_of(&written).unwrap();
+        s.restore("roll back kube-scheduler", &back).unwrap();
+        assert_eq!(
+            fs::read(d.path().join(&CONF[1..])).unwrap(),
+            kubeconfig("NEW-CA", "OLD-LEAF")
+        );
+        // The generation still holds the file as the pass found it.
+        let found = root.host(&leaf.backup_dir).join(&CONF[1..]);
+        assert_eq!(fs::read(found).unwrap(), kubeconfig("OLD-CA", "OLD-LEAF"));
+    }
+
+    #[test]
+    fn a_group_that_wrote_a_file_twice_goes_back_to_before_its_first_write() {
+        let (d, root) = node();
+        let s = StateDir::new(&root, Path::new("/var/lib/cr"), 10);
+        let mut written = write(&s, "one", kubeconfig("OLD-CA", "LEAF-1")).files();
+        written.extend(write(&s, "two", kubeconfig("OLD-CA", "LEAF-2")).files());
+        let back = s.rollback_of(&written).unwrap();
+        assert_eq!(back.len(), 1);
+        s.restore("roll back", &back).unwrap();
+        assert_eq!(
+            fs::read(d.path().join(&CONF[1..])).unwrap(),
+            kubeconfig("OLD-CA", "OLD-LEAF")
+        );
+    }
+
+    #[test]
+    fn a_rollback_refuses_a_file_another_change_set_wrote_since() {
+        let (d, root) = node();
+        // An earlier pass renewed the leaf (its restart owed), this pass renews the CA.
+        let earlier = StateDir::new(&root, Path::new("/var/lib/cr"), 10);
+        let owed = write(
+            &earlier,
+            "renew scheduler.conf",
+            kubeconfig("OLD-CA", "NEW-LEAF"),
+        );
+        let this = StateDir::new(&root, Path::new("/var/lib/cr"), 10);
+        write(&this, "renew CA", kubeconfig("NEW-CA", "NEW-LEAF"));
+        let e = this.rollback_of(&owed.files()).unwrap_err().to_string();
+        assert!(
+            e.starts_with(CONF) && e.contains("written again since"),
+            "{e}"
+        );
+        assert_eq!(
+            fs::read(d.path().join(&CONF[1..])).unwrap(),
+            kubeconfig("NEW-CA", "NEW-LEAF")
+        );
+    }
+}

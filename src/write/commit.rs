@@ -177,3 +177,97 @@ mod injected {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::NodeRoot;
+    use crate::write::Phase;
+    use std::fs;
+    use std::path::PathBuf;
+
+    const PKI: &str = "etc/kubernetes/pki";
+
+    fn entry(name: &str, backup: Option<&str>) -> JournalEntry {
+        JournalEntry {
+            path: PathBuf::from(format!("/{PKI}/{name}")),
+            staged: PathBuf::from(format!("/{PKI}/.{name}.cert-rotator.tmp")),
+            backup: backup.map(|b| PathBuf::from(format!("/var/lib/cr/backup/g/{PKI}/{b}"))),
+        }
+    }
+
+    /// A commit that failed after renaming the certificate: the new certificate sits
+    /// with the old key, the new key is still staged.
+    fn half_committed() -> (tempfile::TempDir, StateDir, Journal) {
+        let d = tempfile::tempdir().unwrap();
+        let pki = d.path().join(PKI);
+        let backup = d.path().join("var/lib/cr/backup/g").join(PKI);
+        fs::create_dir_all(&pki).unwrap();
+        fs::create_dir_all(&backup).unwrap();
+        fs::write(backup.join("a.crt"), b"old cert").unwrap();
+        fs::write(backup.join("a.key"), b"old key").unwrap();
+        fs::write(pki.join("a.crt"), b"new cert").unwrap();
+        fs::write(pki.join("a.key"), b"old key").unwrap();
+        fs::write(pki.join(".a.key.cert-rotator.tmp"), b"new key").unwrap();
+        // Created by the change set and renamed already: it stays.
+        fs::write(pki.join("c.pem"), b"created").unwrap();
+        let s = StateDir::new(&NodeRoot::new(d.path()), Path::new("/var/lib/cr"), 3);
+        let j = Journal {
+            label: "renew a".into(),
+            phase: Phase::RollingBack,
+            started: time::OffsetDateTime::now_utc(),
+            entries: vec![
+                entry("a.crt", Some("a.crt")),
+                entry("a.key", Some("a.key")),
+                entry("c.pem", None),
+            ],
+        };
+        s.write_journal(&j).unwrap();
+        (d, s, j)
+    }
+
+    #[test]
+    fn recovery_of_a_rolling_back_record_puts_the_old_pair_back() {
+        let (d, s, _) = half_committed();
+        let pki = d.path().join(PKI);
+        let j = s.recover().unwrap().expect("a record");
+        assert_eq!(j.phase, Phase::RollingBack);
+        assert_eq!(fs::read(pki.join("a.crt")).unwrap(), b"old cert");
+        assert_eq!(fs::read(pki.join("a.key")).unwrap(), b"old key");
+        assert_eq!(fs::read(pki.join("c.pem")).unwrap(), b"created");
+        let mut left: Vec<_> = fs::read_dir(&pki)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["a.crt", "a.key", "c.pem"]);
+        assert!(s.pending().unwrap().is_none());
+    }
+
+    #[test]
+    fn the_undo_is_idempotent_after_a_crash_part_way() {
+        let (d, s, j) = half_committed();
+        let pki = d.path().join(PKI);
+        // A crash after the old certificate was staged back, before its rename.
+        fs::write(pki.join(".a.crt.cert-rotator.tmp"), b"old c").unwrap();
+        s.roll_back_commit(&j).unwrap();
+        s.roll_back_commit(&j).unwrap();
+        assert_eq!(fs::read(pki.join("a.crt")).unwrap(), b"old cert");
+        assert_eq!(fs::read(pki.join("a.key")).unwrap(), b"old key");
+        assert!(!pki.join(".a.crt.cert-rotator.tmp").exists());
+        assert!(!pki.join(".a.key.cert-rotator.tmp").exists());
+    }
+
+    #[test]
+    fn a_missing_backup_stops_the_undo_naming_the_file() {
+        let (d, s, _) = half_committed();
+        fs::remove_file(d.path().join("var/lib/cr/backup/g").join(PKI).join("a.crt")).unwrap();
+        let e = s.recover().unwrap_err().to_string();
+        assert!(
+            e.contains("/etc/kubernetes/pki/a.crt") && e.contains("is gone"),
+            "{e}"
+        );
+        // The record stays for the operator (status shows it).
+        assert_eq!(s.pending().unwrap().unwrap().phase, Phase::RollingBack);
+    }
+}
