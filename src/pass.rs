@@ -407,6 +407,9 @@ fn blocked_result(name: &str, path: &str, outcome: Outcome) -> TargetResult {
     }
 }
 
+/// Files written, each with the backup directory of its before-image.
+type BackedUp = Vec<(PathBuf, PathBuf)>;
+
 /// Issues and writes one planned target: (files written with the backup directory of
 /// their before-images, serial, not_after).
 fn renew(
@@ -416,7 +419,7 @@ fn renew(
     t: &PlannedTarget,
     comp: &str,
     report: &mut PassReport,
-) -> Result<(Vec<(PathBuf, PathBuf)>, String, OffsetDateTime), PassError> {
+) -> Result<(BackedUp, String, OffsetDateTime), PassError> {
     let prepared = issue::prepare_planned(
         t,
         cas,
