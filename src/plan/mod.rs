@@ -164,6 +164,10 @@ pub struct Plan {
     /// any leaf (so no leaf is capped by a dying CA), and reports the others.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub authorities_due: Vec<DueAuthority>,
+    /// Private key files open to group or others, each naming the file and its mode:
+    /// said, never changed by reading (a renewal writes its new key 0600).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_warnings: Vec<String>,
 }
 
 impl Plan {
@@ -187,13 +191,7 @@ impl Group {
 /// A certificate no readable CA signed, on a node whose CA file is unreadable (cut
 /// short, not a CA): the broken CA file is the cause, and is named first.
 fn route_of(settings: &Settings, inv: &Inventory, target: &Target, reading: &Reading) -> CaRoute {
-    let key_of = |name: &str| inv.authority(name).map(|a| (a.def.key.clone(), a.has_key));
-    let serving = target
-        .serving
-        .as_ref()
-        .and_then(|s| route::serving_route(settings, s.mode, &key_of));
-    let route =
-        serving.unwrap_or_else(|| ca_route(settings, &target.name, &reading.signer, &key_of));
+    let route = configured_route(settings, inv, target, reading);
     let broken: Vec<String> = inv
         .authorities
         .iter()
@@ -208,8 +206,39 @@ fn route_of(settings: &Settings, inv: &Inventory, target: &Target, reading: &Rea
                 broken.join("; ")
             ))
         }
+        // A key that is there but cannot sign: promised, the renewal would fail.
+        CaRoute::Local(name) => match inv.authority(&name).and_then(|a| a.key_error.as_ref()) {
+            Some(e) => CaRoute::NotRenewable(format!("its CA {name}'s key cannot be used: {e}")),
+            None => CaRoute::Local(name),
+        },
         route => route,
     }
+}
+
+/// A CA key that is there but cannot sign (unreadable, not a key, another CA's), as a
+/// failure of the pass naming the file, as an unreadable leaf key is one.
+fn broken_key(a: &crate::inventory::ObservedAuthority) -> Option<Blocked> {
+    a.key_error.as_ref().map(|e| Blocked {
+        name: a.def.name.clone(),
+        path: a.def.key.display().to_string(),
+        why: e.to_string(),
+    })
+}
+
+/// The route the configuration gives a target (`[kubelet] serving`, else its signer and
+/// `[targets."NAME"] ca`), before the CAs' state is looked at.
+fn configured_route(
+    settings: &Settings,
+    inv: &Inventory,
+    target: &Target,
+    reading: &Reading,
+) -> CaRoute {
+    let key_of = |name: &str| inv.authority(name).map(|a| (a.def.key.clone(), a.has_key));
+    let serving = target
+        .serving
+        .as_ref()
+        .and_then(|s| route::serving_route(settings, s.mode, &key_of));
+    serving.unwrap_or_else(|| ca_route(settings, &target.name, &reading.signer, &key_of))
 }
 
 fn blocked(t: &Target, why: String) -> Blocked {
@@ -275,6 +304,7 @@ pub fn forced(
         authorities: authority_defs(inv),
         control_plane_not_before: None,
         authorities_due: Vec::new(),
+        key_warnings: key_warnings(inv),
     };
     for o in &inv.certificates {
         let t = &o.target;
@@ -298,6 +328,13 @@ pub fn forced(
             None => route_of(settings, inv, t, r),
         };
         if let CaRoute::NotRenewable(why) = route {
+            // A selected target its CA's broken key blocks: the key is the failure.
+            if let CaRoute::Local(name) = configured_route(settings, inv, t, r) {
+                let key = inv.authority(&name).and_then(broken_key);
+                if let Some(b) = key.filter(|b| !plan.unreadable.iter().any(|u| u.name == b.name)) {
+                    plan.unreadable.push(b);
+                }
+            }
             plan.not_renewable.push(blocked(t, why));
             continue;
         }
@@ -390,6 +427,8 @@ pub fn make_plan_with(
     let mut unreadable = Vec::new();
     // A CA that cannot be read hides which of its leaves are due: the pass must fail
     // naming it, not report its leaves as signed by nobody.
+    // So does a CA key that cannot sign: the pass fails naming it (as it does for an
+    // unreadable leaf key), and the leaves that need it are not promised.
     for a in &inv.authorities {
         if let Err(e) = &a.cert {
             unreadable.push(Blocked {
@@ -398,6 +437,7 @@ pub fn make_plan_with(
                 why: e.to_string(),
             });
         }
+        unreadable.extend(broken_key(a));
     }
     for o in &inv.certificates {
         let t = &o.target;
@@ -503,7 +543,12 @@ pub fn make_plan_with(
         authorities: authority_defs(inv),
         control_plane_not_before,
         authorities_due: due_authorities(&settings.authorities, inv, now),
+        key_warnings: key_warnings(inv),
     }
+}
+
+fn key_warnings(inv: &Inventory) -> Vec<String> {
+    inv.open_keys().iter().map(|o| o.to_string()).collect()
 }
 
 fn authority_defs(inv: &Inventory) -> Vec<AuthorityDef> {

@@ -108,6 +108,9 @@ pub fn plan_text(plan: &Plan, liveness: Liveness) -> String {
     for b in &plan.unreadable {
         out.push_str(&format!("Unreadable: {}\n", b.why));
     }
+    for w in &plan.key_warnings {
+        out.push_str(&format!("WARNING: {w}\n"));
+    }
     out
 }
 
