@@ -176,7 +176,7 @@ impl CaStatusReport {
                 out.push_str(&format!(
                     "  certificate {}: {} serial {} expires {}\n",
                     i + 1,
-                    b.subject,
+                    crate::shown::printable(&b.subject),
                     b.serial,
                     human_date(b.not_after)
                 ));
@@ -196,7 +196,7 @@ impl CaStatusReport {
                 out.push_str(&format!("  {e}\n"));
             }
         }
-        out
+        crate::shown::printable_text(&out).into_owned()
     }
 }
 

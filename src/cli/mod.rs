@@ -299,6 +299,7 @@ pub(crate) use {errln, out, outln};
 
 /// One line on stderr; a stderr that cannot be written to is ignored rather than a panic.
 fn say(message: &str) {
+    let message = crate::shown::printable_text(message);
     let _ = writeln!(std::io::stderr(), "cert-rotator: {message}");
 }
 

@@ -111,7 +111,7 @@ pub fn plan_text(plan: &Plan, liveness: Liveness) -> String {
     for w in &plan.key_warnings {
         out.push_str(&format!("WARNING: {w}\n"));
     }
-    out
+    crate::shown::printable_text(&out).into_owned()
 }
 
 #[cfg(test)]

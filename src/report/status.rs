@@ -374,7 +374,7 @@ impl Status {
                 out.push_str(&format!("  {e}\n"));
             }
         }
-        out
+        crate::shown::printable_text(&out).into_owned()
     }
 }
 
@@ -465,8 +465,14 @@ pub fn key_words(has_key: bool, key_error: bool) -> &'static str {
     }
 }
 
-/// Columns aligned, as kubeadm prints its tables.
+/// Columns aligned, as kubeadm prints its tables; each cell shown safely
+/// ([`crate::shown::printable`]): a subject or a path is the node's text.
 pub fn render<const N: usize>(rows: &[[String; N]]) -> String {
+    let rows: Vec<[String; N]> = rows
+        .iter()
+        .map(|r| r.clone().map(|c| crate::shown::printable(&c).into_owned()))
+        .collect();
+    let rows = rows.as_slice();
     let mut widths = [0usize; N];
     for r in rows {
         for (i, c) in r.iter().enumerate() {
