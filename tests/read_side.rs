@@ -86,6 +86,8 @@ fn a_ca_key_that_cannot_sign_fails_the_read_only_commands_naming_it() {
         }
         let all = fails_and_changes_nothing(r, &mut agent(r, &["run"]), &[&e]);
         assert!(!all.contains("renewed ("), "{what}: {all}");
+        // A renewal on request of a target that needs the key fails naming it too.
+        fails_and_changes_nothing(r, &mut agent(r, &["renew", "apiserver"]), &[&e]);
     }
 }
 
