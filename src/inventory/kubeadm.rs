@@ -289,7 +289,12 @@ fn temp_dirs(
                 Some(Unexamined {
                     dir: dir.clone(),
                     left: 0,
-                    unreadable: Some(e.to_string()),
+                    // The path is named once, by the Display.
+                    unreadable: Some(if e.path == dir {
+                        e.problem.to_string()
+                    } else {
+                        e.to_string()
+                    }),
                 }),
             );
         }
