@@ -74,7 +74,7 @@ fn a_ca_key_that_cannot_sign_fails_the_read_only_commands_naming_it() {
         for t in ["apiserver", "scheduler.conf"] {
             assert!(
                 plan_text.contains(&format!(
-                    "Not renewable here: {t} (its CA ca's key cannot be used: {e})"
+                    "Cannot be renewed: {t} (its CA ca's key cannot be used: {e})"
                 )),
                 "{what}: {plan_text}"
             );

@@ -50,7 +50,7 @@ pub fn plan(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) 
     } else {
         plan_text(&plan, root.liveness())
     };
-    let code = if plan.unreadable.is_empty() {
+    let code = if plan.unreadable.is_empty() && plan.cannot_sign.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -149,6 +149,11 @@ pub struct Plan {
     pub deferred: Vec<Deferral>,
     /// Due, but no CA on this node can renew them.
     pub not_renewable: Vec<Blocked>,
+    /// Due (or asked for), but the key of the CA that signs them is there and cannot
+    /// sign (unreadable, not a key, another CA's): failed by the pass, naming the key,
+    /// never promised as renewals.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cannot_sign: Vec<Blocked>,
     /// Could not be read: reported, never touched.
     pub unreadable: Vec<Blocked>,
     /// Selected for a renewal on request but absent, and optional: skipped.
@@ -191,7 +196,13 @@ impl Group {
 /// A certificate no readable CA signed, on a node whose CA file is unreadable (cut
 /// short, not a CA): the broken CA file is the cause, and is named first.
 fn route_of(settings: &Settings, inv: &Inventory, target: &Target, reading: &Reading) -> CaRoute {
-    let route = configured_route(settings, inv, target, reading);
+    let key_of = |name: &str| inv.authority(name).map(|a| (a.def.key.clone(), a.has_key));
+    let serving = target
+        .serving
+        .as_ref()
+        .and_then(|s| route::serving_route(settings, s.mode, &key_of));
+    let route =
+        serving.unwrap_or_else(|| ca_route(settings, &target.name, &reading.signer, &key_of));
     let broken: Vec<String> = inv
         .authorities
         .iter()
@@ -206,11 +217,6 @@ fn route_of(settings: &Settings, inv: &Inventory, target: &Target, reading: &Rea
                 broken.join("; ")
             ))
         }
-        // A key that is there but cannot sign: promised, the renewal would fail.
-        CaRoute::Local(name) => match inv.authority(&name).and_then(|a| a.key_error.as_ref()) {
-            Some(e) => CaRoute::NotRenewable(format!("its CA {name}'s key cannot be used: {e}")),
-            None => CaRoute::Local(name),
-        },
         route => route,
     }
 }
@@ -225,20 +231,14 @@ fn broken_key(a: &crate::inventory::ObservedAuthority) -> Option<Blocked> {
     })
 }
 
-/// The route the configuration gives a target (`[kubelet] serving`, else its signer and
-/// `[targets."NAME"] ca`), before the CAs' state is looked at.
-fn configured_route(
-    settings: &Settings,
-    inv: &Inventory,
-    target: &Target,
-    reading: &Reading,
-) -> CaRoute {
-    let key_of = |name: &str| inv.authority(name).map(|a| (a.def.key.clone(), a.has_key));
-    let serving = target
-        .serving
-        .as_ref()
-        .and_then(|s| route::serving_route(settings, s.mode, &key_of));
-    serving.unwrap_or_else(|| ca_route(settings, &target.name, &reading.signer, &key_of))
+/// Why the local CA `route` names cannot sign: its key is there but unusable. Its
+/// certificates are not promised as renewals; the pass fails them, naming the key.
+fn key_cannot_sign(inv: &Inventory, route: &CaRoute) -> Option<String> {
+    let CaRoute::Local(name) = route else {
+        return None;
+    };
+    let e = inv.authority(name)?.key_error.as_ref()?;
+    Some(format!("its CA {name}'s key cannot be used: {e}"))
 }
 
 fn blocked(t: &Target, why: String) -> Blocked {
@@ -299,6 +299,7 @@ pub fn forced(
         groups: Vec::new(),
         deferred: Vec::new(),
         not_renewable: Vec::new(),
+        cannot_sign: Vec::new(),
         unreadable: Vec::new(),
         absent: Vec::new(),
         authorities: authority_defs(inv),
@@ -328,14 +329,11 @@ pub fn forced(
             None => route_of(settings, inv, t, r),
         };
         if let CaRoute::NotRenewable(why) = route {
-            // A selected target its CA's broken key blocks: the key is the failure.
-            if let CaRoute::Local(name) = configured_route(settings, inv, t, r) {
-                let key = inv.authority(&name).and_then(broken_key);
-                if let Some(b) = key.filter(|b| !plan.unreadable.iter().any(|u| u.name == b.name)) {
-                    plan.unreadable.push(b);
-                }
-            }
             plan.not_renewable.push(blocked(t, why));
+            continue;
+        }
+        if let Some(why) = key_cannot_sign(inv, &route) {
+            plan.cannot_sign.push(blocked(t, why));
             continue;
         }
         let a = assess_target(
@@ -424,6 +422,7 @@ pub fn make_plan_with(
     let urgent_within = Duration::seconds_f64(settings.run.urgent_days * 86_400.0);
     let mut due: Vec<PlannedTarget> = Vec::new();
     let mut not_renewable = Vec::new();
+    let mut cannot_sign = Vec::new();
     let mut unreadable = Vec::new();
     // A CA that cannot be read hides which of its leaves are due: the pass must fail
     // naming it, not report its leaves as signed by nobody.
@@ -469,6 +468,10 @@ pub fn make_plan_with(
         let route = route_of(settings, inv, t, r);
         if let CaRoute::NotRenewable(why) = route {
             not_renewable.push(blocked(t, why));
+            continue;
+        }
+        if let Some(why) = key_cannot_sign(inv, &route) {
+            cannot_sign.push(blocked(t, why));
             continue;
         }
         // Re-issued for its issuer or its names (serving-issuer, serving-sans, whatever
@@ -538,6 +541,7 @@ pub fn make_plan_with(
         groups: planned,
         deferred,
         not_renewable,
+        cannot_sign,
         unreadable,
         absent: Vec::new(),
         authorities: authority_defs(inv),

@@ -105,6 +105,9 @@ pub fn plan_text(plan: &Plan, liveness: Liveness) -> String {
     for b in &plan.not_renewable {
         out.push_str(&format!("Not renewable here: {} ({})\n", b.name, b.why));
     }
+    for b in &plan.cannot_sign {
+        out.push_str(&format!("Cannot be renewed: {} ({})\n", b.name, b.why));
+    }
     for b in &plan.unreadable {
         out.push_str(&format!("Unreadable: {}\n", b.why));
     }
