@@ -11,6 +11,8 @@
 pub mod clock;
 /// Time as operators read it: RFC 3339 and kubeadm's short forms.
 pub mod timefmt;
+/// Text from the node made safe for a terminal: control characters escaped.
+pub mod shown;
 /// PEM, certificates, keys and X.509 building: the one crypto and ASN.1 stack.
 pub mod pki;
 /// The running system's /proc (not under `--root`): bounded reads, start times.

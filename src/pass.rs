@@ -261,7 +261,8 @@ fn execute_into(
             blocked_result(&b.name, &b.path, Outcome::Skipped(b.why.clone())),
         );
     }
-    for b in &plan.unreadable {
+    // A target whose CA key cannot sign fails as an unreadable one does, naming the key.
+    for b in plan.cannot_sign.iter().chain(&plan.unreadable) {
         report.emit(PassEvent::Failed(Failure::Unreadable {
             target: b.name.clone(),
             path: b.path.clone(),

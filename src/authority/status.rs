@@ -11,7 +11,7 @@ use crate::inventory::anchors::{AnchorKind, AuthorityCopies, NodeCopies};
 use crate::inventory::NodeRole;
 use crate::pki::CertFacts;
 use crate::plan::authorities::assess_ca;
-use crate::report::status::render;
+use crate::report::status::{key_words, render};
 use crate::timefmt::{human_date, human_residual};
 
 /// One certificate of a CA file or a copy.
@@ -60,6 +60,11 @@ pub struct CaStatus {
     pub not_after: Option<OffsetDateTime>,
     pub residual_seconds: Option<i64>,
     pub has_key: bool,
+    /// The key is there but cannot sign for the CA (unreadable, not a key, another
+    /// CA's), naming the file: `ca status` exits 1.
+    pub key_error: Option<String>,
+    /// The key's file is open to group or others: the file and its mode.
+    pub key_warning: Option<String>,
     pub due: bool,
     pub due_reason: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -107,7 +112,11 @@ impl CaStatusReport {
     }
 
     pub fn has_errors(&self) -> bool {
-        !self.errors.is_empty() || self.authorities.iter().any(|a| a.error.is_some())
+        !self.errors.is_empty()
+            || self
+                .authorities
+                .iter()
+                .any(|a| a.error.is_some() || a.key_error.is_some())
     }
 
     pub fn to_json(&self) -> String {
@@ -138,7 +147,7 @@ impl CaStatusReport {
                 a.name.clone(),
                 a.not_after.map(human_date).unwrap_or_else(|| "-".into()),
                 a.residual_seconds.map(human_residual).unwrap_or_default(),
-                if a.has_key { "present" } else { "external" }.into(),
+                key_words(a.has_key, a.key_error.is_some()).into(),
                 due,
                 a.phase.as_str().into(),
                 a.bundle
@@ -153,6 +162,12 @@ impl CaStatusReport {
             if let Some(h) = &a.held {
                 out.push_str(&format!("  held: {h}\n"));
             }
+            if let Some(e) = &a.key_error {
+                out.push_str(&format!("  KEY ERROR: {e}\n"));
+            }
+            if let Some(w) = &a.key_warning {
+                out.push_str(&format!("  WARNING: {w}\n"));
+            }
             if let Some(e) = &a.error {
                 out.push_str(&format!("  ERROR: {e}\n"));
                 continue;
@@ -161,7 +176,7 @@ impl CaStatusReport {
                 out.push_str(&format!(
                     "  certificate {}: {} serial {} expires {}\n",
                     i + 1,
-                    b.subject,
+                    crate::shown::printable(&b.subject),
                     b.serial,
                     human_date(b.not_after)
                 ));
@@ -181,7 +196,7 @@ impl CaStatusReport {
                 out.push_str(&format!("  {e}\n"));
             }
         }
-        out
+        crate::shown::printable_text(&out).into_owned()
     }
 }
 
@@ -213,6 +228,8 @@ fn ca_status(
         not_after: None,
         residual_seconds: None,
         has_key: a.has_key,
+        key_error: a.key_error.as_ref().map(|e| e.to_string()),
+        key_warning: a.open_key.as_ref().map(|o| o.to_string()),
         due: false,
         due_reason: None,
         renew_at: None,

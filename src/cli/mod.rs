@@ -276,29 +276,39 @@ fn emit(text: &str, code: ExitCode) -> ExitCode {
 /// Progress of a writing command on stdout. A reader that went away (`renew-all | head`)
 /// or a full disk must not stop the work half-way with the panic of `print!`: the text
 /// is lost, the pass goes on, the journal and the state directory keep the record.
+/// What they print is the node's text too (paths, subjects, a process's command line):
+/// shown with its control characters escaped ([`crate::shown`]).
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($arg)*);
+        let text = format!($($arg)*);
+        let _ = write!(std::io::stdout(), "{}", crate::shown::printable_text(&text));
     }};
 }
 macro_rules! outln {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout());
+    }};
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
+        let text = format!($($arg)*);
+        let _ = writeln!(std::io::stdout(), "{}", crate::shown::printable_text(&text));
     }};
 }
 /// A line on stderr that never panics (a closed or full stderr loses it).
 macro_rules! errln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        let text = format!($($arg)*);
+        let _ = writeln!(std::io::stderr(), "{}", crate::shown::printable_text(&text));
     }};
 }
 pub(crate) use {errln, out, outln};
 
 /// One line on stderr; a stderr that cannot be written to is ignored rather than a panic.
 fn say(message: &str) {
+    let message = crate::shown::printable_text(message);
     let _ = writeln!(std::io::stderr(), "cert-rotator: {message}");
 }
 

@@ -23,6 +23,12 @@ pub fn plan(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) 
         Ok(c) => c,
         Err(e) => return e.exit(),
     };
+    // `run` would refuse before planning (it recovers an interrupted write first, and
+    // cannot trust this one): the plan says so, with the same words, and reads on no
+    // further. Nothing is written: the record is only read.
+    if let Err(e) = ctx.state().pending() {
+        return CliError::Failed(e.to_string()).exit();
+    }
     let mut plan = crate::pass::plan_run_with(
         root,
         &ctx.settings,
@@ -44,7 +50,7 @@ pub fn plan(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool) 
     } else {
         plan_text(&plan, root.liveness())
     };
-    let code = if plan.unreadable.is_empty() {
+    let code = if plan.unreadable.is_empty() && plan.cannot_sign.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -47,7 +47,7 @@ pub fn status(root: &NodeRoot, config_file: Option<&std::path::Path>, json: bool
         Ok(s) => s.map(|s| s.describe(OffsetDateTime::now_utc())),
         Err(e) => Some(e.to_string()),
     };
-    let authority_errors = authorities.iter().any(|a| a.error.is_some());
+    let authority_errors = authorities.iter().any(report::AuthorityStatus::has_error);
     let code = |certificate_errors: bool| {
         if certificate_errors || authority_errors {
             ExitCode::from(1)

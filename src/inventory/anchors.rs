@@ -130,6 +130,10 @@ pub struct AuthorityCopies {
     /// Node path of the key beside it.
     pub key_path: PathBuf,
     pub has_key: bool,
+    /// The key is there but cannot sign for the CA (see [`super::keys`]).
+    pub key_error: Option<super::InventoryError>,
+    /// The key file is open to group or others.
+    pub open_key: Option<super::keys::OpenKey>,
     /// The CA file's certificates in order, or why they cannot be read.
     pub bundle: Result<Vec<CertFacts>, CopyError>,
     /// Every copy, the CA file first. Empty when the CA file cannot be read.
@@ -350,11 +354,18 @@ fn read_ca_file(root: &NodeRoot, name: &str, cert: &Path, key: &Path) -> Authori
         }
         Err(e) => (Err(e), Vec::new()),
     };
+    let issuer = bundle
+        .as_ref()
+        .ok()
+        .and_then(|b: &Vec<CertFacts>| b.first());
+    let read_key = super::keys::read_ca_key(root, key, issuer, cert);
     AuthorityCopies {
         name: name.to_string(),
         cert_path: cert.to_path_buf(),
         key_path: key.to_path_buf(),
-        has_key: root.exists(key),
+        has_key: read_key.present,
+        key_error: read_key.error,
+        open_key: read_key.open,
         bundle,
         anchors,
     }

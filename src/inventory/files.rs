@@ -10,6 +10,7 @@
 //! ([`kubeconfig::parse_both`]) and hands the same bytes and results to each of them.
 
 use std::cell::{Cell, RefCell};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct KubeconfigFile {
     pub kubeconfig: Result<Kubeconfig, Arc<KubeconfigError>>,
     /// Every cluster entry and the CA it trusts.
     pub clusters: Result<Vec<ClusterEntry>, Arc<KubeconfigError>>,
+    /// The file's permission bits (it may embed a client key).
+    pub mode: u32,
 }
 
 // Not derived: the bytes hold the client key (client-key-data); a `{:?}` shows their length.
@@ -38,6 +41,7 @@ impl std::fmt::Debug for KubeconfigFile {
             .field("bytes", &format_args!("<{} bytes>", self.bytes.len()))
             .field("kubeconfig", &self.kubeconfig)
             .field("clusters", &self.clusters)
+            .field("mode", &format_args!("{:o}", self.mode))
             .finish()
     }
 }
@@ -108,9 +112,13 @@ impl<'a> NodeFiles<'a> {
 }
 
 fn read_kubeconfig(root: &NodeRoot, path: &Path) -> Result<KubeconfigFile, Arc<NodeError>> {
-    let (resolved, bytes) = root.read_file(path).map_err(Arc::new)?;
+    let file = root.open_file(path).map_err(Arc::new)?;
+    let resolved = file.path.clone();
+    let mode = file.metadata().permissions().mode();
+    let bytes = file.read_all().map_err(Arc::new)?;
     let parsed = kubeconfig::parse_both(&bytes, path);
     Ok(KubeconfigFile {
+        mode,
         resolved,
         bytes: Arc::new(bytes),
         kubeconfig: parsed.kubeconfig.map_err(Arc::new),

@@ -114,8 +114,12 @@ pub struct Unexamined {
     /// Node path of the tmp directory.
     pub dir: PathBuf,
     /// kubeadm directories listed but not looked at (0 when the listing itself ran out
-    /// of time).
+    /// of time or could not be made).
     pub left: usize,
+    /// Why the directory could not be listed at all (a symlink out of `--root`, a FIFO
+    /// where the directory should be, no permission): `None` when time ran out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 impl fmt::Display for KubeadmActivity {
@@ -139,6 +143,13 @@ impl fmt::Display for KubeadmActivity {
         }
         if let Some(u) = &self.unexamined {
             let sep = if first { " " } else { ", " };
+            if let Some(why) = &u.unreadable {
+                return write!(
+                    f,
+                    "{sep}{}: cannot be read ({why}), counted as kubeadm at work",
+                    u.dir.display()
+                );
+            }
             write!(
                 f,
                 "{sep}{}: not read in full within {}s ({}), counted as kubeadm at work",
@@ -174,8 +185,9 @@ pub fn temp_dir(kubeadm: &KubeadmPaths) -> PathBuf {
     kubeadm.kubeconfig_dir.join("tmp")
 }
 
-/// Looks for kubeadm on the node. Never fails: what cannot be read (no tmp directory,
-/// a process gone mid-scan, a /proc that refuses) is no sign of kubeadm.
+/// Looks for kubeadm on the node. Never fails: what is absent (no tmp directory, a
+/// process gone mid-scan, a /proc that refuses) is no sign of kubeadm; a tmp directory
+/// that is there but cannot be listed counts as kubeadm at work (fail closed).
 pub fn scan(root: &NodeRoot, kubeadm: &KubeadmPaths, now: OffsetDateTime) -> Scan {
     let (processes, overdue): (Vec<_>, Vec<_>) = if root.liveness().runs_here() {
         processes_run_by(
@@ -258,6 +270,7 @@ fn temp_dirs(
         Some(Unexamined {
             dir: dir.clone(),
             left,
+            unreadable: None,
         })
     };
     // Names are filtered while listing (the node gate's listing): only kubeadm's are
@@ -265,7 +278,26 @@ fn temp_dirs(
     let mut names = match root.subdirs_matching(&dir, is_kubeadm_temp_name, started + budget) {
         Ok(Some(names)) => names,
         Ok(None) => return (Vec::new(), out_of_time(0)),
-        Err(_) => return (Vec::new(), None),
+        // No tmp directory: kubeadm has nothing there.
+        Err(e) if e.is_not_found() => return (Vec::new(), None),
+        // What cannot be looked at may hold kubeadm's work: failing closed, as when the
+        // budget runs out, and said naming the path.
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "kubeadm's tmp directory cannot be read: counted as kubeadm at work");
+            return (
+                Vec::new(),
+                Some(Unexamined {
+                    dir: dir.clone(),
+                    left: 0,
+                    // The path is named once, by the Display.
+                    unreadable: Some(if e.path == dir {
+                        e.problem.to_string()
+                    } else {
+                        e.to_string()
+                    }),
+                }),
+            );
+        }
     };
     // The likeliest runs first: the working directories, then the timestamped backups
     // newest first (their names sort by time).
@@ -609,5 +641,32 @@ mod tests {
             unexamined: Some(left),
         };
         assert!(a.to_string().contains("counted as kubeadm at work"), "{a}");
+    }
+
+    /// A tmp directory that is there but cannot be listed (a symlink out of the root, a
+    /// FIFO in its place) is not "kubeadm not at work": counted as at work, naming it.
+    #[test]
+    fn an_unreadable_tmp_directory_counts_as_kubeadm_at_work() {
+        let outside = tempfile::tempdir().unwrap();
+        for make in ["symlink out of the root", "FIFO"] {
+            let (_d, root) = node();
+            mkdir(&root, "/etc/kubernetes");
+            let tmp = root.host(Path::new("/etc/kubernetes/tmp"));
+            if make == "FIFO" {
+                nix::unistd::mkfifo(&tmp, nix::sys::stat::Mode::S_IRWXU).unwrap();
+            } else {
+                // Relative, so it leaves the root rather than being taken inside it.
+                let up = "../".repeat(root.dir().components().count() + 1);
+                let target = format!("{up}{}", outside.path().display());
+                std::os::unix::fs::symlink(target, &tmp).unwrap();
+            }
+            let seen = activity(&root, &paths(), now()).unwrap_or_else(|| panic!("{make}"));
+            let text = seen.to_string();
+            assert!(
+                text.contains("/etc/kubernetes/tmp: cannot be read (")
+                    && text.ends_with("counted as kubeadm at work"),
+                "{make}: {text}"
+            );
+        }
     }
 }

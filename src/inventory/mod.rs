@@ -9,6 +9,7 @@ pub mod anchors;
 mod endpoints;
 pub mod files;
 pub mod kubeadm;
+pub mod keys;
 pub mod kubelet;
 pub mod serving;
 mod layout;
@@ -223,6 +224,9 @@ pub struct Reading {
     /// other than self-signed), for the plan to compare with what is wanted; `None`
     /// for every other target.
     pub alt_names: Option<crate::pki::AltNames>,
+    /// The file holding the key (key file, certificate-and-key file or kubeconfig) is
+    /// open to group or others.
+    pub open_key: Option<keys::OpenKey>,
 }
 
 #[derive(Clone, Debug)]
@@ -299,6 +303,11 @@ pub struct ObservedAuthority {
     /// chain. A leaf signed by any of them is this authority's.
     pub bundle: Vec<CertFacts>,
     pub has_key: bool,
+    /// The key is there but cannot sign for the CA (unreadable, not a key, another
+    /// CA's): what needs it is not renewable, and the read-only commands fail naming it.
+    pub key_error: Option<InventoryError>,
+    /// The key file is open to group or others.
+    pub open_key: Option<keys::OpenKey>,
 }
 
 #[derive(Clone, Debug)]
@@ -314,7 +323,21 @@ impl Inventory {
         self.certificates
             .iter()
             .any(|o| matches!(o.state, TargetState::Error(_)))
-            || self.authorities.iter().any(|a| a.cert.is_err())
+            || self
+                .authorities
+                .iter()
+                .any(|a| a.cert.is_err() || a.key_error.is_some())
+    }
+
+    /// Every private key file of the node open to group or others: the CAs' and the
+    /// targets' (`status`, `ca status` and `plan` warn; only `run` rewrites a key, 0600).
+    pub fn open_keys(&self) -> Vec<&keys::OpenKey> {
+        let cas = self.authorities.iter().filter_map(|a| a.open_key.as_ref());
+        let leaves = self.certificates.iter().filter_map(|o| match &o.state {
+            TargetState::Read(r) => r.open_key.as_ref(),
+            _ => None,
+        });
+        cas.chain(leaves).collect()
     }
 
     pub fn authority(&self, name: &str) -> Option<&ObservedAuthority> {

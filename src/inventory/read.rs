@@ -60,17 +60,32 @@ fn read_authority(def: &AuthorityDef, root: &NodeRoot) -> ObservedAuthority {
         }
         Err(e) => (Err(e), Vec::new()),
     };
+    let key = keys::read_ca_key(root, &def.key, cert.as_ref().ok(), &def.cert);
     ObservedAuthority {
         def: def.clone(),
         cert,
         bundle,
-        has_key: root.exists(&def.key),
+        has_key: key.present,
+        key_error: key.error,
+        open_key: key.open,
     }
 }
 
 /// The node gate's read, with its error as this module's.
 fn read_file(root: &NodeRoot, path: &Path) -> Result<(PathBuf, Vec<u8>), InventoryError> {
     Ok(root.read_file(path)?)
+}
+
+/// [`read_file`] of a file that may hold a private key, with its mode if it is open to
+/// group or others (from the open descriptor, not the path).
+fn read_with_mode(
+    root: &NodeRoot,
+    path: &Path,
+) -> Result<(PathBuf, Vec<u8>, Option<keys::OpenKey>), InventoryError> {
+    let file = root.open_file(path)?;
+    let open = keys::OpenKey::of(&file.path, file.metadata());
+    let resolved = file.path.clone();
+    Ok((resolved, file.read_all()?, open))
 }
 
 /// One target, as [`read`] reads it: `status` reads targets one at a time so that what
@@ -126,9 +141,12 @@ fn read_reading(
     // (file the certs came from, cert blocks' file bytes, separate key file)
     let mut source: Option<Arc<Vec<u8>>> = None;
     let mut kubelet_link = None;
+    // The mode of the file the certificate came from: it is the key's too when the key
+    // is in it (the kubelet's pem, a kubeconfig's client-key-data).
+    let mut cert_open: Option<keys::OpenKey> = None;
     let (cert_file, cert_bytes, key_source): (PathBuf, Vec<u8>, KeySource) = match t.kind {
         TargetKind::Certificate | TargetKind::KubeletServing => {
-            let (f, b) = read_file(root, &t.path)?;
+            let (f, b, _) = read_with_mode(root, &t.path)?;
             let key = match &t.key {
                 Some(k) => KeySource::File(k.clone()),
                 None => KeySource::None,
@@ -136,7 +154,8 @@ fn read_reading(
             (f, b, key)
         }
         TargetKind::KubeletClient | TargetKind::KubeletServer => {
-            let (f, b) = read_file(root, &t.path)?;
+            let (f, b, open) = read_with_mode(root, &t.path)?;
+            cert_open = open;
             (f.clone(), b, KeySource::SameFile(f))
         }
         TargetKind::Kubeconfig => {
@@ -146,6 +165,7 @@ fn read_reading(
                 .as_ref()
                 .map_err(|e| InventoryError::Node(e.clone()))?;
             let f = file.resolved.clone();
+            cert_open = keys::OpenKey::of_mode(&f, file.mode);
             let kc = file
                 .kubeconfig
                 .clone()
@@ -183,7 +203,8 @@ fn read_reading(
                     {
                         kubelet_link = Some(cert.clone());
                     }
-                    let (cf, cb) = read_file(root, &cert)?;
+                    let (cf, cb, open) = read_with_mode(root, &cert)?;
+                    cert_open = open;
                     let key = match key {
                         Some(k) => KeySource::File(k),
                         None => KeySource::SameFile(cf.clone()),
@@ -204,25 +225,25 @@ fn read_reading(
         return Err(InventoryError::NoCertificate { path: cert_file });
     }
     let cert = certs.remove(0);
-    let (key, key_file) = match key_source {
-        KeySource::None => (None, None),
+    let (key, key_file, open_key) = match key_source {
+        KeySource::None => (None, None, None),
         KeySource::SameFile(f) => {
             let k = PrivateKey::from_blocks(&blocks)
                 .map_err(at(&f))?
                 .ok_or_else(|| InventoryError::NoPrivateKey { path: f.clone() })?;
-            (Some(k), None)
+            (Some(k), None, cert_open)
         }
         KeySource::Embedded(pem) => {
             let k = PrivateKey::from_pem(&pem).map_err(|source| InventoryError::ClientKeyData {
                 path: cert_file.clone(),
                 source,
             })?;
-            (Some(k), None)
+            (Some(k), None, cert_open)
         }
         KeySource::File(kf) => {
-            let (kf, kb) = read_file(root, &kf)?;
+            let (kf, kb, open) = read_with_mode(root, &kf)?;
             let k = PrivateKey::from_pem(&kb).map_err(at(&kf))?;
-            (Some(k), Some(kf))
+            (Some(k), Some(kf), open)
         }
     };
     // Only where the plan asks (serving-sans, cluster-ca only): the other targets' SANs
@@ -250,6 +271,7 @@ fn read_reading(
             source,
             kubelet_link,
             alt_names,
+            open_key: None,
         })));
     };
     if !key.matches(&cert) {
@@ -273,6 +295,7 @@ fn read_reading(
         source,
         kubelet_link,
         alt_names,
+        open_key,
     })))
 }
 

@@ -63,8 +63,9 @@ pub fn due_authorities(
             path: a.def.cert.display().to_string(),
             not_after: cert.not_after,
             reason: reason.as_str().into_owned(),
-            has_key: a.has_key,
-            automatic: settings.renew && a.has_key,
+            // A key that cannot sign is no key to renew with (the plan fails naming it).
+            has_key: a.has_key && a.key_error.is_none(),
+            automatic: settings.renew && a.has_key && a.key_error.is_none(),
             restarts: ca_restarts(&a.def.name, inv.role),
             held: None,
         });

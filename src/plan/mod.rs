@@ -149,6 +149,11 @@ pub struct Plan {
     pub deferred: Vec<Deferral>,
     /// Due, but no CA on this node can renew them.
     pub not_renewable: Vec<Blocked>,
+    /// Due (or asked for), but the key of the CA that signs them is there and cannot
+    /// sign (unreadable, not a key, another CA's): failed by the pass, naming the key,
+    /// never promised as renewals.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cannot_sign: Vec<Blocked>,
     /// Could not be read: reported, never touched.
     pub unreadable: Vec<Blocked>,
     /// Selected for a renewal on request but absent, and optional: skipped.
@@ -164,6 +169,10 @@ pub struct Plan {
     /// any leaf (so no leaf is capped by a dying CA), and reports the others.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub authorities_due: Vec<DueAuthority>,
+    /// Private key files open to group or others, each naming the file and its mode:
+    /// said, never changed by reading (a renewal writes its new key 0600).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_warnings: Vec<String>,
 }
 
 impl Plan {
@@ -210,6 +219,26 @@ fn route_of(settings: &Settings, inv: &Inventory, target: &Target, reading: &Rea
         }
         route => route,
     }
+}
+
+/// A CA key that is there but cannot sign (unreadable, not a key, another CA's), as a
+/// failure of the pass naming the file, as an unreadable leaf key is one.
+fn broken_key(a: &crate::inventory::ObservedAuthority) -> Option<Blocked> {
+    a.key_error.as_ref().map(|e| Blocked {
+        name: a.def.name.clone(),
+        path: a.def.key.display().to_string(),
+        why: e.to_string(),
+    })
+}
+
+/// Why the local CA `route` names cannot sign: its key is there but unusable. Its
+/// certificates are not promised as renewals; the pass fails them, naming the key.
+fn key_cannot_sign(inv: &Inventory, route: &CaRoute) -> Option<String> {
+    let CaRoute::Local(name) = route else {
+        return None;
+    };
+    let e = inv.authority(name)?.key_error.as_ref()?;
+    Some(format!("its CA {name}'s key cannot be used: {e}"))
 }
 
 fn blocked(t: &Target, why: String) -> Blocked {
@@ -270,11 +299,13 @@ pub fn forced(
         groups: Vec::new(),
         deferred: Vec::new(),
         not_renewable: Vec::new(),
+        cannot_sign: Vec::new(),
         unreadable: Vec::new(),
         absent: Vec::new(),
         authorities: authority_defs(inv),
         control_plane_not_before: None,
         authorities_due: Vec::new(),
+        key_warnings: key_warnings(inv),
     };
     for o in &inv.certificates {
         let t = &o.target;
@@ -299,6 +330,10 @@ pub fn forced(
         };
         if let CaRoute::NotRenewable(why) = route {
             plan.not_renewable.push(blocked(t, why));
+            continue;
+        }
+        if let Some(why) = key_cannot_sign(inv, &route) {
+            plan.cannot_sign.push(blocked(t, why));
             continue;
         }
         let a = assess_target(
@@ -387,9 +422,12 @@ pub fn make_plan_with(
     let urgent_within = Duration::seconds_f64(settings.run.urgent_days * 86_400.0);
     let mut due: Vec<PlannedTarget> = Vec::new();
     let mut not_renewable = Vec::new();
+    let mut cannot_sign = Vec::new();
     let mut unreadable = Vec::new();
     // A CA that cannot be read hides which of its leaves are due: the pass must fail
     // naming it, not report its leaves as signed by nobody.
+    // So does a CA key that cannot sign: the pass fails naming it (as it does for an
+    // unreadable leaf key), and the leaves that need it are not promised.
     for a in &inv.authorities {
         if let Err(e) = &a.cert {
             unreadable.push(Blocked {
@@ -398,6 +436,7 @@ pub fn make_plan_with(
                 why: e.to_string(),
             });
         }
+        unreadable.extend(broken_key(a));
     }
     for o in &inv.certificates {
         let t = &o.target;
@@ -429,6 +468,10 @@ pub fn make_plan_with(
         let route = route_of(settings, inv, t, r);
         if let CaRoute::NotRenewable(why) = route {
             not_renewable.push(blocked(t, why));
+            continue;
+        }
+        if let Some(why) = key_cannot_sign(inv, &route) {
+            cannot_sign.push(blocked(t, why));
             continue;
         }
         // Re-issued for its issuer or its names (serving-issuer, serving-sans, whatever
@@ -498,12 +541,18 @@ pub fn make_plan_with(
         groups: planned,
         deferred,
         not_renewable,
+        cannot_sign,
         unreadable,
         absent: Vec::new(),
         authorities: authority_defs(inv),
         control_plane_not_before,
         authorities_due: due_authorities(&settings.authorities, inv, now),
+        key_warnings: key_warnings(inv),
     }
+}
+
+fn key_warnings(inv: &Inventory) -> Vec<String> {
+    inv.open_keys().iter().map(|o| o.to_string()).collect()
 }
 
 fn authority_defs(inv: &Inventory) -> Vec<AuthorityDef> {

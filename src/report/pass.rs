@@ -402,7 +402,7 @@ impl PassReport {
         if out.is_empty() {
             out.push_str("nothing due: no certificate renewed, no component restarted\n");
         }
-        out
+        crate::shown::printable_text(&out).into_owned()
     }
 
     /// What a renewal on request ends with: which components must restart to load

@@ -105,10 +105,16 @@ pub fn plan_text(plan: &Plan, liveness: Liveness) -> String {
     for b in &plan.not_renewable {
         out.push_str(&format!("Not renewable here: {} ({})\n", b.name, b.why));
     }
+    for b in &plan.cannot_sign {
+        out.push_str(&format!("Cannot be renewed: {} ({})\n", b.name, b.why));
+    }
     for b in &plan.unreadable {
         out.push_str(&format!("Unreadable: {}\n", b.why));
     }
-    out
+    for w in &plan.key_warnings {
+        out.push_str(&format!("WARNING: {w}\n"));
+    }
+    crate::shown::printable_text(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -48,6 +48,8 @@ pub struct CertificateStatus {
     /// kubelet-client-current.pem, a kubeconfig's referenced file).
     pub cert_file: Option<String>,
     pub key_algorithm: Option<String>,
+    /// Its private key's file is open to group or others: the file and its mode.
+    pub key_warning: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -59,6 +61,11 @@ pub struct AuthorityStatus {
     pub not_after: Option<OffsetDateTime>,
     pub residual_seconds: Option<i64>,
     pub has_key: bool,
+    /// The key is there but cannot sign for the CA (unreadable, not a key, another
+    /// CA's), naming the file: an error, as an unreadable leaf key is.
+    pub key_error: Option<String>,
+    /// The key's file is open to group or others: the file and its mode.
+    pub key_warning: Option<String>,
     /// Under `[authorities] remaining_fraction` of its lifetime left: `ca renew` it.
     pub due: bool,
     /// `expired` or `under-P-percent`; `null` when not due.
@@ -86,6 +93,13 @@ pub fn whole_second(now: OffsetDateTime) -> OffsetDateTime {
     now.replace_nanosecond(0).unwrap_or(now)
 }
 
+impl AuthorityStatus {
+    /// Its certificate or its key cannot be used: `status` exits 1.
+    pub fn has_error(&self) -> bool {
+        self.error.is_some() || self.key_error.is_some()
+    }
+}
+
 impl CertificateStatus {
     /// One target's entry, from what was read of it, at `now` (see [`whole_second`]).
     pub fn of(t: &Target, state: &TargetState, now: OffsetDateTime) -> CertificateStatus {
@@ -110,6 +124,7 @@ impl CertificateStatus {
             signer: None,
             cert_file: None,
             key_algorithm: None,
+            key_warning: None,
         };
         match state {
             TargetState::Missing => s.missing = true,
@@ -138,6 +153,7 @@ impl CertificateStatus {
                     s.cert_file = Some(r.cert_file.display().to_string());
                 }
                 s.key_algorithm = Some(r.key_algorithm.to_string());
+                s.key_warning = r.open_key.as_ref().map(|o| o.to_string());
                 // No client accepts it, and it has no lifetime to renew with: an
                 // error, with the way out.
                 if r.cert.not_after <= r.cert.not_before {
@@ -180,6 +196,8 @@ pub fn authority_statuses(
                 .ok()
                 .map(|c| (c.not_after - now).whole_seconds()),
             has_key: a.has_key,
+            key_error: a.key_error.as_ref().map(|e| e.to_string()),
+            key_warning: a.open_key.as_ref().map(|o| o.to_string()),
             due: ca_due(a).is_some(),
             due_reason: ca_due(a),
             error: a.cert.as_ref().err().map(|e| e.to_string()),
@@ -237,7 +255,7 @@ impl Status {
 
     pub fn has_errors(&self) -> bool {
         self.certificates.iter().any(|c| c.error.is_some())
-            || self.authorities.iter().any(|a| a.error.is_some())
+            || self.authorities.iter().any(AuthorityStatus::has_error)
     }
 
     pub fn to_json(&self) -> String {
@@ -315,6 +333,9 @@ impl Status {
             if let Some(e) = &a.error {
                 errors.push(format!("{}: {e}", a.name));
             }
+            if let Some(e) = &a.key_error {
+                errors.push(format!("{}: {e}", a.name));
+            }
             ca_rows.push([
                 a.name.clone(),
                 a.path.clone(),
@@ -322,7 +343,7 @@ impl Status {
                     .map(human_date)
                     .unwrap_or_else(|| "ERROR".into()),
                 a.residual_seconds.map(human_residual).unwrap_or_default(),
-                if a.has_key { "present" } else { "external" }.into(),
+                key_words(a.has_key, a.key_error.is_some()).into(),
                 match (&a.error, &a.due_reason) {
                     (Some(_), _) => "-".into(),
                     (None, Some(r)) => format!("yes ({r}): cert-rotator ca renew {}", a.name),
@@ -336,6 +357,11 @@ impl Status {
                 out.push_str(&format!("\nWARNING: {w}\n"));
             }
         }
+        let open_keys = self.authorities.iter().map(|a| &a.key_warning);
+        let open_keys = open_keys.chain(self.certificates.iter().map(|c| &c.key_warning));
+        for w in open_keys.flatten() {
+            out.push_str(&format!("\nWARNING: {w}\n"));
+        }
         if let Some(w) = &self.unfinished_write {
             out.push_str(&format!("\nUnfinished write: {w}\n"));
         }
@@ -348,7 +374,7 @@ impl Status {
                 out.push_str(&format!("  {e}\n"));
             }
         }
-        out
+        crate::shown::printable_text(&out).into_owned()
     }
 }
 
@@ -429,8 +455,24 @@ impl fmt::Display for NotANode {
     }
 }
 
-/// Columns aligned, as kubeadm prints its tables.
+/// The KEY column of the CA tables (`status`, `ca status`): the key is on the node, not
+/// (an external CA), or there but unusable (the reason is under the errors).
+pub fn key_words(has_key: bool, key_error: bool) -> &'static str {
+    match (has_key, key_error) {
+        (true, true) => "ERROR",
+        (true, false) => "present",
+        (false, _) => "external",
+    }
+}
+
+/// Columns aligned, as kubeadm prints its tables; each cell shown safely
+/// ([`crate::shown::printable`]): a subject or a path is the node's text.
 pub fn render<const N: usize>(rows: &[[String; N]]) -> String {
+    let rows: Vec<[String; N]> = rows
+        .iter()
+        .map(|r| r.clone().map(|c| crate::shown::printable(&c).into_owned()))
+        .collect();
+    let rows = rows.as_slice();
     let mut widths = [0usize; N];
     for r in rows {
         for (i, c) in r.iter().enumerate() {

@@ -15,6 +15,7 @@ pub mod before;
 mod http;
 pub mod listener;
 pub mod probe;
+mod resolve;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! the rest of the agent already uses.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -206,9 +206,9 @@ impl TlsProber {
             endpoint: ep.to_string(),
             source,
         };
-        let addrs = (ep.host.as_str(), ep.port)
-            .to_socket_addrs()
-            .map_err(conn_err)?;
+        // Within the deadline: a host name is not resolved past it (resolve.rs).
+        let addrs =
+            super::resolve::addresses(ep, deadline, timeout, super::resolve::system_lookup)?;
         let mut last = io::Error::new(
             io::ErrorKind::NotFound,
             "the host name resolves to no address",
