@@ -117,8 +117,8 @@ pub enum TargetKind {
     KubeletServer,
 }
 
-/// The new content of one node path.
-#[derive(Clone)]
+/// The new content of one node path (compared, never shown: it may be a key).
+#[derive(Clone, PartialEq, Eq)]
 pub enum NewContent {
     File(Vec<u8>),
     Symlink(PathBuf),

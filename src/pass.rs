@@ -312,10 +312,8 @@ fn execute_into(
         let mut any_failed = false;
         for t in &group.targets {
             let outcome = match renew(pass, plan.now, &mut cas, t, &comp, report) {
-                Ok((applied_files, backup_dir, serial, not_after)) => {
-                    written
-                        .files
-                        .extend(applied_files.into_iter().map(|f| (f, backup_dir.clone())));
+                Ok((applied_files, serial, not_after)) => {
+                    written.files.extend(applied_files);
                     written.serials.push(serial.clone());
                     Outcome::Renewed { serial, not_after }
                 }
@@ -339,6 +337,15 @@ fn execute_into(
                     outcome,
                 },
             );
+        }
+        if any_failed && unfinished_write(pass.state) {
+            // A change set of this group could neither commit nor be undone: its files
+            // may not belong together (a new certificate with its old key). Restarting
+            // would load them; the next command finishes the undo first. A restart
+            // owed from an earlier pass stays owed.
+            tracing::error!(component = %comp, "not restarted: a write of this component is unfinished; the pass stops");
+            stop = Some(Stopped { component: comp });
+            continue;
         }
         if matches!(pass.restarts, Restarts::Live(_)) {
             locks.absorb_pending(&comp, &mut written);
@@ -386,6 +393,12 @@ fn execute_into(
     });
 }
 
+/// Whether the state directory holds a write-ahead record a failed commit left (or
+/// one that cannot be read): what it names is not known to be consistent.
+fn unfinished_write(state: &StateDir) -> bool {
+    !matches!(state.pending(), Ok(None))
+}
+
 fn blocked_result(name: &str, path: &str, outcome: Outcome) -> TargetResult {
     TargetResult {
         name: name.to_string(),
@@ -394,8 +407,11 @@ fn blocked_result(name: &str, path: &str, outcome: Outcome) -> TargetResult {
     }
 }
 
-/// Issues and writes one planned target: (files written, their backup dir, serial,
-/// not_after).
+/// Files written, each with the backup directory of its before-image.
+type BackedUp = Vec<(PathBuf, PathBuf)>;
+
+/// Issues and writes one planned target: (files written with the backup directory of
+/// their before-images, serial, not_after).
 fn renew(
     pass: &Pass<'_>,
     now: OffsetDateTime,
@@ -403,7 +419,7 @@ fn renew(
     t: &PlannedTarget,
     comp: &str,
     report: &mut PassReport,
-) -> Result<(Vec<PathBuf>, PathBuf, String, OffsetDateTime), PassError> {
+) -> Result<(BackedUp, String, OffsetDateTime), PassError> {
     let prepared = issue::prepare_planned(
         t,
         cas,
@@ -434,10 +450,5 @@ fn renew(
         },
         component: comp.to_string(),
     });
-    Ok((
-        applied.entries.iter().map(|e| e.path.clone()).collect(),
-        applied.backup_dir,
-        serial,
-        not_after,
-    ))
+    Ok((applied.files(), serial, not_after))
 }

@@ -18,102 +18,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use cert_rotator::clock::Clock;
-use cert_rotator::clock::SystemClock;
-use cert_rotator::config::coordination::CoordinationSettings;
 use cert_rotator::config::Settings;
 use cert_rotator::coordination::etcd::{EtcdLock, PREFIX};
 use cert_rotator::coordination::{self, LockError, LockGroup, LockState, RestartLock};
 use cert_rotator::node::NodeRoot;
 use cert_rotator::pass;
 use cert_rotator::report::pass::PassReport;
-use cert_rotator::verify::Prober;
 use cert_rotator::write::StateDir;
-use common::etcd::{free_port, Cluster};
+use common::etcd::{agent_node, agent_pass, free_port, point_at, settings, Cluster};
 use common::fakes::{
     FakeClock, FakeLock, FakeProber, Interval, RecordingServiceManager, TimedProber,
 };
 use common::*;
 
 // ------------------------------------------------------------------ agents ---
-
-/// A control-plane fixture node whose apiserver certificate is due (or expired), with
-/// the etcd CA and etcd client certificate of `pki_from` (the nodes of one cluster
-/// share them, as kubeadm's do) and its kube-apiserver manifest pointing at
-/// `etcd_servers`.
-fn agent_node(
-    apiserver_left: Duration,
-    pki_from: Option<&Path>,
-    etcd_servers: &str,
-) -> tempfile::TempDir {
-    // ECDSA keys: RSA key generation would make the six nodes most of the test's time.
-    let spec = NodeSpec {
-        key_algorithm: cert_rotator::pki::KeyAlgorithm::EcdsaP256,
-        ..NodeSpec::control_plane(now())
-    };
-    let d = node(&spec.with("apiserver", Validity::days(365, apiserver_left)));
-    let r = d.path();
-    if let Some(from) = pki_from {
-        for f in [
-            "etcd/ca.crt",
-            "etcd/ca.key",
-            "apiserver-etcd-client.crt",
-            "apiserver-etcd-client.key",
-        ] {
-            let p = format!("/etc/kubernetes/pki/{f}");
-            std::fs::copy(host(from, &p), host(r, &p)).unwrap();
-        }
-    }
-    point_at(r, etcd_servers);
-    d
-}
-
-fn point_at(r: &Path, etcd_servers: &str) {
-    let m = host(r, "/etc/kubernetes/manifests/kube-apiserver.yaml");
-    let text = std::fs::read_to_string(&m).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.contains("--etcd-servers="))
-        .expect("the fixture's apiserver names its etcd")
-        .to_string();
-    let indent = &line[..line.find('-').unwrap()];
-    std::fs::write(
-        &m,
-        text.replace(&line, &format!("{indent}- --etcd-servers={etcd_servers}")),
-    )
-    .unwrap();
-}
-
-fn settings(id: &str) -> Settings {
-    let mut s = Settings::default();
-    s.run.min_restart_gap_seconds = 0;
-    s.run.verify_timeout_seconds = 3;
-    s.run.max_restarts_per_pass = 10;
-    s.coordination = CoordinationSettings {
-        id: Some(id.into()),
-        lease_ttl_seconds: 3,
-        wait_seconds: 30,
-        broken_delay_window_seconds: 2,
-        timeout_seconds: 3,
-        ..Default::default()
-    };
-    s
-}
-
-/// One pass of the library's sequencer on `r`, with the etcd lock this node's
-/// manifests lead to (`None`: no lock) and `prober`.
-fn agent_pass(r: &Path, s: &Settings, locked: bool, prober: &dyn Prober) -> PassReport {
-    let root = NodeRoot::new(r);
-    let lock = locked.then(|| {
-        EtcdLock::from_node(&root, s, s.coordination.id.as_deref().unwrap()).expect("the etcd lock")
-    });
-    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
-    let plan = pass::plan_run(&root, s, &state, now());
-    let services = RecordingServiceManager::new();
-    TestPass::new(&root, s, &state)
-        .live(&services, prober, &SystemClock)
-        .lock(lock.as_ref().map(|l| l as &dyn RestartLock))
-        .execute(&plan)
-}
 
 fn lock_state(r: &Path) -> LockState {
     let root = NodeRoot::new(r);

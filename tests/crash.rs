@@ -232,3 +232,86 @@ fn a_crash_at_every_step_of_a_ca_renewal_leaves_every_copy_old_or_new() {
     }
     assert!(points > 20, "crashed at {points} points only");
 }
+
+/// A rename into place that fails part-way (an immutable key, EIO; injected here: the
+/// 2nd rename of the process, the key's, fails) undoes the change set: the certificate
+/// already renamed goes back, so it never sits with the old key, and no record stays.
+/// The other target of the command is renewed as usual.
+#[test]
+fn a_failed_rename_undoes_the_change_set_and_keeps_each_pair() {
+    let d = ecdsa_node();
+    let r = d.path();
+    let before = serials(r);
+    let out = agent(
+        r,
+        &[
+            "renew",
+            "/etc/kubernetes/pki/apiserver.crt",
+            "/etc/kubernetes/pki/front-proxy-client.crt",
+        ],
+    )
+    .env("CERT_ROTATOR_FAIL_RENAMES", "2")
+    .output()
+    .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("/etc/kubernetes/pki/apiserver.key: renaming into place")
+            && all.contains("the change set was undone"),
+        "{all}"
+    );
+    let after = serials(r);
+    no_strays(r);
+    assert_eq!(before["apiserver"], after["apiserver"], "{all}");
+    assert_ne!(
+        before["front-proxy-client"], after["front-proxy-client"],
+        "{all}"
+    );
+}
+
+/// When the undo fails too, the record stays in `rolling-back`: the pass restarts
+/// nothing, not even for the group's other target renewed before (front-proxy-client:
+/// renames 1 and 2; apiserver.crt 3, apiserver.key 4 fails, the certificate's way back
+/// 5 fails), so the manifest keeps its old bytes; `status` shows the unfinished write,
+/// and `recover` finishes the undo.
+#[test]
+fn an_undo_that_fails_too_keeps_the_record_and_restarts_nothing() {
+    let d = ecdsa_node();
+    let r = d.path();
+    let before = serials(r);
+    let conf = r.join("undo-test.toml");
+    std::fs::write(
+        &conf,
+        "[run]\nverify = false\nmin_restart_gap_seconds = 0\n[coordination]\nbackend = \"none\"\n",
+    )
+    .unwrap();
+    let manifest = host(r, "/etc/kubernetes/manifests/kube-apiserver.yaml");
+    let pod = std::fs::read(&manifest).unwrap();
+    let out = agent(r, &["--live", "--config", conf.to_str().unwrap()])
+        .args([
+            "renew",
+            "--restart",
+            "/etc/kubernetes/pki/front-proxy-client.crt",
+        ])
+        .arg("/etc/kubernetes/pki/apiserver.crt")
+        .env("CERT_ROTATOR_FAIL_RENAMES", "4,5")
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("undoing the change set failed too"), "{all}");
+    assert_eq!(std::fs::read(&manifest).unwrap(), pod, "restarted: {all}");
+    let (v, _) = status_json(r);
+    assert!(
+        v["unfinished_write"]
+            .as_str()
+            .is_some_and(|w| w.contains("RollingBack")),
+        "{v:#}"
+    );
+    let rec = run(r, &["recover"]);
+    assert!(rec.status.success(), "{}", text(&rec));
+    let after = serials(r);
+    assert_eq!(after["apiserver"], before["apiserver"]);
+    assert_ne!(after["front-proxy-client"], before["front-proxy-client"]);
+    no_strays(r);
+}

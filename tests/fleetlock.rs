@@ -1,6 +1,6 @@
 //! The FleetLock client (docs/coordination.md) against a small HTTP server in the test
 //! that checks the header and the body and answers 200, 423 or 500: a test of our
-//! protocol code, not of airlock or poseidon.
+//! protocol code, not of airlock or poseidon; and the pass's use of a kept slot.
 
 mod common;
 
@@ -185,3 +185,86 @@ fn fleetlock_refusals_are_busy_or_failures_with_the_servers_words() {
 }
 
 // ------------------------------------------- the policy, on a fake lock and clock ---
+
+/// A FleetLock slot kept after a failed restart for a CA's copies stays held: by the
+/// same `run` (which renews due CAs before it opens its record and gives back the slots
+/// an earlier run left) and by the next run, until a verified restart of the group gives
+/// it back. The FleetLock server is the test's stand-in (no server binary is built).
+#[test]
+fn a_slot_kept_after_a_failed_ca_restart_stays_held_until_a_verified_restart() {
+    use cert_rotator::clock::Clock;
+    use cert_rotator::config::Settings;
+    use cert_rotator::coordination::{LockState, STATE_FILE};
+    use cert_rotator::model::Component;
+    use cert_rotator::pass;
+    use cert_rotator::write::StateDir;
+    use common::fakes::{FakeClock, FakeProber, RecordingServiceManager};
+    use common::TestPass;
+
+    let srv = fleet_server(|_| (200, ""));
+    let d = common::ca::dying_node();
+    let r = d.path();
+    let root = NodeRoot::new(r).with_liveness(cert_rotator::node::Liveness::Live);
+    let mut s = Settings::default();
+    s.run.verify_timeout_seconds = 2;
+    s.run.min_restart_gap_seconds = 0;
+    s.coordination.id = Some("cp-a".into());
+    s.coordination.wait_seconds = 0;
+    let lock = fleet_client(&srv.url, "cp-a");
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
+    let services = RecordingServiceManager::new();
+    let clock = FakeClock::at(common::now());
+    let requests = || -> Vec<String> {
+        let seen = std::mem::take(&mut *srv.seen.lock().unwrap());
+        seen.iter()
+            .map(|(p, b)| format!("{p} {}", b["client_params"]["group"].as_str().unwrap()))
+            .collect()
+    };
+    let kept = || {
+        let record = state.read_json::<LockState>(STATE_FILE).unwrap();
+        record.unwrap_or_default().failed_groups
+    };
+    let run = |prober: &FakeProber| {
+        TestPass::new(&root, &s, &state)
+            .live(&services, prober, &clock)
+            .lock(Some(&lock))
+            .with(|p| pass::run(p, clock.now(), &mut |_| {}))
+    };
+
+    // etcd's old process keeps its port: its restart for the renewed CAs never verifies.
+    let stuck = FakeProber::new(r, &[]).old_process_on(2379);
+    let rep = run(&stuck);
+    assert!(!rep.ok(), "{}", rep.summary());
+    assert_eq!(rep.ca_renewed().len(), 3, "{}", rep.summary());
+    assert!(rep.summary().contains("etcd"), "{}", rep.summary());
+    assert_eq!(
+        requests(),
+        ["/v1/pre-reboot control-plane", "/v1/steady-state workers"],
+        "the slot taken for etcd is kept, not given back by the pass's start"
+    );
+    assert_eq!(kept(), ["control-plane"]);
+
+    // The next run (nothing due now) leaves it held as well.
+    clock.advance(time::Duration::hours(1));
+    let rep = run(&stuck);
+    assert!(rep.ca_renewed().is_empty(), "{}", rep.summary());
+    assert_eq!(requests(), ["/v1/steady-state workers"]);
+    assert_eq!(kept(), ["control-plane"]);
+
+    // A verified restart of the group (`ca rotate`'s, here etcd once more) gives it back.
+    let healthy = FakeProber::new(r, &[]);
+    let etcd = Component::parse("etcd").unwrap().expect("a component");
+    let done = TestPass::new(&root, &s, &state)
+        .live(&services, &healthy, &clock)
+        .lock(Some(&lock))
+        .with(|p| cert_rotator::authority::restart(p, &[etcd], &[]));
+    assert!(done.failed().is_none(), "{done:?}");
+    assert_eq!(
+        requests(),
+        [
+            "/v1/pre-reboot control-plane",
+            "/v1/steady-state control-plane"
+        ]
+    );
+    assert!(kept().is_empty());
+}

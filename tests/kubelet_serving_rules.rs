@@ -3,7 +3,8 @@
 //! without an API server: a node's request for a name of a configured pattern and an
 //! address of a configured prefix is approved, one beyond them denied with the reason,
 //! and a bad pattern or prefix is a configuration error naming the key and the file
-//! (`config check`). The real API server judges the same in tests/k8s/csr.sh.
+//! (`config check`); a subject value that does not decode as text is denied, not
+//! skipped. The real API server judges the same in tests/k8s/csr.sh.
 
 mod common;
 
@@ -157,5 +158,123 @@ fn config_check_names_the_file_and_the_key_of_a_bad_pattern_or_prefix() {
             err.contains(&file.display().to_string()) && err.contains(key) && err.contains(words),
             "{line}: {err}"
         );
+    }
+}
+
+// ------------------------------------------------ subjects it cannot read ---
+
+mod unreadable_subject {
+    use super::*;
+    use der::asn1::{Any, BitString, Ia5String, OctetString, SetOfVec};
+    use der::oid::AssociatedOid;
+    use der::{Encode, Tag};
+    use x509_cert::attr::{Attribute, AttributeTypeAndValue};
+    use x509_cert::ext::pkix::{name::GeneralName, SubjectAltName};
+    use x509_cert::ext::Extension;
+    use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
+    use x509_cert::request::{CertReq, CertReqInfo, ExtensionReq, Version};
+
+    const CN: &str = "2.5.4.3";
+    const O: &str = "2.5.4.10";
+    const OU: &str = "2.5.4.11";
+
+    /// One RDN of one attribute, its value of `tag` with these content octets (which
+    /// CertTemplate, writing UTF8Strings only, cannot make).
+    fn rdn(oid: &str, tag: Tag, value: &[u8]) -> RelativeDistinguishedName {
+        let mut set = SetOfVec::new();
+        set.insert(AttributeTypeAndValue {
+            oid: oid.parse().unwrap(),
+            value: Any::new(tag, value.to_vec()).unwrap(),
+        })
+        .unwrap();
+        RelativeDistinguishedName(set)
+    }
+
+    /// Node n1's request with DNS SAN n1 and this subject.
+    fn with_subject(rdns: Vec<RelativeDistinguishedName>) -> CertificateSigningRequest {
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256, KeyEncoding::Sec1).unwrap();
+        let san = SubjectAltName(vec![GeneralName::DnsName(Ia5String::new("n1").unwrap())]);
+        let ext = Extension {
+            extn_id: SubjectAltName::OID,
+            critical: false,
+            extn_value: OctetString::new(san.to_der().unwrap()).unwrap(),
+        };
+        let mut attributes = SetOfVec::new();
+        attributes
+            .insert(Attribute::try_from(ExtensionReq(vec![ext])).unwrap())
+            .unwrap();
+        let info = CertReqInfo {
+            version: Version::V1,
+            subject: Name::from(RdnSequence(rdns)),
+            public_key: key.spki().unwrap(),
+            attributes,
+        };
+        let signature = key.sign(&info.to_der().unwrap()).unwrap();
+        let req = CertReq {
+            info,
+            algorithm: key.signature_algorithm(),
+            signature: BitString::from_bytes(&signature).unwrap(),
+        };
+        let pem = cert_rotator::pki::encode_pem("CERTIFICATE REQUEST", &req.to_der().unwrap());
+        let mut csr = request(&["n1"], &[]);
+        csr.spec.request = base64::engine::general_purpose::STANDARD.encode(pem);
+        csr
+    }
+
+    fn judged(extra: Option<RelativeDistinguishedName>) -> Verdict {
+        let mut rdns = vec![
+            rdn(O, Tag::Utf8String, b"system:nodes"),
+            rdn(CN, Tag::Utf8String, b"system:node:n1"),
+        ];
+        rdns.extend(extra);
+        judge_with(
+            &with_subject(rdns),
+            Some(&node()),
+            86_400,
+            &SanRules::default(),
+        )
+    }
+
+    #[test]
+    fn a_subject_value_that_does_not_decode_is_denied_not_skipped() {
+        assert!(
+            matches!(judged(None), Verdict::Approve(_)),
+            "{:?}",
+            judged(None)
+        );
+        // Read as strings by an approver in Go: an OU, a second O, a second CN.
+        for (oid, value) in [
+            (OU, &b"\xffanything"[..]),
+            (O, b"system:masters\xff"),
+            (CN, b"system:node:n2\xff"),
+        ] {
+            match judged(Some(rdn(oid, Tag::TeletexString, value))) {
+                Verdict::Deny(m) => assert!(
+                    m.contains("1 attribute value(s) that do not decode as text")
+                        && m.contains("CN=system:node:n1, O=system:nodes"),
+                    "{oid}: {m}"
+                ),
+                v => panic!("{oid} {value:?}: {v:?}"),
+            }
+        }
+        // Readable, the same extra attributes are denied as before.
+        for (oid, value) in [
+            (OU, &b"anything"[..]),
+            (O, b"system:masters"),
+            (CN, b"system:node:n2"),
+        ] {
+            match judged(Some(rdn(oid, Tag::TeletexString, value))) {
+                Verdict::Deny(m) => assert!(m.starts_with("the subject is "), "{oid}: {m}"),
+                v => panic!("{oid} {value:?}: {v:?}"),
+            }
+        }
+        // One CN, one O: a value readable but repeated is no kubelet's either.
+        match judged(Some(rdn(O, Tag::Utf8String, b"system:nodes"))) {
+            Verdict::Deny(m) => assert!(
+                m.contains("O=system:nodes, CN=system:node:n1, O=system:nodes"),
+                "{m}"
+            ),
+            v => panic!("{v:?}"),
+        }
     }
 }

@@ -75,6 +75,48 @@ fn bad_cas_and_targets_are_refused_with_nothing_changed() {
     );
 }
 
+/// admin.conf's user an alias of another user's data (YAML `&c` / `*c`): the bytes to
+/// replace are the other user's, so the renewal is refused naming file and field.
+#[test]
+fn a_kubeconfig_user_aliasing_another_users_data_is_refused() {
+    let d = node(&NodeSpec::control_plane(now()));
+    let r = d.path();
+    let conf = host(r, "/etc/kubernetes/admin.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let value = |field: &str| {
+        let line = text.lines().find(|l| l.trim().starts_with(field)).unwrap();
+        line.split_once(": ").unwrap().1.to_string()
+    };
+    let (cert, key) = (value("client-certificate-data:"), value("client-key-data:"));
+    let other = format!(
+        "users:\n- name: other\n  user:\n    client-certificate-data: &c {cert}\n    client-key-data: &k {key}\n"
+    );
+    let tied = text
+        .replacen("users:\n", &other, 1)
+        .replace(
+            &format!("client-certificate-data: {cert}"),
+            "client-certificate-data: *c",
+        )
+        .replace(&format!("client-key-data: {key}"), "client-key-data: *k")
+        // `other`'s own lines were replaced too: put them back.
+        .replace(
+            "certificate-data: &c *c",
+            &format!("certificate-data: &c {cert}"),
+        )
+        .replace("key-data: &k *k", &format!("key-data: &k {key}"));
+    assert!(tied.contains("client-certificate-data: *c"), "{tied}");
+    std::fs::write(&conf, tied).unwrap();
+    renew_fails_and_changes_nothing(
+        r,
+        &["renew", "/etc/kubernetes/admin.conf"],
+        &[
+            "/etc/kubernetes/admin.conf",
+            "client-certificate-data is a YAML alias (*c)",
+            "edit it by hand",
+        ],
+    );
+}
+
 #[test]
 fn expired_ca_is_refused() {
     let mut spec = NodeSpec::control_plane(now());

@@ -425,3 +425,56 @@ fn run_renews_due_cas_then_plans_again_then_renews_the_leaves() {
         report.not_performed()
     );
 }
+
+/// The pass's CA renewal rewrote scheduler.conf's certificate-authority-data (the
+/// apply below, in the pass's own backup generation, as `renew_due` writes it); the
+/// scheduler.conf renewal then fails verification (the old process keeps the port) and
+/// is rolled back: the client certificate goes back, the CA data stays the CA
+/// renewal's. The rollback restores the group's own change set, not the file as the
+/// pass found it.
+#[test]
+fn a_rollback_keeps_the_ca_renewals_edit_of_the_same_kubeconfig() {
+    use base64::Engine;
+    let spec = NodeSpec::control_plane(now())
+        .with("scheduler.conf", Validity::days(365, Duration::days(10)));
+    let d = node(&spec);
+    let r = d.path();
+    let root = NodeRoot::new(r);
+    let s = settings();
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
+    let conf = host(r, "/etc/kubernetes/scheduler.conf");
+    let found = std::fs::read_to_string(&conf).unwrap();
+    let field = |text: &str, key: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(key).map(str::to_string))
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+    };
+    let ca_data = field(&found, "certificate-authority-data: ");
+    let other = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(host(r, "/etc/kubernetes/pki/front-proxy-ca.crt")).unwrap());
+    state
+        .apply(
+            "renew CA ca",
+            &[cert_rotator::write::FileChange::file(
+                "/etc/kubernetes/scheduler.conf",
+                found.replace(&ca_data, &other).into_bytes(),
+                0o600,
+                true,
+            )],
+        )
+        .unwrap();
+    let plan = pass::plan_run(&root, &s, &state, now());
+    let services = RecordingServiceManager::new();
+    let prober = FakeProber::new(r, &[]).old_process_on(10259);
+    let report = TestPass::new(&root, &s, &state)
+        .live(&services, &prober, &SystemClock)
+        .execute(&plan);
+    assert_eq!(report.rolled_back().len(), 1, "{}", report.summary());
+    let after = std::fs::read_to_string(&conf).unwrap();
+    assert_eq!(field(&after, "certificate-authority-data: "), other);
+    assert_eq!(
+        field(&after, "client-certificate-data: "),
+        field(&found, "client-certificate-data: "),
+        "the client certificate is back"
+    );
+}

@@ -184,6 +184,32 @@ fn backups_outside_the_state_directory_and_unknown_groups_are_refused() {
         ),
         (
             LockState {
+                pending: vec![owed(
+                    "kube-apiserver",
+                    &[(
+                        "/etc/kubernetes/pki/apiserver.crt",
+                        "/var/lib/cert-rotator/backup/2026-12-01T10:00:00Z/.before/x",
+                    )],
+                )],
+                failed_groups: vec![],
+            },
+            "is not a backup directory",
+        ),
+        (
+            LockState {
+                pending: vec![owed(
+                    "kube-apiserver",
+                    &[(
+                        "/etc/kubernetes/pki/apiserver.crt",
+                        "/var/lib/cert-rotator/.before/1",
+                    )],
+                )],
+                failed_groups: vec![],
+            },
+            "is not a backup directory",
+        ),
+        (
+            LockState {
                 pending: vec![],
                 failed_groups: vec!["sshd".into()],
             },
@@ -220,9 +246,11 @@ fn what_the_agent_itself_owes_is_still_restarted() {
                         "/etc/kubernetes/pki/apiserver.crt",
                         "/var/lib/cert-rotator/backup/2026-12-01T10:00:00Z",
                     ),
+                    // A change set's own before-images in the generation
+                    // (the pass had written the key before).
                     (
                         "/etc/kubernetes/pki/apiserver.key",
-                        "/var/lib/cert-rotator/backup/2026-12-01T10:00:00Z",
+                        "/var/lib/cert-rotator/backup/2026-12-01T10:00:00Z/.before/1",
                     ),
                 ],
             )],

@@ -8,8 +8,9 @@
 //!   slot is taken by a transaction whose compares say the slot key does not exist and
 //!   no other node's failed mark does, so two nodes never hold the same slot and a
 //!   stopped rollout stays stopped. The lease is kept alive from a thread while the
-//!   component restarts and verifies, and revoked on release; an agent killed in
-//!   between frees its slot `lease_ttl_seconds` after its last keep-alive.
+//!   component restarts and verifies (etcd/keeper.rs: failed keep-alives are retried until
+//!   the TTL really passed), and revoked on release; an agent killed in between frees
+//!   its slot `lease_ttl_seconds` after its last keep-alive.
 //! - `PREFIX/<group>/failed/<id>` = `{"id","purpose","at","why"}`, without a lease: left
 //!   when a restarted component failed verification. It blocks every other node of the
 //!   group until this node's next verified restart in the group deletes it, or an
@@ -20,12 +21,10 @@
 //! The transaction gives N slots and the failed-mark compare in one round trip.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use serde_json::{json, Value};
 
 use super::{HeldSlot, LockError, LockGroup, RestartLock};
@@ -166,161 +165,11 @@ pub struct EtcdLock {
 }
 
 mod creds;
+mod gateway;
+mod keeper;
 
-/// The JSON gateway of the cluster's etcd members.
-struct Gateway {
-    /// The client credentials as they are on disk now ([`creds`]).
-    creds: creds::Credentials,
-    /// What one operation (a request, or a whole acquisition) may take, over every
-    /// member: five silent members must not cost five timeouts.
-    timeout: Duration,
-    endpoints: Vec<String>,
-    /// The endpoint that answered last: tried first.
-    last_good: AtomicUsize,
-}
-
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
-}
-
-fn unb64(v: &Value) -> String {
-    v.as_str()
-        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
-/// The end of the range of every key starting with `prefix` (etcd's prefix rule: the
-/// last byte plus one; ours are ASCII).
-fn prefix_end(prefix: &str) -> String {
-    let mut b = prefix.as_bytes().to_vec();
-    if let Some(last) = b.last_mut() {
-        *last += 1;
-    }
-    String::from_utf8_lossy(&b).into_owned()
-}
-
-impl Gateway {
-    fn describe(&self) -> String {
-        format!("etcd {}", self.endpoints.join(","))
-    }
-
-    /// POSTs `body` to `/v3/{path}` of the first member that answers, within the
-    /// gateway's timeout.
-    fn call(&self, path: &str, body: &Value) -> Result<Value, LockError> {
-        self.call_until(path, body, Instant::now() + self.timeout)
-    }
-
-    /// POSTs `body` to `/v3/{path}` of the first member that answers before `deadline`:
-    /// each member gets what is left of the time, and none is asked once it is gone.
-    fn call_until(&self, path: &str, body: &Value, deadline: Instant) -> Result<Value, LockError> {
-        let n = self.endpoints.len();
-        let start = self.last_good.load(Ordering::Relaxed) % n.max(1);
-        let mut errors = Vec::new();
-        let agent = self.creds.agent();
-        for i in 0..n {
-            let idx = (start + i) % n;
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                errors.push(format!(
-                    "{} more member(s) not tried: the {}s for the whole request are over",
-                    n - i,
-                    self.timeout.as_secs()
-                ));
-                break;
-            }
-            let url = format!("{}/v3/{path}", self.endpoints[idx]);
-            let resp = agent
-                .post(&url)
-                .config()
-                .timeout_global(Some(left))
-                .build()
-                .header("Content-Type", "application/json")
-                .send(body.to_string().as_bytes());
-            let mut resp = match resp {
-                Ok(r) => r,
-                Err(e) => {
-                    errors.push(format!("{}: {e}", self.endpoints[idx]));
-                    continue;
-                }
-            };
-            let status = resp.status().as_u16();
-            let text = resp
-                .body_mut()
-                .with_config()
-                .limit(1 << 20)
-                .read_to_string()
-                .unwrap_or_default();
-            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            if status != 200 {
-                let msg = v
-                    .get("error")
-                    .or_else(|| v.get("message"))
-                    .and_then(Value::as_str)
-                    .unwrap_or(text.trim());
-                errors.push(format!("{url}: HTTP {status}: {msg}"));
-                continue;
-            }
-            self.last_good.store(idx, Ordering::Relaxed);
-            return Ok(v);
-        }
-        Err(LockError::Unreachable {
-            backend: self.describe(),
-            detail: errors.join("; "),
-        })
-    }
-
-    /// The time one operation may take from now.
-    fn deadline(&self) -> Instant {
-        Instant::now() + self.timeout
-    }
-
-    fn range_prefix(
-        &self,
-        prefix: &str,
-        deadline: Instant,
-    ) -> Result<Vec<(String, String)>, LockError> {
-        let v = self.call_until(
-            "kv/range",
-            &json!({"key": b64(prefix), "range_end": b64(&prefix_end(prefix))}),
-            deadline,
-        )?;
-        Ok(v.get("kvs")
-            .and_then(Value::as_array)
-            .map(|kvs| {
-                kvs.iter()
-                    .map(|kv| (unb64(&kv["key"]), unb64(&kv["value"])))
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
-    fn txn(&self, body: &Value, deadline: Instant) -> Result<bool, LockError> {
-        let v = self.call_until("kv/txn", body, deadline)?;
-        Ok(v.get("succeeded").and_then(Value::as_bool).unwrap_or(false))
-    }
-
-    fn revoke(&self, lease: &str, deadline: Instant) {
-        if let Err(e) = self.call_until("lease/revoke", &json!({ "ID": lease }), deadline) {
-            // Not fatal: the lease expires on its own after its TTL.
-            tracing::warn!("coordination: cannot revoke lease {lease} (it expires by itself): {e}");
-        }
-    }
-
-    /// Renews `lease`; `false` when etcd no longer knows it.
-    fn keepalive(&self, lease: &str) -> Result<bool, LockError> {
-        let v = self.call("lease/keepalive", &json!({ "ID": lease }))?;
-        let ttl = v
-            .pointer("/result/TTL")
-            .and_then(|t| {
-                t.as_str()
-                    .map(str::to_string)
-                    .or_else(|| t.as_i64().map(|i| i.to_string()))
-            })
-            .unwrap_or_default();
-        Ok(!ttl.is_empty() && ttl != "0")
-    }
-}
+use gateway::{b64, prefix_end, Gateway};
+use keeper::{Keeper, Timing};
 
 /// The JSON of a key's value.
 fn record(id: &str, purpose: &str, extra: &[(&str, &str)]) -> String {
@@ -373,10 +222,10 @@ impl EtcdLock {
         )?;
         Ok(EtcdLock {
             gw: Arc::new(Gateway {
-                creds,
+                transport: Box::new(creds),
                 timeout: Duration::from_secs(timeout_seconds),
                 endpoints: a.endpoints.clone(),
-                last_good: AtomicUsize::new(0),
+                preferred: AtomicUsize::new(0),
             }),
             id: id.to_string(),
             ttl,
@@ -460,6 +309,8 @@ impl RestartLock for EtcdLock {
     ) -> Result<Box<dyn HeldSlot + '_>, LockError> {
         // One bound for the whole acquisition, over every member and request.
         let deadline = self.gw.deadline();
+        // The lease's TTL runs from the grant at the latest: counted from before it.
+        let granted = Instant::now();
         let g = self.gw.call_until(
             "lease/grant",
             &json!({ "TTL": self.ttl.to_string() }),
@@ -475,6 +326,8 @@ impl RestartLock for EtcdLock {
                 })
             }
         };
+        // etcd may grant more than was asked (its minimum TTL), never less.
+        let timing = Timing::for_ttl(gateway::ttl_of(&g).ok().flatten().unwrap_or(self.ttl));
         let value = record(&self.id, purpose, &[]);
         let compares = self.no_other_failed(&group.name);
         for slot in 0..group.slots {
@@ -487,28 +340,9 @@ impl RestartLock for EtcdLock {
             }), deadline);
             match ok {
                 Ok(true) => {
-                    let (stop, rx) = mpsc::channel::<()>();
-                    let gw = Arc::clone(&self.gw);
-                    let l = lease.clone();
-                    let every = Duration::from_millis((self.ttl * 1000 / 3).max(500));
-                    let keeper = std::thread::spawn(move || loop {
-                        match rx.recv_timeout(every) {
-                            Err(mpsc::RecvTimeoutError::Timeout) => {
-                                match gw.keepalive(&l) {
-                                    Ok(true) => {}
-                                    Ok(false) => {
-                                        tracing::error!("coordination: lease {l} expired: the restart slot is lost");
-                                        return;
-                                    }
-                                    Err(e) => {
-                                        tracing::warn!("coordination: keep-alive of lease {l}: {e}")
-                                    }
-                                }
-                            }
-                            _ => return,
-                        }
-                    });
-                    tracing::info!(group = %group.name, component = %purpose, "coordination: holding {key} (lease {lease}, TTL {}s)", self.ttl);
+                    let keeper =
+                        Keeper::start(Arc::clone(&self.gw), lease.clone(), timing, granted);
+                    tracing::info!(group = %group.name, component = %purpose, "coordination: holding {key} (lease {lease}, TTL {}s)", timing.ttl.as_secs());
                     return Ok(Box::new(EtcdSlot {
                         lock: self,
                         group: group.name.clone(),
@@ -516,7 +350,7 @@ impl RestartLock for EtcdLock {
                         value,
                         lease,
                         purpose: purpose.to_string(),
-                        keeper: Some((stop, keeper)),
+                        keeper: Some(keeper),
                     }));
                 }
                 Ok(false) => continue,
@@ -552,19 +386,21 @@ struct EtcdSlot<'l> {
     value: String,
     lease: String,
     purpose: String,
-    keeper: Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+    keeper: Option<Keeper>,
 }
 
 impl EtcdSlot<'_> {
-    fn stop_keepalive(&mut self) {
-        if let Some((stop, t)) = self.keeper.take() {
-            let _ = stop.send(());
-            let _ = t.join();
-        }
+    /// Stops the renewals; why the lease was lost while held, if it was.
+    fn stop_keepalive(&mut self) -> Option<String> {
+        self.keeper.take().and_then(Keeper::stop)
     }
 
-    fn finish(mut self, failed: Option<&str>) -> Result<(), LockError> {
-        self.stop_keepalive();
+    /// Deletes the holder key while it is still ours and puts or clears this node's
+    /// failed mark either way. `Ok(Some(why))`: the slot was no longer ours, the lease
+    /// having been lost while the component restarted (another node may have restarted
+    /// at the same time).
+    fn finish(mut self, failed: Option<&str>) -> Result<Option<String>, LockError> {
+        let lost = self.stop_keepalive();
         let gw = &self.lock.gw;
         let fk = self.lock.failed_key(&self.group);
         let mark = match failed {
@@ -579,22 +415,41 @@ impl EtcdSlot<'_> {
             "failure": [mark],
         }), gw.deadline());
         gw.revoke(&self.lease, gw.deadline());
-        done.map(|still_ours| {
-            if !still_ours {
-                tracing::warn!(group = %self.group, "coordination: {} was no longer ours (the lease had expired)", self.key);
+        match (done?, lost) {
+            (true, None) => Ok(None),
+            (true, Some(why)) => {
+                // The key was still there: no other node could take this slot.
+                tracing::warn!(group = %self.group, "coordination: {} was still ours although its keep-alive had given up ({why})", self.key);
+                Ok(None)
             }
-        })
+            (false, why) => {
+                let why = why.unwrap_or_else(|| format!("lease {} expired", self.lease));
+                tracing::warn!(group = %self.group, "coordination: {} was no longer ours: {why}", self.key);
+                Ok(Some(why))
+            }
+        }
     }
 }
 
 impl HeldSlot for EtcdSlot<'_> {
     fn release(self: Box<Self>) -> Result<(), LockError> {
         tracing::info!(group = %self.group, "coordination: released {}", self.key);
-        (*self).finish(None)
+        let (backend, key) = (self.lock.backend(), self.key.clone());
+        match (*self).finish(None)? {
+            None => Ok(()),
+            // The pass says it (a slot not given back): the restart ran partly unguarded.
+            Some(detail) => Err(LockError::Lost {
+                backend,
+                key,
+                detail,
+            }),
+        }
     }
 
     fn keep_failed(self: Box<Self>, why: &str) -> Result<(), LockError> {
-        (*self).finish(Some(why))
+        // The mark is written either way (the transaction's failure branch): the
+        // rollout stays stopped, which is what the caller needs to know.
+        (*self).finish(Some(why)).map(|_| ())
     }
 }
 

@@ -68,6 +68,14 @@ pub enum LockError {
     /// The lock cannot be used on this node at all (no credentials, no id, bad URL).
     #[error("{0}")]
     Setup(String),
+    /// A held slot's lease was lost before the slot was given back (etcd let it expire
+    /// or it was revoked): another node may have restarted in the same group meanwhile.
+    #[error("{backend}: {key} was lost while held: {detail}")]
+    Lost {
+        backend: String,
+        key: String,
+        detail: String,
+    },
 }
 
 fn list(v: &[String]) -> String {
@@ -107,6 +115,7 @@ impl LockError {
             LockError::Stopped { .. } => "stopped",
             LockError::Refused { .. } => "refused",
             LockError::Setup(_) => "setup",
+            LockError::Lost { .. } => "lost",
         }
     }
 }
@@ -132,7 +141,8 @@ pub trait RestartLock: Send + Sync {
 /// A slot this node holds.
 pub trait HeldSlot {
     /// The restarted component verified: give the slot back (and clear this node's
-    /// failed mark, if it left one earlier).
+    /// failed mark, if it left one earlier). [`LockError::Lost`] when the slot was
+    /// found no longer this node's: its lease ended while the component restarted.
     fn release(self: Box<Self>) -> Result<(), LockError>;
     /// The restarted component failed verification: keep the group stopped (a
     /// persistent mark in etcd; the FleetLock slot stays held).

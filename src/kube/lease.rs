@@ -2,8 +2,10 @@
 //! does it: the holder renews the Lease's renewTime; another candidate takes the Lease
 //! over only after it has seen the same holder and renewTime, unchanged, for a whole
 //! leaseDurationSeconds by its own monotonic clock (never by comparing its wall clock
-//! with the holder's, which may be skewed). Every write carries the resourceVersion it
-//! read, so two candidates never both win one round.
+//! with the holder's, which may be skewed). The duration waited is the Lease's own
+//! `spec.leaseDurationSeconds`, the term its holder promised to renew within (client-go
+//! waits that one), or this candidate's when longer. Every write carries the
+//! resourceVersion it read, so two candidates never both win one round.
 
 use std::time::{Duration, Instant};
 
@@ -25,12 +27,19 @@ pub enum Decision {
 }
 
 /// The pure rule. `unchanged_for`: how long this candidate has seen the same holder and
-/// renewTime.
+/// renewTime; `duration`: this candidate's own lease duration. A holder is silent only
+/// after the longer of that and the Lease's `leaseDurationSeconds`: a holder configured
+/// with a longer term renews less often, and taking over after our shorter one would
+/// make two signers.
 pub fn decide(spec: &LeaseSpec, me: &str, unchanged_for: Duration, duration: Duration) -> Decision {
+    let held_for = spec
+        .lease_duration_seconds
+        .and_then(|s| u64::try_from(s).ok())
+        .map_or(duration, |s| duration.max(Duration::from_secs(s)));
     match spec.holder_identity.as_deref() {
         Some(h) if h == me => Decision::Renew,
         None | Some("") => Decision::Take,
-        Some(_) if unchanged_for >= duration => Decision::Take,
+        Some(_) if unchanged_for >= held_for => Decision::Take,
         Some(h) => Decision::Follow {
             holder: h.to_string(),
         },
@@ -191,6 +200,38 @@ mod tests {
             decide(&held(Some("them")), "me", Duration::from_secs(15), d),
             Decision::Take
         );
+    }
+
+    #[test]
+    fn a_holder_is_silent_only_after_the_longer_of_its_lease_duration_and_ours() {
+        let ours = Duration::from_secs(15);
+        let theirs = |secs: Option<i64>| LeaseSpec {
+            lease_duration_seconds: secs,
+            ..held(Some("them"))
+        };
+        let follow = Decision::Follow {
+            holder: "them".into(),
+        };
+        // The holder promised to renew within 60 s: 15 s of silence is not a lapse.
+        let long = theirs(Some(60));
+        assert_eq!(decide(&long, "me", Duration::from_secs(15), ours), follow);
+        assert_eq!(decide(&long, "me", Duration::from_secs(59), ours), follow);
+        assert_eq!(
+            decide(&long, "me", Duration::from_secs(60), ours),
+            Decision::Take
+        );
+        // A shorter term of the holder's does not shorten our wait, nor does a
+        // missing or negative one.
+        for spec in [theirs(Some(5)), theirs(None), theirs(Some(-1))] {
+            assert_eq!(decide(&spec, "me", Duration::from_secs(14), ours), follow);
+            assert_eq!(decide(&spec, "me", ours, ours), Decision::Take);
+        }
+        // Our own Lease is renewed whatever its term.
+        let mine = LeaseSpec {
+            lease_duration_seconds: Some(3600),
+            ..held(Some("me"))
+        };
+        assert_eq!(decide(&mine, "me", Duration::ZERO, ours), Decision::Renew);
     }
 
     #[test]

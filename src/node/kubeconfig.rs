@@ -145,6 +145,23 @@ pub enum KubeconfigError {
     SpanOutsideFile,
     #[error("the base64 value is not on a single line; refusing to rewrite its layout")]
     NotSingleLine,
+    /// The value is another entry's, reached through a YAML alias (of the value or of
+    /// the mapping holding it): replacing it would change that entry.
+    #[error("{entry}: {field} is a YAML alias ({alias}) of another entry's value: renewing it in place would change that entry; edit it by hand (give this entry its own value)")]
+    Aliased {
+        entry: String,
+        field: &'static str,
+        // Boxed: the error travels inside the issue errors, kept small (clippy's
+        // result_large_err).
+        alias: Box<str>,
+    },
+    /// The value carries a YAML anchor that another entry's value is an alias of.
+    #[error("{entry}: {field} carries a YAML anchor that {other} is an alias of: renewing it in place would change that entry too; edit it by hand (give each entry its own value)")]
+    AnchorShared {
+        entry: String,
+        field: &'static str,
+        other: Box<str>,
+    },
 }
 
 /// A kubeconfig's YAML, its errors quoting nothing of the file: a snippet around a
@@ -290,13 +307,26 @@ fn credential_of(raw: RawKubeconfig, node_path: &Path) -> Result<Kubeconfig, Kub
 
 /// Replaces the current user's client-certificate-data and client-key-data with new
 /// PEM bytes, leaving every other byte of the file as it was.
+/// A value that YAML anchors tie to another entry's is refused: the splice would change
+/// both ([`KubeconfigError::Aliased`], [`KubeconfigError::AnchorShared`]).
 pub fn replace_embedded(
     bytes: &[u8],
     node_path: &Path,
     cert_pem: &[u8],
     key_pem: &[u8],
 ) -> Result<Vec<u8>, KubeconfigError> {
-    let kc = parse(bytes, node_path)?;
+    let raw: RawKubeconfig = from_yaml(bytes)?;
+    // Another entry may be tied to this user's values from the clusters too; a clusters
+    // list that does not read holds nothing kubectl could use.
+    let clusters = from_yaml::<RawClusters>(bytes)
+        .ok()
+        .and_then(|c| c.clusters);
+    let values = base64_values(raw.users.as_deref(), clusters.as_deref());
+    let kc = credential_of(raw, node_path)?;
+    let entry = format!("user {:?}", kc.user);
+    for field in ["client-certificate-data", "client-key-data"] {
+        own_value(bytes, &values, &entry, field)?;
+    }
     let ClientCredential::Embedded {
         cert_span,
         key_span,
@@ -432,10 +462,20 @@ pub fn replace_cluster_ca(
     node_path: &Path,
     new: &[(&str, &[u8])],
 ) -> Result<Vec<u8>, KubeconfigError> {
-    let entries = clusters(bytes, node_path)?;
+    let raw: RawClusters = from_yaml(bytes)?;
+    // Users that do not read hold nothing kubectl could use.
+    let users = from_yaml::<RawKubeconfig>(bytes).ok().and_then(|k| k.users);
+    let values = base64_values(users.as_deref(), raw.clusters.as_deref());
+    let entries = clusters_of(raw, node_path)?;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let mut edits = Vec::new();
     for (name, pem) in new {
+        own_value(
+            bytes,
+            &values,
+            &format!("cluster {name:?}"),
+            "certificate-authority-data",
+        )?;
         let Some(entry) = entries.iter().find(|e| e.name == *name) else {
             return Err(KubeconfigError::ClusterMissing {
                 cluster: name.to_string(),
@@ -454,12 +494,112 @@ pub fn replace_cluster_ca(
     splice_base64(bytes, edits)
 }
 
+/// Where a value is defined (for an alias: where its anchor is).
 fn span_of<T>(s: &Spanned<T>) -> Option<ByteSpan> {
-    let sp = s.defined.span();
+    byte_span(&s.defined)
+}
+
+fn byte_span(l: &serde_saphyr::Location) -> Option<ByteSpan> {
+    let sp = l.span();
     Some(ByteSpan {
         start: usize::try_from(sp.byte_offset()?).ok()?,
         len: usize::try_from(sp.byte_len()?).ok()?,
     })
+}
+
+/// One base64 value of a kubeconfig's users and clusters: whose, which field, where it
+/// is written (`referenced`: an alias's own place) and where its bytes are (`defined`).
+struct Base64Value {
+    entry: String,
+    field: &'static str,
+    referenced: Option<ByteSpan>,
+    defined: Option<ByteSpan>,
+}
+
+impl Base64Value {
+    fn of(entry: String, field: &'static str, v: &Spanned<String>) -> Self {
+        Base64Value {
+            entry,
+            field,
+            referenced: byte_span(&v.referenced),
+            defined: byte_span(&v.defined),
+        }
+    }
+
+    /// Reached through an alias: written elsewhere than its bytes are.
+    fn aliased(&self) -> bool {
+        self.referenced != self.defined
+    }
+}
+
+/// Every base64 value of the users and clusters, for [`own_value`].
+fn base64_values(
+    users: Option<&[NamedUser]>,
+    clusters: Option<&[NamedCluster]>,
+) -> Vec<Base64Value> {
+    let mut out = Vec::new();
+    for u in users.unwrap_or_default() {
+        let Some(a) = &u.user else { continue };
+        for (field, v) in [
+            ("client-certificate-data", &a.client_certificate_data),
+            ("client-key-data", &a.client_key_data),
+        ] {
+            if let Some(v) = v {
+                out.push(Base64Value::of(format!("user {:?}", u.name), field, v));
+            }
+        }
+    }
+    for c in clusters.unwrap_or_default() {
+        let data = c
+            .cluster
+            .as_ref()
+            .and_then(|c| c.certificate_authority_data.as_ref());
+        if let Some(v) = data {
+            let entry = format!("cluster {:?}", c.name);
+            out.push(Base64Value::of(entry, "certificate-authority-data", v));
+        }
+    }
+    out
+}
+
+/// Whether `entry`'s `field` (if it has one) is its own, so that replacing its bytes
+/// changes it alone: not an alias of another entry's value, and no alias of another
+/// entry's refers to it. YAML anchors are rare in kubeconfigs (kubeadm and kubectl
+/// write none); an edit in place cannot untie them, so the operator is asked to.
+fn own_value(
+    bytes: &[u8],
+    values: &[Base64Value],
+    entry: &str,
+    field: &'static str,
+) -> Result<(), KubeconfigError> {
+    let Some(v) = values.iter().find(|v| v.entry == entry && v.field == field) else {
+        return Ok(());
+    };
+    if v.aliased() {
+        // The alias's own text (`*name`): a name, not the value.
+        let alias = v
+            .referenced
+            .and_then(|r| bytes.get(r.start..r.start + r.len))
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .filter(|t| t.starts_with('*'))
+            .unwrap_or("an alias");
+        return Err(KubeconfigError::Aliased {
+            entry: entry.to_string(),
+            field,
+            alias: alias.into(),
+        });
+    }
+    let tied = values
+        .iter()
+        .find(|w| w.aliased() && w.defined.is_some() && w.defined == v.defined);
+    if let Some(w) = tied {
+        return Err(KubeconfigError::AnchorShared {
+            entry: entry.to_string(),
+            field,
+            other: format!("{}'s {}", w.entry, w.field).into(),
+        });
+    }
+    Ok(())
 }
 
 fn decode_b64(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
@@ -475,166 +615,8 @@ fn decode_b64(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const KC: &str = "apiVersion: v1
-clusters:
-- cluster:
-    certificate-authority-data: Q0E=
-    server: https://10.0.0.10:6443
-  name: kubernetes
-contexts:
-- context:
-    cluster: kubernetes
-    user: kubernetes-admin
-  name: kubernetes-admin@kubernetes
-- context:
-    cluster: kubernetes
-    user: other
-  name: other@kubernetes
-current-context: kubernetes-admin@kubernetes
-kind: Config
-preferences: {}
-users:
-- name: other
-  user:
-    client-certificate: other.crt
-- name: kubernetes-admin
-  user:
-    client-certificate-data: Q0VSVA==
-    client-key-data: S0VZ
-";
-
-    #[test]
-    fn finds_the_current_users_embedded_data_and_its_bytes() {
-        let k = parse(KC.as_bytes(), Path::new("/etc/kubernetes/admin.conf")).unwrap();
-        assert_eq!(k.user, "kubernetes-admin");
-        let ClientCredential::Embedded {
-            cert_pem,
-            key_pem,
-            cert_span,
-            key_span,
-        } = k.credential
-        else {
-            panic!("not embedded")
-        };
-        assert_eq!(cert_pem, b"CERT");
-        assert_eq!(key_pem.unwrap(), b"KEY");
-        let c = cert_span.unwrap();
-        assert_eq!(&KC[c.start..c.start + c.len], "Q0VSVA==");
-        let k = key_span.unwrap();
-        assert_eq!(&KC[k.start..k.start + k.len], "S0VZ");
-    }
-
-    #[test]
-    fn replacing_embedded_data_changes_only_those_bytes() {
-        let out = replace_embedded(KC.as_bytes(), Path::new("/a"), b"NEWCERT", b"NEWKEY").unwrap();
-        let out = String::from_utf8(out).unwrap();
-        assert_eq!(
-            out,
-            KC.replace("Q0VSVA==", "TkVXQ0VSVA==")
-                .replace("S0VZ", "TkVXS0VZ")
-        );
-        let quoted = KC.replace("client-key-data: S0VZ", "client-key-data: \"S0VZ\"");
-        let out = replace_embedded(quoted.as_bytes(), Path::new("/a"), b"C", b"NEWKEY").unwrap();
-        assert!(String::from_utf8(out)
-            .unwrap()
-            .contains("client-key-data: \"TkVXS0VZ\"\n"));
-    }
-
-    #[test]
-    fn cluster_ca_data_is_found_and_replaced_in_place() {
-        let e = clusters(KC.as_bytes(), Path::new("/a")).unwrap();
-        assert_eq!(e.len(), 1);
-        assert_eq!(e[0].name, "kubernetes");
-        let ClusterTrust::Embedded { pem, .. } = &e[0].trust else {
-            panic!("not embedded")
-        };
-        assert_eq!(pem, b"CA");
-        let out = replace_cluster_ca(KC.as_bytes(), Path::new("/a"), &[("kubernetes", b"NEWCA")])
-            .unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            KC.replace(
-                "certificate-authority-data: Q0E=",
-                "certificate-authority-data: TkVXQ0E="
-            )
-        );
-        let err = replace_cluster_ca(KC.as_bytes(), Path::new("/a"), &[("gone", b"X")])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("no cluster \"gone\""), "{err}");
-        let file = KC.replace(
-            "certificate-authority-data: Q0E=",
-            "certificate-authority: pki/ca.crt",
-        );
-        let e = clusters(file.as_bytes(), Path::new("/etc/kubernetes/x.conf")).unwrap();
-        assert!(
-            matches!(&e[0].trust, ClusterTrust::File(p) if p == Path::new("/etc/kubernetes/pki/ca.crt"))
-        );
-        let err = replace_cluster_ca(file.as_bytes(), Path::new("/a"), &[("kubernetes", b"X")])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("no certificate-authority-data"), "{err}");
-    }
-
-    /// One parse gives what the two give alone, also when one part is broken.
-    #[test]
-    fn both_readings_from_one_parse_are_each_as_alone() {
-        let p = Path::new("/etc/kubernetes/admin.conf");
-        let no_list = KC.replace("users:\n- name: other", "users: 5\nx:\n- name: other");
-        let no_context = KC.replace("current-context: kubernetes-admin@kubernetes\n", "");
-        for text in [KC.to_string(), no_list, no_context, "{{{ no".to_string()] {
-            let both = parse_both(text.as_bytes(), p);
-            let alone = (parse(text.as_bytes(), p), clusters(text.as_bytes(), p));
-            assert_eq!(
-                format!("{:?}", both.kubeconfig),
-                format!("{:?}", alone.0),
-                "{text}"
-            );
-            assert_eq!(format!("{:?}", both.clusters), format!("{:?}", alone.1));
-        }
-        let broken = parse_both(KC.replace("users:\n", "users: 5\nx:\n").as_bytes(), p);
-        assert!(broken.kubeconfig.is_err() && broken.clusters.is_ok());
-    }
-
-    #[test]
-    fn file_references_resolve_from_the_kubeconfig_dir() {
-        let kc = KC.replace(
-            "current-context: kubernetes-admin@kubernetes",
-            "current-context: other@kubernetes",
-        );
-        let k = parse(kc.as_bytes(), Path::new("/etc/kubernetes/x.conf")).unwrap();
-        match k.credential {
-            ClientCredential::Files { cert, key } => {
-                assert_eq!(cert, Path::new("/etc/kubernetes/other.crt"));
-                assert_eq!(key, None);
-            }
-            _ => panic!("not files"),
-        }
-    }
-
-    #[test]
-    fn broken_kubeconfigs_say_what_is_wrong() {
-        let nowhere = KC.replace(
-            "current-context: kubernetes-admin@kubernetes",
-            "current-context: gone",
-        );
-        let e = parse(nowhere.as_bytes(), Path::new("/a"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("\"gone\" names no context"), "{e}");
-        let e = parse(b"{{{ not: yaml", Path::new("/a"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("YAML"), "{e}");
-        let e = parse(b"kind: Config\n", Path::new("/a"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("no current-context"), "{e}");
-    }
-}
+#[path = "kubeconfig_tests.rs"]
+mod tests;
 
 #[cfg(test)]
 mod no_key_in_errors {

@@ -195,10 +195,26 @@ impl NodeRoot {
         }
     }
 
-    /// Removes a directory and everything in it (symlinks inside are removed, not followed).
+    /// Removes a directory and everything in it (symlinks inside are removed, not
+    /// followed), then fsyncs its parent, so the removal survives a power failure.
     pub fn remove_dir_all(&self, dir: &Path) -> Result<(), NodeError> {
         let (node, host) = self.entry(dir)?;
-        fs::remove_dir_all(&host).map_err(|e| NodeError::io(&node, e))
+        fs::remove_dir_all(&host).map_err(|e| NodeError::io(&node, e))?;
+        sync_parent(&node, &host)
+    }
+
+    /// Renames a directory (or any entry) and fsyncs the directories it left and
+    /// entered: a rename not yet durable may be undone by a power failure while what
+    /// was written after it (a journal) survives.
+    pub fn rename_durably(&self, from: &Path, to: &Path) -> Result<(), NodeError> {
+        let (node_from, host_from) = self.entry(from)?;
+        let (node_to, host_to) = self.entry(to)?;
+        fs::rename(&host_from, &host_to).map_err(|e| NodeError::io(&node_to, e))?;
+        sync_parent(&node_to, &host_to)?;
+        if host_from.parent() != host_to.parent() {
+            sync_parent(&node_from, &host_from)?;
+        }
+        Ok(())
     }
 
     /// fsyncs a directory, so the renames and removals in it are durable.
@@ -228,8 +244,13 @@ impl NodeRoot {
                         ));
                     }
                     match fs::DirBuilder::new().mode(mode).create(&host) {
-                        Ok(()) => fs::set_permissions(&host, fs::Permissions::from_mode(mode))
-                            .map_err(|e| NodeError::io(&candidate, e))?,
+                        Ok(()) => {
+                            fs::set_permissions(&host, fs::Permissions::from_mode(mode))
+                                .map_err(|e| NodeError::io(&candidate, e))?;
+                            // The new entry is durable only once its parent is synced
+                            // (a backup directory lost while the journal survives).
+                            sync_parent(&candidate, &host)?;
+                        }
                         // Made meanwhile by another process: fine if it is a directory.
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && host.is_dir() => {}
                         Err(e) => return Err(NodeError::io(&candidate, e)),
@@ -315,6 +336,12 @@ fn stage_host(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -
 
 fn fsync_host_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// fsyncs the directory holding `host` (node path `node`, for the error).
+fn sync_parent(node: &Path, host: &Path) -> Result<(), NodeError> {
+    let dir = host.parent().unwrap_or(Path::new("/"));
+    fsync_host_dir(dir).map_err(|e| NodeError::io(node.parent().unwrap_or(node), e))
 }
 
 /// Crash injection for the crash-safety test: with the `failpoints` feature and

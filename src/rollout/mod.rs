@@ -30,7 +30,7 @@ use crate::restart::{
 };
 use crate::verify::before::BeforeRestart;
 use crate::verify::{wait_until_served_by, Prober, RestartRequested, VerifyError};
-use crate::write::{Applied, StateDir, WriteError};
+use crate::write::{StateDir, WriteError};
 pub use slot::NoRestartSlot;
 pub(crate) use slot::{owed_restarts, refused, PassLocks};
 
@@ -159,7 +159,7 @@ pub(crate) fn status(msg: &str) {
 
 /// What a group's renewals wrote, for the restart and a rollback.
 pub(crate) struct Written {
-    /// (node path, backup dir of its change set)
+    /// (node path, backup dir of its change set's before-image: [`crate::write::Applied::files`])
     pub(crate) files: Vec<(PathBuf, PathBuf)>,
     pub(crate) serials: Vec<String>,
 }
@@ -462,17 +462,14 @@ impl<'p, 'a> Live<'p, 'a> {
         Ok(found)
     }
 
-    /// Puts the group's files back from this pass's backup, restarts the component
-    /// again and checks it serves the old certificates.
+    /// Puts the group's files back as its own change sets found them, restarts the
+    /// component again and checks it serves the old certificates.
     fn rollback(&self, written: &Written, history: &mut History) -> Result<(), PassError> {
-        // Each file from the backup of the change set that wrote it; a file the renewal
-        // created (the kubelet's new client file) has none and stays, the restored
-        // symlink no longer points at it.
-        let applied: Vec<Applied> = written
-            .files
-            .iter()
-            .map(|(file, backup)| Applied::recorded(backup, std::slice::from_ref(file)))
-            .collect();
+        // Each file from the before-image of the group's first change set that wrote
+        // it, not from what the pass found: the CA renewal's edit of the same kubeconfig
+        // stays. A file the renewal created (the kubelet's new client file) has none and
+        // stays, the restored symlink no longer points at it.
+        let applied = self.pass.state.rollback_of(&written.files)?;
         self.pass
             .state
             .restore(&format!("roll back {}", self.comp), &applied)?;

@@ -52,13 +52,7 @@ impl PassLocks {
     /// node's certificates, a backup outside the state directory, a unit no target
     /// restarts) is refused: the pass must change nothing ([`super::trust`]).
     pub(crate) fn open(pass: &Pass<'_>) -> Result<Self, UntrustedState> {
-        let state = match pass.state.read_json::<LockState>(coordination::STATE_FILE) {
-            Ok(s) => s.unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!("restart lock record unreadable, starting afresh: {e}");
-                LockState::default()
-            }
-        };
+        let state = read_record(pass.state);
         let path = pass.state.path(coordination::STATE_FILE);
         check_lock_state(pass.root, pass.settings, pass.state, &path, &state)?;
         if let Restarts::Live(Edges {
@@ -144,14 +138,7 @@ impl PassLocks {
     }
 
     fn mark_failed(&mut self, group: &str, failed: bool) {
-        let had = self.state.failed_groups.iter().any(|g| g == group);
-        if failed && !had {
-            self.state.failed_groups.push(group.to_string());
-            self.dirty = true;
-        } else if !failed && had {
-            self.state.failed_groups.retain(|g| g != group);
-            self.dirty = true;
-        }
+        self.dirty |= set_failed(&mut self.state, group, failed);
     }
 
     pub(crate) fn save(&mut self, state: &StateDir) {
@@ -164,6 +151,45 @@ impl PassLocks {
                 "cannot record the restart lock's state (owed restarts may be lost): {e}"
             ),
         }
+    }
+}
+
+/// The restart lock's record in `state`; a record that is not JSON is logged and
+/// replaced (it names nothing that could be acted on).
+fn read_record(state: &StateDir) -> LockState {
+    match state.read_json::<LockState>(coordination::STATE_FILE) {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!("restart lock record unreadable, starting afresh: {e}");
+            LockState::default()
+        }
+    }
+}
+
+/// Marks `group` kept stopped (`failed`) or not in `state`; whether that changed it.
+fn set_failed(state: &mut LockState, group: &str, failed: bool) -> bool {
+    let had = state.failed_groups.iter().any(|g| g == group);
+    if failed && !had {
+        state.failed_groups.push(group.to_string());
+    } else if !failed && had {
+        state.failed_groups.retain(|g| g != group);
+    } else {
+        return false;
+    }
+    true
+}
+
+/// [`PassLocks::mark_failed`] for a restart outside the renewals (a CA's copies
+/// changed), which runs before the pass opens its [`PassLocks`] (`run` renews due CAs
+/// first) or without one (`ca rotate`): written to the record at once, so that the
+/// pass-start release that follows leaves a kept FleetLock slot held.
+fn record_failed(state: &StateDir, group: &str, failed: bool) {
+    let mut record = read_record(state);
+    if !set_failed(&mut record, group, failed) {
+        return;
+    }
+    if let Err(e) = state.write_json(coordination::STATE_FILE, &record) {
+        tracing::error!(group, "cannot record the restart lock's state (a kept slot may be given back by the next pass): {e}");
     }
 }
 
@@ -339,9 +365,18 @@ impl<'a> Live<'_, 'a> {
         match decision {
             Decision::Held(slot) => {
                 let result = f();
+                // A slot kept after a failure is recorded, so that the release at the
+                // start of a pass (this one's, after `run`'s CA renewal, or the next
+                // one's) leaves it held until a verified restart of the group gives it
+                // back, as `keep_stopped` and `give_back` record it for a renewal.
                 let given = match &result {
-                    Ok(_) => slot.release(),
-                    Err(e) => slot.keep_failed(&e.to_string()),
+                    Ok(_) => slot
+                        .release()
+                        .map(|()| record_failed(self.pass.state, &group.name, false)),
+                    Err(e) => {
+                        record_failed(self.pass.state, &group.name, true);
+                        slot.keep_failed(&e.to_string())
+                    }
                 };
                 if let Err(e) = given {
                     tracing::warn!(component = %comp, group = %group.name, "coordination: restart slot: {e}");

@@ -118,19 +118,39 @@ impl Known {
 
     /// A backup generation: a plain directory name right inside `<state>/backup`
     /// (compared once symlinks are followed: the state directory may be a link), and
-    /// not itself a symlink leading elsewhere.
+    /// not itself a symlink leading elsewhere; or a change set's own directory in one,
+    /// `<generation>/.before/<n>` (docs/operations.md).
     fn is_backup(&self, root: &NodeRoot, p: &Path) -> bool {
+        let change_set = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            && p.parent().and_then(|d| d.file_name()) == Some(std::ffi::OsStr::new(".before"));
+        match p.parent().and_then(Path::parent) {
+            Some(generation) if change_set => {
+                self.is_generation(root, generation)
+                    && !is_symlink(root, p)
+                    && !p.parent().is_some_and(|d| is_symlink(root, d))
+            }
+            _ => self.is_generation(root, p),
+        }
+    }
+
+    fn is_generation(&self, root: &NodeRoot, p: &Path) -> bool {
         p.is_absolute()
             && !has_parent_dir(p)
             && p.file_name()
                 .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
             && p.parent().map(|d| resolved(root, d)) == Some(self.backup_dir.clone())
-            && !root
-                .symlink_metadata(p)
-                .ok()
-                .flatten()
-                .is_some_and(|m| m.file_type().is_symlink())
+            && !is_symlink(root, p)
     }
+}
+
+fn is_symlink(root: &NodeRoot, p: &Path) -> bool {
+    root.symlink_metadata(p)
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.file_type().is_symlink())
 }
 
 fn has_parent_dir(p: &Path) -> bool {

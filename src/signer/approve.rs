@@ -2,15 +2,17 @@
 //! does), pure: a kubelet with `serverTLSBootstrap: true` asks for its serving
 //! certificate and the controller-manager signs it once approved. Approved only when
 //! every part names the requesting node and nothing else: requested by
-//! `system:node:NAME` in `system:nodes`; subject CN `system:node:NAME`, O
-//! `system:nodes`; usages within digital signature, key encipherment, server auth; every
+//! `system:node:NAME` in `system:nodes`; subject exactly one CN `system:node:NAME` and
+//! one O `system:nodes`, nothing else, every value readable text; usages within digital signature, key encipherment, server auth; every
 //! DNS SAN the node's name, one of the Node's DNS addresses or a configured pattern;
 //! every IP SAN one of the Node's IP addresses or in a configured prefix; the duration
 //! asked within the maximum. Denied with the reason otherwise.
 
 use std::net::IpAddr;
 
+use der::Decode;
 use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::name::Name;
 
 use super::request::{decode_request, parse_request};
 use crate::config::san_rules::SanRules;
@@ -96,6 +98,19 @@ fn check(
     let req = parse_request(&pem)?;
     let subject = name_attributes(&req.raw_subject)
         .map_err(|e| format!("the request's subject is malformed: {e}"))?;
+    // name_attributes leaves out a value whose text does not decode (a T61String of
+    // bytes that are no UTF-8, say): one the subject says and we cannot read, which an
+    // approver in Go would read as something (an OU, a second O or CN). Counted here
+    // against the attributes as stored, and denied, never ignored.
+    let stored = Name::from_der(&req.raw_subject)
+        .map(|n| n.0.iter().map(|rdn| rdn.0.len()).sum::<usize>())
+        .map_err(|e| format!("the request's subject is malformed: {e}"))?;
+    if stored != subject.len() {
+        return Err(format!(
+            "the subject holds {} attribute value(s) that do not decode as text; a kubelet of node {name} asks for CN=system:node:{name}, O=system:nodes",
+            stored.saturating_sub(subject.len())
+        ));
+    }
     let want = [
         ("CN".to_string(), format!("{NODE_PREFIX}{name}")),
         ("O".to_string(), NODES_GROUP.to_string()),

@@ -18,6 +18,7 @@ pub mod cfssl;
 pub mod decide;
 pub mod issue;
 pub mod request;
+pub mod rest;
 mod service;
 
 pub use service::{serve, ServeError};

@@ -5,6 +5,11 @@
 //! resourceVersion the decision was made on, so a CSR another signer wrote in the
 //! meantime is refused with 409 and never signed twice. A round stops before a write
 //! that could land after the Lease expired ([`Term`]), renews it and goes on.
+//!
+//! A cfssl server is asked within the term too: no try starts, nor lasts, past it, and
+//! a server that did not answer rests for a while (rest.rs) before it is asked again,
+//! so a dead server neither lets the Lease lapse nor slows every round. The kubelets'
+//! serving CSRs are approved first in each round, before any signing.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -16,7 +21,8 @@ use super::cfssl::{check_issued, request_body, Expected};
 use super::decide::{evaluate, Grant, Phase, Refusal};
 use super::issue::{issue, window};
 use super::request::decode_request;
-use crate::ca::remote::client::{Failure, RemoteError};
+use super::rest::Resting;
+use crate::ca::remote::client::{Deadline, Failure, RemoteError};
 use crate::ca::remote::RemoteClient;
 use crate::ca::{load_ca_bundle, LocalCa};
 use crate::config::remote::RemoteSettings;
@@ -72,6 +78,21 @@ impl Term {
     fn over(&self) -> bool {
         self.over_at(Instant::now())
     }
+
+    /// When the term ends: the last moment a write may start.
+    fn end(&self) -> Instant {
+        self.renewed_at + self.budget
+    }
+}
+
+/// What the service keeps between rounds.
+#[derive(Default)]
+struct Memory {
+    /// What was last said about each signer that cannot sign, so a broken CA is logged
+    /// when it breaks or changes, not at every poll.
+    said: BTreeMap<String, String>,
+    /// The signers whose cfssl server did not answer, resting.
+    resting: Resting,
 }
 
 /// What happened to one CSR in one round, for the journal.
@@ -129,9 +150,7 @@ pub fn serve(
         signers = %signers.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
         "signer started"
     );
-    // What was last said about each CA that cannot sign, so a broken CA is logged when
-    // it breaks or changes, not at every poll.
-    let mut ca_said: BTreeMap<String, String> = BTreeMap::new();
+    let mut memory = Memory::default();
     let mut leading = false;
     let mut n = 0;
     loop {
@@ -162,6 +181,8 @@ pub fn serve(
         );
         let mut cut = false;
         if leading {
+            // Approvals first: signing, however long it takes within the term, never
+            // holds up a kubelet waiting for its serving certificate.
             if csr.approve_kubelet_serving {
                 cut = !approve_round(&api, csr.kubelet_serving_max_seconds, &rules, &term);
             }
@@ -169,7 +190,7 @@ pub fn serve(
                 if cut {
                     break;
                 }
-                cut = !round(root, &api, s, &mut ca_said, &term);
+                cut = !round(root, &api, s, &mut memory, &term);
             }
         }
         n += 1;
@@ -249,9 +270,13 @@ fn round(
     root: &NodeRoot,
     api: &ApiClient,
     s: &SignerSettings,
-    ca_said: &mut BTreeMap<String, String>,
+    memory: &mut Memory,
     term: &Term,
 ) -> bool {
+    // A cfssl server that did not answer rests: its CSRs wait without a list.
+    if s.cfssl.is_some() && memory.resting.left(&s.name, Instant::now()).is_some() {
+        return true;
+    }
     let path = format!(
         "{CSR_API}?fieldSelector=spec.signerName%3D{}",
         encode(&s.name)
@@ -275,7 +300,7 @@ fn round(
         if term.over() {
             return false;
         }
-        match handle(root, api, s, csr, ca_said, term) {
+        match handle(root, api, s, csr, memory, term) {
             Ok(Outcome::Issued { serial }) => {
                 tracing::info!(csr = %name, signer = %s.name, serial = %serial, "issued")
             }
@@ -299,7 +324,7 @@ fn handle(
     api: &ApiClient,
     s: &SignerSettings,
     csr: CertificateSigningRequest,
-    ca_said: &mut BTreeMap<String, String>,
+    memory: &mut Memory,
     term: &Term,
 ) -> Result<Outcome, ApiError> {
     let grant = match evaluate(&csr, s) {
@@ -308,11 +333,12 @@ fn handle(
     };
     let now = OffsetDateTime::now_utc();
     let signature = match &s.cfssl {
-        None => sign_locally(root, s, &grant, now, ca_said),
-        Some(c) => sign_with_cfssl(root, s, c, &csr, &grant, now, ca_said),
+        None => sign_locally(root, s, &grant, now, &mut memory.said),
+        Some(c) => sign_with_cfssl(root, s, c, &csr, &grant, memory, term),
     };
-    // Signing may have taken a while (a cfssl server's retries): the one write, Issued
-    // or Failed alike, happens only within the term of the Lease this signer renewed.
+    // Signing may have taken a while (a cfssl server's tries, up to the term's end):
+    // the one write, Issued or Failed alike, happens only within the term of the Lease
+    // this signer renewed.
     if term.over() {
         return Ok(Outcome::TermOver);
     }
@@ -395,16 +421,19 @@ fn sign_locally(
 
 /// Has the cfssl server sign the CSR's own request, and checks what it returns. The
 /// server refusing, unreachable or timing out is no reason to fail the CSR: it waits,
-/// and the journal names the server.
+/// and the journal names the server. The server is asked within the Lease's term only;
+/// one that did not answer rests (rest.rs).
 fn sign_with_cfssl(
     root: &NodeRoot,
     s: &SignerSettings,
     c: &RemoteSettings,
     csr: &CertificateSigningRequest,
     grant: &Grant,
-    now: OffsetDateTime,
-    said: &mut BTreeMap<String, String>,
+    memory: &mut Memory,
+    term: &Term,
 ) -> Signature {
+    let now = OffsetDateTime::now_utc();
+    let said = &mut memory.said;
     let ca = match load_ca_bundle(root, &s.ca_cert, now) {
         Ok(b) => b,
         Err(e) => return cannot_sign(said, s, format!("the CA cannot be used: {e}")),
@@ -424,8 +453,23 @@ fn sign_with_cfssl(
         Err(e) => return cannot_sign(said, s, format!("the cfssl client: {e}")),
     };
     let name = csr.metadata.name.as_deref().unwrap_or_default();
-    let answer = match client.sign(name, &body) {
+    let deadline = Deadline {
+        at: term.end(),
+        why: "the Lease's term ends (csr.lease_duration_seconds - csr.timeout_seconds after its renewal)".into(),
+    };
+    let answer = match client.sign_by(name, &body, Some(deadline)) {
         Ok(a) => a,
+        Err(e) if e.transport_failure().is_some() => {
+            let rest = memory.resting.failed(&s.name, Instant::now());
+            return cannot_sign(
+                said,
+                s,
+                format!(
+                    "{e}; the CSR waits, and the signer's CSRs are not sent to cfssl for {} s",
+                    rest.as_secs()
+                ),
+            );
+        }
         // cfssl answered and refused this request: it waits, the signer's others go on.
         Err(
             e @ RemoteError::Exchange {
@@ -433,11 +477,13 @@ fn sign_with_cfssl(
                 ..
             },
         ) => {
+            memory.resting.answered(&s.name);
             cannot_sign(said, s, format!("{e}; CSR {name} waits"));
             return Signature::Skip;
         }
         Err(e) => return cannot_sign(said, s, format!("{e}; the CSR waits")),
     };
+    memory.resting.answered(&s.name);
     if said.remove(&s.name).is_some() {
         tracing::info!(signer = %s.name, "cfssl {} signs again", client.endpoint());
     }
@@ -525,26 +571,5 @@ fn default_identity() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_term_ends_one_timeout_before_the_lease() {
-        let t0 = Instant::now();
-        let term = Term::new(t0, Duration::from_secs(15), Duration::from_secs(10));
-        assert!(!term.over_at(t0));
-        assert!(!term.over_at(t0 + Duration::from_millis(4999)));
-        assert!(term.over_at(t0 + Duration::from_secs(5)));
-        assert!(term.over_at(t0 + Duration::from_secs(60)));
-        // A clock read before the renewal (never, but monotonic clocks are compared).
-        let late = Term::new(
-            t0 + Duration::from_secs(1),
-            Duration::from_secs(15),
-            Duration::from_secs(10),
-        );
-        assert!(!late.over_at(t0));
-        // A configuration that leaves no time (refused at load) writes nothing.
-        let none = Term::new(t0, Duration::from_secs(10), Duration::from_secs(10));
-        assert!(none.over_at(t0));
-    }
-}
+#[path = "service_tests.rs"]
+mod tests;

@@ -12,12 +12,16 @@
 //!    in the manifests directory): write, fsync, owner and mode of the replaced file;
 //!    fsync the directory;
 //! 4. journal `committing`;
-//! 5. rename each staged file over its final path, fsync its directory;
+//! 5. rename each staged file over its final path, fsync its directory; a rename that
+//!    fails part-way undoes the change set under `rolling-back` ([`commit`]);
 //! 6. remove the journal.
 //!
 //! Recovery (at the start of every command that writes): a journal in `staging` means no
 //! final file was touched, so staged files are removed (roll back); `committing` means
-//! every staged file is durable, so the remaining renames are done (roll forward).
+//! every staged file is durable, so the remaining renames are done (roll forward);
+//! `rolling-back` means a rename failed, so every file goes back to its backup.
+//! Each change set's backups are its own before-images ([`before`]), so a rollback puts
+//! back what that change set replaced, not what the pass found.
 //! [`StateDir::restore`] puts an earlier change set's files back from its backup, as a
 //! new change set under the same protocol.
 //!
@@ -33,6 +37,8 @@ use time::OffsetDateTime;
 
 use crate::node::NodeError;
 
+mod before;
+mod commit;
 pub mod kubeadm_skips;
 pub mod state;
 mod trust;
@@ -68,6 +74,22 @@ pub enum WriteError {
     /// restoring nothing would pass for a rollback done.
     #[error("{path}: the backup to restore {} from is gone: nothing was restored", file.display())]
     BackupGone { path: PathBuf, file: PathBuf },
+    /// A rename into place failed (`source` names the file) and the change set was
+    /// undone, or, with `undo`, could not be: the record stays for the next command.
+    #[error("{source}; {}", match undo {
+        None => "the change set was undone: the old files are in place".to_string(),
+        Some(u) => format!("undoing the change set failed too ({u}): the write-ahead record stays and the next command finishes the undo"),
+    })]
+    Commit {
+        source: Box<WriteError>,
+        undo: Option<Box<WriteError>>,
+    },
+    /// A rollback would undo a later change set's write of the file.
+    #[error("{path}: written again since, by another change set (its before-image: {before_image}): not rolled back, which would undo that write; the backups are under the state directory's backup/")]
+    WrittenSince {
+        path: PathBuf,
+        before_image: PathBuf,
+    },
 }
 
 /// The gate's message without its path when it is the path already named.
@@ -94,6 +116,8 @@ impl WriteError {
 pub enum Phase {
     Staging,
     Committing,
+    /// A rename into place failed: every file goes back to its backup.
+    RollingBack,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -218,6 +242,7 @@ impl StateDir {
                 }
                 tracing::warn!(label = %j.label, "finished an interrupted renewal: the new files are in place");
             }
+            Phase::RollingBack => self.roll_back_commit(&j)?,
         }
         self.remove_journal()?;
         Ok(Some(j))
@@ -230,15 +255,15 @@ impl StateDir {
         self.recover()?;
         let now = OffsetDateTime::now_utc();
         let backup_dir = self.backup_generation(now)?;
-        let mut entries = Vec::new();
-        for c in changes {
-            let backup = self.backup(&backup_dir, &c.path)?;
-            entries.push(JournalEntry {
+        let entries: Vec<JournalEntry> = changes
+            .iter()
+            .zip(self.back_up_change_set(&backup_dir, changes)?)
+            .map(|(c, backup)| JournalEntry {
                 path: c.path.clone(),
                 staged: staged_path(c),
                 backup,
-            });
-        }
+            })
+            .collect();
         let mut journal = Journal {
             label: label.to_string(),
             phase: Phase::Staging,
@@ -255,15 +280,7 @@ impl StateDir {
         journal.phase = Phase::Committing;
         self.write_journal(&journal)?;
         failpoint("journal-committing");
-        let root = self.root();
-        for e in &entries {
-            root.rename(&e.staged, &e.path)
-                .map_err(WriteError::node(&e.path, "renaming into place"))?;
-            failpoint("rename");
-            root.sync_dir(parent(&e.path))
-                .map_err(WriteError::node(&e.path, "fsync directory"))?;
-            failpoint("fsync-dir");
-        }
+        self.commit(&mut journal)?;
         self.remove_journal()?;
         failpoint("journal-removed");
         // Never this pass's own generation: a rollback of it restores from there.

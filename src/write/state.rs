@@ -291,7 +291,7 @@ impl StateDir {
 
     /// Node paths of the backup generations, oldest first; none when `backup` is not
     /// there yet.
-    fn generations(&self) -> Result<Vec<PathBuf>, WriteError> {
+    pub(super) fn generations(&self) -> Result<Vec<PathBuf>, WriteError> {
         let base = self.backup_base()?;
         let entries = match self.root.read_dir(&base) {
             Ok(entries) => entries,
@@ -353,7 +353,7 @@ impl StateDir {
 /// Where a generation's name sorts: the name [`StateDir::new_backup_dir`] gives it,
 /// the UTC second in RFC 3339 (`2026-12-07T11:19:00Z`), `.N` after it for the Nth of
 /// that second (N from 2); `None` for any other name.
-fn generation_order(name: &str) -> Option<(OffsetDateTime, u32)> {
+pub(super) fn generation_order(name: &str) -> Option<(OffsetDateTime, u32)> {
     let (stamp, n) = match name.split_once('.') {
         None => (name, 1),
         Some((stamp, n)) => (

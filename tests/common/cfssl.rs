@@ -209,6 +209,37 @@ impl Drop for Cfssl {
     }
 }
 
+/// A stand-in for a hung server, which no real cfssl can be made to be: a TCP listener
+/// on loopback that accepts connections and never speaks. Its port and the count of
+/// connections it accepted.
+pub fn silent_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(s);
+        }
+    });
+    (port, accepted)
+}
+
+/// [`configure`]d for a server that never answers: 1 s to connect, 2 attempts.
+pub fn configure_impatient(root: &Path, url: &str, tls: &Tls) {
+    configure(root, url, tls, AUTH_KEY, "");
+    let toml = host(root, "/etc/cert-rotator/config.toml");
+    let conf = std::fs::read_to_string(&toml).unwrap().replacen(
+        "retry_delay_ms = 100\n",
+        "retry_delay_ms = 100\nconnect_timeout_seconds = 1\nattempts = 2\n",
+        1,
+    );
+    std::fs::write(&toml, conf).unwrap();
+}
+
 /// Writes the agent's config (and the auth key, 0600) under the node root.
 pub fn configure(root: &Path, url: &str, tls: &Tls, auth_key: &str, extra: &str) {
     let etc = host(root, "/etc/cert-rotator");

@@ -1,17 +1,71 @@
 //! A 3-member etcd cluster (/usr/bin/etcd) on loopback with TLS and client certificate
 //! authentication, its certificates signed with a fixture node's etcd CA by openssl;
-//! for the tests of the etcd restart lock.
+//! for the tests of the etcd restart lock; and the agents of those tests: control-plane
+//! fixture nodes pointed at it, running the library's pass with the real etcd lock.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration as StdDuration, Instant};
 
-use cert_rotator::coordination::etcd::PREFIX;
-use std::path::Path;
+use cert_rotator::clock::SystemClock;
+use cert_rotator::config::coordination::CoordinationSettings;
+use cert_rotator::config::Settings;
+use cert_rotator::coordination::etcd::{EtcdLock, PREFIX};
+use cert_rotator::coordination::RestartLock;
+use cert_rotator::node::NodeRoot;
+use cert_rotator::pass;
+use cert_rotator::report::pass::PassReport;
+use cert_rotator::verify::Prober;
+use cert_rotator::write::StateDir;
 
-use super::host;
+use super::fakes::RecordingServiceManager;
+use super::{host, node, now, Duration, NodeSpec, TestPass, Validity};
 
 // ------------------------------------------------------------ etcd cluster ---
+
+/// `server.crt`/`server.key` in `d` for 127.0.0.1 and localhost, signed by the etcd CA
+/// `ca.crt`/`ca.key` in `d`: what the test cluster's members serve, and the in-test
+/// servers that stand in for hostile members.
+pub fn serving_cert(d: &Path) {
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n",
+    )
+    .unwrap();
+    sh(Command::new("openssl").current_dir(d).args([
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-subj",
+        "/CN=etcd-test",
+        "-out",
+        "server.csr",
+    ]));
+    sh(Command::new("openssl").current_dir(d).args([
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        "4242",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.crt",
+    ]));
+}
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -51,44 +105,7 @@ impl Cluster {
         let ca_key = d.join("ca.key");
         std::fs::copy(host(node, "/etc/kubernetes/pki/etcd/ca.crt"), &ca).unwrap();
         std::fs::copy(host(node, "/etc/kubernetes/pki/etcd/ca.key"), &ca_key).unwrap();
-        std::fs::write(
-            d.join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n",
-        )
-        .unwrap();
-        sh(Command::new("openssl").current_dir(d).args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-subj",
-            "/CN=etcd-test",
-            "-out",
-            "server.csr",
-        ]));
-        sh(Command::new("openssl").current_dir(d).args([
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            "4242",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "server.crt",
-        ]));
+        serving_cert(d);
         let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
         let initial: Vec<String> = ports
             .iter()
@@ -185,4 +202,85 @@ impl Drop for Cluster {
             let _ = m.wait();
         }
     }
+}
+
+// ------------------------------------------------------------------ agents ---
+
+/// A control-plane fixture node whose apiserver certificate is due (or expired), with
+/// the etcd CA and etcd client certificate of `pki_from` (the nodes of one cluster
+/// share them, as kubeadm's do) and its kube-apiserver manifest pointing at
+/// `etcd_servers`.
+pub fn agent_node(
+    apiserver_left: Duration,
+    pki_from: Option<&Path>,
+    etcd_servers: &str,
+) -> tempfile::TempDir {
+    // ECDSA keys: RSA key generation would make the six nodes most of the test's time.
+    let spec = NodeSpec {
+        key_algorithm: cert_rotator::pki::KeyAlgorithm::EcdsaP256,
+        ..NodeSpec::control_plane(now())
+    };
+    let d = node(&spec.with("apiserver", Validity::days(365, apiserver_left)));
+    let r = d.path();
+    if let Some(from) = pki_from {
+        for f in [
+            "etcd/ca.crt",
+            "etcd/ca.key",
+            "apiserver-etcd-client.crt",
+            "apiserver-etcd-client.key",
+        ] {
+            let p = format!("/etc/kubernetes/pki/{f}");
+            std::fs::copy(host(from, &p), host(r, &p)).unwrap();
+        }
+    }
+    point_at(r, etcd_servers);
+    d
+}
+
+pub fn point_at(r: &Path, etcd_servers: &str) {
+    let m = host(r, "/etc/kubernetes/manifests/kube-apiserver.yaml");
+    let text = std::fs::read_to_string(&m).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("--etcd-servers="))
+        .expect("the fixture's apiserver names its etcd")
+        .to_string();
+    let indent = &line[..line.find('-').unwrap()];
+    std::fs::write(
+        &m,
+        text.replace(&line, &format!("{indent}- --etcd-servers={etcd_servers}")),
+    )
+    .unwrap();
+}
+
+pub fn settings(id: &str) -> Settings {
+    let mut s = Settings::default();
+    s.run.min_restart_gap_seconds = 0;
+    s.run.verify_timeout_seconds = 3;
+    s.run.max_restarts_per_pass = 10;
+    s.coordination = CoordinationSettings {
+        id: Some(id.into()),
+        lease_ttl_seconds: 3,
+        wait_seconds: 30,
+        broken_delay_window_seconds: 2,
+        timeout_seconds: 3,
+        ..Default::default()
+    };
+    s
+}
+
+/// One pass of the library's sequencer on `r`, with the etcd lock this node's
+/// manifests lead to (`None`: no lock) and `prober`.
+pub fn agent_pass(r: &Path, s: &Settings, locked: bool, prober: &dyn Prober) -> PassReport {
+    let root = NodeRoot::new(r);
+    let lock = locked.then(|| {
+        EtcdLock::from_node(&root, s, s.coordination.id.as_deref().unwrap()).expect("the etcd lock")
+    });
+    let state = StateDir::new(&root, &s.state_dir, s.keep_backups);
+    let plan = pass::plan_run(&root, s, &state, now());
+    let services = RecordingServiceManager::new();
+    TestPass::new(&root, s, &state)
+        .live(&services, prober, &SystemClock)
+        .lock(lock.as_ref().map(|l| l as &dyn RestartLock))
+        .execute(&plan)
 }

@@ -201,6 +201,29 @@ failed_with() { # failed_with NAME WORDS: condition Failed, its message has WORD
 	[[ -n $msg && $msg == *"$2"* && -z $(certificate "$1") ]] || return 1
 	e2e_log "$1: Failed: $msg"
 }
+# forge NAME KUBECONFIG SAN: a kubelet-serving CSR for this node's name, created with
+# KUBECONFIG's credentials; denied_with NAME WORDS: Denied, its message has WORDS.
+forge() { # forge NAME KUBECONFIG SAN
+	e2e_exec sh -euc '
+		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /tmp/$1.key \
+			-subj "/O=system:nodes/CN=system:node:$4" -addext "subjectAltName=$3" -out /tmp/$1.csr 2>/dev/null
+		cat <<EOC | kubectl --kubeconfig "$2" create -f - >/dev/null
+apiVersion: certificates.k8s.io/v1
+kind: CertificateSigningRequest
+metadata:
+  name: $1
+spec:
+  request: $(base64 -w0 /tmp/$1.csr)
+  signerName: kubernetes.io/kubelet-serving
+  usages: [digital signature, server auth]
+EOC' _ "$1" "$2" "$3" "$K8S_NODE"
+}
+denied_with() {
+	local msg
+	msg=$(kubectl_in get csr "$1" -o jsonpath='{.status.conditions[?(@.type=="Denied")].message}' 2>/dev/null)
+	[[ -n $msg && $msg == *"$2"* && -z $(certificate "$1") ]] || return 1
+	e2e_log "$1: Denied: $msg"
+}
 ec=ec
 apply_csr unapproved "$ec" '"digital signature", "server auth"'
 apply_csr denied "$ec" '"digital signature", "server auth"'
@@ -416,27 +439,6 @@ e2e_check "the kubelet serves a certificate that verifies against ca.crt" \
 	e2e_exec sh -c 'openssl s_client -connect 127.0.0.1:10250 -CAfile /etc/kubernetes/pki/ca.crt -verify_return_error </dev/null >/dev/null 2>&1'
 # Forged: an administrator asking for the node's serving certificate, and the node itself
 # asking for a foreign IP address.
-forge() { # forge NAME KUBECONFIG SAN
-	e2e_exec sh -euc '
-		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /tmp/$1.key \
-			-subj "/O=system:nodes/CN=system:node:$4" -addext "subjectAltName=$3" -out /tmp/$1.csr 2>/dev/null
-		cat <<EOC | kubectl --kubeconfig "$2" create -f - >/dev/null
-apiVersion: certificates.k8s.io/v1
-kind: CertificateSigningRequest
-metadata:
-  name: $1
-spec:
-  request: $(base64 -w0 /tmp/$1.csr)
-  signerName: kubernetes.io/kubelet-serving
-  usages: [digital signature, server auth]
-EOC' _ "$1" "$2" "$3" "$K8S_NODE"
-}
-denied_with() {
-	local msg
-	msg=$(kubectl_in get csr "$1" -o jsonpath='{.status.conditions[?(@.type=="Denied")].message}' 2>/dev/null)
-	[[ -n $msg && $msg == *"$2"* && -z $(certificate "$1") ]] || return 1
-	e2e_log "$1: Denied: $msg"
-}
 forge forged-by-admin /etc/kubernetes/admin.conf "DNS:$K8S_NODE,IP:$K8S_ADDRESS"
 forge forged-ip /etc/kubernetes/kubelet.conf "DNS:$K8S_NODE,IP:203.0.113.9"
 e2e_check "a kubelet-serving CSR requested by an administrator is denied" \

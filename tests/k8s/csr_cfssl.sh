@@ -15,9 +15,13 @@
 #   - the seed's literal profile (876000h, 100 years) under the 5-year CA: Failed, the
 #     certificate would outlive its CA;
 #   - cfssl stopped: an approved CSR stays pending (no Failed), the journal names the
-#     server; cfssl started again: it is issued.
-# Uses csr.sh's helpers (kubectl_in, apply_csr, issued, failed_with, certificate, condition,
-# seconds) and its host-side directory (the current directory, with ca.pem and ca-key.pem).
+#     server; cfssl started again: it is issued;
+#   - cfssl hung (a socket nothing accepts on, three tries configured): asked within the
+#     Lease's term only, then resting; the Lease stays renewed, a kubelet-serving CSR is
+#     decided within 4 s; cfssl back: the CSR is issued.
+# Uses csr.sh's helpers (kubectl_in, apply_csr, issued, failed_with, forge, denied_with,
+# certificate, condition, seconds) and its host-side directory (the current directory,
+# with ca.pem and ca-key.pem).
 # Leaves the signer's configuration as it found it.
 
 csr_cfssl_section() {
@@ -178,6 +182,39 @@ EOC
 	e2e_check "... and verifies against the CA" \
 		eval 'certificate cfssl-down | base64 -d | openssl verify -no-CApath -no-CAstore -CAfile ca.pem >/dev/null'
 	e2e_check "the signer is still running" eq "$(e2e_exec systemctl is-active cert-rotator-signer.service)" active
+
+	# cfssl hung: a socket that accepts connections and never answers, a stand-in (no real
+	# cfssl does that; systemd holds the listening socket and the service behind it never
+	# accepts), asked with three tries. The signer asks it within the Lease's term only
+	# (6 s - 4 s: 2 s) and then lets it rest: the Lease stays renewed, and a
+	# kubelet-serving CSR is decided within seconds meanwhile.
+	e2e_exec systemctl stop cfssl-serve.service
+	e2e_exec sed -i 's/^attempts = 1$/attempts = 3/' "$cfg"
+	e2e_exec systemctl restart cert-rotator-signer.service
+	pid=$(e2e_exec systemctl show -P MainPID cert-rotator-signer.service)
+	e2e_wait_for 30 eval '[[ $(lease_holder) == *_"$pid" ]]'
+	e2e_exec systemd-run --quiet --unit=cfssl-hung --socket-property=ListenStream=127.0.0.1:8888 sleep infinity
+	SIGNER=example.com/cfssl-serving apply_csr cfssl-hung ec '"digital signature", "key encipherment", "server auth"'
+	kubectl_in certificate approve cfssl-hung >/dev/null
+	sleep 2
+	forge hung-forged /etc/kubernetes/admin.conf "DNS:$K8S_NODE"
+	e2e_check "cfssl hung (three tries configured): a kubelet-serving CSR is still decided within 4 s" \
+		e2e_wait_for 4 denied_with hung-forged "not by a node"
+	lease_fresh() { # renewed within its 6 s, by this signer
+		local rt
+		rt=$(kubectl_in -n kube-system get lease cert-rotator-signer -o jsonpath='{.spec.renewTime}' 2>/dev/null)
+		[[ -n $rt && $(lease_holder) == *_"$pid" ]] && (($(date +%s) - $(date -d "$rt" +%s) < 6))
+	}
+	fresh=0
+	for _ in 1 2 3 4 5 6 7 8; do lease_fresh && fresh=$((fresh + 1)); sleep 1.5; done
+	e2e_check "... the signer's Lease is renewed within its term throughout 12 s ($fresh of 8 looks)" eq "$fresh" 8
+	e2e_check "... the try stopped at the Lease's term, the server rests (journal)" \
+		eval 'e2e_exec journalctl -u cert-rotator-signer.service --no-pager -o cat | grep "stopped after 1 attempt(s): the Lease" | tail -n1 | grep -q "are not sent to cfssl for"'
+	e2e_check "... the CSR stays Approved, unsigned, not Failed" \
+		eval '[[ -z $(certificate cfssl-hung) && $(condition cfssl-hung) == Approved ]]'
+	e2e_exec systemctl stop cfssl-hung.socket cfssl-hung.service
+	e2e_check "cfssl back: the CSR is issued once its rest is over (at most 60 s)" \
+		eval 'cfssl_start && e2e_wait_for 70 issued cfssl-hung'
 
 	e2e_exec systemctl stop cfssl-serve.service
 	e2e_exec cp /root/60-signer.toml.before-cfssl "$cfg"

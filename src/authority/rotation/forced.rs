@@ -201,7 +201,7 @@ pub fn abort(ctx: &Ctx<'_>, ca: &'static str) -> Result<Outcome, RotationError> 
         journal::slug(ca),
         ctx.now.unix_timestamp()
     ));
-    root.rename(&dir, &aside).map_err(node_err(&dir))?;
+    root.rename_durably(&dir, &aside).map_err(node_err(&dir))?;
     out.lines
         .push(format!("{ca}: the journal could not be used ({broken})"));
     out.lines.push(format!(

@@ -69,7 +69,7 @@ pub(super) fn start(
             journal::slug(f.name),
             p.phase_at.unix_timestamp()
         ));
-        root.rename(&dir, &to).map_err(node_err(&dir))?;
+        root.rename_durably(&dir, &to).map_err(node_err(&dir))?;
     }
     // A crash before the journal is written leaves no rotation: a next `start` writes
     // these files again.

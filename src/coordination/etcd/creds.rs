@@ -115,3 +115,32 @@ fn build(
         },
     ))
 }
+
+impl super::gateway::Transport for Credentials {
+    fn post(
+        &self,
+        url: &str,
+        body: &str,
+        timeout: std::time::Duration,
+    ) -> Result<super::gateway::Reply, String> {
+        let mut resp = self
+            .agent()
+            .post(url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .header("Content-Type", "application/json")
+            .send(body.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        // Bounded: the gateway's answers are small; a truncated or endless body is an
+        // error, not an empty answer.
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_string()
+            .map_err(|e| e.to_string());
+        Ok(super::gateway::Reply { status, body })
+    }
+}

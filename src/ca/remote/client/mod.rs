@@ -3,6 +3,14 @@
 //! auth key is auth_key.rs, cfssl's wire types wire.rs; the HTTPS client and its
 //! handshake stage are crate::net's.
 //!
+//! Time: a client is one pass's (one command's), shared by its targets. A server that
+//! cannot be reached costs the pass one target's retries, not every target's: after a
+//! sign request gave up on a transport failure the pass's other requests fail at once,
+//! saying so. All requests of a pass wait on cfssl [`PASS_BUDGET`] at most in all, so
+//! that a slow server leaves the pass time for the targets a local CA signs. A caller
+//! with a deadline of its own (the signer service's Lease term) passes it, and no try
+//! starts, nor lasts, past it.
+//!
 //! Transport: ureq 3 with rustls and the aws-lc-rs provider, given explicitly (ureq is
 //! built without a provider of its own, so nothing falls back to ring). It is blocking
 //! (the agent is a oneshot that makes a handful of POSTs: an async runtime plus reqwest
@@ -15,7 +23,8 @@ mod wire;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration as StdDuration;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration as StdDuration, Instant};
 
 use aws_lc_rs::hmac;
 use base64::Engine;
@@ -65,6 +74,37 @@ pub enum RemoteError {
         last: Failure,
         attempts: u32,
     },
+    /// The tries failed transiently and the time allowed ended before the next.
+    #[error("cfssl {url}: {last} (stopped after {attempts} attempt(s): {why})")]
+    OutOfTime {
+        url: String,
+        last: Failure,
+        attempts: u32,
+        why: String,
+    },
+    /// No time was left for a first try.
+    #[error("cfssl {url}: not asked: {why}")]
+    NoTimeLeft { url: String, why: String },
+    /// An earlier request of this pass gave up on a transport failure: this one is not
+    /// tried, so that a dead server costs the pass one target's retries.
+    #[error("cfssl {url} unreachable earlier in this pass: {earlier}; not retried")]
+    DownThisPass { url: String, earlier: Failure },
+}
+
+impl RemoteError {
+    /// The transport failure that ended a sign request's tries, if one did: the server
+    /// did not answer, not a refusal of this request.
+    pub fn transport_failure(&self) -> Option<&Failure> {
+        match self {
+            RemoteError::GaveUp { last, .. } | RemoteError::OutOfTime { last, .. }
+                if last.is_transport() =>
+            {
+                Some(last)
+            }
+            RemoteError::DownThisPass { earlier, .. } => Some(earlier),
+            _ => None,
+        }
+    }
 }
 
 impl RemoteError {
@@ -113,6 +153,21 @@ pub enum Failure {
     Other(String),
 }
 
+impl Failure {
+    /// The server was not reached, or did not answer in time: no HTTP answer at all.
+    pub fn is_transport(&self) -> bool {
+        matches!(
+            self,
+            Failure::Unreachable(_)
+                | Failure::Connection(_)
+                | Failure::Timeout(_)
+                | Failure::TlsHandshakeTimeout { .. }
+                | Failure::Protocol(_)
+                | Failure::ReadAnswer(_)
+        )
+    }
+}
+
 /// What follows `HTTP {status}` in a failure.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HttpDetail {
@@ -134,6 +189,26 @@ impl fmt::Display for HttpDetail {
     }
 }
 
+/// How long the sign requests of one client (one pass) may wait on cfssl in all: well
+/// within the agent unit's TimeoutStartSec (30 min), whatever the cfssl table's
+/// timeouts and attempts, so that the targets a local CA signs are still renewed.
+pub const PASS_BUDGET: StdDuration = StdDuration::from_secs(600);
+
+/// When a sign request must be over, and why (said when it cuts the tries short).
+#[derive(Clone, Debug)]
+pub struct Deadline {
+    pub at: Instant,
+    pub why: String,
+}
+
+/// What a pass's requests learnt of the server: its transport failure that made one
+/// give up, and the time they spent waiting on it.
+#[derive(Default)]
+struct PassState {
+    down: Option<Failure>,
+    spent: StdDuration,
+}
+
 /// The HTTP side: one agent, the endpoint and the auth key, shared by every target of a
 /// pass. The auth key is held only as an HMAC key and never printed.
 pub struct RemoteClient {
@@ -141,6 +216,7 @@ pub struct RemoteClient {
     agent: ureq::Agent,
     endpoint: String,
     auth_key: Option<hmac::Key>,
+    pass: Mutex<PassState>,
 }
 
 impl fmt::Debug for RemoteClient {
@@ -219,6 +295,7 @@ impl RemoteClient {
             agent,
             endpoint,
             auth_key,
+            pass: Mutex::new(PassState::default()),
         })
     }
 
@@ -250,12 +327,76 @@ impl RemoteClient {
 
     /// Posts a sign request with retries; returns the certificate PEM cfssl answered.
     pub fn sign(&self, target: &str, request: &[u8]) -> Result<String, RemoteError> {
-        let body = self.body(request);
+        self.sign_by(target, request, None)
+    }
+
+    /// [`sign`](Self::sign), over by `deadline` too: no try starts, nor lasts, past it.
+    /// Fails at once when an earlier request of this client gave up on a transport
+    /// failure, and when its [`PASS_BUDGET`] is spent.
+    pub fn sign_by(
+        &self,
+        target: &str,
+        request: &[u8],
+        deadline: Option<Deadline>,
+    ) -> Result<String, RemoteError> {
+        let started = Instant::now();
+        let budget_left = {
+            let pass = self.pass();
+            if let Some(earlier) = &pass.down {
+                return Err(RemoteError::DownThisPass {
+                    url: self.endpoint.clone(),
+                    earlier: earlier.clone(),
+                });
+            }
+            PASS_BUDGET.saturating_sub(pass.spent)
+        };
+        let budget = Deadline {
+            at: started + budget_left,
+            why: format!(
+                "this pass waited on cfssl {} s in all, its most",
+                PASS_BUDGET.as_secs()
+            ),
+        };
+        let deadline = match deadline {
+            Some(d) if d.at < budget.at => d,
+            _ => budget,
+        };
+        let result = self.tries(target, &self.body(request), &deadline);
+        let mut pass = self.pass();
+        pass.spent += started.elapsed();
+        if let Some(f) = result.as_ref().err().and_then(|e| e.transport_failure()) {
+            pass.down = Some(f.clone());
+        }
+        result
+    }
+
+    fn pass(&self) -> MutexGuard<'_, PassState> {
+        // A panic elsewhere while holding it leaves a state still worth reading.
+        self.pass.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn tries(&self, target: &str, body: &[u8], deadline: &Deadline) -> Result<String, RemoteError> {
         let attempts = self.settings.attempts.max(1);
         let url = || self.endpoint.clone();
+        let out_of_time = |last: Option<Failure>, attempts: u32| match last {
+            Some(last) => RemoteError::OutOfTime {
+                url: url(),
+                last,
+                attempts,
+                why: deadline.why.clone(),
+            },
+            None => RemoteError::NoTimeLeft {
+                url: url(),
+                why: deadline.why.clone(),
+            },
+        };
         let mut last = None;
         for attempt in 1..=attempts {
-            match self.post_once(&body) {
+            let left = deadline.at.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(out_of_time(last, attempt - 1));
+            }
+            match self.post_once(body, left) {
                 Attempt::Done(pem) => return Ok(pem),
                 Attempt::Fatal(failure) => {
                     return Err(RemoteError::Exchange {
@@ -266,6 +407,9 @@ impl RemoteClient {
                 Attempt::Transient(failure) => {
                     if attempt < attempts {
                         let wait = backoff(self.settings.retry_delay_ms, attempt);
+                        if Instant::now() + wait >= deadline.at {
+                            return Err(out_of_time(Some(failure), attempt));
+                        }
                         tracing::warn!(
                             target_name = %target,
                             "cfssl {}: {failure}; attempt {attempt} of {attempts}, retrying in {} ms",
@@ -286,15 +430,30 @@ impl RemoteClient {
         })
     }
 
-    fn post_once(&self, body: &[u8]) -> Attempt {
-        let resp = self
-            .agent
-            .post(&self.endpoint)
-            .header("Content-Type", "application/json")
-            .send(body);
+    /// One try, over within `left` (the agent's timeout_seconds, or less).
+    fn post_once(&self, body: &[u8], left: StdDuration) -> Attempt {
+        let post = self.agent.post(&self.endpoint);
+        let post = if left < StdDuration::from_secs(self.settings.timeout_seconds) {
+            post.config().timeout_global(Some(left)).build()
+        } else {
+            post
+        };
+        let resp = post.header("Content-Type", "application/json").send(body);
         let mut resp = match resp {
             Ok(r) => r,
-            Err(e) => return classify_transport(e),
+            Err(e) => {
+                return match classify_transport(e) {
+                    // The handshake stage names the agent's whole-request timeout when
+                    // the request's was cut to `left`: the try lasted `left` at most.
+                    Attempt::Transient(Failure::TlsHandshakeTimeout { authority, seconds }) => {
+                        Attempt::Transient(Failure::TlsHandshakeTimeout {
+                            authority,
+                            seconds: seconds.min(left.as_secs_f64().ceil() as u64),
+                        })
+                    }
+                    other => other,
+                };
+            }
         };
         let status = resp.status().as_u16();
         let text = match resp
@@ -394,146 +553,4 @@ fn backoff(base_ms: u64, attempt: u32) -> StdDuration {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::auth_key::hex_decode;
-    use super::*;
-    use crate::pki::encode_pem;
-    use crate::pki::x509::{CertTemplate, OID_CN};
-    use crate::pki::{KeyAlgorithm, KeyEncoding, PrivateKey};
-    use std::os::unix::fs::PermissionsExt;
-    use std::path::Path;
-
-    fn any_certificate() -> Vec<u8> {
-        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256, KeyEncoding::Sec1).unwrap();
-        CertTemplate {
-            subject: vec![vec![(OID_CN, "cfssl-tls-ca".into())]],
-            is_ca: true,
-            ..Default::default()
-        }
-        .issue(&key, None)
-        .unwrap()
-    }
-
-    #[test]
-    fn authsign_body_is_the_hmac_of_the_request_bytes() {
-        let d = tempfile::tempdir().unwrap();
-        let root = NodeRoot::new(d.path());
-        let f = d.path().join("key");
-        std::fs::write(&f, "0123456789abcdef0123456789ABCDEF\n").unwrap();
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let mut s = RemoteSettings {
-            url: "https://127.0.0.1:1".into(),
-            auth_key_file: Some("/key".into()),
-            tls_ca_bundle: None,
-            ..Default::default()
-        };
-        let e = RemoteClient::new(&root, &s).unwrap_err();
-        assert!(
-            matches!(&e, RemoteError::AuthKey { path, problem: AuthKeyProblem::Mode { mode: 0o644 } } if path == Path::new("/key")),
-            "{e}"
-        );
-        let e = e.to_string();
-        assert!(e.contains("0644") && e.contains("0600"), "{e}");
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
-        // The bundle: any certificate will do for building the client.
-        std::fs::write(
-            d.path().join("b.pem"),
-            encode_pem("CERTIFICATE", &any_certificate()),
-        )
-        .unwrap();
-        s.tls_ca_bundle = Some("/b.pem".into());
-        let client = RemoteClient::new(&root, &s).unwrap();
-        assert!(client.endpoint().ends_with("/api/v1/cfssl/authsign"));
-        assert!(!format!("{client:?}").contains("0123"));
-        let body: serde_json::Value = serde_json::from_slice(&client.body(b"{\"x\":1}")).unwrap();
-        let b64 = base64::engine::general_purpose::STANDARD;
-        assert_eq!(body["request"], b64.encode(b"{\"x\":1}"));
-        let key = hex_decode(b"0123456789abcdef0123456789abcdef").unwrap();
-        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &key), b"{\"x\":1}");
-        assert_eq!(body["token"], b64.encode(tag.as_ref()));
-        s.auth_key_file = None;
-        let plain = RemoteClient::new(&root, &s).unwrap();
-        assert!(plain.endpoint().ends_with("/api/v1/cfssl/sign"));
-        assert_eq!(plain.body(b"abc"), b"abc");
-    }
-
-    #[test]
-    fn a_handshake_that_hangs_is_not_a_connect_timeout() {
-        // A TCP listener that accepts and never speaks.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for s in listener.incoming().flatten() {
-                held.push(s);
-            }
-        });
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(
-            d.path().join("b.pem"),
-            encode_pem("CERTIFICATE", &any_certificate()),
-        )
-        .unwrap();
-        let s = RemoteSettings {
-            url: format!("https://127.0.0.1:{port}"),
-            tls_ca_bundle: Some("/b.pem".into()),
-            connect_timeout_seconds: 1,
-            attempts: 1,
-            ..Default::default()
-        };
-        let client = RemoteClient::new(&NodeRoot::new(d.path()), &s).unwrap();
-        let started = std::time::Instant::now();
-        let e = client.sign("kubelet.crt", b"{}").unwrap_err();
-        assert!(started.elapsed() < StdDuration::from_secs(10), "{e}");
-        assert!(
-            matches!(
-                &e,
-                RemoteError::GaveUp {
-                    last: Failure::TlsHandshakeTimeout { seconds: 1, .. },
-                    attempts: 1,
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
-        assert!(
-            e.to_string().contains(&format!(
-                "TLS handshake with 127.0.0.1:{port} timed out after 1s"
-            )),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn nothing_listening_is_unreachable_and_retried() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let s = RemoteSettings {
-            url: format!("http://127.0.0.1:{port}"),
-            allow_http: true,
-            attempts: 2,
-            retry_delay_ms: 1,
-            ..Default::default()
-        };
-        let client = RemoteClient::new(&NodeRoot::new("/nonexistent"), &s).unwrap();
-        let e = client.sign("kubelet.crt", b"{}").unwrap_err();
-        assert!(
-            matches!(&e, RemoteError::GaveUp { last: Failure::Unreachable(_) | Failure::Connection(_), attempts: 2, url } if url.ends_with("/api/v1/cfssl/sign")),
-            "{e:?}"
-        );
-        assert!(e.to_string().contains("gave up after 2 attempts"), "{e}");
-    }
-
-    #[test]
-    fn backoff_grows_and_is_bounded() {
-        for attempt in 1..=3 {
-            let d = backoff(100, attempt).as_millis() as u64;
-            let base = 100 << (attempt - 1);
-            assert!(d >= base / 2 && d <= base * 3 / 2, "{attempt}: {d}");
-        }
-        assert!(backoff(60_000, 10) <= StdDuration::from_secs(30));
-    }
-}
+pub(crate) mod tests;
