@@ -45,9 +45,15 @@ pub(super) fn refuse_shared_files(
         if let Some(k) = t.key.as_ref().filter(|k| **k != t.path) {
             files.push(("key", k, at(k)));
         }
+        // What is there but no file (a device, a directory) is left to the read,
+        // which says what it is.
+        let writable = |r: &Path| {
+            root.symlink_metadata(r)
+                .map_or(true, |m| m.is_none_or(|m| m.is_file()))
+        };
         let clash = files.iter().find_map(|(what, p, r)| {
             let (_, whose) = taken.iter().find(|(q, _)| q == r)?;
-            Some(shared(&t, what, p, r, whose))
+            writable(r).then(|| shared(&t, what, p, r, whose))
         });
         match clash {
             Some(conflict) => t.conflict = Some(conflict),
