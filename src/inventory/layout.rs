@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use super::*;
+use crate::inventory::overlap;
 
 /// Decides the node's targets from the settings and what exists under the root.
 pub fn layout(settings: &Settings, root: &NodeRoot) -> Layout {
@@ -40,6 +41,7 @@ pub fn layout_in(settings: &Settings, files: &super::NodeFiles<'_>) -> Layout {
             window: settings.window,
             handover: None,
             serving: None,
+            conflict: None,
         })
     };
     use Component::*;
@@ -231,6 +233,7 @@ pub fn layout_in(settings: &Settings, files: &super::NodeFiles<'_>) -> Layout {
                 window,
                 handover: None,
                 serving: None,
+                conflict: None,
             })
         };
         match x.kind {
@@ -277,6 +280,9 @@ pub fn layout_in(settings: &Settings, files: &super::NodeFiles<'_>) -> Layout {
             .get(&t.name)
             .and_then(|o| o.enabled)
             .unwrap_or(true)
+    });
+    overlap::refuse_shared_files(&mut targets, &authorities, root, |t| {
+        t.kind == Kubeconfig && k.user_kubeconfigs.contains(&t.path)
     });
     Layout {
         role: if control_plane {

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod kubelet;
 pub mod serving;
 mod layout;
+mod overlap;
 mod read;
 mod select;
 
@@ -143,6 +144,9 @@ pub struct Target {
     /// kubelet.crt issued by the cluster (`[kubelet] serving`), with what the node's
     /// files say about its names. `None`: renewed as it is.
     pub serving: Option<Arc<serving::ServingPlan>>,
+    /// One of its files is another target's or a CA's ([`overlap`]): it is neither
+    /// read nor renewed, and this says which file and whose it is.
+    pub conflict: Option<String>,
 }
 
 /// A certificate the kubelet renews itself through the CSR API while it can: the agent

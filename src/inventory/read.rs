@@ -101,6 +101,9 @@ pub fn read_target_in(
     files: &NodeFiles<'_>,
     authorities: &[ObservedAuthority],
 ) -> TargetState {
+    if let Some(conflict) = &t.conflict {
+        return TargetState::Error(conflict.clone());
+    }
     match read_reading(t, files, authorities) {
         Ok(Found::Cert(r)) => TargetState::Read(r),
         Ok(Found::NotManaged(why)) => TargetState::NotManaged(why),

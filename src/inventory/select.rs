@@ -84,6 +84,7 @@ fn detect(root: &NodeRoot, path: &Path) -> Result<Target, SelectError> {
         window: Default::default(),
         handover: None,
         serving: None,
+        conflict: None,
     };
     let has = |marker: &[u8]| bytes.windows(marker.len()).any(|w| w == marker);
     if !has(b"-----BEGIN CERTIFICATE-----") {

@@ -42,6 +42,13 @@ pub enum Problem {
     IsDirectory,
     #[error("is not a directory")]
     NotADirectory,
+    /// A symlink where the agent keeps a directory of its own (the state directory's
+    /// `backup`): what it prunes there must not be whatever the link leads to.
+    #[error("is a symlink to {}, not a directory of its own: remove the link", target.display())]
+    Symlink {
+        /// The link's text.
+        target: PathBuf,
+    },
     /// A FIFO, socket or device where a file should be: reading it could hang or never end.
     #[error("is a {kind}, not a regular file")]
     NotRegular { kind: &'static str },
@@ -95,9 +102,10 @@ impl NodeError {
             Problem::NotADirectory => io::ErrorKind::NotADirectory,
             Problem::TooLarge { .. } => io::ErrorKind::FileTooLarge,
             Problem::OutsideRoot(_) => io::ErrorKind::PermissionDenied,
-            Problem::Loop | Problem::NotRegular { .. } | Problem::Via { .. } => {
-                io::ErrorKind::InvalidInput
-            }
+            Problem::Loop
+            | Problem::NotRegular { .. }
+            | Problem::Symlink { .. }
+            | Problem::Via { .. } => io::ErrorKind::InvalidInput,
         }
     }
 }

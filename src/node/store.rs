@@ -263,17 +263,47 @@ impl NodeRoot {
         Ok(())
     }
 
-    /// Opens (creating, 0600) a file to hold a lock on; never follows a symlink there.
+    /// Opens (creating, 0600) a file to hold a lock on; never follows a symlink there,
+    /// and only a regular file will do: the open never blocks (a FIFO would hold it
+    /// until a reader came) and what it opened is checked on the descriptor.
     pub fn open_lock_file(&self, path: &Path) -> Result<File, NodeError> {
         let (node, host) = self.entry(path)?;
-        OpenOptions::new()
+        let opened = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&host)
-            .map_err(|e| NodeError::io(&node, e))
+            .custom_flags(
+                nix::libc::O_NOFOLLOW
+                    | nix::libc::O_NONBLOCK
+                    | nix::libc::O_NOCTTY
+                    | nix::libc::O_CLOEXEC,
+            )
+            .open(&host);
+        let not_regular = |m: &Metadata| {
+            NodeError::new(
+                &node,
+                Problem::NotRegular {
+                    kind: super::kind_of(m),
+                },
+            )
+        };
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                // A FIFO without a reader (ENXIO), a socket: say what is there.
+                return Err(match fs::symlink_metadata(&host) {
+                    Ok(m) if m.is_dir() => NodeError::new(&node, Problem::IsDirectory),
+                    Ok(m) if !m.is_file() && !m.file_type().is_symlink() => not_regular(&m),
+                    _ => NodeError::io(&node, e),
+                });
+            }
+        };
+        let meta = file.metadata().map_err(|e| NodeError::io(&node, e))?;
+        if !meta.is_file() {
+            return Err(not_regular(&meta));
+        }
+        Ok(file)
     }
 }
 
@@ -426,5 +456,44 @@ mod tests {
             .map(|e| e.0)
             .collect();
         assert_eq!(names, vec![OsString::from("a")]);
+    }
+
+    #[test]
+    fn the_lock_file_is_a_regular_file_opened_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let r = NodeRoot::new(d.path());
+        r.create_dir_all(Path::new("/state"), 0o700).unwrap();
+        let fifo = d.path().join("state/lock");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        // Run apart: an open that blocks fails the test instead of hanging it.
+        let opened = |r: NodeRoot| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(r.open_lock_file(Path::new("/state/lock")).map(|_| ()));
+            });
+            rx.recv_timeout(std::time::Duration::from_secs(5))
+                .expect("the lock's open blocked")
+        };
+        let e = opened(r.clone()).unwrap_err();
+        assert_eq!(e.to_string(), "/state/lock: is a FIFO, not a regular file");
+        // With a reader the open succeeds: the descriptor says what it is.
+        let _reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let e = opened(r.clone()).unwrap_err();
+        assert_eq!(e.to_string(), "/state/lock: is a FIFO, not a regular file");
+        std::fs::remove_file(&fifo).unwrap();
+        std::fs::create_dir(&fifo).unwrap();
+        let e = opened(r.clone()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/state/lock: is a directory, expected a file"
+        );
+        std::fs::remove_dir(&fifo).unwrap();
+        opened(r.clone()).unwrap();
+        let m = std::fs::metadata(&fifo).unwrap();
+        assert!(m.is_file() && m.mode() & 0o777 == 0o600);
     }
 }

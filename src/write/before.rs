@@ -84,11 +84,16 @@ impl StateDir {
     /// The backup directories of every change set that wrote `path` (replacing a file
     /// there) from generation `since` on, oldest first.
     fn writes_of(&self, path: &Path, since: &Path) -> Result<Vec<PathBuf>, WriteError> {
-        let base = self.path("backup");
         let mut out = Vec::new();
-        for g in self.listing(&base)? {
-            let generation = base.join(&g);
-            if generation.as_path() < since {
+        let since = since
+            .file_name()
+            .and_then(|n| super::state::generation_order(n.to_str()?));
+        // The generations in the order they were made (`Z.10` after `Z.9`).
+        for generation in self.generations()? {
+            let made = generation
+                .file_name()
+                .and_then(|n| super::state::generation_order(n.to_str()?));
+            if made < since {
                 continue;
             }
             let mut dirs = vec![generation.clone()];

@@ -70,6 +70,10 @@ pub enum WriteError {
     },
     #[error("{path}: unfinished write-ahead record could not be recovered: {message}")]
     Recovery { path: PathBuf, message: String },
+    /// The backup generation a restore needs is not there (pruned, removed by hand):
+    /// restoring nothing would pass for a rollback done.
+    #[error("{path}: the backup to restore {} from is gone: nothing was restored", file.display())]
+    BackupGone { path: PathBuf, file: PathBuf },
     /// A rename into place failed (`source` names the file) and the change set was
     /// undone, or, with `undo`, could not be: the record stays for the next command.
     #[error("{source}; {}", match undo {
@@ -279,6 +283,7 @@ impl StateDir {
         self.commit(&mut journal)?;
         self.remove_journal()?;
         failpoint("journal-removed");
+        // Never this pass's own generation: a rollback of it restores from there.
         self.prune_backups();
         Ok(Applied {
             backup_dir,
@@ -320,7 +325,20 @@ impl StateDir {
     pub fn restore_changes(&self, applied: &[Applied]) -> Result<Vec<FileChange>, WriteError> {
         let root = self.root();
         let mut changes = Vec::new();
+        for a in applied {
+            let generation = root
+                .symlink_metadata(&a.backup_dir)
+                .map_err(WriteError::node(&a.backup_dir, "reading backup"))?;
+            if let (false, Some(e)) = (generation.is_some_and(|m| m.is_dir()), a.entries.first()) {
+                return Err(WriteError::BackupGone {
+                    path: a.backup_dir.clone(),
+                    file: e.path.clone(),
+                });
+            }
+        }
         for e in applied.iter().flat_map(|a| &a.entries) {
+            // In a generation that is there, a file without its backup is one the
+            // change set created.
             let Some(b) = &e.backup else { continue };
             let Some(meta) = root
                 .symlink_metadata(b)

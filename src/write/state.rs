@@ -11,7 +11,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use time::OffsetDateTime;
 
 use super::WriteError;
-use crate::node::NodeRoot;
+use crate::node::{NodeError, NodeRoot, Problem};
 
 /// The state directory under the root.
 #[derive(Clone, Debug)]
@@ -151,24 +151,64 @@ impl StateDir {
     }
 
     fn new_backup_dir(&self, now: OffsetDateTime) -> Result<PathBuf, WriteError> {
-        let base = self.path("backup");
-        let stamp = crate::timefmt::rfc3339(now.replace_nanosecond(0).unwrap_or(now));
-        let mut dir = base.join(&stamp);
-        let mut n = 1;
-        // A path the gate refuses is an error here, not "taken": the loop must end.
-        while self
-            .root
-            .symlink_metadata(&dir)
-            .map_err(WriteError::node(&dir, "creating backup directory"))?
-            .is_some()
-        {
+        let base = self.backup_base()?;
+        let second = now.replace_nanosecond(0).unwrap_or(now);
+        let stamp = crate::timefmt::rfc3339(second);
+        // After every generation of the same second, even one pruned meanwhile: the
+        // newest must sort last, or pruning would take it for the oldest.
+        let mut n = self
+            .generations()?
+            .iter()
+            .filter_map(|g| generation_order(g.file_name()?.to_str()?))
+            .filter(|(t, _)| *t == second)
+            .map(|(_, n)| n)
+            .max()
+            .unwrap_or(0);
+        let name = |n| match n {
+            1 => stamp.clone(),
+            n => format!("{stamp}.{n}"),
+        };
+        let mut dir;
+        // Past anything else of that name; a path the gate refuses is an error here,
+        // not "taken": the loop must end.
+        loop {
             n += 1;
-            dir = base.join(format!("{stamp}.{n}"));
+            dir = base.join(name(n));
+            let taken = self
+                .root
+                .symlink_metadata(&dir)
+                .map_err(WriteError::node(&dir, "creating backup directory"))?;
+            if taken.is_none() {
+                break;
+            }
         }
         self.root
             .create_dir_all(&dir, 0o700)
             .map_err(WriteError::node(&dir, "creating backup directory"))?;
         Ok(dir)
+    }
+
+    /// `<state>/backup`, where generations are made and pruned: a directory of its own
+    /// or nothing yet, never a symlink (pruning through one deletes what it leads to,
+    /// and generations made through one land wherever it points).
+    fn backup_base(&self) -> Result<PathBuf, WriteError> {
+        let base = self.path("backup");
+        let err = |problem| WriteError::Node {
+            path: base.clone(),
+            action: "backup directory",
+            source: NodeError::new(&base, problem),
+        };
+        match self
+            .root
+            .symlink_metadata(&base)
+            .map_err(WriteError::node(&base, "backup directory"))?
+        {
+            Some(m) if m.file_type().is_symlink() => Err(err(Problem::Symlink {
+                target: self.root.read_link(&base).unwrap_or_default(),
+            })),
+            Some(m) if !m.is_dir() => Err(err(Problem::NotADirectory)),
+            _ => Ok(base),
+        }
     }
 
     /// Copies a node file into the backup directory at its node path (0600; a symlink
@@ -221,38 +261,80 @@ impl StateDir {
         Ok(Some(dst))
     }
 
-    /// Keeps the newest `keep_backups` backup generations.
+    /// Keeps the newest `keep_backups` backup generations, and always this process's
+    /// own (a rollback of this pass restores from it). Only real directories named as
+    /// [`Self::new_backup_dir`] names them are generations: anything else in `backup`
+    /// is not the agent's to delete, and nothing is followed through a symlink.
     pub(super) fn prune_backups(&self) {
-        let base = self.path("backup");
-        let Ok(entries) = self.root.read_dir(&base) else {
-            return;
+        let generations = match self.generations() {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot prune old backups");
+                return;
+            }
         };
-        if entries.len() > self.keep_backups {
-            for (name, _) in &entries[..entries.len() - self.keep_backups] {
-                if let Err(e) = self.root.remove_dir_all(&base.join(name)) {
-                    tracing::warn!(backup = ?name, error = %e, "cannot prune old backup");
-                }
+        let own = self
+            .generation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let excess = generations.len().saturating_sub(self.keep_backups);
+        for dir in &generations[..excess] {
+            if own.as_ref() == Some(dir) {
+                continue;
+            }
+            if let Err(e) = self.root.remove_dir_all(dir) {
+                tracing::warn!(backup = %dir.display(), error = %e, "cannot prune old backup");
             }
         }
+    }
+
+    /// Node paths of the backup generations, oldest first; none when `backup` is not
+    /// there yet.
+    pub(super) fn generations(&self) -> Result<Vec<PathBuf>, WriteError> {
+        let base = self.backup_base()?;
+        let entries = match self.root.read_dir(&base) {
+            Ok(entries) => entries,
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            Err(e) => return Err(WriteError::node(&base, "listing backups")(e)),
+        };
+        // The entry's own type: a symlink is never a directory here.
+        let mut found: Vec<_> = entries
+            .into_iter()
+            .filter(|(_, kind)| kind.is_dir())
+            .filter_map(|(name, _)| Some((generation_order(name.to_str()?)?, base.join(name))))
+            .collect();
+        found.sort();
+        Ok(found.into_iter().map(|(_, dir)| dir).collect())
     }
 
     /// Removes the temp files a crash left in the state directory (never on the node:
     /// node files change only under a record). Once per process: the backup tree grows
     /// with every generation.
     pub(super) fn sweep_once(&self) {
-        if !self.swept.swap(true, Ordering::SeqCst) {
-            self.sweep_temp_files(&self.dir);
+        if self.swept.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Where the agent writes: its records, right in the state directory, and the
+        // backups, anywhere inside a generation. Nothing else is walked.
+        self.sweep_temp_files(&self.dir, false);
+        if let Ok(generations) = self.generations() {
+            for g in generations {
+                self.sweep_temp_files(&g, true);
+            }
         }
     }
 
-    fn sweep_temp_files(&self, dir: &Path) {
+    fn sweep_temp_files(&self, dir: &Path, recurse: bool) {
         let Ok(entries) = self.root.read_dir(dir) else {
             return;
         };
         for (name, kind) in entries {
             let p = dir.join(&name);
             if kind.is_dir() {
-                self.sweep_temp_files(&p);
+                if recurse {
+                    self.sweep_temp_files(&p, true);
+                }
             } else if name.to_string_lossy().ends_with(".cert-rotator.tmp") {
                 let _ = self.root.remove_file(&p);
             }
@@ -266,6 +348,23 @@ impl StateDir {
             _ => None,
         }
     }
+}
+
+/// Where a generation's name sorts: the name [`StateDir::new_backup_dir`] gives it,
+/// the UTC second in RFC 3339 (`2026-12-07T11:19:00Z`), `.N` after it for the Nth of
+/// that second (N from 2); `None` for any other name.
+pub(super) fn generation_order(name: &str) -> Option<(OffsetDateTime, u32)> {
+    let (stamp, n) = match name.split_once('.') {
+        None => (name, 1),
+        Some((stamp, n)) => (
+            stamp,
+            n.parse()
+                .ok()
+                .filter(|&k: &u32| k >= 2 && k.to_string() == n)?,
+        ),
+    };
+    let t = OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).ok()?;
+    (t.offset().is_utc() && crate::timefmt::rfc3339(t) == stamp).then_some((t, n))
 }
 
 #[cfg(test)]
@@ -302,5 +401,176 @@ mod tests {
         );
         let e = s.try_lock().err().expect("an error").to_string();
         assert!(e.contains("/var/lib: dangling symlink to /gone"), "{e}");
+    }
+
+    /// A node with one file to renew and the agent's state directory.
+    fn node(keep: usize) -> (tempfile::TempDir, StateDir) {
+        let d = tempfile::tempdir().unwrap();
+        let pki = d.path().join("etc/kubernetes/pki");
+        std::fs::create_dir_all(&pki).unwrap();
+        std::fs::write(pki.join("a.crt"), b"old").unwrap();
+        let s = StateDir::new(&NodeRoot::new(d.path()), Path::new("/var/lib/cr"), keep);
+        s.ensure().unwrap();
+        (d, s)
+    }
+
+    fn renew(s: &StateDir, content: &[u8]) -> Result<super::super::Applied, WriteError> {
+        let change = crate::model::FileChange::file(
+            "/etc/kubernetes/pki/a.crt",
+            content.to_vec(),
+            0o644,
+            false,
+        );
+        // A new process each time: a new generation.
+        StateDir::new(s.root(), s.dir(), s.keep_backups()).apply("a", &[change])
+    }
+
+    #[test]
+    fn a_symlinked_backup_directory_is_refused_and_nothing_is_pruned_through_it() {
+        let (d, s) = node(1);
+        let host = |p: &str| d.path().join(p);
+        std::fs::create_dir_all(host("etc/kubernetes/manifests")).unwrap();
+        std::fs::write(host("etc/kubernetes/admin.conf"), b"conf").unwrap();
+        for target in ["/etc/kubernetes", "/etc/kubernetes/manifests"] {
+            let _ = std::fs::remove_file(host("var/lib/cr/backup"));
+            std::os::unix::fs::symlink(target, host("var/lib/cr/backup")).unwrap();
+            let e = renew(&s, b"new").unwrap_err().to_string();
+            assert!(
+                e.starts_with("/var/lib/cr/backup: backup directory: is a symlink to ")
+                    && e.contains(target),
+                "{e}"
+            );
+            // Pruning on its own does not follow it either.
+            s.prune_backups();
+            assert_eq!(
+                std::fs::read(host("etc/kubernetes/pki/a.crt")).unwrap(),
+                b"old"
+            );
+            assert!(host("etc/kubernetes/admin.conf").is_file());
+            assert_eq!(
+                std::fs::read_dir(host("etc/kubernetes/manifests"))
+                    .unwrap()
+                    .count(),
+                0
+            );
+        }
+    }
+
+    #[test]
+    fn pruning_removes_only_old_generations_never_this_pass_s_or_other_entries() {
+        let (d, s) = node(1);
+        let backup = d.path().join("var/lib/cr/backup");
+        std::fs::create_dir_all(backup.join("notes")).unwrap();
+        std::fs::create_dir_all(backup.join("2020-01-01T00:00:00+01:00")).unwrap();
+        std::fs::create_dir_all(backup.join("2020-01-01T00:00:00Z.02")).unwrap();
+        std::fs::write(backup.join("2020-01-01T00:00:01Z"), b"a file").unwrap();
+        std::os::unix::fs::symlink("/etc/kubernetes", backup.join("2020-01-01T00:00:02Z")).unwrap();
+        std::fs::create_dir_all(backup.join("2020-01-01T00:00:03Z/etc")).unwrap();
+        std::fs::create_dir_all(backup.join("2020-01-01T00:00:03Z.2")).unwrap();
+        let first = renew(&s, b"one").unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&backup)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let own = first
+            .backup_dir
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            left,
+            [
+                "2020-01-01T00:00:00+01:00",
+                "2020-01-01T00:00:00Z.02",
+                "2020-01-01T00:00:01Z",
+                "2020-01-01T00:00:02Z",
+                own.as_str(),
+                "notes"
+            ],
+            "only the two older generations go"
+        );
+        assert!(d.path().join("etc/kubernetes/pki/a.crt").is_file());
+        // Whatever the retention, this process's own generation stays for its rollback.
+        let s0 = StateDir::new(s.root(), s.dir(), 0);
+        let applied = s0
+            .apply(
+                "a",
+                &[crate::model::FileChange::file(
+                    "/etc/kubernetes/pki/a.crt",
+                    b"two".to_vec(),
+                    0o644,
+                    false,
+                )],
+            )
+            .unwrap();
+        assert!(s.root().host(&applied.backup_dir).is_dir());
+        assert!(!s.root().host(&first.backup_dir).exists());
+        s0.restore("roll back", &[applied]).unwrap();
+        assert_eq!(
+            std::fs::read(d.path().join("etc/kubernetes/pki/a.crt")).unwrap(),
+            b"one"
+        );
+    }
+
+    #[test]
+    fn generation_names_are_the_agent_s_own() {
+        let t = time::macros::datetime!(2026-12-07 11:19:00 UTC);
+        let order = |n| generation_order(n);
+        assert_eq!(order("2026-12-07T11:19:00Z"), Some((t, 1)));
+        assert_eq!(order("2026-12-07T11:19:00Z.2"), Some((t, 2)));
+        assert!(order("2026-12-07T11:19:00Z.2") < order("2026-12-07T11:19:00Z.10"));
+        for other in [
+            "2026-12-07T11:19:00Z.1",
+            "2026-12-07T11:19:00Z.x",
+            "2026-12-07T11:19:00.5Z",
+            "admin.conf",
+            "manifests",
+            ".2026-12-07T11:19:00Z",
+        ] {
+            assert_eq!(order(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_restore_from_a_generation_that_is_gone_fails_and_writes_nothing() {
+        let (d, s) = node(100);
+        let applied = renew(&s, b"new").unwrap();
+        std::fs::remove_dir_all(s.root().host(&applied.backup_dir)).unwrap();
+        let e = s.restore("roll back", &[applied]).unwrap_err().to_string();
+        assert!(
+            e.contains("the backup to restore /etc/kubernetes/pki/a.crt from is gone"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read(d.path().join("etc/kubernetes/pki/a.crt")).unwrap(),
+            b"new"
+        );
+    }
+
+    #[test]
+    fn the_sweep_removes_temp_files_only_where_the_agent_writes() {
+        let (d, s) = node(100);
+        let applied = renew(&s, b"new").unwrap();
+        let state = d.path().join("var/lib/cr");
+        let generation = s
+            .root()
+            .host(&applied.backup_dir)
+            .join("etc/kubernetes/pki");
+        let other = state.join("elsewhere");
+        std::fs::create_dir_all(&other).unwrap();
+        let tmp = ".x.cert-rotator.tmp";
+        for dir in [&state, &generation, &other] {
+            std::fs::write(dir.join(tmp), b"").unwrap();
+        }
+        StateDir::new(s.root(), s.dir(), 100).sweep_once();
+        assert!(!state.join(tmp).exists());
+        assert!(!generation.join(tmp).exists());
+        assert!(
+            other.join(tmp).exists(),
+            "not a directory the agent writes into"
+        );
     }
 }
