@@ -121,22 +121,32 @@ impl StateDir {
     /// What is at a node path: a symlink's target or a file's bytes; `None` when
     /// nothing is there.
     pub(super) fn content_of(&self, path: &Path) -> Result<Option<NewContent>, WriteError> {
+        self.content_at(path, "reading")
+    }
+
+    /// [`content_of`](Self::content_of), its errors saying `doing` (a backup's read says
+    /// so).
+    pub(super) fn content_at(
+        &self,
+        path: &Path,
+        doing: &'static str,
+    ) -> Result<Option<NewContent>, WriteError> {
         let root = self.root();
         let Some(meta) = root
             .symlink_metadata(path)
-            .map_err(WriteError::node(path, "reading"))?
+            .map_err(WriteError::node(path, doing))?
         else {
             return Ok(None);
         };
         Ok(Some(if meta.file_type().is_symlink() {
             NewContent::Symlink(
                 root.read_link(path)
-                    .map_err(WriteError::node(path, "reading"))?,
+                    .map_err(WriteError::node(path, doing))?,
             )
         } else {
             NewContent::File(
                 root.read_file(path)
-                    .map_err(WriteError::node(path, "reading"))?
+                    .map_err(WriteError::node(path, doing))?
                     .1,
             )
         }))

@@ -340,23 +340,8 @@ impl StateDir {
             // In a generation that is there, a file without its backup is one the
             // change set created.
             let Some(b) = &e.backup else { continue };
-            let Some(meta) = root
-                .symlink_metadata(b)
-                .map_err(WriteError::node(b, "reading backup"))?
-            else {
+            let Some(content) = self.content_at(b, "reading backup")? else {
                 continue;
-            };
-            let content = if meta.file_type().is_symlink() {
-                NewContent::Symlink(
-                    root.read_link(b)
-                        .map_err(WriteError::node(b, "reading backup"))?,
-                )
-            } else {
-                NewContent::File(
-                    root.read_file(b)
-                        .map_err(WriteError::node(b, "reading backup"))?
-                        .1,
-                )
             };
             changes.push(FileChange {
                 content,
