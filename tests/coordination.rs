@@ -20,7 +20,7 @@ use std::time::{Duration as StdDuration, Instant};
 use cert_rotator::clock::Clock;
 use cert_rotator::config::Settings;
 use cert_rotator::coordination::etcd::{EtcdLock, PREFIX};
-use cert_rotator::coordination::{self, LockError, LockGroup, LockState, RestartLock};
+use cert_rotator::coordination::{self, LockError, LockGroup, RestartLock};
 use cert_rotator::node::NodeRoot;
 use cert_rotator::pass;
 use cert_rotator::report::pass::PassReport;
@@ -32,15 +32,6 @@ use common::fakes::{
 use common::*;
 
 // ------------------------------------------------------------------ agents ---
-
-fn lock_state(r: &Path) -> LockState {
-    let root = NodeRoot::new(r);
-    let s = Settings::default();
-    StateDir::new(&root, &s.state_dir, s.keep_backups)
-        .read_json::<LockState>(coordination::STATE_FILE)
-        .unwrap()
-        .unwrap_or_default()
-}
 
 fn manifest(r: &Path) -> String {
     std::fs::read_to_string(host(r, "/etc/kubernetes/manifests/kube-apiserver.yaml")).unwrap()

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use cert_rotator::coordination::etcd::{EtcdAccess, EtcdLock, PREFIX};
-use cert_rotator::coordination::{LockGroup, RestartLock};
+use cert_rotator::coordination::{LockGroup, LockState, RestartLock};
 use cert_rotator::node::NodeRoot;
 use common::etcd::{agent_node, agent_pass, point_at, serving_cert, settings, Cluster};
 use common::fakes::{Interval, TimedProber};
@@ -61,6 +61,16 @@ fn a_lease_lost_while_the_apiserver_restarts_is_said_by_the_pass() {
     let cluster = Cluster::start(a.path());
     point_at(a.path(), &cluster.endpoints.join(","));
     let other = lock_over(a.path(), cluster.endpoints.clone(), "cp-other", 3, 3);
+    // An earlier pass kept the group's slot after a failure: a verified restart whose
+    // slot turns out lost must still clear that record, or the release at the start of
+    // every later pass would skip the group.
+    write_lock_state(
+        a.path(),
+        &LockState {
+            pending: vec![],
+            failed_groups: vec!["control-plane".into()],
+        },
+    );
     // The apiserver takes 5 s to come back; meanwhile an operator (or etcd, had the
     // keep-alives not come through) ends the lease, and another node takes the slot.
     let log: Arc<Mutex<Vec<Interval>>> = Arc::default();
@@ -97,6 +107,11 @@ fn a_lease_lost_while_the_apiserver_restarts_is_said_by_the_pass() {
         rep.summary()
     );
     assert!(cluster.keys().is_empty(), "{:?}", cluster.keys());
+    assert!(
+        lock_state(a.path()).failed_groups.is_empty(),
+        "a lost slot is no longer kept: {:?}",
+        lock_state(a.path()).failed_groups
+    );
 }
 
 #[test]

@@ -35,15 +35,6 @@ fn due_node() -> tempfile::TempDir {
     node(&NodeSpec::control_plane(now()).with("apiserver", Validity::days(365, Duration::days(10))))
 }
 
-fn write_lock_state(r: &Path, state: &LockState) {
-    let p = host(
-        r,
-        &format!("/var/lib/cert-rotator/{}", coordination::STATE_FILE),
-    );
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(&p, serde_json::to_vec_pretty(state).unwrap()).unwrap();
-}
-
 fn owed(component: &str, files: &[(&str, &str)]) -> PendingRestart {
     PendingRestart {
         component: component.into(),

@@ -370,9 +370,13 @@ impl<'a> Live<'_, 'a> {
                 // one's) leaves it held until a verified restart of the group gives it
                 // back, as `keep_stopped` and `give_back` record it for a renewal.
                 let given = match &result {
-                    Ok(_) => slot
-                        .release()
-                        .map(|()| record_failed(self.pass.state, &group.name, false)),
+                    Ok(_) => {
+                        let given = slot.release();
+                        if gone_from_us(&given) {
+                            record_failed(self.pass.state, &group.name, false);
+                        }
+                        given
+                    }
                     Err(e) => {
                         record_failed(self.pass.state, &group.name, true);
                         slot.keep_failed(&e.to_string())
@@ -507,13 +511,16 @@ impl<'a> Live<'_, 'a> {
         report: &mut PassReport,
         locks: &mut PassLocks,
     ) {
-        match slot.release() {
-            Ok(()) => locks.mark_failed(group, false),
-            Err(e) => report.emit(PassEvent::Warned(Warning::SlotNotGivenBack {
+        let given = slot.release();
+        if gone_from_us(&given) {
+            locks.mark_failed(group, false);
+        }
+        if let Err(e) = given {
+            report.emit(PassEvent::Warned(Warning::SlotNotGivenBack {
                 component: self.comp.to_string(),
                 group: group.to_string(),
                 error: e.to_string(),
-            })),
+            }));
         }
     }
 
@@ -570,4 +577,12 @@ impl<'a> Live<'_, 'a> {
         }
         None
     }
+}
+
+/// Whether a release left the slot no longer this node's: given back, or found lost
+/// (its lease ended while the component restarted; the release still cleared this
+/// node's failed mark in the lock). Either way the local record of a kept slot goes, or
+/// the release at the start of later passes would keep skipping the group.
+fn gone_from_us(released: &Result<(), coordination::LockError>) -> bool {
+    matches!(released, Ok(()) | Err(coordination::LockError::Lost { .. }))
 }

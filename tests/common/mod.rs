@@ -194,3 +194,27 @@ pub fn openssl(args: &[&str]) -> String {
 pub fn host(root: &Path, node_path: &str) -> PathBuf {
     root.join(node_path.trim_start_matches('/'))
 }
+
+/// Writes the restart-lock record (`restart-lock.json` in the default state directory)
+/// as an earlier pass would have left it.
+pub fn write_lock_state(r: &Path, state: &cert_rotator::coordination::LockState) {
+    let p = host(
+        r,
+        &format!(
+            "/var/lib/cert-rotator/{}",
+            cert_rotator::coordination::STATE_FILE
+        ),
+    );
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, serde_json::to_vec_pretty(state).unwrap()).unwrap();
+}
+
+/// The restart-lock record as the passes left it (empty when there is none).
+pub fn lock_state(r: &Path) -> cert_rotator::coordination::LockState {
+    let root = cert_rotator::node::NodeRoot::new(r);
+    let s = cert_rotator::config::Settings::default();
+    cert_rotator::write::StateDir::new(&root, &s.state_dir, s.keep_backups)
+        .read_json::<cert_rotator::coordination::LockState>(cert_rotator::coordination::STATE_FILE)
+        .unwrap()
+        .unwrap_or_default()
+}
