@@ -1,7 +1,7 @@
 //! The signer service's own rules: the Lease's term, and a cfssl server asked within it.
 
 use super::*;
-use crate::ca::remote::client::tests::silent_listener;
+use crate::ca::remote::client::tests::{listener, silent_listener};
 use crate::pki::x509::{CertTemplate, OID_CN};
 use crate::pki::{KeyAlgorithm, KeyEncoding, PrivateKey};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -178,17 +178,7 @@ fn api_client(d: &tempfile::TempDir, api_port: u16) -> ApiClient {
 /// be made to do on demand: a TCP listener that accepts and closes at once (the TLS
 /// handshake ends early, a transport failure). Its port and the connections it took.
 fn closing_listener() -> (u16, Arc<AtomicUsize>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    std::thread::spawn(move || {
-        for s in listener.incoming().flatten() {
-            count.fetch_add(1, Ordering::SeqCst);
-            drop(s);
-        }
-    });
-    (port, accepted)
+    listener(|_| None)
 }
 
 #[test]

@@ -65,10 +65,12 @@ fn authsign_body_is_the_hmac_of_the_request_bytes() {
     assert_eq!(plain.body(b"abc"), b"abc");
 }
 
-/// A stand-in for a hung server, which no real cfssl (nor API server) can be made to
-/// be: a TCP listener that accepts and never speaks. Its port and the count of
-/// connections it accepted. Shared with the signer service's tests.
-pub(crate) fn silent_listener() -> (u16, Arc<AtomicUsize>) {
+/// A TCP listener on 127.0.0.1 whose every accepted connection `serve` handles, kept
+/// open when it returns it: its port and the count of connections it accepted. The
+/// stand-ins below and the signer service's tests are made of it.
+pub(crate) fn listener(
+    serve: impl Fn(std::net::TcpStream) -> Option<std::net::TcpStream> + Send + 'static,
+) -> (u16, Arc<AtomicUsize>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -77,10 +79,17 @@ pub(crate) fn silent_listener() -> (u16, Arc<AtomicUsize>) {
         let mut held = Vec::new();
         for s in listener.incoming().flatten() {
             count.fetch_add(1, Ordering::SeqCst);
-            held.push(s);
+            held.extend(serve(s));
         }
     });
     (port, accepted)
+}
+
+/// A stand-in for a hung server, which no real cfssl (nor API server) can be made to
+/// be: a TCP listener that accepts and never speaks. Its port and the count of
+/// connections it accepted. Shared with the signer service's tests.
+pub(crate) fn silent_listener() -> (u16, Arc<AtomicUsize>) {
+    listener(Some)
 }
 
 /// A [`silent_listener`] and a node root with a TLS bundle for a client of it.
@@ -276,43 +285,32 @@ fn backoff_grows_and_is_bounded() {
 /// connections it accepted.
 fn answering_listener(answer: Vec<u8>, hold: bool) -> (u16, Arc<AtomicUsize>) {
     use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for mut s in listener.incoming().flatten() {
-            count.fetch_add(1, Ordering::SeqCst);
-            // The request's head and its body of Content-Length bytes, so that the
-            // answer is no reset of a connection with unread data.
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            let complete = |got: &[u8]| {
-                let text = String::from_utf8_lossy(got).to_ascii_lowercase();
-                let Some(end) = text.find("\r\n\r\n") else {
-                    return false;
-                };
-                let length = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-                    .unwrap_or(0);
-                got.len() >= end + 4 + length
+    listener(move |mut s| {
+        // The request's head and its body of Content-Length bytes, so that the answer
+        // is no reset of a connection with unread data.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let complete = |got: &[u8]| {
+            let text = String::from_utf8_lossy(got).to_ascii_lowercase();
+            let Some(end) = text.find("\r\n\r\n") else {
+                return false;
             };
-            while !complete(&got) {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-            let _ = s.write_all(&answer);
-            if hold {
-                held.push(s);
+            let length = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            got.len() >= end + 4 + length
+        };
+        while !complete(&got) {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
             }
         }
-    });
-    (port, accepted)
+        let _ = s.write_all(&answer);
+        hold.then_some(s)
+    })
 }
 
 fn http_client(port: u16, attempts: u32) -> RemoteClient {
