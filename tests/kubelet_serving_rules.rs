@@ -172,7 +172,7 @@ mod unreadable_subject {
     use x509_cert::ext::pkix::{name::GeneralName, SubjectAltName};
     use x509_cert::ext::Extension;
     use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
-    use x509_cert::request::{CertReq, CertReqInfo, ExtensionReq, Version};
+    use x509_cert::request::{CertReqInfo, ExtensionReq, Version};
 
     const CN: &str = "2.5.4.3";
     const O: &str = "2.5.4.10";
@@ -192,6 +192,15 @@ mod unreadable_subject {
 
     /// Node n1's request with DNS SAN n1 and this subject.
     fn with_subject(rdns: Vec<RelativeDistinguishedName>) -> CertificateSigningRequest {
+        with_patched_subject(rdns, |_| {})
+    }
+
+    /// [`with_subject`], `patch` changing the encoded request info before it is signed:
+    /// what x509_cert, which sorts a SET OF as it encodes, cannot write.
+    fn with_patched_subject(
+        rdns: Vec<RelativeDistinguishedName>,
+        patch: impl FnOnce(&mut Vec<u8>),
+    ) -> CertificateSigningRequest {
         let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256, KeyEncoding::Sec1).unwrap();
         let san = SubjectAltName(vec![GeneralName::DnsName(Ia5String::new("n1").unwrap())]);
         let ext = Extension {
@@ -209,13 +218,16 @@ mod unreadable_subject {
             public_key: key.spki().unwrap(),
             attributes,
         };
-        let signature = key.sign(&info.to_der().unwrap()).unwrap();
-        let req = CertReq {
-            info,
-            algorithm: key.signature_algorithm(),
-            signature: BitString::from_bytes(&signature).unwrap(),
-        };
-        let pem = cert_rotator::pki::encode_pem("CERTIFICATE REQUEST", &req.to_der().unwrap());
+        let mut info = info.to_der().unwrap();
+        patch(&mut info);
+        let signature = key.sign(&info).unwrap();
+        // CertificationRequest ::= SEQUENCE { info, algorithm, signature }, by hand: the
+        // patched info need not decode as x509_cert's.
+        let mut body = info;
+        body.extend(key.signature_algorithm().to_der().unwrap());
+        body.extend(BitString::from_bytes(&signature).unwrap().to_der().unwrap());
+        let req = Any::new(Tag::Sequence, body).unwrap().to_der().unwrap();
+        let pem = cert_rotator::pki::encode_pem("CERTIFICATE REQUEST", &req);
         let mut csr = request(&["n1"], &[]);
         csr.spec.request = base64::engine::general_purpose::STANDARD.encode(pem);
         csr
@@ -272,6 +284,49 @@ mod unreadable_subject {
         match judged(Some(rdn(O, Tag::Utf8String, b"system:nodes"))) {
             Verdict::Deny(m) => assert!(
                 m.contains("O=system:nodes, CN=system:node:n1, O=system:nodes"),
+                "{m}"
+            ),
+            v => panic!("{v:?}"),
+        }
+    }
+
+    fn atv(oid: &str, value: &[u8]) -> AttributeTypeAndValue {
+        AttributeTypeAndValue {
+            oid: oid.parse().unwrap(),
+            value: Any::new(Tag::Utf8String, value.to_vec()).unwrap(),
+        }
+    }
+
+    /// One RDN holding both CN=system:node:n1 and O=system:nodes, stored out of DER
+    /// order (CN before O; DER sorts the shorter O first), and `extra` after it.
+    fn judged_unsorted(extra: Option<RelativeDistinguishedName>) -> Verdict {
+        let (cn, o) = (atv(CN, b"system:node:n1"), atv(O, b"system:nodes"));
+        let mut both = SetOfVec::new();
+        both.insert(cn.clone()).unwrap();
+        both.insert(o.clone()).unwrap();
+        let sorted = [o.to_der().unwrap(), cn.to_der().unwrap()].concat();
+        let unsorted = [cn.to_der().unwrap(), o.to_der().unwrap()].concat();
+        let mut rdns = vec![RelativeDistinguishedName(both)];
+        rdns.extend(extra);
+        let csr = with_patched_subject(rdns, |info| {
+            let at = info
+                .windows(sorted.len())
+                .position(|w| w == sorted.as_slice())
+                .expect("the RDN's values, DER-sorted");
+            info[at..at + sorted.len()].copy_from_slice(&unsorted);
+        });
+        judge_with(&csr, Some(&node()), 86_400, &SanRules::default())
+    }
+
+    #[test]
+    fn a_multi_valued_rdn_out_of_der_order_is_read_not_called_malformed() {
+        // Read as Go reads it: CN and O, the kubelet's subject.
+        let v = judged_unsorted(None);
+        assert!(matches!(v, Verdict::Approve(_)), "{v:?}");
+        // Denied for what it says, not as malformed.
+        match judged_unsorted(Some(rdn(OU, Tag::Utf8String, b"extra"))) {
+            Verdict::Deny(m) => assert!(
+                m.starts_with("the subject is CN=system:node:n1, O=system:nodes, OU=extra;"),
                 "{m}"
             ),
             v => panic!("{v:?}"),

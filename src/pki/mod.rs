@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 
 pub use cert::{certificates, serial_hex, signature_verifies, CertFacts};
 pub use key::{uint_bits, KeyAlgorithm, KeyEncoding, PrivateKey};
-pub use name::{name_attributes, name_to_string};
+pub use name::{name_attributes, name_to_string, name_values};
 pub use pem::{encode_pem, parse_pem, PemBlock};
 pub use sans::{alt_names, AltNames};
 

@@ -39,12 +39,18 @@ pub fn name_to_string(name: AnyRef<'_>) -> Result<String, der::Error> {
 /// `L`, ...) and the value's text. Values that do not decode are left out. For label
 /// sets that pick single fields (the Prometheus metrics' `subject_CN`, `subject_O`).
 pub fn name_attributes(der: &[u8]) -> Result<Vec<(String, String)>, der::Error> {
-    let name = AnyRef::from_der(der)?;
-    Ok(rdns(name)?
+    Ok(name_values(der)?
         .into_iter()
-        .flatten()
         .filter_map(|(t, v)| Some((t, v?)))
         .collect())
+}
+
+/// Every attribute of a DER `Name` as [`name_attributes`] reads it, a value that does not
+/// decode as `None` rather than left out: for a reader that must refuse what it cannot
+/// read. Multi-valued RDNs in any order (no SET OF sorting is required of the DER).
+pub fn name_values(der: &[u8]) -> Result<Vec<(String, Option<String>)>, der::Error> {
+    let name = AnyRef::from_der(der)?;
+    Ok(rdns(name)?.into_iter().flatten().collect())
 }
 
 /// A Name's RDNs in stored order, each its attributes in stored order: the type's printed

@@ -10,14 +10,12 @@
 
 use std::net::IpAddr;
 
-use der::Decode;
 use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::name::Name;
 
 use super::request::{decode_request, parse_request};
 use crate::config::san_rules::SanRules;
 use crate::kube::types::{CertificateSigningRequest, Node};
-use crate::pki::name_attributes;
+use crate::pki::name_values;
 
 pub use crate::kube::serving::KUBELET_SERVING;
 const NODE_PREFIX: &str = "system:node:";
@@ -96,21 +94,22 @@ fn check(
     }
     let pem = decode_request(&csr.spec.request)?;
     let req = parse_request(&pem)?;
-    let subject = name_attributes(&req.raw_subject)
+    // Read once, as pki::name reads any Name (a multi-valued RDN in any order). A value
+    // whose text does not decode (a T61String of bytes that are no UTF-8, say) is one the
+    // subject says and we cannot read, which an approver in Go would read as something
+    // (an OU, a second O or CN): denied, never ignored.
+    let values = name_values(&req.raw_subject)
         .map_err(|e| format!("the request's subject is malformed: {e}"))?;
-    // name_attributes leaves out a value whose text does not decode (a T61String of
-    // bytes that are no UTF-8, say): one the subject says and we cannot read, which an
-    // approver in Go would read as something (an OU, a second O or CN). Counted here
-    // against the attributes as stored, and denied, never ignored.
-    let stored = Name::from_der(&req.raw_subject)
-        .map(|n| n.0.iter().map(|rdn| rdn.0.len()).sum::<usize>())
-        .map_err(|e| format!("the request's subject is malformed: {e}"))?;
-    if stored != subject.len() {
+    let undecodable = values.iter().filter(|(_, v)| v.is_none()).count();
+    if undecodable > 0 {
         return Err(format!(
-            "the subject holds {} attribute value(s) that do not decode as text; a kubelet of node {name} asks for CN=system:node:{name}, O=system:nodes",
-            stored.saturating_sub(subject.len())
+            "the subject holds {undecodable} attribute value(s) that do not decode as text; a kubelet of node {name} asks for CN=system:node:{name}, O=system:nodes"
         ));
     }
+    let subject: Vec<(String, String)> = values
+        .into_iter()
+        .map(|(t, v)| (t, v.unwrap_or_default()))
+        .collect();
     let want = [
         ("CN".to_string(), format!("{NODE_PREFIX}{name}")),
         ("O".to_string(), NODES_GROUP.to_string()),

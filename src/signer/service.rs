@@ -288,7 +288,23 @@ fn round(
             return true;
         }
     };
-    for csr in list.items {
+    sign_listed(root, api, s, list.items, memory, term)
+}
+
+/// Acts on the listed CSRs of one signer, each Approved one signed or failed, in list
+/// order. The first that must wait (the CA or its cfssl server cannot sign now: a
+/// server that did not answer begins its rest) ends the signer's round, so a round
+/// sends a dead server one CSR's tries and counts one failure. False when it stopped
+/// because the term ran out.
+fn sign_listed(
+    root: &NodeRoot,
+    api: &ApiClient,
+    s: &SignerSettings,
+    items: Vec<CertificateSigningRequest>,
+    memory: &mut Memory,
+    term: &Term,
+) -> bool {
+    for csr in items {
         // The field selector is the API server's; the check is ours.
         if csr.spec.signer_name != s.name || Phase::of(&csr) != Phase::Approved {
             continue;
@@ -310,6 +326,8 @@ fn round(
             Ok(Outcome::Lost) => {
                 tracing::info!(csr = %name, "the CSR changed before our write (409): left to the next round")
             }
+            // Not `continue`: the signer's other CSRs would go to a server that just
+            // failed, each counting a failure (a rest of 20 s after 3 CSRs, not 5 s).
             Ok(Outcome::Waiting) => break,
             Ok(Outcome::Skipped) => continue,
             Ok(Outcome::TermOver) => return false,

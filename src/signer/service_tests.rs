@@ -1,10 +1,11 @@
 //! The signer service's own rules: the Lease's term, and a cfssl server asked within it.
 
 use super::*;
-use crate::ca::remote::client::tests::silent_listener;
+use crate::ca::remote::client::tests::{listener, silent_listener};
 use crate::pki::x509::{CertTemplate, OID_CN};
 use crate::pki::{KeyAlgorithm, KeyEncoding, PrivateKey};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 #[test]
 fn a_term_ends_one_timeout_before_the_lease() {
@@ -115,31 +116,8 @@ fn a_resting_signers_round_lists_nothing() {
     let (api_port, api_accepted) = silent_listener();
     let (port, accepted) = silent_listener();
     let (d, s, _) = cfssl_signer(port);
-    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256, KeyEncoding::Sec1).unwrap();
-    let cert = CertTemplate {
-        subject: vec![vec![(OID_CN, "signer".into())]],
-        ..Default::default()
-    }
-    .issue(&key, None)
-    .unwrap();
-    let ca = std::fs::read(d.path().join("ca.pem")).unwrap();
-    std::fs::write(
-        d.path().join("signer.conf"),
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:{api_port}\n    certificate-authority-data: {}\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
-            b64(&ca),
-            b64(encode_pem("CERTIFICATE", &cert).as_bytes()),
-            b64(key.to_pem().unwrap().as_bytes()),
-        ),
-    )
-    .unwrap();
     let root = NodeRoot::new(d.path());
-    let o = ClientOptions {
-        connect_timeout_seconds: 2,
-        timeout_seconds: 2,
-        ..Default::default()
-    };
-    let api = ApiClient::from_kubeconfig(&root, std::path::Path::new("/signer.conf"), o).unwrap();
+    let api = api_client(&d, api_port);
     let term = Term::new(
         Instant::now(),
         Duration::from_secs(15),
@@ -161,4 +139,81 @@ fn a_resting_signers_round_lists_nothing() {
     };
     assert!(round(&root, &api, &local, &mut memory, &term));
     assert_eq!(api_accepted.load(Ordering::SeqCst), 1);
+}
+
+/// A client of the API server at `api_port` (2 s timeouts), its kubeconfig under `d`.
+fn api_client(d: &tempfile::TempDir, api_port: u16) -> ApiClient {
+    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256, KeyEncoding::Sec1).unwrap();
+    let cert = CertTemplate {
+        subject: vec![vec![(OID_CN, "signer".into())]],
+        ..Default::default()
+    }
+    .issue(&key, None)
+    .unwrap();
+    let ca = std::fs::read(d.path().join("ca.pem")).unwrap();
+    std::fs::write(
+        d.path().join("signer.conf"),
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:{api_port}\n    certificate-authority-data: {}\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(&ca),
+            b64(encode_pem("CERTIFICATE", &cert).as_bytes()),
+            b64(key.to_pem().unwrap().as_bytes()),
+        ),
+    )
+    .unwrap();
+    let o = ClientOptions {
+        connect_timeout_seconds: 2,
+        timeout_seconds: 2,
+        ..Default::default()
+    };
+    ApiClient::from_kubeconfig(
+        &NodeRoot::new(d.path()),
+        std::path::Path::new("/signer.conf"),
+        o,
+    )
+    .unwrap()
+}
+
+/// A stand-in for a cfssl server that drops every connection, which no real cfssl can
+/// be made to do on demand: a TCP listener that accepts and closes at once (the TLS
+/// handshake ends early, a transport failure). Its port and the connections it took.
+fn closing_listener() -> (u16, Arc<AtomicUsize>) {
+    listener(|_| None)
+}
+
+#[test]
+fn a_cfssl_that_fails_costs_a_round_one_csrs_tries_and_one_rest() {
+    // The API server is never asked: nothing is written for a CSR that waits.
+    let (api_port, api_accepted) = silent_listener();
+    let (port, accepted) = closing_listener();
+    let (d, s, csr) = cfssl_signer(port);
+    let root = NodeRoot::new(d.path());
+    let api = api_client(&d, api_port);
+    let pending: Vec<CertificateSigningRequest> = ["c1", "c2", "c3"]
+        .into_iter()
+        .map(|name| {
+            let mut c = csr.clone();
+            c.metadata.name = Some(name.into());
+            c
+        })
+        .collect();
+    let term = Term::new(
+        Instant::now(),
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    );
+    let mut memory = Memory::default();
+    assert!(sign_listed(&root, &api, &s, pending, &mut memory, &term));
+    // c1's three tries, neither c2's nor c3's.
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(api_accepted.load(Ordering::SeqCst), 0);
+    // One failure counted: the first rest, 5 s, not 20 s.
+    let left = memory.resting.left(&s.name, Instant::now()).unwrap();
+    assert!(left <= crate::signer::rest::FIRST_REST, "{left:?}");
+    let said = &memory.said[&s.name];
+    assert!(
+        said.contains("gave up after 3 attempts")
+            && said.ends_with("the signer's CSRs are not sent to cfssl for 5 s"),
+        "{said}"
+    );
 }

@@ -139,8 +139,12 @@ pub enum Failure {
     Tls(String),
     #[error("{0}")]
     Protocol(String),
+    /// A 2xx answer whose body stalled or was cut: the server did not finish answering.
     #[error("reading the answer: {0}")]
     ReadAnswer(String),
+    /// A 2xx answer over the size read: the server answered, with something not cfssl's.
+    #[error("HTTP {status} but the answer is over the {limit} bytes read")]
+    AnswerTooLarge { status: u16, limit: u64 },
     #[error("HTTP {status}{detail}")]
     Http { status: u16, detail: HttpDetail },
     #[error("HTTP {status} but the answer is not cfssl's JSON")]
@@ -154,7 +158,9 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// The server was not reached, or did not answer in time: no HTTP answer at all.
+    /// The server was not reached, or did not answer in time: no HTTP answer at all, or
+    /// one it did not finish. An answer too large or not cfssl's JSON is no transport
+    /// failure: the server answered.
     pub fn is_transport(&self) -> bool {
         matches!(
             self,
@@ -188,6 +194,9 @@ impl fmt::Display for HttpDetail {
         }
     }
 }
+
+/// The most of an answer read: a signed certificate and cfssl's envelope are a few KiB.
+const ANSWER_LIMIT: u64 = 1 << 20;
 
 /// How long the sign requests of one client (one pass) may wait on cfssl in all: well
 /// within the agent unit's TimeoutStartSec (30 min), whatever the cfssl table's
@@ -456,19 +465,25 @@ impl RemoteClient {
             }
         };
         let status = resp.status().as_u16();
-        let text = match resp
+        // Bytes, not a string: a body that is no UTF-8 is no cfssl JSON (NotCfssl below),
+        // not a failure to read it.
+        let body = match resp
             .body_mut()
             .with_config()
-            .limit(1 << 20)
-            .read_to_string()
+            .limit(ANSWER_LIMIT)
+            .read_to_vec()
         {
-            Ok(t) => t,
+            Ok(b) => b,
+            Err(ureq::Error::BodyExceedsLimit(limit)) if status < 300 => {
+                return Attempt::Fatal(Failure::AnswerTooLarge { status, limit })
+            }
+            // Stalled (a timeout) or cut (the connection closed early).
             Err(e) if status < 300 => {
                 return Attempt::Transient(Failure::ReadAnswer(e.to_string()))
             }
-            Err(_) => String::new(),
+            Err(_) => Vec::new(),
         };
-        let parsed: Option<CfsslResponse> = serde_json::from_str(&text).ok();
+        let parsed: Option<CfsslResponse> = serde_json::from_slice(&body).ok();
         if !(200..300).contains(&status) {
             let detail = match &parsed {
                 Some(p) => HttpDetail::Cfssl(p.errors_text()),

@@ -65,10 +65,12 @@ fn authsign_body_is_the_hmac_of_the_request_bytes() {
     assert_eq!(plain.body(b"abc"), b"abc");
 }
 
-/// A stand-in for a hung server, which no real cfssl (nor API server) can be made to
-/// be: a TCP listener that accepts and never speaks. Its port and the count of
-/// connections it accepted. Shared with the signer service's tests.
-pub(crate) fn silent_listener() -> (u16, Arc<AtomicUsize>) {
+/// A TCP listener on 127.0.0.1 whose every accepted connection `serve` handles, kept
+/// open when it returns it: its port and the count of connections it accepted. The
+/// stand-ins below and the signer service's tests are made of it.
+pub(crate) fn listener(
+    serve: impl Fn(std::net::TcpStream) -> Option<std::net::TcpStream> + Send + 'static,
+) -> (u16, Arc<AtomicUsize>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -77,10 +79,17 @@ pub(crate) fn silent_listener() -> (u16, Arc<AtomicUsize>) {
         let mut held = Vec::new();
         for s in listener.incoming().flatten() {
             count.fetch_add(1, Ordering::SeqCst);
-            held.push(s);
+            held.extend(serve(s));
         }
     });
     (port, accepted)
+}
+
+/// A stand-in for a hung server, which no real cfssl (nor API server) can be made to
+/// be: a TCP listener that accepts and never speaks. Its port and the count of
+/// connections it accepted. Shared with the signer service's tests.
+pub(crate) fn silent_listener() -> (u16, Arc<AtomicUsize>) {
+    listener(Some)
 }
 
 /// A [`silent_listener`] and a node root with a TLS bundle for a client of it.
@@ -268,4 +277,133 @@ fn backoff_grows_and_is_bounded() {
         assert!(d >= base / 2 && d <= base * 3 / 2, "{attempt}: {d}");
     }
     assert!(backoff(60_000, 10) <= StdDuration::from_secs(30));
+}
+
+/// A stand-in for a server that answers wrongly, which no real cfssl can be made to do:
+/// a plain-HTTP listener that reads each request and writes `answer`, then closes the
+/// connection (`hold`: keeps it open, saying nothing more). Its port and the count of
+/// connections it accepted.
+fn answering_listener(answer: Vec<u8>, hold: bool) -> (u16, Arc<AtomicUsize>) {
+    use std::io::{Read, Write};
+    listener(move |mut s| {
+        // The request's head and its body of Content-Length bytes, so that the answer
+        // is no reset of a connection with unread data.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let complete = |got: &[u8]| {
+            let text = String::from_utf8_lossy(got).to_ascii_lowercase();
+            let Some(end) = text.find("\r\n\r\n") else {
+                return false;
+            };
+            let length = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            got.len() >= end + 4 + length
+        };
+        while !complete(&got) {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = s.write_all(&answer);
+        hold.then_some(s)
+    })
+}
+
+fn http_client(port: u16, attempts: u32) -> RemoteClient {
+    let s = RemoteSettings {
+        url: format!("http://127.0.0.1:{port}"),
+        allow_http: true,
+        timeout_seconds: 1,
+        attempts,
+        retry_delay_ms: 1,
+        ..Default::default()
+    };
+    RemoteClient::new(&NodeRoot::new("/nonexistent"), &s).unwrap()
+}
+
+#[test]
+fn an_answer_over_the_limit_is_no_transport_failure_and_not_retried() {
+    let body = vec![b' '; (ANSWER_LIMIT + 1) as usize];
+    let mut answer =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    answer.extend(body);
+    let (port, accepted) = answering_listener(answer, false);
+    let client = http_client(port, 3);
+    let e = client.sign("csr-1", b"{}").unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            RemoteError::Exchange {
+                failure: Failure::AnswerTooLarge {
+                    status: 200,
+                    limit: ANSWER_LIMIT
+                },
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .ends_with("HTTP 200 but the answer is over the 1048576 bytes read"),
+        "{e}"
+    );
+    assert!(e.transport_failure().is_none());
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    // The pass's breaker stays open: the next request is sent.
+    let _ = client.sign("csr-2", b"{}").unwrap_err();
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn an_answer_that_is_no_utf8_is_no_cfssl_json_not_a_transport_failure() {
+    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n\xff\xfe{}".to_vec();
+    let (port, accepted) = answering_listener(answer, false);
+    let e = http_client(port, 3).sign("csr-1", b"{}").unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            RemoteError::Exchange {
+                failure: Failure::NotCfssl { status: 200 },
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.transport_failure().is_none());
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn an_answer_cut_or_stalled_is_a_transport_failure() {
+    // 10 bytes of the 1,000 said, then the connection closes, or stays silent.
+    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{\"success\"".to_vec();
+    for hold in [false, true] {
+        let (port, accepted) = answering_listener(answer.clone(), hold);
+        let client = http_client(port, 2);
+        let started = Instant::now();
+        let e = client.sign("csr-1", b"{}").unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                RemoteError::GaveUp {
+                    last: Failure::ReadAnswer(_),
+                    attempts: 2,
+                    ..
+                }
+            ),
+            "hold {hold}: {e:?}"
+        );
+        assert!(e.transport_failure().is_some(), "hold {hold}");
+        assert!(started.elapsed() < StdDuration::from_secs(5), "hold {hold}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        // The breaker: the pass's next request is not sent.
+        let e = client.sign("csr-2", b"{}").unwrap_err();
+        assert!(matches!(&e, RemoteError::DownThisPass { .. }), "{e:?}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
 }
