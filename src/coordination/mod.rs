@@ -288,7 +288,7 @@ pub struct LockState {
 }
 
 /// The state directory's record of the lock.
-pub const STATE_FILE: &str = "restart-lock.json";
+pub const STATE_FILE: &str = crate::write::RESTART_RECORD;
 
 /// A component whose renewed files are written but which did not restart, because no
 /// restart slot could be had: the next pass restarts it although its files are no

@@ -141,6 +141,34 @@ impl StateDir {
     }
 }
 
+/// The state directory's record of the restart lock, written by
+/// `coordination`: only what pruning must know of it.
+pub const RESTART_RECORD: &str = "restart-lock.json";
+
+#[derive(serde::Deserialize)]
+struct OwedRecord {
+    pending: Vec<OwedFiles>,
+}
+
+#[derive(serde::Deserialize)]
+struct OwedFiles {
+    files: Vec<(PathBuf, PathBuf)>,
+}
+
+impl StateDir {
+    /// The backup generations the restarts owed by earlier passes restore from when
+    /// they fail verification; an error when the record cannot be read.
+    pub(super) fn owed_generations(&self) -> Result<Vec<PathBuf>, WriteError> {
+        let record = self.read_json::<OwedRecord>(RESTART_RECORD)?;
+        Ok(record
+            .into_iter()
+            .flat_map(|r| r.pending)
+            .flat_map(|p| p.files)
+            .map(|(_, dir)| generation_of(&dir))
+            .collect())
+    }
+}
+
 /// The generation a change set's backup directory belongs to.
 fn generation_of(dir: &Path) -> PathBuf {
     match dir.parent() {
@@ -260,5 +288,46 @@ mod tests {
             fs::read(d.path().join(&CONF[1..])).unwrap(),
             kubeconfig("NEW-CA", "NEW-LEAF")
         );
+    }
+
+    /// `restart-lock.json` owing a restart whose rollback restores from `written`.
+    fn owe(s: &StateDir, written: &[(PathBuf, PathBuf)]) {
+        let record = serde_json::json!({"pending": [{
+            "component": "kube-scheduler", "files": written, "serials": [],
+            "since": "2026-12-07T12:00:00Z", "why": "no slot"}]});
+        s.write_json(RESTART_RECORD, &record).unwrap();
+    }
+
+    #[test]
+    fn pruning_keeps_the_generations_an_owed_restart_restores_from() {
+        let (d, root) = node();
+        let pass = |bytes| {
+            write(
+                &StateDir::new(&root, Path::new("/var/lib/cr"), 1),
+                "w",
+                bytes,
+            )
+        };
+        // A pass renews the leaf after its CA edit: the owed files point into .before/1.
+        let first = StateDir::new(&root, Path::new("/var/lib/cr"), 1);
+        write(&first, "renew CA", kubeconfig("NEW-CA", "OLD-LEAF"));
+        let owed = write(&first, "renew leaf", kubeconfig("NEW-CA", "NEW-LEAF"));
+        owe(&first, &owed.files());
+        // With keep_backups = 1 the next passes' writes prune older generations.
+        pass(kubeconfig("NEW-CA", "NEW-LEAF-2"));
+        pass(kubeconfig("NEW-CA", "NEW-LEAF-3"));
+        let kept = root.host(&owed.backup_dir);
+        assert!(kept.join(".before/1").join(&CONF[1..]).exists());
+        // A record that cannot be read keeps every generation.
+        let s = StateDir::new(&root, Path::new("/var/lib/cr"), 1);
+        fs::write(root.host(&s.path(RESTART_RECORD)), "{").unwrap();
+        let before = s.generations().unwrap().len();
+        pass(kubeconfig("NEW-CA", "NEW-LEAF-4"));
+        assert_eq!(s.generations().unwrap().len(), before + 1);
+        // Once the restart is no longer owed, it goes.
+        owe(&s, &[]);
+        pass(kubeconfig("NEW-CA", "NEW-LEAF-5"));
+        assert_eq!(s.generations().unwrap().len(), 1);
+        drop(d);
     }
 }

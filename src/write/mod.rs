@@ -45,6 +45,7 @@ mod trust;
 
 pub use crate::model::{FileChange, NewContent};
 pub use crate::node::failpoint;
+pub use before::RESTART_RECORD;
 pub use state::{PassLock, StateDir};
 
 #[derive(Debug, thiserror::Error)]

@@ -261,12 +261,17 @@ impl StateDir {
         Ok(Some(dst))
     }
 
-    /// Keeps the newest `keep_backups` backup generations, and always this process's
-    /// own (a rollback of this pass restores from it). Only real directories named as
+    /// Keeps the newest `keep_backups` backup generations, always this process's own
+    /// (a rollback of this pass restores from it) and every generation a restart owed
+    /// by an earlier pass names (its rollback restores from that one; a record that
+    /// cannot be read keeps them all). Only real directories named as
     /// [`Self::new_backup_dir`] names them are generations: anything else in `backup`
     /// is not the agent's to delete, and nothing is followed through a symlink.
     pub(super) fn prune_backups(&self) {
-        let generations = match self.generations() {
+        let (generations, owed) = match self
+            .generations()
+            .and_then(|g| Ok((g, self.owed_generations()?)))
+        {
             Ok(g) => g,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot prune old backups");
@@ -280,7 +285,7 @@ impl StateDir {
             .clone();
         let excess = generations.len().saturating_sub(self.keep_backups);
         for dir in &generations[..excess] {
-            if own.as_ref() == Some(dir) {
+            if own.as_ref() == Some(dir) || owed.contains(dir) {
                 continue;
             }
             if let Err(e) = self.root.remove_dir_all(dir) {
