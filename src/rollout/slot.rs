@@ -109,6 +109,21 @@ impl PassLocks {
         written.serials.extend(p.serials);
     }
 
+    /// Adds `written` to the restart `comp` owes, or owes one for it: the pass could
+    /// not restart it now (a write of its group is unfinished).
+    pub(crate) fn owe_also(
+        &mut self,
+        comp: &str,
+        mut written: Written,
+        why: &str,
+        now: OffsetDateTime,
+    ) {
+        let since = self.state.pending.iter().find(|p| p.component == comp);
+        let since = since.map_or(now, |p| p.since);
+        self.absorb_pending(comp, &mut written);
+        self.owe(comp, &written, why, since);
+    }
+
     /// Records (or updates) the restart `comp` owes until it is done.
     fn owe(&mut self, comp: &str, written: &Written, why: &str, now: OffsetDateTime) {
         let since = self
