@@ -246,8 +246,11 @@ impl StateDir {
                 .root
                 .read_link(path)
                 .map_err(WriteError::node(path, "backing up"))?;
+            // Durable as write_atomic makes a file backup: the link is in its directory.
+            let dir = dst.parent().unwrap_or(Path::new("/"));
             self.root
                 .symlink(&target, &dst)
+                .and_then(|()| self.root.sync_dir(dir))
                 .map_err(WriteError::node(&dst, "backing up"))?;
         } else {
             let (_, bytes) = self
