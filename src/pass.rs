@@ -415,7 +415,7 @@ fn blocked_result(name: &str, path: &str, outcome: Outcome) -> TargetResult {
 }
 
 /// Files written, each with the backup directory of its before-image.
-type BackedUp = Vec<(PathBuf, PathBuf)>;
+type BackedUp = Vec<crate::write::WrittenFile>;
 
 /// Issues and writes one planned target: (files written with the backup directory of
 /// their before-images, serial, not_after).

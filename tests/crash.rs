@@ -314,7 +314,7 @@ fn an_undo_that_fails_too_keeps_the_record_and_restarts_nothing() {
         owed.iter().any(|p| p.component == "kube-apiserver"
             && p.files
                 .iter()
-                .any(|(f, _)| f.ends_with("front-proxy-client.crt"))),
+                .any(|w| w.path.ends_with("front-proxy-client.crt"))),
         "{owed:#?} {all}"
     );
     let rec = run(r, &["recover"]);

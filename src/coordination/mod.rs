@@ -299,7 +299,7 @@ pub struct PendingRestart {
     pub component: String,
     /// (node path written, backup directory of its change set): what a rollback puts
     /// back.
-    pub files: Vec<(std::path::PathBuf, std::path::PathBuf)>,
+    pub files: Vec<crate::write::WrittenFile>,
     /// Serials of the certificates written, for the static pod's certs-hash.
     pub serials: Vec<String>,
     #[serde(with = "time::serde::rfc3339")]

@@ -13,12 +13,26 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Applied, WriteError};
+use super::{Applied, JournalEntry, WriteError};
 use crate::model::FileChange;
 use crate::write::StateDir;
 
 /// The directory in a backup generation holding its later change sets' before-images.
 pub(crate) const BEFORE: &str = ".before";
+
+/// A file a change set wrote, as a pass records it for a rollback.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WrittenFile {
+    /// The node path written.
+    pub path: PathBuf,
+    /// The change set's backup directory: the generation, or its own `.before/<n>`.
+    pub backup_dir: PathBuf,
+    /// Whether the change set created the file (it has no before-image, and a rollback
+    /// leaves it). `None` in a record from before this was kept (a pair): a missing
+    /// before-image is then taken for a created file.
+    #[serde(default)]
+    pub created: Option<bool>,
+}
 
 /// A node path as a path relative to a backup directory.
 fn rel(path: &Path) -> &Path {
@@ -115,16 +129,19 @@ impl StateDir {
     /// (a restart owed by an earlier pass first). Each file goes back to its before-image
     /// in the group's first change set that wrote it. A file that a change set outside
     /// the group wrote since is an error naming it: putting it back would undo that write.
-    pub fn rollback_of(&self, written: &[(PathBuf, PathBuf)]) -> Result<Vec<Applied>, WriteError> {
+    /// A file the group's first change set created stays (see [`WrittenFile::created`]);
+    /// for any other, a before-image that is gone is an error when restored.
+    pub fn rollback_of(&self, written: &[WrittenFile]) -> Result<Vec<Applied>, WriteError> {
         let mut applied: Vec<Applied> = Vec::new();
-        for (i, (file, first)) in written.iter().enumerate() {
-            if written[..i].iter().any(|(f, _)| f == file) {
+        for (i, w) in written.iter().enumerate() {
+            let (file, first) = (&w.path, &w.backup_dir);
+            if written[..i].iter().any(|o| o.path == *file) {
                 continue;
             }
             let own: Vec<&PathBuf> = written
                 .iter()
-                .filter(|(f, _)| f == file)
-                .map(|(_, d)| d)
+                .filter(|o| o.path == *file)
+                .map(|o| &o.backup_dir)
                 .collect();
             let since = generation_of(first);
             let writes = self.writes_of(file, &since)?;
@@ -135,7 +152,19 @@ impl StateDir {
                     before_image: other.join(rel(file)),
                 });
             }
-            applied.push(Applied::recorded(first, std::slice::from_ref(file)));
+            let image = first.join(rel(file));
+            let created = match w.created {
+                Some(c) => c,
+                None => !self.holds(first, file)?,
+            };
+            applied.push(Applied {
+                backup_dir: first.clone(),
+                entries: vec![JournalEntry {
+                    path: file.clone(),
+                    staged: PathBuf::new(),
+                    backup: (!created).then_some(image),
+                }],
+            });
         }
         Ok(applied)
     }
@@ -152,7 +181,7 @@ struct OwedRecord {
 
 #[derive(serde::Deserialize)]
 struct OwedFiles {
-    files: Vec<(PathBuf, PathBuf)>,
+    files: Vec<WrittenFile>,
 }
 
 impl StateDir {
@@ -164,7 +193,7 @@ impl StateDir {
             .into_iter()
             .flat_map(|r| r.pending)
             .flat_map(|p| p.files)
-            .map(|(_, dir)| generation_of(&dir))
+            .map(|w| generation_of(&w.backup_dir))
             .collect())
     }
 }
@@ -190,7 +219,7 @@ impl Applied {
     /// Each file the change set wrote with the backup directory its before-image is
     /// under (the generation, or the change set's own directory in it), for
     /// [`StateDir::rollback_of`]. A file it created has none: the generation stands in.
-    pub fn files(&self) -> Vec<(PathBuf, PathBuf)> {
+    pub fn files(&self) -> Vec<WrittenFile> {
         self.entries
             .iter()
             .map(|e| {
@@ -199,7 +228,11 @@ impl Applied {
                     .as_deref()
                     .and_then(|b| b.ancestors().nth(rel(&e.path).components().count()))
                     .map_or_else(|| self.backup_dir.clone(), Path::to_path_buf);
-                (e.path.clone(), dir)
+                WrittenFile {
+                    path: e.path.clone(),
+                    backup_dir: dir,
+                    created: Some(e.backup.is_none()),
+                }
             })
             .collect()
     }
@@ -239,7 +272,7 @@ mod tests {
         let leaf = write(&s, "renew scheduler.conf", kubeconfig("NEW-CA", "NEW-LEAF"));
         assert_eq!(ca.backup_dir, leaf.backup_dir, "one generation per pass");
         let written = leaf.files();
-        assert_eq!(written[0].1, leaf.backup_dir.join(".before/1"));
+        assert_eq!(written[0].backup_dir, leaf.backup_dir.join(".before/1"));
         // The leaf's group fails verification and rolls back.
         let back = s.rollback_of(&written).unwrap();
         s.restore("roll back kube-scheduler", &back).unwrap();
@@ -291,7 +324,7 @@ mod tests {
     }
 
     /// `restart-lock.json` owing a restart whose rollback restores from `written`.
-    fn owe(s: &StateDir, written: &[(PathBuf, PathBuf)]) {
+    fn owe(s: &StateDir, written: &[WrittenFile]) {
         let record = serde_json::json!({"pending": [{
             "component": "kube-scheduler", "files": written, "serials": [],
             "since": "2026-12-07T12:00:00Z", "why": "no slot"}]});
@@ -329,5 +362,25 @@ mod tests {
         pass(kubeconfig("NEW-CA", "NEW-LEAF-5"));
         assert_eq!(s.generations().unwrap().len(), 1);
         drop(d);
+    }
+
+    #[test]
+    fn an_owed_file_recorded_as_a_pair_still_rolls_back() {
+        let (d, root) = node();
+        let s = StateDir::new(&root, Path::new("/var/lib/cr"), 10);
+        let conf = write(&s, "renew", kubeconfig("OLD-CA", "NEW-LEAF"));
+        let dir = conf.backup_dir.display();
+        // A record written before `created` was kept: [path, backup directory].
+        let text = format!(r#"[["{CONF}", "{dir}"], ["/etc/kubernetes/new.pem", "{dir}"]]"#);
+        let old: Vec<WrittenFile> = serde_json::from_str(&text).unwrap();
+        assert_eq!(old[0].created, None);
+        // The file without a before-image is taken as created, as it was then.
+        let back = s.rollback_of(&old).unwrap();
+        assert!(back[1].entries[0].backup.is_none());
+        s.restore("roll back", &back).unwrap();
+        assert_eq!(
+            fs::read(d.path().join(&CONF[1..])).unwrap(),
+            kubeconfig("OLD-CA", "OLD-LEAF")
+        );
     }
 }
