@@ -73,6 +73,18 @@ impl StateDir {
             .is_some())
     }
 
+    /// Removes the before-images of a change set that did not commit (its staging
+    /// failed, or it was undone), once its record is gone: they are of no write, and a
+    /// rollback would take them for one ([`Self::writes_of`]). A file left (one that
+    /// cannot be removed) is only a stricter rollback.
+    pub(super) fn drop_before_images(&self, entries: &[JournalEntry]) {
+        for b in entries.iter().filter_map(|e| e.backup.as_deref()) {
+            if let Err(e) = self.root().remove_file(b) {
+                tracing::warn!(backup = %b.display(), error = %e, "cannot remove the before-image of an undone change set");
+            }
+        }
+    }
+
     fn new_change_set_dir(&self, generation: &Path) -> Result<PathBuf, WriteError> {
         let base = generation.join(BEFORE);
         let n = numbered(&self.listing(&base)?).last().map_or(1, |n| n + 1);
@@ -378,6 +390,46 @@ mod tests {
         let back = s.rollback_of(&old).unwrap();
         assert!(back[1].entries[0].backup.is_none());
         s.restore("roll back", &back).unwrap();
+        assert_eq!(
+            fs::read(d.path().join(&CONF[1..])).unwrap(),
+            kubeconfig("OLD-CA", "OLD-LEAF")
+        );
+    }
+
+    #[test]
+    fn the_before_images_of_a_change_set_that_did_not_commit_are_no_write() {
+        let (d, root) = node();
+        let owed = write(
+            &StateDir::new(&root, Path::new("/var/lib/cr"), 10),
+            "renew scheduler.conf",
+            kubeconfig("OLD-CA", "NEW-LEAF"),
+        );
+        // The next pass backs the file up, records the change set and dies staging it.
+        let next = StateDir::new(&root, Path::new("/var/lib/cr"), 10);
+        let change = FileChange::file(CONF, kubeconfig("NEW-CA", "NEW-LEAF"), 0o600, true);
+        let generation = next
+            .backup_generation(time::OffsetDateTime::now_utc())
+            .unwrap();
+        let images = next
+            .back_up_change_set(&generation, &[change.clone()])
+            .unwrap();
+        let entries = vec![JournalEntry {
+            path: change.path.clone(),
+            staged: super::super::staged_path(&change),
+            backup: images[0].clone(),
+        }];
+        let journal = super::super::Journal {
+            label: "renew CA".into(),
+            phase: super::super::Phase::Staging,
+            started: time::OffsetDateTime::now_utc(),
+            entries,
+        };
+        next.write_journal(&journal).unwrap();
+        // The command after undoes it: the earlier pass's group still rolls back.
+        let s = StateDir::new(&root, Path::new("/var/lib/cr"), 10);
+        s.recover().unwrap();
+        let back = s.rollback_of(&owed.files()).unwrap();
+        s.restore("roll back kube-scheduler", &back).unwrap();
         assert_eq!(
             fs::read(d.path().join(&CONF[1..])).unwrap(),
             kubeconfig("OLD-CA", "OLD-LEAF")

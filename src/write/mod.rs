@@ -226,6 +226,9 @@ impl StateDir {
             Phase::RollingBack => self.roll_back_commit(&j)?,
         }
         self.remove_journal()?;
+        if !matches!(j.phase, Phase::Committing) {
+            self.drop_before_images(&j.entries);
+        }
         Ok(Some(j))
     }
 
