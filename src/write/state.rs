@@ -13,6 +13,9 @@ use time::OffsetDateTime;
 use super::WriteError;
 use crate::node::{NodeError, NodeRoot, Problem};
 
+/// The directory of the state directory holding each CA rotation's record and backups.
+pub const ROTATIONS: &str = "rotations";
+
 /// The state directory under the root.
 #[derive(Clone, Debug)]
 pub struct StateDir {
@@ -323,9 +326,16 @@ impl StateDir {
         if self.swept.swap(true, Ordering::SeqCst) {
             return;
         }
-        // Where the agent writes: its records, right in the state directory, and the
-        // backups, anywhere inside a generation. Nothing else is walked.
+        // Where the agent writes: its records, right in the state directory, the CA
+        // rotations' records and backups, and the backups, anywhere inside a
+        // generation. Nothing else is walked, and no symlink is followed.
         self.sweep_temp_files(&self.dir, false);
+        let rotations = self.path(ROTATIONS);
+        if let Ok(Some(m)) = self.root.symlink_metadata(&rotations) {
+            if m.is_dir() {
+                self.sweep_temp_files(&rotations, true);
+            }
+        }
         if let Ok(generations) = self.generations() {
             for g in generations {
                 self.sweep_temp_files(&g, true);
@@ -569,13 +579,16 @@ mod tests {
             .join("etc/kubernetes/pki");
         let other = state.join("elsewhere");
         std::fs::create_dir_all(&other).unwrap();
+        let rotation = state.join("rotations/etcd-ca/backup/etc/kubernetes/pki/etcd");
+        std::fs::create_dir_all(&rotation).unwrap();
         let tmp = ".x.cert-rotator.tmp";
-        for dir in [&state, &generation, &other] {
+        for dir in [&state, &generation, &other, &rotation] {
             std::fs::write(dir.join(tmp), b"").unwrap();
         }
         StateDir::new(s.root(), s.dir(), 100).sweep_once();
         assert!(!state.join(tmp).exists());
         assert!(!generation.join(tmp).exists());
+        assert!(!rotation.join(tmp).exists(), "a CA rotation's backup");
         assert!(
             other.join(tmp).exists(),
             "not a directory the agent writes into"
