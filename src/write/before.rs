@@ -411,7 +411,7 @@ mod tests {
             .backup_generation(time::OffsetDateTime::now_utc())
             .unwrap();
         let images = next
-            .back_up_change_set(&generation, &[change.clone()])
+            .back_up_change_set(&generation, std::slice::from_ref(&change))
             .unwrap();
         let entries = vec![JournalEntry {
             path: change.path.clone(),
