@@ -275,6 +275,15 @@ mod tests {
             .unwrap()
     }
 
+    /// Restores `back`: the kubeconfig is as the first pass found it.
+    fn restores_the_old_leaf(s: &StateDir, back: &[Applied], host: &Path) {
+        s.restore("roll back kube-scheduler", back).unwrap();
+        assert_eq!(
+            fs::read(host.join(&CONF[1..])).unwrap(),
+            kubeconfig("OLD-CA", "OLD-LEAF")
+        );
+    }
+
     #[test]
     fn a_leaf_rollback_keeps_the_ca_renewals_edit_of_the_same_kubeconfig() {
         let (d, root) = node();
@@ -305,11 +314,7 @@ mod tests {
         written.extend(write(&s, "two", kubeconfig("OLD-CA", "LEAF-2")).files());
         let back = s.rollback_of(&written).unwrap();
         assert_eq!(back.len(), 1);
-        s.restore("roll back", &back).unwrap();
-        assert_eq!(
-            fs::read(d.path().join(&CONF[1..])).unwrap(),
-            kubeconfig("OLD-CA", "OLD-LEAF")
-        );
+        restores_the_old_leaf(&s, &back, d.path());
     }
 
     #[test]
@@ -389,11 +394,7 @@ mod tests {
         // The file without a before-image is taken as created, as it was then.
         let back = s.rollback_of(&old).unwrap();
         assert!(back[1].entries[0].backup.is_none());
-        s.restore("roll back", &back).unwrap();
-        assert_eq!(
-            fs::read(d.path().join(&CONF[1..])).unwrap(),
-            kubeconfig("OLD-CA", "OLD-LEAF")
-        );
+        restores_the_old_leaf(&s, &back, d.path());
     }
 
     #[test]
@@ -429,10 +430,6 @@ mod tests {
         let s = StateDir::new(&root, Path::new("/var/lib/cr"), 10);
         s.recover().unwrap();
         let back = s.rollback_of(&owed.files()).unwrap();
-        s.restore("roll back kube-scheduler", &back).unwrap();
-        assert_eq!(
-            fs::read(d.path().join(&CONF[1..])).unwrap(),
-            kubeconfig("OLD-CA", "OLD-LEAF")
-        );
+        restores_the_old_leaf(&s, &back, d.path());
     }
 }
