@@ -339,22 +339,23 @@ fn execute_into(
                 },
             );
         }
-        if any_failed && unfinished_write(pass.state) {
-            // A change set of this group could neither commit nor be undone: its files
-            // may not belong together (a new certificate with its old key). Restarting
-            // would load them; the next command finishes the undo first. A restart
-            // owed from an earlier pass stays owed.
+        // A change set of this group could neither commit nor be undone: its files may
+        // not belong together (a new certificate with its old key). Restarting would
+        // load them; the next command finishes the undo first, and the restart for the
+        // group's other renewals is owed to the pass after (with one owed before).
+        let unfinished = any_failed && unfinished_write(pass.state);
+        if unfinished {
             tracing::error!(component = %comp, "not restarted: a write of this component is unfinished; the pass stops");
-            stop = Some(Stopped { component: comp });
-            continue;
-        }
-        if matches!(pass.restarts, Restarts::Live(_)) {
+            stop = Some(Stopped {
+                component: comp.clone(),
+            });
+        } else if matches!(pass.restarts, Restarts::Live(_)) {
             locks.absorb_pending(&comp, &mut written);
         }
         if written.files.is_empty() {
             continue;
         }
-        if any_failed {
+        if any_failed && !unfinished {
             // The component still restarts for what was renewed: a half-renewed group
             // is no worse than before, and the next pass retries the rest.
             tracing::warn!(component = %comp, "some renewals of this component failed; restarting for the others");
@@ -380,6 +381,11 @@ fn execute_into(
                 continue;
             }
         };
+        if unfinished {
+            let why = "a write of this component is unfinished";
+            locks.owe_also(&comp, written, why, edges.clock.now());
+            continue;
+        }
         let live = Live::new(pass, edges, group, &comp);
         if let Some(stopped) = live.coordinated_restart(&written, &mut history, report, &mut locks)
         {
@@ -409,7 +415,7 @@ fn blocked_result(name: &str, path: &str, outcome: Outcome) -> TargetResult {
 }
 
 /// Files written, each with the backup directory of its before-image.
-type BackedUp = Vec<(PathBuf, PathBuf)>;
+type BackedUp = Vec<crate::write::WrittenFile>;
 
 /// Issues and writes one planned target: (files written with the backup directory of
 /// their before-images, serial, not_after).

@@ -272,8 +272,8 @@ fn a_failed_rename_undoes_the_change_set_and_keeps_each_pair() {
 /// When the undo fails too, the record stays in `rolling-back`: the pass restarts
 /// nothing, not even for the group's other target renewed before (front-proxy-client:
 /// renames 1 and 2; apiserver.crt 3, apiserver.key 4 fails, the certificate's way back
-/// 5 fails), so the manifest keeps its old bytes; `status` shows the unfinished write,
-/// and `recover` finishes the undo.
+/// 5 fails), so the manifest keeps its old bytes, and the restart is owed; `status`
+/// shows the unfinished write, `recover` finishes the undo, and the next pass restarts.
 #[test]
 fn an_undo_that_fails_too_keeps_the_record_and_restarts_nothing() {
     let d = ecdsa_node();
@@ -308,10 +308,26 @@ fn an_undo_that_fails_too_keeps_the_record_and_restarts_nothing() {
             .is_some_and(|w| w.contains("RollingBack")),
         "{v:#}"
     );
+    // front-proxy-client is new on disk: its restart is owed, not lost.
+    let owed = lock_state(r).pending;
+    assert!(
+        owed.iter().any(|p| p.component == "kube-apiserver"
+            && p.files
+                .iter()
+                .any(|w| w.path.ends_with("front-proxy-client.crt"))),
+        "{owed:#?} {all}"
+    );
     let rec = run(r, &["recover"]);
     assert!(rec.status.success(), "{}", text(&rec));
     let after = serials(r);
     assert_eq!(after["apiserver"], before["apiserver"]);
     assert_ne!(after["front-proxy-client"], before["front-proxy-client"]);
     no_strays(r);
+    // The next pass restarts it.
+    let next = agent(r, &["--live", "--config", conf.to_str().unwrap(), "run"])
+        .output()
+        .unwrap();
+    assert!(next.status.success(), "{}", text(&next));
+    assert_ne!(std::fs::read(&manifest).unwrap(), pod, "{}", text(&next));
+    assert!(lock_state(r).pending.is_empty(), "{}", text(&next));
 }

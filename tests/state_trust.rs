@@ -15,7 +15,7 @@ use cert_rotator::node::NodeRoot;
 use cert_rotator::pass;
 use cert_rotator::report::pass::PassReport;
 use cert_rotator::verify::Prober;
-use cert_rotator::write::StateDir;
+use cert_rotator::write::{StateDir, WrittenFile};
 use common::fakes::{FakeClock, FakeLock, FakeProber, RecordingServiceManager};
 use common::*;
 
@@ -38,7 +38,14 @@ fn due_node() -> tempfile::TempDir {
 fn owed(component: &str, files: &[(&str, &str)]) -> PendingRestart {
     PendingRestart {
         component: component.into(),
-        files: files.iter().map(|(f, b)| (f.into(), b.into())).collect(),
+        files: files
+            .iter()
+            .map(|(f, b)| WrittenFile {
+                path: f.into(),
+                backup_dir: b.into(),
+                created: Some(false),
+            })
+            .collect(),
         serials: vec!["01".into()],
         since: now(),
         why: "no restart slot".into(),

@@ -288,7 +288,7 @@ pub struct LockState {
 }
 
 /// The state directory's record of the lock.
-pub const STATE_FILE: &str = "restart-lock.json";
+pub const STATE_FILE: &str = crate::write::RESTART_RECORD;
 
 /// A component whose renewed files are written but which did not restart, because no
 /// restart slot could be had: the next pass restarts it although its files are no
@@ -299,7 +299,7 @@ pub struct PendingRestart {
     pub component: String,
     /// (node path written, backup directory of its change set): what a rollback puts
     /// back.
-    pub files: Vec<(std::path::PathBuf, std::path::PathBuf)>,
+    pub files: Vec<crate::write::WrittenFile>,
     /// Serials of the certificates written, for the static pod's certs-hash.
     pub serials: Vec<String>,
     #[serde(with = "time::serde::rfc3339")]

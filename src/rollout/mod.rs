@@ -8,7 +8,6 @@
 //! components do not run here, `--no-restart`, or `renew` without `--restart`:
 //! [`Restarts::without_edges`]) nothing restarts and the caller says what must.
 
-use std::path::PathBuf;
 use std::time::Duration as StdDuration;
 
 use time::{Duration, OffsetDateTime};
@@ -160,7 +159,7 @@ pub(crate) fn status(msg: &str) {
 /// What a group's renewals wrote, for the restart and a rollback.
 pub(crate) struct Written {
     /// (node path, backup dir of its change set's before-image: [`crate::write::Applied::files`])
-    pub(crate) files: Vec<(PathBuf, PathBuf)>,
+    pub(crate) files: Vec<crate::write::WrittenFile>,
     pub(crate) serials: Vec<String>,
 }
 

@@ -94,7 +94,9 @@ impl PassLocks {
     }
 
     /// Moves a restart owed for `comp` into this pass's group: its files first, so a
-    /// rollback restores the backups taken before the first renewal.
+    /// rollback restores the backups taken before the first renewal. Every pair is
+    /// kept, a file this pass wrote again too: its change set is the component's own,
+    /// which [`crate::write::StateDir::rollback_of`] must know to put the file back.
     pub(crate) fn absorb_pending(&mut self, comp: &str, written: &mut Written) {
         let Some(i) = self.state.pending.iter().position(|p| p.component == comp) else {
             return;
@@ -102,13 +104,24 @@ impl PassLocks {
         let p = self.state.pending.remove(i);
         self.dirty = true;
         let mut files = p.files;
-        for (f, b) in std::mem::take(&mut written.files) {
-            if !files.iter().any(|(g, _)| *g == f) {
-                files.push((f, b));
-            }
-        }
+        files.append(&mut written.files);
         written.files = files;
         written.serials.extend(p.serials);
+    }
+
+    /// Adds `written` to the restart `comp` owes, or owes one for it: the pass could
+    /// not restart it now (a write of its group is unfinished).
+    pub(crate) fn owe_also(
+        &mut self,
+        comp: &str,
+        mut written: Written,
+        why: &str,
+        now: OffsetDateTime,
+    ) {
+        let since = self.state.pending.iter().find(|p| p.component == comp);
+        let since = since.map_or(now, |p| p.since);
+        self.absorb_pending(comp, &mut written);
+        self.owe(comp, &written, why, since);
     }
 
     /// Records (or updates) the restart `comp` owes until it is done.
@@ -585,4 +598,56 @@ impl<'a> Live<'_, 'a> {
 /// the release at the start of later passes would keep skipping the group.
 fn gone_from_us(released: &Result<(), coordination::LockError>) -> bool {
     matches!(released, Ok(()) | Err(coordination::LockError::Lost { .. }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::FileChange;
+    use crate::node::NodeRoot;
+    use std::path::Path;
+
+    const CRT: &str = "/etc/kubernetes/pki/apiserver.crt";
+
+    #[test]
+    fn a_re_renewed_owed_component_rolls_back_to_before_its_first_renewal() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("etc/kubernetes/pki")).unwrap();
+        std::fs::write(d.path().join(&CRT[1..]), "OLD").unwrap();
+        let root = NodeRoot::new(d.path());
+        let write = |bytes: &str| {
+            // Each pass has its own backup generation.
+            let s = StateDir::new(&root, Path::new("/var/lib/cr"), 10);
+            let change = FileChange::file(CRT, bytes.as_bytes().to_vec(), 0o644, false);
+            s.apply("renew apiserver.crt", &[change]).unwrap().files()
+        };
+        // The first pass renewed it but owes the restart (no slot).
+        let owed = write("NEW-1");
+        let mut locks = PassLocks {
+            state: LockState::default(),
+            spread: PassSpread::default(),
+            refused: Default::default(),
+            dirty: false,
+        };
+        let first = Written {
+            files: owed.clone(),
+            serials: vec!["1".into()],
+        };
+        let now = OffsetDateTime::UNIX_EPOCH;
+        locks.owe("kube-apiserver", &first, "no slot", now);
+        // `renew --restart apiserver.crt` renews it again before the restart.
+        let mut written = Written {
+            files: write("NEW-2"),
+            serials: vec!["2".into()],
+        };
+        locks.absorb_pending("kube-apiserver", &mut written);
+        assert_eq!(written.files[0], owed[0], "the owed change set first");
+        assert_eq!(written.files.len(), 2, "this pass's change set kept");
+        // Its verification fails: the rollback puts back what the first pass found.
+        let s = StateDir::new(&root, Path::new("/var/lib/cr"), 10);
+        let back = s.rollback_of(&written.files).unwrap();
+        s.restore("roll back kube-apiserver", &back).unwrap();
+        let now_there = std::fs::read_to_string(d.path().join(&CRT[1..])).unwrap();
+        assert_eq!(now_there, "OLD");
+    }
 }

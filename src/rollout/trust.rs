@@ -198,7 +198,7 @@ pub fn check_lock_state(
                 list(&known.components)
             ));
         }
-        for (file, backup) in &p.files {
+        for (file, backup) in p.files.iter().map(|w| (&w.path, &w.backup_dir)) {
             if !known.is_file(root, file) {
                 return refuse(format!(
                     "{} (to be restored for {}) is none of the node's certificate, key, kubeconfig or CA files",

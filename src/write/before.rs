@@ -13,12 +13,26 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Applied, WriteError};
+use super::{Applied, JournalEntry, WriteError};
 use crate::model::FileChange;
 use crate::write::StateDir;
 
 /// The directory in a backup generation holding its later change sets' before-images.
 pub(crate) const BEFORE: &str = ".before";
+
+/// A file a change set wrote, as a pass records it for a rollback.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WrittenFile {
+    /// The node path written.
+    pub path: PathBuf,
+    /// The change set's backup directory: the generation, or its own `.before/<n>`.
+    pub backup_dir: PathBuf,
+    /// Whether the change set created the file (it has no before-image, and a rollback
+    /// leaves it). `None` in a record from before this was kept (a pair): a missing
+    /// before-image is then taken for a created file.
+    #[serde(default)]
+    pub created: Option<bool>,
+}
 
 /// A node path as a path relative to a backup directory.
 fn rel(path: &Path) -> &Path {
@@ -57,6 +71,18 @@ impl StateDir {
             .symlink_metadata(&b)
             .map_err(WriteError::node(&b, "reading backup"))?
             .is_some())
+    }
+
+    /// Removes the before-images of a change set that did not commit (its staging
+    /// failed, or it was undone), once its record is gone: they are of no write, and a
+    /// rollback would take them for one ([`Self::writes_of`]). A file left (one that
+    /// cannot be removed) is only a stricter rollback.
+    pub(super) fn drop_before_images(&self, entries: &[JournalEntry]) {
+        for b in entries.iter().filter_map(|e| e.backup.as_deref()) {
+            if let Err(e) = self.root().remove_file(b) {
+                tracing::warn!(backup = %b.display(), error = %e, "cannot remove the before-image of an undone change set");
+            }
+        }
     }
 
     fn new_change_set_dir(&self, generation: &Path) -> Result<PathBuf, WriteError> {
@@ -115,16 +141,19 @@ impl StateDir {
     /// (a restart owed by an earlier pass first). Each file goes back to its before-image
     /// in the group's first change set that wrote it. A file that a change set outside
     /// the group wrote since is an error naming it: putting it back would undo that write.
-    pub fn rollback_of(&self, written: &[(PathBuf, PathBuf)]) -> Result<Vec<Applied>, WriteError> {
+    /// A file the group's first change set created stays (see [`WrittenFile::created`]);
+    /// for any other, a before-image that is gone is an error when restored.
+    pub fn rollback_of(&self, written: &[WrittenFile]) -> Result<Vec<Applied>, WriteError> {
         let mut applied: Vec<Applied> = Vec::new();
-        for (i, (file, first)) in written.iter().enumerate() {
-            if written[..i].iter().any(|(f, _)| f == file) {
+        for (i, w) in written.iter().enumerate() {
+            let (file, first) = (&w.path, &w.backup_dir);
+            if written[..i].iter().any(|o| o.path == *file) {
                 continue;
             }
             let own: Vec<&PathBuf> = written
                 .iter()
-                .filter(|(f, _)| f == file)
-                .map(|(_, d)| d)
+                .filter(|o| o.path == *file)
+                .map(|o| &o.backup_dir)
                 .collect();
             let since = generation_of(first);
             let writes = self.writes_of(file, &since)?;
@@ -135,9 +164,49 @@ impl StateDir {
                     before_image: other.join(rel(file)),
                 });
             }
-            applied.push(Applied::recorded(first, std::slice::from_ref(file)));
+            let image = first.join(rel(file));
+            let created = match w.created {
+                Some(c) => c,
+                None => !self.holds(first, file)?,
+            };
+            applied.push(Applied {
+                backup_dir: first.clone(),
+                entries: vec![JournalEntry {
+                    path: file.clone(),
+                    staged: PathBuf::new(),
+                    backup: (!created).then_some(image),
+                }],
+            });
         }
         Ok(applied)
+    }
+}
+
+/// The state directory's record of the restart lock, written by
+/// `coordination`: only what pruning must know of it.
+pub const RESTART_RECORD: &str = "restart-lock.json";
+
+#[derive(serde::Deserialize)]
+struct OwedRecord {
+    pending: Vec<OwedFiles>,
+}
+
+#[derive(serde::Deserialize)]
+struct OwedFiles {
+    files: Vec<WrittenFile>,
+}
+
+impl StateDir {
+    /// The backup generations the restarts owed by earlier passes restore from when
+    /// they fail verification; an error when the record cannot be read.
+    pub(super) fn owed_generations(&self) -> Result<Vec<PathBuf>, WriteError> {
+        let record = self.read_json::<OwedRecord>(RESTART_RECORD)?;
+        Ok(record
+            .into_iter()
+            .flat_map(|r| r.pending)
+            .flat_map(|p| p.files)
+            .map(|w| generation_of(&w.backup_dir))
+            .collect())
     }
 }
 
@@ -162,7 +231,7 @@ impl Applied {
     /// Each file the change set wrote with the backup directory its before-image is
     /// under (the generation, or the change set's own directory in it), for
     /// [`StateDir::rollback_of`]. A file it created has none: the generation stands in.
-    pub fn files(&self) -> Vec<(PathBuf, PathBuf)> {
+    pub fn files(&self) -> Vec<WrittenFile> {
         self.entries
             .iter()
             .map(|e| {
@@ -171,7 +240,11 @@ impl Applied {
                     .as_deref()
                     .and_then(|b| b.ancestors().nth(rel(&e.path).components().count()))
                     .map_or_else(|| self.backup_dir.clone(), Path::to_path_buf);
-                (e.path.clone(), dir)
+                WrittenFile {
+                    path: e.path.clone(),
+                    backup_dir: dir,
+                    created: Some(e.backup.is_none()),
+                }
             })
             .collect()
     }
@@ -202,6 +275,15 @@ mod tests {
             .unwrap()
     }
 
+    /// Restores `back`: the kubeconfig is as the first pass found it.
+    fn restores_the_old_leaf(s: &StateDir, back: &[Applied], host: &Path) {
+        s.restore("roll back kube-scheduler", back).unwrap();
+        assert_eq!(
+            fs::read(host.join(&CONF[1..])).unwrap(),
+            kubeconfig("OLD-CA", "OLD-LEAF")
+        );
+    }
+
     #[test]
     fn a_leaf_rollback_keeps_the_ca_renewals_edit_of_the_same_kubeconfig() {
         let (d, root) = node();
@@ -211,7 +293,7 @@ mod tests {
         let leaf = write(&s, "renew scheduler.conf", kubeconfig("NEW-CA", "NEW-LEAF"));
         assert_eq!(ca.backup_dir, leaf.backup_dir, "one generation per pass");
         let written = leaf.files();
-        assert_eq!(written[0].1, leaf.backup_dir.join(".before/1"));
+        assert_eq!(written[0].backup_dir, leaf.backup_dir.join(".before/1"));
         // The leaf's group fails verification and rolls back.
         let back = s.rollback_of(&written).unwrap();
         s.restore("roll back kube-scheduler", &back).unwrap();
@@ -232,11 +314,7 @@ mod tests {
         written.extend(write(&s, "two", kubeconfig("OLD-CA", "LEAF-2")).files());
         let back = s.rollback_of(&written).unwrap();
         assert_eq!(back.len(), 1);
-        s.restore("roll back", &back).unwrap();
-        assert_eq!(
-            fs::read(d.path().join(&CONF[1..])).unwrap(),
-            kubeconfig("OLD-CA", "OLD-LEAF")
-        );
+        restores_the_old_leaf(&s, &back, d.path());
     }
 
     #[test]
@@ -260,5 +338,98 @@ mod tests {
             fs::read(d.path().join(&CONF[1..])).unwrap(),
             kubeconfig("NEW-CA", "NEW-LEAF")
         );
+    }
+
+    /// `restart-lock.json` owing a restart whose rollback restores from `written`.
+    fn owe(s: &StateDir, written: &[WrittenFile]) {
+        let record = serde_json::json!({"pending": [{
+            "component": "kube-scheduler", "files": written, "serials": [],
+            "since": "2026-12-07T12:00:00Z", "why": "no slot"}]});
+        s.write_json(RESTART_RECORD, &record).unwrap();
+    }
+
+    #[test]
+    fn pruning_keeps_the_generations_an_owed_restart_restores_from() {
+        let (d, root) = node();
+        let pass = |bytes| {
+            write(
+                &StateDir::new(&root, Path::new("/var/lib/cr"), 1),
+                "w",
+                bytes,
+            )
+        };
+        // A pass renews the leaf after its CA edit: the owed files point into .before/1.
+        let first = StateDir::new(&root, Path::new("/var/lib/cr"), 1);
+        write(&first, "renew CA", kubeconfig("NEW-CA", "OLD-LEAF"));
+        let owed = write(&first, "renew leaf", kubeconfig("NEW-CA", "NEW-LEAF"));
+        owe(&first, &owed.files());
+        // With keep_backups = 1 the next passes' writes prune older generations.
+        pass(kubeconfig("NEW-CA", "NEW-LEAF-2"));
+        pass(kubeconfig("NEW-CA", "NEW-LEAF-3"));
+        let kept = root.host(&owed.backup_dir);
+        assert!(kept.join(".before/1").join(&CONF[1..]).exists());
+        // A record that cannot be read keeps every generation.
+        let s = StateDir::new(&root, Path::new("/var/lib/cr"), 1);
+        fs::write(root.host(&s.path(RESTART_RECORD)), "{").unwrap();
+        let before = s.generations().unwrap().len();
+        pass(kubeconfig("NEW-CA", "NEW-LEAF-4"));
+        assert_eq!(s.generations().unwrap().len(), before + 1);
+        // Once the restart is no longer owed, it goes.
+        owe(&s, &[]);
+        pass(kubeconfig("NEW-CA", "NEW-LEAF-5"));
+        assert_eq!(s.generations().unwrap().len(), 1);
+        drop(d);
+    }
+
+    #[test]
+    fn an_owed_file_recorded_as_a_pair_still_rolls_back() {
+        let (d, root) = node();
+        let s = StateDir::new(&root, Path::new("/var/lib/cr"), 10);
+        let conf = write(&s, "renew", kubeconfig("OLD-CA", "NEW-LEAF"));
+        let dir = conf.backup_dir.display();
+        // A record written before `created` was kept: [path, backup directory].
+        let text = format!(r#"[["{CONF}", "{dir}"], ["/etc/kubernetes/new.pem", "{dir}"]]"#);
+        let old: Vec<WrittenFile> = serde_json::from_str(&text).unwrap();
+        assert_eq!(old[0].created, None);
+        // The file without a before-image is taken as created, as it was then.
+        let back = s.rollback_of(&old).unwrap();
+        assert!(back[1].entries[0].backup.is_none());
+        restores_the_old_leaf(&s, &back, d.path());
+    }
+
+    #[test]
+    fn the_before_images_of_a_change_set_that_did_not_commit_are_no_write() {
+        let (d, root) = node();
+        let owed = write(
+            &StateDir::new(&root, Path::new("/var/lib/cr"), 10),
+            "renew scheduler.conf",
+            kubeconfig("OLD-CA", "NEW-LEAF"),
+        );
+        // The next pass backs the file up, records the change set and dies staging it.
+        let next = StateDir::new(&root, Path::new("/var/lib/cr"), 10);
+        let change = FileChange::file(CONF, kubeconfig("NEW-CA", "NEW-LEAF"), 0o600, true);
+        let generation = next
+            .backup_generation(time::OffsetDateTime::now_utc())
+            .unwrap();
+        let images = next
+            .back_up_change_set(&generation, std::slice::from_ref(&change))
+            .unwrap();
+        let entries = vec![JournalEntry {
+            path: change.path.clone(),
+            staged: super::super::staged_path(&change),
+            backup: images[0].clone(),
+        }];
+        let journal = super::super::Journal {
+            label: "renew CA".into(),
+            phase: super::super::Phase::Staging,
+            started: time::OffsetDateTime::now_utc(),
+            entries,
+        };
+        next.write_journal(&journal).unwrap();
+        // The command after undoes it: the earlier pass's group still rolls back.
+        let s = StateDir::new(&root, Path::new("/var/lib/cr"), 10);
+        s.recover().unwrap();
+        let back = s.rollback_of(&owed.files()).unwrap();
+        restores_the_old_leaf(&s, &back, d.path());
     }
 }

@@ -33,6 +33,7 @@ impl StateDir {
             .and_then(|()| self.remove_journal());
         match &undo {
             Ok(()) => {
+                self.drop_before_images(&journal.entries);
                 tracing::warn!(label = %journal.label, error = %failed, "a rename into place failed: the change set was undone, the old files stay")
             }
             Err(e) => {

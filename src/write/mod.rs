@@ -45,6 +45,7 @@ mod trust;
 
 pub use crate::model::{FileChange, NewContent};
 pub use crate::node::failpoint;
+pub use before::{WrittenFile, RESTART_RECORD};
 pub use state::{PassLock, StateDir};
 
 #[derive(Debug, thiserror::Error)]
@@ -146,26 +147,6 @@ pub struct Applied {
     pub entries: Vec<JournalEntry>,
 }
 
-impl Applied {
-    /// A change set as a caller recorded it (the files written and the backup
-    /// directory they were backed up into), for [`StateDir::restore`]. A file without a
-    /// backup there was created by the change set.
-    pub fn recorded(backup_dir: &Path, files: &[PathBuf]) -> Applied {
-        let entries = files
-            .iter()
-            .map(|f| JournalEntry {
-                path: f.clone(),
-                staged: PathBuf::new(),
-                backup: Some(backup_dir.join(f.strip_prefix("/").unwrap_or(f))),
-            })
-            .collect();
-        Applied {
-            backup_dir: backup_dir.to_path_buf(),
-            entries,
-        }
-    }
-}
-
 /// Parent directory of a node path (`/` for `/`).
 fn parent(p: &Path) -> &Path {
     p.parent().unwrap_or(Path::new("/"))
@@ -245,6 +226,9 @@ impl StateDir {
             Phase::RollingBack => self.roll_back_commit(&j)?,
         }
         self.remove_journal()?;
+        if !matches!(j.phase, Phase::Committing) {
+            self.drop_before_images(&j.entries);
+        }
         Ok(Some(j))
     }
 
@@ -321,7 +305,9 @@ impl StateDir {
 
     /// The changes that put back the files of earlier change sets from their backups:
     /// a file backed up as a symlink becomes that symlink again. A file the change set
-    /// created has no backup and stays (the restored symlink no longer points at it).
+    /// created has no backup and stays (the restored symlink no longer points at it);
+    /// a backup that is gone is an error: restoring the rest would part a certificate
+    /// from its key.
     pub fn restore_changes(&self, applied: &[Applied]) -> Result<Vec<FileChange>, WriteError> {
         let root = self.root();
         let mut changes = Vec::new();
@@ -337,11 +323,12 @@ impl StateDir {
             }
         }
         for e in applied.iter().flat_map(|a| &a.entries) {
-            // In a generation that is there, a file without its backup is one the
-            // change set created.
             let Some(b) = &e.backup else { continue };
             let Some(content) = self.content_at(b, "reading backup")? else {
-                continue;
+                return Err(WriteError::BackupGone {
+                    path: b.clone(),
+                    file: e.path.clone(),
+                });
             };
             changes.push(FileChange {
                 content,
@@ -530,11 +517,10 @@ mod tests {
         let applied = s.apply("a", &changes).unwrap();
         assert_eq!(fs::read(pki.join("a.crt")).unwrap(), b"new cert");
         // As a pass records it: the files and the backup directory.
-        let files: Vec<PathBuf> = applied.entries.iter().map(|e| e.path.clone()).collect();
-        let recorded = Applied::recorded(&applied.backup_dir, &files);
-        let back = s.restore_changes(std::slice::from_ref(&recorded)).unwrap();
+        let recorded = s.rollback_of(&applied.files()).unwrap();
+        let back = s.restore_changes(&recorded).unwrap();
         assert_eq!(back.len(), 3, "{back:?}");
-        s.restore("roll back a", &[recorded]).unwrap();
+        s.restore("roll back a", &recorded).unwrap();
         assert_eq!(fs::read(pki.join("a.crt")).unwrap(), b"old cert");
         assert_eq!(fs::read(pki.join("a.key")).unwrap(), b"old key");
         assert_eq!(
@@ -542,5 +528,21 @@ mod tests {
             Path::new("a.crt")
         );
         assert_eq!(fs::read(pki.join("new.pem")).unwrap(), b"created");
+    }
+
+    #[test]
+    fn a_lost_before_image_is_an_error_and_nothing_is_restored() {
+        let (d, s) = setup();
+        let pki = d.path().join("etc/kubernetes/pki");
+        let applied = s.apply("a", &pair()).unwrap();
+        let key = s
+            .root()
+            .host(&applied.backup_dir)
+            .join("etc/kubernetes/pki/a.key");
+        fs::remove_file(key).unwrap();
+        let back = s.rollback_of(&applied.files()).unwrap();
+        let e = s.restore("roll back a", &back).unwrap_err().to_string();
+        assert!(e.contains("a.key") && e.contains("is gone"), "{e}");
+        assert_eq!(fs::read(pki.join("a.crt")).unwrap(), b"new cert");
     }
 }

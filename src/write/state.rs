@@ -13,6 +13,9 @@ use time::OffsetDateTime;
 use super::WriteError;
 use crate::node::{NodeError, NodeRoot, Problem};
 
+/// The directory of the state directory holding each CA rotation's record and backups.
+pub const ROTATIONS: &str = "rotations";
+
 /// The state directory under the root.
 #[derive(Clone, Debug)]
 pub struct StateDir {
@@ -246,8 +249,11 @@ impl StateDir {
                 .root
                 .read_link(path)
                 .map_err(WriteError::node(path, "backing up"))?;
+            // Durable as write_atomic makes a file backup: the link is in its directory.
+            let dir = dst.parent().unwrap_or(Path::new("/"));
             self.root
                 .symlink(&target, &dst)
+                .and_then(|()| self.root.sync_dir(dir))
                 .map_err(WriteError::node(&dst, "backing up"))?;
         } else {
             let (_, bytes) = self
@@ -261,12 +267,17 @@ impl StateDir {
         Ok(Some(dst))
     }
 
-    /// Keeps the newest `keep_backups` backup generations, and always this process's
-    /// own (a rollback of this pass restores from it). Only real directories named as
+    /// Keeps the newest `keep_backups` backup generations, always this process's own
+    /// (a rollback of this pass restores from it) and every generation a restart owed
+    /// by an earlier pass names (its rollback restores from that one; a record that
+    /// cannot be read keeps them all). Only real directories named as
     /// [`Self::new_backup_dir`] names them are generations: anything else in `backup`
     /// is not the agent's to delete, and nothing is followed through a symlink.
     pub(super) fn prune_backups(&self) {
-        let generations = match self.generations() {
+        let (generations, owed) = match self
+            .generations()
+            .and_then(|g| Ok((g, self.owed_generations()?)))
+        {
             Ok(g) => g,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot prune old backups");
@@ -280,7 +291,7 @@ impl StateDir {
             .clone();
         let excess = generations.len().saturating_sub(self.keep_backups);
         for dir in &generations[..excess] {
-            if own.as_ref() == Some(dir) {
+            if own.as_ref() == Some(dir) || owed.contains(dir) {
                 continue;
             }
             if let Err(e) = self.root.remove_dir_all(dir) {
@@ -315,9 +326,16 @@ impl StateDir {
         if self.swept.swap(true, Ordering::SeqCst) {
             return;
         }
-        // Where the agent writes: its records, right in the state directory, and the
-        // backups, anywhere inside a generation. Nothing else is walked.
+        // Where the agent writes: its records, right in the state directory, the CA
+        // rotations' records and backups, and the backups, anywhere inside a
+        // generation. Nothing else is walked, and no symlink is followed.
         self.sweep_temp_files(&self.dir, false);
+        let rotations = self.path(ROTATIONS);
+        if let Ok(Some(m)) = self.root.symlink_metadata(&rotations) {
+            if m.is_dir() {
+                self.sweep_temp_files(&rotations, true);
+            }
+        }
         if let Ok(generations) = self.generations() {
             for g in generations {
                 self.sweep_temp_files(&g, true);
@@ -561,13 +579,16 @@ mod tests {
             .join("etc/kubernetes/pki");
         let other = state.join("elsewhere");
         std::fs::create_dir_all(&other).unwrap();
+        let rotation = state.join("rotations/etcd-ca/backup/etc/kubernetes/pki/etcd");
+        std::fs::create_dir_all(&rotation).unwrap();
         let tmp = ".x.cert-rotator.tmp";
-        for dir in [&state, &generation, &other] {
+        for dir in [&state, &generation, &other, &rotation] {
             std::fs::write(dir.join(tmp), b"").unwrap();
         }
         StateDir::new(s.root(), s.dir(), 100).sweep_once();
         assert!(!state.join(tmp).exists());
         assert!(!generation.join(tmp).exists());
+        assert!(!rotation.join(tmp).exists(), "a CA rotation's backup");
         assert!(
             other.join(tmp).exists(),
             "not a directory the agent writes into"

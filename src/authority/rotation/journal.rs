@@ -102,7 +102,7 @@ pub fn slug(ca: &str) -> String {
 
 /// Node path of a CA's rotation directory.
 pub fn rotation_dir(state: &StateDir, ca: &str) -> PathBuf {
-    state.path("rotations").join(slug(ca))
+    state.path(crate::write::state::ROTATIONS).join(slug(ca))
 }
 
 pub fn journal_path(state: &StateDir, ca: &str) -> PathBuf {
@@ -151,7 +151,7 @@ pub fn read(state: &StateDir, ca: &str) -> Result<Option<RotationJournal>, Journ
 
 /// Writes the journal atomically, 0600.
 pub fn write(state: &StateDir, j: &RotationJournal) -> Result<(), WriteError> {
-    let rel = Path::new("rotations")
+    let rel = Path::new(crate::write::state::ROTATIONS)
         .join(slug(&j.ca))
         .join("journal.json");
     let dir = rotation_dir(state, &j.ca);
