@@ -55,6 +55,18 @@ fn within(p: &Path, dir: &Path) -> bool {
 /// Checks `state_dir` and `metrics_file` against the managed paths, every path passed
 /// through `resolve` first (folding `..`, and on load also following the node's links).
 pub(super) fn check(s: &Settings, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<(), InvalidValue> {
+    // The same paths come up again and again (pki/ for a dozen files): each is asked of
+    // the node once per check, as every command loads the settings.
+    let known = std::cell::RefCell::new(std::collections::HashMap::<PathBuf, PathBuf>::new());
+    let once = |p: &Path| -> PathBuf {
+        if let Some(r) = known.borrow().get(p) {
+            return r.clone();
+        }
+        let r = resolve(p);
+        known.borrow_mut().insert(p.to_path_buf(), r.clone());
+        r
+    };
+    let resolve: &dyn Fn(&Path) -> PathBuf = &once;
     if s.keep_backups == 0 {
         return Err(InvalidValue::new(
             "keep_backups",
