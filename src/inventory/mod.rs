@@ -202,7 +202,7 @@ impl Signer {
 }
 
 /// What was read of a target.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Reading {
     pub cert: CertFacts,
     /// Further certificates in the same file (kubelet.crt's throwaway CA).
@@ -231,6 +231,27 @@ pub struct Reading {
     /// The file holding the key (key file, certificate-and-key file or kubeconfig) is
     /// open to group or others.
     pub open_key: Option<keys::OpenKey>,
+}
+
+/// By hand, not derived: `source` holds the whole file, which for a kubeconfig or the
+/// kubelet's .pem includes the private key; it shows as its length only.
+impl std::fmt::Debug for Reading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reading")
+            .field("cert", &self.cert)
+            .field("chain", &self.chain)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("key_algorithm", &self.key_algorithm)
+            .field("key_encoding", &self.key_encoding)
+            .field("signer", &self.signer)
+            .field("key", &self.key)
+            .field("source", &format_args!("<{} bytes>", self.source.len()))
+            .field("kubelet_link", &self.kubelet_link)
+            .field("alt_names", &self.alt_names)
+            .field("open_key", &self.open_key)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug)]

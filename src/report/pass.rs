@@ -45,14 +45,17 @@ pub enum Outcome {
 impl TargetResult {
     /// The line `renew`, `renew-all` and `cert-renew` print (tab-separated).
     pub fn line(&self) -> String {
+        // One record of tab-separated fields for scripts: a tab or newline inside a path
+        // or a reason is escaped, not left to split the record.
+        let path = self.path.display().to_string();
+        let path = crate::shown::printable(&path);
         match &self.outcome {
             Outcome::Renewed { serial, not_after } => format!(
-                "{}\trenewed\tnot_after={}\tserial={serial}",
-                self.path.display(),
+                "{path}\trenewed\tnot_after={}\tserial={serial}",
                 rfc3339(*not_after)
             ),
-            Outcome::Skipped(why) => format!("{}\tskipped\t{why}", self.path.display()),
-            Outcome::Failed(why) => format!("{}\tFAILED\t{why}", self.path.display()),
+            Outcome::Skipped(why) => format!("{path}\tskipped\t{}", crate::shown::printable(why)),
+            Outcome::Failed(why) => format!("{path}\tFAILED\t{}", crate::shown::printable(why)),
         }
     }
 }

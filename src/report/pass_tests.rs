@@ -287,3 +287,16 @@ fn the_kubernetes_events_go_by_kind_each_in_order() {
     assert_eq!(said[17], "true CertificateExpirationWarning inside its renewal window and not renewed by this pass: x /x.crt: external CA");
     assert_eq!(said.len(), 18);
 }
+
+#[test]
+fn a_result_line_keeps_one_record_of_tab_separated_fields_whatever_its_path_or_reason() {
+    let r = TargetResult {
+        name: "extra".into(),
+        path: "/etc/odd\tname\n.crt".into(),
+        outcome: Outcome::Failed("bad\tthing\nhere".into()),
+    };
+    let line = r.line();
+    assert!(!line.contains('\n'), "{line:?}");
+    assert_eq!(line.split('\t').count(), 3, "{line:?}");
+    assert!(line.contains("FAILED"), "{line:?}");
+}

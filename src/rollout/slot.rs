@@ -197,7 +197,16 @@ fn set_failed(state: &mut LockState, group: &str, failed: bool) -> bool {
 /// first) or without one (`ca rotate`): written to the record at once, so that the
 /// pass-start release that follows leaves a kept FleetLock slot held.
 fn record_failed(state: &StateDir, group: &str, failed: bool) {
-    let mut record = read_record(state);
+    // Read as it is, not as `read_record` starts afresh: writing an empty record over
+    // one that could not be read would drop the restarts it owes, and with them the
+    // backup generations pruning keeps for them.
+    let mut record = match state.read_json::<LockState>(coordination::STATE_FILE) {
+        Ok(r) => r.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(group, "restart lock record unreadable, left as it is (a kept slot may be given back by the next pass): {e}");
+            return;
+        }
+    };
     if !set_failed(&mut record, group, failed) {
         return;
     }

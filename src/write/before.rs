@@ -78,9 +78,20 @@ impl StateDir {
     /// rollback would take them for one ([`Self::writes_of`]). A file left (one that
     /// cannot be removed) is only a stricter rollback.
     pub(super) fn drop_before_images(&self, entries: &[JournalEntry]) {
+        let mut dirs: Vec<&Path> = Vec::new();
         for b in entries.iter().filter_map(|e| e.backup.as_deref()) {
             if let Err(e) = self.root().remove_file(b) {
                 tracing::warn!(backup = %b.display(), error = %e, "cannot remove the before-image of an undone change set");
+            }
+            if let Some(d) = b.parent().filter(|d| !dirs.contains(d)) {
+                dirs.push(d);
+            }
+        }
+        // Durable, as every removal: a before-image back after a power failure would be
+        // taken for a write.
+        for d in dirs {
+            if let Err(e) = self.root().sync_dir(d) {
+                tracing::warn!(dir = %d.display(), error = %e, "cannot fsync a backup directory");
             }
         }
     }
